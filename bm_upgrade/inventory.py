@@ -10,7 +10,6 @@ environment variable or a file.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -329,16 +328,13 @@ class _CrossFieldIssues(ValueError):
         super().__init__("; ".join(f"{i.path}: {i.message}" for i in issues))
 
 
-def _duplicates(names: list[str]) -> set[str]:
-    return {name for name, count in Counter(names).items() if count > 1}
-
-
 def _cross_field_issues(inv: Inventory) -> Iterator[FieldIssue]:  # noqa: PLR0912
-    region_dups = _duplicates([r.name for r in inv.regions])
+    seen_regions: set[str] = set()
     for ri, region in enumerate(inv.regions):
-        if region.name in region_dups:
+        if region.name in seen_regions:
             yield FieldIssue(f"regions[{ri}].name",
                              f"region name {region.name!r} is used twice; give each a unique name")
+        seen_regions.add(region.name)
 
     # Server, client and orchestrator names are unique across the whole cluster: they are
     # how steps, logs and the journal name a node.
@@ -430,11 +426,12 @@ def _cross_field_issues(inv: Inventory) -> Iterator[FieldIssue]:  # noqa: PLR091
         yield FieldIssue("target_version",
                          f"no kit of version {inv.target_version} is listed under kits; add "
                          "its url and sha256")
-    kit_dups = _duplicates([k.version for k in inv.kits])
+    seen_kits: set[str] = set()
     for ki, kit in enumerate(inv.kits):
-        if kit.version in kit_dups:
+        if kit.version in seen_kits:
             yield FieldIssue(f"kits[{ki}].version",
                              f"kit version {kit.version} is listed twice; keep one")
+        seen_kits.add(kit.version)
 
 
 # -- loading --------------------------------------------------------------------------------

@@ -244,11 +244,13 @@ def make_plan(inventory: Inventory, observed: Mapping[str, NodeState] | None = N
           lane="preflight", kind="check")
 
     # Kit: fetched once, staged on every host that runs a node still to upgrade.
+    hosts = _hosts_needing_kit(inventory, observed, target)
     b.next_stage()
     b.add("kit", cluster, "fetch", f"bigmemory-max-{target}.tar.gz downloaded, sha256 matches",
-          lane="kit")
+          lane="kit", skipped=not any(hosts.values()),
+          reason="" if any(hosts.values()) else f"every node already runs {target}")
     b.next_stage()
-    for host, pending in _hosts_needing_kit(inventory, observed, target).items():
+    for host, pending in hosts.items():
         b.add("kit", host, "stage", "kit and license uploaded to the host, sha256 matches",
               lane=f"kit/{host}", skipped=not pending,
               reason="" if pending else f"every node on {host} already runs {target}")
@@ -256,7 +258,7 @@ def make_plan(inventory: Inventory, observed: Mapping[str, NodeState] | None = N
     b.next_stage()
     for region in inventory.regions:
         for stripe in region.stripes:
-            _stripe_steps(b, inventory, region, stripe, observed, options)
+            _StripePlanner(b, region, stripe, observed, options).plan()
 
     b.next_stage()
     b.add("verify", cluster, "verify-servers",
@@ -298,115 +300,152 @@ def _server_state(server: Server, stripe: Stripe,
     return NodeState(running=True, version=None, state=assumed)
 
 
-def _stripe_steps(b: _Builder, inventory: Inventory, region: Region, stripe: Stripe,
-                  observed: Mapping[str, NodeState], options: PlanOptions) -> None:
-    """One stripe's server steps, in strict order, on one lane."""
-    target = options.target_version
-    lane = f"servers/{region.name}/{stripe.name}"
-    state = {s.name: _server_state(s, stripe, observed) for s in stripe.servers}
+class _StripePlanner:
+    """Plans one stripe's server steps, in strict order, on one lane.
 
-    def add(server: str, action: str, waits_for: str, *, skip: str = "",
-            detail: str = "") -> None:
-        b.add("servers", server, action, waits_for, lane=lane, region=region.name,
-              stripe=stripe.name, skipped=bool(skip), reason=skip, detail=detail)
+    It keeps the state each step is expected to leave behind, so every decision is taken
+    against the state at that point of the plan: that is what keeps one server down at most.
+    """
 
-    install_note = "move the old kit aside" if options.keep_previous_kit else "remove the old kit"
-    if options.delete_dirty_backups:
-        install_note += ", delete dirty-objectdb backups"
-    install_note += f", unpack {target}, put the license in the kit root"
+    def __init__(self, b: _Builder, region: Region, stripe: Stripe,
+                 observed: Mapping[str, NodeState], options: PlanOptions) -> None:
+        self.b = b
+        self.region = region
+        self.stripe = stripe
+        self.target = options.target_version
+        self.options = options
+        self.single = len(stripe.servers) == 1
+        self.preferred = stripe.preferred_active()
+        self.state = {s.name: _server_state(s, stripe, observed) for s in stripe.servers}
 
-    def bring_back(name: str) -> None:
-        """Steps for a server that is down (install if needed, start, confirm)."""
-        seen = state[name]
-        if seen.version != target:
-            add(name, "install", f"the kit root holds the {target} kit and "
-                                 "terracotta-license.key", detail=install_note)
-        add(name, "start", "the start script launched the server detached")
-        if len(stripe.servers) == 1:
-            add(name, "confirm-active", f"{name} is ACTIVE-COORDINATOR on {target}")
-            state[name] = NodeState(True, target, ACTIVE)
+    def plan(self) -> None:
+        self.bring_back_down_servers()
+        self.confirm_starting_servers()
+        self.upgrade_mirrors()
+        self.upgrade_active()
+        if self.options.failback:
+            self.fail_back()
+
+    # -- rules, in the order they apply ----------------------------------------------------
+    def bring_back_down_servers(self) -> None:
+        """A server that is down is brought back first: never two down at once."""
+        for name, seen in list(self.state.items()):
+            if seen.running:
+                continue
+            successor = self.takeover_candidate(name)
+            if self.active_name() is None and successor:
+                self.add(successor, "wait-failover", f"{successor} is ACTIVE-COORDINATOR")
+                self.set(successor, True, self.state[successor].version, ACTIVE)
+            self.bring_back(name)
+
+    def confirm_starting_servers(self) -> None:
+        """A server on the target still starting or syncing is confirmed before going on."""
+        for name, seen in list(self.state.items()):
+            if seen.running and seen.version == self.target and seen.state not in (ACTIVE,
+                                                                                   STANDBY):
+                self.confirm(name)
+
+    def upgrade_mirrors(self) -> None:
+        """Every mirror, in inventory order, before the active."""
+        for name, seen in list(self.state.items()):
+            if name == self.active_name():
+                continue
+            if seen.version == self.target:
+                self.add(name, "upgrade", f"{name} on {self.target}",
+                         skip=f"already runs {self.target} and is {seen.state or 'up'}")
+                continue
+            self.add(name, "stop", "the stop script reported success and the process exited")
+            self.set(name, False, seen.version, None)
+            self.bring_back(name)
+
+    def upgrade_active(self) -> None:
+        """The active, through a controlled failover to a PASSIVE-STANDBY mirror."""
+        active = self.active_name()
+        if active is None:
+            return
+        if self.state[active].version == self.target:
+            self.add(active, "upgrade", f"{active} on {self.target}",
+                     skip=f"already runs {self.target} and is ACTIVE-COORDINATOR")
+            return
+        if self.single:
+            self.add(active, "stop", "stopped (downtime: this stripe has no mirror)")
+            self.set(active, False, self.state[active].version, None)
         else:
-            add(name, "confirm-standby", f"{name} is PASSIVE-STANDBY and version.sh prints "
-                                         f"{target}")
-            state[name] = NodeState(True, target, STANDBY)
+            self.fail_over_from(active, "failover-stop",
+                                "a mirror is PASSIVE-STANDBY before the stop; the process "
+                                "exited")
+        self.bring_back(active)
 
-    def active_name() -> str | None:
-        return next((n for n, s in state.items() if s.running and s.state == ACTIVE), None)
+    def fail_back(self) -> None:
+        """Return the ACTIVE role to the stripe's preferred server."""
+        current = self.active_name()
+        if self.preferred is None or self.single or current is None:
+            return
+        name = self.preferred.name
+        if current == name:
+            self.add(name, "failback", f"{name} is ACTIVE-COORDINATOR",
+                     skip=f"{name} is already the ACTIVE")
+            return
+        self.fail_over_from(current, "failback-stop",
+                            f"{name} is PASSIVE-STANDBY before the stop; the process exited")
+        self.bring_back(current)
 
-    preferred = stripe.preferred_active()
+    # -- building blocks -------------------------------------------------------------------
+    def add(self, server: str, action: str, waits_for: str, *, skip: str = "",
+            detail: str = "") -> None:
+        self.b.add("servers", server, action, waits_for,
+                   lane=f"servers/{self.region.name}/{self.stripe.name}",
+                   region=self.region.name, stripe=self.stripe.name, skipped=bool(skip),
+                   reason=skip, detail=detail)
 
-    def takeover_candidate(excluding: str) -> str | None:
+    def set(self, name: str, running: bool, version: str | None, state: str | None) -> None:
+        self.state[name] = NodeState(running, version, state)
+
+    def active_name(self) -> str | None:
+        return next((n for n, s in self.state.items() if s.running and s.state == ACTIVE),
+                    None)
+
+    def takeover_candidate(self, excluding: str) -> str | None:
         # The real election picks any PASSIVE-STANDBY mirror; the plan predicts the preferred
         # server, else the first in inventory order, and the procedure acts on whichever
         # actually took over.
-        order = sorted(state, key=lambda n: preferred is None or n != preferred.name)
-        return next((n for n in order if n != excluding and state[n].running
-                     and state[n].state == STANDBY), None)
+        preferred = self.preferred.name if self.preferred else None
+        order = sorted(self.state, key=lambda n: n != preferred)
+        return next((n for n in order if n != excluding and self.state[n].running
+                     and self.state[n].state == STANDBY), None)
 
-    def fail_over_from(name: str, action: str, waits: str) -> None:
-        add(name, action, waits)
-        state[name] = NodeState(False, state[name].version, None)
-        successor = takeover_candidate(name)
-        add(successor or name, "wait-failover",
-            f"{successor or 'a mirror'} is ACTIVE-COORDINATOR (election time)")
+    def install_detail(self) -> str:
+        note = "move the old kit aside" if self.options.keep_previous_kit else \
+            "remove the old kit"
+        if self.options.delete_dirty_backups:
+            note += ", delete dirty-objectdb backups"
+        return note + f", unpack {self.target}, put the license in the kit root"
+
+    def bring_back(self, name: str) -> None:
+        """Steps for a server that is down: install if needed, start, confirm."""
+        if self.state[name].version != self.target:
+            self.add(name, "install", f"the kit root holds the {self.target} kit and "
+                                      "terracotta-license.key", detail=self.install_detail())
+        self.add(name, "start", "the start script launched the server detached")
+        self.confirm(name)
+
+    def confirm(self, name: str) -> None:
+        if self.single:
+            self.add(name, "confirm-active", f"{name} is ACTIVE-COORDINATOR on {self.target}")
+            self.set(name, True, self.target, ACTIVE)
+        else:
+            self.add(name, "confirm-standby", f"{name} is PASSIVE-STANDBY and version.sh "
+                                              f"prints {self.target}")
+            self.set(name, True, self.target, STANDBY)
+
+    def fail_over_from(self, name: str, action: str, waits_for: str) -> None:
+        self.add(name, action, waits_for)
+        self.set(name, False, self.state[name].version, None)
+        successor = self.takeover_candidate(name)
+        self.add(successor or name, "wait-failover",
+                 f"{successor or 'a mirror'} is ACTIVE-COORDINATOR (election time)")
         if successor:
-            state[successor] = NodeState(True, state[successor].version, ACTIVE)
-
-    # 1. A server that is down is brought back first: never two down at once.
-    for name, seen in list(state.items()):
-        if not seen.running:
-            if active_name() is None and takeover_candidate(name):
-                successor = takeover_candidate(name)
-                assert successor is not None
-                add(successor, "wait-failover", f"{successor} is ACTIVE-COORDINATOR")
-                state[successor] = NodeState(True, state[successor].version, ACTIVE)
-            bring_back(name)
-    # 2. A server on the target still starting or syncing: confirm it before going on.
-    for name, seen in state.items():
-        if seen.running and seen.version == target and seen.state not in (ACTIVE, STANDBY):
-            if len(stripe.servers) == 1:
-                add(name, "confirm-active", f"{name} is ACTIVE-COORDINATOR on {target}")
-                state[name] = NodeState(True, target, ACTIVE)
-            else:
-                add(name, "confirm-standby", f"{name} is PASSIVE-STANDBY and version.sh "
-                                             f"prints {target}")
-                state[name] = NodeState(True, target, STANDBY)
-    # 3. Mirrors, in inventory order.
-    for name, seen in list(state.items()):
-        if name == active_name():
-            continue
-        if seen.version == target:
-            add(name, "upgrade", f"{name} on {target}",
-                skip=f"already runs {target} and is {seen.state or 'up'}")
-            continue
-        add(name, "stop", "the stop script reported success and the process exited")
-        state[name] = NodeState(False, seen.version, None)
-        bring_back(name)
-    # 4. The active: a controlled failover to a PASSIVE-STANDBY mirror.
-    active = active_name()
-    if active is not None:
-        if state[active].version == target:
-            add(active, "upgrade", f"{active} on {target}",
-                skip=f"already runs {target} and is ACTIVE-COORDINATOR")
-        elif len(stripe.servers) == 1:
-            add(active, "stop", "stopped (downtime: this stripe has no mirror)")
-            state[active] = NodeState(False, state[active].version, None)
-            bring_back(active)
-        else:
-            fail_over_from(active, "failover-stop",
-                           "a mirror is PASSIVE-STANDBY before the stop; the process exited")
-            bring_back(active)
-    # 5. Failback to the preferred server.
-    current = active_name()
-    if options.failback and preferred and len(stripe.servers) > 1 and current:
-        if current == preferred.name:
-            add(preferred.name, "failback", f"{preferred.name} is ACTIVE-COORDINATOR",
-                skip=f"{preferred.name} is already the ACTIVE")
-        else:
-            fail_over_from(current, "failback-stop",
-                           f"{preferred.name} is PASSIVE-STANDBY before the stop; "
-                           "the process exited")
-            bring_back(current)
+            self.set(successor, True, self.state[successor].version, ACTIVE)
 
 
 def _client_steps(b: _Builder, inventory: Inventory, observed: Mapping[str, NodeState],

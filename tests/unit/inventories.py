@@ -1,0 +1,89 @@
+"""Builders of inventory data for tests (plain dicts, as YAML would give them)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+KIT_SHA = "ab" * 32
+
+
+def server(name: str, host: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "host": host,
+        "install_dir": "/opt/terracotta/bigmemory-max",
+        "tc_config": "/etc/terracotta/tc-config.xml",
+        "data_dir": f"/var/lib/terracotta/{name}/data",
+        **extra,
+    }
+
+
+def client(name: str, host: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "host": host,
+        "lib_dir": "/opt/app/lib",
+        "stop_command": "app stop",
+        "start_command": "app start",
+    }
+
+
+def orchestrator(name: str, host: str, role: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "host": host,
+        "install_dir": "/opt/terracotta/bigmemory-max",
+        "wan_xml": "/etc/terracotta/wan.xml",
+        "role": role,
+    }
+
+
+def minimal(**overrides: Any) -> dict[str, Any]:
+    """A valid one-region, one-stripe, two-server inventory."""
+    data: dict[str, Any] = {
+        "cluster": "test",
+        "target_version": "4.2.1",
+        "kits": [
+            {"version": "4.2.1", "url": "http://127.0.0.1/k-4.2.1.tar.gz", "sha256": KIT_SHA},
+            {"version": "4.2.0", "url": "file:///srv/k-4.2.0.tar.gz", "sha256": KIT_SHA},
+        ],
+        "license_file": "/etc/bm/terracotta-license.key",
+        "ssh": {"user": "tc", "key_file": "/keys/id", "known_hosts": "/keys/known_hosts"},
+        "persistent": True,
+        "regions": [
+            {
+                "name": "east",
+                "stripes": [
+                    {"name": "stripe1",
+                     "servers": [server("tsa-a1", "10.0.0.1"), server("tsa-a2", "10.0.0.2")]},
+                ],
+                "clients": [client("app1", "10.0.1.1")],
+            }
+        ],
+    }
+    data.update(overrides)
+    return copy.deepcopy(data)
+
+
+def two_regions_wan() -> dict[str, Any]:
+    """Two regions, two stripes each, clients and WAN orchestrators."""
+    data = minimal()
+    regions = []
+    for r, name in enumerate(("east", "west")):
+        stripes = []
+        for s in range(2):
+            stripes.append({
+                "name": f"stripe{s + 1}",
+                "servers": [server(f"{name}-s{s + 1}-{i}", f"10.{r}.{s}.{i}") for i in (1, 2)],
+            })
+        regions.append({
+            "name": name,
+            "stripes": stripes,
+            "clients": [client(f"{name}-app{i}", f"10.{r}.9.{i}") for i in (1, 2)],
+            "orchestrators": [orchestrator(f"{name}-wan-m", f"10.{r}.8.1", "master"),
+                              orchestrator(f"{name}-wan-s", f"10.{r}.8.2", "standby")],
+        })
+    data["regions"] = regions
+    data["wan_master_region"] = "east"
+    return data
