@@ -107,3 +107,10 @@ def test_plan_unknown_target_is_a_user_error() -> None:
     result = bm("plan", str(EXAMPLE), "--to", "4.2.9")
     assert result.returncode == 2
     assert "no kit of version 4.2.9" in result.stderr
+
+
+def test_readme_example_is_the_validated_example() -> None:
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("## Annotated example inventory", 1)[1].split("```yaml\n", 1)[1]
+    block = block.split("```", 1)[0]
+    assert block.strip() == EXAMPLE.read_text().strip()
