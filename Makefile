@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 lint: setup
-	$(BIN)/ruff check bm_upgrade tests
+	$(BIN)/ruff check bm_upgrade tests bench
 	$(BIN)/mypy
 
 test: setup lint

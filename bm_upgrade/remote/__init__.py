@@ -1,0 +1,25 @@
+"""The one I/O seam to hosts: SSH over paramiko (the only package that imports paramiko).
+
+- :class:`Connection` (client.py): one host, lazily opened, reused; ``run``,
+  ``start_detached``, ``upload``.
+- :class:`HostPool` (pool.py): one connection per host; ``fan_out`` over a group of hosts.
+- quoting.py: every value placed in a command is quoted (``shell(argv)``).
+- transfer.py: uploads with skip / resume / sha256 check.
+- hostkeys.py, auth.py: known_hosts checking and the keys offered.
+"""
+
+from bm_upgrade.remote.client import CommandResult, Connection
+from bm_upgrade.remote.pool import GroupResult, HostPool
+from bm_upgrade.remote.quoting import Command, quote, shell
+from bm_upgrade.remote.transfer import UploadResult
+
+__all__ = [
+    "Command",
+    "CommandResult",
+    "Connection",
+    "GroupResult",
+    "HostPool",
+    "UploadResult",
+    "quote",
+    "shell",
+]

@@ -1,0 +1,51 @@
+"""Build shell command lines from argument vectors, quoting every value.
+
+Every value the tool places in a remote command goes through :func:`shell` (or
+:func:`quote`), so a path holding spaces, quotes or ``$(...)`` reaches the program as one
+literal argument and is never interpreted by the remote shell.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+
+Command = str | Sequence[str]
+"""A command: an argv list (quoted here) or a line the caller already built with quoting."""
+
+
+def quote(value: str) -> str:
+    """One value quoted for a POSIX shell."""
+    return shlex.quote(value)
+
+
+def shell(argv: Sequence[str]) -> str:
+    """An argv list as one shell command line, each element quoted.
+
+    Raises:
+        ValueError: the argv is empty, or a string was passed where a list was expected.
+    """
+    if isinstance(argv, str):
+        raise ValueError("shell() takes an argv list, not a string; split it into arguments")
+    if not argv:
+        raise ValueError("shell() needs at least the program to run")
+    return " ".join(shlex.quote(str(arg)) for arg in argv)
+
+
+def command_line(command: Command) -> str:
+    """The command line to send: a string as is, an argv list through :func:`shell`."""
+    return command if isinstance(command, str) else shell(command)
+
+
+def detached(argv: Sequence[str], log_path: str, cwd: str | None = None) -> str:
+    """A command line that starts ``argv`` detached from the SSH session and prints its pid.
+
+    The program runs in its own session (``setsid``), ignores the hang-up (``nohup``), reads
+    nothing and writes stdout and stderr to ``log_path``, so it survives the SSH connection
+    closing. Without job control a background job is not a process-group leader, so
+    ``setsid`` and ``nohup`` both ``exec`` in place and ``$!`` is the program's own pid.
+    """
+    start = (
+        f"setsid nohup {shell(argv)} >>{quote(log_path)} 2>&1 </dev/null & echo $!"
+    )
+    return f"cd {quote(cwd)} && {start}" if cwd else start

@@ -1,0 +1,123 @@
+"""The management REST API on the management-port (the TMC agent's endpoints).
+
+- ``GET  /tc-management-api/v2/local/stat``
+- ``POST /tc-management-api/v2/local/shutdown`` body ``{"forceStop": bool}``; 409 when it
+  would stop an ACTIVE-COORDINATOR that has no PASSIVE-STANDBY mirror and forceStop is false
+- ``GET  /tc-management-api/v2/agents/topologies/servers`` (every reachable server of the
+  cluster with its State and Version)
+- ``GET  /tc-management-api/v2/local/config`` (the tc-config.xml the server runs with)
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bm_upgrade.sandbox.kit_files.server.lib import tccommon
+    from bm_upgrade.sandbox.kit_files.server.lib.tcserver import Server
+else:
+    import tccommon
+
+API = "/tc-management-api/v2"
+
+
+def role_of(state: str) -> str:
+    """ACTIVE for ACTIVE-COORDINATOR, PASSIVE for PASSIVE-*, UNKNOWN otherwise."""
+    if state == "ACTIVE-COORDINATOR":
+        return "ACTIVE"
+    if state.startswith("PASSIVE"):
+        return "PASSIVE"
+    return "UNKNOWN"
+
+
+def topology(server: Server) -> dict[str, Any]:
+    """The cluster topology as the TMC agent reports it (unreachable servers are left out)."""
+    groups = []
+    for stripe in server.config["stripes"]:
+        members = []
+        for member in stripe["servers"]:
+            if member["name"] == server.name:
+                status: dict[str, Any] | None = server.status()
+            else:
+                try:
+                    status = tccommon.request(member["host"], member["group_port"],
+                                              {"op": "status"}, timeout_s=1.0)
+                except (OSError, ValueError):
+                    status = None
+            if status is None:
+                continue
+            members.append({"attributes": {
+                "Name": member["name"], "Host": member["host"],
+                "TSAPort": member["tsa_port"], "ManagementPort": member["management_port"],
+                "State": status["state"], "Role": role_of(str(status["state"])),
+                "Version": status["version"],
+            }})
+        groups.append({"name": stripe["name"], "servers": members})
+    return {"entities": [{"serverGroupEntities": groups}]}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "Terracotta-Management"
+    sys_version = ""
+    tc: Server  # set on the subclass made per server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the console log is the server's own."""
+
+    def _send(self, code: int, body: bytes, content_type: str = "application/json") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, code: int, payload: object) -> None:
+        self._send(code, json.dumps(payload, separators=(",", ":")).encode("utf-8"))
+
+    def do_GET(self) -> None:
+        """stat, topology, config."""
+        path = self.path.split("?", 1)[0].rstrip("/")
+        if path == f"{API}/local/stat":
+            state = self.tc.state
+            self._json(200, {"health": "OK", "role": role_of(state), "state": state,
+                             "managementPort": str(self.tc.me["management_port"]),
+                             "serverGroupName": self.tc.stripe["name"], "name": self.tc.name})
+        elif path == f"{API}/agents/topologies/servers":
+            self._json(200, topology(self.tc))
+        elif path == f"{API}/local/config":
+            self._send(200, self.tc.config_text.encode("utf-8"), "application/xml")
+        else:
+            self._json(404, {"error": f"no resource at {path}"})
+
+    def do_POST(self) -> None:
+        """shutdown."""
+        path = self.path.split("?", 1)[0].rstrip("/")
+        if path != f"{API}/local/shutdown":
+            self._json(404, {"error": f"no resource at {path}"})
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError:
+            self._json(400, {"error": 'the body must be JSON, e.g. {"forceStop": false}'})
+            return
+        force = bool(body.get("forceStop", False)) if isinstance(body, dict) else False
+        refusal = self.tc.shutdown_refusal(force)
+        if refusal:
+            self._json(409, {"error": refusal})
+            return
+        self._json(200, {"message": f"server {self.tc.name} is shutting down"})
+        self.tc.request_stop(0)
+
+
+def start_rest(server: Server) -> ThreadingHTTPServer:
+    """Serve the management API on the server's management port (raises OSError if taken)."""
+    handler = type("Handler", (_Handler,), {"tc": server})
+    httpd = ThreadingHTTPServer((server.me["host"], server.me["management_port"]), handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.5},
+                     daemon=True).start()
+    return httpd

@@ -1,0 +1,55 @@
+"""Talk to sandbox servers the way a client does (for ``sandbox verify`` and tests).
+
+The wire protocol (newline-delimited JSON on the tsa-port and tsa-group-port) is described in
+ENGINE.md and implemented once, in the kit's shared module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bm_upgrade.sandbox.kit_files.server.lib import tccommon
+
+stripe_for_key = tccommon.stripe_for_key
+
+
+class NotActive(Exception):
+    """The server answered but is not its stripe's ACTIVE-COORDINATOR."""
+
+
+def _ask(host: str, tsa_port: int, message: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    answer = tccommon.request(host, tsa_port, message, timeout_s=timeout_s)
+    if not answer.get("ok"):
+        if answer.get("error") == "not-active":
+            raise NotActive(f"{host}:{tsa_port} is {answer.get('state')}, not the active")
+        raise ValueError(f"{host}:{tsa_port} refused the request: {answer}")
+    return answer
+
+
+def read_key(host: str, tsa_port: int, key: str, timeout_s: float = 2.0) -> str | None:
+    """The value of ``key`` on the active at host:tsa_port (None when absent).
+
+    Raises:
+        NotActive: the server is not the active.
+        OSError: the server cannot be reached.
+    """
+    value = _ask(host, tsa_port, {"op": "get", "key": key}, timeout_s).get("value")
+    return None if value is None else str(value)
+
+
+def read_keys(host: str, tsa_port: int, keys: list[str],
+              timeout_s: float = 10.0) -> dict[str, str | None]:
+    """The values of many keys in one request (absent keys map to None)."""
+    values: dict[str, Any] = _ask(host, tsa_port, {"op": "get_many", "keys": list(keys)},
+                                  timeout_s).get("values", {})
+    return {key: None if values.get(key) is None else str(values[key]) for key in keys}
+
+
+def write_key(host: str, tsa_port: int, key: str, value: str, timeout_s: float = 10.0) -> None:
+    """Write one entry through the active (acknowledged once every standby has it)."""
+    _ask(host, tsa_port, {"op": "put", "key": key, "value": value}, timeout_s)
+
+
+def server_status(host: str, group_port: int, timeout_s: float = 2.0) -> dict[str, Any]:
+    """A server's status on its tsa-group-port: name, state, version, group, epoch."""
+    return tccommon.request(host, group_port, {"op": "status"}, timeout_s=timeout_s)

@@ -1,0 +1,37 @@
+"""tc-config.xml for the sandbox's regions (TERRACOTTA.md's format).
+
+The writer and the reader live in the kit's shared module: the server program reads what
+this writes, and both must agree on every element.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bm_upgrade.sandbox.kit_files.server.lib import tccommon
+
+ConfigError = tccommon.ConfigError
+
+
+def write_tc_config(path: Path, *, stripes: list[dict[str, Any]], persistent: bool,
+                    reconnect_window_s: float, election_s: float) -> None:
+    """Write one region's tc-config.xml.
+
+    Args:
+        path: where to write (parents created).
+        stripes: ``[{"name": group name, "servers": [{"name", "host", "data", "logs",
+            "tsa_port", "jmx_port", "group_port", "management_port"}]}]``.
+        persistent: ``<restartable enabled="true"/>``.
+        reconnect_window_s: ``<client-reconnect-window>``.
+        election_s: ``election-time`` of every mirror group.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(tccommon.render_tc_config(stripes, persistent=persistent,
+                                              reconnect_window_s=reconnect_window_s,
+                                              election_s=election_s), encoding="utf-8")
+
+
+def read_tc_config(path: Path) -> dict[str, Any]:
+    """Parse a tc-config.xml the way the server program does (raises ConfigError)."""
+    return tccommon.parse_tc_config(path.read_text(encoding="utf-8"))

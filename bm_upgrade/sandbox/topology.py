@@ -1,0 +1,378 @@
+"""The sandbox topology file: what `bm-upgrade sandbox up` builds.
+
+```yaml
+name: demo                  # optional; the inventory's cluster name (default: from DIR)
+version: 4.2.0              # what the cluster runs at start
+kits: [4.2.0, 4.2.1]        # kits built and served over HTTP for upgrades
+persistent: true
+reconnect_window_s: 10      # optional, <client-reconnect-window>
+regions:
+  - name: east
+    wan_role: master        # master | replica (optional; inert until orchestrators exist)
+    stripes: 2
+    mirrors: 1              # mirrors per stripe; 0 = no HA
+    clients: 2
+    orchestrators: {master: 0, standby: 0}
+timing: {start_s: 0.5, election_s: 1.0, sync_s: 1.0, sync_s_per_mb: 0.0}
+```
+
+:func:`load_topology` reports every problem at once, each naming the field and the fix.
+A name (``small``, ``demo``) instead of a path loads a topology shipped in ``topologies/``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SHIPPED = Path(__file__).with_name("topologies")
+VERSION_RE = re.compile(r"^4\.2\.\d+$")
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,23}$")
+CLUSTER_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
+MAX_HOSTS = 250  # one /24 loopback block; .254 serves the kits
+_TOP_KEYS = {"name", "version", "kits", "persistent", "reconnect_window_s", "regions", "timing"}
+_REGION_KEYS = {"name", "wan_role", "stripes", "mirrors", "clients", "orchestrators"}
+_TIMING_KEYS = {"start_s", "election_s", "sync_s", "sync_s_per_mb"}
+
+
+class TopologyError(Exception):
+    """The topology file cannot be used; ``issues`` lists every problem (field: fix)."""
+
+    def __init__(self, file: str, issues: list[str]) -> None:
+        self.file = file
+        self.issues = list(issues)
+        lines = [f"{file}: {len(self.issues)} problem(s) in this topology:"]
+        lines += [f"  - {file}: {issue}" for issue in self.issues]
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Sandbox time scale, in seconds (kept small in tests)."""
+
+    start_s: float = 0.5
+    election_s: float = 1.0
+    sync_s: float = 1.0
+    sync_s_per_mb: float = 0.0
+
+
+@dataclass(frozen=True)
+class RegionSpec:
+    name: str
+    stripes: int
+    mirrors: int
+    clients: int
+    wan_role: str | None = None
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A validated topology."""
+
+    version: str
+    kits: tuple[str, ...]
+    persistent: bool
+    regions: tuple[RegionSpec, ...]
+    timing: Timing = field(default_factory=Timing)
+    name: str | None = None
+    reconnect_window_s: float = 10.0
+
+    def host_count(self) -> int:
+        return sum(r.stripes * (1 + r.mirrors) + r.clients for r in self.regions)
+
+
+def resolve(path_or_name: str | Path) -> Path:
+    """A path as given, or the shipped topology of that name (``small``: topologies/small.yaml)."""
+    path = Path(path_or_name)
+    shipped = SHIPPED / f"{path_or_name}.yaml"
+    if path.is_file() or path.suffix or "/" in str(path_or_name) or not shipped.is_file():
+        return path
+    return shipped
+
+
+def shipped_names() -> list[str]:
+    return sorted(p.stem for p in SHIPPED.glob("*.yaml"))
+
+
+def load_topology(path_or_name: str | Path) -> Topology:
+    """Read and validate a topology file (or a shipped name); raises TopologyError."""
+    path = resolve(path_or_name)
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TopologyError(file, ["no such file; give a path or one of the shipped names "
+                                   f"{shipped_names()}"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TopologyError(file, [f"cannot read the file ({exc})"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise TopologyError(file, [f"malformed YAML{where}; fix the syntax"]) from None
+    return parse_topology(data, file)
+
+
+def parse_topology(data: Any, file: str = "<topology>") -> Topology:  # noqa: PLR0912
+    """Validate parsed YAML; raises TopologyError listing every problem."""
+    issues: list[str] = []
+    if not isinstance(data, dict):
+        raise TopologyError(file, ["the top level must be a mapping with version, kits, "
+                                   "persistent, regions (see the README)"])
+    _unknown(data, _TOP_KEYS, "", issues)
+    version = data.get("version")
+    if version is None:
+        issues.append("version: required; the version the cluster runs at start, e.g. 4.2.0")
+    elif not VERSION_RE.match(str(version)):
+        issues.append(f"version: {version!r} is not a BigMemory Max 4.2 maintenance version; "
+                      "write it like 4.2.0 (quote it if YAML reads it as a number)")
+    kits = data.get("kits", [version] if version is not None else [])
+    if not isinstance(kits, list) or not kits:
+        issues.append("kits: must be a non-empty list of versions, e.g. [4.2.0, 4.2.1]")
+        kits = []
+    for i, kit in enumerate(kits):
+        if not VERSION_RE.match(str(kit)):
+            issues.append(f"kits[{i}]: {kit!r} is not a 4.2 maintenance version; write it "
+                          "like 4.2.1 (the sandbox serves 4.2.x kits only)")
+    kits = [str(k) for k in kits]
+    if len(set(kits)) != len(kits):
+        issues.append("kits: a version is listed twice; list each once")
+    if version is not None and kits and str(version) not in kits:
+        issues.append(f"kits: the start version {version} is not listed; add it to kits")
+    persistent = data.get("persistent", True)
+    if not isinstance(persistent, bool):
+        issues.append(f"persistent: {persistent!r} must be true or false")
+    window = _number(data, "reconnect_window_s", 10.0, issues, "", low=0.1, high=600)
+    name = data.get("name")
+    if name is not None and not CLUSTER_RE.match(str(name)):
+        issues.append(f"name: {name!r} is not a valid cluster name; use letters, digits and "
+                      "'_', starting with a letter")
+    regions = _regions(data.get("regions"), issues)
+    timing = _timing(data.get("timing", {}), issues)
+    topology = None
+    if not issues:
+        topology = Topology(version=str(version), kits=tuple(kits), persistent=bool(persistent),
+                            regions=tuple(regions), timing=timing,
+                            name=None if name is None else str(name),
+                            reconnect_window_s=window)
+        if topology.host_count() > MAX_HOSTS:
+            issues.append(f"regions: {topology.host_count()} hosts (servers + clients) do not "
+                          f"fit one loopback block; use at most {MAX_HOSTS}")
+    if issues or topology is None:
+        raise TopologyError(file, issues)
+    return topology
+
+
+def _unknown(data: dict[str, Any], known: set[str], prefix: str, issues: list[str]) -> None:
+    for key in data:
+        if key not in known:
+            issues.append(f"{prefix}{key}: unknown key; remove it or check its spelling "
+                          f"(known: {', '.join(sorted(known))})")
+
+
+def _number(data: dict[str, Any], key: str, default: float, issues: list[str], prefix: str,
+            *, low: float, high: float) -> float:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        issues.append(f"{prefix}{key}: {value!r} must be a number from {low:g} to {high:g}")
+        return default
+    return float(value)
+
+
+def _count(data: dict[str, Any], key: str, default: int | None, issues: list[str], prefix: str,
+           *, low: int, high: int) -> int:
+    value = data.get(key, default)
+    if value is None:
+        issues.append(f"{prefix}{key}: required; a whole number from {low} to {high}")
+        return low
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        issues.append(f"{prefix}{key}: {value!r} must be a whole number from {low} to {high}")
+        return low
+    return value
+
+
+def _regions(raw: Any, issues: list[str]) -> list[RegionSpec]:
+    if not isinstance(raw, list) or not raw:
+        issues.append("regions: required; a list of regions, each with name, stripes, "
+                      "mirrors, clients")
+        return []
+    regions: list[RegionSpec] = []
+    for i, region in enumerate(raw):
+        where = f"regions[{i}]."
+        if not isinstance(region, dict):
+            issues.append(f"regions[{i}]: must be a mapping with name, stripes, mirrors, clients")
+            continue
+        _unknown(region, _REGION_KEYS, where, issues)
+        name = str(region.get("name", ""))
+        if not NAME_RE.match(name):
+            issues.append(f"{where}name: {region.get('name')!r} is not a valid region name; use "
+                          "up to 24 letters, digits, '-' or '_', starting with a letter")
+        role = region.get("wan_role")
+        if role not in (None, "master", "replica"):
+            issues.append(f"{where}wan_role: {role!r} must be master or replica (or omitted)")
+        orchestrators = region.get("orchestrators") or {}
+        if not isinstance(orchestrators, dict) or any(
+                not isinstance(v, int) or v != 0 for v in orchestrators.values()):
+            issues.append(f"{where}orchestrators: WAN orchestrators are not simulated by this "
+                          "sandbox yet; remove orchestrators or set {master: 0, standby: 0}")
+        regions.append(RegionSpec(
+            name=name,
+            stripes=_count(region, "stripes", None, issues, where, low=1, high=16),
+            mirrors=_count(region, "mirrors", 1, issues, where, low=0, high=3),
+            clients=_count(region, "clients", 1, issues, where, low=0, high=32),
+            wan_role=role if isinstance(role, str) else None))
+    names = [r.name for r in regions]
+    for i, name in enumerate(names):
+        if name and name in names[:i]:
+            issues.append(f"regions[{i}].name: region {name!r} is listed twice; give each "
+                          "region a unique name")
+    if sum(r.wan_role == "master" for r in regions) > 1:
+        issues.append("regions: more than one region has wan_role: master; name one master")
+    return regions
+
+
+def _timing(raw: Any, issues: list[str]) -> Timing:
+    if not isinstance(raw, dict):
+        issues.append("timing: must be a mapping such as {start_s: 0.5, election_s: 1.0, "
+                      "sync_s: 1.0}")
+        return Timing()
+    _unknown(raw, _TIMING_KEYS, "timing.", issues)
+    defaults = Timing()
+    return Timing(
+        start_s=_number(raw, "start_s", defaults.start_s, issues, "timing.", low=0, high=600),
+        election_s=_number(raw, "election_s", defaults.election_s, issues, "timing.",
+                           low=0.05, high=600),
+        sync_s=_number(raw, "sync_s", defaults.sync_s, issues, "timing.", low=0, high=3600),
+        sync_s_per_mb=_number(raw, "sync_s_per_mb", defaults.sync_s_per_mb, issues, "timing.",
+                              low=0, high=600))
+
+
+# -- hosts: where each node of a topology lives --------------------------------------------
+@dataclass(frozen=True)
+class ServerPlan:
+    """One server: its own host (loopback address) and folders under ``DIR/hosts/<host>``."""
+
+    name: str
+    region: str
+    stripe: str
+    index: int  # 0: the stripe's first server, started first so it becomes ACTIVE
+    host: str
+    directory: Path
+    tsa_port: int = 9510
+    jmx_port: int = 9520
+    group_port: int = 9530
+    management_port: int = 9540
+
+    @property
+    def root(self) -> Path:
+        return self.directory / "hosts" / self.host
+
+    @property
+    def install_dir(self) -> Path:
+        return self.root / "opt" / "terracotta" / "bigmemory-max"
+
+    @property
+    def tc_config(self) -> Path:
+        return self.root / "etc" / "tc-config.xml"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "var" / "terracotta" / self.name / "data"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "var" / "terracotta" / self.name / "logs"
+
+    @property
+    def console_log(self) -> Path:
+        return self.root / "logs" / f"{self.name}.console.log"
+
+    def tc_entry(self) -> dict[str, Any]:
+        """The server's entry for tcconfig.write_tc_config."""
+        return {"name": self.name, "host": self.host, "data": str(self.data_dir),
+                "logs": str(self.logs_dir), "tsa_port": self.tsa_port,
+                "jmx_port": self.jmx_port, "group_port": self.group_port,
+                "management_port": self.management_port}
+
+
+@dataclass(frozen=True)
+class ClientPlan:
+    """One client application on its own host."""
+
+    name: str
+    region: str
+    host: str
+    directory: Path
+
+    @property
+    def root(self) -> Path:
+        return self.directory / "hosts" / self.host
+
+    @property
+    def app_dir(self) -> Path:
+        return self.root / "opt" / self.name
+
+    @property
+    def lib_dir(self) -> Path:
+        return self.app_dir / "lib"
+
+    @property
+    def start_command(self) -> str:
+        return f"{self.app_dir / 'bin' / 'app.sh'} start"
+
+    @property
+    def stop_command(self) -> str:
+        return f"{self.app_dir / 'bin' / 'app.sh'} stop"
+
+    @property
+    def status_command(self) -> str:
+        return f"{self.app_dir / 'bin' / 'app.sh'} status"
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    servers: tuple[ServerPlan, ...]
+    clients: tuple[ClientPlan, ...]
+    kit_host: str  # the address serving the kits over HTTP
+
+    @property
+    def hosts(self) -> list[str]:
+        return [s.host for s in self.servers] + [c.host for c in self.clients]
+
+    def servers_of(self, region: str) -> list[ServerPlan]:
+        return [s for s in self.servers if s.region == region]
+
+    def stripes_of(self, region: str) -> list[tuple[str, list[ServerPlan]]]:
+        stripes: dict[str, list[ServerPlan]] = {}
+        for server in self.servers_of(region):
+            stripes.setdefault(server.stripe, []).append(server)
+        return list(stripes.items())
+
+
+def plan_hosts(topology: Topology, directory: Path, block: str) -> HostPlan:
+    """Name every node and give each its own address ``<block>.N`` (N from 1).
+
+    Servers are ``<region>-s<stripe>-<a|b|...>`` in stripes ``stripe<N>``; clients are
+    ``<region>-app<N>``; the kits are served from ``<block>.254``. Paths contain no symlink
+    (``directory`` is resolved) so the journal's paths match what the tool sees.
+    """
+    numbers = iter(range(1, 254))
+    servers: list[ServerPlan] = []
+    clients: list[ClientPlan] = []
+    for region in topology.regions:
+        for s in range(1, region.stripes + 1):
+            for m in range(region.mirrors + 1):
+                servers.append(ServerPlan(
+                    name=f"{region.name}-s{s}-{chr(ord('a') + m)}", region=region.name,
+                    stripe=f"stripe{s}", index=m, host=f"{block}.{next(numbers)}",
+                    directory=directory))
+    for region in topology.regions:
+        for c in range(1, region.clients + 1):
+            clients.append(ClientPlan(name=f"{region.name}-app{c}", region=region.name,
+                                      host=f"{block}.{next(numbers)}", directory=directory))
+    return HostPlan(servers=tuple(servers), clients=tuple(clients), kit_host=f"{block}.254")

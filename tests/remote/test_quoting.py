@@ -1,0 +1,50 @@
+"""Command building: every value quoted, so a shell reads each back as one literal argument."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bm_upgrade.remote.quoting import command_line, detached, shell
+
+NASTY = ["/opt/my kit/bin", "it's", 'say "hi"', "$(touch /tmp/pwned)", "`id`", "a;b|c&d",
+         "*", "~", "new\nline", ""]
+
+
+def test_shell_round_trips_nasty_values() -> None:
+    argv = ["printf", "%s\\0", *NASTY]
+    assert shlex.split(shell(argv)) == argv
+
+
+def test_shell_runs_in_a_real_shell() -> None:
+    out = subprocess.run(["sh", "-c", shell(["printf", "%s\\0", *NASTY])],
+                         capture_output=True, check=True).stdout
+    assert out.decode().split("\0")[:-1] == NASTY
+
+
+@given(st.lists(st.text(alphabet=st.characters(blacklist_characters="\0",
+                                              blacklist_categories=("Cs",))), min_size=1))
+def test_shell_round_trip_property(argv: list[str]) -> None:
+    assert shlex.split(shell(argv)) == argv
+
+
+def test_shell_refuses_strings_and_empty() -> None:
+    with pytest.raises(ValueError, match="argv list"):
+        shell("ls -l")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="at least"):
+        shell([])
+
+
+def test_command_line_passes_strings_through() -> None:
+    assert command_line("echo $HOME") == "echo $HOME"
+    assert command_line(["echo", "$HOME"]) == "echo '$HOME'"
+
+
+def test_detached_quotes_log_and_cwd() -> None:
+    line = detached(["run me", "x"], "/var/log/a b.log", cwd="/opt/$(x)")
+    assert line.startswith("cd '/opt/$(x)' && setsid nohup 'run me' x >>'/var/log/a b.log'")
+    assert line.endswith("& echo $!")

@@ -1,0 +1,147 @@
+"""Parsers of server-stat.sh, the REST stat/topology JSON, version.sh, wan.xml and /wan/status,
+on the exact formats of TERRACOTTA.md (saved under tests/fixtures/), and stripe health."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bm_upgrade.inventory import Orchestrator, Server, Stripe
+from bm_upgrade.probes import (
+    ServerStatus,
+    jar_version,
+    orchestrator_status_from_json,
+    parse_server_stat,
+    parse_version,
+    parse_wan_bind,
+    server_status_from_rest,
+    server_status_from_stat,
+    stripe_health,
+    version_from_topology,
+)
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+STATES = ["START-STATE", "PASSIVE-UNINITIALIZED", "PASSIVE-STANDBY", "ACTIVE-COORDINATOR",
+          "RECOVERING", "STOP-STATE"]
+
+
+def fixture(name: str) -> str:
+    return (FIXTURES / name).read_text(encoding="utf-8")
+
+
+def server(name: str, host: str = "10.0.0.11", port: int = 9540) -> Server:
+    return Server(name=name, host=host, install_dir="/opt/tc/bigmemory-max",
+                  tc_config="/etc/tc/tc-config.xml", data_dir=f"/var/tc/{name}/data",
+                  management_port=port)
+
+
+def status(name: str, state: str, reachable: bool = True) -> ServerStatus:
+    role = "ACTIVE" if state == "ACTIVE-COORDINATOR" else (
+        "PASSIVE" if state.startswith("PASSIVE") else "unknown")
+    return ServerStatus(name, "h", "OK" if reachable else "unknown", role, state, "4.2.1",
+                        reachable)
+
+
+def test_server_stat_two_blocks() -> None:
+    blocks = parse_server_stat(fixture("server-stat-4.2.txt"))
+    assert [b["prefix"] for b in blocks] == ["tsa-a1", "tsa-a2"]
+    assert blocks[0]["state"] == "ACTIVE-COORDINATOR"
+    assert blocks[1]["group name"] == "stripe1"
+
+
+def test_server_stat_status_by_name() -> None:
+    st = server_status_from_stat(server("tsa-a2", "10.0.0.12"), fixture("server-stat-4.2.txt"),
+                                 "4.2.1")
+    assert (st.health, st.role, st.state, st.version, st.reachable, st.group) == (
+        "OK", "PASSIVE", "PASSIVE-STANDBY", "4.2.1", True, "stripe1")
+
+
+def test_server_stat_unreachable_is_matched_by_host_and_has_no_version() -> None:
+    st = server_status_from_stat(server("tsa-a2", "10.0.0.12"),
+                                 fixture("server-stat-unreachable.txt"), "4.2.1")
+    assert not st.reachable
+    assert (st.health, st.role, st.state, st.version) == ("unknown",) * 3 + (None,)
+    assert st.error is not None and "Connection refused to 10.0.0.12:9540" in st.error
+
+
+@pytest.mark.parametrize("state", STATES)
+def test_server_stat_every_state(state: str) -> None:
+    role = {"ACTIVE-COORDINATOR": "ACTIVE", "PASSIVE-UNINITIALIZED": "PASSIVE",
+            "PASSIVE-STANDBY": "PASSIVE"}.get(state, "UNKNOWN")
+    text = fixture("server-stat-4.2.txt").replace("ACTIVE-COORDINATOR", state).replace(
+        "tsa-a1.role: ACTIVE", f"tsa-a1.role: {role}")
+    st = server_status_from_stat(server("tsa-a1"), text, "4.2.0")
+    assert (st.state, st.role, st.reachable) == (state, role, True)
+
+
+def test_server_stat_garbage_is_unreachable() -> None:
+    st = server_status_from_stat(server("tsa-a1"), "bash: server-stat.sh: not found\n", None)
+    assert not st.reachable and st.error
+
+
+def test_rest_stat_and_topology() -> None:
+    stat = json.loads(fixture("rest-stat.json"))
+    topo = json.loads(fixture("rest-topology.json"))
+    st = server_status_from_rest(server("tsa-a1"), stat, topo)
+    assert (st.health, st.role, st.state, st.version, st.group) == (
+        "OK", "ACTIVE", "ACTIVE-COORDINATOR", "4.2.1", "stripe1")
+    assert version_from_topology(topo, "tsa-a2") == "4.2.0"
+    assert version_from_topology(topo, "nobody") is None
+    assert server_status_from_rest(server("tsa-a1"), stat, None).version is None
+
+
+def test_version_sh() -> None:
+    assert parse_version(fixture("version-sh-4.2.1.txt")) == "4.2.1"
+    assert parse_version("Terracotta Enterprise 4.3.4.1.4, as of x") == "4.3.4.1.4"
+    assert parse_version("command not found") is None
+
+
+def test_jar_version_from_listing() -> None:
+    listing = "ehcache-ee-2.10.1.jar\nterracotta-toolkit-runtime-ee-4.2.1.jar\napp.jar\n"
+    assert jar_version(listing) == "4.2.1"
+    assert jar_version("app.jar\n") is None
+
+
+def test_wan_bind_and_status() -> None:
+    assert parse_wan_bind(fixture("wan.xml")) == ("127.0.0.1", 9889)
+    with pytest.raises(ValueError, match="bind"):
+        parse_wan_bind("<config/>")
+    orch = Orchestrator(name="wan-f-master", host="h", install_dir="/opt/k",
+                        wan_xml="/etc/wan.xml", role="master")
+    st = orchestrator_status_from_json(orch, json.loads(fixture("wan-status.json")))
+    assert (st.role, st.state, st.version, st.region) == ("master", "running", "4.2.1",
+                                                          "frankfurt")
+    assert [(c.name, c.state) for c in st.caches] == [("orders", "ACTIVE"),
+                                                      ("sessions", "RESYNCING")]
+
+
+def _stripe(n: int) -> Stripe:
+    return Stripe(name="stripe1", servers=[server(f"s{i}", f"10.0.0.{i}") for i in range(n)])
+
+
+def test_stripe_health_good() -> None:
+    health = stripe_health(_stripe(3), [status("s0", "ACTIVE-COORDINATOR"),
+                                        status("s1", "PASSIVE-STANDBY"),
+                                        status("s2", "PASSIVE-STANDBY")])
+    assert health.healthy and health.active == "s0" and health.standbys == ["s1", "s2"]
+
+
+@pytest.mark.parametrize(("states", "expected"), [
+    (["ACTIVE-COORDINATOR", "PASSIVE-UNINITIALIZED"], "not PASSIVE-STANDBY"),
+    (["PASSIVE-STANDBY", "PASSIVE-STANDBY"], "no ACTIVE"),
+    (["ACTIVE-COORDINATOR", "ACTIVE-COORDINATOR"], "split brain"),
+    (["ACTIVE-COORDINATOR", "RECOVERING"], "no PASSIVE-STANDBY mirror"),
+    (["START-STATE", "STOP-STATE"], "no ACTIVE"),
+])
+def test_stripe_health_problems(states: list[str], expected: str) -> None:
+    health = stripe_health(_stripe(2), [status(f"s{i}", s) for i, s in enumerate(states)])
+    assert not health.healthy
+    assert any(expected in p for p in health.problems), health.problems
+
+
+def test_stripe_health_unreachable_mirror() -> None:
+    health = stripe_health(_stripe(2), [status("s0", "ACTIVE-COORDINATOR"),
+                                        status("s1", "unknown", reachable=False)])
+    assert any("s1" in p and "unreachable" in p for p in health.problems)
