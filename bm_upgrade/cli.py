@@ -10,8 +10,14 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bm_upgrade.errors import BmUpgradeError, UserError
+from bm_upgrade.sandbox.cli import register as register_sandbox
+
+if TYPE_CHECKING:
+    from bm_upgrade.defs.launch import RunOutcome
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -59,6 +65,73 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return run_status(args.inventory, as_json=args.json)
 
 
+def _print_run_id(run_id: str) -> None:
+    print(f"run_id: {run_id}", flush=True)
+
+
+def _finish(outcome: RunOutcome) -> int:
+    if outcome.report:
+        print(outcome.report)
+    if not outcome.success:
+        print(f"failed: {outcome.failure}", file=sys.stderr)
+        print(f"after fixing the cause: bm-upgrade rerun {outcome.run_id}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from bm_upgrade.defs.launch import run_upgrade
+
+    overrides: dict[str, object] = {}
+    if args.allow_downtime:
+        overrides["allow_downtime"] = True
+    if args.accept_data_loss:
+        overrides["accept_data_loss"] = True
+    outcome = run_upgrade(args.inventory, target=args.to, dry_run=args.dry_run,
+                          overrides=overrides, on_run_id=_print_run_id)
+    return _finish(outcome)
+
+
+def _cmd_rerun(args: argparse.Namespace) -> int:
+    from bm_upgrade.defs.launch import rerun
+
+    return _finish(rerun(args.run_id, on_run_id=_print_run_id))
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    """Sandbox up, a full upgrade through the Dagster job while clients write, the report,
+    `sandbox verify`, sandbox down."""
+    import os
+    import tempfile
+
+    from bm_upgrade.defs.launch import run_upgrade
+    from bm_upgrade.sandbox import cluster
+
+    directory: Path = args.dir or Path(tempfile.mkdtemp(prefix="bm-upgrade-demo-"))
+    if not os.environ.get("DAGSTER_HOME"):
+        home = Path(tempfile.mkdtemp(prefix="bm-upgrade-dagster-"))
+        os.environ["DAGSTER_HOME"] = str(home)
+        print(f"DAGSTER_HOME was not set; run history goes to {home}", file=sys.stderr)
+    print(f"sandbox: starting topology {args.topology} in {directory}", file=sys.stderr)
+    try:
+        inventory = cluster.up(args.topology, directory,
+                               progress=lambda msg: print(f"sandbox: {msg}", file=sys.stderr))
+        outcome = run_upgrade(inventory, target=args.to, on_run_id=_print_run_id)
+        code = _finish(outcome)
+        result = cluster.verify(directory)
+        print(f"sandbox verify: {result['acked']} acknowledged writes, {result['lost']} lost")
+        if result["lost"]:
+            code = 1
+    except cluster.SandboxError as exc:
+        print(f"failed: demo sandbox in {directory}: {exc}", file=sys.stderr)
+        code = 1
+    finally:
+        if not args.keep:
+            cluster.down(directory)
+            print(f"sandbox in {directory} is down", file=sys.stderr)
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bm-upgrade",
@@ -88,12 +161,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_status)
 
-    try:
-        from bm_upgrade.sandbox.cli import register as register_sandbox
-    except ImportError:  # the sandbox is optional in a production install
-        pass
-    else:
-        register_sandbox(sub)
+    p = sub.add_parser("run", help="run the upgrade job through Dagster (shows in the UI)")
+    p.add_argument("inventory", metavar="INVENTORY")
+    p.add_argument("--to", metavar="VERSION", help="target version (default: the inventory's)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="probe everything, report every step, change nothing")
+    p.add_argument("--allow-downtime", action="store_true")
+    p.add_argument("--accept-data-loss", action="store_true")
+    p.set_defaults(handler=_cmd_run)
+
+    p = sub.add_parser("rerun", help="re-execute a failed run from its failed step")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.set_defaults(handler=_cmd_rerun)
+
+    p = sub.add_parser("demo", help="sandbox up + a full upgrade + a report, then down")
+    p.add_argument("--topology", default="demo", help="a shipped topology name or a file")
+    p.add_argument("--dir", type=Path, default=None, help="sandbox folder (default: temp)")
+    p.add_argument("--to", metavar="VERSION", default=None)
+    p.add_argument("--keep", action="store_true", help="leave the sandbox running")
+    p.set_defaults(handler=_cmd_demo)
+
+    register_sandbox(sub)
     return parser
 
 

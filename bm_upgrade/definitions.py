@@ -1,12 +1,45 @@
-"""The Dagster code location: `Definitions` for every cluster inventory.
+"""The Dagster code location: one ``upgrade_<cluster>`` job per inventory file.
 
-This is the only module besides `bm_upgrade/defs/` that imports dagster. The upgrade job per
-inventory file (`upgrade_<cluster>`), its sensors and schedules arrive with the upgrade job;
-until then the code location loads with no jobs, so `workspace.yaml` and `dagster dev` work.
+The inventories are the ``*.yaml`` files of the folder named by ``BM_UPGRADE_INVENTORY_DIR``
+(default: ``.sandbox/demo`` under the working folder, where `make demo` and `make ui` put the
+demo sandbox's inventory). This is the only module besides ``bm_upgrade/defs/`` that imports
+dagster and the only place that knows environments. A folder that does not exist yields a
+code location with no jobs; an invalid inventory fails the load with the inventory's own
+message (file, field, fix), which the UI shows.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import dagster as dg
 
-defs = dg.Definitions()
+from bm_upgrade.defs.jobs import build_upgrade_job
+from bm_upgrade.inventory import load_inventory
+
+INVENTORY_DIR_ENV = "BM_UPGRADE_INVENTORY_DIR"
+DEFAULT_INVENTORY_DIR = Path(".sandbox") / "demo"
+
+
+def inventory_dir() -> Path:
+    return Path(os.environ.get(INVENTORY_DIR_ENV) or DEFAULT_INVENTORY_DIR).expanduser()
+
+
+def inventory_files(folder: Path) -> list[Path]:
+    """The inventory files of ``folder`` (``*.yaml`` and ``*.yml``), sorted."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir()
+                  if p.suffix in {".yaml", ".yml"} and p.is_file())
+
+
+def build_definitions(folder: Path | None = None) -> dg.Definitions:
+    jobs = []
+    for path in inventory_files(folder or inventory_dir()):
+        resolved = str(path.resolve())
+        jobs.append(build_upgrade_job(load_inventory(resolved), resolved))
+    return dg.Definitions(jobs=jobs)
+
+
+defs = build_definitions()

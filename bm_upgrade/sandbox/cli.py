@@ -36,6 +36,18 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_verify)
 
+    p = sub.add_parser(
+        "fault", help="inject a fault (or --clear faults) for tests and rehearsals",
+        description="KIND: no-sync SERVER | crash-on-start VERSION|NAME | host-down HOST|NAME "
+                    "| kill NAME | expired-license license|NAME|HOST | slow-stop NAME "
+                    "[--seconds S]. --clear [TARGET] clears every fault (on TARGET).")
+    p.add_argument("--dir", required=True, type=Path, metavar="DIR")
+    p.add_argument("--clear", action="store_true", help="clear faults instead of injecting")
+    p.add_argument("--seconds", type=float, default=None, metavar="S",
+                   help="slow-stop: how much longer a stop takes (default 5)")
+    p.add_argument("args", nargs="*", metavar="KIND TARGET")
+    p.set_defaults(handler=_cmd_fault)
+
 
 def _cmd_up(args: argparse.Namespace) -> int:
     from bm_upgrade.sandbox import cluster, topology
@@ -88,3 +100,36 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         for stripe, counts in result["per_stripe"].items():
             print(f"  {stripe}: acked {counts['acked']}, lost {counts['lost']}")
     return 0 if result["lost"] == 0 else 1
+
+
+def _cmd_fault(args: argparse.Namespace) -> int:
+    from bm_upgrade.sandbox import faults
+
+    if args.clear:
+        if len(args.args) > 1:
+            print("error: sandbox fault --clear takes at most one TARGET", file=sys.stderr)
+            return 2
+        target = args.args[0] if args.args else None
+        try:
+            messages = faults.clear(args.dir, target)
+        except (faults.FaultError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print("\n".join(messages) or f"no fault to clear{f' on {target}' if target else ''}")
+        return 0
+    if len(args.args) != 2:
+        print(f"error: sandbox fault needs KIND TARGET (KIND: {', '.join(faults.KINDS)}), or "
+              "--clear [TARGET]", file=sys.stderr)
+        return 2
+    if args.seconds is not None and (args.seconds <= 0 or args.args[0] != "slow-stop"):
+        print("error: --seconds goes with slow-stop only, and must be > 0", file=sys.stderr)
+        return 2
+    try:
+        print(faults.inject(args.dir, args.args[0], args.args[1], seconds=args.seconds))
+    except faults.FaultError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"failed: sandbox fault {args.args[0]} {args.args[1]}: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -2,14 +2,15 @@
 
 ``up`` reserves a loopback block, lays out one root folder per host under ``DIR/hosts``,
 builds and serves the kits, starts one sshd per host, the servers (first server of each stripe
-first, so it becomes ACTIVE), then the client apps, and writes ``DIR/inventory.yaml``.
+first, so it becomes ACTIVE), then the client apps, then the WAN orchestrators (``wan.py``),
+and writes ``DIR/inventory.yaml``.
 ``down`` stops everything by PID, then anything still running from under DIR. ``verify``
 reads every ledger back from the current actives. Layout of DIR::
 
     sandbox.json  journal.jsonl  inventory.yaml  terracotta-license.key
     kits/bigmemory-max-<v>.tar.gz (+ .sha256)    served over HTTP on <block>.254:8080
     ssh/id_ed25519[.pub] ssh/known_hosts ssh/cmdwrap.pyc
-    hosts/<address>/{etc,opt,var,logs,run}       one per server / client
+    hosts/<address>/{etc,opt,var,logs,run}       one per server / client / orchestrator
     run/*.pid  ledgers/<client>.jsonl  faults/  cache/ (kits unpacked for client apps)
 """
 
@@ -28,15 +29,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bm_upgrade.sandbox import sshd
-from bm_upgrade.sandbox.topology import (
-    ClientPlan,
-    HostPlan,
-    ServerPlan,
-    Topology,
-    load_topology,
-    plan_hosts,
-)
+from bm_upgrade.sandbox import sshd, wan
+from bm_upgrade.sandbox.hosts import ClientPlan, HostPlan, OrchestratorPlan, ServerPlan, plan_hosts
+from bm_upgrade.sandbox.topology import Topology, load_topology
 
 KIT_PORT = 8080
 STAT_PATH = "/tc-management-api/v2/local/stat"
@@ -137,6 +132,7 @@ def _up(topology: Topology, directory: Path, timeout_s: float,
         for client in plan.clients:
             _run_as(user, ["/bin/sh", "-c", client.start_command], cwd=client.root)
         _wait_clients_write(directory, [c.name for c in plan.clients], deadline)
+    _start_wan(plan, user, deadline, say)
 
     inventory = write_inventory(topology, directory, plan, user=user, port=port,
                                 key_file=key.private, tarballs=tarballs)
@@ -163,9 +159,12 @@ def _write_sandbox_json(topology: Topology, directory: Path, plan: HostPlan, *, 
                    "sync_s": topology.timing.sync_s,
                    "sync_s_per_mb": topology.timing.sync_s_per_mb},
         "servers": {s.name: {"region": s.region, "stripe": s.stripe, "host": s.host,
-                             "tsa_port": s.tsa_port, "management_port": s.management_port}
+                             "tsa_port": s.tsa_port, "management_port": s.management_port,
+                             "install_dir": str(s.install_dir)}
                     for s in plan.servers},
         "clients": {c.name: {"region": c.region, "host": c.host} for c in plan.clients},
+        "orchestrators": wan.sandbox_json_entries(plan.orchestrators),
+        "wan_master_region": topology.wan_master_region(),
     }
     (directory / "sandbox.json").write_text(json.dumps(data, indent=2) + "\n",
                                             encoding="utf-8")
@@ -183,6 +182,8 @@ def _lay_out_hosts(topology: Topology, directory: Path, plan: HostPlan, tarball:
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(server_host, plan.servers))
+    if plan.orchestrators:
+        wan.lay_out(topology, plan.orchestrators, tarball, license_file)
     for region in topology.regions:
         stripes = [{"name": stripe, "servers": [s.tc_entry() for s in servers]}
                    for stripe, servers in plan.stripes_of(region.name)]
@@ -238,6 +239,19 @@ def _start_server(server: ServerPlan, user: str) -> None:
         server.console_log, user, cwd=server.root)
     pid_file = server.directory / "run" / f"script-server-{server.name}.pid"
     pid_file.write_text(f"{pid}\n", encoding="ascii")
+
+
+def _start_wan(plan: HostPlan, user: str, deadline: float, say: Callable[[str], None]) -> None:
+    try:
+        wan.start_all(plan.orchestrators, lambda orch: _start_orchestrator(orch, user),
+                      deadline, say)
+    except TimeoutError as exc:
+        raise SandboxError(str(exc)) from None
+
+
+def _start_orchestrator(orch: OrchestratorPlan, user: str) -> None:
+    _start_detached([str(orch.install_dir / "server" / "bin" / "start-wan.sh"),
+                     "-f", str(orch.wan_xml)], orch.console_log, user, cwd=orch.root)
 
 
 def server_stat(host: str, port: int, timeout_s: float = 1.0) -> dict[str, Any] | None:
@@ -315,6 +329,9 @@ def down(directory: Path, timeout_s: float = 10.0) -> list[int]:
     """Stop every process of the sandbox in ``directory``; idempotent. Returns the pids seen."""
     directory = directory.resolve()
     seen: set[int] = set()
+    from bm_upgrade.sandbox import faults
+
+    faults.resume_hosts(directory)  # a SIGSTOPped sshd would ignore SIGTERM
     # sshd first: no new commands start while the rest stops.
     for pid_file in directory.glob("hosts/*/run/sshd.pid"):
         try:
@@ -423,6 +440,8 @@ def write_inventory(topology: Topology, directory: Path, plan: HostPlan, *, user
             "stripes": [{"name": stripe, "servers": [_server_entry(s) for s in servers]}
                         for stripe, servers in plan.stripes_of(region.name)],
             "clients": [_client_entry(c) for c in plan.clients if c.region == region.name],
+            "orchestrators": [wan.inventory_entry(o) for o in plan.orchestrators
+                              if o.region == region.name],
         })
     newest = max(topology.kits, key=lambda v: tuple(int(p) for p in v.split(".")))
     inventory = {
@@ -436,6 +455,7 @@ def write_inventory(topology: Topology, directory: Path, plan: HostPlan, *, user
                 "connect_timeout_s": 5, "command_timeout_s": 60, "keepalive_s": 0},
         "probe_via": "rest",
         "persistent": topology.persistent,
+        "wan_master_region": topology.wan_master_region(),
         "regions": regions,
         "window": {"enabled": False},
         "policy": {"failback": True, "delete_dirty_backups": False, "keep_previous_kit": True,

@@ -8,11 +8,12 @@ persistent: true
 reconnect_window_s: 10      # optional, <client-reconnect-window>
 regions:
   - name: east
-    wan_role: master        # master | replica (optional; inert until orchestrators exist)
+    wan_role: master        # master | replica (needed, and used, when it has orchestrators)
     stripes: 2
     mirrors: 1              # mirrors per stripe; 0 = no HA
     clients: 2
-    orchestrators: {master: 0, standby: 0}
+    orchestrators: {master: 1, standby: 1}   # WAN orchestrators, each on its own host
+    replica_disconnect_behavior: reconnectResync   # or remainDisconnected (replica regions)
 timing: {start_s: 0.5, election_s: 1.0, sync_s: 1.0, sync_s_per_mb: 0.0}
 ```
 
@@ -35,7 +36,11 @@ NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,23}$")
 CLUSTER_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
 MAX_HOSTS = 250  # one /24 loopback block; .254 serves the kits
 _TOP_KEYS = {"name", "version", "kits", "persistent", "reconnect_window_s", "regions", "timing"}
-_REGION_KEYS = {"name", "wan_role", "stripes", "mirrors", "clients", "orchestrators"}
+_REGION_KEYS = {"name", "wan_role", "stripes", "mirrors", "clients", "orchestrators",
+                "replica_disconnect_behavior"}
+_BEHAVIORS = ("reconnectResync", "remainDisconnected")
+WAN_PORT = 9889
+WAN_CACHES = ("orders", "sessions")
 _TIMING_KEYS = {"start_s", "election_s", "sync_s", "sync_s_per_mb"}
 
 
@@ -67,6 +72,13 @@ class RegionSpec:
     mirrors: int
     clients: int
     wan_role: str | None = None
+    orchestrators_master: int = 0
+    orchestrators_standby: int = 0
+    replica_disconnect_behavior: str = "reconnectResync"
+
+    @property
+    def orchestrator_count(self) -> int:
+        return self.orchestrators_master + self.orchestrators_standby
 
 
 @dataclass(frozen=True)
@@ -82,7 +94,14 @@ class Topology:
     reconnect_window_s: float = 10.0
 
     def host_count(self) -> int:
-        return sum(r.stripes * (1 + r.mirrors) + r.clients for r in self.regions)
+        return sum(r.stripes * (1 + r.mirrors) + r.clients + r.orchestrator_count
+                   for r in self.regions)
+
+    def wan_master_region(self) -> str | None:
+        """The master region of the WAN, when the topology has orchestrators."""
+        if not any(r.orchestrator_count for r in self.regions):
+            return None
+        return next((r.name for r in self.regions if r.wan_role == "master"), None)
 
 
 def resolve(path_or_name: str | Path) -> Path:
@@ -161,8 +180,9 @@ def parse_topology(data: Any, file: str = "<topology>") -> Topology:  # noqa: PL
                             name=None if name is None else str(name),
                             reconnect_window_s=window)
         if topology.host_count() > MAX_HOSTS:
-            issues.append(f"regions: {topology.host_count()} hosts (servers + clients) do not "
-                          f"fit one loopback block; use at most {MAX_HOSTS}")
+            issues.append(f"regions: {topology.host_count()} hosts (servers, clients, "
+                          "orchestrators) do not fit one loopback block; use at most "
+                          f"{MAX_HOSTS}")
     if issues or topology is None:
         raise TopologyError(file, issues)
     return topology
@@ -215,17 +235,22 @@ def _regions(raw: Any, issues: list[str]) -> list[RegionSpec]:
         role = region.get("wan_role")
         if role not in (None, "master", "replica"):
             issues.append(f"{where}wan_role: {role!r} must be master or replica (or omitted)")
-        orchestrators = region.get("orchestrators") or {}
-        if not isinstance(orchestrators, dict) or any(
-                not isinstance(v, int) or v != 0 for v in orchestrators.values()):
-            issues.append(f"{where}orchestrators: WAN orchestrators are not simulated by this "
-                          "sandbox yet; remove orchestrators or set {master: 0, standby: 0}")
+        masters, standbys = _orchestrators(region, where, issues)
+        behavior = region.get("replica_disconnect_behavior", _BEHAVIORS[0])
+        if behavior not in _BEHAVIORS:
+            issues.append(f"{where}replica_disconnect_behavior: {behavior!r} must be "
+                          f"{' or '.join(_BEHAVIORS)}")
+        if masters + standbys and role not in ("master", "replica"):
+            issues.append(f"{where}wan_role: a region with orchestrators needs wan_role: "
+                          "master or replica")
         regions.append(RegionSpec(
             name=name,
             stripes=_count(region, "stripes", None, issues, where, low=1, high=16),
             mirrors=_count(region, "mirrors", 1, issues, where, low=0, high=3),
             clients=_count(region, "clients", 1, issues, where, low=0, high=32),
-            wan_role=role if isinstance(role, str) else None))
+            wan_role=role if isinstance(role, str) else None,
+            orchestrators_master=masters, orchestrators_standby=standbys,
+            replica_disconnect_behavior=str(behavior)))
     names = [r.name for r in regions]
     for i, name in enumerate(names):
         if name and name in names[:i]:
@@ -233,7 +258,26 @@ def _regions(raw: Any, issues: list[str]) -> list[RegionSpec]:
                           "region a unique name")
     if sum(r.wan_role == "master" for r in regions) > 1:
         issues.append("regions: more than one region has wan_role: master; name one master")
+    wan = [r for r in regions if r.orchestrator_count]
+    if wan and not any(r.wan_role == "master" for r in wan):
+        issues.append("regions: orchestrators are configured but no region with orchestrators "
+                      "has wan_role: master; give the master region its orchestrators")
     return regions
+
+
+def _orchestrators(region: dict[str, Any], where: str, issues: list[str]) -> tuple[int, int]:
+    raw = region.get("orchestrators") or {}
+    if not isinstance(raw, dict):
+        issues.append(f"{where}orchestrators: must be a mapping such as {{master: 1, standby: 1}}")
+        return 0, 0
+    _unknown(raw, {"master", "standby"}, f"{where}orchestrators.", issues)
+    where = f"{where}orchestrators."
+    masters = _count(raw, "master", 0, issues, where, low=0, high=3)
+    standbys = _count(raw, "standby", 0, issues, where, low=0, high=3)
+    if standbys and not masters:
+        issues.append(f"{where}master: a region with standby orchestrators needs at least one "
+                      "master orchestrator")
+    return masters, standbys
 
 
 def _timing(raw: Any, issues: list[str]) -> Timing:
@@ -250,129 +294,3 @@ def _timing(raw: Any, issues: list[str]) -> Timing:
         sync_s=_number(raw, "sync_s", defaults.sync_s, issues, "timing.", low=0, high=3600),
         sync_s_per_mb=_number(raw, "sync_s_per_mb", defaults.sync_s_per_mb, issues, "timing.",
                               low=0, high=600))
-
-
-# -- hosts: where each node of a topology lives --------------------------------------------
-@dataclass(frozen=True)
-class ServerPlan:
-    """One server: its own host (loopback address) and folders under ``DIR/hosts/<host>``."""
-
-    name: str
-    region: str
-    stripe: str
-    index: int  # 0: the stripe's first server, started first so it becomes ACTIVE
-    host: str
-    directory: Path
-    tsa_port: int = 9510
-    jmx_port: int = 9520
-    group_port: int = 9530
-    management_port: int = 9540
-
-    @property
-    def root(self) -> Path:
-        return self.directory / "hosts" / self.host
-
-    @property
-    def install_dir(self) -> Path:
-        return self.root / "opt" / "terracotta" / "bigmemory-max"
-
-    @property
-    def tc_config(self) -> Path:
-        return self.root / "etc" / "tc-config.xml"
-
-    @property
-    def data_dir(self) -> Path:
-        return self.root / "var" / "terracotta" / self.name / "data"
-
-    @property
-    def logs_dir(self) -> Path:
-        return self.root / "var" / "terracotta" / self.name / "logs"
-
-    @property
-    def console_log(self) -> Path:
-        return self.root / "logs" / f"{self.name}.console.log"
-
-    def tc_entry(self) -> dict[str, Any]:
-        """The server's entry for tcconfig.write_tc_config."""
-        return {"name": self.name, "host": self.host, "data": str(self.data_dir),
-                "logs": str(self.logs_dir), "tsa_port": self.tsa_port,
-                "jmx_port": self.jmx_port, "group_port": self.group_port,
-                "management_port": self.management_port}
-
-
-@dataclass(frozen=True)
-class ClientPlan:
-    """One client application on its own host."""
-
-    name: str
-    region: str
-    host: str
-    directory: Path
-
-    @property
-    def root(self) -> Path:
-        return self.directory / "hosts" / self.host
-
-    @property
-    def app_dir(self) -> Path:
-        return self.root / "opt" / self.name
-
-    @property
-    def lib_dir(self) -> Path:
-        return self.app_dir / "lib"
-
-    @property
-    def start_command(self) -> str:
-        return f"{self.app_dir / 'bin' / 'app.sh'} start"
-
-    @property
-    def stop_command(self) -> str:
-        return f"{self.app_dir / 'bin' / 'app.sh'} stop"
-
-    @property
-    def status_command(self) -> str:
-        return f"{self.app_dir / 'bin' / 'app.sh'} status"
-
-
-@dataclass(frozen=True)
-class HostPlan:
-    servers: tuple[ServerPlan, ...]
-    clients: tuple[ClientPlan, ...]
-    kit_host: str  # the address serving the kits over HTTP
-
-    @property
-    def hosts(self) -> list[str]:
-        return [s.host for s in self.servers] + [c.host for c in self.clients]
-
-    def servers_of(self, region: str) -> list[ServerPlan]:
-        return [s for s in self.servers if s.region == region]
-
-    def stripes_of(self, region: str) -> list[tuple[str, list[ServerPlan]]]:
-        stripes: dict[str, list[ServerPlan]] = {}
-        for server in self.servers_of(region):
-            stripes.setdefault(server.stripe, []).append(server)
-        return list(stripes.items())
-
-
-def plan_hosts(topology: Topology, directory: Path, block: str) -> HostPlan:
-    """Name every node and give each its own address ``<block>.N`` (N from 1).
-
-    Servers are ``<region>-s<stripe>-<a|b|...>`` in stripes ``stripe<N>``; clients are
-    ``<region>-app<N>``; the kits are served from ``<block>.254``. Paths contain no symlink
-    (``directory`` is resolved) so the journal's paths match what the tool sees.
-    """
-    numbers = iter(range(1, 254))
-    servers: list[ServerPlan] = []
-    clients: list[ClientPlan] = []
-    for region in topology.regions:
-        for s in range(1, region.stripes + 1):
-            for m in range(region.mirrors + 1):
-                servers.append(ServerPlan(
-                    name=f"{region.name}-s{s}-{chr(ord('a') + m)}", region=region.name,
-                    stripe=f"stripe{s}", index=m, host=f"{block}.{next(numbers)}",
-                    directory=directory))
-    for region in topology.regions:
-        for c in range(1, region.clients + 1):
-            clients.append(ClientPlan(name=f"{region.name}-app{c}", region=region.name,
-                                      host=f"{block}.{next(numbers)}", directory=directory))
-    return HostPlan(servers=tuple(servers), clients=tuple(clients), kit_host=f"{block}.254")

@@ -1,13 +1,97 @@
-"""Smoke test: the code location loads the way `workspace.yaml` loads it."""
+"""The code location: one job per inventory file, its graph, its config defaults, its
+executor; loaded the way `workspace.yaml` loads it."""
 
 from __future__ import annotations
 
 import importlib
+import shutil
+from pathlib import Path
 
 import dagster as dg
+import pytest
+import yaml
+
+from bm_upgrade.definitions import INVENTORY_DIR_ENV, build_definitions
+from bm_upgrade.defs.config import RunSettings, UpgradeConfig
+from bm_upgrade.defs.jobs import executor_for
+from bm_upgrade.inventory import load_inventory
+from tests.unit.inventories import minimal
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "inventory.yaml"
 
 
-def test_code_location_loads() -> None:
-    module = importlib.import_module("bm_upgrade.definitions")
-    assert isinstance(module.defs, dg.Definitions)
-    module.defs.get_repository_def()  # resolves every job, schedule and sensor it holds
+def test_code_location_loads_from_the_env_folder(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copy(EXAMPLE, tmp_path / "prod.yaml")
+    (tmp_path / "test.yml").write_text(yaml.safe_dump(minimal()))
+    (tmp_path / "notes.txt").write_text("not an inventory")
+    monkeypatch.setenv(INVENTORY_DIR_ENV, str(tmp_path))
+    module = importlib.reload(importlib.import_module("bm_upgrade.definitions"))
+    repo = module.defs.get_repository_def()
+    assert sorted(job.name for job in repo.get_all_jobs()) == ["upgrade_prod_eu",
+                                                               "upgrade_test"]
+
+
+def test_missing_folder_gives_an_empty_code_location(tmp_path: Path) -> None:
+    defs = build_definitions(tmp_path / "nowhere")
+    assert list(defs.get_repository_def().get_all_jobs()) == []
+
+
+def test_invalid_inventory_fails_the_load_with_its_message(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("cluster: x\n")
+    with pytest.raises(Exception, match=r"bad\.yaml.*target_version"):
+        build_definitions(tmp_path)
+
+
+def test_job_graph_follows_the_procedure() -> None:
+    job = build_definitions(REPO / "examples").resolve_job_def("upgrade_prod_eu")
+    names = {node.name for node in job.graph.nodes}
+    assert names == {"preflight", "fetch_kit", "stage_kit", "upgrade_frankfurt_stripe1",
+                     "upgrade_frankfurt_stripe2", "upgrade_dublin_stripe1", "verify_servers",
+                     "upgrade_clients_1", "upgrade_clients_2", "upgrade_orchestrators",
+                     "report"}
+    deps = job.graph.dependency_structure
+    stripe = job.graph.node_named("upgrade_dublin_stripe1")
+    upstream = {out.node_name for out in deps.all_upstream_outputs_from_node(stripe.name)}
+    assert upstream == {"preflight", "stage_kit"}  # stripes run side by side
+    verify_up = {o.node_name for o in deps.all_upstream_outputs_from_node("verify_servers")}
+    assert {"upgrade_frankfurt_stripe1", "upgrade_frankfurt_stripe2",
+            "upgrade_dublin_stripe1"} <= verify_up
+    chain = [("stage_kit", "fetch_kit"), ("fetch_kit", "preflight"),
+             ("upgrade_clients_1", "verify_servers"),
+             ("upgrade_clients_2", "upgrade_clients_1"),
+             ("upgrade_orchestrators", "upgrade_clients_2"),
+             ("report", "upgrade_orchestrators")]
+    for node, before in chain:
+        assert before in {o.node_name for o in deps.all_upstream_outputs_from_node(node)}
+    assert job.tags["cluster"] == "prod_eu"
+
+
+def test_config_defaults_come_from_the_inventory() -> None:
+    inventory = load_inventory(EXAMPLE)
+    job = build_definitions(REPO / "examples").resolve_job_def("upgrade_prod_eu")
+    defaults = job.run_config_schema.config_type.fields["ops"].default_value
+    config = defaults["preflight"]["config"]
+    assert config["target_version"] == "4.2.1"
+    assert config["failback"] is True and config["client_batch_size"] == 1
+    assert config["sync_timeout_s"] == inventory.policy.timeouts.sync_s
+    settings = RunSettings.from_config(UpgradeConfig(**{**config, "failback": False}), inventory)
+    assert settings.options.failback is False
+    assert settings.inventory_for_run(inventory).policy.failback is False
+
+
+def test_executor_is_chosen_by_parallel_stripes() -> None:
+    inventory = load_inventory(EXAMPLE)
+    assert inventory.policy.parallel_stripes == 2
+    assert executor_for(inventory).name == "multiprocess"
+    single = inventory.model_copy(update={"policy": inventory.policy.model_copy(
+        update={"parallel_stripes": 1})})
+    assert executor_for(single) is dg.in_process_executor
+
+
+def test_no_secret_in_the_run_config_schema() -> None:
+    job = build_definitions(REPO / "examples").resolve_job_def("upgrade_prod_eu")
+    text = str(job.run_config_schema.config_type.fields)
+    for word in ("passphrase", "password", "key_file"):
+        assert word not in text

@@ -8,7 +8,8 @@ import pytest
 
 from bm_upgrade.cli import main
 from bm_upgrade.sandbox import topology
-from bm_upgrade.sandbox.topology import TopologyError, load_topology, parse_topology, plan_hosts
+from bm_upgrade.sandbox.hosts import plan_hosts
+from bm_upgrade.sandbox.topology import TopologyError, load_topology, parse_topology
 
 
 @pytest.mark.parametrize("name", ["small", "demo", "bench"])
@@ -33,13 +34,13 @@ def test_every_problem_is_reported_with_its_field() -> None:
     issues = _issues({
         "version": "4.3.0", "kits": ["4.2.0", "4.2.0"], "persistent": "yes", "colour": 1,
         "regions": [{"name": "east", "stripes": 0, "mirrors": 5, "wan_role": "boss",
-                     "orchestrators": {"master": 1}},
+                     "orchestrators": {"master": 1, "standby": 9}},
                     {"name": "east", "stripes": 1}],
         "timing": {"sync_s": -1, "speed": 2}})
     text = "\n".join(issues)
     for field in ("version:", "kits:", "persistent:", "colour: unknown key",
                   "regions[0].stripes:", "regions[0].mirrors:", "regions[0].wan_role:",
-                  "regions[0].orchestrators: WAN orchestrators are not simulated",
+                  "regions[0].orchestrators.standby: 9 must be a whole number from 0 to 3",
                   "regions[1].name: region 'east' is listed twice", "timing.sync_s:",
                   "timing.speed: unknown key"):
         assert field in text, field

@@ -112,6 +112,23 @@ def remove_pid_file(path: Path | None) -> None:
         pass
 
 
+# ---------------------------------------------------------------- faults
+
+def fault(sandbox: dict[str, Any] | None, kind: str, *targets: str) -> dict[str, Any] | None:
+    """The sandbox fault ``kind`` recorded on any of ``targets`` (``DIR/faults/<kind>@<t>.json``),
+    or None. Written by bm_upgrade.sandbox.faults; outside a sandbox there are none."""
+    folder = (sandbox or {}).get("faults_dir")
+    if not folder:
+        return None
+    for target in targets:
+        try:
+            data = json.loads((Path(folder) / f"{kind}@{target}.json").read_text("utf-8"))
+        except (OSError, ValueError):
+            continue
+        return data if isinstance(data, dict) else {}
+    return None
+
+
 # ---------------------------------------------------------------- license
 
 LICENSE_FILE_NAME = "terracotta-license.key"

@@ -256,6 +256,10 @@ class Server:
                  f"group {self.stripe['name']}, config {self.config_path}")
         # What a JVM takes to boot before it checks its license and binds its ports.
         self.stopping.wait(self.start_s)
+        if tccommon.fault(self.sandbox, "crash-on-start", self.version, self.name):
+            raise StartupError(f"Server {self.name} {self.version} crashed at start: "
+                               "java.lang.ExceptionInInitializerError (sandbox fault "
+                               "crash-on-start)")
         problem = tccommon.check_license(self.kit_root / tccommon.LICENSE_FILE_NAME,
                                          self.version)
         if problem:
@@ -358,6 +362,10 @@ class Server:
         self._active_sock = sock
         sock.settimeout(None)
         self.set_state(self.UNINITIALIZED)
+        # Sandbox fault no-sync: joined, but the sync never starts until the fault is cleared.
+        while tccommon.fault(self.sandbox, "no-sync", self.name) and \
+                not self.stopping.wait(0.2):
+            pass
         try:
             with sock, sock.makefile("rb") as stream:
                 sock.sendall(tccommon.encode({"op": "join", "name": self.name,
@@ -455,6 +463,12 @@ def main(argv: list[str]) -> int:
         signal.signal(signal.SIGTERM, lambda *_: server.request_stop(143) if server else None)
         server.start()
         code = server.run()
+        slow = tccommon.fault(server.sandbox, "slow-stop", server.name)
+        if slow:
+            # Sandbox fault slow-stop: still up (and answering) while it "flushes".
+            seconds = float(slow.get("seconds", 5.0))
+            server.log(f"Stopping; flushing takes {seconds:g} s (sandbox fault slow-stop)")
+            time.sleep(seconds)
     except StartupError as exc:
         line = f"FATAL - {exc}"
         if server is not None:

@@ -1,0 +1,153 @@
+"""Running the upgrade job from the command line, against ``DAGSTER_HOME``, so every run shows
+in the UI's run history: `bm-upgrade run` and `bm-upgrade rerun` (re-execute from failure with
+the parent run's config, as the UI's button does)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from bm_upgrade.defs.config import UpgradeConfig
+from bm_upgrade.defs.jobs import CLUSTER_TAG, INVENTORY_TAG, job_name
+from bm_upgrade.errors import UserError
+from bm_upgrade.inventory import load_inventory
+
+INVOCATION_TAG = "bm_upgrade/invocation"
+QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+"""The console shows the steps' progress (INFO), not Dagster's per-event DEBUG lines."""
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a run ended: its id, success, the report (when it got that far), the failure."""
+
+    run_id: str
+    success: bool
+    report: str | None
+    failure: str | None
+
+
+def instance() -> dg.DagsterInstance:
+    """The Dagster instance of ``DAGSTER_HOME`` (where the UI reads its run history)."""
+    try:
+        return dg.DagsterInstance.get()
+    except dg.DagsterHomeNotSetError as exc:
+        raise UserError("DAGSTER_HOME is not set: set it to the folder of your Dagster "
+                        "instance (the one `dagster-webserver` uses), e.g. "
+                        "`export DAGSTER_HOME=$PWD/.dagster_home`") from exc
+    except dg.DagsterInvariantViolationError as exc:
+        raise UserError(f"DAGSTER_HOME cannot be used: {exc}; point it at an existing "
+                        "folder") from exc
+
+
+def reconstructable(inventory_path: str) -> Any:
+    """The job of one inventory file, rebuildable in every process Dagster starts."""
+    return dg.build_reconstructable_job("bm_upgrade.defs.jobs", "job_for_inventory",
+                                        reconstructable_args=(inventory_path,))
+
+
+def _failure(result: dg.JobExecutionResult) -> str | None:
+    """The first failed step's one-sentence reason, without Dagster's wrapping."""
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data:
+            error = event.step_failure_data.error
+            message = (error.message if error else "unknown error").strip()
+            # Dagster prefixes the exception's class: keep the sentence only.
+            head, sep, rest = message.partition(": ")
+            if sep and head.rsplit(".", 1)[-1][:1].isupper() and " " not in head:
+                message = rest
+            return f"step {event.step_key} failed: {message}"
+    return None if result.success else "the run failed before any step ran"
+
+
+def _execute(job: Any, inst: dg.DagsterInstance, run_config: dict[str, Any],
+             tags: dict[str, str], *, on_run_id: Callable[[str], None] | None,
+             reexecution: dg.ReexecutionOptions | None = None) -> RunOutcome:
+    """Execute in a thread while this one reports the run id as soon as the run exists."""
+    invocation = uuid.uuid4().hex
+    tags = {**tags, INVOCATION_TAG: invocation}
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            with dg.execute_job(job, inst, run_config=run_config, tags=tags,
+                                reexecution_options=reexecution) as result:
+                box["result"] = result
+                box["report"] = result.output_for_node("report") if result.success else None
+        except BaseException as exc:  # handed to the caller's thread below
+            box["error"] = exc
+
+    thread = threading.Thread(target=work, name="bm-upgrade-run", daemon=True)
+    thread.start()
+    announced = False
+    while thread.is_alive():
+        if not announced and on_run_id:
+            runs = inst.get_runs(filters=dg.RunsFilter(tags={INVOCATION_TAG: invocation}),
+                                 limit=1)
+            if runs:
+                on_run_id(runs[0].run_id)
+                announced = True
+        thread.join(0.2)
+    if "error" in box:
+        raise box["error"]
+    result: dg.JobExecutionResult = box["result"]
+    if not announced and on_run_id:
+        on_run_id(result.run_id)
+    return RunOutcome(result.run_id, result.success, box["report"], _failure(result))
+
+
+def run_upgrade(inventory_path: str | Path, *, target: str | None = None,
+                dry_run: bool = False, overrides: dict[str, Any] | None = None,
+                on_run_id: Callable[[str], None] | None = None) -> RunOutcome:
+    """Run ``upgrade_<cluster>`` for one inventory file and wait for it.
+
+    Raises:
+        UserError: the inventory is invalid, DAGSTER_HOME is not usable.
+    """
+    path = str(Path(inventory_path).resolve())
+    inventory = load_inventory(path)
+    config = UpgradeConfig.defaults_for(inventory)
+    if target:
+        config["target_version"] = target
+    config["dry_run"] = dry_run
+    config.update(overrides or {})
+    UpgradeConfig(**config)  # fail here, with pydantic's message, rather than in the run
+    inst = instance()
+    tags = {CLUSTER_TAG: inventory.cluster, INVENTORY_TAG: path}
+    run_config = {"ops": {"preflight": {"config": config}}, **QUIET_CONSOLE}
+    return _execute(reconstructable(path), inst, run_config, tags, on_run_id=on_run_id)
+
+
+def rerun(run_id: str, on_run_id: Callable[[str], None] | None = None) -> RunOutcome:
+    """Re-execute a failed run from its failed steps, with the parent run's config.
+
+    Raises:
+        UserError: no such run, or it did not fail, or it is not a bm_upgrade run.
+    """
+    inst = instance()
+    parent = inst.get_run_by_id(run_id)
+    if parent is None:
+        raise UserError(f"no run {run_id} in the Dagster instance at DAGSTER_HOME; copy the "
+                        "run id from `bm-upgrade run` or the UI")
+    path = parent.tags.get(INVENTORY_TAG)
+    if not path:
+        raise UserError(f"run {run_id} ({parent.job_name}) was not started by bm-upgrade; "
+                        "re-execute it from the UI instead")
+    if parent.status != dg.DagsterRunStatus.FAILURE:
+        raise UserError(f"run {run_id} ended {parent.status.value}, not FAILURE: only a failed "
+                        "run is re-executed from failure; start a new run with `bm-upgrade run`")
+    inventory = load_inventory(path)
+    if parent.job_name != job_name(inventory):
+        raise UserError(f"run {run_id} is of job {parent.job_name}, but {path} now describes "
+                        f"cluster {inventory.cluster}; restore the inventory file")
+    options = dg.ReexecutionOptions.from_failure(run_id, inst)
+    tags = {k: v for k, v in parent.tags.items()
+            if k in (CLUSTER_TAG, INVENTORY_TAG)}
+    return _execute(reconstructable(path), inst, dict(parent.run_config), tags,
+                    on_run_id=on_run_id, reexecution=options)

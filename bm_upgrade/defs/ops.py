@@ -1,0 +1,243 @@
+"""The upgrade job's ops: short adapters over bm_upgrade.procedure.
+
+Every op loads the inventory through the ``cluster`` resource, applies the run's settings
+(from preflight), does its part through the plain-Python procedure, and attaches what it found
+and did as metadata. In a dry run every op probes and reports the steps it would take, and
+changes nothing.
+"""
+
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from bm_upgrade.defs.config import RunSettings, UpgradeConfig
+from bm_upgrade.defs.resources import ClusterResource
+from bm_upgrade.inventory import Client, Inventory, Region, Stripe
+from bm_upgrade.plan import make_plan
+from bm_upgrade.procedure.clients import upgrade_clients
+from bm_upgrade.procedure.kit import StagedKit, fetch_kit, stage_kit
+from bm_upgrade.procedure.observe import observe_cluster
+from bm_upgrade.procedure.preflight import preflight
+from bm_upgrade.procedure.records import StepRecord, skipped
+from bm_upgrade.procedure.report import Report, render_report
+from bm_upgrade.procedure.servers import ServerOps, upgrade_stripe
+from bm_upgrade.procedure.wan import cycle_orchestrators
+
+Records = list[dict[str, Any]]
+
+
+def op_name(*parts: str) -> str:
+    """A valid op name from inventory names (which may hold '-' and '.')."""
+    return "_".join(parts).replace("-", "_").replace(".", "_")
+
+
+def _records_metadata(records: Sequence[StepRecord]) -> dict[str, dg.MetadataValue]:
+    lines = ["| node | action | did | s |", "|---|---|---|---|"]
+    for r in records:
+        did = f"skipped: {r.reason}" if r.skipped else ("; ".join(r.did) or "-")
+        lines.append(f"| {r.node} | {r.action} | {did.replace('|', '/')} | "
+                     f"{r.duration_s:.1f} |")
+    return {
+        "steps": dg.MetadataValue.md("\n".join(lines)),
+        "changed": dg.MetadataValue.int(sum(not r.skipped for r in records)),
+        "skipped": dg.MetadataValue.int(sum(r.skipped for r in records)),
+    }
+
+
+def _ctx(inventory: Inventory, pool: Any, settings: RunSettings,
+         staged: dict[str, StagedKit] | None, log: logging.Logger) -> ServerOps:
+    return ServerOps(inventory, pool, settings.options, dict(staged or {}), log)
+
+
+def _would(inventory: Inventory, settings: RunSettings, pool: Any,
+           keep: Callable[[Any], bool]) -> list[StepRecord]:
+    """Dry run: the plan's steps on the state seen now, as records of what would be done."""
+    view = observe_cluster(inventory, pool)
+    plan = make_plan(inventory, view.node_states(), settings.options)
+    out = []
+    for step in plan.steps:
+        if keep(step):
+            reason = step.reason if step.skipped else "dry run: would " + step.action
+            out.append(skipped(step.node, step.action, step.waits_for, reason))
+    return out
+
+
+@dg.op(name="preflight",
+       description="Every check that can fail early, before anything is touched anywhere.")
+def preflight_op(context: dg.OpExecutionContext, config: UpgradeConfig,
+                 cluster: ClusterResource) -> RunSettings:
+    base = cluster.load()
+    settings = RunSettings.from_config(config, base)
+    inventory = settings.inventory_for_run(base)
+    with cluster.pool(inventory) as pool:
+        result = preflight(inventory, pool, settings.options, window_end=settings.window_end)
+    settings = settings.with_before(result.view.versions())
+    context.add_output_metadata({
+        "checks": dg.MetadataValue.md("\n".join(f"- {c}" for c in result.checks)),
+        "warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in result.warnings) or "none"),
+        "before": dg.MetadataValue.json(result.view.as_dict()),
+        "todo": dg.MetadataValue.int(len(result.plan.todo())),
+        "dry_run": dg.MetadataValue.bool(settings.dry_run),
+    })
+    return settings
+
+
+@dg.op(name="fetch_kit",
+       description="Download the target kit into the local cache and verify its sha256.")
+def fetch_kit_op(context: dg.OpExecutionContext, settings: RunSettings,
+                 cluster: ClusterResource) -> str:
+    inventory = cluster.load()
+    kit = inventory.kit_for(settings.options.target_version)
+    assert kit is not None  # preflight checked it
+    if settings.dry_run:
+        context.add_output_metadata({"would_fetch": kit.url})
+        return ""
+    started = time.monotonic()
+    path = fetch_kit(kit)
+    context.add_output_metadata({"kit": str(path), "sha256": kit.sha256,
+                                 "seconds": round(time.monotonic() - started, 2)})
+    return str(path)
+
+
+@dg.op(name="stage_kit",
+       description="Upload the kit and the license key to every host, before any stop.")
+def stage_kit_op(context: dg.OpExecutionContext, settings: RunSettings, kit_path: str,
+                 cluster: ClusterResource) -> dict[str, StagedKit]:
+    inventory = settings.inventory_for_run(cluster.load())
+    kit = inventory.kit_for(settings.options.target_version)
+    assert kit is not None
+    if settings.dry_run:
+        context.add_output_metadata({"would_stage_on": ", ".join(inventory.hosts())})
+        return {}
+    with cluster.pool(inventory) as pool:
+        staged = stage_kit(pool, inventory, kit, Path(kit_path),
+                           Path(inventory.license_file))
+    context.add_output_metadata({
+        "hosts": dg.MetadataValue.json({h: s.kit_action for h, s in staged.items()})})
+    return staged
+
+
+def stripe_node_name(region: Region, stripe: Stripe) -> str:
+    """The node of one stripe in the graph: ``upgrade_<region>_<stripe>``."""
+    return op_name("upgrade", region.name, stripe.name)
+
+
+@dg.op(name="upgrade_stripe",
+       description="Upgrade one stripe: its mirrors, then its active through a controlled "
+                   "failover (then failback if asked). One node per stripe, named "
+                   "upgrade_<region>_<stripe>.")
+def upgrade_stripe_op(context: dg.OpExecutionContext, settings: RunSettings,
+                      staged: dict[str, StagedKit], cluster: ClusterResource) -> Records:
+    inventory = settings.inventory_for_run(cluster.load())
+    node = context.op_handle.name
+    found = [(r, s) for r in inventory.regions for s in r.stripes
+             if stripe_node_name(r, s) == node]
+    if not found:
+        raise dg.Failure(f"{node}: no such stripe in {cluster.inventory_path} any more; "
+                         "reload the code location so the job matches the inventory")
+    region, stripe = found[0]
+    with cluster.pool(inventory) as pool:
+        if settings.dry_run:
+            names = {s.name for s in stripe.servers}
+            records = _would(inventory, settings, pool, lambda s: s.node in names)
+        else:
+            ctx = _ctx(inventory, pool, settings, staged, context.log)
+            records = upgrade_stripe(ctx, region, stripe)
+    context.add_output_metadata(_records_metadata(records))
+    return [r.as_dict() for r in records]
+
+
+@dg.op(name="verify_servers",
+       description="Every server of every region on the target; every stripe one ACTIVE "
+                   "plus PASSIVE-STANDBY mirrors.")
+def verify_servers_op(context: dg.OpExecutionContext, settings: RunSettings,
+                      stripes: list[Records], cluster: ClusterResource) -> Records:
+    inventory = cluster.load()
+    with cluster.pool(inventory) as pool:
+        view = observe_cluster(inventory, pool, clients=False, orchestrators=False)
+    target = settings.options.target_version
+    wrong = [s.describe() for s in view.servers.values() if s.node_state.version != target]
+    unhealthy = [p for h in view.health.values() for p in h.problems]
+    context.add_output_metadata({"servers": dg.MetadataValue.json(view.as_dict()["servers"])})
+    if not settings.dry_run and (wrong or unhealthy or view.unreachable):
+        raise dg.Failure(
+            description="verify: the servers are not all on "
+                        f"{target} with one ACTIVE and PASSIVE-STANDBY mirrors per stripe: "
+                        + "; ".join(wrong + unhealthy + list(view.unreachable.values()))
+                        + "; re-execute the failed stripe steps, then this one")
+    return [r for records in stripes for r in records]
+
+
+def client_batches(clients: Sequence[Client], size: int, nodes: int) -> list[list[Client]]:
+    """The clients of each batch node: batches of ``size``; when the run's size makes more
+    batches than the graph has nodes, the last node takes the rest, batch after batch."""
+    batches = [list(clients[i:i + size]) for i in range(0, len(clients), size)]
+    per_node = [batches[i] for i in range(min(nodes - 1, len(batches)))]
+    per_node.append([c for batch in batches[nodes - 1:] for c in batch])
+    return per_node + [[] for _ in range(nodes - len(per_node))]
+
+
+@dg.op(name="upgrade_clients",
+       description="One batch of clients: stop, swap the jars for the target kit's, start, "
+                   "confirm. One node per batch, named upgrade_clients_<n>.")
+def upgrade_clients_op(context: dg.OpExecutionContext, settings: RunSettings,
+                       staged: dict[str, StagedKit], before: Records,
+                       cluster: ClusterResource) -> Records:
+    inventory = settings.inventory_for_run(cluster.load())
+    index = int(context.op_handle.name.rsplit("_", 1)[1]) - 1
+    nodes = len([n for n in context.job_def.graph.node_dict
+                 if n.startswith("upgrade_clients_")])
+    clients = [c for r in inventory.regions for c in r.clients]
+    size = settings.options.client_batch_size
+    mine = client_batches(clients, size, nodes)[index]
+    names = {c.name for c in mine}
+    records: list[StepRecord] = []
+    with cluster.pool(inventory) as pool:
+        if settings.dry_run:
+            records = _would(inventory, settings, pool, lambda s: s.node in names)
+        else:
+            ctx = _ctx(inventory, pool, settings, staged, context.log)
+            for start in range(0, len(mine), size):
+                records += upgrade_clients(ctx, mine[start:start + size])
+    context.add_output_metadata(_records_metadata(records))
+    return before + [r.as_dict() for r in records]
+
+
+@dg.op(name="upgrade_orchestrators",
+       description="WAN orchestrators: stop standbys, then masters; upgrade all from one "
+                   "kit; start masters, then standbys; confirm every replica cache resynced.")
+def orchestrators_op(context: dg.OpExecutionContext, settings: RunSettings,
+                     staged: dict[str, StagedKit], before: Records,
+                     cluster: ClusterResource) -> Records:
+    inventory = settings.inventory_for_run(cluster.load())
+    names = {o.name for r in inventory.regions for o in r.orchestrators}
+    with cluster.pool(inventory) as pool:
+        if settings.dry_run:
+            records = _would(inventory, settings, pool, lambda s: s.phase == "orchestrators")
+        else:
+            ctx = _ctx(inventory, pool, settings, staged, context.log)
+            records = cycle_orchestrators(ctx)
+    context.add_output_metadata(_records_metadata(records))
+    context.log.info("orchestrators %s done", ", ".join(sorted(names)))
+    return before + [r.as_dict() for r in records]
+
+
+@dg.op(name="report",
+       description="Version matrix before and after, each step's duration, skips.")
+def report_op(context: dg.OpExecutionContext, settings: RunSettings, records: Records,
+              cluster: ClusterResource) -> str:
+    inventory = cluster.load()
+    with cluster.pool(inventory) as pool:
+        after = observe_cluster(inventory, pool)
+    report = Report.build(inventory, settings, records, after,
+                          run_id=context.run_id)
+    text = render_report(report)
+    context.add_output_metadata({"report": dg.MetadataValue.md(text),
+                                 "after": dg.MetadataValue.json(after.as_dict())})
+    return text
+

@@ -1,0 +1,279 @@
+"""One server on its host: stop it, swap its kit for the staged one, start it.
+
+Stopping uses the kit's stop script (or the inventory's ``stop_command``), never ``--force``,
+and waits until the process is gone. Starting happens only once the kit root holds the
+license key, detached with the kit's start script (or the inventory's ``start_command``).
+
+The kit swap (:func:`install_kit`), in order, each part skipped when already done:
+
+1. optionally delete the server's ``dirty-objectdb-backup/dirty-objectdb-*`` folders;
+2. unpack the staged tarball into a work folder next to the kit root
+   (``<parent>/.bm-upgrade-work/``) and check its ``version.sh`` prints the target;
+3. carry what the operator changed inside the old kit into the new one (``tc-config.xml`` in
+   the kit root or ``server/``, ``server/bin/setenv.sh``, the inventory's tc-config when it
+   lives inside the kit) and put the staged license key in the new kit root, so the new kit
+   root holds the license before it can ever be started;
+4. move the old kit root aside to ``<parent>/.bm-upgrade-previous/<name>-<version>`` (removed
+   afterwards when the policy does not keep it) and move the new one in its place.
+
+The old kit is moved only when it exists, so a rerun after an interruption between the two
+moves never deletes the only copy of the previous kit. Every value in a command is quoted.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+from bm_upgrade.errors import RemoteError, StepFailed
+from bm_upgrade.inventory import Server
+from bm_upgrade.license import LICENSE_FILE_NAME
+from bm_upgrade.probes import Runner, kit_version, parse_version
+from bm_upgrade.procedure.records import StepRecorder
+from bm_upgrade.procedure.waits import Watch
+from bm_upgrade.remote.quoting import quote, shell
+
+WORK_DIR_NAME = ".bm-upgrade-work"
+PREVIOUS_DIR_NAME = ".bm-upgrade-previous"
+CARRIED = ("tc-config.xml", "server/tc-config.xml", "server/bin/setenv.sh")
+"""Files an operator may have changed inside a kit root (TERRACOTTA.md, Kit)."""
+
+
+# -- stop and start ---------------------------------------------------------------------------
+def console_log(server: Server) -> str:
+    """Where a detached start writes the console (inventory default: next to the kit root)."""
+    return server.console_log or posixpath.join(
+        posixpath.dirname(server.install_dir.rstrip("/")) or "/", f"{server.name}.console.log")
+
+
+def _script(server: Server, name: str) -> str:
+    return posixpath.join(server.install_dir.rstrip("/"), "server", "bin", name)
+
+
+def console_tail(watch: Watch, server: Server) -> str:
+    """The last lines of the server's console log, on one line (for a failure message)."""
+    log_path = console_log(server)
+    try:
+        out = watch.pool.get(server.host).run(["tail", "-n", "3", "--", log_path],
+                                              check=False).stdout
+    except RemoteError:
+        return f"(cannot read {log_path})"
+    return f"last lines of {log_path}: " + (" | ".join(out.strip().splitlines()) or "(empty)")
+
+
+def stop_server(watch: Watch, server: Server, rec: StepRecorder) -> None:
+    """Stop the server with its stop script (never ``--force``) and wait until it exited.
+
+    Raises:
+        StepFailed: the script refused (an ACTIVE without a PASSIVE-STANDBY mirror) or
+            failed, or the process did not exit within ``policy.timeouts.stop_s``.
+    """
+    conn = watch.pool.get(server.host)
+    timeout = watch.inventory.policy.timeouts.stop_s
+    command = server.stop_command or shell(
+        [_script(server, "stop-tc-server.sh"), "-f", server.tc_config, "-n", server.name])
+    result = conn.run(command, timeout=timeout, check=False)
+    said = _first_line(result.stdout + result.stderr, result.exit_code)
+    # Still booting or restarting itself (its management port is not up yet): let it
+    # answer, then ask again.
+    if (result.exit_code != 0 and "refused" not in said.lower() and watch.alive(server)
+            and watch.wait_state(server, None, watch.inventory.policy.timeouts.start_s).ok):
+        result = conn.run(command, timeout=timeout, check=False)
+        said = _first_line(result.stdout + result.stderr, result.exit_code)
+    if result.exit_code != 0:
+        if "refused" in said.lower():
+            raise StepFailed(server.name, f"the stop script refused to stop {server.name} on "
+                             f"{server.host} ({said}); it still runs; make its stripe healthy "
+                             "(`bm-upgrade status`), then rerun")
+        if not watch.alive(server):
+            rec.saw(f"{server.name} was not running ({said})")
+            return
+        raise StepFailed(server.name, f"the stop script could not stop {server.name} on "
+                         f"{server.host} ({said}); it still runs; check its management port "
+                         f"{server.management_port}, then rerun")
+    rec.done(f"ran the stop script ({said})")
+    outcome = watch.wait_stopped(server, timeout)
+    if not outcome.ok:
+        raise StepFailed(server.name, f"{server.name} on {server.host} did not stop within "
+                         f"{timeout:g} s of its stop script ({outcome.why_not(timeout)}); check "
+                         f"its console log {console_log(server)}, stop it by hand, then rerun")
+    rec.done(f"{server.name} exited after {outcome.waited_s:.1f} s")
+
+
+def _first_line(output: str, exit_code: int) -> str:
+    return next((line.strip() for line in output.splitlines() if line.strip()),
+                f"exit code {exit_code}")
+
+
+def start_server(watch: Watch, server: Server, rec: StepRecorder) -> None:
+    """Launch the server detached, only once its kit root holds the license key; does not
+    wait for it (see :meth:`Watch.wait_state`).
+
+    Raises:
+        StepFailed: no license key in the kit root (nothing was started).
+    """
+    conn = watch.pool.get(server.host)
+    license_path = posixpath.join(server.install_dir.rstrip("/"), LICENSE_FILE_NAME)
+    if conn.run(["test", "-s", license_path], check=False).exit_code != 0:
+        raise StepFailed(server.name, f"{server.name} was not started: {license_path} is "
+                         f"missing on {server.host}, and a server starts only once its kit "
+                         "root holds the license key; stage the kit again, then rerun")
+    if server.start_command:
+        conn.run(server.start_command, timeout=watch.inventory.policy.timeouts.start_s)
+        rec.done(f"ran the start command of {server.name}")
+        return
+    log_path = console_log(server)
+    pid = conn.start_detached(
+        [_script(server, "start-tc-server.sh"), "-f", server.tc_config, "-n", server.name],
+        log_path, cwd=posixpath.dirname(server.install_dir.rstrip("/")) or "/")
+    rec.done(f"started {server.name} detached (pid {pid}, console {log_path})")
+
+
+# -- the kit swap -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class KitSwap:
+    """Where the kit swap of one server happens on its host."""
+
+    install_dir: str
+    work_dir: str
+    previous_dir: str
+
+    @classmethod
+    def for_server(cls, server: Server) -> KitSwap:
+        root = server.install_dir.rstrip("/") or "/"
+        parent = posixpath.dirname(root) or "/"
+        base = posixpath.basename(root)
+        return cls(install_dir=root,
+                   work_dir=posixpath.join(parent, WORK_DIR_NAME, base),
+                   previous_dir=posixpath.join(parent, PREVIOUS_DIR_NAME))
+
+    def previous_kit(self, version: str | None) -> str:
+        """Where the old kit root goes (``<parent>/.bm-upgrade-previous/<name>-<version>``)."""
+        base = posixpath.basename(self.install_dir)
+        return posixpath.join(self.previous_dir, f"{base}-{version or 'unknown'}")
+
+
+def carried_paths(server: Server) -> list[str]:
+    """Paths relative to the kit root to carry into a new kit (the inventory's tc-config too,
+    when it lives inside the kit root)."""
+    paths = list(CARRIED)
+    root = server.install_dir.rstrip("/") + "/"
+    if server.tc_config.startswith(root):
+        rel = server.tc_config[len(root):]
+        if rel and rel not in paths:
+            paths.append(rel)
+    return paths
+
+
+def delete_dirty_backups(conn: Runner, server: Server, rec: StepRecorder) -> None:
+    """Remove the server's dirty-objectdb backups (the guide's optional housekeeping)."""
+    parent = posixpath.join(server.data_dir.rstrip("/"), "dirty-objectdb-backup")
+    # The glob stays outside the quotes so the shell expands it; the folder is quoted.
+    pattern = f"{quote(parent)}/dirty-objectdb-*"
+    listing = conn.run(f"for d in {pattern}; do if [ -d \"$d\" ]; then echo \"$d\"; fi; done",
+                       check=False)
+    found = [line for line in listing.stdout.splitlines() if line.strip()]
+    if not found:
+        rec.saw("no dirty-objectdb backups")
+        return
+    conn.run(f"rm -rf -- {pattern}")
+    rec.done(f"deleted {len(found)} dirty-objectdb backup(s) under {parent}")
+
+
+def install_kit(conn: Runner, server: Server, *, target: str, staged_kit: str,
+                staged_license: str, keep_previous: bool, delete_backups: bool,
+                rec: StepRecorder, timeout_s: float = 300.0) -> None:
+    """Make the (stopped) server's kit root hold the ``target`` kit and the license key.
+
+    Raises:
+        StepFailed: the staged kit or license is missing, or the kit is not the target.
+        RemoteError: a command failed (the old kit root is untouched unless the swap ran).
+    """
+    if delete_backups:
+        delete_dirty_backups(conn, server, rec)
+    swap = KitSwap.for_server(server)
+    current = kit_version(conn, swap.install_dir)
+    license_path = posixpath.join(swap.install_dir, LICENSE_FILE_NAME)
+    if current == target:
+        rec.saw(f"the kit root already holds {target}")
+        if not _is_file(conn, license_path):
+            _put_license(conn, server, staged_license, swap.install_dir)
+            rec.done(f"put the license key in {swap.install_dir}")
+        return
+    rec.saw(f"the kit root holds {current or 'no readable kit'}")
+    if not _is_file(conn, staged_kit):
+        raise StepFailed(server.name, f"the {target} kit is not staged on {server.host} "
+                         f"({staged_kit} is missing), so {server.name} cannot be installed; "
+                         "run the kit staging step again, then rerun")
+    new_root = _unpack(conn, server, staged_kit, swap, target=target, timeout_s=timeout_s)
+    carried = _carry(conn, swap.install_dir, new_root, carried_paths(server))
+    if carried:
+        rec.done(f"carried {', '.join(carried)} from the old kit")
+    _put_license(conn, server, staged_license, new_root)
+    rec.done("put the staged license key in the new kit root")
+    old_exists = conn.run(["test", "-e", swap.install_dir], check=False).exit_code == 0
+    steps = []
+    aside = swap.previous_kit(current)
+    if old_exists:
+        steps += [shell(["mkdir", "-p", swap.previous_dir]), shell(["rm", "-rf", "--", aside]),
+                  shell(["mv", "--", swap.install_dir, aside])]
+    steps += [shell(["mv", "--", new_root, swap.install_dir]),
+              shell(["rmdir", "--", swap.work_dir])]
+    conn.run(" && ".join(steps), timeout=timeout_s)
+    rec.done(f"unpacked {target} into {swap.install_dir}")
+    if old_exists and keep_previous:
+        rec.done(f"kept the previous kit ({current or 'unknown'}) at {aside}")
+    elif old_exists:
+        conn.run(shell(["rm", "-rf", "--", aside]), timeout=timeout_s)
+        rec.done(f"removed the previous kit ({current or 'unknown'})")
+    installed = kit_version(conn, swap.install_dir)
+    if installed != target:
+        raise StepFailed(server.name, f"after the install, version.sh in {swap.install_dir} on "
+                         f"{server.host} prints {installed or 'nothing'}, not {target}; check "
+                         "the kit tarball, then rerun")
+
+
+def _is_file(conn: Runner, path: str) -> bool:
+    return conn.run(["test", "-s", path], check=False).exit_code == 0
+
+
+def _put_license(conn: Runner, server: Server, staged_license: str, kit_root: str) -> None:
+    if not _is_file(conn, staged_license):
+        raise StepFailed(server.name, f"the license key is not staged on {server.host} "
+                         f"({staged_license} is missing), so {server.name} cannot start on "
+                         "its new kit; run the kit staging step again, then rerun")
+    conn.run(["cp", "--", staged_license, posixpath.join(kit_root, LICENSE_FILE_NAME)])
+
+
+def _unpack(conn: Runner, server: Server, staged_kit: str, swap: KitSwap, *, target: str,
+            timeout_s: float) -> str:
+    """Unpack into a fresh work folder; return the new kit root (its single top folder)."""
+    work = swap.work_dir
+    listing = conn.run(" && ".join([
+        shell(["rm", "-rf", "--", work]), shell(["mkdir", "-p", work]),
+        shell(["tar", "-xzf", staged_kit, "-C", work]), shell(["ls", "-A", work])]),
+        timeout=timeout_s)
+    tops = [line.strip() for line in listing.stdout.splitlines() if line.strip()]
+    if len(tops) != 1:
+        raise StepFailed(server.name, f"{staged_kit} on {server.host} does not hold one top "
+                         f"folder (found {tops}); it is not a BigMemory Max kit; check "
+                         "kits[].url, then rerun")
+    new_root = posixpath.join(work, tops[0])
+    result = conn.run([posixpath.join(new_root, "server/bin/version.sh")], check=False)
+    version = parse_version(result.stdout) if result.exit_code == 0 else None
+    if version != target:
+        raise StepFailed(server.name, f"the staged kit {staged_kit} on {server.host} is "
+                         f"{version or 'not a readable kit'}, not {target}; check kits[] in "
+                         "the inventory and stage the kit again, then rerun")
+    return new_root
+
+
+def _carry(conn: Runner, old_root: str, new_root: str, paths: list[str]) -> list[str]:
+    """Copy each of ``paths`` present in the old kit root into the new one; return them."""
+    names = " ".join(quote(p) for p in paths)
+    script = (f"old={quote(old_root)}; new={quote(new_root)}; "
+              f"for f in {names}; do if [ -f \"$old/$f\" ]; then "
+              "mkdir -p \"$(dirname \"$new/$f\")\" && cp -p \"$old/$f\" \"$new/$f\" && "
+              "echo \"$f\" || exit 1; fi; done")
+    result = conn.run(script)
+    return [line.strip() for line in result.stdout.splitlines() if line.strip()]

@@ -1,0 +1,130 @@
+"""One look at the whole cluster: every server, client and orchestrator, as the plan needs it.
+
+Preflight, verify, dry runs and the report all start from :func:`observe_cluster`; the server
+steps look again, stripe by stripe, before every step (:mod:`bm_upgrade.procedure.waits`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bm_upgrade.errors import RemoteError, StepFailed
+from bm_upgrade.inventory import Inventory
+from bm_upgrade.plan import NodeState
+from bm_upgrade.probes import (
+    ClientStatus,
+    OrchestratorStatus,
+    StripeHealth,
+    probe_client,
+    probe_orchestrator,
+    stripe_health,
+)
+from bm_upgrade.procedure.waits import Seen, observe_stripe
+from bm_upgrade.remote import HostPool
+
+
+@dataclass
+class ClusterView:
+    """What was seen of every node at one moment.
+
+    Attributes:
+        servers: per server name, probe + process + installed kit.
+        clients: per client name.
+        orchestrators: per orchestrator name.
+        health: per ``region/stripe``, whether it has one ACTIVE and standby mirrors.
+        unreachable: per host, why it could not be reached.
+    """
+
+    servers: dict[str, Seen] = field(default_factory=dict)
+    clients: dict[str, ClientStatus] = field(default_factory=dict)
+    orchestrators: dict[str, OrchestratorStatus] = field(default_factory=dict)
+    health: dict[str, StripeHealth] = field(default_factory=dict)
+    unreachable: dict[str, str] = field(default_factory=dict)
+
+    def node_states(self) -> dict[str, NodeState]:
+        """The observed state per node, as :func:`bm_upgrade.plan.make_plan` takes it."""
+        states = {name: seen.node_state for name, seen in self.servers.items()}
+        for name, client in self.clients.items():
+            if client.reachable:
+                states[name] = NodeState(client.running is not False, client.jar_version)
+        for name, orch in self.orchestrators.items():
+            if orch.reachable:
+                states[name] = NodeState(True, orch.version)
+            elif orch.error and orch.state == "stopped":
+                states[name] = NodeState(False, None)
+        return states
+
+    def versions(self) -> dict[str, str | None]:
+        """Node name -> version, for the report's version matrix."""
+        return {name: state.version for name, state in self.node_states().items()}
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-able summary (for metadata and reports)."""
+        return {
+            "servers": {name: {"state": seen.status.state if seen.status.reachable else None,
+                               "running": seen.running, "version": seen.node_state.version}
+                        for name, seen in self.servers.items()},
+            "clients": {name: {"running": c.running, "version": c.jar_version,
+                               "reachable": c.reachable} for name, c in self.clients.items()},
+            "orchestrators": {name: {"state": o.state, "role": o.role, "version": o.version,
+                                     "caches": {c.name: c.state for c in o.caches}}
+                              for name, o in self.orchestrators.items()},
+            "unhealthy": {key: h.problems for key, h in self.health.items() if not h.healthy},
+            "unreachable": dict(self.unreachable),
+        }
+
+
+def reachable_hosts(inventory: Inventory, pool: HostPool) -> dict[str, str]:
+    """Every host that could not be reached, with the reason (empty: all reachable)."""
+    result = pool.fan_out(inventory.hosts(), lambda conn: conn.run("true", timeout=30.0))
+    return {host: str(error) for host, error in result.errors.items()}
+
+
+def observe_cluster(inventory: Inventory, pool: HostPool, *,
+                    servers: bool = True, clients: bool = True,
+                    orchestrators: bool = True) -> ClusterView:
+    """Probe every node of the cluster (or only the kinds asked for)."""
+    view = ClusterView()
+    view.unreachable = reachable_hosts(inventory, pool)
+    for region in inventory.regions:
+        if servers:
+            for stripe in region.stripes:
+                if any(s.host in view.unreachable for s in stripe.servers):
+                    continue
+                seen = observe_stripe(inventory, pool, stripe)
+                view.servers.update(seen)
+                view.health[f"{region.name}/{stripe.name}"] = stripe_health(
+                    stripe, [s.status for s in seen.values()])
+        if clients:
+            for client in region.clients:
+                if client.host not in view.unreachable:
+                    view.clients[client.name] = probe_client(pool.get(client.host), client)
+        if orchestrators:
+            for orch in region.orchestrators:
+                if orch.host in view.unreachable:
+                    continue
+                try:
+                    view.orchestrators[orch.name] = probe_orchestrator(pool.get(orch.host),
+                                                                       orch)
+                except RemoteError as exc:
+                    view.unreachable[orch.host] = str(exc)
+    return view
+
+
+def require_servers_ready(inventory: Inventory, pool: HostPool, target: str, who: str) -> None:
+    """Safety rules 5 and 6: every server of every region on ``target``, every stripe one
+    ACTIVE plus PASSIVE-STANDBY mirrors, before ``who`` (clients, orchestrators) is touched.
+
+    Raises:
+        StepFailed: naming what is not ready; nothing was touched.
+    """
+    view = observe_cluster(inventory, pool, clients=False, orchestrators=False)
+    problems = [f"{host} unreachable ({why})" for host, why in view.unreachable.items()]
+    problems += [p for health in view.health.values() for p in health.problems]
+    problems += [seen.describe() for seen in view.servers.values()
+                 if seen.node_state.version != target]
+    if problems:
+        raise StepFailed(who, f"the {who} were not touched: the servers are not all on "
+                         f"{target} with a PASSIVE-STANDBY mirror per stripe ("
+                         + "; ".join(problems) + "); finish the server steps, then rerun")

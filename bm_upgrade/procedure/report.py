@@ -1,0 +1,113 @@
+"""The run's report: version matrix before and after, each step's duration, what was skipped
+and why. Plain text that reads well in a terminal and as Markdown in the Dagster UI."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bm_upgrade.inventory import Inventory
+from bm_upgrade.procedure.observe import ClusterView
+
+
+class _Settings(Protocol):
+    @property
+    def dry_run(self) -> bool: ...
+
+    @property
+    def before(self) -> Mapping[str, str | None]: ...
+
+    @property
+    def options(self) -> Any: ...
+
+
+@dataclass(frozen=True)
+class MatrixRow:
+    kind: str
+    where: str
+    node: str
+    before: str | None
+    after: str | None
+    state: str
+
+
+@dataclass(frozen=True)
+class Report:
+    cluster: str
+    target: str
+    dry_run: bool
+    run_id: str
+    rows: list[MatrixRow]
+    steps: list[dict[str, Any]]
+    problems: list[str] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, inventory: Inventory, settings: _Settings,
+              steps: Sequence[Mapping[str, Any]], after: ClusterView,
+              run_id: str = "") -> Report:
+        target = settings.options.target_version
+        versions = after.versions()
+        rows: list[MatrixRow] = []
+        for region, stripe, server in inventory.servers():
+            seen = after.servers.get(server.name)
+            state = (seen.status.state if seen and seen.status.reachable
+                     else ("starting" if seen and seen.running else "down"))
+            rows.append(MatrixRow("server", f"{region.name}/{stripe.name}", server.name,
+                                  settings.before.get(server.name), versions.get(server.name),
+                                  state))
+        for region in inventory.regions:
+            for client in region.clients:
+                c = after.clients.get(client.name)
+                state = "unknown" if c is None or c.running is None else (
+                    "running" if c.running else "stopped")
+                rows.append(MatrixRow("client", region.name, client.name,
+                                      settings.before.get(client.name),
+                                      versions.get(client.name), state))
+            for orch in region.orchestrators:
+                o = after.orchestrators.get(orch.name)
+                rows.append(MatrixRow("orchestrator", region.name, orch.name,
+                                      settings.before.get(orch.name), versions.get(orch.name),
+                                      (o.state if o and o.state else "down") + f" ({orch.role})"))
+        problems = [f"{r.node} runs {r.after or 'unknown'}, not {target}" for r in rows
+                    if r.after != target and not settings.dry_run]
+        problems += [f"{host} unreachable" for host in after.unreachable]
+        return cls(inventory.cluster, target, settings.dry_run, run_id, rows,
+                   [dict(s) for s in steps], problems)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def render_report(report: Report) -> str:
+    """The report as Markdown-friendly plain text."""
+    title = "Dry run" if report.dry_run else "Upgrade"
+    lines = [f"# {title} of cluster {report.cluster} to {report.target}"]
+    if report.run_id:
+        lines.append(f"run {report.run_id}")
+    lines += ["", "## Versions", "",
+              "| kind | where | node | before | after | state |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r.kind} | {r.where} | {r.node} | {r.before or '?'} | {r.after or '?'} | "
+              f"{r.state} |" for r in report.rows]
+    changed = [s for s in report.steps if not s.get("skipped")]
+    skipped = [s for s in report.steps if s.get("skipped")]
+    total = sum(float(s.get("duration_s", 0.0)) for s in changed)
+    lines += ["", f"## Steps ({len(changed)} done, {len(skipped)} skipped, "
+                  f"{total:.1f} s of step time)", "",
+              "| node | action | what it did | seconds |", "|---|---|---|---|"]
+    for s in report.steps:
+        if s.get("skipped"):
+            what = f"skipped: {s.get('reason', '')}"
+        else:
+            what = "; ".join(s.get("did", [])) or "-"
+        lines.append(f"| {s.get('node')} | {s.get('action')} | {what.replace('|', '/')} | "
+                     f"{float(s.get('duration_s', 0.0)):.1f} |")
+    lines += ["", "## Result", ""]
+    if report.dry_run:
+        lines.append("Dry run: nothing was changed.")
+    elif report.ok:
+        lines.append(f"Every node runs {report.target}.")
+    else:
+        lines += [f"- {p}" for p in report.problems]
+    return "\n".join(lines)

@@ -1,0 +1,267 @@
+"""Looking at servers, once or until a state holds, with a timeout and progress in the log.
+
+A wait calls ``check`` until it reports the value waited for, reports that waiting is
+pointless (the process died), or the timeout passes. It logs each change of what it sees and,
+while nothing changes, a progress line every few seconds, so an operator watching the log
+knows what the run waits for and for how long. It never raises for a timeout: the caller
+knows what failed and what the operator can do, and turns the outcome into one sentence.
+
+:meth:`Watch.observe` is the one look every step starts from: each server's probe (REST or
+``server-stat.sh`` per ``inventory.probe_via``), whether a process of it runs on its host,
+and the kit installed in its kit root (``version.sh``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from bm_upgrade.inventory import Inventory, Server, Stripe
+from bm_upgrade.plan import ACTIVE, NodeState
+from bm_upgrade.probes import (
+    ServerStatus,
+    kit_version,
+    probe_server_rest,
+    probe_server_ssh,
+)
+from bm_upgrade.remote import HostPool
+
+T = TypeVar("T")
+_PROBE_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Poll(Generic[T]):
+    """One look at the state.
+
+    Attributes:
+        value: set when the condition holds (the wait ends with it).
+        now: what was seen, in words (``PASSIVE-UNINITIALIZED``, ``not answering``).
+        hopeless: set (the reason) when the condition can no longer come true.
+    """
+
+    value: T | None = None
+    now: str = ""
+    hopeless: str | None = None
+
+
+@dataclass(frozen=True)
+class WaitOutcome(Generic[T]):
+    """How a wait ended: ``value`` when the condition held, else ``last`` seen and why not."""
+
+    value: T | None
+    last: str
+    waited_s: float
+    hopeless: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.value is not None
+
+    def why_not(self, timeout_s: float) -> str:
+        """Why the wait failed, in words (for the caller's one sentence)."""
+        if self.hopeless:
+            return self.hopeless
+        return f"still {self.last or 'unknown'} after {timeout_s:g} s"
+
+
+def wait_for(check: Callable[[], Poll[T]], *, what: str, timeout_s: float,
+             log: logging.Logger, poll_s: float = 0.2,
+             progress_every_s: float = 5.0) -> WaitOutcome[T]:
+    """Poll ``check`` until it yields a value, turns hopeless, or ``timeout_s`` passes.
+
+    Args:
+        check: one look at the state; must not raise for expected states (down, starting).
+        what: what is waited for, for the log (``east-s1-b PASSIVE-STANDBY``).
+        timeout_s: the policy's timeout for this wait.
+        log: where progress goes.
+        poll_s: pause between looks.
+        progress_every_s: how often an unchanged state is logged again.
+    """
+    start = time.monotonic()
+    deadline = start + timeout_s
+    last_seen: str | None = None
+    last_log = start
+    while True:
+        poll = check()
+        now = time.monotonic()
+        waited = now - start
+        if poll.value is not None:
+            log.info("waited %.1f s for %s: done (%s)", waited, what, poll.now or "ok")
+            return WaitOutcome(poll.value, poll.now, waited)
+        if poll.hopeless:
+            log.warning("gave up waiting for %s after %.1f s: %s", what, waited, poll.hopeless)
+            return WaitOutcome(None, poll.now, waited, poll.hopeless)
+        if poll.now != last_seen or now - last_log >= progress_every_s:
+            log.info("waiting for %s: %s (%.1f s of %g s)", what, poll.now or "unknown",
+                     waited, timeout_s)
+            last_seen, last_log = poll.now, now
+        if now >= deadline:
+            log.warning("timed out waiting for %s after %g s (last seen: %s)", what, timeout_s,
+                        poll.now or "unknown")
+            return WaitOutcome(None, poll.now, waited)
+        time.sleep(min(poll_s, max(0.0, deadline - now)))
+
+
+# -- looking at servers -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Seen:
+    """One server as observed: its probe, whether a process of it runs, its installed kit.
+
+    ``alive`` comes from the host's process list, so a server still booting (not answering
+    yet) or restarting itself (a dirty mirror's exit 11) counts as running, never as down.
+    """
+
+    server: Server
+    status: ServerStatus
+    alive: bool
+    installed: str | None
+
+    @property
+    def running(self) -> bool:
+        return self.status.reachable or self.alive
+
+    @property
+    def node_state(self) -> NodeState:
+        """What the plan needs: running, version (the running one when known), state."""
+        if self.status.reachable:
+            return NodeState(True, self.status.version or self.installed, self.status.state)
+        return NodeState(self.alive, self.installed, None)
+
+    def describe(self) -> str:
+        version = self.node_state.version or "unknown version"
+        if self.status.reachable:
+            return f"{self.server.name} {self.status.state} on {version}"
+        if self.alive:
+            return f"{self.server.name} starting (not answering yet) on {version}"
+        return f"{self.server.name} down (kit {version})"
+
+
+def describe(seen: Mapping[str, Seen]) -> str:
+    """The stripe as observed, in words (for records and messages)."""
+    return ", ".join(s.describe() for s in seen.values()) or "no server"
+
+
+def server_pids(ps_output: str, server: Server) -> list[int]:
+    """Pids of ``server``'s processes in ``ps -eo pid=,args=`` output.
+
+    A server process (the start script and the server it runs) carries ``-f <tc-config>`` and
+    ``-n <name>``; the stop script carries them too but never outlives its own command.
+    """
+    pids: list[int] = []
+    for line in ps_output.splitlines():
+        pid, _, args = line.strip().partition(" ")
+        argv = args.split()
+        if not pid.isdigit() or "stop-tc-server" in args:
+            continue
+        named = any(a == "-n" and b == server.name for a, b in itertools.pairwise(argv))
+        if named and server.tc_config in argv:
+            pids.append(int(pid))
+    return pids
+
+
+_PS = ["ps", "-eo", "pid=,args="]
+
+
+class Watch:
+    """How steps look at servers: probes (REST or ``server-stat.sh`` per
+    ``inventory.probe_via``), the hosts' process lists, ``version.sh``; once or until a state.
+
+    Args:
+        inventory: the cluster.
+        pool: one SSH connection per host.
+        log: where waits report progress.
+        poll_s: pause between looks while waiting.
+    """
+
+    inventory: Inventory
+    pool: HostPool
+    log: logging.Logger
+    poll_s: float
+
+    def __init__(self, inventory: Inventory, pool: HostPool,
+                 log: logging.Logger | None = None, poll_s: float = 0.2) -> None:
+        self.inventory = inventory
+        self.pool = pool
+        self.log = log or logging.getLogger("bm_upgrade.procedure")
+        self.poll_s = poll_s
+
+    def probe(self, server: Server) -> ServerStatus:
+        """The server's status now."""
+        if self.inventory.probe_via == "ssh":
+            return probe_server_ssh(self.pool.get(server.host), server, _PROBE_TIMEOUT_S)
+        return probe_server_rest(server, _PROBE_TIMEOUT_S)
+
+    def alive(self, server: Server) -> bool:
+        """A process of ``server`` runs on its host."""
+        listing = self.pool.get(server.host).run(_PS, timeout=30.0)
+        return bool(server_pids(listing.stdout, server))
+
+    def observe(self, stripe: Stripe) -> dict[str, Seen]:
+        """Every server of the stripe: probe, process list, installed kit (``version.sh``)."""
+        listings: dict[str, str] = {}
+        seen: dict[str, Seen] = {}
+        for server in stripe.servers:
+            conn = self.pool.get(server.host)
+            if server.host not in listings:
+                listings[server.host] = conn.run(_PS, timeout=30.0).stdout
+            alive = bool(server_pids(listings[server.host], server))
+            seen[server.name] = Seen(server, self.probe(server), alive,
+                                     kit_version(conn, server.install_dir))
+        return seen
+
+    def wait_state(self, server: Server, states: set[str] | None,
+                   timeout_s: float) -> WaitOutcome[ServerStatus]:
+        """Wait until the server answers in one of ``states`` (in any state when None).
+
+        Hopeless when its process exits, or when it turns ACTIVE while waited for in
+        another state (its peer must have stopped).
+        """
+        def check() -> Poll[ServerStatus]:
+            status = self.probe(server)
+            if status.reachable:
+                if states is None or status.state in states:
+                    return Poll(status, status.state)
+                if status.state == ACTIVE:
+                    return Poll(now=status.state, hopeless=f"{server.name} became {ACTIVE}: "
+                                "another server of its stripe must have stopped")
+                return Poll(now=status.state)
+            if not self.alive(server):
+                return Poll(now="down", hopeless=f"{server.name}'s process exited")
+            return Poll(now="not answering yet")
+
+        what = f"{server.name} {' or '.join(sorted(states)) if states else 'answering'}"
+        return wait_for(check, what=what, timeout_s=timeout_s, log=self.log,
+                        poll_s=self.poll_s)
+
+    def wait_stopped(self, server: Server, timeout_s: float) -> WaitOutcome[bool]:
+        """Wait until the server neither answers nor has a process on its host."""
+        def check() -> Poll[bool]:
+            status = self.probe(server)
+            if status.reachable:
+                return Poll(now=status.state)
+            if self.alive(server):
+                return Poll(now="stopping (process still running)")
+            return Poll(True, "stopped")
+
+        return wait_for(check, what=f"{server.name} stopped", timeout_s=timeout_s,
+                        log=self.log, poll_s=self.poll_s)
+
+    def wait_active(self, stripe: Stripe, timeout_s: float) -> WaitOutcome[ServerStatus]:
+        """Wait until some server of the stripe is ACTIVE-COORDINATOR."""
+        def check() -> Poll[ServerStatus]:
+            states = [self.probe(s) for s in stripe.servers]
+            active = next((st for st in states if st.state == ACTIVE), None)
+            return Poll(active, ", ".join(f"{st.name} {st.state}" for st in states))
+
+        return wait_for(check, what=f"an {ACTIVE} in stripe {stripe.name}",
+                        timeout_s=timeout_s, log=self.log, poll_s=self.poll_s)
+
+
+def observe_stripe(inventory: Inventory, pool: HostPool, stripe: Stripe) -> dict[str, Seen]:
+    """Every server of the stripe as :meth:`Watch.observe` sees it."""
+    return Watch(inventory, pool).observe(stripe)

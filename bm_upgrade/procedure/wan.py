@@ -1,0 +1,186 @@
+"""The WAN orchestrator cycle: stop standby orchestrators, then masters; upgrade every one
+from the same kit; start masters, then standbys; confirm the master region serves and every
+replica cache resynced.
+
+Safety rule 6: orchestrators are touched only after every server of every region runs the
+target with one ACTIVE plus PASSIVE-STANDBY mirrors per stripe (checked here, before the first
+stop); standby orchestrators stop before masters (so no standby takes over and forces every
+replica to resync twice); all orchestrators start on the same version (every install before
+any start). The order is the plan's (:func:`bm_upgrade.plan.make_plan`), made on the state
+seen now, so a rerun does only what is missing.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+from bm_upgrade.errors import RemoteError, StepFailed
+from bm_upgrade.inventory import Orchestrator
+from bm_upgrade.license import LICENSE_FILE_NAME
+from bm_upgrade.plan import NodeState, make_plan
+from bm_upgrade.probes import OrchestratorStatus, kit_version, probe_orchestrator
+from bm_upgrade.procedure.install import install_kit
+from bm_upgrade.procedure.observe import require_servers_ready
+from bm_upgrade.procedure.records import StepRecord, StepRecorder, skipped
+from bm_upgrade.procedure.servers import ServerOps
+from bm_upgrade.procedure.waits import Poll, wait_for
+from bm_upgrade.remote import Connection, shell
+
+REPLICA_READY = "ACTIVE"
+
+
+def _script(orch: Orchestrator, name: str) -> str:
+    return posixpath.join(orch.install_dir.rstrip("/"), "server", "bin", name)
+
+
+def console_log(orch: Orchestrator) -> str:
+    return orch.console_log or posixpath.join(
+        posixpath.dirname(orch.install_dir.rstrip("/")) or "/", f"{orch.name}.console.log")
+
+
+def _alive(conn: Connection, orch: Orchestrator) -> bool:
+    """A process started by ``start-wan.sh -f <wan_xml>`` of this orchestrator runs."""
+    listing = conn.run(["ps", "-eo", "args="], timeout=30.0).stdout
+    return any(orch.wan_xml in line.split() and "stop-wan" not in line
+               for line in listing.splitlines())
+
+
+def observe(ctx: ServerOps) -> dict[str, tuple[Orchestrator, OrchestratorStatus, NodeState]]:
+    """Every orchestrator: its status and the state the plan needs (installed kit when down)."""
+    seen = {}
+    for region in ctx.inventory.regions:
+        for orch in region.orchestrators:
+            conn = ctx.pool.get(orch.host)
+            status = probe_orchestrator(conn, orch)
+            if status.reachable:
+                state = NodeState(True, status.version)
+            else:
+                state = NodeState(_alive(conn, orch), kit_version(conn, orch.install_dir))
+            seen[orch.name] = (orch, status, state)
+    return seen
+
+
+def _stop(ctx: ServerOps, orch: Orchestrator, rec: StepRecorder) -> None:
+    conn = ctx.pool.get(orch.host)
+    timeout = ctx.inventory.policy.timeouts.orchestrator_s
+    result = conn.run(shell([_script(orch, "stop-wan.sh"), "-f", orch.wan_xml]),
+                      timeout=timeout, check=False)
+    rec.done(f"ran stop-wan.sh (exit {result.exit_code})")
+
+    def check() -> Poll[bool]:
+        if probe_orchestrator(conn, orch).reachable or _alive(conn, orch):
+            return Poll(now="still running")
+        return Poll(True, "stopped")
+
+    outcome = wait_for(check, what=f"{orch.name} stopped", timeout_s=timeout, log=ctx.log,
+                       poll_s=ctx.poll_s)
+    if not outcome.ok:
+        raise StepFailed(orch.name, f"orchestrator {orch.name} on {orch.host} did not stop "
+                         f"within {timeout:g} s ({outcome.why_not(timeout)}); check "
+                         f"{console_log(orch)}, stop it by hand, then rerun")
+
+
+def _start(ctx: ServerOps, orch: Orchestrator, rec: StepRecorder) -> None:
+    conn = ctx.pool.get(orch.host)
+    license_path = posixpath.join(orch.install_dir.rstrip("/"), LICENSE_FILE_NAME)
+    if conn.run(["test", "-s", license_path], check=False).exit_code != 0:
+        raise StepFailed(orch.name, f"orchestrator {orch.name} was not started: "
+                         f"{license_path} is missing on {orch.host}; stage the kit again, "
+                         "then rerun")
+    pid = conn.start_detached([_script(orch, "start-wan.sh"), "-f", orch.wan_xml],
+                              console_log(orch),
+                              cwd=posixpath.dirname(orch.install_dir.rstrip("/")) or "/")
+    rec.done(f"started {orch.name} detached (pid {pid})")
+    timeout = ctx.inventory.policy.timeouts.orchestrator_s
+
+    def check() -> Poll[OrchestratorStatus]:
+        status = probe_orchestrator(conn, orch)
+        if status.reachable and status.version == ctx.target:
+            return Poll(status, status.state or "running")
+        if not status.reachable and not _alive(conn, orch):
+            return Poll(now="down", hopeless=f"{orch.name}'s process exited")
+        return Poll(now=status.state or "starting")
+
+    outcome = wait_for(check, what=f"{orch.name} running on {ctx.target}", timeout_s=timeout,
+                       log=ctx.log, poll_s=ctx.poll_s)
+    if outcome.value is None:
+        raise StepFailed(orch.name, f"orchestrator {orch.name} on {orch.host} did not come up "
+                         f"on {ctx.target} ({outcome.why_not(timeout)}); check "
+                         f"{console_log(orch)} (license with WAN? same version everywhere?), "
+                         "then rerun")
+    rec.done(f"{orch.name} runs {ctx.target} as {outcome.value.state}")
+
+
+def confirm_wan(ctx: ServerOps, rec: StepRecorder) -> None:
+    """Every orchestrator answers on the target; every replica cache is ACTIVE again."""
+    timeout = ctx.inventory.policy.timeouts.orchestrator_s
+    orchs = [o for r in ctx.inventory.regions for o in r.orchestrators]
+
+    def check() -> Poll[bool]:
+        waiting = []
+        for orch in orchs:
+            status = probe_orchestrator(ctx.pool.get(orch.host), orch)
+            if not status.reachable or status.version != ctx.target:
+                waiting.append(f"{orch.name} {status.state or 'down'}")
+                continue
+            waiting += [f"{status.region or orch.name}/{c.name} {c.state}"
+                        for c in status.caches if c.state != REPLICA_READY]
+        return Poll(now=", ".join(waiting)) if waiting else Poll(True, "all caches ACTIVE")
+
+    outcome = wait_for(check, what="every replica cache resynced", timeout_s=timeout,
+                       log=ctx.log, poll_s=ctx.poll_s)
+    if not outcome.ok:
+        raise StepFailed("orchestrators", f"the WAN did not settle within {timeout:g} s "
+                         f"({outcome.why_not(timeout)}); the servers and clients are upgraded; "
+                         "check the orchestrators' logs, then rerun")
+    rec.done(f"master region serving, every replica cache ACTIVE after {outcome.waited_s:.1f} s")
+
+
+def cycle_orchestrators(ctx: ServerOps) -> list[StepRecord]:
+    """Run the orchestrator steps the plan still lists, in its order."""
+    if not ctx.inventory.has_wan():
+        return []
+    require_servers_ready(ctx.inventory, ctx.pool, ctx.target, "orchestrators")
+    records: list[StepRecord] = []
+    seen = observe(ctx)
+    states = {name: state for name, (_, _, state) in seen.items()}
+    wan_only = ctx.inventory.model_copy(update={"regions": [
+        r.model_copy(update={"clients": []}) for r in ctx.inventory.regions]})
+    plan = make_plan(wan_only, states | _servers_done(ctx), ctx.options)
+    for step in [s for s in plan.steps if s.phase == "orchestrators"]:
+        if step.skipped:
+            records.append(skipped(step.node, step.action, step.waits_for, step.reason))
+            continue
+        rec = StepRecorder(step.node, step.action)
+        try:
+            if step.action == "confirm-wan":
+                confirm_wan(ctx, rec)
+            else:
+                orch = seen[step.node][0]
+                rec.saw(f"{orch.name} ({orch.role}) {seen[step.node][2]}")
+                if step.action == "stop":
+                    _stop(ctx, orch, rec)
+                elif step.action == "install":
+                    staged_kit, staged_license = ctx.staged_paths(orch.host)
+                    install_kit(ctx.pool.get(orch.host), orch, target=ctx.target,
+                                staged_kit=staged_kit, staged_license=staged_license,
+                                keep_previous=ctx.options.keep_previous_kit,
+                                delete_backups=False, rec=rec)
+                elif step.action == "start":
+                    _start(ctx, orch, rec)
+        except RemoteError as exc:
+            raise StepFailed(step.node, f"{step.action} of {step.node} failed talking to "
+                             f"{exc.host} ({exc}); fix the connection and rerun: finished "
+                             "steps are skipped") from exc
+        records.append(rec.record())
+        ctx.log.info("%s", records[-1].summary())
+    return records
+
+
+def _servers_done(ctx: ServerOps) -> dict[str, NodeState]:
+    """Servers as already upgraded (checked by require_servers_ready): the plan then lists
+    only orchestrator work."""
+    return {server.name: NodeState(True, ctx.target, "ACTIVE-COORDINATOR"
+                                   if server is stripe.preferred_active() else
+                                   "PASSIVE-STANDBY")
+            for _, stripe, server in ctx.inventory.servers()}

@@ -1,0 +1,107 @@
+"""The WAN side of `sandbox up`: orchestrator hosts, wan.xml files, start order, inventory.
+
+Each orchestrator gets its own host (a kit root with the license, ``etc/wan.xml``,
+``logs/<name>.console.log``) and is started by the kit's ``start-wan.sh`` like the tool does.
+Orchestrators find each other through sandbox.json's ``orchestrators`` and
+``wan_master_region``; what they do is in ENGINE.md ("WAN orchestrators").
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bm_upgrade.sandbox.hosts import OrchestratorPlan
+from bm_upgrade.sandbox.kit_files.server.lib import tcwanxml
+from bm_upgrade.sandbox.topology import WAN_CACHES, Topology
+
+STATUS_PATH = "/wan/status"
+
+
+def sandbox_json_entries(plan: tuple[OrchestratorPlan, ...]) -> dict[str, dict[str, Any]]:
+    """sandbox.json ``orchestrators``: how orchestrators (and faults) find each other."""
+    return {o.name: {"region": o.region, "role": o.role, "host": o.host, "port": o.port,
+                     "wan_xml": str(o.wan_xml), "install_dir": str(o.install_dir),
+                     "replica_disconnect_behavior": o.replica_disconnect_behavior}
+            for o in plan}
+
+
+def lay_out(topology: Topology, plan: tuple[OrchestratorPlan, ...], tarball: Path,
+            license_file: Path) -> None:
+    """Unpack the kit (plus the license) and write wan.xml on every orchestrator host."""
+    from bm_upgrade.sandbox import kits
+
+    master_region = topology.wan_master_region()
+    masters = [(o.host, o.port) for o in plan
+               if o.region == master_region and o.role == "master"]
+    for orch in plan:
+        kits.unpack_kit(tarball, orch.install_dir)
+        shutil.copyfile(license_file, orch.install_dir / "terracotta-license.key")
+        orch.wan_xml.parent.mkdir(parents=True, exist_ok=True)
+        orch.console_log.parent.mkdir(parents=True, exist_ok=True)
+        orch.wan_xml.write_text(tcwanxml.render_wan_xml(
+            host=orch.host, port=orch.port, behavior=orch.replica_disconnect_behavior,
+            caches=list(WAN_CACHES), masters=masters), encoding="utf-8")
+
+
+def status(host: str, port: int, timeout_s: float = 1.0) -> dict[str, Any] | None:
+    """An orchestrator's ``/wan/status``, or None when it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}{STATUS_PATH}",
+                                    timeout=timeout_s) as response:
+            data: dict[str, Any] = json.loads(response.read().decode("utf-8"))
+            return data
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+
+
+def start_all(plan: tuple[OrchestratorPlan, ...], start: Callable[[OrchestratorPlan], None],
+              deadline: float, say: Callable[[str], None]) -> None:
+    """Masters first (the master region's first), then standbys; wait until every replica
+    cache is ACTIVE. ``start`` starts one orchestrator detached.
+
+    Raises:
+        TimeoutError: something did not reach its state before ``deadline``; says which.
+    """
+    if not plan:
+        return
+    say(f"starting {len(plan)} WAN orchestrator(s)")
+    masters = [o for o in plan if o.role == "master"]
+    standbys = [o for o in plan if o.role == "standby"]
+    for orch in masters:
+        start(orch)
+    _wait(masters, lambda s: s.get("state") == "running", "running", deadline)
+    for orch in standbys:
+        start(orch)
+    _wait(standbys, lambda s: s.get("state") == "standby", "standby", deadline)
+    _wait(masters, lambda s: all(c.get("state") == "ACTIVE" for c in s.get("caches", [])),
+          "every cache ACTIVE", deadline)
+
+
+def _wait(orchs: list[OrchestratorPlan], ready: Callable[[dict[str, Any]], bool], what: str,
+          deadline: float) -> None:
+    pending = list(orchs)
+    while pending:
+        pending = [o for o in pending if not ready(status(o.host, o.port) or {"state": None})]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            orch = pending[0]
+            seen = status(orch.host, orch.port)
+            raise TimeoutError(f"orchestrator {orch.name} ({orch.host}) did not reach {what} in "
+                               f"time (status: {seen or 'no answer'}); see {orch.console_log}")
+        time.sleep(0.05)
+
+
+def inventory_entry(orch: OrchestratorPlan) -> dict[str, Any]:
+    """The orchestrator's entry in DIR/inventory.yaml (bm_upgrade.inventory.Orchestrator)."""
+    return {"name": orch.name, "host": orch.host, "install_dir": str(orch.install_dir),
+            "wan_xml": str(orch.wan_xml), "role": orch.role,
+            "replica_disconnect_behavior": orch.replica_disconnect_behavior,
+            "console_log": str(orch.console_log)}

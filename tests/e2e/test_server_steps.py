@@ -1,0 +1,312 @@
+"""The server steps against a real sandbox (real sshd per host, real servers started by the
+kit's scripts, a client writing all the time): a full stripe upgrade 4.2.0 -> 4.2.1 checked
+on the sandbox's journal, failback, an idempotent rerun, and a rollback to 4.2.0.
+
+The sandbox is shared by the module and the tests run in file order: each starts from the
+state the previous one left (documented at the top of each test).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bm_upgrade.errors import StepFailed
+from bm_upgrade.inventory import Inventory, Server, Stripe
+from bm_upgrade.procedure.install import KitSwap, carried_paths
+from bm_upgrade.procedure.kit import StagedKit, fetch_kit, stage_kit
+from bm_upgrade.procedure.records import StepRecord
+from bm_upgrade.procedure.servers import (
+    ServerOps,
+    fail_back,
+    upgrade_active,
+    upgrade_stripe,
+)
+from bm_upgrade.procedure.waits import Poll, server_pids, wait_for
+from bm_upgrade.remote import HostPool
+from bm_upgrade.remote.quoting import quote
+from bm_upgrade.sandbox import cluster
+from tests.e2e import journal_check
+from tests.e2e.conftest import E2ESandbox
+
+pytestmark = pytest.mark.e2e
+
+SETENV = "BM_E2E_SETENV=carried-over\nexport BM_E2E_SETENV\n"
+log = logging.getLogger("tests.e2e.servers")
+
+
+# -- pure parts -------------------------------------------------------------------------------
+def _server(**extra: Any) -> Server:
+    fields: dict[str, Any] = {"name": "tsa-a1", "host": "10.0.0.1",
+                              "install_dir": "/opt/tc/bigmemory-max/",
+                              "tc_config": "/etc/tc/tc-config.xml", "data_dir": "/var/tc/data"}
+    fields.update(extra)
+    return Server(**fields)
+
+
+def test_server_pids_match_only_that_servers_processes() -> None:
+    server = _server()
+    ps = "\n".join([
+        "  101 /bin/sh /opt/tc/bigmemory-max/server/bin/start-tc-server.sh -f "
+        "/etc/tc/tc-config.xml -n tsa-a1",
+        "  102 /usr/bin/python3 /opt/tc/bigmemory-max/server/lib/tcserver.py -f "
+        "/etc/tc/tc-config.xml -n tsa-a1",
+        "  103 /bin/sh stop-tc-server.sh -f /etc/tc/tc-config.xml -n tsa-a1",
+        "  104 /bin/sh start-tc-server.sh -f /etc/tc/tc-config.xml -n tsa-a10",
+        "  105 /bin/sh start-tc-server.sh -f /etc/other/tc-config.xml -n tsa-a1",
+        "  junk"])
+    assert server_pids(ps, server) == [101, 102]
+
+
+def test_kit_swap_places_and_carried_files() -> None:
+    swap = KitSwap.for_server(_server())
+    assert swap.install_dir == "/opt/tc/bigmemory-max"
+    assert swap.work_dir == "/opt/tc/.bm-upgrade-work/bigmemory-max"
+    assert swap.previous_kit("4.2.0") == "/opt/tc/.bm-upgrade-previous/bigmemory-max-4.2.0"
+    assert carried_paths(_server()) == ["tc-config.xml", "server/tc-config.xml",
+                                        "server/bin/setenv.sh"]
+    inside = _server(tc_config="/opt/tc/bigmemory-max/conf/tc-config.xml")
+    assert carried_paths(inside)[-1] == "conf/tc-config.xml"
+
+
+def test_wait_for_ends_on_value_hopeless_or_timeout() -> None:
+    looks = iter([Poll[int](now="starting"), Poll[int](now="syncing"), Poll(7, "done")])
+    outcome = wait_for(lambda: next(looks), what="x", timeout_s=5, log=log, poll_s=0.01)
+    assert outcome.value == 7 and outcome.ok
+    gone = wait_for(lambda: Poll[int](now="down", hopeless="x exited"), what="x", timeout_s=5,
+                    log=log)
+    assert not gone.ok and gone.why_not(5) == "x exited"
+    late = wait_for(lambda: Poll[int](now="syncing"), what="x", timeout_s=0.05, log=log,
+                    poll_s=0.01)
+    assert not late.ok and late.why_not(0.05) == "still syncing after 0.05 s"
+
+
+# -- helpers ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def pool(small_sandbox: E2ESandbox) -> Iterator[HostPool]:
+    with HostPool(small_sandbox.inventory.ssh) as hosts:
+        yield hosts
+
+
+def stage(sandbox: E2ESandbox, pool: HostPool, version: str) -> dict[str, StagedKit]:
+    """Fetch the kit from the sandbox's kit server and stage it with the license key."""
+    inv = sandbox.inventory
+    kit = inv.kit_for(version)
+    assert kit is not None
+    path = fetch_kit(kit, cache_dir=sandbox.directory.parent / "kit-cache")
+    return stage_kit(pool, inv, kit, path, Path(inv.license_file))
+
+
+def the_stripe(inv: Inventory) -> Stripe:
+    return inv.regions[0].stripes[0]
+
+
+def kit_version_on_disk(server: Server) -> str:
+    props = Path(server.install_dir) / "server" / "lib" / "tc-version.properties"
+    return props.read_text(encoding="utf-8").splitlines()[0].removeprefix("version=")
+
+
+def states(inv: Inventory) -> dict[str, str | None]:
+    """Each server's state as the sandbox's REST port says."""
+    return {s.name: (cluster.server_stat(s.host, s.management_port) or {}).get("state")
+            for s in the_stripe(inv).servers}
+
+
+def stop_commands(events: list[dict[str, Any]]) -> list[tuple[float, str]]:
+    return [(float(e["t"]), str(e["host"])) for e in events
+            if e["event"] == "command" and "stop-tc-server.sh" in e["command"]]
+
+
+def last_states_before(events: list[dict[str, Any]], t: float) -> dict[str, str]:
+    last: dict[str, str] = {}
+    for e in events:
+        if e["event"] == "server_state" and float(e["t"]) < t:
+            last[str(e["server"])] = str(e["state"])
+    return last
+
+
+def assert_safety_rules(events: list[dict[str, Any]], inv: Inventory) -> None:
+    """Rules 2, 3 and 4 of DESIGN.md on the journal of one run."""
+    by_host = {s.host: s.name for s in the_stripe(inv).servers}
+    for t, host in stop_commands(events):
+        before = last_states_before(events, t)
+        if before.get(by_host[host]) == "ACTIVE-COORDINATOR":
+            others = [st for name, st in before.items() if name != by_host[host]]
+            assert "PASSIVE-STANDBY" in others, f"ACTIVE {by_host[host]} stopped with {before}"
+    down: set[str] = set()
+    for e in events:
+        if e["event"] == "server_process":
+            (down.add if e["action"] == "exit" else down.discard)(str(e["server"]))
+            assert len(down) <= 1, f"two servers down at {e['t']}: {down}"
+    for host in by_host:
+        commands = [str(e["command"]) for e in events
+                    if e["event"] == "command" and e["host"] == host]
+        # A new kit root becomes the install folder (the swap) only once it holds the key,
+        # so every start after a swap finds it.
+        swaps = [i for i, c in enumerate(commands) if ".bm-upgrade-work" in c and "mv " in c]
+        licensed = [i for i, c in enumerate(commands)
+                    if c.startswith("cp ") and "terracotta-license.key" in c]
+        for previous, swap in zip([-1, *swaps], swaps, strict=False):
+            assert any(previous < i < swap for i in licensed), f"{host}: kit swapped in " \
+                f"without its license key: {commands[swap]}"
+
+
+def environ_of(sandbox: E2ESandbox, server: Server) -> str:
+    pid = (sandbox.directory / "run" / f"server-{server.name}.pid").read_text().strip()
+    return Path(f"/proc/{pid}/environ").read_bytes().decode("utf-8", "replace")
+
+
+def all_skipped(records: list[StepRecord]) -> bool:
+    return bool(records) and all(r.skipped for r in records)
+
+
+# -- against the sandbox, in order ------------------------------------------------------------
+def test_active_is_not_touched_before_its_mirror(small_sandbox: E2ESandbox,
+                                                 pool: HostPool) -> None:
+    """Fresh sandbox on 4.2.0: upgrading the active first is refused, nothing stops."""
+    inv = small_sandbox.inventory
+    ctx = ServerOps.create(inv, pool, target="4.2.1")
+    since = time.time()
+    with pytest.raises(StepFailed) as failed:
+        upgrade_active(ctx, the_stripe(inv))
+    assert "east-s1-b" in str(failed.value) and "upgrade_mirror" in str(failed.value)
+    assert stop_commands(small_sandbox.journal(since)) == []
+    assert states(inv) == {"east-s1-a": "ACTIVE-COORDINATOR", "east-s1-b": "PASSIVE-STANDBY"}
+
+
+def test_upgrade_stripe_to_4_2_1(small_sandbox: E2ESandbox, pool: HostPool) -> None:
+    """4.2.0 -> 4.2.1 without failback: mirror first, then the active through a failover;
+    the operator's setenv.sh is carried into the new kits; no acknowledged write is lost."""
+    inv = small_sandbox.inventory
+    a, b = the_stripe(inv).servers
+    for server in (a, b):
+        setenv = Path(server.install_dir) / "server" / "bin" / "setenv.sh"
+        pool.get(server.host).run(f"printf %s {quote(SETENV)} > {quote(str(setenv))}")
+    staged_at = time.time()
+    staged = stage(small_sandbox, pool, "4.2.1")
+    ctx = ServerOps.create(inv, pool, target="4.2.1", staged=staged, failback=False)
+    since = time.time()
+    records = upgrade_stripe(ctx, inv.regions[0], the_stripe(inv))
+    ended = time.time()
+
+    done = [(r.action, r.node) for r in records if not r.skipped]
+    assert done[:4] == [("stop", "east-s1-b"), ("install", "east-s1-b"),
+                        ("start", "east-s1-b"), ("confirm-standby", "east-s1-b")]
+    assert ("failover-stop", "east-s1-a") in done
+    assert done.index(("failover-stop", "east-s1-a")) > done.index(
+        ("confirm-standby", "east-s1-b"))
+    install = next(r for r in records if r.action == "install" and r.node == "east-s1-a")
+    assert any("carried server/bin/setenv.sh" in d for d in install.did), install.did
+    assert [kit_version_on_disk(s) for s in (a, b)] == ["4.2.1", "4.2.1"]
+    assert states(inv) == {"east-s1-a": "PASSIVE-STANDBY", "east-s1-b": "ACTIVE-COORDINATOR"}
+    for server in (a, b):
+        kit_root = Path(server.install_dir)
+        assert (kit_root / "server" / "bin" / "setenv.sh").read_text() == SETENV
+        assert (kit_root / "terracotta-license.key").stat().st_size > 0
+        assert "BM_E2E_SETENV=carried-over" in environ_of(small_sandbox, server)
+        previous = Path(KitSwap.for_server(server).previous_kit("4.2.0"))
+        assert kit_version_on_disk(server.model_copy(update={"install_dir": str(previous)})) \
+            == "4.2.0"
+
+    events = small_sandbox.journal(since)
+    stops = stop_commands(events)
+    assert [host for _, host in stops] == [b.host, a.host]
+    assert_safety_rules(events, inv)
+    assert journal_check.violations(small_sandbox.journal_path, inv, "4.2.1", staged_at,
+                                    ended) == []
+    assert small_sandbox.verify()["lost"] == 0
+
+
+def test_fail_back_returns_the_active_to_the_first_server(small_sandbox: E2ESandbox,
+                                                         pool: HostPool) -> None:
+    """From: both on 4.2.1, east-s1-b ACTIVE. Failback makes east-s1-a ACTIVE again."""
+    inv = small_sandbox.inventory
+    ctx = ServerOps.create(inv, pool, target="4.2.1")
+    since = time.time()
+    records = fail_back(ctx, the_stripe(inv))
+    assert next((r.action, r.node) for r in records if not r.skipped) == (
+        "failback-stop", "east-s1-b")
+    assert states(inv) == {"east-s1-a": "ACTIVE-COORDINATOR", "east-s1-b": "PASSIVE-STANDBY"}
+    assert_safety_rules(small_sandbox.journal(since), inv)
+    assert small_sandbox.verify()["lost"] == 0
+
+
+def test_rerun_does_nothing(small_sandbox: E2ESandbox, pool: HostPool) -> None:
+    """From: the stripe fully on 4.2.1 with east-s1-a ACTIVE: every step is skipped and no
+    server is stopped or started."""
+    inv = small_sandbox.inventory
+    ctx = ServerOps.create(inv, pool, target="4.2.1")
+    since = time.time()
+    records = upgrade_stripe(ctx, inv.regions[0], the_stripe(inv))
+    assert all_skipped(records), [r.summary() for r in records]
+    assert {(r.action, r.node) for r in records} >= {("upgrade", "east-s1-a"),
+                                                    ("upgrade", "east-s1-b"),
+                                                    ("failback", "east-s1-a")}
+    events = small_sandbox.journal(since)
+    touched = [e for e in events if e["event"] == "server_process" or (
+        e["event"] == "command" and ("stop-tc-server" in e["command"]
+                                     or "start-tc-server" in e["command"]))]
+    assert touched == []
+    assert journal_check.changing_commands(small_sandbox.journal_path, since) == []
+
+
+def test_rollback_to_4_2_0_over_ssh_probes(small_sandbox: E2ESandbox, pool: HostPool) -> None:
+    """From: the stripe on 4.2.1. Rolling back is the same procedure with 4.2.0 as target
+    (probing with server-stat.sh over SSH this time); failback leaves east-s1-a ACTIVE."""
+    inv = small_sandbox.inventory.model_copy(update={"probe_via": "ssh"})
+    staged = stage(small_sandbox, pool, "4.2.0")
+    ctx = ServerOps.create(inv, pool, target="4.2.0", staged=staged, delete_dirty_backups=True)
+    since = time.time()
+    records = upgrade_stripe(ctx, inv.regions[0], the_stripe(inv))
+    assert not all_skipped(records)
+    installs = [d for r in records if r.action == "install" for d in r.did]
+    assert any("dirty-objectdb backup(s)" in d for d in installs), installs
+    a, b = the_stripe(inv).servers
+    assert [kit_version_on_disk(s) for s in (a, b)] == ["4.2.0", "4.2.0"]
+    assert states(inv) == {"east-s1-a": "ACTIVE-COORDINATOR", "east-s1-b": "PASSIVE-STANDBY"}
+    for server in (a, b):
+        assert (Path(server.install_dir) / "server" / "bin" / "setenv.sh").read_text() == SETENV
+    events = small_sandbox.journal(since)
+    assert [host for _, host in stop_commands(events)][:2] == [b.host, a.host]
+    assert_safety_rules(events, inv)
+    assert any(e["event"] == "dirty_backup" and e["action"] == "deleted" for e in events)
+    assert small_sandbox.verify()["lost"] == 0
+    assert os.path.isdir(KitSwap.for_server(a).previous_kit("4.2.1"))
+
+
+def test_no_takeover_restarts_the_old_active_and_a_rerun_resumes(
+        small_sandbox: E2ESandbox, pool: HostPool) -> None:
+    """From: the stripe on 4.2.0, east-s1-a ACTIVE. With a failover timeout shorter than the
+    election, nobody takes over in time: east-s1-a is started again on its 4.2.0 kit at once
+    and the step fails saying so; nothing is lost; a rerun with sane timeouts finishes."""
+    base = small_sandbox.inventory
+    hasty = base.policy.timeouts.model_copy(update={"failover_s": 0.05})
+    inv = base.model_copy(update={"policy": base.policy.model_copy(update={"timeouts": hasty})})
+    a, b = the_stripe(inv).servers
+    staged = stage(small_sandbox, pool, "4.2.1")
+    since = time.time()
+    with pytest.raises(StepFailed) as failed:
+        upgrade_stripe(ServerOps.create(inv, pool, target="4.2.1", staged=staged),
+                       inv.regions[0], the_stripe(inv))
+    message = str(failed.value)
+    assert failed.value.node == "east-s1-a"
+    assert "started east-s1-a on its 4.2.0 kit again at once" in message, message
+    assert "ACTIVE-COORDINATOR again" in message, message
+    assert kit_version_on_disk(a) == "4.2.0"
+    watch = ServerOps.create(base, pool, target="4.2.1")
+    assert watch.wait_state(a, {"PASSIVE-STANDBY", "ACTIVE-COORDINATOR"}, 30).ok
+    assert small_sandbox.verify()["lost"] == 0
+
+    records = upgrade_stripe(ServerOps.create(base, pool, target="4.2.1", staged=staged),
+                             base.regions[0], the_stripe(base))
+    assert not all_skipped(records)
+    assert [kit_version_on_disk(s) for s in (a, b)] == ["4.2.1", "4.2.1"]
+    assert states(base) == {"east-s1-a": "ACTIVE-COORDINATOR", "east-s1-b": "PASSIVE-STANDBY"}
+    assert_safety_rules(small_sandbox.journal(since), base)
+    assert small_sandbox.verify()["lost"] == 0

@@ -1,0 +1,259 @@
+"""WAN orchestrators of a two-region sandbox (east master, west replica with reconnectResync,
+a master and a standby orchestrator in each), driven over SSH with start-wan.sh / stop-wan.sh:
+stop-order effects, version mismatch, license refusal. Every test leaves the baseline (masters
+running, standbys standing by, west's replica caches ACTIVE) as it found it."""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bm_upgrade.probes import orchestrator_status_from_json
+from bm_upgrade.sandbox import cluster, kits, license, sshd
+
+from .conftest import Sandbox, new_folder, start_sandbox
+from .wan_helpers import Orch, cache_states, journal, orchestrator_states
+
+TOPOLOGY = """\
+name: wan
+version: 4.2.0
+kits: [4.2.0, 4.2.1]
+persistent: false
+regions:
+  - {name: east, wan_role: master, stripes: 1, mirrors: 0, clients: 0,
+     orchestrators: {master: 1, standby: 1}}
+  - {name: west, wan_role: replica, stripes: 1, mirrors: 0, clients: 0,
+     orchestrators: {master: 1, standby: 1}}
+timing: {start_s: 0.1, election_s: 0.5, sync_s: 0.5}
+"""
+SYNC_S = 0.5
+
+
+@pytest.fixture(scope="module")
+def sandbox(sandbox_tmp: Path) -> Iterator[Sandbox]:
+    directory = new_folder(sandbox_tmp, "sandbox-wan")
+    topology = directory.parent / f"{directory.name}.yaml"
+    topology.write_text(TOPOLOGY, encoding="utf-8")
+    try:
+        yield start_sandbox(directory, str(topology))
+    finally:
+        cluster.down(directory)
+
+
+@pytest.fixture(scope="module")
+def orchs(sandbox: Sandbox) -> Iterator[dict[str, Orch]]:
+    found = {name: Orch(sandbox, name)
+             for name in ("east-wan-m1", "east-wan-s1", "west-wan-m1", "west-wan-s1")}
+    yield found
+    for orch in found.values():
+        orch.ssh.close()
+
+
+@pytest.fixture
+def baseline(orchs: dict[str, Orch]) -> Iterator[dict[str, Orch]]:
+    """Hand the test a healthy WAN; restore it afterwards (masters first, then standbys)."""
+    _restore(orchs)
+    yield orchs
+    _restore(orchs)
+
+
+def _restore(orchs: dict[str, Orch]) -> None:
+    for name in ("east-wan-m1", "west-wan-m1", "east-wan-s1", "west-wan-s1"):
+        orch = orchs[name]
+        if orch.status() is None:
+            orch.start()
+        orch.wait_state("running" if orch.role == "master" else "standby")
+    orchs["west-wan-m1"].wait_caches("ACTIVE")
+
+
+def test_up_runs_masters_with_standbys_and_active_replicas(
+        sandbox: Sandbox, baseline: dict[str, Orch]) -> None:
+    east, west = baseline["east-wan-m1"].status(), baseline["west-wan-m1"].status()
+    assert east == {"name": "east-wan-m1", "role": "master", "state": "running",
+                    "version": "4.2.0", "region": "east",
+                    "caches": [{"name": "orders", "state": "ACTIVE"},
+                               {"name": "sessions", "state": "ACTIVE"}]}
+    assert west is not None and west["region"] == "west"
+    assert baseline["east-wan-s1"].status() == {
+        "name": "east-wan-s1", "role": "standby", "state": "standby", "version": "4.2.0",
+        "region": "east", "caches": []}
+    # The upgrade tool's own parser reads it, and the inventory `up` wrote says the same.
+    from bm_upgrade.inventory import load_inventory
+
+    inventory = load_inventory(sandbox.inventory)
+    assert inventory.wan_master_region == "east"
+    entry = next(o for r in inventory.regions for o in r.orchestrators if o.name == "west-wan-m1")
+    assert entry.role == "master" and entry.wan_xml == str(baseline["west-wan-m1"].wan_xml)
+    parsed = orchestrator_status_from_json(entry, west)
+    assert (parsed.state, parsed.version, [c.state for c in parsed.caches]) == \
+        ("running", "4.2.0", ["ACTIVE", "ACTIVE"])
+
+
+def test_masters_stopped_first_standbys_take_over_and_replicas_resync(
+        sandbox: Sandbox, baseline: dict[str, Orch]) -> None:
+    since = time.time()
+    code, out = baseline["east-wan-m1"].stop()
+    assert (code, out.strip()) == (0, "Stop success. Response code 200")
+    baseline["east-wan-m1"].wait_state(None)
+    took = baseline["east-wan-s1"].wait_state("running")
+    baseline["east-wan-s1"].wait_caches("ACTIVE")
+    baseline["west-wan-m1"].wait_caches("ACTIVE")
+    # West lost its master region's orchestrator, then resynced from the standby.
+    assert cache_states(sandbox, "west", since) == ["INACTIVE", "RESYNCING", "ACTIVE"]
+    assert "Taking over as the serving orchestrator of region east" in \
+        baseline["east-wan-s1"].log()
+    assert took < 5
+
+    # West's own master stops: its standby takes over and its caches resync again.
+    since = time.time()
+    assert baseline["west-wan-m1"].stop()[0] == 0
+    baseline["west-wan-s1"].wait_state("running")
+    baseline["west-wan-s1"].wait_caches("ACTIVE")
+    assert cache_states(sandbox, "west", since) == ["INACTIVE", "RESYNCING", "ACTIVE"]
+    assert ("west-wan-s1", "running") in orchestrator_states(sandbox, since)
+
+
+def test_standbys_stopped_first_no_takeover_then_master_region_first(
+        sandbox: Sandbox, baseline: dict[str, Orch]) -> None:
+    since = time.time()
+    for name in ("east-wan-s1", "west-wan-s1", "east-wan-m1", "west-wan-m1"):
+        assert baseline[name].stop()[0] == 0
+        baseline[name].wait_state(None)
+    time.sleep(1.0)  # twice the takeover time: nobody takes over
+    states = orchestrator_states(sandbox, since)
+    assert not [s for s in states if s[1] == "running"]
+    # West's replicas went INACTIVE once, when east's master left; nobody resynced them.
+    assert cache_states(sandbox, "west", since) == ["INACTIVE"]
+
+    # Start: masters (the master region first), then standbys. East serves at once; west
+    # then resyncs.
+    since = time.time()
+    baseline["east-wan-m1"].start()
+    baseline["east-wan-m1"].wait_caches("ACTIVE")
+    baseline["west-wan-m1"].start()
+    resync = baseline["west-wan-m1"].wait_caches("ACTIVE")
+    assert resync >= SYNC_S
+    assert cache_states(sandbox, "west", since) == ["RESYNCING", "ACTIVE"]
+    for name in ("east-wan-s1", "west-wan-s1"):
+        baseline[name].start()
+        baseline[name].wait_state("standby")
+
+
+def test_a_killed_master_is_taken_over_like_a_stopped_one(
+        sandbox: Sandbox, baseline: dict[str, Orch]) -> None:
+    from bm_upgrade.cli import main
+
+    since = time.time()
+    assert main(["sandbox", "fault", "--dir", str(sandbox.directory), "kill",
+                 "east-wan-m1"]) == 0
+    baseline["east-wan-s1"].wait_state("running")
+    baseline["west-wan-m1"].wait_caches("ACTIVE")
+    assert ("east-wan-m1", "stopped") in orchestrator_states(sandbox, since)
+    assert cache_states(sandbox, "west", since)[-2:] == ["RESYNCING", "ACTIVE"]
+    # A master that comes back takes over again; its standby stands by.
+    baseline["east-wan-m1"].start()
+    baseline["east-wan-s1"].wait_state("standby")
+
+
+def _kit(sandbox: Sandbox, orch: Orch, version: str, name: str) -> Path:
+    """Unpack the ``version`` kit beside the orchestrator's (with the sandbox's license)."""
+    root = orch.kit.parent / name
+    if not root.exists():
+        kits.unpack_kit(sandbox.directory / "kits" / f"bigmemory-max-{version}.tar.gz", root)
+        shutil.copyfile(sandbox.directory / "terracotta-license.key",
+                        root / license.LICENSE_FILE_NAME)
+        sshd.give_to_user(root, sandbox.user)
+    return root
+
+
+def test_orchestrators_of_different_versions_do_not_connect(
+        sandbox: Sandbox, baseline: dict[str, Orch]) -> None:
+    west, east = baseline["west-wan-m1"], baseline["east-wan-m1"]
+    for name in ("west-wan-s1", "west-wan-m1"):  # standby first: no takeover
+        assert baseline[name].stop()[0] == 0
+        baseline[name].wait_state(None)
+    west.start(_kit(sandbox, west, "4.2.1", "bigmemory-max-4.2.1"))
+    west.wait_caches("INACTIVE")
+    time.sleep(3 * SYNC_S)
+    status = west.status()
+    assert status is not None and status["version"] == "4.2.1"
+    assert {c["state"] for c in status["caches"]} == {"INACTIVE"}
+    assert ("Refusing to connect to orchestrator east-wan-m1 (version 4.2.0): all "
+            "orchestrators must run the same version (this one runs 4.2.1)") in west.log()
+
+    # The master region on the same version: they connect, and west resyncs.
+    for name in ("east-wan-s1", "east-wan-m1"):
+        assert baseline[name].stop()[0] == 0
+        baseline[name].wait_state(None)
+    east.start(_kit(sandbox, east, "4.2.1", "bigmemory-max-4.2.1"))
+    east.wait_state("running")
+    west.wait_caches("ACTIVE")
+    for orch in (west, east):  # back to 4.2.0 for the next tests
+        assert orch.stop()[0] == 0
+        orch.wait_state(None)
+
+
+def test_an_orchestrator_refuses_to_start_without_a_wan_license(
+        sandbox: Sandbox, baseline: dict[str, Orch]) -> None:
+    standby = baseline["east-wan-s1"]
+    assert standby.stop()[0] == 0
+    standby.wait_state(None)
+    kit = _kit(sandbox, standby, "4.2.0", "bigmemory-max-nowan")
+    key = kit / license.LICENSE_FILE_NAME
+    text = key.read_text(encoding="utf-8")
+    try:
+        license.write_license(key, expiry=datetime.date.today() + datetime.timedelta(days=365),
+                              capabilities=("ehcache", "ehcache offheap", "TMC"))
+        code, out = standby.start_foreground(kit)
+        assert code == 2, out
+        assert f"FATAL - License key {key} does not carry the WAN capability" in out
+        events = [e for e in journal(sandbox) if e["event"] == "orchestrator_state"
+                  and e["state"] == "failed"]
+        assert events and "WAN capability" in events[-1]["reason"]
+        key.unlink()
+        code, out = standby.start_foreground(kit)
+        assert code == 2 and "License key not found" in out
+    finally:
+        key.write_text(text, encoding="utf-8")
+    assert standby.status() is None
+
+
+def _fault(sandbox: Sandbox, *args: str) -> int:
+    from bm_upgrade.cli import main
+
+    return main(["sandbox", "fault", "--dir", str(sandbox.directory), *args])
+
+
+def test_orchestrator_faults_crash_on_start_expired_license_slow_stop(
+        sandbox: Sandbox, baseline: dict[str, Orch], capsys: pytest.CaptureFixture[str]) -> None:
+    standby = baseline["east-wan-s1"]
+    assert standby.stop()[0] == 0
+    standby.wait_state(None)
+    assert _fault(sandbox, "crash-on-start", standby.name) == 0
+    code, out = standby.start_foreground(standby.kit)
+    assert code == 2 and "crashed at start (sandbox fault crash-on-start)" in out
+    assert _fault(sandbox, "--clear", standby.name) == 0
+
+    assert _fault(sandbox, "expired-license", standby.name) == 0
+    code, out = standby.start_foreground(standby.kit)
+    assert code == 2 and "expired on 2015-01-01" in out
+    assert _fault(sandbox, "--clear", standby.name) == 0
+    standby.start()
+    standby.wait_state("standby")
+
+    assert _fault(sandbox, "slow-stop", standby.name, "--seconds", "1") == 0
+    start = time.monotonic()
+    assert standby.stop()[0] == 0
+    assert (standby.status() or {}).get("state") == "standby"  # still draining
+    standby.wait_state(None)
+    assert time.monotonic() - start >= 1.0
+    assert _fault(sandbox, "--clear") == 0
+    kinds = [(e["kind"], e["action"]) for e in journal(sandbox) if e["event"] == "fault"]
+    for kind in ("crash-on-start", "expired-license", "slow-stop"):
+        assert (kind, "inject") in kinds and (kind, "clear") in kinds
+    capsys.readouterr()

@@ -1,0 +1,109 @@
+"""A replica region with remainDisconnected: after a disconnect (its master region's orchestrator
+stops, or a standby takes over) its replica caches stay INACTIVE, standalone, even once the
+master region serves again, until the operator restarts the replica region's orchestrator."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bm_upgrade.sandbox import cluster
+
+from .conftest import Sandbox, new_folder, start_sandbox
+from .wan_helpers import Orch, cache_states
+
+TOPOLOGY = """\
+version: 4.2.0
+kits: [4.2.0]
+persistent: false
+regions:
+  - {name: east, wan_role: master, stripes: 1, mirrors: 0, clients: 0,
+     orchestrators: {master: 1, standby: 1}}
+  - {name: north, wan_role: replica, stripes: 1, mirrors: 0, clients: 0,
+     orchestrators: {master: 1}, replica_disconnect_behavior: remainDisconnected}
+timing: {start_s: 0.1, election_s: 0.5, sync_s: 0.5}
+"""
+SYNC_S = 0.5
+
+
+@pytest.fixture(scope="module")
+def sandbox(sandbox_tmp: Path) -> Iterator[Sandbox]:
+    directory = new_folder(sandbox_tmp, "sandbox-wan-remain")
+    topology = directory.parent / f"{directory.name}.yaml"
+    topology.write_text(TOPOLOGY, encoding="utf-8")
+    try:
+        yield start_sandbox(directory, str(topology))
+    finally:
+        cluster.down(directory)
+
+
+@pytest.fixture(scope="module")
+def orchs(sandbox: Sandbox) -> Iterator[dict[str, Orch]]:
+    found = {name: Orch(sandbox, name) for name in ("east-wan-m1", "east-wan-s1", "north-wan-m1")}
+    yield found
+    for orch in found.values():
+        orch.ssh.close()
+
+
+def restart(orch: Orch) -> None:
+    """What the operator does to end a standalone replica: restart its orchestrator."""
+    assert orch.stop()[0] == 0
+    orch.wait_state(None)
+    orch.start()
+    orch.wait_state("running")
+
+
+def test_the_wan_xml_says_remain_disconnected(orchs: dict[str, Orch]) -> None:
+    text = orchs["north-wan-m1"].wan_xml.read_text(encoding="utf-8")
+    assert ("<wan:replicaDisconnectBehavior>remainDisconnected"
+            "</wan:replicaDisconnectBehavior>") in text
+    orchs["north-wan-m1"].wait_caches("ACTIVE")
+
+
+def test_replicas_stay_standalone_after_the_master_region_returns(
+        sandbox: Sandbox, orchs: dict[str, Orch]) -> None:
+    east, standby, north = orchs["east-wan-m1"], orchs["east-wan-s1"], orchs["north-wan-m1"]
+    assert standby.stop()[0] == 0  # no takeover: the master region goes away entirely
+    standby.wait_state(None)
+    since = time.time()
+    assert east.stop()[0] == 0
+    north.wait_caches("INACTIVE")
+    east.start()
+    east.wait_caches("ACTIVE")
+    time.sleep(3 * SYNC_S)
+    status = north.status()
+    assert status is not None and {c["state"] for c in status["caches"]} == {"INACTIVE"}
+    assert cache_states(sandbox, "north", since) == ["INACTIVE"]
+    assert "remain disconnected (remainDisconnected); restart this orchestrator" in north.log()
+
+    since = time.time()
+    restart(north)
+    north.wait_caches("ACTIVE")
+    assert cache_states(sandbox, "north", since) == ["RESYNCING", "ACTIVE"]
+    standby.start()
+    standby.wait_state("standby")
+
+
+def test_a_standby_takeover_leaves_the_replicas_standalone(
+        sandbox: Sandbox, orchs: dict[str, Orch]) -> None:
+    east, standby, north = orchs["east-wan-m1"], orchs["east-wan-s1"], orchs["north-wan-m1"]
+    north.wait_caches("ACTIVE")
+    since = time.time()
+    assert east.stop()[0] == 0
+    standby.wait_state("running")
+    time.sleep(3 * SYNC_S)
+    assert "RESYNCING" not in cache_states(sandbox, "north", since)
+    assert {c["state"] for c in (north.status() or {"caches": []})["caches"]} == {"INACTIVE"}
+    restart(north)
+    north.wait_caches("ACTIVE")
+
+    # The master returns; the standby stands by again: another change of master, so the
+    # replicas are standalone once more until the next restart.
+    east.start()
+    standby.wait_state("standby")
+    north.wait_caches("INACTIVE")
+    restart(north)
+    north.wait_caches("ACTIVE")

@@ -1,0 +1,96 @@
+"""Driving WAN orchestrators of a sandbox over SSH with the kit's own scripts, as an operator
+(or the tool) does, and reading what they report: /wan/status, console logs, the journal."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import paramiko
+
+from bm_upgrade.sandbox import wan
+
+from .conftest import Sandbox, ssh_run
+
+
+class Orch:
+    """One orchestrator of a sandbox."""
+
+    def __init__(self, sandbox: Sandbox, name: str) -> None:
+        entries = sandbox.info["orchestrators"]
+        assert isinstance(entries, dict)
+        self.name = name
+        self.info: dict[str, Any] = dict(entries[name])
+        self.host = str(self.info["host"])
+        self.port = int(self.info["port"])
+        self.role = str(self.info["role"])
+        self.region = str(self.info["region"])
+        self.wan_xml = Path(self.info["wan_xml"])
+        self.kit = Path(self.info["install_dir"])
+        self.console = sandbox.directory / "hosts" / self.host / "logs" / f"{name}.console.log"
+        self.ssh: paramiko.SSHClient = sandbox.connect(self.host)
+
+    def run(self, command: str) -> tuple[int, str, str]:
+        return ssh_run(self.ssh, command)
+
+    def start(self, kit: Path | None = None) -> None:
+        """``nohup start-wan.sh -f wan.xml >>console &`` from ``kit`` (default: its own)."""
+        script = (kit or self.kit) / "server" / "bin" / "start-wan.sh"
+        command = (f"nohup {shlex.quote(str(script))} -f {shlex.quote(str(self.wan_xml))} "
+                   f">>{shlex.quote(str(self.console))} 2>&1 </dev/null &")
+        assert self.run(command)[0] == 0
+
+    def start_foreground(self, kit: Path) -> tuple[int, str]:
+        script = kit / "server" / "bin" / "start-wan.sh"
+        code, out, err = self.run(shlex.join([str(script), "-f", str(self.wan_xml)]))
+        return code, out + err
+
+    def stop(self) -> tuple[int, str]:
+        script = self.kit / "server" / "bin" / "stop-wan.sh"
+        code, out, err = self.run(shlex.join([str(script), "-f", str(self.wan_xml)]))
+        return code, out + err
+
+    def status(self) -> dict[str, Any] | None:
+        return wan.status(self.host, self.port)
+
+    def wait(self, check: Callable[[dict[str, Any] | None], bool], what: str,
+             timeout_s: float = 15.0) -> float:
+        start = time.monotonic()
+        while True:
+            seen = self.status()
+            if check(seen):
+                return time.monotonic() - start
+            assert time.monotonic() - start < timeout_s, f"{self.name}: not {what}: {seen}"
+            time.sleep(0.05)
+
+    def wait_state(self, state: str | None, timeout_s: float = 15.0) -> float:
+        """Until /wan/status says ``state`` (None: until it no longer answers)."""
+        return self.wait(lambda s: (s or {}).get("state") == state, str(state), timeout_s)
+
+    def wait_caches(self, state: str, timeout_s: float = 15.0) -> float:
+        return self.wait(lambda s: bool(s and s["caches"]) and all(
+            c["state"] == state for c in (s or {})["caches"]), f"caches {state}", timeout_s)
+
+    def log(self) -> str:
+        return self.console.read_text(encoding="utf-8")
+
+
+def journal(sandbox: Sandbox, since: float = 0.0) -> list[dict[str, Any]]:
+    lines = (sandbox.directory / "journal.jsonl").read_text(encoding="utf-8").splitlines()
+    return [e for e in map(json.loads, lines) if e["t"] >= since]
+
+
+def cache_states(sandbox: Sandbox, region: str, since: float) -> list[str]:
+    """The journaled states of the region's ``orders`` replica cache since ``since``."""
+    return [e["state"] for e in journal(sandbox, since)
+            if e["event"] == "replica_cache" and e["region"] == region
+            and e["cache"] == "orders"]
+
+
+def orchestrator_states(sandbox: Sandbox, since: float) -> list[tuple[str, str]]:
+    return [(e["orchestrator"], e["state"]) for e in journal(sandbox, since)
+            if e["event"] == "orchestrator_state"]
