@@ -1,7 +1,8 @@
 """One server on its host: stop it, swap its kit for the staged one, start it.
 
-Stopping uses the kit's stop script (or the inventory's ``stop_command``), never ``--force``,
-and waits until the process is gone. Starting happens only once the kit root holds the
+Stopping uses the kit's stop script (or the inventory's ``stop_command``), with ``--force``
+only for a stripe of one server whose downtime the operator consented to, and waits until the
+process is gone. Starting happens only once the kit root holds the
 license key, detached with the kit's start script (or the inventory's ``start_command``).
 
 The kit swap (:func:`install_kit`), in order, each part skipped when already done:
@@ -26,7 +27,7 @@ import posixpath
 from dataclasses import dataclass
 
 from bm_upgrade.errors import RemoteError, StepFailed
-from bm_upgrade.inventory import Server
+from bm_upgrade.inventory import Orchestrator, Server
 from bm_upgrade.license import LICENSE_FILE_NAME
 from bm_upgrade.probes import Runner, kit_version, parse_version
 from bm_upgrade.procedure.records import StepRecorder
@@ -61,8 +62,13 @@ def console_tail(watch: Watch, server: Server) -> str:
     return f"last lines of {log_path}: " + (" | ".join(out.strip().splitlines()) or "(empty)")
 
 
-def stop_server(watch: Watch, server: Server, rec: StepRecorder) -> None:
-    """Stop the server with its stop script (never ``--force``) and wait until it exited.
+def stop_server(watch: Watch, server: Server, rec: StepRecorder, *,
+                downtime_consented: bool = False) -> None:
+    """Stop the server with its stop script and wait until it exited.
+
+    ``--force`` is passed only with ``downtime_consented`` (a stripe of one server, whose
+    upgrade the operator allowed to stop it): otherwise the script's own refusal to stop an
+    ACTIVE without a PASSIVE-STANDBY mirror stays in force.
 
     Raises:
         StepFailed: the script refused (an ACTIVE without a PASSIVE-STANDBY mirror) or
@@ -70,8 +76,10 @@ def stop_server(watch: Watch, server: Server, rec: StepRecorder) -> None:
     """
     conn = watch.pool.get(server.host)
     timeout = watch.inventory.policy.timeouts.stop_s
+    force = ["--force"] if downtime_consented else []
     command = server.stop_command or shell(
-        [_script(server, "stop-tc-server.sh"), "-f", server.tc_config, "-n", server.name])
+        [_script(server, "stop-tc-server.sh"), "-f", server.tc_config, "-n", server.name,
+         *force])
     result = conn.run(command, timeout=timeout, check=False)
     said = _first_line(result.stdout + result.stderr, result.exit_code)
     # Still booting or restarting itself (its management port is not up yet): let it
@@ -139,7 +147,7 @@ class KitSwap:
     previous_dir: str
 
     @classmethod
-    def for_server(cls, server: Server) -> KitSwap:
+    def for_server(cls, server: Server | Orchestrator) -> KitSwap:
         root = server.install_dir.rstrip("/") or "/"
         parent = posixpath.dirname(root) or "/"
         base = posixpath.basename(root)
@@ -153,13 +161,14 @@ class KitSwap:
         return posixpath.join(self.previous_dir, f"{base}-{version or 'unknown'}")
 
 
-def carried_paths(server: Server) -> list[str]:
-    """Paths relative to the kit root to carry into a new kit (the inventory's tc-config too,
-    when it lives inside the kit root)."""
+def carried_paths(server: Server | Orchestrator) -> list[str]:
+    """Paths relative to the kit root to carry into a new kit (the inventory's tc-config, or
+    an orchestrator's wan.xml, too, when it lives inside the kit root)."""
     paths = list(CARRIED)
     root = server.install_dir.rstrip("/") + "/"
-    if server.tc_config.startswith(root):
-        rel = server.tc_config[len(root):]
+    config = server.tc_config if isinstance(server, Server) else server.wan_xml
+    if config.startswith(root):
+        rel = config[len(root):]
         if rel and rel not in paths:
             paths.append(rel)
     return paths
@@ -180,7 +189,7 @@ def delete_dirty_backups(conn: Runner, server: Server, rec: StepRecorder) -> Non
     rec.done(f"deleted {len(found)} dirty-objectdb backup(s) under {parent}")
 
 
-def install_kit(conn: Runner, server: Server, *, target: str, staged_kit: str,
+def install_kit(conn: Runner, server: Server | Orchestrator, *, target: str, staged_kit: str,
                 staged_license: str, keep_previous: bool, delete_backups: bool,
                 rec: StepRecorder, timeout_s: float = 300.0) -> None:
     """Make the (stopped) server's kit root hold the ``target`` kit and the license key.
@@ -189,7 +198,7 @@ def install_kit(conn: Runner, server: Server, *, target: str, staged_kit: str,
         StepFailed: the staged kit or license is missing, or the kit is not the target.
         RemoteError: a command failed (the old kit root is untouched unless the swap ran).
     """
-    if delete_backups:
+    if delete_backups and isinstance(server, Server):
         delete_dirty_backups(conn, server, rec)
     swap = KitSwap.for_server(server)
     current = kit_version(conn, swap.install_dir)
@@ -237,7 +246,8 @@ def _is_file(conn: Runner, path: str) -> bool:
     return conn.run(["test", "-s", path], check=False).exit_code == 0
 
 
-def _put_license(conn: Runner, server: Server, staged_license: str, kit_root: str) -> None:
+def _put_license(conn: Runner, server: Server | Orchestrator, staged_license: str,
+                 kit_root: str) -> None:
     if not _is_file(conn, staged_license):
         raise StepFailed(server.name, f"the license key is not staged on {server.host} "
                          f"({staged_license} is missing), so {server.name} cannot start on "
@@ -245,7 +255,8 @@ def _put_license(conn: Runner, server: Server, staged_license: str, kit_root: st
     conn.run(["cp", "--", staged_license, posixpath.join(kit_root, LICENSE_FILE_NAME)])
 
 
-def _unpack(conn: Runner, server: Server, staged_kit: str, swap: KitSwap, *, target: str,
+def _unpack(conn: Runner, server: Server | Orchestrator, staged_kit: str, swap: KitSwap, *,
+            target: str,
             timeout_s: float) -> str:
     """Unpack into a fresh work folder; return the new kit root (its single top folder)."""
     work = swap.work_dir

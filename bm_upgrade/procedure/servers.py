@@ -9,7 +9,8 @@ so a rerun after success does nothing and a rerun after a failure resumes where 
 
 Safety (DESIGN.md), checked again right before acting, whatever the plan says:
 - an ACTIVE is stopped only while another server of its stripe is PASSIVE-STANDBY, seen at that
-  moment (and the kit's stop script refuses otherwise too: it is never given ``--force``);
+  moment (and the kit's stop script refuses otherwise too: ``--force`` is given only to a
+  stripe of one server, with the operator's consent to its downtime);
 - nothing is stopped, or kept down for an install, while another server of the stripe is down
   or the stripe has no other ACTIVE;
 - a server starts only once its kit root holds the license key;
@@ -217,11 +218,14 @@ def _guard_others_up(stripe: Stripe, server: Server, seen: Mapping[str, Seen]) -
 def _act_stop(ctx: ServerOps, stripe: Stripe, server: Server, seen: Mapping[str, Seen],
               rec: StepRecorder) -> None:
     _guard_others_up(stripe, server, seen)
-    if seen[server.name].node_state.state == ACTIVE and len(stripe.servers) > 1:
+    alone = len(stripe.servers) == 1
+    if seen[server.name].node_state.state == ACTIVE and not alone:
         raise StepFailed(server.name, f"{server.name} is the ACTIVE of stripe {stripe.name}; "
                          "it is stopped only through a failover (upgrade_active); nothing "
                          "was stopped")
-    stop_server(ctx, server, rec)
+    # A stripe of one server is planned only with the operator's consent to its downtime
+    # (plan.refusals), so its stop may override the script's no-mirror refusal.
+    stop_server(ctx, server, rec, downtime_consented=alone and ctx.options.allow_downtime)
 
 
 def _act_install(ctx: ServerOps, stripe: Stripe, server: Server, seen: Mapping[str, Seen],

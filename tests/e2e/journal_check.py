@@ -122,8 +122,9 @@ def _server_state(replay: _Replay, e: dict[str, Any], check: bool) -> None:
     if check and new == STOPPED and before == ACTIVE:
         others = [s for s in replay.members(name) if s != name]
         if others and not any(replay.state.get(s) == STANDBY for s in others):
+            mirrors = {s: replay.state.get(s) for s in others}
             replay.problems.append(f"rule 2: ACTIVE {name} stopped at {e['t']:.3f} with no "
-                                   f"PASSIVE-STANDBY mirror ({ {s: replay.state.get(s) for s in others} })")
+                                   f"PASSIVE-STANDBY mirror ({mirrors})")
     replay.state[name] = new
     if e.get("version"):
         replay.version[name] = e["version"]
