@@ -104,7 +104,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     import os
     import tempfile
 
-    from bm_upgrade.defs.launch import run_upgrade
+    from bm_upgrade.defs.launch import ensure_instance_yaml, run_upgrade
     from bm_upgrade.sandbox import cluster
 
     directory: Path = args.dir or Path(tempfile.mkdtemp(prefix="bm-upgrade-demo-"))
@@ -112,6 +112,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         home = Path(tempfile.mkdtemp(prefix="bm-upgrade-dagster-"))
         os.environ["DAGSTER_HOME"] = str(home)
         print(f"DAGSTER_HOME was not set; run history goes to {home}", file=sys.stderr)
+    ensure_instance_yaml(Path(os.environ["DAGSTER_HOME"]))
     print(f"sandbox: starting topology {args.topology} in {directory}", file=sys.stderr)
     try:
         inventory = cluster.up(args.topology, directory,

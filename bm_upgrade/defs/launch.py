@@ -33,6 +33,28 @@ class RunOutcome:
     failure: str | None
 
 
+INSTANCE_YAML = """\
+# Dagster instance settings for bm_upgrade (copied into DAGSTER_HOME by `make setup`, the
+# demo and the tests when DAGSTER_HOME has no dagster.yaml of its own).
+telemetry:
+  enabled: false
+python_logs:
+  # The procedure's own progress lines (waits, kit fetch) show in each step's log.
+  managed_python_loggers: [bm_upgrade]
+  python_log_level: INFO
+"""
+"""deploy/dagster.yaml, kept equal to it by a test."""
+
+
+def ensure_instance_yaml(home: Path) -> Path:
+    """Write bm_upgrade's dagster.yaml into ``home`` unless it has one; returns its path."""
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "dagster.yaml"
+    if not path.exists():
+        path.write_text(INSTANCE_YAML, encoding="utf-8")
+    return path
+
+
 def instance() -> dg.DagsterInstance:
     """The Dagster instance of ``DAGSTER_HOME`` (where the UI reads its run history)."""
     try:
@@ -55,14 +77,17 @@ def reconstructable(inventory_path: str) -> Any:
 def _failure(result: dg.JobExecutionResult) -> str | None:
     """The first failed step's one-sentence reason, without Dagster's wrapping."""
     for event in result.all_events:
-        if event.is_step_failure and event.step_failure_data:
-            error = event.step_failure_data.error
-            message = (error.message if error else "unknown error").strip()
-            # Dagster prefixes the exception's class: keep the sentence only.
-            head, sep, rest = message.partition(": ")
-            if sep and head.rsplit(".", 1)[-1][:1].isupper() and " " not in head:
-                message = rest
-            return f"step {event.step_key} failed: {message}"
+        if not (event.is_step_failure and event.step_failure_data):
+            continue
+        data = event.step_failure_data
+        if data.user_failure_data and data.user_failure_data.description:
+            message = data.user_failure_data.description
+        else:
+            error = data.error
+            while error is not None and error.cause is not None:
+                error = error.cause  # the user's exception, under Dagster's wrapper
+            message = error.message.strip() if error else "unknown error"
+        return f"step {event.step_key} failed: {message}"
     return None if result.success else "the run failed before any step ran"
 
 

@@ -9,7 +9,8 @@ changes nothing.
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import dagster as dg
 
 from bm_upgrade.defs.config import RunSettings, UpgradeConfig
 from bm_upgrade.defs.resources import ClusterResource
+from bm_upgrade.errors import BmUpgradeError
 from bm_upgrade.inventory import Client, Inventory, Region, Stripe
 from bm_upgrade.plan import make_plan
 from bm_upgrade.procedure.clients import upgrade_clients
@@ -34,6 +36,20 @@ Records = list[dict[str, Any]]
 def op_name(*parts: str) -> str:
     """A valid op name from inventory names (which may hold '-' and '.')."""
     return "_".join(parts).replace("-", "_").replace(".", "_")
+
+
+@contextmanager
+def one_sentence() -> Iterator[None]:
+    """Turn a bm_upgrade error into a Dagster Failure whose description is the error's one
+    sentence (what failed, where, what to do), so the UI and `bm-upgrade run` show that
+    rather than a stack trace."""
+    try:
+        yield
+    except BmUpgradeError as exc:
+        notes = "\n".join(getattr(exc, "__notes__", []))
+        raise dg.Failure(description=str(exc),
+                         metadata={"error": type(exc).__name__,
+                                   "notes": notes or "none"}) from exc
 
 
 def _records_metadata(records: Sequence[StepRecord]) -> dict[str, dg.MetadataValue]:
@@ -74,7 +90,7 @@ def preflight_op(context: dg.OpExecutionContext, config: UpgradeConfig,
     base = cluster.load()
     settings = RunSettings.from_config(config, base)
     inventory = settings.inventory_for_run(base)
-    with cluster.pool(inventory) as pool:
+    with one_sentence(), cluster.pool(inventory) as pool:
         result = preflight(inventory, pool, settings.options, window_end=settings.window_end)
     settings = settings.with_before(result.view.versions())
     context.add_output_metadata({
@@ -98,7 +114,8 @@ def fetch_kit_op(context: dg.OpExecutionContext, settings: RunSettings,
         context.add_output_metadata({"would_fetch": kit.url})
         return ""
     started = time.monotonic()
-    path = fetch_kit(kit)
+    with one_sentence():
+        path = fetch_kit(kit)
     context.add_output_metadata({"kit": str(path), "sha256": kit.sha256,
                                  "seconds": round(time.monotonic() - started, 2)})
     return str(path)
@@ -114,7 +131,7 @@ def stage_kit_op(context: dg.OpExecutionContext, settings: RunSettings, kit_path
     if settings.dry_run:
         context.add_output_metadata({"would_stage_on": ", ".join(inventory.hosts())})
         return {}
-    with cluster.pool(inventory) as pool:
+    with one_sentence(), cluster.pool(inventory) as pool:
         staged = stage_kit(pool, inventory, kit, Path(kit_path),
                            Path(inventory.license_file))
     context.add_output_metadata({
@@ -141,7 +158,7 @@ def upgrade_stripe_op(context: dg.OpExecutionContext, settings: RunSettings,
         raise dg.Failure(f"{node}: no such stripe in {cluster.inventory_path} any more; "
                          "reload the code location so the job matches the inventory")
     region, stripe = found[0]
-    with cluster.pool(inventory) as pool:
+    with one_sentence(), cluster.pool(inventory) as pool:
         if settings.dry_run:
             names = {s.name for s in stripe.servers}
             records = _would(inventory, settings, pool, lambda s: s.node in names)
@@ -158,7 +175,7 @@ def upgrade_stripe_op(context: dg.OpExecutionContext, settings: RunSettings,
 def verify_servers_op(context: dg.OpExecutionContext, settings: RunSettings,
                       stripes: list[Records], cluster: ClusterResource) -> Records:
     inventory = cluster.load()
-    with cluster.pool(inventory) as pool:
+    with one_sentence(), cluster.pool(inventory) as pool:
         view = observe_cluster(inventory, pool, clients=False, orchestrators=False)
     target = settings.options.target_version
     wrong = [s.describe() for s in view.servers.values() if s.node_state.version != target]
@@ -197,7 +214,7 @@ def upgrade_clients_op(context: dg.OpExecutionContext, settings: RunSettings,
     mine = client_batches(clients, size, nodes)[index]
     names = {c.name for c in mine}
     records: list[StepRecord] = []
-    with cluster.pool(inventory) as pool:
+    with one_sentence(), cluster.pool(inventory) as pool:
         if settings.dry_run:
             records = _would(inventory, settings, pool, lambda s: s.node in names)
         else:
@@ -216,7 +233,7 @@ def orchestrators_op(context: dg.OpExecutionContext, settings: RunSettings,
                      cluster: ClusterResource) -> Records:
     inventory = settings.inventory_for_run(cluster.load())
     names = {o.name for r in inventory.regions for o in r.orchestrators}
-    with cluster.pool(inventory) as pool:
+    with one_sentence(), cluster.pool(inventory) as pool:
         if settings.dry_run:
             records = _would(inventory, settings, pool, lambda s: s.phase == "orchestrators")
         else:
@@ -232,7 +249,7 @@ def orchestrators_op(context: dg.OpExecutionContext, settings: RunSettings,
 def report_op(context: dg.OpExecutionContext, settings: RunSettings, records: Records,
               cluster: ClusterResource) -> str:
     inventory = cluster.load()
-    with cluster.pool(inventory) as pool:
+    with one_sentence(), cluster.pool(inventory) as pool:
         after = observe_cluster(inventory, pool)
     report = Report.build(inventory, settings, records, after,
                           run_id=context.run_id)

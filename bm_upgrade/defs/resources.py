@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import dagster as dg
 
+from bm_upgrade.errors import InventoryError
 from bm_upgrade.inventory import Inventory, load_inventory
 from bm_upgrade.remote import HostPool
 
@@ -17,7 +18,12 @@ class ClusterResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     inventory_path: str
 
     def load(self) -> Inventory:
-        return load_inventory(self.inventory_path)
+        """The inventory as the file says now; an invalid file fails the step with the
+        inventory's own message (file, field, fix)."""
+        try:
+            return load_inventory(self.inventory_path)
+        except InventoryError as exc:
+            raise dg.Failure(description=str(exc)) from exc
 
     @contextmanager
     def pool(self, inventory: Inventory) -> Iterator[HostPool]:

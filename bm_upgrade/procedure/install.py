@@ -115,7 +115,8 @@ def _first_line(output: str, exit_code: int) -> str:
 
 def start_server(watch: Watch, server: Server, rec: StepRecorder) -> None:
     """Launch the server detached, only once its kit root holds the license key; does not
-    wait for it (see :meth:`Watch.wait_state`).
+    wait for it (see :meth:`Watch.wait_state`). An inventory ``start_command`` must return
+    once the server is launched (``systemctl start ...``), not run it in the foreground.
 
     Raises:
         StepFailed: no license key in the kit root (nothing was started).

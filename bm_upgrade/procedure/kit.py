@@ -9,6 +9,7 @@ the upgrade steps unpack from there.
 from __future__ import annotations
 
 import logging
+import os
 import posixpath
 import shutil
 import time
@@ -27,6 +28,13 @@ from bm_upgrade.remote.transfer import file_sha256
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_DIR = Path("~/.cache/bm-upgrade/kits")
+CACHE_DIR_ENV = "BM_UPGRADE_KIT_CACHE"
+
+
+def kit_cache_dir(cache_dir: Path | None = None) -> Path:
+    """Where fetched kits are kept: ``cache_dir``, else $BM_UPGRADE_KIT_CACHE, else
+    ~/.cache/bm-upgrade/kits."""
+    return (cache_dir or Path(os.environ.get(CACHE_DIR_ENV) or DEFAULT_CACHE_DIR)).expanduser()
 STAGING_DIR_NAME = ".bm-upgrade-staging"
 _CHUNK = 1 << 20
 
@@ -99,7 +107,7 @@ def fetch_kit(kit: Kit, cache_dir: Path | None = None, timeout: float = 60.0) ->
         TransferFailed: the URL cannot be read, or the file's sha256 differs from the
             inventory's (the bad file is removed).
     """
-    cache = (cache_dir or DEFAULT_CACHE_DIR).expanduser()
+    cache = kit_cache_dir(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     dest = cache / kit_file_name(kit)
     expected = kit.sha256.lower()

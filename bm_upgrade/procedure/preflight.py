@@ -22,7 +22,7 @@ from bm_upgrade.errors import StepFailed
 from bm_upgrade.inventory import Inventory, Kit
 from bm_upgrade.license import check_license
 from bm_upgrade.plan import Plan, PlanOptions, make_plan
-from bm_upgrade.procedure.kit import DEFAULT_CACHE_DIR, kit_file_name, staging_targets
+from bm_upgrade.procedure.kit import kit_cache_dir, kit_file_name, staging_targets
 from bm_upgrade.procedure.observe import ClusterView, observe_cluster
 from bm_upgrade.remote import HostPool, quote
 
@@ -55,7 +55,7 @@ def check_window(window_end: datetime.datetime | None, now: datetime.datetime) -
 
 def kit_size_hint(kit: Kit, cache_dir: Path | None = None) -> int | None:
     """The kit's size in bytes if it can be known without downloading it."""
-    cached = (cache_dir or DEFAULT_CACHE_DIR).expanduser() / kit_file_name(kit)
+    cached = kit_cache_dir(cache_dir) / kit_file_name(kit)
     if cached.exists():
         return cached.stat().st_size
     parsed = urllib.parse.urlparse(kit.url)

@@ -243,14 +243,20 @@ def _act_install(ctx: ServerOps, stripe: Stripe, server: Server, seen: Mapping[s
                          f"{ACTIVE}, so {server.name} cannot stay down for its install; it "
                          f"was started again on its {me.installed or 'current'} kit; check "
                          "the stripe with `bm-upgrade status`, then rerun")
-    kit_path, license_path = ctx.staged_paths(server.host)
+    conn = ctx.pool.get(server.host)
     try:
-        install_kit(ctx.pool.get(server.host), server, target=ctx.target, staged_kit=kit_path,
+        kit_path, license_path = ctx.staged_paths(server.host)
+        install_kit(conn, server, target=ctx.target, staged_kit=kit_path,
                     staged_license=license_path, keep_previous=ctx.options.keep_previous_kit,
                     delete_backups=ctx.options.delete_dirty_backups, rec=rec)
-    except StepFailed as exc:
-        exc.add_note(_serving(seen, server.name))
-        raise
+    except (StepFailed, RemoteError) as exc:
+        if me.installed is None or kit_version(conn, server.install_dir) != me.installed:
+            raise
+        # The old kit is untouched: bring the server back on it, so the stripe keeps its
+        # mirror while the operator fixes the cause.
+        start_server(ctx, server, rec)
+        raise StepFailed(server.name, f"{exc}; {server.name} was started again on its "
+                         f"untouched {me.installed} kit") from exc
 
 
 def _act_start(ctx: ServerOps, stripe: Stripe, server: Server, seen: Mapping[str, Seen],

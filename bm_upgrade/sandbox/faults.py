@@ -246,6 +246,7 @@ def _kill(directory: Path, info: dict[str, Any], target: str) -> str:
     if not pid or not (sshd.pid_alive(pid) and sshd.belongs_to(pid, directory)):
         raise FaultError(f"{target} is not running (no live pid in {pid_file}); nothing to kill")
     version = _version_of(pid)
+    serving = None if is_server else _wan_status(node)
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5.0
     while sshd.pid_alive(pid) and time.monotonic() < deadline:
@@ -261,7 +262,20 @@ def _kill(directory: Path, info: dict[str, Any], target: str) -> str:
     else:
         journal.append(log, "orchestrator_state", orchestrator=target, region=node.get("region"),
                        role=node.get("role"), state="stopped", version=version)
+        # A killed replica region's serving orchestrator leaves its replicas unserved.
+        if serving and serving.get("state") == "running" and \
+                node.get("region") != info.get("wan_master_region"):
+            for cache in serving.get("caches", []):
+                if cache.get("state") != "INACTIVE":
+                    journal.append(log, "replica_cache", region=node.get("region"),
+                                   cache=cache.get("name"), state="INACTIVE")
     return f"killed {target} (pid {pid}, kill -9)"
+
+
+def _wan_status(node: dict[str, Any]) -> dict[str, Any] | None:
+    from bm_upgrade.sandbox import wan
+
+    return wan.status(str(node["host"]), int(node["port"]))
 
 
 def _version_of(pid: int) -> str | None:

@@ -95,3 +95,9 @@ def test_no_secret_in_the_run_config_schema() -> None:
     text = str(job.run_config_schema.config_type.fields)
     for word in ("passphrase", "password", "key_file"):
         assert word not in text
+
+
+def test_deploy_dagster_yaml_is_what_the_tool_writes() -> None:
+    from bm_upgrade.defs.launch import INSTANCE_YAML
+
+    assert (REPO / "deploy" / "dagster.yaml").read_text() == INSTANCE_YAML

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from bm_upgrade.errors import StepFailed
+from bm_upgrade.errors import PlanRefused, StepFailed
 from bm_upgrade.inventory import Inventory, Server, Stripe
 from bm_upgrade.procedure.install import KitSwap, carried_paths
 from bm_upgrade.procedure.kit import StagedKit, fetch_kit, stage_kit
@@ -33,7 +34,7 @@ from bm_upgrade.remote import HostPool
 from bm_upgrade.remote.quoting import quote
 from bm_upgrade.sandbox import cluster
 from tests.e2e import journal_check
-from tests.e2e.conftest import E2ESandbox
+from tests.e2e.conftest import E2ESandbox, start_e2e_sandbox, stop_e2e_sandbox
 
 pytestmark = pytest.mark.e2e
 
@@ -310,3 +311,86 @@ def test_no_takeover_restarts_the_old_active_and_a_rerun_resumes(
     assert states(base) == {"east-s1-a": "ACTIVE-COORDINATOR", "east-s1-b": "PASSIVE-STANDBY"}
     assert_safety_rules(small_sandbox.journal(since), base)
     assert small_sandbox.verify()["lost"] == 0
+
+
+def test_a_failed_install_restarts_the_mirror_on_its_old_kit(small_sandbox: E2ESandbox,
+                                                             pool: HostPool) -> None:
+    """From: the stripe on 4.2.1, east-s1-a ACTIVE. The 4.2.0 kit is missing on east-s1-b's
+    host: the install fails before touching the old kit, east-s1-b is started again on it and
+    the message says what to do; a rerun with the kit staged finishes the rollback."""
+    inv = small_sandbox.inventory
+    a, b = the_stripe(inv).servers
+    staged = stage(small_sandbox, pool, "4.2.0")
+    missing = {**staged, b.host: StagedKit(b.host, staged[b.host].kit_path + ".gone",
+                                           staged[b.host].license_path, "uploaded")}
+    since = time.time()
+    with pytest.raises(StepFailed) as failed:
+        upgrade_stripe(ServerOps.create(inv, pool, target="4.2.0", staged=missing),
+                       inv.regions[0], the_stripe(inv))
+    message = str(failed.value)
+    assert failed.value.node == "east-s1-b"
+    assert "kit is not staged" in message and "staging step" in message, message
+    assert "started again on its untouched 4.2.1 kit" in message, message
+    watch = ServerOps.create(inv, pool, target="4.2.0")
+    assert watch.wait_state(b, {"PASSIVE-STANDBY"}, 30).ok
+    assert kit_version_on_disk(b) == "4.2.1"
+    assert small_sandbox.verify()["lost"] == 0
+
+    records = upgrade_stripe(ServerOps.create(inv, pool, target="4.2.0", staged=staged),
+                             inv.regions[0], the_stripe(inv))
+    assert not all_skipped(records)
+    assert [kit_version_on_disk(s) for s in (a, b)] == ["4.2.0", "4.2.0"]
+    assert states(inv) == {"east-s1-a": "ACTIVE-COORDINATOR", "east-s1-b": "PASSIVE-STANDBY"}
+    assert_safety_rules(small_sandbox.journal(since), inv)
+    assert small_sandbox.verify()["lost"] == 0
+
+
+# -- a stripe of one server (downtime with consent) -------------------------------------------
+SINGLE = """\
+name: single
+version: 4.2.0
+kits: [4.2.0, 4.2.1]
+persistent: true
+reconnect_window_s: 10
+regions:
+  - {name: east, stripes: 1, mirrors: 0, clients: 1}
+timing: {start_s: 0.2, election_s: 0.5, sync_s: 0.5}
+"""
+
+
+@pytest.fixture(scope="module")
+def single_sandbox() -> Iterator[E2ESandbox]:
+    folder = Path(tempfile.mkdtemp(prefix="bm-upgrade-e2e-topology-"))
+    topology = folder / "single.yaml"
+    topology.write_text(SINGLE, encoding="utf-8")
+    try:
+        sandbox = start_e2e_sandbox(str(topology))
+    finally:
+        topology.unlink()
+        folder.rmdir()
+    try:
+        yield sandbox
+    finally:
+        stop_e2e_sandbox(sandbox)
+
+
+def test_a_stripe_without_mirror_needs_consent_then_restarts_on_the_target(
+        single_sandbox: E2ESandbox) -> None:
+    """Without consent the plan refuses and nothing stops; with it the lone ACTIVE is stopped
+    (--force), upgraded and confirmed ACTIVE again, its data recovered from disk."""
+    inv = single_sandbox.inventory
+    (server,) = the_stripe(inv).servers
+    with HostPool(inv.ssh) as hosts:
+        since = time.time()
+        with pytest.raises(PlanRefused, match="allow-downtime"):
+            upgrade_stripe(ServerOps.create(inv, hosts, target="4.2.1"), inv.regions[0],
+                           the_stripe(inv))
+        assert stop_commands(single_sandbox.journal(since)) == []
+        staged = stage(single_sandbox, hosts, "4.2.1")
+        ctx = ServerOps.create(inv, hosts, target="4.2.1", staged=staged, allow_downtime=True)
+        records = upgrade_stripe(ctx, inv.regions[0], the_stripe(inv))
+    assert [r.action for r in records if not r.skipped] == [
+        "stop", "install", "start", "confirm-active"]
+    assert kit_version_on_disk(server) == "4.2.1"
+    assert states(inv) == {server.name: "ACTIVE-COORDINATOR"}
+    assert single_sandbox.verify()["lost"] == 0

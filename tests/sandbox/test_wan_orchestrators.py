@@ -159,6 +159,16 @@ def test_a_killed_master_is_taken_over_like_a_stopped_one(
     baseline["east-wan-m1"].start()
     baseline["east-wan-s1"].wait_state("standby")
 
+    # Killing the replica region's serving orchestrator: its caches are journaled INACTIVE
+    # for it, then its standby takes over and resyncs them.
+    baseline["west-wan-m1"].wait_caches("ACTIVE")
+    since = time.time()
+    assert main(["sandbox", "fault", "--dir", str(sandbox.directory), "kill",
+                 "west-wan-m1"]) == 0
+    baseline["west-wan-s1"].wait_state("running")
+    baseline["west-wan-s1"].wait_caches("ACTIVE")
+    assert cache_states(sandbox, "west", since) == ["INACTIVE", "RESYNCING", "ACTIVE"]
+
 
 def _kit(sandbox: Sandbox, orch: Orch, version: str, name: str) -> Path:
     """Unpack the ``version`` kit beside the orchestrator's (with the sandbox's license)."""

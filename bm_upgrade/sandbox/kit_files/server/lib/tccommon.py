@@ -8,7 +8,8 @@ own modules (journal, license, tcconfig, protocol) import it, so each rule is wr
 - the license key format and its signature,
 - the tc-config.xml reader and writer,
 - the wire protocol (newline-delimited JSON over TCP) on the tsa-port and tsa-group-port,
-- finding ``sandbox.json`` from a path inside the sandbox.
+- finding ``sandbox.json`` from a path inside the sandbox,
+- reading the sandbox's faults (``DIR/faults/<kind>@<target>.json``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,191 @@
+"""The upgrade job, run through Dagster's real execution APIs against a real sandbox, clients
+writing throughout; every run's journal checked against DESIGN.md's safety rules.
+
+Tests of this module share one `small` sandbox (one stripe of two servers, one client) and run
+in file order: dry run, upgrade, a rerun that changes nothing, rollback with backups deleted,
+then the failure paths, each leaving the cluster healthy for the next.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bm_upgrade.defs.launch import ensure_instance_yaml, rerun, run_upgrade
+from bm_upgrade.procedure.kit import CACHE_DIR_ENV
+from bm_upgrade.sandbox import faults
+from tests.e2e.conftest import E2ESandbox, start_e2e_sandbox, stop_e2e_sandbox
+from tests.e2e.journal_check import changing_commands, stops, violations
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def dagster_home() -> Iterator[Path]:
+    home = Path(tempfile.mkdtemp(prefix="bm-upgrade-dagster-"))
+    ensure_instance_yaml(home)
+    saved = {k: os.environ.get(k) for k in ("DAGSTER_HOME", CACHE_DIR_ENV)}
+    os.environ["DAGSTER_HOME"] = str(home)
+    os.environ[CACHE_DIR_ENV] = str(home / "kits")  # no race with other test sessions
+    yield home
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def sandbox(dagster_home: Path) -> Iterator[E2ESandbox]:
+    sb = start_e2e_sandbox("small")
+    try:
+        yield sb
+    finally:
+        stop_e2e_sandbox(sb)
+
+
+def versions(sb: E2ESandbox) -> dict[str, str | None]:
+    """Server -> version as the sandbox's own REST topology says (not the tool's probes)."""
+    found: dict[str, str | None] = {name: None for name in sb.info["servers"]}
+    for server in sb.info["servers"].values():
+        url = (f"http://{server['host']}:{server['management_port']}"
+               "/tc-management-api/v2/agents/topologies/servers")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                data = json.loads(response.read())
+        except OSError:
+            continue
+        for entity in data["entities"]:
+            for group in entity["serverGroupEntities"]:
+                for srv in group["servers"]:
+                    attrs = srv["attributes"]
+                    found[attrs["Name"]] = found[attrs["Name"]] or attrs.get("Version")
+    return found
+
+
+def states(sb: E2ESandbox) -> list[str]:
+    from bm_upgrade.sandbox import cluster
+
+    found = []
+    for server in sb.info["servers"].values():
+        stat = cluster.server_stat(server["host"], server["management_port"])
+        found.append(stat["state"] if stat else "down")
+    return sorted(found)
+
+
+def assert_safe(sb: E2ESandbox, target: str, since: float) -> None:
+    assert violations(sb.journal_path, sb.inventory, target, since=since,
+                      until=time.time()) == []
+    assert sb.verify()["lost"] == 0
+
+
+def test_dry_run_changes_nothing(sandbox: E2ESandbox) -> None:
+    since = time.time()
+    outcome = run_upgrade(sandbox.inventory_path, dry_run=True)
+    assert outcome.success, outcome.failure
+    assert outcome.report and "Dry run" in outcome.report
+    assert "would failover-stop" in outcome.report
+    assert changing_commands(sandbox.journal_path, since) == []
+    assert stops(sandbox.journal_path, since) == []
+    assert not [e for e in sandbox.journal(since) if e["event"] == "kit_unpacked"]
+
+
+def test_upgrade_through_the_cli(sandbox: E2ESandbox) -> None:
+    since = time.time()
+    result = subprocess.run(
+        [sys.executable, "-m", "bm_upgrade.cli", "run", str(sandbox.inventory_path)],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("run_id: ")
+    assert "Every node runs 4.2.1." in result.stdout
+    assert states(sandbox) == ["ACTIVE-COORDINATOR", "PASSIVE-STANDBY"]
+    assert_safe(sandbox, "4.2.1", since)
+    # The mirror first, then the active through a failover, then the failback.
+    a, b = (s.name for s in sandbox.inventory.regions[0].stripes[0].servers)
+    assert stops(sandbox.journal_path, since)[:2] == [b, a]
+
+
+def test_a_second_run_changes_nothing(sandbox: E2ESandbox) -> None:
+    since = time.time()
+    outcome = run_upgrade(sandbox.inventory_path)
+    assert outcome.success, outcome.failure
+    assert changing_commands(sandbox.journal_path, since) == []
+    assert outcome.report and "0 done" in outcome.report
+
+
+def test_rollback_deleting_dirty_backups(sandbox: E2ESandbox) -> None:
+    since = time.time()
+    outcome = run_upgrade(sandbox.inventory_path, target="4.2.0",
+                          overrides={"delete_dirty_backups": True})
+    assert outcome.success, outcome.failure
+    assert set(versions(sandbox).values()) == {"4.2.0"}
+    deleted = [e for e in sandbox.journal(since)
+               if e["event"] == "dirty_backup" and e["action"] == "deleted"]
+    assert deleted, "the upgrade made dirty backups earlier; the rollback deletes them"
+    assert_safe(sandbox, "4.2.0", since)
+
+
+def test_a_mirror_that_never_syncs_then_rerun(sandbox: E2ESandbox) -> None:
+    a, b = (s.name for s in sandbox.inventory.regions[0].stripes[0].servers)
+    faults.inject(sandbox.directory, "no-sync", b)
+    since = time.time()
+    try:
+        outcome = run_upgrade(sandbox.inventory_path, overrides={"sync_timeout_s": 3.0})
+    finally:
+        faults.clear(sandbox.directory, b)
+    assert not outcome.success
+    assert outcome.failure and "upgrade_east_stripe1" in outcome.failure and b in outcome.failure
+    assert a not in stops(sandbox.journal_path, since), "the active was stopped"
+    before_rerun = time.time()
+    again = rerun(outcome.run_id)
+    assert again.success, again.failure
+    assert set(versions(sandbox).values()) == {"4.2.1"}
+    # The mirror, upgraded by the failed run, is not stopped again (failback aside, which
+    # stops the then-active b only after a took over).
+    rerun_stops = stops(sandbox.journal_path, before_rerun)
+    assert rerun_stops[0] == a
+    assert_safe(sandbox, "4.2.1", since)
+
+
+def test_expired_license_is_refused_before_anything_stops(sandbox: E2ESandbox) -> None:
+    faults.inject(sandbox.directory, "expired-license", "license")
+    since = time.time()
+    try:
+        outcome = run_upgrade(sandbox.inventory_path, target="4.2.0")
+    finally:
+        faults.clear(sandbox.directory, "license")
+    assert not outcome.success
+    assert outcome.failure and "preflight" in outcome.failure and "expires" in outcome.failure
+    assert changing_commands(sandbox.journal_path, since) == []
+
+
+def test_a_kit_that_crashes_on_start_leaves_the_stripe_served(sandbox: E2ESandbox) -> None:
+    faults.inject(sandbox.directory, "crash-on-start", "4.2.0")
+    since = time.time()
+    try:
+        outcome = run_upgrade(sandbox.inventory_path, target="4.2.0")
+    finally:
+        faults.clear(sandbox.directory, "4.2.0")
+    assert not outcome.success
+    assert outcome.failure and "upgrade_east_stripe1" in outcome.failure
+    assert "ACTIVE-COORDINATOR" in states(sandbox), "the stripe lost its active"
+    mirror = sandbox.inventory.regions[0].stripes[0].servers[1].name
+    assert violations(sandbox.journal_path, sandbox.inventory, "4.2.0", since=since,
+                      until=time.time(), crash_expected=[mirror]) == []
+    # Cleared: the rerun finishes the rollback.
+    again = rerun(outcome.run_id)
+    assert again.success, again.failure
+    assert set(versions(sandbox).values()) == {"4.2.0"}
+    assert sandbox.verify()["lost"] == 0
