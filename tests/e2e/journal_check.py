@@ -54,7 +54,7 @@ class _Replay:
         return True
 
 
-def violations(journal: Path, inventory: Inventory, target: str,
+def violations(journal: Path, inventory: Inventory, target: str, *,
                since: float = 0.0, until: float = float("inf"),
                crash_expected: Iterable[str] = ()) -> list[str]:
     """Every safety rule broken between ``since`` (unix time the run started) and ``until``
