@@ -75,9 +75,10 @@ class ClusterView:
         }
 
 
-def reachable_hosts(inventory: Inventory, pool: HostPool) -> dict[str, str]:
-    """Every host that could not be reached, with the reason (empty: all reachable)."""
-    result = pool.fan_out(inventory.hosts(), lambda conn: conn.run("true", timeout=30.0))
+def unreachable_hosts(pool: HostPool, hosts: list[str]) -> dict[str, str]:
+    """Every host of ``hosts`` that could not be reached, with the reason (empty: all
+    reachable)."""
+    result = pool.fan_out(hosts, lambda conn: conn.run("true", timeout=30.0))
     return {host: str(error) for host, error in result.errors.items()}
 
 
@@ -86,7 +87,15 @@ def observe_cluster(inventory: Inventory, pool: HostPool, *,
                     orchestrators: bool = True) -> ClusterView:
     """Probe every node of the cluster (or only the kinds asked for)."""
     view = ClusterView()
-    view.unreachable = reachable_hosts(inventory, pool)
+    hosts: list[str] = []
+    for region in inventory.regions:
+        if servers:
+            hosts += [s.host for stripe in region.stripes for s in stripe.servers]
+        if clients:
+            hosts += [c.host for c in region.clients]
+        if orchestrators:
+            hosts += [o.host for o in region.orchestrators]
+    view.unreachable = unreachable_hosts(pool, list(dict.fromkeys(hosts)))
     for region in inventory.regions:
         if servers:
             for stripe in region.stripes:

@@ -332,6 +332,7 @@ def down(directory: Path, timeout_s: float = 10.0) -> list[int]:
     from bm_upgrade.sandbox import faults
 
     faults.resume_hosts(directory)  # a SIGSTOPped sshd would ignore SIGTERM
+    seen |= set(running_pids(directory))  # for the count: the sshd sweep below stops most
     # sshd first: no new commands start while the rest stops.
     for pid_file in directory.glob("hosts/*/run/sshd.pid"):
         try:

@@ -594,10 +594,14 @@ def belongs_to(pid: int, folder: Path) -> bool:
 
 
 def processes_mentioning(folder: Path) -> list[int]:
-    """Live processes whose command line names a path under ``folder`` (or work in it)."""
-    own = os.getpid()
+    """Live processes whose command line names a path under ``folder`` (or work in it).
+
+    This process and its ancestors are left out: a `sh -c "bm-upgrade sandbox down --dir
+    DIR"` that runs us names DIR too, and is not part of the sandbox.
+    """
+    own = _ancestors()
     return [int(entry) for entry in os.listdir("/proc")
-            if entry.isdigit() and int(entry) != own and belongs_to(int(entry), folder)]
+            if entry.isdigit() and int(entry) not in own and belongs_to(int(entry), folder)]
 
 
 def stop_process_tree(pid: int, timeout_s: float = 5.0, root: Path | None = None) -> None:

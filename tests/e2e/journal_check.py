@@ -109,7 +109,7 @@ def violations(journal: Path, inventory: Inventory, target: str, *,
                     replay.problems.append(f"rule 6: orchestrator {e['orchestrator']} "
                                            "stopped before the servers were ready")
                 orch_stops.append((e["orchestrator"], roles[e["orchestrator"]]))
-            elif e["state"] == "running":
+            elif e["state"] in ("running", "standby"):
                 orch_start_versions.add(e["version"])
     masters_seen = False
     for name, role in orch_stops:

@@ -71,7 +71,7 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
 
 def test_hosts_get_distinct_addresses_and_names(tmp_path: Path) -> None:
     plan = plan_hosts(load_topology("demo"), tmp_path, "127.150.3")
-    assert len(plan.hosts) == len(set(plan.hosts)) == 12
+    assert len(plan.hosts) == len(set(plan.hosts)) == 16
     assert [s.name for s in plan.servers_of("east")] == [
         "east-s1-a", "east-s1-b", "east-s2-a", "east-s2-b"]
     assert [stripe for stripe, _ in plan.stripes_of("west")] == ["stripe1", "stripe2"]

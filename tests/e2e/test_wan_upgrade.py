@@ -1,0 +1,142 @@
+"""The whole procedure on two regions with WAN (two stripes each, stripes upgraded side by
+side by the multiprocess executor), clients writing throughout; then refusals and a host that
+goes down mid-run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bm_upgrade.defs.launch import ensure_instance_yaml, rerun, run_upgrade
+from bm_upgrade.procedure.kit import CACHE_DIR_ENV
+from bm_upgrade.sandbox import faults
+from tests.e2e.conftest import E2ESandbox, start_e2e_sandbox, stop_e2e_sandbox
+from tests.e2e.journal_check import changing_commands, read, violations
+
+pytestmark = pytest.mark.e2e
+TOPOLOGIES = Path(__file__).parent / "topologies"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def dagster_home() -> Iterator[Path]:
+    home = Path(tempfile.mkdtemp(prefix="bm-upgrade-dagster-"))
+    ensure_instance_yaml(home)
+    saved = {k: os.environ.get(k) for k in ("DAGSTER_HOME", CACHE_DIR_ENV)}
+    os.environ["DAGSTER_HOME"] = str(home)
+    os.environ[CACHE_DIR_ENV] = str(home / "kits")
+    yield home
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def wan() -> Iterator[E2ESandbox]:
+    sb = start_e2e_sandbox(str(TOPOLOGIES / "wan2x2.yaml"))
+    try:
+        yield sb
+    finally:
+        stop_e2e_sandbox(sb)
+
+
+def with_policy(sb: E2ESandbox, **policy: object) -> Path:
+    """A copy of the sandbox's inventory with policy changes (the original stays as written)."""
+    data = yaml.safe_load(sb.inventory_path.read_text())
+    data["policy"].update(policy)
+    path = sb.directory / "inventory-variant.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_full_upgrade_of_two_regions_with_wan(wan: E2ESandbox) -> None:
+    inventory_path = with_policy(wan, parallel_stripes=2, failback=False)
+    since = time.time()
+    outcome = run_upgrade(inventory_path)
+    assert outcome.success, outcome.failure
+    assert outcome.report and "Every node runs 4.2.1." in outcome.report
+    inventory = wan.inventory
+    assert violations(wan.journal_path, inventory, "4.2.1", since=since,
+                      until=time.time()) == []
+    result = wan.verify()
+    assert result["lost"] == 0 and result["acked"] > 0
+    events = read(wan.journal_path)
+    last_version = {}
+    for e in events:
+        if e["event"] == "server_state":
+            last_version[e["server"]] = e["version"]
+        elif e["event"] == "orchestrator_state":
+            last_version[e["orchestrator"]] = e["version"]
+        elif e["event"] == "client_process" and e["action"] == "start":
+            last_version[e["client"]] = e["version"]
+    nodes = [s.name for _, _, s in inventory.servers()]
+    nodes += [n.name for r in inventory.regions for n in [*r.clients, *r.orchestrators]]
+    assert {n: last_version.get(n) for n in nodes} == dict.fromkeys(nodes, "4.2.1")
+    # Stripes ran side by side: the two stripes of a region overlapped in time.
+    windows: dict[str, list[float]] = {}
+    for e in events:
+        if e["t"] >= since and e["event"] == "server_process" and e["action"] == "exit":
+            stripe = next(f"{r.name}/{st.name}" for r, st, s in inventory.servers()
+                          if s.name == e["server"])
+            windows.setdefault(stripe, []).append(e["t"])
+    spans = sorted((min(ts), max(ts)) for ts in windows.values())
+    assert any(a[1] > b[0] for a, b in zip(spans, spans[1:], strict=False)), spans
+    # Replicas resynced after the orchestrators came back.
+    caches = [e for e in events if e["t"] >= since and e["event"] == "replica_cache"]
+    assert caches and caches[-1]["state"] == "ACTIVE"
+
+
+def test_a_host_down_mid_run_then_rerun(wan: E2ESandbox) -> None:
+    """The client host's sshd stops answering once the server steps began: the run fails at
+    the clients naming the host, every stripe still served; cleared, the rerun finishes."""
+    client = wan.inventory.regions[0].clients[0]
+    since = time.time()
+    done = threading.Event()
+
+    def inject_when_servers_start() -> None:
+        while not done.is_set():
+            if changing_commands(wan.journal_path, since, words=("stop-tc-server.sh",)):
+                faults.inject(wan.directory, "host-down", client.host)
+                return
+            time.sleep(0.1)
+
+    injector = threading.Thread(target=inject_when_servers_start, daemon=True)
+    injector.start()
+    try:
+        outcome = run_upgrade(wan.inventory_path, target="4.2.0",
+                              overrides={"client_timeout_s": 5.0})
+    finally:
+        done.set()
+        injector.join(5)
+        faults.clear(wan.directory, client.host)
+    assert not outcome.success
+    assert outcome.failure and client.host in outcome.failure
+    assert "upgrade_clients" in outcome.failure
+    assert violations(wan.journal_path, wan.inventory, "4.2.0", since=since,
+                      until=time.time()) == []
+    again = rerun(outcome.run_id)
+    assert again.success, again.failure
+    assert wan.verify()["lost"] == 0
+
+
+def test_non_persistent_stripe_without_mirror_is_refused() -> None:
+    sb = start_e2e_sandbox(str(TOPOLOGIES / "lonely.yaml"))
+    try:
+        since = time.time()
+        outcome = run_upgrade(sb.inventory_path)
+        assert not outcome.success
+        assert outcome.failure and "preflight" in outcome.failure
+        assert "loses all its data" in outcome.failure and "east/stripe1" in outcome.failure
+        assert changing_commands(sb.journal_path, since) == []
+    finally:
+        stop_e2e_sandbox(sb)
