@@ -82,11 +82,8 @@ def unreachable_hosts(pool: HostPool, hosts: list[str]) -> dict[str, str]:
     return {host: str(error) for host, error in result.errors.items()}
 
 
-def observe_cluster(inventory: Inventory, pool: HostPool, *,
-                    servers: bool = True, clients: bool = True,
-                    orchestrators: bool = True) -> ClusterView:
-    """Probe every node of the cluster (or only the kinds asked for)."""
-    view = ClusterView()
+def _hosts_of(inventory: Inventory, *, servers: bool, clients: bool,
+              orchestrators: bool) -> list[str]:
     hosts: list[str] = []
     for region in inventory.regions:
         if servers:
@@ -95,7 +92,17 @@ def observe_cluster(inventory: Inventory, pool: HostPool, *,
             hosts += [c.host for c in region.clients]
         if orchestrators:
             hosts += [o.host for o in region.orchestrators]
-    view.unreachable = unreachable_hosts(pool, list(dict.fromkeys(hosts)))
+    return list(dict.fromkeys(hosts))
+
+
+def observe_cluster(inventory: Inventory, pool: HostPool, *,
+                    servers: bool = True, clients: bool = True,
+                    orchestrators: bool = True) -> ClusterView:
+    """Probe every node of the cluster (or only the kinds asked for, contacting only their
+    hosts)."""
+    view = ClusterView()
+    view.unreachable = unreachable_hosts(pool, _hosts_of(
+        inventory, servers=servers, clients=clients, orchestrators=orchestrators))
     for region in inventory.regions:
         if servers:
             for stripe in region.stripes:
@@ -106,9 +113,8 @@ def observe_cluster(inventory: Inventory, pool: HostPool, *,
                 view.health[f"{region.name}/{stripe.name}"] = stripe_health(
                     stripe, [s.status for s in seen.values()])
         if clients:
-            for client in region.clients:
-                if client.host not in view.unreachable:
-                    view.clients[client.name] = probe_client(pool.get(client.host), client)
+            view.clients.update({c.name: probe_client(pool.get(c.host), c)
+                                 for c in region.clients if c.host not in view.unreachable})
         if orchestrators:
             for orch in region.orchestrators:
                 if orch.host in view.unreachable:

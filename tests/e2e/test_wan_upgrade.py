@@ -4,6 +4,7 @@ goes down mid-run."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import tempfile
@@ -90,7 +91,7 @@ def test_full_upgrade_of_two_regions_with_wan(wan: E2ESandbox) -> None:
                           if s.name == e["server"])
             windows.setdefault(stripe, []).append(e["t"])
     spans = sorted((min(ts), max(ts)) for ts in windows.values())
-    assert any(a[1] > b[0] for a, b in zip(spans, spans[1:], strict=False)), spans
+    assert any(a[1] > b[0] for a, b in itertools.pairwise(spans)), spans
     # Replicas resynced after the orchestrators came back.
     caches = [e for e in events if e["t"] >= since and e["event"] == "replica_cache"]
     assert caches and caches[-1]["state"] == "ACTIVE"
