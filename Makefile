@@ -23,11 +23,17 @@ lint: setup
 test: setup lint
 	$(BIN)/python -m pytest -q tests
 
+# Run history of `make demo` stays here, for `dagster-webserver` / `make ui` to show.
+DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
 demo: setup
-	@echo "make demo needs the upgrade job (issue 6), which has not landed yet." >&2; exit 1
+	@mkdir -p $(DAGSTER_HOME)
+	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/bm-upgrade demo
 
 bench: setup
-	@echo "make bench needs the sandbox and the upgrade job (issues 3, 6), not landed yet." >&2; exit 1
+	$(BIN)/python bench/bench_sandbox.py
+	$(BIN)/python bench/bench_upload.py --size-mb 128 --repeat 2
+	$(BIN)/python bench/bench_upgrade.py
 
 ui: setup
 	@echo "make ui needs the upgrade job and the daemon set-up (issues 6, 7), not landed yet." >&2; exit 1

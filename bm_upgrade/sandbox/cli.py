@@ -40,9 +40,11 @@ def register(subparsers: Any) -> None:
         "fault", help="inject a fault (or --clear faults) for tests and rehearsals",
         description="KIND: no-sync SERVER | crash-on-start VERSION|NAME | host-down HOST|NAME "
                     "| kill NAME | expired-license license|NAME|HOST | slow-stop NAME "
-                    "[--seconds S]. --clear [TARGET] clears every fault (on TARGET).")
+                    "[--seconds S]. --clear [TARGET] clears every fault (on TARGET); --list prints "
+                    "the faults in force.")
     p.add_argument("--dir", required=True, type=Path, metavar="DIR")
     p.add_argument("--clear", action="store_true", help="clear faults instead of injecting")
+    p.add_argument("--list", action="store_true", help="print the faults in force")
     p.add_argument("--seconds", type=float, default=None, metavar="S",
                    help="slow-stop: how much longer a stop takes (default 5)")
     p.add_argument("args", nargs="*", metavar="KIND TARGET")
@@ -105,6 +107,15 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _cmd_fault(args: argparse.Namespace) -> int:
     from bm_upgrade.sandbox import faults
 
+    if args.list:
+        if not (args.dir / "sandbox.json").is_file():
+            print(f"error: {args.dir} holds no sandbox (no sandbox.json); give the --dir of "
+                  "`sandbox up`", file=sys.stderr)
+            return 2
+        for record in faults.active(args.dir):
+            extra = f" ({record['seconds']:g} s)" if "seconds" in record else ""
+            print(f"{record.get('kind')} {record.get('target')}{extra}")
+        return 0
     if args.clear:
         if len(args.args) > 1:
             print("error: sandbox fault --clear takes at most one TARGET", file=sys.stderr)

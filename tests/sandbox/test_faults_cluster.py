@@ -79,8 +79,10 @@ def test_no_sync_keeps_a_mirror_uninitialized_until_cleared(
     mirror.wait_state("PASSIVE-UNINITIALIZED")
     time.sleep(1.5)  # three sync times of this topology
     assert mirror.stat()["state"] == "PASSIVE-UNINITIALIZED"
+    assert fault(sandbox, "--list", capsys=capsys) == (0, f"no-sync {mirror.name}\n")
     code, out = fault(sandbox, "--clear", mirror.name, capsys=capsys)
     assert code == 0 and "cleared no-sync" in out
+    assert fault(sandbox, "--list", capsys=capsys) == (0, "")
     assert mirror.wait_state("PASSIVE-STANDBY", timeout_s=10) < 5
     assert ("no-sync", mirror.name, "inject") in fault_events(sandbox)
     assert ("no-sync", mirror.name, "clear") in fault_events(sandbox)

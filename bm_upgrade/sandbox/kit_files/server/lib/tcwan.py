@@ -12,47 +12,29 @@ Exit codes: 0 stopped, 1 (stop) unreachable, 2 startup error, 143 SIGTERM.
 from __future__ import annotations
 
 import datetime
-import http.client
-import json
 import os
 import signal
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bm_upgrade.sandbox.kit_files.server.lib import tccommon, tcwanxml
+    from bm_upgrade.sandbox.kit_files.server.lib import tccommon, tcwanhttp, tcwanxml
 else:
     import tccommon
+    import tcwanhttp
     import tcwanxml
 
 EXIT_STARTUP = 2
 POLL_S = 0.1
-PEER_TIMEOUT_S = 0.5
 RUNNING, STANDBY, STOPPED = "running", "standby", "stopped"
 ACTIVE, INACTIVE, RESYNCING = "ACTIVE", "INACTIVE", "RESYNCING"
 
 
 class StartupError(Exception):
     """The orchestrator cannot start; the message is the FATAL log line."""
-
-
-def _get(host: str, port: int, path: str, method: str = "GET",
-         timeout_s: float = PEER_TIMEOUT_S) -> tuple[int, dict[str, Any]]:
-    """One HTTP call to an orchestrator; raises OSError when it does not answer."""
-    conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
-    try:
-        conn.request(method, path, body=b"{}" if method == "POST" else None)
-        response = conn.getresponse()
-        data = json.loads(response.read() or b"{}")
-    except (http.client.HTTPException, ValueError) as exc:
-        raise ConnectionError(str(exc)) from None
-    finally:
-        conn.close()
-    return response.status, data if isinstance(data, dict) else {}
 
 
 class Orchestrator:
@@ -94,7 +76,7 @@ class Orchestrator:
         self.refused: set[str] = set()
         self.stopping = threading.Event()
         self.exit_code = 0
-        self._httpd: ThreadingHTTPServer | None = None
+        self._httpd: Any = None
 
     # ------------------------------------------------------------ log, journal, status
 
@@ -149,17 +131,12 @@ class Orchestrator:
                 problem = f"License key {key} does not carry the WAN capability"
         if problem:
             raise StartupError(problem)
-        handler = type("Handler", (_Handler,), {"orch": self})
         try:
-            self._httpd = ThreadingHTTPServer((self.config["host"], self.config["port"]),
-                                              handler)
+            self._httpd = tcwanhttp.serve(self)
         except OSError as exc:
             raise StartupError(f"Cannot bind {self.config['host']}:{self.config['port']}: "
                                f"{exc.strerror}; is another orchestrator using that port?"
                                ) from None
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.5},
-                         daemon=True).start()
         self.set_state(RUNNING if self.role == "master" else STANDBY)
         if self.role != "master":
             self.master_lost_at = time.monotonic()
@@ -172,7 +149,7 @@ class Orchestrator:
     def _peer(self, name: str) -> dict[str, Any] | None:
         peer = self.peers[name]
         try:
-            code, data = _get(peer["host"], int(peer["port"]), "/wan/peer")
+            code, data = tcwanhttp.call(peer["host"], int(peer["port"]), "/wan/peer")
         except OSError:
             return None
         return data if code == 200 else None
@@ -280,68 +257,6 @@ class Orchestrator:
             self.set_state(STOPPED)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "Terracotta-WAN"
-    sys_version = ""
-    orch: Orchestrator
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the console log is the orchestrator's own."""
-
-    def _json(self, code: int, payload: object) -> None:
-        body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self) -> None:
-        """/wan/status (public), /wan/peer (status plus the run id, for other orchestrators)."""
-        path = self.path.split("?", 1)[0].rstrip("/")
-        if path == "/wan/status":
-            self._json(200, self.orch.status())
-        elif path == "/wan/peer":
-            self._json(200, {**self.orch.status(), "run": self.orch.run_id})
-        else:
-            self._json(404, {"error": f"no resource at {path}"})
-
-    def do_POST(self) -> None:
-        """/wan/shutdown."""
-        if self.path.split("?", 1)[0].rstrip("/") != "/wan/shutdown":
-            self._json(404, {"error": f"no resource at {self.path}"})
-            return
-        self._json(200, {"message": f"orchestrator {self.orch.name} is shutting down"})
-        self.orch.request_stop(0)
-
-
-def _config_arg(argv: list[str]) -> str:
-    args = iter(argv)
-    for arg in args:
-        if arg in ("-f", "--config"):
-            return next(args, "")
-    return "wan.xml"
-
-
-def stop(argv: list[str]) -> int:
-    """What stop-wan.sh runs: ask the orchestrator of this wan.xml to stop."""
-    path = _config_arg(argv)
-    try:
-        config = tcwanxml.parse_wan_xml(Path(path).read_text(encoding="utf-8"))
-    except (OSError, tcwanxml.WanConfigError) as exc:
-        print(f"Error: cannot use {path}: {exc}", file=sys.stderr)
-        return 2
-    host, port = config["host"], config["port"]
-    try:
-        code, _ = _get(host, port, "/wan/shutdown", "POST", timeout_s=5.0)
-    except OSError:
-        print(f"Unable to connect to host '{host}', port {port}. Are you sure there is a WAN "
-              "orchestrator running there?")
-        return 1
-    print(f"Stop success. Response code {code}")
-    return 0 if code == 200 else 1
-
-
 def run(argv: list[str]) -> int:
     """What start-wan.sh runs: one orchestrator in the foreground; returns its exit code."""
     kit_root = Path(__file__).resolve().parent.parent.parent
@@ -349,7 +264,7 @@ def run(argv: list[str]) -> int:
     pid_file = None
     code = 0
     try:
-        orch = Orchestrator(Path(_config_arg(argv)), kit_root)
+        orch = Orchestrator(Path(tcwanhttp.config_arg(argv)), kit_root)
         pid_file = tccommon.write_pid_file(orch.sandbox, "orchestrator", orch.name)
         signal.signal(signal.SIGTERM, lambda *_: orch.request_stop(143) if orch else None)
         orch.start()
@@ -372,7 +287,7 @@ def run(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    commands = {"run": run, "stop": stop}
+    commands = {"run": run, "stop": tcwanhttp.stop}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print("usage: tcwan.py run|stop -f <wan.xml>", file=sys.stderr)
         sys.exit(2)

@@ -1,0 +1,103 @@
+"""The sandbox's own figures (not a test)::
+
+    .venv/bin/python bench/bench_sandbox.py
+
+- `sandbox up` of bm_upgrade/sandbox/topologies/bench.yaml (2 regions x 4 stripes x 2 servers
+  + 8 clients): wall time (goal: within 15 s on this 2-core machine);
+- every server process's RSS (goal: under 60 MB);
+- a sync: a mirror restarted by hand with the kit's scripts, PASSIVE-UNINITIALIZED to
+  PASSIVE-STANDBY from the journal, against the topology's sync_s (goal: within 10 %).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from bm_upgrade.sandbox import cluster, sshd
+
+TOPOLOGY = Path(cluster.__file__).parent / "topologies" / "bench.yaml"
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def server_pids(directory: Path) -> dict[str, int]:
+    """Server name -> pid of its server program (the python process, not the script)."""
+    found: dict[str, int] = {}
+    for pid in sshd.processes_mentioning(directory):
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        words = [a.decode() for a in args if a]
+        if any(w.endswith("tcserver.py") for w in words) and "-n" in words:
+            found[words[words.index("-n") + 1]] = pid
+    return found
+
+
+def main() -> None:
+    base = Path(tempfile.mkdtemp(prefix="bm-upgrade-bench-"))
+    base.chmod(0o711)
+    directory = base / "sb"
+    try:
+        started = time.monotonic()
+        inventory_path = cluster.up(TOPOLOGY, directory)
+        up_s = time.monotonic() - started
+        print(f"sandbox up (2 regions x 4 stripes x 2 servers + 8 clients): {up_s:.1f} s "
+              "(goal 15 s)")
+        rss = {name: rss_mb(pid) for name, pid in server_pids(directory).items()}
+        if rss:
+            print(f"server RSS: max {max(rss.values()):.1f} MB, mean "
+                  f"{sum(rss.values()) / len(rss):.1f} MB over {len(rss)} servers (goal 60 MB)")
+        inventory = yaml.safe_load(inventory_path.read_text())
+        mirror = inventory["regions"][0]["stripes"][0]["servers"][1]
+        bin_dir = Path(mirror["install_dir"]) / "server" / "bin"
+        user = sshd.login_user()
+        since = time.time()
+        run = ["runuser", "-u", user, "--"] if user != getpass.getuser() else []
+        subprocess.run([*run, str(bin_dir / "stop-tc-server.sh"), "-f", mirror["tc_config"],
+                        "-n", mirror["name"]], check=True, capture_output=True)
+        time.sleep(1.0)
+        log = directory / "bench-restart.log"
+        with log.open("w") as out:
+            subprocess.Popen([*run, "setsid", str(bin_dir / "start-tc-server.sh"), "-f",
+                              mirror["tc_config"], "-n", mirror["name"]], stdout=out,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+        timing = yaml.safe_load(TOPOLOGY.read_text())["timing"]
+        deadline = time.time() + 30
+        uninit = standby = None
+        while time.time() < deadline and standby is None:
+            for line in (directory / "journal.jsonl").read_text().splitlines():
+                e = json.loads(line)
+                if (e["t"] >= since and e["event"] == "server_state"
+                        and e["server"] == mirror["name"]):
+                    if e["state"] == "PASSIVE-UNINITIALIZED":
+                        uninit = e["t"]
+                    elif e["state"] == "PASSIVE-STANDBY" and uninit:
+                        standby = e["t"]
+            time.sleep(0.2)
+        if uninit and standby:
+            took = standby - uninit
+            print(f"sync: {took:.3f} s for a configured {timing['sync_s']} s "
+                  f"({100 * (took / timing['sync_s'] - 1):+.1f} %; goal within 10 %)")
+        else:
+            print("sync: the restarted mirror did not reach PASSIVE-STANDBY within 30 s")
+    finally:
+        cluster.down(directory)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
