@@ -14,7 +14,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
+# Run history of `make demo` and `make ui` stays here, for `dagster-webserver` to show.
+DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+# bm_upgrade's instance settings (deploy/dagster.yaml: one run per cluster) unless the
+# folder already has a dagster.yaml of its own.
 setup: $(STAMP)
+	@$(BIN)/python -c 'import pathlib, sys; from bm_upgrade.defs.launch import ensure_instance_yaml; print("Dagster instance settings:", ensure_instance_yaml(pathlib.Path(sys.argv[1])))' '$(DAGSTER_HOME)'
 
 lint: setup
 	$(BIN)/ruff check bm_upgrade tests bench
@@ -22,9 +28,6 @@ lint: setup
 
 test: setup lint
 	$(BIN)/python -m pytest -q tests
-
-# Run history of `make demo` stays here, for `dagster-webserver` / `make ui` to show.
-DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
 demo: setup
 	@mkdir -p $(DAGSTER_HOME)

@@ -1,4 +1,5 @@
-"""The Dagster code location: one ``upgrade_<cluster>`` job per inventory file.
+"""The Dagster code location: one ``upgrade_<cluster>`` job per inventory file, and the
+schedule of its maintenance window (when the inventory's window is on).
 
 The inventories are the ``*.yaml`` files of the folder named by ``BM_UPGRADE_INVENTORY_DIR``
 (default: ``.sandbox/demo`` under the working folder, where `make demo` and `make ui` put the
@@ -16,6 +17,7 @@ from pathlib import Path
 import dagster as dg
 
 from bm_upgrade.defs.jobs import build_upgrade_job
+from bm_upgrade.defs.schedules import build_window_schedule
 from bm_upgrade.inventory import load_inventory
 
 INVENTORY_DIR_ENV = "BM_UPGRADE_INVENTORY_DIR"
@@ -35,11 +37,18 @@ def inventory_files(folder: Path) -> list[Path]:
 
 
 def build_definitions(folder: Path | None = None) -> dg.Definitions:
-    jobs = []
+    """Per inventory file: the upgrade job and, when its window is on, the window's
+    schedule."""
+    jobs, schedules = [], []
     for path in inventory_files(folder or inventory_dir()):
         resolved = str(path.resolve())
-        jobs.append(build_upgrade_job(load_inventory(resolved), resolved))
-    return dg.Definitions(jobs=jobs)
+        inventory = load_inventory(resolved)
+        job = build_upgrade_job(inventory, resolved)
+        jobs.append(job)
+        schedule = build_window_schedule(inventory, job)
+        if schedule is not None:
+            schedules.append(schedule)
+    return dg.Definitions(jobs=jobs, schedules=schedules)
 
 
 defs = build_definitions()

@@ -8,6 +8,7 @@ scripts through a :class:`Runner` (a :class:`bm_upgrade.remote.Connection`).
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import urllib.error
@@ -254,12 +255,17 @@ def http_json(url: str, timeout: float = 5.0) -> dict[str, Any]:
     """GET ``url`` and decode its JSON object.
 
     Raises:
-        OSError: not reachable (urllib's URLError is an OSError), or not a JSON object.
+        OSError: not reachable (urllib's URLError is an OSError), cut off mid-answer (a
+            server stopping while it answers: http.client's errors are mapped here), or not
+            a JSON object.
     """
     if not url.startswith(("http://", "https://")):
         raise OSError(f"not an http(s) URL: {url}")
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
-        body = response.read()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+            body = response.read()
+    except http.client.HTTPException as exc:
+        raise OSError(f"{url} broke off its answer ({exc!r})") from exc
     try:
         data = json.loads(body)
     except ValueError as exc:

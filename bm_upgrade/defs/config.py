@@ -16,6 +16,7 @@ from pydantic import Field
 
 from bm_upgrade.inventory import Inventory, Timeouts
 from bm_upgrade.plan import PlanOptions
+from bm_upgrade.window import WindowGuard
 
 
 class UpgradeConfig(dg.Config):
@@ -39,6 +40,9 @@ class UpgradeConfig(dg.Config):
     orchestrator_timeout_s: float = 600.0
     window_end: str | None = Field(default=None, description="ISO time the maintenance "
                                    "window closes (set by the schedule); none: run by hand.")
+    respect_window: bool = Field(default=False, description="A run started by hand without "
+                                 "window_end: run only inside the inventory's window, and "
+                                 "check every disruptive step fits before it closes.")
 
     @classmethod
     def defaults_for(cls, inventory: Inventory) -> dict[str, Any]:
@@ -72,9 +76,25 @@ class RunSettings:
     window_end: datetime.datetime | None
     before: dict[str, str | None] = field(default_factory=dict)
     """Node -> version as preflight saw it (the report's "before" column)."""
+    expected_outages: dict[str, tuple[float, str]] = field(default_factory=dict)
+    """Kind of outage -> (seconds, basis), for the window check of disruptive steps."""
+    next_opening: datetime.datetime | None = None
+    """When the maintenance window after this run's opens (for the window check's message)."""
 
     def with_before(self, versions: dict[str, str | None]) -> RunSettings:
         return replace(self, before=dict(versions))
+
+    def with_window(self, window_end: datetime.datetime | None,
+                    expected: dict[str, tuple[float, str]],
+                    next_opening: datetime.datetime | None) -> RunSettings:
+        return replace(self, window_end=window_end, expected_outages=dict(expected),
+                       next_opening=next_opening)
+
+    def window_guard(self) -> WindowGuard | None:
+        """The check disruptive steps make (None: no window end, run by hand)."""
+        if self.window_end is None:
+            return None
+        return WindowGuard(self.window_end, self.expected_outages, self.next_opening)
 
     @classmethod
     def from_config(cls, config: UpgradeConfig, inventory: Inventory) -> RunSettings:

@@ -42,6 +42,15 @@ python_logs:
   # The procedure's own progress lines (waits, kit fetch) show in each step's log.
   managed_python_loggers: [bm_upgrade]
   python_log_level: INFO
+# One run per cluster: runs launched from the UI, a schedule or a sensor wait in the queue
+# (dagster-daemon starts them) while another run of the same `cluster` tag is in progress;
+# runs of other clusters start at once. (The queued run coordinator is Dagster's default.)
+concurrency:
+  runs:
+    tag_concurrency_limits:
+      - key: cluster
+        value: {applyLimitPerUniqueValue: true}
+        limit: 1
 """
 """deploy/dagster.yaml, kept equal to it by a test."""
 

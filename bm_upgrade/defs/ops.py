@@ -18,6 +18,7 @@ import dagster as dg
 
 from bm_upgrade.defs.config import RunSettings, UpgradeConfig
 from bm_upgrade.defs.resources import ClusterResource
+from bm_upgrade.defs.schedules import RECORDS_KEY, plan_window
 from bm_upgrade.errors import BmUpgradeError
 from bm_upgrade.inventory import Client, Inventory, Region, Stripe
 from bm_upgrade.plan import make_plan
@@ -62,12 +63,15 @@ def _records_metadata(records: Sequence[StepRecord]) -> dict[str, dg.MetadataVal
         "steps": dg.MetadataValue.md("\n".join(lines)),
         "changed": dg.MetadataValue.int(sum(not r.skipped for r in records)),
         "skipped": dg.MetadataValue.int(sum(r.skipped for r in records)),
+        # Read back by later runs: how long past outages took (defs/schedules.py).
+        RECORDS_KEY: dg.MetadataValue.json([r.as_dict() for r in records if not r.skipped]),
     }
 
 
 def _ctx(inventory: Inventory, pool: Any, settings: RunSettings,
          staged: dict[str, StagedKit] | None, log: logging.Logger) -> ServerOps:
-    return ServerOps(inventory, pool, settings.options, dict(staged or {}), log)
+    return ServerOps(inventory, pool, settings.options, dict(staged or {}), log,
+                     window=settings.window_guard())
 
 
 def _would(inventory: Inventory, settings: RunSettings, pool: Any,
@@ -90,6 +94,9 @@ def preflight_op(context: dg.OpExecutionContext, config: UpgradeConfig,
     base = cluster.load()
     settings = RunSettings.from_config(config, base)
     inventory = settings.inventory_for_run(base)
+    with one_sentence():
+        settings = plan_window(context.instance, context.job_name, settings, inventory,
+                               respect_window=config.respect_window)
     with one_sentence(), cluster.pool(inventory) as pool:
         result = preflight(inventory, pool, settings.options, window_end=settings.window_end)
     settings = settings.with_before(result.view.versions())
@@ -99,6 +106,7 @@ def preflight_op(context: dg.OpExecutionContext, config: UpgradeConfig,
         "before": dg.MetadataValue.json(result.view.as_dict()),
         "todo": dg.MetadataValue.int(len(result.plan.todo())),
         "dry_run": dg.MetadataValue.bool(settings.dry_run),
+        "window_end": settings.window_end.isoformat() if settings.window_end else "none",
     })
     return settings
 

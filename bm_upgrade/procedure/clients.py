@@ -25,6 +25,7 @@ from bm_upgrade.procedure.records import StepRecord, StepRecorder, skipped
 from bm_upgrade.procedure.servers import ServerOps
 from bm_upgrade.procedure.waits import Poll, wait_for
 from bm_upgrade.remote import Connection, quote
+from bm_upgrade.window import CLIENT
 
 JAR_GLOBS = ("ehcache-ee-*.jar", "terracotta-toolkit-runtime-ee-*.jar")
 KIT_JAR_PATTERNS = ("*/apis/ehcache/lib/ehcache-ee-*.jar",
@@ -85,6 +86,7 @@ def upgrade_client(ctx: ServerOps, client: Client) -> list[StepRecord]:
     records: list[StepRecord] = []
     try:
         if status.running is not False:
+            ctx.check_window(client.name, f"stop of client {client.name}", CLIENT)
             rec = StepRecorder(client.name, "stop")
             rec.saw(found)
             conn.run(client.stop_command, timeout=ctx.inventory.policy.timeouts.client_s)

@@ -42,6 +42,7 @@ from bm_upgrade.procedure.kit import StagedKit, kit_file_name, staging_targets
 from bm_upgrade.procedure.records import StepRecord, StepRecorder, skipped
 from bm_upgrade.procedure.waits import Poll, Seen, Watch, describe, wait_for
 from bm_upgrade.remote import HostPool
+from bm_upgrade.window import DISRUPTIVE, WindowGuard
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ class ServerOps(Watch):
             without an entry uses the default staging folder of ``procedure.kit``.
         log: where progress and records go.
         poll_s: pause between looks while waiting.
+        window: when set, every disruptive step first checks it ends before the maintenance
+            window closes (runs of a schedule, or started by hand asking for it).
     """
 
     inventory: Inventory
@@ -71,6 +74,7 @@ class ServerOps(Watch):
     staged: Mapping[str, StagedKit] = field(default_factory=dict)
     log: logging.Logger = log
     poll_s: float = 0.2
+    window: WindowGuard | None = None
 
     @classmethod
     def create(cls, inventory: Inventory, pool: HostPool, *, target: str | None = None,
@@ -97,6 +101,11 @@ class ServerOps(Watch):
                              "kits and stage it, then rerun")
         return (posixpath.join(folder, kit_file_name(kit)),
                 posixpath.join(folder, LICENSE_FILE_NAME))
+
+    def check_window(self, node: str, step: str, kind: str) -> None:
+        """Before a disruptive step: raises StepFailed if it would outlast the window."""
+        if self.window is not None:
+            self.window.check(node, step, kind)
 
     def region_of(self, stripe: Stripe) -> Region:
         for region in self.inventory.regions:
@@ -178,6 +187,9 @@ def run_step(ctx: ServerOps, stripe: Stripe, step: Step, seen: Mapping[str, Seen
     if action is None:
         raise StepFailed(step.node, f"the plan asked for {step.action!r} on {step.node}, which "
                          "the server procedure does not know; this is a bug, please report it")
+    if step.action in DISRUPTIVE:
+        ctx.check_window(step.node, f"{step.action} of {step.node} (stripe {stripe.name})",
+                         DISRUPTIVE[step.action])
     try:
         action(ctx, stripe, server, seen, rec)
     except StepFailed as exc:

@@ -25,6 +25,7 @@ from bm_upgrade.procedure.records import StepRecord, StepRecorder, skipped
 from bm_upgrade.procedure.servers import ServerOps
 from bm_upgrade.procedure.waits import Poll, wait_for
 from bm_upgrade.remote import Connection, shell
+from bm_upgrade.window import ORCHESTRATORS
 
 REPLICA_READY = "ACTIVE"
 
@@ -147,7 +148,12 @@ def cycle_orchestrators(ctx: ServerOps) -> list[StepRecord]:
     wan_only = ctx.inventory.model_copy(update={"regions": [
         r.model_copy(update={"clients": []}) for r in ctx.inventory.regions]})
     plan = make_plan(wan_only, states | _servers_done(ctx), ctx.options)
-    for step in [s for s in plan.steps if s.phase == "orchestrators"]:
+    steps = [s for s in plan.steps if s.phase == "orchestrators"]
+    first_stop = next((s for s in steps if s.action == "stop" and not s.skipped), None)
+    if first_stop is not None:  # once: the cycle is one outage of the WAN replication
+        ctx.check_window(first_stop.node, "the orchestrator cycle (stop, upgrade, start "
+                         "every orchestrator)", ORCHESTRATORS)
+    for step in steps:
         if step.skipped:
             records.append(skipped(step.node, step.action, step.waits_for, step.reason))
             continue

@@ -145,3 +145,35 @@ def test_stripe_health_unreachable_mirror() -> None:
     health = stripe_health(_stripe(2), [status("s0", "ACTIVE-COORDINATOR"),
                                         status("s1", "unknown", reachable=False)])
     assert any("s1" in p and "unreachable" in p for p in health.problems)
+
+
+def test_an_answer_cut_off_midway_is_unreachable_not_a_crash() -> None:
+    """A server stopping while it answers: the probe says unreachable, it does not raise."""
+    import http.server
+    import threading
+
+    from bm_upgrade.inventory import Server
+    from bm_upgrade.probes import probe_server_rest
+
+    class Cut(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "125")
+            self.end_headers()
+            self.wfile.write(b"{")  # then the connection closes
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), Cut)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        server = Server(name="tsa-x", host="127.0.0.1", install_dir="/opt/k", tc_config="/etc/t",
+                        data_dir="/d", management_port=httpd.server_address[1])
+        status = probe_server_rest(server, timeout=2.0)
+        assert not status.reachable
+        assert status.error and "broke off" in status.error
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
