@@ -4,8 +4,8 @@ in progress closes, and whether a disruptive step still fits before it does.
 Plain Python, no Dagster (the schedule in ``defs/schedules.py`` uses it, and so do the
 procedure's disruptive steps). Cron follows Vixie cron: ``*``, lists, ranges, steps, month and
 weekday names, Sunday as 0 or 7, and day-of-month OR day-of-week when both are restricted.
-Times are wall-clock times of the window's zone; a time a DST change skips never opens a window
-(nor does it in cron), one it repeats opens it once (the first).
+Times are wall-clock times of the window's zone; a time a DST change skips opens the window when
+the gap ends, one it repeats opens it once (the second), as Dagster's schedules do.
 """
 
 from __future__ import annotations
@@ -102,23 +102,35 @@ class Cron:
         zone = start.tzinfo
         assert zone is not None
         day = start.date()
+        last: datetime.datetime | None = None
         for _ in range(SEARCH_DAYS):
             if self.matches_day(day):
                 for hour in sorted(self.hours):
                     for minute in sorted(self.minutes):
-                        wall = datetime.datetime(day.year, day.month, day.day, hour, minute,
-                                                 tzinfo=zone)
-                        if not _exists(wall):
-                            continue
-                        if wall >= start:
+                        wall = _instant(datetime.datetime(day.year, day.month, day.day,
+                                                          hour, minute, tzinfo=zone))
+                        if wall >= start and (last is None or wall > last):
+                            last = wall
                             yield wall
             day += datetime.timedelta(days=1)
 
 
-def _exists(wall: datetime.datetime) -> bool:
-    """False for a wall-clock time a DST change skips (it does not survive a round trip)."""
-    back = wall.astimezone(datetime.UTC).astimezone(wall.tzinfo)
-    return (back.hour, back.minute) == (wall.hour, wall.minute)
+def _instant(wall: datetime.datetime) -> datetime.datetime:
+    """The instant a wall-clock time opens the window, as Dagster's schedules fire: a time a
+    DST change skips when the gap ends, a time it repeats at its second occurrence.
+    (A skipped time may land on an instant already given: callers drop repeats.)"""
+    zone = wall.tzinfo
+    early = wall.astimezone(datetime.UTC)  # fold=0: the offset before the change
+    late = wall.replace(fold=1).astimezone(datetime.UTC)  # the offset after it
+    back = early.astimezone(zone)
+    if (back.hour, back.minute) == (wall.hour, wall.minute):
+        return late.astimezone(zone) if late != early else back  # repeated: the second
+    # Skipped: the change happened between the two readings; find it to the minute.
+    moment = min(early, late)
+    while moment < max(early, late) and moment.astimezone(zone).utcoffset() \
+            == min(early, late).astimezone(zone).utcoffset():
+        moment += datetime.timedelta(minutes=1)
+    return moment.astimezone(zone)
 
 
 def openings(window: Window, after: datetime.datetime) -> Iterator[datetime.datetime]:

@@ -14,8 +14,28 @@ from typing import Any
 from bm_upgrade.sandbox.topology import WAN_PORT, Topology
 
 
+class _HostFolders:
+    """The folders of a node that runs from a kit on its own host, ``DIR/hosts/<host>``."""
+
+    name: str
+    host: str
+    directory: Path
+
+    @property
+    def root(self) -> Path:
+        return self.directory / "hosts" / self.host
+
+    @property
+    def install_dir(self) -> Path:
+        return self.root / "opt" / "terracotta" / "bigmemory-max"
+
+    @property
+    def console_log(self) -> Path:
+        return self.root / "logs" / f"{self.name}.console.log"
+
+
 @dataclass(frozen=True)
-class ServerPlan:
+class ServerPlan(_HostFolders):
     """One server: its own host (loopback address) and folders under ``DIR/hosts/<host>``."""
 
     name: str
@@ -30,14 +50,6 @@ class ServerPlan:
     management_port: int = 9540
 
     @property
-    def root(self) -> Path:
-        return self.directory / "hosts" / self.host
-
-    @property
-    def install_dir(self) -> Path:
-        return self.root / "opt" / "terracotta" / "bigmemory-max"
-
-    @property
     def tc_config(self) -> Path:
         return self.root / "etc" / "tc-config.xml"
 
@@ -48,10 +60,6 @@ class ServerPlan:
     @property
     def logs_dir(self) -> Path:
         return self.root / "var" / "terracotta" / self.name / "logs"
-
-    @property
-    def console_log(self) -> Path:
-        return self.root / "logs" / f"{self.name}.console.log"
 
     def tc_entry(self) -> dict[str, Any]:
         """The server's entry for tcconfig.write_tc_config."""
@@ -96,7 +104,7 @@ class ClientPlan:
 
 
 @dataclass(frozen=True)
-class OrchestratorPlan:
+class OrchestratorPlan(_HostFolders):
     """One WAN orchestrator on its own host: a kit, its wan.xml, its console log."""
 
     name: str
@@ -108,20 +116,8 @@ class OrchestratorPlan:
     port: int = WAN_PORT
 
     @property
-    def root(self) -> Path:
-        return self.directory / "hosts" / self.host
-
-    @property
-    def install_dir(self) -> Path:
-        return self.root / "opt" / "terracotta" / "bigmemory-max"
-
-    @property
     def wan_xml(self) -> Path:
         return self.root / "etc" / "wan.xml"
-
-    @property
-    def console_log(self) -> Path:
-        return self.root / "logs" / f"{self.name}.console.log"
 
 
 @dataclass(frozen=True)

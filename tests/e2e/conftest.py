@@ -9,6 +9,7 @@ stopped with ``cluster.down`` (every process by PID) when the module's tests end
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -18,7 +19,9 @@ from typing import Any
 
 import pytest
 
+from bm_upgrade.defs.launch import ensure_instance_yaml
 from bm_upgrade.inventory import Inventory, load_inventory
+from bm_upgrade.procedure.kit import CACHE_DIR_ENV
 from bm_upgrade.sandbox import cluster, journal
 
 
@@ -65,6 +68,24 @@ def start_e2e_sandbox(topology: str = "small") -> E2ESandbox:
 def stop_e2e_sandbox(sandbox: E2ESandbox) -> None:
     cluster.down(sandbox.directory)
     shutil.rmtree(sandbox.directory.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def dagster_home() -> Iterator[Path]:
+    """A Dagster instance of the module's own (DAGSTER_HOME) and kit cache (so test sessions
+    running side by side never share a half-written kit)."""
+    home = Path(tempfile.mkdtemp(prefix="bm-upgrade-dagster-"))
+    ensure_instance_yaml(home)
+    saved = {k: os.environ.get(k) for k in ("DAGSTER_HOME", CACHE_DIR_ENV)}
+    os.environ["DAGSTER_HOME"] = str(home)
+    os.environ[CACHE_DIR_ENV] = str(home / "kits")
+    yield home
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,8 @@ then the failure paths, each leaving the cluster healthy for the next.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -21,29 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from bm_upgrade.defs.launch import ensure_instance_yaml, rerun, run_upgrade
-from bm_upgrade.procedure.kit import CACHE_DIR_ENV
+from bm_upgrade.defs.launch import rerun, run_upgrade
 from bm_upgrade.sandbox import faults
 from tests.e2e.conftest import E2ESandbox, start_e2e_sandbox, stop_e2e_sandbox
 from tests.e2e.journal_check import changing_commands, stops, violations
 
-pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def dagster_home() -> Iterator[Path]:
-    home = Path(tempfile.mkdtemp(prefix="bm-upgrade-dagster-"))
-    ensure_instance_yaml(home)
-    saved = {k: os.environ.get(k) for k in ("DAGSTER_HOME", CACHE_DIR_ENV)}
-    os.environ["DAGSTER_HOME"] = str(home)
-    os.environ[CACHE_DIR_ENV] = str(home / "kits")  # no race with other test sessions
-    yield home
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    shutil.rmtree(home, ignore_errors=True)
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("dagster_home")]
 
 
 @pytest.fixture(scope="module")

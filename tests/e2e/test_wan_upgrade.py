@@ -5,9 +5,6 @@ goes down mid-run."""
 from __future__ import annotations
 
 import itertools
-import os
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -16,30 +13,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bm_upgrade.defs.launch import ensure_instance_yaml, rerun, run_upgrade
-from bm_upgrade.procedure.kit import CACHE_DIR_ENV
+from bm_upgrade.defs.launch import rerun, run_upgrade
 from bm_upgrade.sandbox import faults
 from tests.e2e.conftest import E2ESandbox, start_e2e_sandbox, stop_e2e_sandbox
 from tests.e2e.journal_check import changing_commands, read, violations
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("dagster_home")]
 TOPOLOGIES = Path(__file__).parent / "topologies"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def dagster_home() -> Iterator[Path]:
-    home = Path(tempfile.mkdtemp(prefix="bm-upgrade-dagster-"))
-    ensure_instance_yaml(home)
-    saved = {k: os.environ.get(k) for k in ("DAGSTER_HOME", CACHE_DIR_ENV)}
-    os.environ["DAGSTER_HOME"] = str(home)
-    os.environ[CACHE_DIR_ENV] = str(home / "kits")
-    yield home
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
