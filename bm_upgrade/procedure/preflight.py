@@ -11,6 +11,7 @@ It returns the cluster as seen, which the report uses as the "before" picture.
 from __future__ import annotations
 
 import datetime
+import http.client
 import logging
 import posixpath
 import urllib.parse
@@ -66,7 +67,7 @@ def kit_size_hint(kit: Kit, cache_dir: Path | None = None) -> int | None:
         request = urllib.request.Request(kit.url, method="HEAD")  # noqa: S310
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             length = response.headers.get("Content-Length")
-    except OSError:
+    except (OSError, http.client.HTTPException):
         return None
     return int(length) if length and length.isdigit() else None
 

@@ -17,6 +17,7 @@ reads every ledger back from the current actives. Layout of DIR::
 from __future__ import annotations
 
 import datetime
+import http.client
 import json
 import os
 import shutil
@@ -261,7 +262,7 @@ def server_stat(host: str, port: int, timeout_s: float = 1.0) -> dict[str, Any] 
                                     timeout=timeout_s) as response:
             data: dict[str, Any] = json.loads(response.read().decode("utf-8"))
             return data
-    except (OSError, ValueError, urllib.error.URLError):
+    except (OSError, ValueError, http.client.HTTPException):  # URLError is an OSError
         return None
 
 

@@ -8,6 +8,7 @@ Orchestrators find each other through sandbox.json's ``orchestrators`` and
 
 from __future__ import annotations
 
+import http.client
 import json
 import shutil
 import time
@@ -57,7 +58,7 @@ def status(host: str, port: int, timeout_s: float = 1.0) -> dict[str, Any] | Non
                                     timeout=timeout_s) as response:
             data: dict[str, Any] = json.loads(response.read().decode("utf-8"))
             return data
-    except (OSError, ValueError, urllib.error.URLError):
+    except (OSError, ValueError, http.client.HTTPException):  # URLError is an OSError
         return None
 
 

@@ -8,6 +8,7 @@ then the failure paths, each leaving the cluster healthy for the next.
 
 from __future__ import annotations
 
+import http.client
 import json
 import subprocess
 import sys
@@ -44,7 +45,7 @@ def versions(sb: E2ESandbox) -> dict[str, str | None]:
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 data = json.loads(response.read())
-        except OSError:
+        except (OSError, http.client.HTTPException):
             continue
         for entity in data["entities"]:
             for group in entity["serverGroupEntities"]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import http.client
 import json
 import os
 import random
@@ -181,7 +182,7 @@ class Cluster:
     def state(self, name: str) -> str | None:
         try:
             return str(self.rest(name, "/local/stat")[1]["state"])
-        except OSError:
+        except (OSError, http.client.HTTPException):  # a server stopping mid-answer
             return None
 
     def wait_state(self, name: str, state: str, timeout: float = 10.0) -> float:

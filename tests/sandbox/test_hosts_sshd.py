@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shutil
 import subprocess
 import sys
 import time
@@ -232,7 +233,13 @@ def test_an_ordinary_user_runs_its_own_sshd_on_a_high_port(host_tmp: Path,
     sshd.grant_traverse(base)
     sshd.create_client_key(base / "id")
     sshd.give_to_user(base, user)
-    package_root = Path(sshd.__file__).resolve().parents[2]
+    # A copy of the sandbox package the user can read: the checkout itself may sit in a
+    # folder only root may enter (CI clones into a fresh 0700 temp folder).
+    package_root = base / "pkg"
+    shutil.copytree(Path(sshd.__file__).resolve().parent, package_root / "bm_upgrade" / "sandbox",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (package_root / "bm_upgrade" / "__init__.py").write_text("")
+    sshd.give_to_user(base, user)
     script = (
         "import json, sys; sys.path.insert(0, sys.argv[1]);"
         "from pathlib import Path; from bm_upgrade.sandbox import sshd;"
