@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from bm_upgrade.sandbox import cluster, sshd
+from bm_upgrade.sandbox import cluster, processes, sshd
 
 TOPOLOGY = Path(cluster.__file__).parent / "topologies" / "bench.yaml"
 
@@ -36,7 +36,7 @@ def rss_mb(pid: int) -> float:
 def server_pids(directory: Path) -> dict[str, int]:
     """Server name -> pid of its server program (the python process, not the script)."""
     found: dict[str, int] = {}
-    for pid in sshd.processes_mentioning(directory):
+    for pid in processes.processes_mentioning(directory):
         try:
             args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:

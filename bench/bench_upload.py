@@ -28,7 +28,7 @@ import paramiko
 from bm_upgrade.inventory import SshSettings
 from bm_upgrade.remote import Connection
 from bm_upgrade.remote.transfer import _send, file_sha256
-from bm_upgrade.sandbox import sshd
+from bm_upgrade.sandbox import blocks, sshd
 
 
 def best_of(repeat: int, action: Callable[[], None], before: Callable[[], None]) -> float:
@@ -67,7 +67,7 @@ def main() -> None:
 
     base = Path(tempfile.mkdtemp(prefix="bm-upgrade-bench-"))
     owner = base / "block"
-    block = sshd.reserve_block(owner)
+    block = blocks.reserve_block(owner)
     handle: sshd.SshdHandle | None = None
     try:
         handle, settings, key, known = start_host(base, f"{block}.1")
@@ -122,7 +122,7 @@ def main() -> None:
     finally:
         if handle is not None:
             handle.stop()
-        sshd.release_block(owner)
+        blocks.release_block(owner)
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bm_upgrade.sandbox import sshd, wan
+from bm_upgrade.sandbox import blocks, processes, sshd, wan
 from bm_upgrade.sandbox.hosts import ClientPlan, HostPlan, OrchestratorPlan, ServerPlan, plan_hosts
 from bm_upgrade.sandbox.topology import Topology, load_topology
 
@@ -71,7 +71,7 @@ def _up(topology: Topology, directory: Path, timeout_s: float,
     start = time.monotonic()
     user = sshd.login_user()
     port = sshd.default_port()
-    block = sshd.reserve_block(directory)
+    block = blocks.reserve_block(directory)
     plan = plan_hosts(topology, directory, block)
     for folder in ("run", "ledgers", "faults", "kits", "ssh", "hosts", "cache"):
         (directory / folder).mkdir(exist_ok=True)
@@ -316,13 +316,13 @@ def recorded_pids(directory: Path) -> list[int]:
 
 def processes_under(directory: Path) -> list[int]:
     """Live processes whose command line or working folder is under ``directory``."""
-    return sshd.processes_mentioning(directory)
+    return processes.processes_mentioning(directory)
 
 
 def running_pids(directory: Path) -> list[int]:
     """Recorded pids still alive, plus live processes under ``directory``."""
     # A recorded pid counts only while it is still ours: pids are recycled.
-    alive = {pid for pid in recorded_pids(directory) if sshd.belongs_to(pid, directory)}
+    alive = {pid for pid in recorded_pids(directory) if processes.belongs_to(pid, directory)}
     return sorted(alive | set(processes_under(directory)))
 
 
@@ -341,21 +341,21 @@ def down(directory: Path, timeout_s: float = 10.0) -> list[int]:
         except (OSError, ValueError):
             continue
         seen.add(pid)
-        sshd.stop_process_tree(pid, timeout_s=timeout_s, root=directory)
+        processes.stop_process_tree(pid, timeout_s=timeout_s, root=directory)
     for _ in range(3):
         pids = set(running_pids(directory))
-        pids |= {child for pid in pids for child in sshd.children_of(pid)}
+        pids |= {child for pid in pids for child in processes.children_of(pid)}
         if not pids:
             break
         seen |= pids
-        sshd.stop_pids(sorted(pids), timeout_s=timeout_s)
+        processes.stop_pids(sorted(pids), timeout_s=timeout_s)
     for pid_file in [*directory.glob("run/*.pid"), *directory.glob("hosts/*/run/*.pid")]:
         pid_file.unlink(missing_ok=True)
     leftover = running_pids(directory)
     if leftover:
         raise SandboxError(f"processes {leftover} under {directory} would not stop; kill them "
                            "by hand")
-    sshd.release_block(directory)
+    blocks.release_block(directory)
     return sorted(seen)
 
 

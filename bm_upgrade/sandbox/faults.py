@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bm_upgrade.sandbox import journal, license, sshd
+from bm_upgrade.sandbox import journal, license, processes
 
 KINDS = ("no-sync", "crash-on-start", "host-down", "kill", "expired-license", "slow-stop")
 DEFAULT_SLOW_STOP_S = 5.0
@@ -155,7 +155,7 @@ def clear(directory: Path, target: str | None = None) -> list[str]:
             continue
         if kind == "host-down":
             for pid in record.get("pids", []):
-                if sshd.pid_alive(int(pid)) and sshd.belongs_to(int(pid), directory):
+                if processes.pid_alive(int(pid)) and processes.belongs_to(int(pid), directory):
                     os.kill(int(pid), signal.SIGCONT)
         elif kind == "expired-license" and "original" in record:
             _rewrite(Path(record["path"]), str(record["original"]))
@@ -171,7 +171,7 @@ def resume_hosts(directory: Path) -> None:
     for record in active(directory):
         if record.get("kind") == "host-down":
             for pid in record.get("pids", []):
-                if sshd.pid_alive(int(pid)):
+                if processes.pid_alive(int(pid)):
                     os.kill(int(pid), signal.SIGCONT)
 
 
@@ -198,11 +198,11 @@ def _sshd_pids(directory: Path, host: str) -> list[int]:
     except (OSError, ValueError):
         raise FaultError(f"host {host} has no running sshd ({pid_file} is missing); is the "
                          "sandbox up?") from None
-    if not (sshd.pid_alive(pid) and sshd.belongs_to(pid, directory)):
+    if not (processes.pid_alive(pid) and processes.belongs_to(pid, directory)):
         raise FaultError(f"the sshd of host {host} (pid {pid}) is not running; is the "
                          "sandbox up?")
     # The listener and its per-connection processes: open sessions hang too.
-    return [pid, *[p for p in sshd.children_of(pid) if _is_sshd(p)]]
+    return [pid, *[p for p in processes.children_of(pid) if _is_sshd(p)]]
 
 
 def _is_sshd(pid: int) -> bool:
@@ -243,13 +243,13 @@ def _kill(directory: Path, info: dict[str, Any], target: str) -> str:
         pid = int(pid_file.read_text(encoding="ascii").strip())
     except (OSError, ValueError):
         pid = 0
-    if not pid or not (sshd.pid_alive(pid) and sshd.belongs_to(pid, directory)):
+    if not pid or not (processes.pid_alive(pid) and processes.belongs_to(pid, directory)):
         raise FaultError(f"{target} is not running (no live pid in {pid_file}); nothing to kill")
     version = _version_of(pid)
     serving = None if is_server else _wan_status(node)
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5.0
-    while sshd.pid_alive(pid) and time.monotonic() < deadline:
+    while processes.pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.01)
     pid_file.unlink(missing_ok=True)
     # A killed process cannot journal its own end; say it for it, as it would have.

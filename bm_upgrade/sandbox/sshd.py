@@ -20,23 +20,21 @@ as an ordinary user it listens on a port >= 1024 and logs that user in.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import getpass
 import os
 import pwd
-import random
 import shlex
 import shutil
-import signal
 import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from bm_upgrade.sandbox.processes import pid_alive, stop_process_tree
 
 SSHD = "/usr/sbin/sshd"
 SFTP_SERVER_CANDIDATES = (
@@ -200,77 +198,6 @@ def write_known_hosts(path: Path, hosts: Iterable[SshdHandle | tuple[str, int, s
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     path.chmod(0o644)
     return path
-
-
-# -- address blocks ---------------------------------------------------------------------------
-BLOCKS_DIR = Path(tempfile.gettempdir()) / "bm-sandbox-address-blocks"
-BLOCK_MARKER = "address-block"
-
-
-def reserve_block(owner: Path) -> str:
-    """Reserve a loopback block ``127.a.b`` (hosts ``127.a.b.1``..``.254``) for ``owner``.
-
-    A machine-wide folder holds one file per reserved block naming its owner folder, and the
-    owner holds a marker naming its block; a reservation whose owner folder (or marker) is
-    gone is stale and reused. Reserving runs under an exclusive lock, so two sandboxes (or
-    test sessions) started at the same moment never get the same block. Reserving again for
-    the same owner returns its block.
-    """
-    owner = owner.resolve()
-    owner.mkdir(parents=True, exist_ok=True)
-    BLOCKS_DIR.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(PermissionError):  # only its creator may chmod it
-        BLOCKS_DIR.chmod(0o1777)
-    marker = owner / BLOCK_MARKER
-    # flock works on a read-only descriptor, so users other than its creator can lock it.
-    lock_fd = os.open(BLOCKS_DIR / ".lock", os.O_RDONLY | os.O_CREAT, 0o644)
-    with os.fdopen(lock_fd, "rb") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if marker.exists():
-            block = marker.read_text(encoding="ascii").strip()
-            if _block_owner(block) == str(owner):
-                return block
-        candidates = [f"127.{a}.{b}" for a in range(100, 200) for b in range(256)]
-        start = random.randrange(len(candidates))
-        for block in candidates[start:] + candidates[:start]:
-            reservation = BLOCKS_DIR / block
-            current = _block_owner(block)
-            if current is not None and _owner_holds(Path(current), block):
-                continue
-            try:
-                reservation.unlink(missing_ok=True)
-            except PermissionError:  # another user's stale reservation in the sticky folder
-                continue
-            reservation.write_text(str(owner) + "\n", encoding="utf-8")
-            marker.write_text(block + "\n", encoding="ascii")
-            return block
-    raise SshdError(f"no free loopback block left in {BLOCKS_DIR}; remove stale sandboxes")
-
-
-def release_block(owner: Path) -> None:
-    """Give back ``owner``'s block (idempotent)."""
-    owner = owner.resolve()
-    marker = owner / BLOCK_MARKER
-    if not marker.exists():
-        return
-    block = marker.read_text(encoding="ascii").strip()
-    if _block_owner(block) == str(owner):
-        (BLOCKS_DIR / block).unlink(missing_ok=True)
-    marker.unlink(missing_ok=True)
-
-
-def _block_owner(block: str) -> str | None:
-    try:
-        return (BLOCKS_DIR / block).read_text(encoding="utf-8").strip()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-
-
-def _owner_holds(owner: Path, block: str) -> bool:
-    try:
-        return (owner / BLOCK_MARKER).read_text(encoding="ascii").strip() == block
-    except OSError:
-        return False
 
 
 # -- ports ------------------------------------------------------------------------------------
@@ -506,112 +433,3 @@ def _log_tail(log_path: Path, lines: int = 5) -> str:
     return " | ".join(text.strip().splitlines()[-lines:]) or "(empty log)"
 
 
-# -- processes --------------------------------------------------------------------------------
-def pid_alive(pid: int) -> bool:
-    """True while ``pid`` runs; a zombie counts as gone (PID 1 here may never reap it)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    return fields[0] not in ("Z", "X")
-
-
-def children_of(pid: int) -> list[int]:
-    """Every live descendant of ``pid`` (from /proc)."""
-    parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
-                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        parents.setdefault(ppid, []).append(int(entry))
-    found: list[int] = []
-    todo = list(parents.get(pid, []))
-    while todo:
-        child = todo.pop()
-        found.append(child)
-        todo.extend(parents.get(child, []))
-    return found
-
-
-def _ancestors() -> set[int]:
-    """This process and its ancestors: never signalled, whatever a pid file says."""
-    found, pid = {os.getpid()}, os.getppid()
-    while pid > 1 and pid not in found:
-        found.add(pid)
-        try:
-            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-                pid = int(fh.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            break
-    return found
-
-
-def stop_pids(pids: Iterable[int], timeout_s: float = 5.0) -> None:
-    """SIGTERM ``pids``, then SIGKILL whatever still runs after ``timeout_s``."""
-    protected = _ancestors()
-    pids = [pid for pid in pids if pid > 1 and pid not in protected]
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while any(pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    for pid in pids:
-        if pid_alive(pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 2.0
-    while any(pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.01)
-
-
-def _under(path: str, prefix: str) -> bool:
-    return path == prefix or path.startswith(prefix + "/")
-
-
-def belongs_to(pid: int, folder: Path) -> bool:
-    """True if the live process ``pid`` names a path under ``folder`` in its command line, or
-    works in it.
-
-    PIDs are recycled (pid_max is 32768 here, and a test run starts thousands of processes),
-    so a pid file may name a process that is no longer ours: check before signalling it.
-    """
-    prefix = str(folder.resolve())
-    try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        cwd = os.readlink(f"/proc/{pid}/cwd")
-    except OSError:
-        return False
-    words = [a.decode("utf-8", "replace") for a in args]
-    return (_under(cwd, prefix)
-            or any(_under(w, prefix) or f"={prefix}/" in w or f" {prefix}/" in w
-                   for w in words)) and pid_alive(pid)
-
-
-def processes_mentioning(folder: Path) -> list[int]:
-    """Live processes whose command line names a path under ``folder`` (or work in it).
-
-    This process and its ancestors are left out: a `sh -c "bm-upgrade sandbox down --dir
-    DIR"` that runs us names DIR too, and is not part of the sandbox.
-    """
-    own = _ancestors()
-    return [int(entry) for entry in os.listdir("/proc")
-            if entry.isdigit() and int(entry) not in own and belongs_to(int(entry), folder)]
-
-
-def stop_process_tree(pid: int, timeout_s: float = 5.0, root: Path | None = None) -> None:
-    """Stop ``pid`` and its descendants (an sshd listener, its connections and their
-    commands), plus, when ``root`` is given, processes whose command line names a path under
-    it (the wrapper of a session whose sshd process is already gone)."""
-    # With a root, a recorded pid is taken only while it still is ours (pids are recycled).
-    ours = pid_alive(pid) and (root is None or belongs_to(pid, root))
-    targets = [pid, *children_of(pid)] if ours else []
-    if root is not None:
-        targets += processes_mentioning(root)
-    if targets:
-        stop_pids(sorted(set(targets)), timeout_s)

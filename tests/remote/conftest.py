@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from bm_upgrade.inventory import SshSettings
-from bm_upgrade.sandbox import sshd
+from bm_upgrade.sandbox import blocks, processes, sshd
 
 
 @dataclass
@@ -65,9 +65,9 @@ def session_dir() -> Iterator[Path]:
 def block(session_dir: Path) -> Iterator[str]:
     """A loopback block ``127.a.b`` no other test session or sandbox uses."""
     owner = session_dir / "block"
-    reserved = sshd.reserve_block(owner)
+    reserved = blocks.reserve_block(owner)
     yield reserved
-    sshd.release_block(owner)
+    blocks.release_block(owner)
 
 
 _numbers = itertools.count(10)
@@ -128,12 +128,12 @@ def second_host(session_dir: Path, address: Callable[[], str],
 
 
 def pid_alive(pid: int) -> bool:
-    return sshd.pid_alive(pid)
+    return processes.pid_alive(pid)
 
 
 def stop_pid(pid: int) -> None:
     if pid > 1 and pid != os.getpid():
-        sshd.stop_pids([pid], timeout_s=2.0)
+        processes.stop_pids([pid], timeout_s=2.0)
 
 
 class JsonServer:

@@ -21,7 +21,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from bm_upgrade.sandbox import sshd
+from bm_upgrade.sandbox import blocks, sshd
 
 
 @dataclass
@@ -112,9 +112,9 @@ def host_tmp(sandbox_tmp: Path) -> Path:
 def address_block(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A loopback block ``127.a.b`` no other sandbox or test session uses."""
     owner = tmp_path_factory.mktemp("address-block")
-    block = sshd.reserve_block(owner)
+    block = blocks.reserve_block(owner)
     yield block
-    sshd.release_block(owner)
+    blocks.release_block(owner)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from bm_upgrade.sandbox import cluster, sshd
+from bm_upgrade.sandbox import cluster, processes
 
 from .conftest import Sandbox, new_folder, ssh_run, start_sandbox
 
@@ -149,7 +149,7 @@ def test_down_leaves_no_process_behind(sandbox: Sandbox, nodes: tuple[Node, Node
     nodes[0].ssh.close()
     nodes[1].ssh.close()
     cluster.down(directory)
-    assert [pid for pid in pids if sshd.pid_alive(pid)] == []
+    assert [pid for pid in pids if processes.pid_alive(pid)] == []
     assert cluster.processes_under(directory) == []
     assert not (directory / "address-block").exists()
     cluster.down(directory)  # idempotent

@@ -15,7 +15,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from bm_upgrade.sandbox import cmdwrap, sshd
+from bm_upgrade.sandbox import blocks, cmdwrap, processes, sshd
 
 from .conftest import SshHost, ssh_connect, ssh_run
 
@@ -175,12 +175,12 @@ def test_stop_ends_the_listener_and_its_sessions(host_tmp: Path, fresh_address: 
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and not any(
                 Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep")
-                for pid in sshd.children_of(handle.pid)):
+                for pid in processes.children_of(handle.pid)):
             time.sleep(0.02)
-        pids = [handle.pid, *sshd.children_of(handle.pid)]
+        pids = [handle.pid, *processes.children_of(handle.pid)]
         assert len(pids) >= 4  # listener, connection, wrapper, sleep
         handle.stop()
-        assert not [pid for pid in pids if sshd.pid_alive(pid)]
+        assert not [pid for pid in pids if processes.pid_alive(pid)]
         assert not sshd.port_accepts(fresh_address, handle.port)
         handle.stop()  # idempotent
     finally:
@@ -210,15 +210,15 @@ def test_config_for_an_ordinary_user() -> None:
 
 def test_address_blocks_never_collide(tmp_path: Path) -> None:
     first, second = tmp_path / "a", tmp_path / "b"
-    block_a, block_b = sshd.reserve_block(first), sshd.reserve_block(second)
+    block_a, block_b = blocks.reserve_block(first), blocks.reserve_block(second)
     try:
         assert block_a != block_b
-        assert sshd.reserve_block(first) == block_a
+        assert blocks.reserve_block(first) == block_a
         assert block_a.startswith("127.") and len(block_a.split(".")) == 3
     finally:
-        sshd.release_block(first)
-        sshd.release_block(second)
-    assert not (sshd.BLOCKS_DIR / block_a).exists()
+        blocks.release_block(first)
+        blocks.release_block(second)
+    assert not (blocks.BLOCKS_DIR / block_a).exists()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become an ordinary user")
@@ -268,6 +268,6 @@ def test_an_ordinary_user_runs_its_own_sshd_on_a_high_port(host_tmp: Path,
         events = [json.loads(line) for line in (base / "j.jsonl").read_text().splitlines()]
         assert events[-1]["command"] == "id -un"
     finally:
-        sshd.stop_process_tree(info["pid"])
-    assert not sshd.pid_alive(info["pid"])
+        processes.stop_process_tree(info["pid"])
+    assert not processes.pid_alive(info["pid"])
     assert sys.executable  # the test process itself stays root
