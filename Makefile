@@ -38,8 +38,11 @@ bench: setup
 	$(BIN)/python bench/bench_upload.py --size-mb 128 --repeat 2
 	$(BIN)/python bench/bench_upgrade.py
 
+# Webserver + daemon on 127.0.0.1 for the demo sandbox (started unless it runs); prints the
+# URL; Ctrl-C stops both. UI_PORT=3001 make ui for another port.
+UI_PORT ?= 3000
 ui: setup
-	@echo "make ui needs the upgrade job and the daemon set-up (issues 6, 7), not landed yet." >&2; exit 1
+	@DAGSTER_HOME='$(DAGSTER_HOME)' BIN='$(BIN)' UI_PORT='$(UI_PORT)' bash deploy/ui.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

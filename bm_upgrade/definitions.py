@@ -1,5 +1,5 @@
-"""The Dagster code location: one ``upgrade_<cluster>`` job per inventory file, and the
-schedule of its maintenance window (when the inventory's window is on).
+"""The Dagster code location: one ``upgrade_<cluster>`` job per inventory file, the schedule
+of its maintenance window (when the inventory's window is on) and its sync-status sensor.
 
 The inventories are the ``*.yaml`` files of the folder named by ``BM_UPGRADE_INVENTORY_DIR``
 (default: ``.sandbox/demo`` under the working folder, where `make demo` and `make ui` put the
@@ -17,7 +17,9 @@ from pathlib import Path
 import dagster as dg
 
 from bm_upgrade.defs.jobs import build_upgrade_job
+from bm_upgrade.defs.notify import notify_run_failure, notify_run_success, post_alert
 from bm_upgrade.defs.schedules import build_window_schedule
+from bm_upgrade.defs.sensors import build_status_sensor, status_asset
 from bm_upgrade.inventory import load_inventory
 
 INVENTORY_DIR_ENV = "BM_UPGRADE_INVENTORY_DIR"
@@ -37,9 +39,9 @@ def inventory_files(folder: Path) -> list[Path]:
 
 
 def build_definitions(folder: Path | None = None) -> dg.Definitions:
-    """Per inventory file: the upgrade job and, when its window is on, the window's
-    schedule."""
-    jobs, schedules = [], []
+    """Per inventory file: the upgrade job, its window's schedule (when the window is on),
+    its sync-status sensor and the status asset that sensor observes; the run notifications."""
+    jobs, schedules, sensors, assets = [], [], [], []
     for path in inventory_files(folder or inventory_dir()):
         resolved = str(path.resolve())
         inventory = load_inventory(resolved)
@@ -48,7 +50,11 @@ def build_definitions(folder: Path | None = None) -> dg.Definitions:
         schedule = build_window_schedule(inventory, job)
         if schedule is not None:
             schedules.append(schedule)
-    return dg.Definitions(jobs=jobs, schedules=schedules)
+        sensors.append(build_status_sensor(inventory, resolved, alert=post_alert))
+        assets.append(status_asset(inventory))
+    if jobs:
+        sensors += [notify_run_failure, notify_run_success]
+    return dg.Definitions(jobs=jobs, schedules=schedules, sensors=sensors, assets=assets)
 
 
 defs = build_definitions()

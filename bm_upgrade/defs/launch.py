@@ -15,6 +15,7 @@ import dagster as dg
 
 from bm_upgrade.defs.config import UpgradeConfig
 from bm_upgrade.defs.jobs import CLUSTER_TAG, INVENTORY_TAG, job_name
+from bm_upgrade.defs.notify import failure_of
 from bm_upgrade.errors import UserError
 from bm_upgrade.inventory import load_inventory
 
@@ -85,19 +86,10 @@ def reconstructable(inventory_path: str) -> Any:
 
 def _failure(result: dg.JobExecutionResult) -> str | None:
     """The first failed step's one-sentence reason, without Dagster's wrapping."""
-    for event in result.all_events:
-        if not (event.is_step_failure and event.step_failure_data):
-            continue
-        data = event.step_failure_data
-        if data.user_failure_data and data.user_failure_data.description:
-            message = data.user_failure_data.description
-        else:
-            error = data.error
-            while error is not None and error.cause is not None:
-                error = error.cause  # the user's exception, under Dagster's wrapper
-            message = error.message.strip() if error else "unknown error"
-        return f"step {event.step_key} failed: {message}"
-    return None if result.success else "the run failed before any step ran"
+    step, reason = failure_of(result.all_events)
+    if step is None:
+        return None if result.success else reason
+    return f"step {step} failed: {reason}"
 
 
 def _execute(job: Any, inst: dg.DagsterInstance, run_config: dict[str, Any],
