@@ -1,0 +1,123 @@
+"""The plan's vocabulary: what was observed of a node, the options, a step, a plan."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from bm_upgrade.inventory import Inventory
+
+Phase = Literal["preflight", "kit", "servers", "verify", "clients", "orchestrators", "report"]
+PHASES: tuple[Phase, ...] = (
+    "preflight", "kit", "servers", "verify", "clients", "orchestrators", "report")
+
+ACTIVE = "ACTIVE-COORDINATOR"
+STANDBY = "PASSIVE-STANDBY"
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """What was observed of one node (server, client or orchestrator).
+
+    Attributes:
+        running: the process is up.
+        version: the version installed (``version.sh`` / the client jars), None if unknown.
+        state: a server's state (``ACTIVE-COORDINATOR``, ``PASSIVE-STANDBY``, ...) when running.
+    """
+
+    running: bool = True
+    version: str | None = None
+    state: str | None = None
+
+    @property
+    def role(self) -> str | None:
+        if not self.running or self.state is None:
+            return None
+        return "ACTIVE" if self.state == ACTIVE else "PASSIVE"
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """Choices for one plan; defaults come from the inventory's policy."""
+
+    target_version: str
+    failback: bool = False
+    delete_dirty_backups: bool = False
+    keep_previous_kit: bool = True
+    client_batch_size: int = 1
+    parallel_stripes: int = 1
+    allow_downtime: bool = False
+    accept_data_loss: bool = False
+
+    @classmethod
+    def from_inventory(cls, inventory: Inventory, **overrides: Any) -> PlanOptions:
+        """Options from the inventory's target and policy; ``None`` overrides are ignored."""
+        policy = inventory.policy
+        values: dict[str, Any] = {
+            "target_version": inventory.target_version,
+            "failback": policy.failback,
+            "delete_dirty_backups": policy.delete_dirty_backups,
+            "keep_previous_kit": policy.keep_previous_kit,
+            "client_batch_size": policy.client_batch_size,
+            "parallel_stripes": policy.parallel_stripes,
+            "allow_downtime": policy.allow_downtime,
+            "accept_data_loss": policy.accept_data_loss,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the plan.
+
+    Attributes:
+        phase: one of PHASES.
+        node: the server/client/orchestrator/host it acts on (the cluster for cluster steps).
+        action: what it does (``stop``, ``install``, ``start``, ``confirm-standby``, ...).
+        waits_for: what must be true before the step counts as done.
+        stage: steps of one stage may overlap; stages run in order.
+        lane: the parallel group: steps of one lane run in order, lanes of a stage in parallel.
+        kind: ``change`` (alters the cluster) or ``check`` (only looks).
+        region, stripe: where the node lives, when it is a server/client/orchestrator.
+        skipped: the observed state already satisfies the step.
+        reason: why it is skipped.
+        detail: what the step does, where its action name does not say it all.
+    """
+
+    phase: Phase
+    node: str
+    action: str
+    waits_for: str
+    stage: int
+    lane: str
+    kind: Literal["change", "check"] = "change"
+    region: str | None = None
+    stripe: str | None = None
+    skipped: bool = False
+    reason: str = ""
+    detail: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """Identity of a step across re-plans."""
+        return (self.phase, self.node, self.action)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["parallel_group"] = f"{self.stage}:{self.lane}"
+        return data
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The ordered steps for one cluster and target."""
+
+    cluster: str
+    target_version: str
+    options: PlanOptions
+    steps: tuple[Step, ...] = field(default_factory=tuple)
+
+    def todo(self) -> list[Step]:
+        """The change steps that are not skipped, in order."""
+        return [s for s in self.steps if s.kind == "change" and not s.skipped]
