@@ -13,11 +13,12 @@ seen now, so a rerun does only what is missing.
 from __future__ import annotations
 
 import posixpath
+from concurrent.futures import ThreadPoolExecutor
 
 from bm_upgrade.errors import RemoteError, StepFailed
 from bm_upgrade.inventory import Orchestrator
 from bm_upgrade.license import LICENSE_FILE_NAME
-from bm_upgrade.plan import NodeState, make_plan
+from bm_upgrade.plan import NodeState, Step, make_plan
 from bm_upgrade.probes import OrchestratorStatus, kit_version, probe_orchestrator
 from bm_upgrade.procedure.install import install_kit
 from bm_upgrade.procedure.observe import require_servers_ready
@@ -153,35 +154,56 @@ def cycle_orchestrators(ctx: ServerOps) -> list[StepRecord]:
     if first_stop is not None:  # once: the cycle is one outage of the WAN replication
         ctx.check_window(first_stop.node, "the orchestrator cycle (stop, upgrade, start "
                          "every orchestrator)", ORCHESTRATORS)
-    for step in steps:
-        if step.skipped:
-            records.append(skipped(step.node, step.action, step.waits_for, step.reason))
+    # Steps of one plan stage may overlap (the plan's lanes): stop the standbys together,
+    # then the masters, install all, start the masters, then the standbys.
+    for stage in sorted({s.stage for s in steps}):
+        group = [s for s in steps if s.stage == stage]
+        records += [skipped(s.node, s.action, s.waits_for, s.reason)
+                    for s in group if s.skipped]
+        todo = [s for s in group if not s.skipped]
+        if len(todo) <= 1:
+            records += [_run_step(ctx, s, seen) for s in todo]
             continue
-        rec = StepRecorder(step.node, step.action)
-        try:
-            if step.action == "confirm-wan":
-                confirm_wan(ctx, rec)
-            else:
-                orch = seen[step.node][0]
-                rec.saw(f"{orch.name} ({orch.role}) {seen[step.node][2]}")
-                if step.action == "stop":
-                    _stop(ctx, orch, rec)
-                elif step.action == "install":
-                    staged_kit, staged_license = ctx.staged_paths(orch.host)
-                    install_kit(ctx.pool.get(orch.host), orch, target=ctx.target,
-                                staged_kit=staged_kit, staged_license=staged_license,
-                                keep_previous=ctx.options.keep_previous_kit,
-                                delete_backups=False, rec=rec)
-                elif step.action == "start":
-                    _start(ctx, orch, rec)
-        except RemoteError as exc:
-            raise StepFailed(step.node, f"{step.action} of {step.node} failed talking to "
-                             f"{exc.host} ({exc}); fix the connection and rerun: finished "
-                             "steps are skipped") from exc
-        records.append(rec.record())
-        ctx.log.info("%s", records[-1].summary())
+        with ThreadPoolExecutor(max_workers=len(todo)) as pool:
+            futures = [pool.submit(_run_step, ctx, s, seen) for s in todo]
+        errors = [e for e in (f.exception() for f in futures) if e is not None]
+        records += [f.result() for f in futures if f.exception() is None]
+        if errors:
+            first = errors[0]
+            for other in errors[1:]:
+                first.add_note(f"also failed: {other}")
+            raise first
     return records
 
+
+def _run_step(ctx: ServerOps, step: Step,
+              seen: dict[str, tuple[Orchestrator, OrchestratorStatus, NodeState]],
+              ) -> StepRecord:
+    """One orchestrator step; its record, or StepFailed naming the orchestrator."""
+    rec = StepRecorder(step.node, step.action)
+    try:
+        if step.action == "confirm-wan":
+            confirm_wan(ctx, rec)
+        else:
+            orch = seen[step.node][0]
+            rec.saw(f"{orch.name} ({orch.role}) {seen[step.node][2]}")
+            if step.action == "stop":
+                _stop(ctx, orch, rec)
+            elif step.action == "install":
+                staged_kit, staged_license = ctx.staged_paths(orch.host)
+                install_kit(ctx.pool.get(orch.host), orch, target=ctx.target,
+                            staged_kit=staged_kit, staged_license=staged_license,
+                            keep_previous=ctx.options.keep_previous_kit,
+                            delete_backups=False, rec=rec)
+            elif step.action == "start":
+                _start(ctx, orch, rec)
+    except RemoteError as exc:
+        raise StepFailed(step.node, f"{step.action} of {step.node} failed talking to "
+                         f"{exc.host} ({exc}); fix the connection and rerun: finished "
+                         "steps are skipped") from exc
+    record = rec.record()
+    ctx.log.info("%s", record.summary())
+    return record
 
 def _servers_done(ctx: ServerOps) -> dict[str, NodeState]:
     """Servers as already upgraded (checked by require_servers_ready): the plan then lists
