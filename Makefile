@@ -20,7 +20,7 @@ DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 # bm_upgrade's instance settings (deploy/dagster.yaml: one run per cluster) unless the
 # folder already has a dagster.yaml of its own.
 setup: $(STAMP)
-	@$(BIN)/python -c 'import pathlib, sys; from bm_upgrade.defs.launch import ensure_instance_yaml; print("Dagster instance settings:", ensure_instance_yaml(pathlib.Path(sys.argv[1])))' '$(DAGSTER_HOME)'
+	@$(BIN)/python -c 'import pathlib, sys; from bm_upgrade.defs.launch import INSTANCE_YAML, ensure_instance_yaml; path = ensure_instance_yaml(pathlib.Path(sys.argv[1])); same = path.read_text() == INSTANCE_YAML; print("Dagster instance settings:", path, "" if same else "(your own, kept: compare it with deploy/dagster.yaml, whose run queue allows one run per cluster)")' '$(DAGSTER_HOME)'
 
 lint: setup
 	$(BIN)/ruff check bm_upgrade tests bench
@@ -37,6 +37,7 @@ bench: setup
 	$(BIN)/python bench/bench_sandbox.py
 	$(BIN)/python bench/bench_upload.py --size-mb 128 --repeat 2
 	$(BIN)/python bench/bench_upgrade.py
+	$(BIN)/python bench/bench_watch.py
 
 # Webserver + daemon on 127.0.0.1 for the demo sandbox (started unless it runs); prints the
 # URL; Ctrl-C stops both. UI_PORT=3001 make ui for another port.

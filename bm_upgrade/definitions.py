@@ -47,7 +47,7 @@ def build_definitions(folder: Path | None = None) -> dg.Definitions:
         inventory = load_inventory(resolved)
         job = build_upgrade_job(inventory, resolved)
         jobs.append(job)
-        schedule = build_window_schedule(inventory, job)
+        schedule = build_window_schedule(inventory, job, resolved)
         if schedule is not None:
             schedules.append(schedule)
         sensors.append(build_status_sensor(inventory, resolved, alert=post_alert))

@@ -39,6 +39,18 @@ CLUSTER_TAG = "cluster"
 INVENTORY_TAG = "bm_upgrade/inventory"
 
 
+GOING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
+         dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
+         dg.DagsterRunStatus.CANCELING]
+"""Statuses of a run that is waiting or going (the one-run-per-cluster rule counts these)."""
+
+
+def runs_going(instance: dg.DagsterInstance, cluster: str) -> list[dg.DagsterRun]:
+    """The runs of that cluster that are queued or in progress."""
+    return list(instance.get_runs(filters=dg.RunsFilter(tags={CLUSTER_TAG: cluster},
+                                                        statuses=GOING)))
+
+
 def job_name(inventory: Inventory) -> str:
     return f"upgrade_{inventory.cluster}"
 

@@ -14,7 +14,7 @@ from typing import Any
 import dagster as dg
 
 from bm_upgrade.defs.config import UpgradeConfig
-from bm_upgrade.defs.jobs import CLUSTER_TAG, INVENTORY_TAG, job_name
+from bm_upgrade.defs.jobs import CLUSTER_TAG, INVENTORY_TAG, job_name, runs_going
 from bm_upgrade.defs.notify import failure_of
 from bm_upgrade.errors import UserError
 from bm_upgrade.inventory import load_inventory
@@ -128,6 +128,16 @@ def _execute(job: Any, inst: dg.DagsterInstance, run_config: dict[str, Any],
     return RunOutcome(result.run_id, result.success, box["report"], _failure(result))
 
 
+def _one_run_per_cluster(inst: dg.DagsterInstance, cluster: str) -> None:
+    """A run from the command line does not pass through the run queue (it executes here):
+    refuse it while another run of the cluster is queued or going, as the queue would wait."""
+    going = runs_going(inst, cluster)
+    if going:
+        raise UserError(f"run {going[0].run_id} of cluster {cluster} has not ended "
+                        f"({going[0].status.value}); one run per cluster at a time: wait for "
+                        "it to end (or cancel it in the UI), then run again")
+
+
 def run_upgrade(inventory_path: str | Path, *, target: str | None = None,
                 dry_run: bool = False, overrides: dict[str, Any] | None = None,
                 on_run_id: Callable[[str], None] | None = None) -> RunOutcome:
@@ -145,6 +155,7 @@ def run_upgrade(inventory_path: str | Path, *, target: str | None = None,
     config.update(overrides or {})
     UpgradeConfig(**config)  # fail here, with pydantic's message, rather than in the run
     inst = instance()
+    _one_run_per_cluster(inst, inventory.cluster)
     tags = {CLUSTER_TAG: inventory.cluster, INVENTORY_TAG: path}
     run_config = {"ops": {"preflight": {"config": config}}, **QUIET_CONSOLE}
     return _execute(reconstructable(path), inst, run_config, tags, on_run_id=on_run_id)
@@ -172,6 +183,7 @@ def rerun(run_id: str, on_run_id: Callable[[str], None] | None = None) -> RunOut
     if parent.job_name != job_name(inventory):
         raise UserError(f"run {run_id} is of job {parent.job_name}, but {path} now describes "
                         f"cluster {inventory.cluster}; restore the inventory file")
+    _one_run_per_cluster(inst, inventory.cluster)
     options = dg.ReexecutionOptions.from_failure(run_id, inst)
     tags = {k: v for k, v in parent.tags.items()
             if k in (CLUSTER_TAG, INVENTORY_TAG)}

@@ -29,8 +29,15 @@ def test_code_location_loads_from_the_env_folder(tmp_path: Path,
     monkeypatch.setenv(INVENTORY_DIR_ENV, str(tmp_path))
     module = importlib.reload(importlib.import_module("bm_upgrade.definitions"))
     repo = module.defs.get_repository_def()
-    assert sorted(job.name for job in repo.get_all_jobs()) == ["upgrade_prod_eu",
-                                                               "upgrade_test"]
+    jobs = sorted(job.name for job in repo.get_all_jobs() if not job.name.startswith("__"))
+    assert jobs == ["upgrade_prod_eu", "upgrade_test"]
+    # The example's window is on, the minimal one's is the default (on): one schedule each;
+    # a sync-status sensor per cluster and the two run notifications.
+    assert sorted(s.name for s in repo.schedule_defs) == ["window_prod_eu", "window_test"]
+    assert sorted(s.name for s in repo.sensor_defs) == [
+        "notify_run_failure", "notify_run_success", "sync_status_prod_eu", "sync_status_test"]
+    assert module.defs.resolve_assets_def(["bm_upgrade", "prod_eu", "sync_status"]) \
+        is not None
 
 
 def test_missing_folder_gives_an_empty_code_location(tmp_path: Path) -> None:

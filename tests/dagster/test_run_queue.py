@@ -12,9 +12,12 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
-from bm_upgrade.defs.launch import ensure_instance_yaml
+from bm_upgrade.defs.launch import ensure_instance_yaml, run_upgrade
+from bm_upgrade.errors import UserError
 from tests.dagster import processes
+from tests.unit.inventories import minimal
 
 LOCATION = Path(__file__).with_name("queue_location.py")
 IN_PROGRESS = {dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED}
@@ -84,3 +87,25 @@ def test_second_run_of_a_cluster_waits_for_the_first(home: Path) -> None:
         assert two.start_time >= one.end_time
     finally:
         processes.stop(daemon)
+
+
+def test_command_line_run_refused_while_the_cluster_has_one_going(
+        home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = minimal()
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as inst:
+        other = dg.DagsterRun(job_name="upgrade_other", run_id=str(uuid.uuid4()),
+                              status=dg.DagsterRunStatus.STARTED, tags={"cluster": "other"})
+        inst.add_run(other)
+        # Another cluster's run is no reason to refuse: this one gets as far as preflight
+        # (whose hosts do not exist), which is past the check.
+        assert not run_upgrade(path).success
+        going = dg.DagsterRun(job_name=f"upgrade_{data['cluster']}", run_id=str(uuid.uuid4()),
+                              status=dg.DagsterRunStatus.STARTED,
+                              tags={"cluster": data["cluster"]})
+        inst.add_run(going)
+    with pytest.raises(UserError, match=rf"run {going.run_id} of cluster {data['cluster']} "
+                                        r"has not ended \(STARTED\); one run per cluster"):
+        run_upgrade(path)

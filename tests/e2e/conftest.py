@@ -8,6 +8,7 @@ stopped with ``cluster.down`` (every process by PID) when the module's tests end
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -70,22 +71,32 @@ def stop_e2e_sandbox(sandbox: E2ESandbox) -> None:
     shutil.rmtree(sandbox.directory.parent, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def dagster_home_env(prefix: str = "bm-upgrade-dagster-",
+                     **extra_env: str) -> Iterator[Path]:
+    """A Dagster instance of its own (DAGSTER_HOME) and kit cache (so test sessions running
+    side by side never share a half-written kit), plus ``extra_env``; all restored after."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    ensure_instance_yaml(home)
+    env = {"DAGSTER_HOME": str(home), CACHE_DIR_ENV: str(home / "kits"), **extra_env}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield home
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        shutil.rmtree(home, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def dagster_home() -> Iterator[Path]:
-    """A Dagster instance of the module's own (DAGSTER_HOME) and kit cache (so test sessions
-    running side by side never share a half-written kit)."""
-    home = Path(tempfile.mkdtemp(prefix="bm-upgrade-dagster-"))
-    ensure_instance_yaml(home)
-    saved = {k: os.environ.get(k) for k in ("DAGSTER_HOME", CACHE_DIR_ENV)}
-    os.environ["DAGSTER_HOME"] = str(home)
-    os.environ[CACHE_DIR_ENV] = str(home / "kits")
-    yield home
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    shutil.rmtree(home, ignore_errors=True)
+    """A module's own DAGSTER_HOME (see :func:`dagster_home_env`)."""
+    with dagster_home_env() as home:
+        yield home
 
 
 @pytest.fixture(scope="module")

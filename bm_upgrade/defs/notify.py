@@ -1,0 +1,116 @@
+"""Notifications: a short JSON message to a webhook when an upgrade run fails (and, if asked,
+when one succeeds), and for each alert of the sync-status sensors.
+
+The webhook's URL comes from the code location's environment (``BM_UPGRADE_WEBHOOK_URL``),
+never from run config, logs or metadata: it often carries a token. Without it nothing is
+posted. ``BM_UPGRADE_UI_URL`` (default ``http://127.0.0.1:3000``) is where the message's link
+to the run points; ``BM_UPGRADE_NOTIFY_SUCCESS=1`` adds a message per successful run.
+
+Message of a run (one JSON object)::
+
+    {"event": "run_failure", "cluster": "prod_eu", "run_id": "...", "job": "upgrade_prod_eu",
+     "failed_step": "upgrade_frankfurt_stripe1", "reason": "<one sentence>",
+     "link": "http://127.0.0.1:3000/runs/<run id>"}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+import dagster as dg
+
+from bm_upgrade.defs.jobs import CLUSTER_TAG
+from bm_upgrade.inventory import Inventory
+
+WEBHOOK_ENV = "BM_UPGRADE_WEBHOOK_URL"
+UI_URL_ENV = "BM_UPGRADE_UI_URL"
+SUCCESS_ENV = "BM_UPGRADE_NOTIFY_SUCCESS"
+DEFAULT_UI_URL = "http://127.0.0.1:3000"
+TIMEOUT_S = 10.0
+
+log = logging.getLogger(__name__)
+
+
+def ui_url() -> str:
+    return (os.environ.get(UI_URL_ENV) or DEFAULT_UI_URL).rstrip("/")
+
+
+def post(payload: dict[str, Any]) -> str:
+    """POST ``payload`` to the webhook; returns what happened, in words without the URL."""
+    url = os.environ.get(WEBHOOK_ENV)
+    if not url:
+        return f"not posted: {WEBHOOK_ENV} is not set"
+    if not url.startswith(("http://", "https://")):
+        return f"not posted: {WEBHOOK_ENV} is not an http(s) URL"
+    request = urllib.request.Request(  # noqa: S310 (scheme checked just above)
+        url, data=json.dumps(payload).encode(), method="POST",
+        headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310
+            return f"posted (HTTP {response.status})"
+    except urllib.error.HTTPError as exc:
+        return f"webhook refused the message (HTTP {exc.code})"
+    except (OSError, ValueError) as exc:
+        # The reason, never the URL (urllib's errors do not carry it; keep it that way).
+        return f"webhook not reachable ({type(exc).__name__}: {getattr(exc, 'reason', exc)})"
+
+
+def failure_of(events: Sequence[dg.DagsterEvent]) -> tuple[str | None, str]:
+    """The first failed step and its one-sentence reason, without Dagster's wrapping."""
+    for event in events:
+        if not (event.is_step_failure and event.step_failure_data):
+            continue
+        data = event.step_failure_data
+        if data.user_failure_data and data.user_failure_data.description:
+            return event.step_key, data.user_failure_data.description
+        error = data.error
+        while error is not None and error.cause is not None:
+            error = error.cause  # the user's exception, under Dagster's wrapper
+        return event.step_key, error.message.strip() if error else "unknown error"
+    return None, "the run failed before any step ran"
+
+
+def run_message(event: str, run: dg.DagsterRun, step: str | None,
+                reason: str | None) -> dict[str, Any]:
+    return {"event": event, "cluster": run.tags.get(CLUSTER_TAG), "run_id": run.run_id,
+            "job": run.job_name, "failed_step": step, "reason": reason,
+            "link": f"{ui_url()}/runs/{run.run_id}"}
+
+
+@dg.run_failure_sensor(name="notify_run_failure", minimum_interval_seconds=5,
+                       default_status=dg.DefaultSensorStatus.RUNNING,
+                       description=f"Posts a JSON message per failed upgrade run to the "
+                                   f"webhook in {WEBHOOK_ENV} (nothing when it is unset).")
+def notify_run_failure(context: dg.RunFailureSensorContext) -> None:
+    run = context.dagster_run
+    if CLUSTER_TAG not in run.tags:
+        return  # not an upgrade run
+    step, reason = failure_of(context.get_step_failure_events())
+    outcome = post(run_message("run_failure", run, step, reason))
+    context.log.info("run %s failed at %s: %s", run.run_id, step, outcome)
+
+
+@dg.run_status_sensor(name="notify_run_success", run_status=dg.DagsterRunStatus.SUCCESS,
+                      minimum_interval_seconds=5,
+                      description=f"With {SUCCESS_ENV}=1: a JSON message per successful "
+                                  "upgrade run to the webhook.")
+def notify_run_success(context: dg.RunStatusSensorContext) -> None:
+    run = context.dagster_run
+    if CLUSTER_TAG not in run.tags or os.environ.get(SUCCESS_ENV) != "1":
+        return
+    outcome = post(run_message("run_success", run, None, None))
+    context.log.info("run %s succeeded: %s", run.run_id, outcome)
+
+
+def post_alert(inventory: Inventory, message: str) -> None:
+    """An alert of a sync-status sensor, to the webhook (what happened goes to the log)."""
+    key = "/".join(["bm_upgrade", inventory.cluster, "sync_status"])
+    outcome = post({"event": "status_alert", "cluster": inventory.cluster,
+                    "alert": message, "link": f"{ui_url()}/assets/{key}"})
+    log.info("alert for %s: %s", inventory.cluster, outcome)

@@ -1,0 +1,258 @@
+"""The UI path: dagster-webserver and dagster-daemon on loopback with their own DAGSTER_HOME
+and a sandbox inventory; runs launched and re-executed through GraphQL (the UI's own API),
+started by the daemon from the run queue; the run-failure webhook posted by the daemon.
+
+Every process is started in its own session and stopped by its PID's process group.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bm_upgrade.definitions import INVENTORY_DIR_ENV
+from bm_upgrade.defs.config import UpgradeConfig
+from bm_upgrade.defs.launch import ensure_instance_yaml
+from bm_upgrade.defs.notify import UI_URL_ENV, WEBHOOK_ENV
+from bm_upgrade.defs.sensors import INTERVAL_ENV
+from bm_upgrade.procedure.kit import CACHE_DIR_ENV
+from bm_upgrade.sandbox import faults
+from tests.dagster import processes
+from tests.e2e.conftest import E2ESandbox, start_e2e_sandbox, stop_e2e_sandbox
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+LAUNCH = """
+mutation Launch($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}"""
+REEXECUTE = """
+mutation Reexecute($params: ReexecutionParams!) {
+  launchRunReexecution(reexecutionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}"""
+RUN = """
+query Run($runId: ID!) {
+  runOrError(runId: $runId) {
+    __typename
+    ... on Run { status stepStats { stepKey status } }
+  }
+}"""
+LOCATIONS = """
+{ workspaceOrError { __typename ... on Workspace { locationEntries { name
+    locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
+OBSERVATIONS = """
+query Observations($key: AssetKeyInput!) {
+  assetOrError(assetKey: $key) {
+    __typename
+    ... on Asset { assetObservations(limit: 100) {
+      metadataEntries { label ... on MarkdownMetadataEntry { mdStr } } } }
+  }
+}"""
+DONE = {"SUCCESS", "FAILURE", "CANCELED"}
+
+
+@dataclass
+class Receiver:
+    url: str = ""
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Ui:
+    url: str
+    location: str
+    sandbox: E2ESandbox
+    receiver: Receiver
+
+    def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        body = json.dumps({"query": query, "variables": variables or {}}).encode()
+        request = urllib.request.Request(f"{self.url}/graphql", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+        assert "errors" not in answer, answer["errors"]
+        return answer["data"]
+
+    def launch(self, config: dict[str, Any]) -> str:
+        params = {"selector": {"repositoryLocationName": self.location,
+                               "repositoryName": "__repository__",
+                               "jobName": "upgrade_small"},
+                  "runConfigData": {"ops": {"preflight": {"config": config}}}}
+        result = self.graphql(LAUNCH, {"params": params})["launchRun"]
+        assert result["__typename"] == "LaunchRunSuccess", result
+        run_id: str = result["run"]["runId"]
+        return run_id
+
+    def reexecute_from_failure(self, parent: str) -> str:
+        result = self.graphql(REEXECUTE, {"params": {"parentRunId": parent,
+                                                     "strategy": "FROM_FAILURE"}})
+        result = result["launchRunReexecution"]
+        assert result["__typename"] == "LaunchRunSuccess", result
+        run_id: str = result["run"]["runId"]
+        return run_id
+
+    def wait(self, run_id: str, timeout: float = 240) -> dict[str, Any]:
+        """The run once it ended (the daemon must start it from the queue)."""
+        box: dict[str, Any] = {}
+
+        def ended() -> bool:
+            box.update(self.graphql(RUN, {"runId": run_id})["runOrError"])
+            return box.get("status") in DONE
+
+        processes.wait_until(ended, timeout, f"run {run_id} to end (last: {box.get('status')})",
+                             interval=1.0)
+        return box
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    box = Receiver()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            box.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    box.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    try:
+        yield box
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def ui(receiver: Receiver) -> Iterator[Ui]:
+    home = Path(tempfile.mkdtemp(prefix="bm-upgrade-ui-"))
+    ensure_instance_yaml(home)
+    started: list[Any] = []
+    sandbox = start_e2e_sandbox("small")
+    try:
+        inventories = home / "inventories"
+        inventories.mkdir()
+        shutil.copy(sandbox.inventory_path, inventories / "small.yaml")
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {INVENTORY_DIR_ENV: str(inventories), CACHE_DIR_ENV: str(home / "kits"),
+               WEBHOOK_ENV: receiver.url, UI_URL_ENV: url, INTERVAL_ENV: "2"}
+        module = ["-m", "bm_upgrade.definitions"]
+        started.append(processes.start("dagster-webserver", ["-h", "127.0.0.1", "-p",
+                                                             str(port), *module],
+                                       home, home / "webserver.log", env))
+        started.append(processes.start("dagster-daemon", ["run", *module], home,
+                                       home / "daemon.log", env))
+        processes.wait_until(lambda: _answers(f"{url}/server_info"), 90,
+                             f"the webserver (log: {home / 'webserver.log'})", interval=0.5)
+        probe = Ui(url, "", sandbox, receiver)
+        (entry,) = probe.graphql(LOCATIONS)["workspaceOrError"]["locationEntries"]
+        assert entry["locationOrLoadError"]["__typename"] != "PythonError", entry
+        yield Ui(url, entry["name"], sandbox, receiver)
+    finally:
+        for proc in started:
+            processes.stop(proc)
+        stop_e2e_sandbox(sandbox)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def executed(run: dict[str, Any]) -> set[str]:
+    return {s["stepKey"] for s in run["stepStats"] if s["status"] == "SUCCESS"}
+
+
+def test_upgrade_launched_through_graphql_succeeds(ui: Ui) -> None:
+    config = UpgradeConfig.defaults_for(ui.sandbox.inventory)  # what the launchpad shows
+    run = ui.wait(ui.launch(config))
+    assert run["status"] == "SUCCESS", run
+    assert executed(run) == {"preflight", "fetch_kit", "stage_kit", "upgrade_east_stripe1",
+                             "verify_servers", "upgrade_clients_1", "report"}
+
+
+def test_failed_run_reexecuted_from_failure_through_graphql(ui: Ui) -> None:
+    config = {**UpgradeConfig.defaults_for(ui.sandbox.inventory), "target_version": "4.2.0"}
+    faults.inject(ui.sandbox.directory, "crash-on-start", "4.2.0")
+    try:
+        failed_id = ui.launch(config)
+        failed = ui.wait(failed_id)
+    finally:
+        faults.clear(ui.sandbox.directory, "4.2.0")
+    assert failed["status"] == "FAILURE"
+    failed_steps = {s["stepKey"] for s in failed["stepStats"] if s["status"] == "FAILURE"}
+    assert failed_steps == {"upgrade_east_stripe1"}
+    assert executed(failed) == {"preflight", "fetch_kit", "stage_kit"}
+    again = ui.wait(ui.reexecute_from_failure(failed_id))
+    assert again["status"] == "SUCCESS", again
+    # Only the failed step and what follows it ran again.
+    assert executed(again) == {"upgrade_east_stripe1", "verify_servers", "upgrade_clients_1",
+                               "report"}
+    # The daemon's run-failure sensor told the webhook, with a link into this UI.
+    processes.wait_until(lambda: any(b.get("run_id") == failed_id
+                                     for b in ui.receiver.bodies), 60,
+                         "the run-failure message at the webhook")
+    message = next(b for b in ui.receiver.bodies if b.get("run_id") == failed_id)
+    assert message["cluster"] == ui.sandbox.inventory.cluster
+    assert message["failed_step"] == "upgrade_east_stripe1" and message["reason"]
+    assert message["link"] == f"{ui.url}/runs/{failed_id}"
+    assert os.environ.get(WEBHOOK_ENV) is None  # only the servers' environment had it
+
+
+def test_sync_status_history_shows_in_the_ui(ui: Ui) -> None:
+    """The daemon ran the sync-status sensor all along: its observations (one per change)
+    show the upgrades' role and version changes."""
+    key = {"path": ["bm_upgrade", ui.sandbox.inventory.cluster, "sync_status"]}
+
+    def changes() -> list[str]:
+        asset = ui.graphql(OBSERVATIONS, {"key": key})["assetOrError"]
+        if asset["__typename"] != "Asset":
+            return []
+        return [e["mdStr"] for o in asset["assetObservations"] for e in o["metadataEntries"]
+                if e["label"] == "changes"]
+
+    processes.wait_until(lambda: len(changes()) >= 2, 60, "sync-status observations")
+    text = "\n".join(changes())
+    assert "not seen -> ACTIVE-COORDINATOR 4.2.0" in text  # the first look
+    # Between the upgrade and the rollback (which spends seconds on preflight and the kit
+    # before it touches a server) the servers ran 4.2.1 for several looks.
+    assert " 4.2.0 -> " in text and " 4.2.1" in text
