@@ -17,20 +17,17 @@ reads every ledger back from the current actives. Layout of DIR::
 from __future__ import annotations
 
 import datetime
-import http.client
 import json
 import os
 import shutil
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bm_upgrade.sandbox import blocks, processes, sshd, wan
+from bm_upgrade.sandbox import blocks, processes, protocol, sshd, wan
 from bm_upgrade.sandbox.hosts import ClientPlan, HostPlan, OrchestratorPlan, ServerPlan, plan_hosts
 from bm_upgrade.sandbox.topology import Topology, load_topology
 
@@ -257,13 +254,7 @@ def _start_orchestrator(orch: OrchestratorPlan, user: str) -> None:
 
 def server_stat(host: str, port: int, timeout_s: float = 1.0) -> dict[str, Any] | None:
     """The server's REST stat, or None when it does not answer."""
-    try:
-        with urllib.request.urlopen(f"http://{host}:{port}{STAT_PATH}",
-                                    timeout=timeout_s) as response:
-            data: dict[str, Any] = json.loads(response.read().decode("utf-8"))
-            return data
-    except (OSError, ValueError, http.client.HTTPException):  # URLError is an OSError
-        return None
+    return protocol.get_json(f"http://{host}:{port}{STAT_PATH}", timeout_s)
 
 
 def _wait_states(servers: list[ServerPlan], states: set[str], deadline: float) -> None:

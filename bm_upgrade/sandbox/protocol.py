@@ -6,6 +6,9 @@ ENGINE.md and implemented once, in the kit's shared module.
 
 from __future__ import annotations
 
+import http.client
+import json
+import urllib.request
 from typing import Any
 
 from bm_upgrade.sandbox.kit_files.server.lib import tccommon
@@ -53,3 +56,14 @@ def write_key(host: str, tsa_port: int, key: str, value: str, timeout_s: float =
 def server_status(host: str, group_port: int, timeout_s: float = 2.0) -> dict[str, Any]:
     """A server's status on its tsa-group-port: name, state, version, group, epoch."""
     return tccommon.request(host, group_port, {"op": "status"}, timeout_s=timeout_s)
+
+
+def get_json(url: str, timeout_s: float = 1.0) -> dict[str, Any] | None:
+    """GET a JSON object over HTTP (REST stat, WAN status), or None when nothing answers,
+    the answer breaks off (a process stopping) or is not JSON."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310
+            data = json.loads(response.read().decode("utf-8"))
+    except (OSError, ValueError, http.client.HTTPException):  # URLError is an OSError
+        return None
+    return data if isinstance(data, dict) else None

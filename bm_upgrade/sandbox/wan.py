@@ -8,16 +8,13 @@ Orchestrators find each other through sandbox.json's ``orchestrators`` and
 
 from __future__ import annotations
 
-import http.client
-import json
 import shutil
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bm_upgrade.sandbox import protocol
 from bm_upgrade.sandbox.hosts import OrchestratorPlan
 from bm_upgrade.sandbox.kit_files.server.lib import tcwanxml
 from bm_upgrade.sandbox.topology import WAN_CACHES, Topology
@@ -53,13 +50,7 @@ def lay_out(topology: Topology, plan: tuple[OrchestratorPlan, ...], tarball: Pat
 
 def status(host: str, port: int, timeout_s: float = 1.0) -> dict[str, Any] | None:
     """An orchestrator's ``/wan/status``, or None when it does not answer."""
-    try:
-        with urllib.request.urlopen(f"http://{host}:{port}{STATUS_PATH}",
-                                    timeout=timeout_s) as response:
-            data: dict[str, Any] = json.loads(response.read().decode("utf-8"))
-            return data
-    except (OSError, ValueError, http.client.HTTPException):  # URLError is an OSError
-        return None
+    return protocol.get_json(f"http://{host}:{port}{STATUS_PATH}", timeout_s)
 
 
 def start_all(plan: tuple[OrchestratorPlan, ...], start: Callable[[OrchestratorPlan], None],

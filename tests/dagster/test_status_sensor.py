@@ -18,7 +18,7 @@ from bm_upgrade.procedure.observe import observe_cluster
 from bm_upgrade.procedure.watch import WatchMemory, watch_step
 from bm_upgrade.remote import HostPool
 from bm_upgrade.sandbox import faults
-from tests.e2e.conftest import E2ESandbox, dagster_home_env, start_e2e_sandbox, stop_e2e_sandbox
+from tests.e2e.conftest import E2ESandbox, dagster_home_env, e2e_sandbox
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -32,11 +32,8 @@ def dagster_home() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def sandbox(dagster_home: Path) -> Iterator[E2ESandbox]:
-    sb = start_e2e_sandbox("small")
-    try:
+    with e2e_sandbox("small") as sb:
         yield sb
-    finally:
-        stop_e2e_sandbox(sb)
 
 
 class Ticks:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bm_upgrade.defs.launch import run_upgrade
-from tests.e2e.conftest import E2ESandbox, dagster_home_env, start_e2e_sandbox, stop_e2e_sandbox
+from tests.e2e.conftest import E2ESandbox, dagster_home_env, e2e_sandbox
 from tests.e2e.journal_check import changing_commands, stops
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -26,11 +26,8 @@ def dagster_home() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def sandbox(dagster_home: Path) -> Iterator[E2ESandbox]:
-    sb = start_e2e_sandbox("small")
-    try:
+    with e2e_sandbox("small") as sb:
         yield sb
-    finally:
-        stop_e2e_sandbox(sb)
 
 
 def closes_in(minutes: float) -> str:

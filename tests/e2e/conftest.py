@@ -72,6 +72,16 @@ def stop_e2e_sandbox(sandbox: E2ESandbox) -> None:
 
 
 @contextlib.contextmanager
+def e2e_sandbox(topology: str = "small") -> Iterator[E2ESandbox]:
+    """A sandbox up for the ``with`` block, down (every process by PID) after it."""
+    sandbox = start_e2e_sandbox(topology)
+    try:
+        yield sandbox
+    finally:
+        stop_e2e_sandbox(sandbox)
+
+
+@contextlib.contextmanager
 def dagster_home_env(prefix: str = "bm-upgrade-dagster-",
                      **extra_env: str) -> Iterator[Path]:
     """A Dagster instance of its own (DAGSTER_HOME) and kit cache (so test sessions running
@@ -104,8 +114,5 @@ def small_sandbox() -> Iterator[E2ESandbox]:
     """The shipped ``small`` topology (one stripe of two servers, one client writing all the
     time, kits 4.2.0 and 4.2.1), up for one test module. Tests of a module share it and run
     in file order, so each may rely on the state the previous one left."""
-    sandbox = start_e2e_sandbox("small")
-    try:
+    with e2e_sandbox("small") as sandbox:
         yield sandbox
-    finally:
-        stop_e2e_sandbox(sandbox)

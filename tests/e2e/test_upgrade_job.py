@@ -21,7 +21,7 @@ import pytest
 
 from bm_upgrade.defs.launch import rerun, run_upgrade
 from bm_upgrade.sandbox import faults
-from tests.e2e.conftest import E2ESandbox, start_e2e_sandbox, stop_e2e_sandbox
+from tests.e2e.conftest import E2ESandbox, e2e_sandbox
 from tests.e2e.journal_check import changing_commands, stops, violations
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("dagster_home")]
@@ -29,11 +29,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("dagster_home")]
 
 @pytest.fixture(scope="module")
 def sandbox(dagster_home: Path) -> Iterator[E2ESandbox]:
-    sb = start_e2e_sandbox("small")
-    try:
+    with e2e_sandbox("small") as sb:
         yield sb
-    finally:
-        stop_e2e_sandbox(sb)
 
 
 def versions(sb: E2ESandbox) -> dict[str, str | None]:

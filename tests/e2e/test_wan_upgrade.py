@@ -15,7 +15,7 @@ import yaml
 
 from bm_upgrade.defs.launch import rerun, run_upgrade
 from bm_upgrade.sandbox import faults
-from tests.e2e.conftest import E2ESandbox, start_e2e_sandbox, stop_e2e_sandbox
+from tests.e2e.conftest import E2ESandbox, e2e_sandbox
 from tests.e2e.journal_check import changing_commands, read, violations
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("dagster_home")]
@@ -24,11 +24,8 @@ TOPOLOGIES = Path(__file__).parent / "topologies"
 
 @pytest.fixture(scope="module")
 def wan() -> Iterator[E2ESandbox]:
-    sb = start_e2e_sandbox(str(TOPOLOGIES / "wan2x2.yaml"))
-    try:
+    with e2e_sandbox(str(TOPOLOGIES / "wan2x2.yaml")) as sb:
         yield sb
-    finally:
-        stop_e2e_sandbox(sb)
 
 
 def with_policy(sb: E2ESandbox, **policy: object) -> Path:
@@ -111,13 +108,10 @@ def test_a_host_down_mid_run_then_rerun(wan: E2ESandbox) -> None:
 
 
 def test_non_persistent_stripe_without_mirror_is_refused() -> None:
-    sb = start_e2e_sandbox(str(TOPOLOGIES / "lonely.yaml"))
-    try:
+    with e2e_sandbox(str(TOPOLOGIES / "lonely.yaml")) as sb:
         since = time.time()
         outcome = run_upgrade(sb.inventory_path)
         assert not outcome.success
         assert outcome.failure and "preflight" in outcome.failure
         assert "loses all its data" in outcome.failure and "east/stripe1" in outcome.failure
         assert changing_commands(sb.journal_path, since) == []
-    finally:
-        stop_e2e_sandbox(sb)

@@ -14,10 +14,17 @@ from pathlib import Path
 import pytest
 
 from bm_upgrade.probes import orchestrator_status_from_json
-from bm_upgrade.sandbox import cluster, kits, license, sshd
+from bm_upgrade.sandbox import kits, license, sshd
 
-from .conftest import Sandbox, new_folder, start_sandbox
-from .wan_helpers import Orch, cache_states, journal, orchestrator_states
+from .conftest import Sandbox
+from .wan_helpers import (
+    Orch,
+    cache_states,
+    journal,
+    orchestrator_states,
+    orchestrators,
+    wan_sandbox,
+)
 
 TOPOLOGY = """\
 name: wan
@@ -36,22 +43,15 @@ SYNC_S = 0.5
 
 @pytest.fixture(scope="module")
 def sandbox(sandbox_tmp: Path) -> Iterator[Sandbox]:
-    directory = new_folder(sandbox_tmp, "sandbox-wan")
-    topology = directory.parent / f"{directory.name}.yaml"
-    topology.write_text(TOPOLOGY, encoding="utf-8")
-    try:
-        yield start_sandbox(directory, str(topology))
-    finally:
-        cluster.down(directory)
+    with wan_sandbox(sandbox_tmp, "sandbox-wan", TOPOLOGY) as sb:
+        yield sb
 
 
 @pytest.fixture(scope="module")
 def orchs(sandbox: Sandbox) -> Iterator[dict[str, Orch]]:
-    found = {name: Orch(sandbox, name)
-             for name in ("east-wan-m1", "east-wan-s1", "west-wan-m1", "west-wan-s1")}
-    yield found
-    for orch in found.values():
-        orch.ssh.close()
+    names = ("east-wan-m1", "east-wan-s1", "west-wan-m1", "west-wan-s1")
+    with orchestrators(sandbox, names) as found:
+        yield found
 
 
 @pytest.fixture

@@ -10,10 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bm_upgrade.sandbox import cluster
-
-from .conftest import Sandbox, new_folder, start_sandbox
-from .wan_helpers import Orch, cache_states
+from .conftest import Sandbox
+from .wan_helpers import Orch, cache_states, orchestrators, wan_sandbox
 
 TOPOLOGY = """\
 version: 4.2.0
@@ -31,21 +29,14 @@ SYNC_S = 0.5
 
 @pytest.fixture(scope="module")
 def sandbox(sandbox_tmp: Path) -> Iterator[Sandbox]:
-    directory = new_folder(sandbox_tmp, "sandbox-wan-remain")
-    topology = directory.parent / f"{directory.name}.yaml"
-    topology.write_text(TOPOLOGY, encoding="utf-8")
-    try:
-        yield start_sandbox(directory, str(topology))
-    finally:
-        cluster.down(directory)
+    with wan_sandbox(sandbox_tmp, "sandbox-wan-remain", TOPOLOGY) as sb:
+        yield sb
 
 
 @pytest.fixture(scope="module")
 def orchs(sandbox: Sandbox) -> Iterator[dict[str, Orch]]:
-    found = {name: Orch(sandbox, name) for name in ("east-wan-m1", "east-wan-s1", "north-wan-m1")}
-    yield found
-    for orch in found.values():
-        orch.ssh.close()
+    with orchestrators(sandbox, ("east-wan-m1", "east-wan-s1", "north-wan-m1")) as found:
+        yield found
 
 
 def restart(orch: Orch) -> None:

@@ -6,15 +6,16 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import paramiko
 
-from bm_upgrade.sandbox import wan
+from bm_upgrade.sandbox import cluster, wan
 
-from .conftest import Sandbox, ssh_run
+from .conftest import Sandbox, new_folder, ssh_run, start_sandbox
 
 
 class Orch:
@@ -94,3 +95,26 @@ def cache_states(sandbox: Sandbox, region: str, since: float) -> list[str]:
 def orchestrator_states(sandbox: Sandbox, since: float) -> list[tuple[str, str]]:
     return [(e["orchestrator"], e["state"]) for e in journal(sandbox, since)
             if e["event"] == "orchestrator_state"]
+
+
+@contextmanager
+def wan_sandbox(sandbox_tmp: Path, name: str, topology_text: str) -> Iterator[Sandbox]:
+    """A sandbox of ``topology_text`` in its own folder, down (by PID) after the block."""
+    directory = new_folder(sandbox_tmp, name)
+    topology = directory.parent / f"{directory.name}.yaml"
+    topology.write_text(topology_text, encoding="utf-8")
+    try:
+        yield start_sandbox(directory, str(topology))
+    finally:
+        cluster.down(directory)
+
+
+@contextmanager
+def orchestrators(sandbox: Sandbox, names: Iterable[str]) -> Iterator[dict[str, Orch]]:
+    """An SSH handle per orchestrator, closed after the block."""
+    found = {name: Orch(sandbox, name) for name in names}
+    try:
+        yield found
+    finally:
+        for orch in found.values():
+            orch.ssh.close()
