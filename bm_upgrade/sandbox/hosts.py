@@ -14,8 +14,8 @@ from typing import Any
 from bm_upgrade.sandbox.topology import WAN_PORT, Topology
 
 
-class _HostFolders:
-    """The folders of a node that runs from a kit on its own host, ``DIR/hosts/<host>``."""
+class _OnHost:
+    """A node on its own host: its root folder is ``DIR/hosts/<host>``."""
 
     name: str
     host: str
@@ -24,6 +24,10 @@ class _HostFolders:
     @property
     def root(self) -> Path:
         return self.directory / "hosts" / self.host
+
+
+class _HostFolders(_OnHost):
+    """The folders of a node that runs from a kit on its own host."""
 
     @property
     def install_dir(self) -> Path:
@@ -70,17 +74,13 @@ class ServerPlan(_HostFolders):
 
 
 @dataclass(frozen=True)
-class ClientPlan:
+class ClientPlan(_OnHost):
     """One client application on its own host."""
 
     name: str
     region: str
     host: str
     directory: Path
-
-    @property
-    def root(self) -> Path:
-        return self.directory / "hosts" / self.host
 
     @property
     def app_dir(self) -> Path:
