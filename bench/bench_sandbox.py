@@ -6,13 +6,16 @@
   + 8 clients): wall time (goal: within 15 s on this 2-core machine);
 - every server process's RSS (goal: under 60 MB);
 - a sync: a mirror restarted by hand with the kit's scripts, PASSIVE-UNINITIALIZED to
-  PASSIVE-STANDBY from the journal, against the topology's sync_s (goal: within 10 %).
+  PASSIVE-STANDBY from the journal, against the topology's sync_s (goal: within 10 %);
+- what one command costs: over SSH on an open connection (through the installed command
+  wrapper), and each wrapper alone (compiled and Python) around ``true``.
 """
 
 from __future__ import annotations
 
 import getpass
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -21,6 +24,8 @@ from pathlib import Path
 
 import yaml
 
+from bm_upgrade.inventory import load_inventory
+from bm_upgrade.remote import HostPool
 from bm_upgrade.sandbox import cluster, processes, sshd
 
 TOPOLOGY = Path(cluster.__file__).parent / "topologies" / "bench.yaml"
@@ -45,6 +50,39 @@ def server_pids(directory: Path) -> dict[str, int]:
         if any(w.endswith("tcserver.py") for w in words) and "-n" in words:
             found[words[words.index("-n") + 1]] = pid
     return found
+
+
+def median_ms(action: object, times: int = 30) -> float:
+    assert callable(action)
+    action()
+    samples = []
+    for _ in range(times):
+        started = time.perf_counter()
+        action()
+        samples.append(time.perf_counter() - started)
+    return sorted(samples)[len(samples) // 2] * 1000
+
+
+def command_costs(directory: Path, inventory_path: Path) -> None:
+    inventory = load_inventory(inventory_path)
+    host = inventory.regions[0].stripes[0].servers[0].host
+    with HostPool(inventory.ssh) as pool:
+        conn = pool.get(host)
+        print(f"one command over SSH (`true`, open connection): "
+              f"{median_ms(lambda: conn.run('true')):.1f} ms median")
+    folder = directory / "bench-wrappers"
+    python = sshd.wrapper_python()
+    wrappers = {"python": [python, "-S", "-I", str(folder / "cmdwrap.pyc")]}
+    if sshd.install_wrapper(folder).name == "cmdwrap":
+        wrappers["compiled"] = [str(folder / "cmdwrap"), "--python", python, "--pyc",
+                                str(folder / "cmdwrap.pyc")]
+    env = {**os.environ, "SSH_ORIGINAL_COMMAND": "true"}
+    root = directory / "hosts" / host
+    for name, argv in wrappers.items():
+        args = [*argv, "--host", host, "--journal", str(folder / "journal.jsonl"),
+                "--scan-root", str(root)]
+        cost = median_ms(lambda args=args: subprocess.run(args, env=env, check=True))
+        print(f"command wrapper alone ({name}, journal + scans + sh): {cost:.1f} ms median")
 
 
 def main() -> None:
@@ -94,6 +132,7 @@ def main() -> None:
                   f"({100 * (took / timing['sync_s'] - 1):+.1f} %; goal within 10 %)")
         else:
             print("sync: the restarted mirror did not reach PASSIVE-STANDBY within 30 s")
+        command_costs(directory, inventory_path)
     finally:
         cluster.down(directory)
         shutil.rmtree(base, ignore_errors=True)

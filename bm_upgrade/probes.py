@@ -334,17 +334,30 @@ def probe_client(conn: Runner, client: Client, timeout: float = 30.0) -> ClientS
     return ClientStatus(client.name, client.host, running, jar_version(listing.stdout))
 
 
-def probe_orchestrator(conn: Runner, orch: Orchestrator,
-                       timeout: float = 5.0) -> OrchestratorStatus:
-    """An orchestrator's status from ``GET /wan/status`` on its wan.xml ``<bind>`` address."""
+def read_wan_bind(conn: Runner, orch: Orchestrator) -> tuple[str, int]:
+    """The ``<bind>`` address of the orchestrator's status port, from its wan.xml.
+
+    Raises:
+        RemoteError: the wan.xml could not be read.
+        ValueError: it has no usable ``<bind>`` (the message names the file).
+    """
+    xml_text = conn.run(shell(["cat", "--", orch.wan_xml]), timeout=30.0).stdout
     try:
-        xml_text = conn.run(shell(["cat", "--", orch.wan_xml]), timeout=30.0).stdout
-        host, port = parse_wan_bind(xml_text)
-    except RemoteError as exc:
-        return OrchestratorStatus(orch.name, orch.host, reachable=False, error=str(exc))
+        return parse_wan_bind(xml_text)
     except (ValueError, ET.ParseError) as exc:
-        return OrchestratorStatus(orch.name, orch.host, reachable=False,
-                                  error=f"cannot read <bind> from {orch.wan_xml}: {exc}")
+        raise ValueError(f"cannot read <bind> from {orch.wan_xml}: {exc}") from exc
+
+
+def probe_orchestrator(conn: Runner, orch: Orchestrator, timeout: float = 5.0,
+                       bind: tuple[str, int] | None = None) -> OrchestratorStatus:
+    """An orchestrator's status from ``GET /wan/status`` on its wan.xml ``<bind>`` address
+    (``bind``, when the caller already read it, saves reading wan.xml over SSH again)."""
+    if bind is None:
+        try:
+            bind = read_wan_bind(conn, orch)
+        except (RemoteError, ValueError) as exc:
+            return OrchestratorStatus(orch.name, orch.host, reachable=False, error=str(exc))
+    host, port = bind
     url = f"http://{host}:{port}{WAN_STATUS_PATH}"
     try:
         data = http_json(url, timeout)

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
+from pydantic import PrivateAttr
 
 from bm_upgrade.errors import InventoryError
 from bm_upgrade.inventory import Inventory, load_inventory
@@ -13,9 +14,26 @@ from bm_upgrade.remote import HostPool
 
 
 class ClusterResource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """One cluster's inventory file; every op loads it fresh (files change between runs)."""
+    """One cluster's inventory file; every op loads it fresh (files change between runs).
+
+    SSH connections live as long as the resource: Dagster sets it up once per run in each
+    process (once per run with the in-process executor, once per step with the multiprocess
+    one) and tears it down at the end, so the ops of a run share one connection per host
+    instead of each op opening its own (a handshake costs tens of ms of CPU per host, and a
+    cluster-wide look touches every host). A connection that died between ops (sshd
+    restarted, idle cut) is opened again on its next use.
+    """
 
     inventory_path: str
+    _pools: dict[str, HostPool] | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._pools = {}
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        pools, self._pools = self._pools or {}, None
+        for pool in pools.values():
+            pool.close()
 
     def load(self) -> Inventory:
         """The inventory as the file says now; an invalid file fails the step with the
@@ -27,6 +45,13 @@ class ClusterResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     @contextmanager
     def pool(self, inventory: Inventory) -> Iterator[HostPool]:
-        """One SSH connection per host for the duration of one op, closed at its end."""
-        with HostPool(inventory.ssh) as pool:
-            yield pool
+        """One SSH connection per host: the run's (per SSH settings), or outside a run one
+        for the duration of the ``with`` block."""
+        if self._pools is None:
+            with HostPool(inventory.ssh) as pool:
+                yield pool
+            return
+        key = inventory.ssh.model_dump_json()
+        if key not in self._pools:
+            self._pools[key] = HostPool(inventory.ssh)
+        yield self._pools[key]

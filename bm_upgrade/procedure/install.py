@@ -26,13 +26,13 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 
-from bm_upgrade.errors import RemoteError, StepFailed
+from bm_upgrade.errors import CommandFailed, RemoteError, StepFailed
 from bm_upgrade.inventory import Orchestrator, Server
 from bm_upgrade.license import LICENSE_FILE_NAME
-from bm_upgrade.probes import Runner, kit_version, parse_version
+from bm_upgrade.probes import Runner, parse_version
 from bm_upgrade.procedure.records import StepRecorder
 from bm_upgrade.procedure.waits import Watch
-from bm_upgrade.remote.quoting import quote, shell
+from bm_upgrade.remote.quoting import detached, quote, shell
 
 WORK_DIR_NAME = ".bm-upgrade-work"
 PREVIOUS_DIR_NAME = ".bm-upgrade-previous"
@@ -123,19 +123,53 @@ def start_server(watch: Watch, server: Server, rec: StepRecorder) -> None:
     """
     conn = watch.pool.get(server.host)
     license_path = posixpath.join(server.install_dir.rstrip("/"), LICENSE_FILE_NAME)
-    if conn.run(["test", "-s", license_path], check=False).exit_code != 0:
+    if server.start_command:
+        command = server.start_command
+    else:
+        log_path = console_log(server)
+        command = detached(
+            [_script(server, "start-tc-server.sh"), "-f", server.tc_config, "-n", server.name],
+            log_path, cwd=posixpath.dirname(server.install_dir.rstrip("/")) or "/")
+    output = start_licensed(conn, command, license_path,
+                            timeout=watch.inventory.policy.timeouts.start_s)
+    if output is None:
         raise StepFailed(server.name, f"{server.name} was not started: {license_path} is "
                          f"missing on {server.host}, and a server starts only once its kit "
                          "root holds the license key; stage the kit again, then rerun")
     if server.start_command:
-        conn.run(server.start_command, timeout=watch.inventory.policy.timeouts.start_s)
         rec.done(f"ran the start command of {server.name}")
-        return
-    log_path = console_log(server)
-    pid = conn.start_detached(
-        [_script(server, "start-tc-server.sh"), "-f", server.tc_config, "-n", server.name],
-        log_path, cwd=posixpath.dirname(server.install_dir.rstrip("/")) or "/")
-    rec.done(f"started {server.name} detached (pid {pid}, console {log_path})")
+    else:
+        rec.done(f"started {server.name} detached (pid {detached_pid(conn, output)}, "
+                 f"console {log_path})")
+
+
+def start_licensed(conn: Runner, command: str, license_path: str,
+                   timeout: float | None = None) -> str | None:
+    """Run a start ``command`` only if ``license_path`` is a non-empty file, in one command;
+    returns its output, or None when the license key is missing (nothing was run).
+
+    Raises:
+        RemoteError: the start command failed.
+    """
+    guard = (f"if ! test -s {quote(license_path)}; then {_echo_mark('no-license')}; exit 0; "
+             "fi; ")
+    result = conn.run(guard + command, timeout=timeout)
+    if "no-license" in _sections(result.stdout):
+        return None
+    return result.stdout
+
+
+def detached_pid(conn: Runner, output: str) -> int:
+    """The pid a :func:`~bm_upgrade.remote.quoting.detached` command printed last.
+
+    Raises:
+        CommandFailed: it printed no pid.
+    """
+    last = output.strip().splitlines()[-1:] or [""]
+    if not last[0].isdigit():
+        raise CommandFailed(conn.host, "start", 0, output,
+                            f"expected a pid on stdout, got {output!r}")
+    return int(last[0])
 
 
 # -- the kit swap -----------------------------------------------------------------------------
@@ -190,10 +224,63 @@ def delete_dirty_backups(conn: Runner, server: Server, rec: StepRecorder) -> Non
     rec.done(f"deleted {len(found)} dirty-objectdb backup(s) under {parent}")
 
 
+@dataclass(frozen=True)
+class KitLook:
+    """What one command saw of a server's kit before the swap."""
+
+    current: str | None
+    root_exists: bool
+    root_license: bool
+    staged_kit: bool
+    staged_license: bool
+
+
+_MARK = "@@bm-upgrade "
+
+
+def _sections(output: str) -> dict[str, list[str]]:
+    """Output split at whole marker lines (``@@bm-upgrade <name>``): name -> its lines; the
+    lines before the first marker go under ``""``."""
+    sections: dict[str, list[str]] = {"": []}
+    current = sections[""]
+    for line in output.splitlines():
+        if line.startswith(_MARK):
+            current = sections.setdefault(line[len(_MARK):].strip(), [])
+        elif line.strip():
+            current.append(line.strip())
+    return sections
+
+
+def _echo_mark(name: str) -> str:
+    return shell(["echo", _MARK + name])
+
+
+def look_at_kit(conn: Runner, swap: KitSwap, staged_kit: str, staged_license: str) -> KitLook:
+    """The kit root's version and which of the kit root, its license and the staged files
+    exist, in one command."""
+    tests = {"root_exists": ["test", "-e", swap.install_dir],
+             "root_license": ["test", "-s", posixpath.join(swap.install_dir,
+                                                           LICENSE_FILE_NAME)],
+             "staged_kit": ["test", "-s", staged_kit],
+             "staged_license": ["test", "-s", staged_license]}
+    script = "; ".join(
+        [_echo_mark("version"),
+         shell([posixpath.join(swap.install_dir, "server/bin/version.sh")]) + " 2>/dev/null"]
+        + [f"{shell(argv)} && {_echo_mark(name)}" for name, argv in tests.items()]) + "; true"
+    sections = _sections(conn.run(script, check=False).stdout)
+    return KitLook(current=parse_version("\n".join(sections.get("version", []))),
+                   **{name: name in sections for name in tests})
+
+
 def install_kit(conn: Runner, server: Server | Orchestrator, *, target: str, staged_kit: str,
                 staged_license: str, keep_previous: bool, delete_backups: bool,
                 rec: StepRecorder, timeout_s: float = 300.0) -> None:
     """Make the (stopped) server's kit root hold the ``target`` kit and the license key.
+
+    Three commands: one look (kit root version, staged files), the unpack into the work
+    folder with the new kit's ``version.sh``, then carry + license + the two moves + the
+    installed kit's ``version.sh`` (each a few ms on an open connection; a host's login can
+    cost far more than the command itself).
 
     Raises:
         StepFailed: the staged kit or license is missing, or the kit is not the target.
@@ -202,90 +289,91 @@ def install_kit(conn: Runner, server: Server | Orchestrator, *, target: str, sta
     if delete_backups and isinstance(server, Server):
         delete_dirty_backups(conn, server, rec)
     swap = KitSwap.for_server(server)
-    current = kit_version(conn, swap.install_dir)
-    license_path = posixpath.join(swap.install_dir, LICENSE_FILE_NAME)
+    look = look_at_kit(conn, swap, staged_kit, staged_license)
+    current = look.current
     if current == target:
         rec.saw(f"the kit root already holds {target}")
-        if not _is_file(conn, license_path):
-            _put_license(conn, server, staged_license, swap.install_dir)
+        if not look.root_license:
+            _require_staged_license(server, look, staged_license)
+            conn.run(["cp", "--", staged_license,
+                      posixpath.join(swap.install_dir, LICENSE_FILE_NAME)])
             rec.done(f"put the license key in {swap.install_dir}")
         return
     rec.saw(f"the kit root holds {current or 'no readable kit'}")
-    if not _is_file(conn, staged_kit):
+    if not look.staged_kit:
         raise StepFailed(server.name, f"the {target} kit is not staged on {server.host} "
                          f"({staged_kit} is missing), so {server.name} cannot be installed; "
                          "run the kit staging step again, then rerun")
+    _require_staged_license(server, look, staged_license)
     new_root = _unpack(conn, server, staged_kit, swap, target=target, timeout_s=timeout_s)
-    carried = _carry(conn, swap.install_dir, new_root, carried_paths(server))
-    if carried:
-        rec.done(f"carried {', '.join(carried)} from the old kit")
-    _put_license(conn, server, staged_license, new_root)
-    rec.done("put the staged license key in the new kit root")
-    old_exists = conn.run(["test", "-e", swap.install_dir], check=False).exit_code == 0
-    steps = []
     aside = swap.previous_kit(current)
-    if old_exists:
+    steps = [_carry_script(swap.install_dir, new_root, carried_paths(server)),
+             shell(["cp", "--", staged_license, posixpath.join(new_root, LICENSE_FILE_NAME)])]
+    if look.root_exists:
         steps += [shell(["mkdir", "-p", swap.previous_dir]), shell(["rm", "-rf", "--", aside]),
                   shell(["mv", "--", swap.install_dir, aside])]
     steps += [shell(["mv", "--", new_root, swap.install_dir]),
               shell(["rmdir", "--", swap.work_dir])]
-    conn.run(" && ".join(steps), timeout=timeout_s)
+    if look.root_exists and not keep_previous:
+        steps.append(shell(["rm", "-rf", "--", aside]))
+    steps += [_echo_mark("installed"),
+              shell([posixpath.join(swap.install_dir, "server/bin/version.sh")])]
+    sections = _sections(conn.run(" && ".join(steps), timeout=timeout_s).stdout)
+    carried = sections[""]
+    if carried:
+        rec.done(f"carried {', '.join(carried)} from the old kit")
+    rec.done("put the staged license key in the new kit root")
     rec.done(f"unpacked {target} into {swap.install_dir}")
-    if old_exists and keep_previous:
+    if look.root_exists and keep_previous:
         rec.done(f"kept the previous kit ({current or 'unknown'}) at {aside}")
-    elif old_exists:
-        conn.run(shell(["rm", "-rf", "--", aside]), timeout=timeout_s)
+    elif look.root_exists:
         rec.done(f"removed the previous kit ({current or 'unknown'})")
-    installed = kit_version(conn, swap.install_dir)
+    installed = parse_version("\n".join(sections.get("installed", [])))
     if installed != target:
         raise StepFailed(server.name, f"after the install, version.sh in {swap.install_dir} on "
                          f"{server.host} prints {installed or 'nothing'}, not {target}; check "
                          "the kit tarball, then rerun")
 
 
-def _is_file(conn: Runner, path: str) -> bool:
-    return conn.run(["test", "-s", path], check=False).exit_code == 0
-
-
-def _put_license(conn: Runner, server: Server | Orchestrator, staged_license: str,
-                 kit_root: str) -> None:
-    if not _is_file(conn, staged_license):
+def _require_staged_license(server: Server | Orchestrator, look: KitLook,
+                            staged_license: str) -> None:
+    if not look.staged_license:
         raise StepFailed(server.name, f"the license key is not staged on {server.host} "
                          f"({staged_license} is missing), so {server.name} cannot start on "
                          "its new kit; run the kit staging step again, then rerun")
-    conn.run(["cp", "--", staged_license, posixpath.join(kit_root, LICENSE_FILE_NAME)])
 
 
 def _unpack(conn: Runner, server: Server | Orchestrator, staged_kit: str, swap: KitSwap, *,
-            target: str,
-            timeout_s: float) -> str:
-    """Unpack into a fresh work folder; return the new kit root (its single top folder)."""
+            target: str, timeout_s: float) -> str:
+    """Unpack into a fresh work folder; return the new kit root (its single top folder),
+    once its ``version.sh`` printed ``target``."""
     work = swap.work_dir
-    listing = conn.run(" && ".join([
+    output = conn.run(" && ".join([
         shell(["rm", "-rf", "--", work]), shell(["mkdir", "-p", work]),
-        shell(["tar", "-xzf", staged_kit, "-C", work]), shell(["ls", "-A", work])]),
-        timeout=timeout_s)
-    tops = [line.strip() for line in listing.stdout.splitlines() if line.strip()]
+        shell(["tar", "-xzf", staged_kit, "-C", work]), shell(["ls", "-A", work]),
+        _echo_mark("version"),
+        # The single top folder's version.sh (more than one top folder is refused below).
+        f"{{ for d in {quote(work)}/*; do \"$d/server/bin/version.sh\" 2>/dev/null; break; "
+        "done; true; }"]), timeout=timeout_s).stdout
+    sections = _sections(output)
+    tops = sections[""]
     if len(tops) != 1:
         raise StepFailed(server.name, f"{staged_kit} on {server.host} does not hold one top "
                          f"folder (found {tops}); it is not a BigMemory Max kit; check "
                          "kits[].url, then rerun")
-    new_root = posixpath.join(work, tops[0])
-    result = conn.run([posixpath.join(new_root, "server/bin/version.sh")], check=False)
-    version = parse_version(result.stdout) if result.exit_code == 0 else None
+    version = parse_version("\n".join(sections.get("version", [])))
     if version != target:
         raise StepFailed(server.name, f"the staged kit {staged_kit} on {server.host} is "
                          f"{version or 'not a readable kit'}, not {target}; check kits[] in "
                          "the inventory and stage the kit again, then rerun")
-    return new_root
+    return posixpath.join(work, tops[0])
 
 
-def _carry(conn: Runner, old_root: str, new_root: str, paths: list[str]) -> list[str]:
-    """Copy each of ``paths`` present in the old kit root into the new one; return them."""
+def _carry_script(old_root: str, new_root: str, paths: list[str]) -> str:
+    """A command copying each of ``paths`` present in the old kit root into the new one and
+    printing each path it copied."""
     names = " ".join(quote(p) for p in paths)
-    script = (f"old={quote(old_root)}; new={quote(new_root)}; "
-              f"for f in {names}; do if [ -f \"$old/$f\" ]; then "
-              "mkdir -p \"$(dirname \"$new/$f\")\" && cp -p \"$old/$f\" \"$new/$f\" && "
-              "echo \"$f\" || exit 1; fi; done")
-    result = conn.run(script)
-    return [line.strip() for line in result.stdout.splitlines() if line.strip()]
+    return (f"{{ old={quote(old_root)}; new={quote(new_root)}; "
+            f"for f in {names}; do if [ -f \"$old/$f\" ]; then "
+            "mkdir -p \"$(dirname \"$new/$f\")\" && cp -p \"$old/$f\" \"$new/$f\" && "
+            "echo \"$f\" || exit 1; fi; done; }")

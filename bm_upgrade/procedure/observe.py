@@ -6,11 +6,12 @@ steps look again, stripe by stripe, before every step (:mod:`bm_upgrade.procedur
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from bm_upgrade.errors import RemoteError, StepFailed
-from bm_upgrade.inventory import Inventory
+from bm_upgrade.inventory import Inventory, Server
 from bm_upgrade.plan import NodeState
 from bm_upgrade.probes import (
     ClientStatus,
@@ -20,7 +21,7 @@ from bm_upgrade.probes import (
     probe_orchestrator,
     stripe_health,
 )
-from bm_upgrade.procedure.waits import Seen, observe_stripe
+from bm_upgrade.procedure.waits import Seen, Watch
 from bm_upgrade.remote import HostPool
 
 
@@ -95,35 +96,59 @@ def _hosts_of(inventory: Inventory, *, servers: bool, clients: bool,
     return list(dict.fromkeys(hosts))
 
 
+PARALLEL = 8
+"""Nodes looked at side by side (threads: the probes wait on the network, not the CPU)."""
+
+
 def observe_cluster(inventory: Inventory, pool: HostPool, *,
                     servers: bool = True, clients: bool = True,
-                    orchestrators: bool = True) -> ClusterView:
-    """Probe every node of the cluster (or only the kinds asked for, contacting only their
-    hosts)."""
+                    orchestrators: bool = True, reach_all: bool = False) -> ClusterView:
+    """Probe every node of the cluster (or only the kinds asked for), side by side.
+
+    A server answering its probe with its version is taken at its word (no SSH command, see
+    :meth:`~bm_upgrade.procedure.waits.Watch.observe_servers`); a host that had to be asked
+    over SSH and could not be reached goes to ``unreachable``. With ``reach_all`` every host
+    of the kinds asked for is first checked over SSH (preflight: every host reachable), and
+    nodes on unreachable hosts are not probed.
+    """
     view = ClusterView()
-    view.unreachable = unreachable_hosts(pool, _hosts_of(
-        inventory, servers=servers, clients=clients, orchestrators=orchestrators))
+    if reach_all:
+        view.unreachable = unreachable_hosts(pool, _hosts_of(
+            inventory, servers=servers, clients=clients, orchestrators=orchestrators))
+    watch = Watch(inventory, pool)
+    server_list = [srv for _, _, srv in inventory.servers()] if servers else []
+    client_list = [c for r in inventory.regions for c in r.clients] if clients else []
+    orch_list = ([o for r in inventory.regions for o in r.orchestrators]
+                 if orchestrators else [])
+
+    def server_seen(server: Server) -> Seen | RemoteError:
+        try:
+            return watch.observe_servers([server])[server.name]
+        except RemoteError as exc:
+            return exc
+
+    def reachable(host: str) -> bool:
+        return host not in view.unreachable
+
+    with ThreadPoolExecutor(max_workers=PARALLEL) as ex:
+        seen_servers = ex.map(server_seen, [s for s in server_list if reachable(s.host)])
+        seen_clients = ex.map(lambda c: probe_client(pool.get(c.host), c),
+                              [c for c in client_list if reachable(c.host)])
+        seen_orchs = ex.map(lambda o: probe_orchestrator(pool.get(o.host), o),
+                            [o for o in orch_list if reachable(o.host)])
+        for server, seen in zip([s for s in server_list if reachable(s.host)], seen_servers,
+                                strict=True):
+            if isinstance(seen, RemoteError):
+                view.unreachable[seen.host] = str(seen)
+            else:
+                view.servers[server.name] = seen
+        view.clients.update({c.name: c for c in seen_clients})
+        view.orchestrators.update({o.name: o for o in seen_orchs})
     for region in inventory.regions:
-        if servers:
-            for stripe in region.stripes:
-                if any(s.host in view.unreachable for s in stripe.servers):
-                    continue
-                seen = observe_stripe(inventory, pool, stripe)
-                view.servers.update(seen)
+        for stripe in region.stripes:
+            if servers and all(s.name in view.servers for s in stripe.servers):
                 view.health[f"{region.name}/{stripe.name}"] = stripe_health(
-                    stripe, [s.status for s in seen.values()])
-        if clients:
-            view.clients.update({c.name: probe_client(pool.get(c.host), c)
-                                 for c in region.clients if c.host not in view.unreachable})
-        if orchestrators:
-            for orch in region.orchestrators:
-                if orch.host in view.unreachable:
-                    continue
-                try:
-                    view.orchestrators[orch.name] = probe_orchestrator(pool.get(orch.host),
-                                                                       orch)
-                except RemoteError as exc:
-                    view.unreachable[orch.host] = str(exc)
+                    stripe, [view.servers[s.name].status for s in stripe.servers])
     return view
 
 

@@ -25,7 +25,7 @@ from bm_upgrade.license import check_license
 from bm_upgrade.plan import Plan, PlanOptions, make_plan
 from bm_upgrade.procedure.kit import kit_cache_dir, kit_file_name, staging_targets
 from bm_upgrade.procedure.observe import ClusterView, observe_cluster
-from bm_upgrade.remote import HostPool, quote
+from bm_upgrade.remote import Connection, HostPool, quote
 
 log = logging.getLogger(__name__)
 
@@ -73,20 +73,32 @@ def kit_size_hint(kit: Kit, cache_dir: Path | None = None) -> int | None:
 
 
 def check_disk(inventory: Inventory, pool: HostPool, kit_bytes: int | None) -> list[str]:
-    """Every host that lacks room for the kit (empty: all have room)."""
+    """Every host that lacks room for the kit (empty: all have room); hosts side by side."""
     if not kit_bytes:
         return []
     need_kb = DISK_FACTOR * kit_bytes // 1024 + 1
-    short: list[str] = []
-    for host, folder in staging_targets(inventory).items():
-        parent = posixpath.dirname(folder.rstrip("/")) or "/"
-        result = pool.get(host).run(f"df -Pk -- {quote(parent)} | tail -n 1", timeout=30.0,
-                                    check=False)
+    parents = {host: posixpath.dirname(folder.rstrip("/")) or "/"
+               for host, folder in staging_targets(inventory).items()}
+
+    def free_kb(conn: Connection) -> tuple[int | None, str]:
+        result = conn.run(f"df -Pk -- {quote(parents[conn.host])} | tail -n 1", timeout=30.0,
+                          check=False)
         fields = result.stdout.split()
         if result.exit_code != 0 or len(fields) < 4 or not fields[3].isdigit():
-            short.append(f"{host}: cannot read free space of {parent} ({result.stderr.strip()})")
-        elif int(fields[3]) < need_kb:
-            short.append(f"{host}: {parent} has {int(fields[3]) // 1024} MiB free, the kit "
+            return None, result.stderr.strip()
+        return int(fields[3]), ""
+
+    looked = pool.fan_out(parents, free_kb)
+    short: list[str] = []
+    for host, parent in parents.items():
+        if host in looked.errors:
+            short.append(f"{host}: cannot read free space of {parent} ({looked.errors[host]})")
+            continue
+        free, why = looked.results[host]
+        if free is None:
+            short.append(f"{host}: cannot read free space of {parent} ({why})")
+        elif free < need_kb:
+            short.append(f"{host}: {parent} has {free // 1024} MiB free, the kit "
                          f"needs {need_kb // 1024} MiB")
     return short
 
@@ -142,7 +154,7 @@ def preflight(inventory: Inventory, pool: HostPool, options: PlanOptions, *,
     checks.append(f"license {lic.path} covers {options.target_version} through "
                   f"{valid_through.isoformat()}")
 
-    view = observe_cluster(inventory, pool)
+    view = observe_cluster(inventory, pool, reach_all=True)
     if view.unreachable:
         hosts = "; ".join(f"{h}: {why}" for h, why in view.unreachable.items())
         raise StepFailed("preflight", f"{len(view.unreachable)} host(s) cannot be reached "

@@ -40,7 +40,7 @@ from bm_upgrade.procedure.install import (
 )
 from bm_upgrade.procedure.kit import StagedKit, kit_file_name, staging_targets
 from bm_upgrade.procedure.records import StepRecord, StepRecorder, skipped
-from bm_upgrade.procedure.waits import Poll, Seen, Watch, describe, wait_for
+from bm_upgrade.procedure.waits import POLL_S, Poll, Seen, Watch, describe, wait_for
 from bm_upgrade.remote import HostPool
 from bm_upgrade.window import DISRUPTIVE, WindowGuard
 
@@ -73,7 +73,7 @@ class ServerOps(Watch):
     options: PlanOptions
     staged: Mapping[str, StagedKit] = field(default_factory=dict)
     log: logging.Logger = log
-    poll_s: float = 0.2
+    poll_s: float = POLL_S
     window: WindowGuard | None = None
 
     @classmethod
@@ -338,7 +338,7 @@ def _stop_active(ctx: ServerOps, stripe: Stripe, server: Server, seen: Mapping[s
 
     timeout = ctx.inventory.policy.timeouts.sync_s
     outcome = wait_for(check, what=f"a PASSIVE-STANDBY mirror before stopping {server.name}",
-                       timeout_s=timeout, log=ctx.log, poll_s=ctx.poll_s)
+                       timeout_s=timeout, log=ctx.log, poll_s=ctx.pause)
     if outcome.value is None:
         raise StepFailed(server.name, f"{server.name} (ACTIVE) was not stopped: no mirror of "
                          f"stripe {stripe.name} was {STANDBY} ({outcome.why_not(timeout)}); "

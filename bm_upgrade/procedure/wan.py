@@ -13,19 +13,27 @@ seen now, so a rerun does only what is missing.
 from __future__ import annotations
 
 import posixpath
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from bm_upgrade.errors import RemoteError, StepFailed
 from bm_upgrade.inventory import Orchestrator
 from bm_upgrade.license import LICENSE_FILE_NAME
 from bm_upgrade.plan import NodeState, Step, make_plan
-from bm_upgrade.probes import OrchestratorStatus, kit_version, probe_orchestrator
-from bm_upgrade.procedure.install import install_kit
+from bm_upgrade.probes import (
+    OrchestratorStatus,
+    kit_version,
+    probe_orchestrator,
+    read_wan_bind,
+)
+from bm_upgrade.procedure.install import detached_pid, install_kit, start_licensed
 from bm_upgrade.procedure.observe import require_servers_ready
 from bm_upgrade.procedure.records import StepRecord, StepRecorder, skipped
 from bm_upgrade.procedure.servers import ServerOps
-from bm_upgrade.procedure.waits import Poll, wait_for
-from bm_upgrade.remote import Connection, shell
+from bm_upgrade.procedure.waits import ALIVE_EVERY_S, Poll, wait_for
+from bm_upgrade.remote import shell
+from bm_upgrade.remote.quoting import detached
 from bm_upgrade.window import ORCHESTRATORS
 
 REPLICA_READY = "ACTIVE"
@@ -40,29 +48,56 @@ def console_log(orch: Orchestrator) -> str:
         posixpath.dirname(orch.install_dir.rstrip("/")) or "/", f"{orch.name}.console.log")
 
 
-def _alive(conn: Connection, orch: Orchestrator) -> bool:
-    """A process started by ``start-wan.sh -f <wan_xml>`` of this orchestrator runs."""
-    listing = conn.run(["ps", "-eo", "args="], timeout=30.0).stdout
-    return any(orch.wan_xml in line.split() and "stop-wan" not in line
-               for line in listing.splitlines())
+class WanWatch:
+    """How the cycle looks at orchestrators: each one's wan.xml ``<bind>`` is read over SSH
+    once per cycle (the cycle does not change wan.xml), then every look is one HTTP request
+    to its status port; its host's process list only while it does not answer, at most
+    every :data:`~bm_upgrade.procedure.waits.ALIVE_EVERY_S`. Safe to share between the
+    threads of one plan stage."""
+
+    def __init__(self, ctx: ServerOps) -> None:
+        self.ctx = ctx
+        self._binds: dict[str, tuple[str, int]] = {}
+        self._lock = threading.Lock()
+
+    def probe(self, orch: Orchestrator) -> OrchestratorStatus:
+        conn = self.ctx.pool.get(orch.host)
+        with self._lock:
+            bind = self._binds.get(orch.name)
+        if bind is None:
+            try:
+                bind = read_wan_bind(conn, orch)
+            except (RemoteError, ValueError) as exc:
+                return OrchestratorStatus(orch.name, orch.host, reachable=False,
+                                          error=str(exc))
+            with self._lock:
+                self._binds[orch.name] = bind
+        return probe_orchestrator(conn, orch, bind=bind)
+
+    def alive(self, orch: Orchestrator) -> bool:
+        """A process started by ``start-wan.sh -f <wan_xml>`` of this orchestrator runs."""
+        listing = self.ctx.pool.get(orch.host).run(["ps", "-eo", "args="], timeout=30.0).stdout
+        return any(orch.wan_xml in line.split() and "stop-wan" not in line
+                   for line in listing.splitlines())
 
 
-def observe(ctx: ServerOps) -> dict[str, tuple[Orchestrator, OrchestratorStatus, NodeState]]:
+def observe(wan: WanWatch) -> dict[str, tuple[Orchestrator, OrchestratorStatus, NodeState]]:
     """Every orchestrator: its status and the state the plan needs (installed kit when down)."""
     seen = {}
-    for region in ctx.inventory.regions:
+    for region in wan.ctx.inventory.regions:
         for orch in region.orchestrators:
-            conn = ctx.pool.get(orch.host)
-            status = probe_orchestrator(conn, orch)
+            status = wan.probe(orch)
             if status.reachable:
                 state = NodeState(True, status.version)
             else:
-                state = NodeState(_alive(conn, orch), kit_version(conn, orch.install_dir))
+                state = NodeState(wan.alive(orch),
+                                  kit_version(wan.ctx.pool.get(orch.host), orch.install_dir))
             seen[orch.name] = (orch, status, state)
     return seen
 
 
-def _stop(ctx: ServerOps, orch: Orchestrator, rec: StepRecorder) -> None:
+def _stop(wan: WanWatch, orch: Orchestrator, rec: StepRecorder) -> None:
+    ctx = wan.ctx
     conn = ctx.pool.get(orch.host)
     timeout = ctx.inventory.policy.timeouts.orchestrator_s
     result = conn.run(shell([_script(orch, "stop-wan.sh"), "-f", orch.wan_xml]),
@@ -70,7 +105,7 @@ def _stop(ctx: ServerOps, orch: Orchestrator, rec: StepRecorder) -> None:
     rec.done(f"ran stop-wan.sh (exit {result.exit_code})")
 
     def check() -> Poll[bool]:
-        if probe_orchestrator(conn, orch).reachable or _alive(conn, orch):
+        if wan.probe(orch).reachable or wan.alive(orch):
             return Poll(now="still running")
         return Poll(True, "stopped")
 
@@ -82,25 +117,30 @@ def _stop(ctx: ServerOps, orch: Orchestrator, rec: StepRecorder) -> None:
                          f"{console_log(orch)}, stop it by hand, then rerun")
 
 
-def _start(ctx: ServerOps, orch: Orchestrator, rec: StepRecorder) -> None:
+def _start(wan: WanWatch, orch: Orchestrator, rec: StepRecorder) -> None:
+    ctx = wan.ctx
     conn = ctx.pool.get(orch.host)
     license_path = posixpath.join(orch.install_dir.rstrip("/"), LICENSE_FILE_NAME)
-    if conn.run(["test", "-s", license_path], check=False).exit_code != 0:
+    output = start_licensed(conn, detached(
+        [_script(orch, "start-wan.sh"), "-f", orch.wan_xml], console_log(orch),
+        cwd=posixpath.dirname(orch.install_dir.rstrip("/")) or "/"), license_path)
+    if output is None:
         raise StepFailed(orch.name, f"orchestrator {orch.name} was not started: "
                          f"{license_path} is missing on {orch.host}; stage the kit again, "
                          "then rerun")
-    pid = conn.start_detached([_script(orch, "start-wan.sh"), "-f", orch.wan_xml],
-                              console_log(orch),
-                              cwd=posixpath.dirname(orch.install_dir.rstrip("/")) or "/")
-    rec.done(f"started {orch.name} detached (pid {pid})")
+    rec.done(f"started {orch.name} detached (pid {detached_pid(conn, output)})")
     timeout = ctx.inventory.policy.timeouts.orchestrator_s
+    alive_checked = time.monotonic()  # just launched: its process list is read a bit later
 
     def check() -> Poll[OrchestratorStatus]:
-        status = probe_orchestrator(conn, orch)
+        nonlocal alive_checked
+        status = wan.probe(orch)
         if status.reachable and status.version == ctx.target:
             return Poll(status, status.state or "running")
-        if not status.reachable and not _alive(conn, orch):
-            return Poll(now="down", hopeless=f"{orch.name}'s process exited")
+        if not status.reachable and time.monotonic() - alive_checked >= ALIVE_EVERY_S:
+            alive_checked = time.monotonic()
+            if not wan.alive(orch):
+                return Poll(now="down", hopeless=f"{orch.name}'s process exited")
         return Poll(now=status.state or "starting")
 
     outcome = wait_for(check, what=f"{orch.name} running on {ctx.target}", timeout_s=timeout,
@@ -113,15 +153,16 @@ def _start(ctx: ServerOps, orch: Orchestrator, rec: StepRecorder) -> None:
     rec.done(f"{orch.name} runs {ctx.target} as {outcome.value.state}")
 
 
-def confirm_wan(ctx: ServerOps, rec: StepRecorder) -> None:
+def confirm_wan(wan: WanWatch, rec: StepRecorder) -> None:
     """Every orchestrator answers on the target; every replica cache is ACTIVE again."""
+    ctx = wan.ctx
     timeout = ctx.inventory.policy.timeouts.orchestrator_s
     orchs = [o for r in ctx.inventory.regions for o in r.orchestrators]
 
     def check() -> Poll[bool]:
         waiting = []
         for orch in orchs:
-            status = probe_orchestrator(ctx.pool.get(orch.host), orch)
+            status = wan.probe(orch)
             if not status.reachable or status.version != ctx.target:
                 waiting.append(f"{orch.name} {status.state or 'down'}")
                 continue
@@ -144,7 +185,8 @@ def cycle_orchestrators(ctx: ServerOps) -> list[StepRecord]:
         return []
     require_servers_ready(ctx.inventory, ctx.pool, ctx.target, "orchestrators")
     records: list[StepRecord] = []
-    seen = observe(ctx)
+    wan = WanWatch(ctx)
+    seen = observe(wan)
     states = {name: state for name, (_, _, state) in seen.items()}
     wan_only = ctx.inventory.model_copy(update={"regions": [
         r.model_copy(update={"clients": []}) for r in ctx.inventory.regions]})
@@ -162,10 +204,10 @@ def cycle_orchestrators(ctx: ServerOps) -> list[StepRecord]:
                     for s in group if s.skipped]
         todo = [s for s in group if not s.skipped]
         if len(todo) <= 1:
-            records += [_run_step(ctx, s, seen) for s in todo]
+            records += [_run_step(wan, s, seen) for s in todo]
             continue
         with ThreadPoolExecutor(max_workers=len(todo)) as pool:
-            futures = [pool.submit(_run_step, ctx, s, seen) for s in todo]
+            futures = [pool.submit(_run_step, wan, s, seen) for s in todo]
         errors = [e for e in (f.exception() for f in futures) if e is not None]
         records += [f.result() for f in futures if f.exception() is None]
         if errors:
@@ -176,19 +218,20 @@ def cycle_orchestrators(ctx: ServerOps) -> list[StepRecord]:
     return records
 
 
-def _run_step(ctx: ServerOps, step: Step,
+def _run_step(wan: WanWatch, step: Step,
               seen: dict[str, tuple[Orchestrator, OrchestratorStatus, NodeState]],
               ) -> StepRecord:
     """One orchestrator step; its record, or StepFailed naming the orchestrator."""
+    ctx = wan.ctx
     rec = StepRecorder(step.node, step.action)
     try:
         if step.action == "confirm-wan":
-            confirm_wan(ctx, rec)
+            confirm_wan(wan, rec)
         else:
             orch = seen[step.node][0]
             rec.saw(f"{orch.name} ({orch.role}) {seen[step.node][2]}")
             if step.action == "stop":
-                _stop(ctx, orch, rec)
+                _stop(wan, orch, rec)
             elif step.action == "install":
                 staged_kit, staged_license = ctx.staged_paths(orch.host)
                 install_kit(ctx.pool.get(orch.host), orch, target=ctx.target,
@@ -196,7 +239,7 @@ def _run_step(ctx: ServerOps, step: Step,
                             keep_previous=ctx.options.keep_previous_kit,
                             delete_backups=False, rec=rec)
             elif step.action == "start":
-                _start(ctx, orch, rec)
+                _start(wan, orch, rec)
     except RemoteError as exc:
         raise StepFailed(step.node, f"{step.action} of {step.node} failed talking to "
                          f"{exc.host} ({exc}); fix the connection and rerun: finished "

@@ -11,19 +11,13 @@ look. Alerts:
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bm_upgrade.errors import RemoteError
-from bm_upgrade.inventory import Inventory, Orchestrator, Server
-from bm_upgrade.probes import OrchestratorStatus, kit_version, probe_orchestrator, stripe_health
-from bm_upgrade.procedure.observe import ClusterView
-from bm_upgrade.procedure.waits import Seen, Watch
+from bm_upgrade.inventory import Inventory
+from bm_upgrade.procedure.observe import ClusterView, observe_cluster
 from bm_upgrade.remote import HostPool
 
-PARALLEL = 8
-"""Probes at once (threads; the probes wait on the network, not the CPU)."""
 
 def observe_for_watch(inventory: Inventory, pool: HostPool) -> ClusterView:
     """Every server and orchestrator, as cheaply as a look every few seconds allows.
@@ -32,46 +26,7 @@ def observe_for_watch(inventory: Inventory, pool: HostPool) -> ClusterView:
     does not is looked at over SSH (process list, installed kit). So with REST probes a healthy
     cluster costs no SSH session for its servers. Probes run side by side.
     """
-    watch = Watch(inventory, pool)
-    view = ClusterView()
-
-    def server_seen(server: Server) -> Seen | RemoteError:
-        try:
-            status = watch.probe(server)
-            if status.reachable:
-                return Seen(server, status, True, status.version)
-            return Seen(server, status, watch.alive(server),
-                        kit_version(pool.get(server.host), server.install_dir))
-        except RemoteError as exc:
-            return exc
-
-    def orchestrator_seen(orch: Orchestrator) -> OrchestratorStatus | RemoteError:
-        try:
-            return probe_orchestrator(pool.get(orch.host), orch)
-        except RemoteError as exc:
-            return exc
-
-    servers = [server for _, _, server in inventory.servers()]
-    orchestrators = [o for region in inventory.regions for o in region.orchestrators]
-    with ThreadPoolExecutor(max_workers=PARALLEL) as ex:
-        seen_servers = list(ex.map(server_seen, servers))
-        seen_orchs = list(ex.map(orchestrator_seen, orchestrators))
-    for server, seen in zip(servers, seen_servers, strict=True):
-        if isinstance(seen, RemoteError):
-            view.unreachable[server.host] = str(seen)
-        else:
-            view.servers[server.name] = seen
-    for orch, status in zip(orchestrators, seen_orchs, strict=True):
-        if isinstance(status, RemoteError):
-            view.unreachable[orch.host] = str(status)
-        else:
-            view.orchestrators[orch.name] = status
-    for region in inventory.regions:
-        for stripe in region.stripes:
-            if all(s.name in view.servers for s in stripe.servers):
-                view.health[f"{region.name}/{stripe.name}"] = stripe_health(
-                    stripe, [view.servers[s.name].status for s in stripe.servers])
-    return view
+    return observe_cluster(inventory, pool, clients=False)
 
 
 NodeLook = dict[str, str | None]

@@ -79,6 +79,25 @@ def remote_sha256(conn: Connection, path: str) -> str | None:
     return result.stdout.split()[0] if result.stdout.split() else None
 
 
+def _check_and_rename(conn: Connection, part: str, remote: str, expected: str) -> str | None:
+    """Checksum ``part`` on the host and, when it is ``expected``, rename it to ``remote``
+    (one command); returns the checksum found (None: ``part`` is missing)."""
+    src = quote(part)
+    result = conn.run(
+        f"test -f {src} || exit 3; if command -v openssl >/dev/null 2>&1; then "
+        f"sum=$(openssl dgst -sha256 -r < {src}); else sum=$(sha256sum < {src}); fi || exit 4; "
+        f'sum=${{sum%% *}}; echo "$sum"; '
+        f'if [ "$sum" = {quote(expected)} ]; then mv -f -- {src} {quote(remote)}; fi',
+        check=False)
+    if result.exit_code == 3:
+        return None
+    if result.exit_code != 0 or not result.stdout.split():
+        raise TransferFailed(conn.host, f"cannot checksum or rename {part} on {conn.host} "
+                             f"(exit {result.exit_code}: {result.stderr.strip()}); check that "
+                             "openssl or sha256sum exists and the folder is writable")
+    return result.stdout.split()[0]
+
+
 def _remote_size(sftp: paramiko.SFTPClient, path: str) -> int | None:
     try:
         size = sftp.stat(path).st_size
@@ -112,8 +131,12 @@ def upload(conn: Connection, local: Path, remote: str, sha256: str | None = None
     started = time.monotonic()
     expected = (sha256 or file_sha256(local)).lower()
     size = local.stat().st_size
-    conn.run(["mkdir", "-p", "--", posixpath.dirname(remote) or "."])
     sftp = conn.sftp()
+    folder = posixpath.dirname(remote) or "."
+    try:
+        sftp.stat(folder)
+    except FileNotFoundError:
+        conn.run(["mkdir", "-p", "--", folder])
     if _remote_size(sftp, remote) == size and remote_sha256(conn, remote) == expected:
         log.info("%s: %s already there (sha256 matches); skipped", conn.host, remote)
         return UploadResult(conn.host, remote, "skipped", 0, time.monotonic() - started, expected)
@@ -130,13 +153,12 @@ def upload(conn: Connection, local: Path, remote: str, sha256: str | None = None
     except (OSError, paramiko.SSHException, EOFError) as exc:
         raise TransferFailed(conn.host, f"uploading {local} to {conn.host}:{part} failed "
                              f"({exc}); rerun to resume from where it stopped") from exc
-    got = remote_sha256(conn, part)
+    got = _check_and_rename(conn, part, remote, expected)
     if got != expected:
         conn.run(["rm", "-f", "--", part], check=False)
         raise TransferFailed(conn.host, f"{remote} on {conn.host} has sha256 {got}, expected "
                              f"{expected}; the copy was removed. Check that {local} is the "
                              "right file (fetch the kit again) and rerun")
-    conn.run(["mv", "-f", "--", part, remote])
     seconds = time.monotonic() - started
     log.info("%s: uploaded %s (%d bytes in %.1f s)", conn.host, remote, sent, seconds)
     return UploadResult(conn.host, remote, "resumed" if offset else "uploaded", sent, seconds,

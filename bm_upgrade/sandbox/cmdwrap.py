@@ -16,6 +16,10 @@ not journaled: it is a file transfer, not a command. A session without command g
 
 It is copied next to each sshd's config and must stay stdlib-only and cheap: ``json`` costs
 ~13 ms to import here, so lines are encoded by hand; the scan is bounded in depth.
+
+``cmdwrap.c`` is the same wrapper compiled (used where the machine has a C compiler: it saves
+Python's start-up on every command); this module stays the reference and the fallback, and
+journals for it the deletions it hands over with ``--deleted PATH...``.
 """
 
 from __future__ import annotations
@@ -137,12 +141,22 @@ def parse_args(argv: list[str]) -> tuple[str, str, str]:
     options = {"--host": "", "--journal": "", "--scan-root": ""}
     i = 0
     while i < len(argv):
+        if argv[i] == "--deleted":
+            break
         if argv[i] in options and i + 1 < len(argv):
             options[argv[i]] = argv[i + 1]
             i += 2
         else:
             i += 1
     return options["--host"], options["--journal"], options["--scan-root"]
+
+
+def journal_deleted(host: str, journal: str, scan_root: str, paths: list[str]) -> None:
+    """``dirty_backup`` {server, path, action: deleted} for each path (the compiled wrapper's
+    ``--deleted`` hand-over: finding the server needs sandbox.json)."""
+    for path in paths:
+        append(journal, "dirty_backup", server=server_for(scan_root, host, path), path=path,
+               action="deleted")
 
 
 def is_sftp(command: str) -> bool:
@@ -167,6 +181,9 @@ def run(command: str) -> int:
 
 def main(argv: list[str]) -> int:
     host, journal, scan_root = parse_args(argv)
+    if "--deleted" in argv:
+        journal_deleted(host, journal, scan_root, argv[argv.index("--deleted") + 1:])
+        return 0
     command = os.environ.get("SSH_ORIGINAL_COMMAND")
     if command is None:
         shell = os.environ.get("SHELL") or "/bin/sh"
@@ -180,9 +197,7 @@ def main(argv: list[str]) -> int:
     kits_after, backups_after = scan(scan_root)
     for path in sorted(set(kits_after) - set(kits_before)):
         append(journal, "kit_unpacked", host=host, path=path, version=kits_after[path])
-    for path in sorted(backups_before - backups_after):
-        append(journal, "dirty_backup", server=server_for(scan_root, host, path), path=path,
-               action="deleted")
+    journal_deleted(host, journal, scan_root, sorted(backups_before - backups_after))
     return code
 
 

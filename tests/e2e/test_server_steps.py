@@ -179,13 +179,17 @@ def assert_safety_rules(events: list[dict[str, Any]], inv: Inventory) -> None:
         commands = [str(e["command"]) for e in events
                     if e["event"] == "command" and e["host"] == host]
         # A new kit root becomes the install folder (the swap) only once it holds the key,
-        # so every start after a swap finds it.
-        swaps = [i for i, c in enumerate(commands) if ".bm-upgrade-work" in c and "mv " in c]
-        licensed = [i for i, c in enumerate(commands)
-                    if c.startswith("cp ") and "terracotta-license.key" in c]
-        for previous, swap in zip([-1, *swaps], swaps, strict=False):
-            assert any(previous < i < swap for i in licensed), f"{host}: kit swapped in " \
-                f"without its license key: {commands[swap]}"
+        # so every start after a swap finds it: the key is copied into the work folder's kit
+        # root earlier in the same command (joined by &&), or by an earlier command.
+        for i, command in enumerate(commands):
+            swap = re.search(r"mv -- \S*/\.bm-upgrade-work/\S+ ", command)
+            if swap is None:
+                continue
+            copied = re.search(r"cp -- \S+ \S*/\.bm-upgrade-work/\S+/terracotta-license\.key "
+                               r"&& ", command[:swap.start()])
+            assert copied or any(c.startswith("cp ") and "terracotta-license.key" in c
+                                 for c in commands[:i]), \
+                f"{host}: kit swapped in without its license key: {command}"
 
 
 def environ_of(sandbox: E2ESandbox, server: Server) -> str:

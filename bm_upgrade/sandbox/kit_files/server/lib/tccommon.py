@@ -28,6 +28,25 @@ from typing import Any
 
 # ---------------------------------------------------------------- versions
 
+def boot_time_left(start_s: float) -> float:
+    """What is left of a boot of ``start_s`` seconds, counted from this process's exec.
+
+    ``start_s`` (the topology's timing) stands for the JVM's boot; the interpreter's own
+    start-up and imports (~0.1 s here) are part of it, not added to it, so a server or
+    orchestrator reaches its first state ``start_s`` after its launch (or as soon as it can,
+    when ``start_s`` is shorter than the start-up). Linux: /proc/self/stat field 22 is the
+    process's start in clock ticks since boot.
+    """
+    try:
+        with open("/proc/self/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        booted_for = time.clock_gettime(time.CLOCK_BOOTTIME) - started
+    except (OSError, ValueError, IndexError):
+        return start_s
+    return max(0.0, start_s - max(0.0, booted_for))
+
+
 def major_minor(version: str) -> str:
     """``"4.2.1.4"`` -> ``"4.2"``."""
     return ".".join(version.split(".")[:2])

@@ -255,7 +255,7 @@ class Server:
         self.log(f"Terracotta Enterprise {self.version}; server {self.name}, "
                  f"group {self.stripe['name']}, config {self.config_path}")
         # What a JVM takes to boot before it checks its license and binds its ports.
-        self.stopping.wait(self.start_s)
+        self.stopping.wait(tccommon.boot_time_left(self.start_s))
         if tccommon.fault(self.sandbox, "crash-on-start", self.version, self.name):
             raise StartupError(f"Server {self.name} {self.version} crashed at start: "
                                "java.lang.ExceptionInInitializerError (sandbox fault "

@@ -118,7 +118,7 @@ class Orchestrator:
         """Check the license, bind the status port, enter the first state."""
         self.log(f"WAN orchestrator {self.name} {self.version} (region {self.region or '-'}, "
                  f"role {self.role}) starting on {self.config['host']}:{self.config['port']}")
-        self.stopping.wait(self.start_s)
+        self.stopping.wait(tccommon.boot_time_left(self.start_s))
         if tccommon.fault(self.sandbox, "crash-on-start", self.version, self.name):
             raise StartupError(f"Orchestrator {self.name} {self.version} crashed at start "
                                "(sandbox fault crash-on-start)")
