@@ -7,11 +7,14 @@ re-executed alone; inside a stripe the procedure keeps strict order.
 
 Executor, chosen by measurement on this 2-core machine (see README, `make bench`): the
 in-process executor costs ~50 ms per op but runs one op at a time; the multiprocess executor
-runs stripes side by side but costs ~1.1-2.5 s per op to start its process (forkserver with
-the modules preloaded is the cheap end). A stripe upgrade takes two syncs and an election at
-the least (seconds in the sandbox, minutes in production), so with ``parallel_stripes`` > 1
-the multiprocess executor wins as soon as two stripes overlap; with ``parallel_stripes`` = 1
-nothing can overlap and the in-process executor saves the start-up cost of every op.
+runs stripes side by side but costs a process per op: ~2.4 s with spawn, ~1.1-1.5 s with a
+forkserver preloading bm_upgrade, ~0.4 s with it also preloading what a step's process
+imports before its op runs (:data:`PRELOAD_MODULES`), plus each process's own SSH
+handshakes. A stripe upgrade takes two syncs and an election at the least (seconds in the
+sandbox, minutes in production), so with ``parallel_stripes`` > 1 the multiprocess executor
+wins as soon as two stripes overlap; with ``parallel_stripes`` = 1 nothing can overlap and the
+in-process executor saves the start-up cost of every op (``bench/bench_upgrade.py``: the
+two-region benchmark takes ~31 s in process and ~22 s with four stripes side by side).
 """
 
 from __future__ import annotations
@@ -55,6 +58,28 @@ def job_name(inventory: Inventory) -> str:
     return f"upgrade_{inventory.cluster}"
 
 
+PRELOAD_MODULES = [
+    "bm_upgrade.defs.jobs",
+    # What a step's process imports before it runs the op, when the forkserver has not:
+    # the instance's SQLite storages and their alembic checks, the compute log manager.
+    # Measured on a chain of trivial ops: ~1.1-1.5 s from one op's end to the next one's
+    # start with only bm_upgrade preloaded, ~0.4 s with these (a missing one is skipped).
+    "dagster._core.execution.api",
+    "dagster._core.executor.multiprocess",
+    "dagster._core.instance.factory",
+    "dagster._core.secrets.env_file",
+    "dagster._core.storage.event_log.sqlite.sqlite_event_log",
+    "dagster._core.storage.local_compute_log_manager",
+    "dagster._core.storage.migration.utils",
+    "dagster._core.storage.runs.sqlite.sqlite_run_storage",
+    "dagster._core.storage.sqlite_storage",
+    "dagster._core.utility_ops",
+    "dagster._core.workspace.autodiscovery",
+    "alembic.migration",
+    "alembic.script",
+]
+
+
 def executor_for(inventory: Inventory) -> dg.ExecutorDefinition:
     """In-process for one stripe at a time, else forkserver processes (see the module)."""
     parallel = inventory.policy.parallel_stripes
@@ -62,7 +87,7 @@ def executor_for(inventory: Inventory) -> dg.ExecutorDefinition:
         return dg.in_process_executor
     return dg.multiprocess_executor.configured({
         "max_concurrent": parallel,
-        "start_method": {"forkserver": {"preload_modules": ["bm_upgrade.defs.ops"]}},
+        "start_method": {"forkserver": {"preload_modules": PRELOAD_MODULES}},
     })
 
 

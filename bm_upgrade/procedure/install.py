@@ -32,7 +32,7 @@ from bm_upgrade.license import LICENSE_FILE_NAME
 from bm_upgrade.probes import Runner, parse_version
 from bm_upgrade.procedure.records import StepRecorder
 from bm_upgrade.procedure.waits import Watch
-from bm_upgrade.remote.quoting import detached, quote, shell
+from bm_upgrade.remote.quoting import detached, echo_mark, quote, shell, split_marked
 
 WORK_DIR_NAME = ".bm-upgrade-work"
 PREVIOUS_DIR_NAME = ".bm-upgrade-previous"
@@ -151,10 +151,10 @@ def start_licensed(conn: Runner, command: str, license_path: str,
     Raises:
         RemoteError: the start command failed.
     """
-    guard = (f"if ! test -s {quote(license_path)}; then {_echo_mark('no-license')}; exit 0; "
+    guard = (f"if ! test -s {quote(license_path)}; then {echo_mark('no-license')}; exit 0; "
              "fi; ")
     result = conn.run(guard + command, timeout=timeout)
-    if "no-license" in _sections(result.stdout):
+    if "no-license" in split_marked(result.stdout):
         return None
     return result.stdout
 
@@ -235,26 +235,6 @@ class KitLook:
     staged_license: bool
 
 
-_MARK = "@@bm-upgrade "
-
-
-def _sections(output: str) -> dict[str, list[str]]:
-    """Output split at whole marker lines (``@@bm-upgrade <name>``): name -> its lines; the
-    lines before the first marker go under ``""``."""
-    sections: dict[str, list[str]] = {"": []}
-    current = sections[""]
-    for line in output.splitlines():
-        if line.startswith(_MARK):
-            current = sections.setdefault(line[len(_MARK):].strip(), [])
-        elif line.strip():
-            current.append(line.strip())
-    return sections
-
-
-def _echo_mark(name: str) -> str:
-    return shell(["echo", _MARK + name])
-
-
 def look_at_kit(conn: Runner, swap: KitSwap, staged_kit: str, staged_license: str) -> KitLook:
     """The kit root's version and which of the kit root, its license and the staged files
     exist, in one command."""
@@ -264,10 +244,10 @@ def look_at_kit(conn: Runner, swap: KitSwap, staged_kit: str, staged_license: st
              "staged_kit": ["test", "-s", staged_kit],
              "staged_license": ["test", "-s", staged_license]}
     script = "; ".join(
-        [_echo_mark("version"),
+        [echo_mark("version"),
          shell([posixpath.join(swap.install_dir, "server/bin/version.sh")]) + " 2>/dev/null"]
-        + [f"{shell(argv)} && {_echo_mark(name)}" for name, argv in tests.items()]) + "; true"
-    sections = _sections(conn.run(script, check=False).stdout)
+        + [f"{shell(argv)} && {echo_mark(name)}" for name, argv in tests.items()]) + "; true"
+    sections = split_marked(conn.run(script, check=False).stdout)
     return KitLook(current=parse_version("\n".join(sections.get("version", []))),
                    **{name: name in sections for name in tests})
 
@@ -316,9 +296,9 @@ def install_kit(conn: Runner, server: Server | Orchestrator, *, target: str, sta
               shell(["rmdir", "--", swap.work_dir])]
     if look.root_exists and not keep_previous:
         steps.append(shell(["rm", "-rf", "--", aside]))
-    steps += [_echo_mark("installed"),
+    steps += [echo_mark("installed"),
               shell([posixpath.join(swap.install_dir, "server/bin/version.sh")])]
-    sections = _sections(conn.run(" && ".join(steps), timeout=timeout_s).stdout)
+    sections = split_marked(conn.run(" && ".join(steps), timeout=timeout_s).stdout)
     carried = sections[""]
     if carried:
         rec.done(f"carried {', '.join(carried)} from the old kit")
@@ -351,11 +331,11 @@ def _unpack(conn: Runner, server: Server | Orchestrator, staged_kit: str, swap: 
     output = conn.run(" && ".join([
         shell(["rm", "-rf", "--", work]), shell(["mkdir", "-p", work]),
         shell(["tar", "-xzf", staged_kit, "-C", work]), shell(["ls", "-A", work]),
-        _echo_mark("version"),
+        echo_mark("version"),
         # The single top folder's version.sh (more than one top folder is refused below).
         f"{{ for d in {quote(work)}/*; do \"$d/server/bin/version.sh\" 2>/dev/null; break; "
         "done; true; }"]), timeout=timeout_s).stdout
-    sections = _sections(output)
+    sections = split_marked(output)
     tops = sections[""]
     if len(tops) != 1:
         raise StepFailed(server.name, f"{staged_kit} on {server.host} does not hold one top "

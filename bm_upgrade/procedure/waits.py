@@ -33,7 +33,7 @@ from bm_upgrade.probes import (
     probe_server_ssh,
 )
 from bm_upgrade.remote import HostPool
-from bm_upgrade.remote.quoting import shell
+from bm_upgrade.remote.quoting import echo_mark, shell, split_marked
 
 T = TypeVar("T")
 _PROBE_TIMEOUT_S = 5.0
@@ -185,33 +185,21 @@ def server_pids(ps_output: str, server: Server) -> list[int]:
     return pids
 
 
-_PS = ["ps", "-eo", "pid=,args="]
-_KIT_MARK = "@@bm-upgrade kit "
-
-
+_PS = ["ps", "-ww", "-eo", "pid=,args="]
+"""Every process with its whole command line: without ``-ww``, ps cuts lines at ``$COLUMNS``
+when that is set (a login profile may export it), and the tc-config path may be cut off."""
 def look_on_host(conn: Runner, servers: list[Server]) -> tuple[str, dict[str, str | None]]:
     """The host's process list and the kit installed for each of ``servers`` (``version.sh``),
     in one SSH command: ``ps``, then a marker line and ``version.sh`` per server."""
     parts = [shell(_PS)]
     for server in servers:
-        parts.append(shell(["echo", _KIT_MARK + server.name]))
+        parts.append(echo_mark(f"kit {server.name}"))
         parts.append(shell([f"{server.install_dir.rstrip('/')}/server/bin/version.sh"])
                      + " 2>/dev/null")
-    output = conn.run("; ".join(parts), timeout=30.0, check=False).stdout
-    # Line by line: the marker also shows inside ps's line of the `sh -c` running all this,
-    # but only the echo prints it as a whole line.
-    names = {server.name for server in servers}
-    listing: list[str] = []
-    sections: dict[str, list[str]] = {}
-    current = listing
-    for line in output.splitlines():
-        if line.startswith(_KIT_MARK) and line[len(_KIT_MARK):] in names:
-            current = sections.setdefault(line[len(_KIT_MARK):], [])
-        else:
-            current.append(line)
-    kits = {server.name: parse_version("\n".join(sections.get(server.name, [])))
+    sections = split_marked(conn.run("; ".join(parts), timeout=30.0, check=False).stdout)
+    kits = {server.name: parse_version("\n".join(sections.get(f"kit {server.name}", [])))
             for server in servers}
-    return "\n".join(listing), kits
+    return "\n".join(sections[""]), kits
 
 
 class Watch:

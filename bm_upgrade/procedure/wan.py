@@ -76,7 +76,8 @@ class WanWatch:
 
     def alive(self, orch: Orchestrator) -> bool:
         """A process started by ``start-wan.sh -f <wan_xml>`` of this orchestrator runs."""
-        listing = self.ctx.pool.get(orch.host).run(["ps", "-eo", "args="], timeout=30.0).stdout
+        listing = self.ctx.pool.get(orch.host).run(["ps", "-ww", "-eo", "args="],
+                                                   timeout=30.0).stdout
         return any(orch.wan_xml in line.split() and "stop-wan" not in line
                    for line in listing.splitlines())
 

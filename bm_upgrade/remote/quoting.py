@@ -49,3 +49,29 @@ def detached(argv: Sequence[str], log_path: str, cwd: str | None = None) -> str:
         f"setsid nohup {shell(argv)} >>{quote(log_path)} 2>&1 </dev/null & echo $!"
     )
     return f"cd {quote(cwd)} && {start}" if cwd else start
+
+
+MARK = "@@bm-upgrade "
+"""Start of the marker lines that separate the parts of one composite command's output."""
+
+
+def echo_mark(name: str) -> str:
+    """A command printing the marker line ``name`` (see :func:`split_marked`)."""
+    return shell(["echo", MARK + name])
+
+
+def split_marked(output: str) -> dict[str, list[str]]:
+    """The output of a command whose parts are separated by :func:`echo_mark`: marker name ->
+    the non-blank lines after it (stripped); the lines before the first marker under ``""``.
+
+    Only whole lines count as markers: a process listing (``ps``) shows the marker too, inside
+    the line of the ``sh -c`` running the command, but never at its start.
+    """
+    sections: dict[str, list[str]] = {"": []}
+    current = sections[""]
+    for line in output.splitlines():
+        if line.startswith(MARK):
+            current = sections.setdefault(line[len(MARK):].strip(), [])
+        elif line.strip():
+            current.append(line.strip())
+    return sections

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bm_upgrade.remote.quoting import command_line, detached, shell
+from bm_upgrade.remote.quoting import command_line, detached, echo_mark, shell, split_marked
 
 NASTY = ["/opt/my kit/bin", "it's", 'say "hi"', "$(touch /tmp/pwned)", "`id`", "a;b|c&d",
          "*", "~", "new\nline", ""]
@@ -48,3 +48,20 @@ def test_detached_quotes_log_and_cwd() -> None:
     line = detached(["run me", "x"], "/var/log/a b.log", cwd="/opt/$(x)")
     assert line.startswith("cd '/opt/$(x)' && setsid nohup 'run me' x >>'/var/log/a b.log'")
     assert line.endswith("& echo $!")
+
+
+def test_marked_parts_split_in_a_real_shell_even_with_ps_in_the_output() -> None:
+    """A composite command's parts come back apart; the marker inside ps's line of the
+    running shell is not taken for a marker; names with odd characters survive quoting."""
+    odd = "east s1;$(id)"
+    command = "; ".join([
+        "ps -ww -eo pid=,args=", echo_mark(f"kit {odd}"), "printf 'a\\n\\n  b  \\n'",
+        echo_mark("empty"), echo_mark("last"), "echo z"])
+    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True,
+                         check=True).stdout
+    parts = split_marked(out)
+    assert set(parts) == {"", f"kit {odd}", "empty", "last"}
+    assert parts[f"kit {odd}"] == ["a", "b"]
+    assert parts["empty"] == []
+    assert parts["last"] == ["z"]
+    assert any(echo_mark("empty") in line for line in parts[""])  # ps's line of the shell

@@ -4,6 +4,10 @@ on the exact formats of TERRACOTTA.md (saved under tests/fixtures/), and stripe 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,6 +25,7 @@ from bm_upgrade.probes import (
     stripe_health,
     version_from_topology,
 )
+from bm_upgrade.procedure.waits import look_on_host, server_pids
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 STATES = ["START-STATE", "PASSIVE-UNINITIALIZED", "PASSIVE-STANDBY", "ACTIVE-COORDINATOR",
@@ -177,3 +182,45 @@ def test_an_answer_cut_off_midway_is_unreachable_not_a_crash() -> None:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@dataclass(frozen=True)
+class _Done:
+    exit_code: int
+    stdout: str
+
+
+class _LocalRunner:
+    """Runs commands here through sh, with ``COLUMNS`` set as a login profile might."""
+
+    host = "localhost"
+
+    def run(self, command: str | list[str], timeout: float | None = None,
+            check: bool = True) -> _Done:
+        assert isinstance(command, str)
+        done = subprocess.run(["sh", "-c", command], capture_output=True, text=True,
+                              env={**os.environ, "COLUMNS": "40"}, timeout=timeout,
+                              check=False)
+        return _Done(done.returncode, done.stdout)
+
+
+def test_a_server_process_is_found_whatever_the_width_of_ps(tmp_path: Path) -> None:
+    """The host's look lists whole command lines (ps -ww): with COLUMNS=40, ps would cut
+    the line before the tc-config path and the server would look down."""
+    kit = tmp_path / ("a-long-folder-name-" * 4) / "bigmemory-max"
+    (kit / "server" / "bin").mkdir(parents=True)
+    version_sh = kit / "server" / "bin" / "version.sh"
+    version_sh.write_text("#!/bin/sh\necho 'Terracotta Enterprise 4.2.1, as of 2015'\n")
+    version_sh.chmod(0o755)
+    tc_config = str(kit.parent / "etc" / "tc-config.xml")
+    srv = Server(name="east-s1-a", host="localhost", install_dir=str(kit),
+                 tc_config=tc_config, data_dir=str(tmp_path / "data"), management_port=9540)
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-f",
+                             tc_config, "-n", srv.name])
+    try:
+        listing, kits = look_on_host(_LocalRunner(), [srv])
+        assert server_pids(listing, srv) == [proc.pid]
+        assert kits == {"east-s1-a": "4.2.1"}
+    finally:
+        proc.kill()
+        proc.wait()
