@@ -107,9 +107,18 @@ def _records_metadata(records: Sequence[StepRecord]) -> dict[str, dg.MetadataVal
     }
 
 
+def _procedure_log(context: dg.OpExecutionContext) -> logging.Logger:
+    """:data:`PROCEDURE_LOG` when the instance captures bm_upgrade's Python loggers (so the
+    lines are relayed), else the step's own Dagster logger (an instance configured without
+    deploy/dagster.yaml's ``managed_python_loggers`` still shows the progress)."""
+    if "bm_upgrade" in context.instance.managed_python_loggers:
+        return PROCEDURE_LOG
+    return context.log
+
+
 def _ctx(inventory: Inventory, pool: Any, settings: RunSettings,
-         staged: dict[str, StagedKit] | None) -> ServerOps:
-    return ServerOps(inventory, pool, settings.options, dict(staged or {}), PROCEDURE_LOG,
+         staged: dict[str, StagedKit] | None, log: logging.Logger) -> ServerOps:
+    return ServerOps(inventory, pool, settings.options, dict(staged or {}), log,
                      window=settings.window_guard())
 
 
@@ -210,7 +219,7 @@ def upgrade_stripe_op(context: dg.OpExecutionContext, settings: RunSettings,
             names = {s.name for s in stripe.servers}
             records = _would(inventory, settings, pool, lambda s: s.node in names)
         else:
-            ctx = _ctx(inventory, pool, settings, staged)
+            ctx = _ctx(inventory, pool, settings, staged, _procedure_log(context))
             records = upgrade_stripe(ctx, region, stripe)
     context.add_output_metadata(_records_metadata(records))
     return [r.as_dict() for r in records]
@@ -265,7 +274,7 @@ def upgrade_clients_op(context: dg.OpExecutionContext, settings: RunSettings,
         if settings.dry_run:
             records = _would(inventory, settings, pool, lambda s: s.node in names)
         else:
-            ctx = _ctx(inventory, pool, settings, staged)
+            ctx = _ctx(inventory, pool, settings, staged, _procedure_log(context))
             for start in range(0, len(mine), size):
                 records += upgrade_clients(ctx, mine[start:start + size])
     context.add_output_metadata(_records_metadata(records))
@@ -284,7 +293,7 @@ def orchestrators_op(context: dg.OpExecutionContext, settings: RunSettings,
         if settings.dry_run:
             records = _would(inventory, settings, pool, lambda s: s.phase == "orchestrators")
         else:
-            ctx = _ctx(inventory, pool, settings, staged)
+            ctx = _ctx(inventory, pool, settings, staged, _procedure_log(context))
             records = cycle_orchestrators(ctx)
     context.add_output_metadata(_records_metadata(records))
     context.log.info("orchestrators %s done", ", ".join(sorted(names)))

@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from bm_upgrade.defs.launch import rerun, run_upgrade
@@ -93,6 +94,19 @@ def test_upgrade_through_the_cli(sandbox: E2ESandbox) -> None:
     # The mirror first, then the active through a failover, then the failback.
     a, b = (s.name for s in sandbox.inventory.regions[0].stripes[0].servers)
     assert stops(sandbox.journal_path, since)[:2] == [b, a]
+    # The procedure's progress shows in the stripe step's log in the UI (relayed to Dagster
+    # off the step's thread), every line stored before the step's outcome.
+    run_id = first.removeprefix("run_id: ").strip()
+    records = [r for r in dg.DagsterInstance.get().all_logs(run_id)
+               if r.step_key == "upgrade_east_stripe1"]
+    lines = [r for r in records if r.dagster_event is None]
+    ended = next(r for r in records if r.dagster_event is not None
+                 and r.dagster_event.event_type_value == "STEP_SUCCESS")
+    assert any("waited" in r.user_message and f"{b} PASSIVE-STANDBY" in r.user_message
+               for r in lines), [r.user_message for r in lines]
+    assert any(r.user_message.startswith(f"failover-stop {a}") for r in lines)
+    assert max(r.timestamp for r in lines) <= ended.timestamp
+    assert records.index(ended) > max(records.index(r) for r in lines)
 
 
 def test_a_second_run_changes_nothing(sandbox: E2ESandbox) -> None:
