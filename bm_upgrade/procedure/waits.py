@@ -187,7 +187,8 @@ def server_pids(ps_output: str, server: Server) -> list[int]:
 
 _PS = ["ps", "-ww", "-eo", "pid=,args="]
 """Every process with its whole command line: without ``-ww``, ps cuts lines at ``$COLUMNS``
-when that is set (a login profile may export it), and the tc-config path may be cut off."""
+when that is set (a login profile may export it) or at the width of a terminal on one of its
+standard streams, and the tc-config path may be cut off."""
 def look_on_host(conn: Runner, servers: list[Server]) -> tuple[str, dict[str, str | None]]:
     """The host's process list and the kit installed for each of ``servers`` (``version.sh``),
     in one SSH command: ``ps``, then a marker line and ``version.sh`` per server."""
