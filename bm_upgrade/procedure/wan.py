@@ -249,6 +249,7 @@ def _run_step(wan: WanWatch, step: Step,
     ctx.log.info("%s", record.summary())
     return record
 
+
 def _servers_done(ctx: ServerOps) -> dict[str, NodeState]:
     """Servers as already upgraded (checked by require_servers_ready): the plan then lists
     only orchestrator work."""
