@@ -32,7 +32,14 @@ from bm_upgrade.license import LICENSE_FILE_NAME
 from bm_upgrade.probes import Runner, parse_version
 from bm_upgrade.procedure.records import StepRecorder
 from bm_upgrade.procedure.waits import Watch
-from bm_upgrade.remote.quoting import detached, echo_mark, quote, shell, split_marked
+from bm_upgrade.remote.quoting import (
+    detached,
+    echo_mark,
+    printed_pid,
+    quote,
+    shell,
+    split_marked,
+)
 
 WORK_DIR_NAME = ".bm-upgrade-work"
 PREVIOUS_DIR_NAME = ".bm-upgrade-previous"
@@ -165,11 +172,11 @@ def detached_pid(conn: Runner, output: str) -> int:
     Raises:
         CommandFailed: it printed no pid.
     """
-    last = output.strip().splitlines()[-1:] or [""]
-    if not last[0].isdigit():
+    pid = printed_pid(output)
+    if pid is None:
         raise CommandFailed(conn.host, "start", 0, output,
                             f"expected a pid on stdout, got {output!r}")
-    return int(last[0])
+    return pid
 
 
 # -- the kit swap -----------------------------------------------------------------------------

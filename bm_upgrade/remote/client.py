@@ -34,7 +34,7 @@ from bm_upgrade.errors import (
 from bm_upgrade.inventory import SshSettings
 from bm_upgrade.remote.auth import candidate_keys
 from bm_upgrade.remote.hostkeys import HostKeyChecker
-from bm_upgrade.remote.quoting import Command, command_line, detached
+from bm_upgrade.remote.quoting import Command, command_line, detached, printed_pid
 
 if TYPE_CHECKING:
     from bm_upgrade.remote.transfer import UploadResult
@@ -305,11 +305,11 @@ class Connection:
         Its stdout and stderr are appended to ``log_path`` (whose folder must exist).
         """
         result = self.run(detached(argv, log_path, cwd), timeout=timeout)
-        last = result.stdout.strip().splitlines()[-1:] or [""]
-        if not last[0].isdigit():
+        pid = printed_pid(result.stdout)
+        if pid is None:
             raise CommandFailed(self.host, result.command, result.exit_code, result.stdout,
                                 f"expected a pid on stdout, got {result.stdout!r}")
-        return int(last[0])
+        return pid
 
     # -- files ----------------------------------------------------------------------------
     def sftp(self) -> paramiko.SFTPClient:

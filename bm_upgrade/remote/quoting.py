@@ -51,6 +51,12 @@ def detached(argv: Sequence[str], log_path: str, cwd: str | None = None) -> str:
     return f"cd {quote(cwd)} && {start}" if cwd else start
 
 
+def printed_pid(output: str) -> int | None:
+    """The pid a :func:`detached` command printed (its last line), None if it printed none."""
+    last = output.strip().splitlines()[-1:] or [""]
+    return int(last[0]) if last[0].isdigit() else None
+
+
 MARK = "@@bm-upgrade "
 """Start of the marker lines that separate the parts of one composite command's output."""
 
