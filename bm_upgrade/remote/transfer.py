@@ -64,38 +64,41 @@ def file_sha256(path: Path, limit: int | None = None) -> str:
 
 def remote_sha256(conn: Connection, path: str) -> str | None:
     """sha256 of a file on the host, or None when it does not exist."""
-    # openssl uses the CPU's SHA instructions (~6x coreutils' sha256sum here: 0.37 s instead of
-    # 1.6 s for 256 MiB); sha256sum is the fallback on hosts without openssl.
-    src = quote(path)
-    result = conn.run(f"test -f {src} || exit 3; if command -v openssl >/dev/null 2>&1; then "
-                      f"openssl dgst -sha256 -r < {src}; else sha256sum < {src}; fi",
-                      check=False)
-    if result.exit_code == 3:
-        return None
-    if result.exit_code != 0:
-        raise TransferFailed(conn.host, f"cannot checksum {path} on {conn.host} (exit "
-                             f"{result.exit_code}: {result.stderr.strip()}); check that "
-                             "openssl or sha256sum exists and the file is readable")
-    return result.stdout.split()[0] if result.stdout.split() else None
+    return _remote_sum(conn, path)
 
 
 def _check_and_rename(conn: Connection, part: str, remote: str, expected: str) -> str | None:
     """Checksum ``part`` on the host and, when it is ``expected``, rename it to ``remote``
     (one command); returns the checksum found (None: ``part`` is missing)."""
-    src = quote(part)
-    result = conn.run(
-        f"test -f {src} || exit 3; if command -v openssl >/dev/null 2>&1; then "
-        f"sum=$(openssl dgst -sha256 -r < {src}); else sum=$(sha256sum < {src}); fi || exit 4; "
-        f'sum=${{sum%% *}}; echo "$sum"; '
-        f'if [ "$sum" = {quote(expected)} ]; then mv -f -- {src} {quote(remote)}; fi',
-        check=False)
+    return _remote_sum(conn, part, rename_to=(expected, remote))
+
+
+def _remote_sum(conn: Connection, path: str,
+                rename_to: tuple[str, str] | None = None) -> str | None:
+    """sha256 of ``path`` on the host (None: no such file); with ``rename_to`` = (expected,
+    destination), the file is also renamed there in the same command when its sum is the
+    expected one."""
+    # openssl uses the CPU's SHA instructions (~6x coreutils' sha256sum here: 0.37 s instead of
+    # 1.6 s for 256 MiB); sha256sum is the fallback on hosts without openssl.
+    src = quote(path)
+    script = (f"test -f {src} || exit 3; if command -v openssl >/dev/null 2>&1; then "
+              f"sum=$(openssl dgst -sha256 -r < {src}); else sum=$(sha256sum < {src}); fi "
+              f'|| exit 4; sum=${{sum%% *}}; echo "$sum"')
+    if rename_to is not None:
+        expected, destination = rename_to
+        script += (f'; if [ "$sum" = {quote(expected)} ]; then '
+                   f"mv -f -- {src} {quote(destination)}; fi")
+    result = conn.run(script, check=False)
     if result.exit_code == 3:
         return None
-    if result.exit_code != 0 or not result.stdout.split():
-        raise TransferFailed(conn.host, f"cannot checksum or rename {part} on {conn.host} "
-                             f"(exit {result.exit_code}: {result.stderr.strip()}); check that "
-                             "openssl or sha256sum exists and the folder is writable")
-    return result.stdout.split()[0]
+    words = result.stdout.split()
+    if result.exit_code != 0 or (rename_to is not None and not words):
+        what, need = (("checksum", "the file is readable") if rename_to is None
+                      else ("checksum or rename", "the folder is writable"))
+        raise TransferFailed(conn.host, f"cannot {what} {path} on {conn.host} (exit "
+                             f"{result.exit_code}: {result.stderr.strip()}); check that "
+                             f"openssl or sha256sum exists and {need}")
+    return words[0] if words else None
 
 
 def _remote_size(sftp: paramiko.SFTPClient, path: str) -> int | None:
