@@ -25,12 +25,14 @@ slow-stop          server or orchestrator name     a requested stop (REST, stop 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import re
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +166,18 @@ def clear(directory: Path, target: str | None = None) -> list[str]:
                        action="clear")
         messages.append(f"cleared {kind} on {name}")
     return messages
+
+
+@contextlib.contextmanager
+def injected(directory: Path, kind: str, target: str, *,
+             seconds: float | None = None) -> Iterator[str]:
+    """:func:`inject` for the duration of a ``with`` block (yields its sentence), then
+    :func:`clear` on ``target``, whatever the block did."""
+    message = inject(directory, kind, target, seconds=seconds)
+    try:
+        yield message
+    finally:
+        clear(directory, target)
 
 
 def resume_hosts(directory: Path) -> None:

@@ -82,8 +82,7 @@ def test_first_look_records_every_node_then_nothing(sandbox: E2ESandbox, ticks: 
 
 def test_a_mirror_out_of_standby_alerts_once(sandbox: E2ESandbox, ticks: Ticks) -> None:
     mirror = sandbox.inventory.regions[0].stripes[0].servers[1].name
-    faults.inject(sandbox.directory, "no-sync", mirror)
-    try:
+    with faults.injected(sandbox.directory, "no-sync", mirror):
         failed = run_upgrade(sandbox.inventory_path, overrides={"sync_timeout_s": 3.0})
         assert not failed.success
         seen, _ = ticks.tick()
@@ -107,8 +106,6 @@ def test_a_mirror_out_of_standby_alerts_once(sandbox: E2ESandbox, ticks: Ticks) 
         going = watch_step(WatchMemory(), sandbox.inventory, view, 0.0, upgrading=True,
                            no_standby_alert_s=3600)
         assert going.raised == []
-    finally:
-        faults.clear(sandbox.directory, mirror)
     again = rerun(failed.run_id)
     assert again.success, again.failure
     back, _ = ticks.tick()

@@ -212,12 +212,9 @@ def test_upgrade_launched_through_graphql_succeeds(ui: Ui) -> None:
 
 def test_failed_run_reexecuted_from_failure_through_graphql(ui: Ui) -> None:
     config = {**UpgradeConfig.defaults_for(ui.sandbox.inventory), "target_version": "4.2.0"}
-    faults.inject(ui.sandbox.directory, "crash-on-start", "4.2.0")
-    try:
+    with faults.injected(ui.sandbox.directory, "crash-on-start", "4.2.0"):
         failed_id = ui.launch(config)
         failed = ui.wait(failed_id)
-    finally:
-        faults.clear(ui.sandbox.directory, "4.2.0")
     assert failed["status"] == "FAILURE"
     failed_steps = {s["stepKey"] for s in failed["stepStats"] if s["status"] == "FAILURE"}
     assert failed_steps == {"upgrade_east_stripe1"}

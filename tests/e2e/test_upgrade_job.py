@@ -131,12 +131,9 @@ def test_rollback_deleting_dirty_backups(sandbox: E2ESandbox) -> None:
 
 def test_a_mirror_that_never_syncs_then_rerun(sandbox: E2ESandbox) -> None:
     a, b = (s.name for s in sandbox.inventory.regions[0].stripes[0].servers)
-    faults.inject(sandbox.directory, "no-sync", b)
     since = time.time()
-    try:
+    with faults.injected(sandbox.directory, "no-sync", b):
         outcome = run_upgrade(sandbox.inventory_path, overrides={"sync_timeout_s": 3.0})
-    finally:
-        faults.clear(sandbox.directory, b)
     assert not outcome.success
     assert outcome.failure and "upgrade_east_stripe1" in outcome.failure and b in outcome.failure
     assert a not in stops(sandbox.journal_path, since), "the active was stopped"
@@ -152,24 +149,18 @@ def test_a_mirror_that_never_syncs_then_rerun(sandbox: E2ESandbox) -> None:
 
 
 def test_expired_license_is_refused_before_anything_stops(sandbox: E2ESandbox) -> None:
-    faults.inject(sandbox.directory, "expired-license", "license")
     since = time.time()
-    try:
+    with faults.injected(sandbox.directory, "expired-license", "license"):
         outcome = run_upgrade(sandbox.inventory_path, target="4.2.0")
-    finally:
-        faults.clear(sandbox.directory, "license")
     assert not outcome.success
     assert outcome.failure and "preflight" in outcome.failure and "expires" in outcome.failure
     assert changing_commands(sandbox.journal_path, since) == []
 
 
 def test_a_kit_that_crashes_on_start_leaves_the_stripe_served(sandbox: E2ESandbox) -> None:
-    faults.inject(sandbox.directory, "crash-on-start", "4.2.0")
     since = time.time()
-    try:
+    with faults.injected(sandbox.directory, "crash-on-start", "4.2.0"):
         outcome = run_upgrade(sandbox.inventory_path, target="4.2.0")
-    finally:
-        faults.clear(sandbox.directory, "4.2.0")
     assert not outcome.success
     assert outcome.failure and "upgrade_east_stripe1" in outcome.failure
     assert "ACTIVE-COORDINATOR" in states(sandbox), "the stripe lost its active"

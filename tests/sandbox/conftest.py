@@ -15,6 +15,7 @@ import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,14 +190,22 @@ def start_sandbox(directory: Path, topology: str = "small") -> Sandbox:
     return Sandbox(directory=directory, inventory=inventory, info=info)
 
 
+@contextmanager
+def running_sandbox(sandbox_tmp: Path, name: str, topology: str = "small") -> Iterator[Sandbox]:
+    """A sandbox of ``topology`` in its own folder under ``sandbox_tmp``, down (by PID) after
+    the block."""
+    from bm_upgrade.sandbox import cluster
+
+    directory = new_folder(sandbox_tmp, name)
+    try:
+        yield start_sandbox(directory, topology)
+    finally:
+        cluster.down(directory)
+
+
 @pytest.fixture(scope="session")
 def small_sandbox(sandbox_tmp: Path) -> Iterator[Sandbox]:
     """The shipped ``small`` topology, up for the whole session. Do not stop or fail over its
     servers (use your own sandbox for that); reading and running harmless commands is fine."""
-    from bm_upgrade.sandbox import cluster
-
-    directory = new_folder(sandbox_tmp, "sandbox-small")
-    try:
-        yield start_sandbox(directory)
-    finally:
-        cluster.down(directory)
+    with running_sandbox(sandbox_tmp, "sandbox-small") as sandbox:
+        yield sandbox

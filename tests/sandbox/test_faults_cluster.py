@@ -14,19 +14,16 @@ import paramiko
 import pytest
 
 from bm_upgrade.cli import main
-from bm_upgrade.sandbox import cluster
+from bm_upgrade.sandbox import cluster, faults
 
-from .conftest import Sandbox, new_folder, ssh_connect, start_sandbox
+from .conftest import Sandbox, running_sandbox, ssh_connect
 from .test_hosts_failover import Node
 
 
 @pytest.fixture(scope="module")
 def sandbox(sandbox_tmp: Path) -> Iterator[Sandbox]:
-    directory = new_folder(sandbox_tmp, "sandbox-faults")
-    try:
-        yield start_sandbox(directory)
-    finally:
-        cluster.down(directory)
+    with running_sandbox(sandbox_tmp, "sandbox-faults") as sandbox:
+        yield sandbox
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +83,16 @@ def test_no_sync_keeps_a_mirror_uninitialized_until_cleared(
     assert mirror.wait_state("PASSIVE-STANDBY", timeout_s=10) < 5
     assert ("no-sync", mirror.name, "inject") in fault_events(sandbox)
     assert ("no-sync", mirror.name, "clear") in fault_events(sandbox)
+
+
+def test_injected_clears_its_fault_even_when_the_block_fails(sandbox: Sandbox) -> None:
+    with pytest.raises(RuntimeError, match="the block failed"), \
+            faults.injected(sandbox.directory, "no-sync", "east-s1-b") as said:
+        assert "east-s1-b" in said
+        assert [f["kind"] for f in faults.active(sandbox.directory)] == ["no-sync"]
+        raise RuntimeError("the block failed")
+    assert faults.active(sandbox.directory) == []
+    assert ("no-sync", "east-s1-b", "clear") in fault_events(sandbox)
 
 
 def test_crash_on_start_makes_a_kit_version_exit_2(

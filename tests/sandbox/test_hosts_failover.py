@@ -14,16 +14,13 @@ import pytest
 
 from bm_upgrade.sandbox import cluster, processes
 
-from .conftest import Sandbox, new_folder, ssh_run, start_sandbox
+from .conftest import Sandbox, running_sandbox, ssh_run
 
 
 @pytest.fixture(scope="module")
 def sandbox(sandbox_tmp: Path) -> Iterator[Sandbox]:
-    directory = new_folder(sandbox_tmp, "sandbox-failover")
-    try:
-        yield start_sandbox(directory)
-    finally:
-        cluster.down(directory)
+    with running_sandbox(sandbox_tmp, "sandbox-failover") as sandbox:
+        yield sandbox
 
 
 class Node:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,9 +14,9 @@ from typing import Any
 
 import paramiko
 
-from bm_upgrade.sandbox import cluster, wan
+from bm_upgrade.sandbox import wan
 
-from .conftest import Sandbox, new_folder, ssh_run, start_sandbox
+from .conftest import Sandbox, running_sandbox, ssh_run
 
 
 class Orch:
@@ -100,13 +101,10 @@ def orchestrator_states(sandbox: Sandbox, since: float) -> list[tuple[str, str]]
 @contextmanager
 def wan_sandbox(sandbox_tmp: Path, name: str, topology_text: str) -> Iterator[Sandbox]:
     """A sandbox of ``topology_text`` in its own folder, down (by PID) after the block."""
-    directory = new_folder(sandbox_tmp, name)
-    topology = directory.parent / f"{directory.name}.yaml"
+    topology = sandbox_tmp / f"{name}-{uuid.uuid4().hex[:8]}.yaml"
     topology.write_text(topology_text, encoding="utf-8")
-    try:
-        yield start_sandbox(directory, str(topology))
-    finally:
-        cluster.down(directory)
+    with running_sandbox(sandbox_tmp, name, str(topology)) as sandbox:
+        yield sandbox
 
 
 @contextmanager
