@@ -20,11 +20,15 @@ import hmac
 import json
 import os
 import socket
+import threading
 import time
 import xml.etree.ElementTree as ET
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 # ---------------------------------------------------------------- versions
 
@@ -45,6 +49,18 @@ def boot_time_left(start_s: float) -> float:
     except (OSError, ValueError, IndexError):
         return start_s
     return max(0.0, start_s - max(0.0, booted_for))
+
+
+def serve_http(handler: type[BaseHTTPRequestHandler], host: str,
+               port: int) -> ThreadingHTTPServer:
+    """Serve ``handler`` on ``host:port`` from a daemon thread (raises OSError if taken)."""
+    from http.server import ThreadingHTTPServer  # only the programs that serve pay for it
+
+    httpd = ThreadingHTTPServer((host, port), handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.5},
+                     daemon=True).start()
+    return httpd
 
 
 def major_minor(version: str) -> str:

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
@@ -116,8 +115,4 @@ class _Handler(BaseHTTPRequestHandler):
 def start_rest(server: Server) -> ThreadingHTTPServer:
     """Serve the management API on the server's management port (raises OSError if taken)."""
     handler = type("Handler", (_Handler,), {"tc": server})
-    httpd = ThreadingHTTPServer((server.me["host"], server.me["management_port"]), handler)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.5},
-                     daemon=True).start()
-    return httpd
+    return tccommon.serve_http(handler, server.me["host"], server.me["management_port"])

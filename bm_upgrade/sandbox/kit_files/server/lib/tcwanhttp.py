@@ -11,15 +11,15 @@ from __future__ import annotations
 import http.client
 import json
 import sys
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bm_upgrade.sandbox.kit_files.server.lib import tcwanxml
+    from bm_upgrade.sandbox.kit_files.server.lib import tccommon, tcwanxml
     from bm_upgrade.sandbox.kit_files.server.lib.tcwan import Orchestrator
 else:
+    import tccommon
     import tcwanxml
 
 PEER_TIMEOUT_S = 0.5
@@ -106,8 +106,4 @@ def stop(argv: list[str]) -> int:
 def serve(orch: Orchestrator) -> ThreadingHTTPServer:
     """Serve the endpoints on the orchestrator's bind address (raises OSError if taken)."""
     handler = type("Handler", (_Handler,), {"orch": orch})
-    httpd = ThreadingHTTPServer((orch.config["host"], orch.config["port"]), handler)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.5},
-                     daemon=True).start()
-    return httpd
+    return tccommon.serve_http(handler, orch.config["host"], orch.config["port"])
