@@ -17,7 +17,7 @@ from bm_upgrade.cli import main
 from bm_upgrade.sandbox import cluster, faults
 
 from .conftest import Sandbox, running_sandbox, ssh_connect
-from .test_hosts_failover import Node
+from .test_hosts_failover import Node, stripe_nodes
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +28,8 @@ def sandbox(sandbox_tmp: Path) -> Iterator[Sandbox]:
 
 @pytest.fixture(scope="module")
 def nodes(sandbox: Sandbox) -> Iterator[tuple[Node, Node]]:
-    first, second = Node(sandbox, "east-s1-a"), Node(sandbox, "east-s1-b")
-    yield first, second
-    first.ssh.close()
-    second.ssh.close()
+    with stripe_nodes(sandbox) as both:
+        yield both
 
 
 def fault(sandbox: Sandbox, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

@@ -7,6 +7,7 @@ import json
 import shlex
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import paramiko
@@ -73,12 +74,21 @@ class Node:
         return self.script("stop-tc-server.sh", "-f", str(self.config), "-n", self.name, *extra)
 
 
+@contextmanager
+def stripe_nodes(sandbox: Sandbox) -> Iterator[tuple[Node, Node]]:
+    """The two servers of the small topology's stripe, their SSH sessions closed after."""
+    first, second = Node(sandbox, "east-s1-a"), Node(sandbox, "east-s1-b")
+    try:
+        yield first, second
+    finally:
+        first.ssh.close()
+        second.ssh.close()
+
+
 @pytest.fixture(scope="module")
 def nodes(sandbox: Sandbox) -> Iterator[tuple[Node, Node]]:
-    first, second = Node(sandbox, "east-s1-a"), Node(sandbox, "east-s1-b")
-    yield first, second
-    first.ssh.close()
-    second.ssh.close()
+    with stripe_nodes(sandbox) as both:
+        yield both
 
 
 def _events(sandbox: Sandbox, event: str) -> list[dict[str, object]]:
