@@ -259,6 +259,11 @@ class Policy(_Model):
     parallel_stripes: int = Field(default=1, ge=1)
     allow_downtime: bool = False
     accept_data_loss: bool = False
+    continue_on_failure: bool = Field(
+        default=False,
+        description="After a step of a run fails, let other stripes still start disruptive "
+        "work (stopping servers, clients, orchestrators). Off: once anything failed, every "
+        "later disruptive step ends safely, naming the failure (DESIGN.md rule 12).")
     timeouts: Timeouts = Field(default_factory=Timeouts)
 
 

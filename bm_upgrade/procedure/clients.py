@@ -86,7 +86,7 @@ def upgrade_client(ctx: ServerOps, client: Client) -> list[StepRecord]:
     records: list[StepRecord] = []
     try:
         if status.running is not False:
-            ctx.check_window(client.name, f"stop of client {client.name}", CLIENT)
+            ctx.before_disruptive(client.name, f"stop of client {client.name}", CLIENT)
             rec = StepRecorder(client.name, "stop")
             rec.saw(found)
             conn.run(client.stop_command, timeout=ctx.inventory.policy.timeouts.client_s)

@@ -31,6 +31,7 @@ from bm_upgrade.inventory import Inventory, Region, Server, Stripe
 from bm_upgrade.license import LICENSE_FILE_NAME
 from bm_upgrade.plan import ACTIVE, STANDBY, PlanOptions, Step, make_plan
 from bm_upgrade.probes import ServerStatus, kit_version
+from bm_upgrade.procedure import halt
 from bm_upgrade.procedure.install import (
     console_log,
     console_tail,
@@ -66,6 +67,9 @@ class ServerOps(Watch):
         poll_s: pause between looks while waiting.
         window: when set, every disruptive step first checks it ends before the maintenance
             window closes (runs of a schedule, or started by hand asking for it).
+        halted: when set, asked before every disruptive step; a sentence naming an earlier
+            failure of the same run that stops new disruptive work, or None to go on
+            (procedure/halt.py).
     """
 
     inventory: Inventory
@@ -75,6 +79,7 @@ class ServerOps(Watch):
     log: logging.Logger = log
     poll_s: float = POLL_S
     window: WindowGuard | None = None
+    halted: Callable[[], str | None] | None = None
 
     @classmethod
     def create(cls, inventory: Inventory, pool: HostPool, *, target: str | None = None,
@@ -102,8 +107,21 @@ class ServerOps(Watch):
         return (posixpath.join(folder, kit_file_name(kit)),
                 posixpath.join(folder, LICENSE_FILE_NAME))
 
-    def check_window(self, node: str, step: str, kind: str) -> None:
-        """Before a disruptive step: raises StepFailed if it would outlast the window."""
+    def before_disruptive(self, node: str, step: str, kind: str) -> None:
+        """Before a disruptive step (stopping a server, a client, the orchestrators).
+
+        Raises:
+            StepFailed: a stop was requested (procedure/halt.py), an earlier step of the run
+                failed (``halted``), or the step would outlast the maintenance window. Nothing
+                was changed by this step.
+        """
+        requested = halt.stop_reason()
+        if requested is not None:
+            raise StepFailed(node, f"{step} not started: {requested}; nothing was changed by "
+                             "this step; rerun (or re-execute from failure) to go on")
+        earlier = self.halted() if self.halted is not None else None
+        if earlier is not None:
+            raise StepFailed(node, f"{step} not started: {earlier}")
         if self.window is not None:
             self.window.check(node, step, kind)
 
@@ -188,7 +206,7 @@ def run_step(ctx: ServerOps, stripe: Stripe, step: Step, seen: Mapping[str, Seen
         raise StepFailed(step.node, f"the plan asked for {step.action!r} on {step.node}, which "
                          "the server procedure does not know; this is a bug, please report it")
     if step.action in DISRUPTIVE:
-        ctx.check_window(step.node, f"{step.action} of {step.node} (stripe {stripe.name})",
+        ctx.before_disruptive(step.node, f"{step.action} of {step.node} (stripe {stripe.name})",
                          DISRUPTIVE[step.action])
     try:
         action(ctx, stripe, server, seen, rec)

@@ -195,7 +195,7 @@ def cycle_orchestrators(ctx: ServerOps) -> list[StepRecord]:
     steps = [s for s in plan.steps if s.phase == "orchestrators"]
     first_stop = next((s for s in steps if s.action == "stop" and not s.skipped), None)
     if first_stop is not None:  # once: the cycle is one outage of the WAN replication
-        ctx.check_window(first_stop.node, "the orchestrator cycle (stop, upgrade, start "
+        ctx.before_disruptive(first_stop.node, "the orchestrator cycle (stop, upgrade, start "
                          "every orchestrator)", ORCHESTRATORS)
     # Steps of one plan stage may overlap (the plan's lanes): stop the standbys together,
     # then the masters, install all, start the masters, then the standbys.
