@@ -18,9 +18,10 @@ $(STAMP): pyproject.toml
 DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
 # bm_upgrade's instance settings (deploy/dagster.yaml: one run per cluster) unless the
-# folder already has a dagster.yaml of its own.
+# folder already has a dagster.yaml of its own; the instance's storage is created here, once,
+# so the webserver and the daemon never both create it at the same moment.
 setup: $(STAMP)
-	@$(BIN)/python -c 'import pathlib, sys; from bm_upgrade.defs.launch import INSTANCE_YAML, ensure_instance_yaml; path = ensure_instance_yaml(pathlib.Path(sys.argv[1])); same = path.read_text() == INSTANCE_YAML; print("Dagster instance settings:", path, "" if same else "(your own, kept: compare it with deploy/dagster.yaml, whose run queue allows one run per cluster)")' '$(DAGSTER_HOME)'
+	@$(BIN)/python -c 'import pathlib, sys; from bm_upgrade.defs.launch import INSTANCE_YAML, prepare_instance; path = prepare_instance(pathlib.Path(sys.argv[1])); same = path.read_text() == INSTANCE_YAML; print("Dagster instance settings:", path, "" if same else "(your own, kept: compare it with deploy/dagster.yaml, whose run queue allows one run per cluster)")' '$(DAGSTER_HOME)'
 
 lint: setup
 	$(BIN)/ruff check bm_upgrade tests bench

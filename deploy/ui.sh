@@ -27,6 +27,12 @@ PY
   export BM_UPGRADE_INVENTORY_DIR=$DEMO_DIR
 fi
 
+# The instance's settings and storage, created once here: the webserver and the daemon would
+# each create the SQLite storage of an empty DAGSTER_HOME at the same moment.
+"$BIN/python" -c 'import pathlib, sys
+from bm_upgrade.defs.launch import prepare_instance
+prepare_instance(pathlib.Path(sys.argv[1]))' "$DAGSTER_HOME"
+
 # A background child of a script starts with SIGINT ignored, and a Dagster server that
 # ignores it does not stop: reset SIGINT and SIGTERM to default, then become the server.
 launch() {

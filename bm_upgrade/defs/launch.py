@@ -65,6 +65,23 @@ def ensure_instance_yaml(home: Path) -> Path:
     return path
 
 
+def prepare_instance(home: Path) -> Path:
+    """Write bm_upgrade's dagster.yaml into ``home`` unless it has one, then create (or check)
+    the instance's run, event log and schedule storage once; returns the dagster.yaml's path.
+
+    Call it before dagster-webserver and dagster-daemon start: each creates and stamps the
+    SQLite databases of an empty ``DAGSTER_HOME`` on its own, and two doing it at the same
+    moment leave alembic with two heads, after which the code location does not load.
+    """
+    path = ensure_instance_yaml(home)
+    with dg.DagsterInstance.from_config(str(home)) as inst:
+        # Each storage creates and stamps its databases when first used.
+        inst.get_runs(limit=1)
+        inst.event_log_storage.get_asset_records()
+        inst.all_instigator_state()
+    return path
+
+
 def instance() -> dg.DagsterInstance:
     """The Dagster instance of ``DAGSTER_HOME`` (where the UI reads its run history)."""
     try:

@@ -14,7 +14,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from bm_upgrade.defs.launch import ensure_instance_yaml, run_upgrade
+from bm_upgrade.defs.launch import prepare_instance, run_upgrade
 from bm_upgrade.errors import UserError
 from tests.dagster import processes
 from tests.unit.inventories import minimal
@@ -26,7 +26,7 @@ IN_PROGRESS = {dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED}
 @pytest.fixture
 def home() -> Iterator[Path]:
     folder = Path(tempfile.mkdtemp(prefix="bm-upgrade-queue-"))
-    ensure_instance_yaml(folder)
+    prepare_instance(folder)  # the daemon and three `dagster job launch` start side by side
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
 

@@ -24,7 +24,7 @@ import pytest
 
 from bm_upgrade.definitions import INVENTORY_DIR_ENV
 from bm_upgrade.defs.config import UpgradeConfig
-from bm_upgrade.defs.launch import ensure_instance_yaml
+from bm_upgrade.defs.launch import prepare_instance
 from bm_upgrade.defs.notify import UI_URL_ENV, WEBHOOK_ENV
 from bm_upgrade.defs.sensors import INTERVAL_ENV
 from bm_upgrade.procedure.kit import CACHE_DIR_ENV
@@ -160,7 +160,7 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture(scope="module")
 def ui(receiver: Receiver) -> Iterator[Ui]:
     home = Path(tempfile.mkdtemp(prefix="bm-upgrade-ui-"))
-    ensure_instance_yaml(home)
+    prepare_instance(home)  # before the servers: both would create the storage at once
     started: list[Any] = []
     sandbox = start_e2e_sandbox("small")
     try:
