@@ -27,6 +27,7 @@ import dagster as dg
 
 from bm_upgrade.defs.jobs import CLUSTER_TAG
 from bm_upgrade.inventory import Inventory
+from bm_upgrade.redact import redact_text, redact_urls
 
 WEBHOOK_ENV = "BM_UPGRADE_WEBHOOK_URL"
 UI_URL_ENV = "BM_UPGRADE_UI_URL"
@@ -42,23 +43,35 @@ def ui_url() -> str:
 
 
 def post(payload: dict[str, Any]) -> str:
-    """POST ``payload`` to the webhook; returns what happened, in words without the URL."""
+    """POST ``payload`` to the webhook; returns what happened, in words without the URL.
+
+    Never raises: a notification that cannot be sent is logged (a warning, without the URL,
+    which often is a token) and must not fail the sensor or the run that sent it.
+    """
     url = os.environ.get(WEBHOOK_ENV)
     if not url:
         return f"not posted: {WEBHOOK_ENV} is not set"
     if not url.startswith(("http://", "https://")):
-        return f"not posted: {WEBHOOK_ENV} is not an http(s) URL"
-    request = urllib.request.Request(  # noqa: S310 (scheme checked just above)
-        url, data=json.dumps(payload).encode(), method="POST",
-        headers={"Content-Type": "application/json"})
+        return _not_sent(f"not posted: {WEBHOOK_ENV} is not an http(s) URL")
     try:
+        request = urllib.request.Request(  # noqa: S310 (scheme checked just above)
+            url, data=json.dumps(payload).encode(), method="POST",
+            headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310
             return f"posted (HTTP {response.status})"
     except urllib.error.HTTPError as exc:
-        return f"webhook refused the message (HTTP {exc.code})"
-    except (OSError, ValueError) as exc:
-        # The reason, never the URL (urllib's errors do not carry it; keep it that way).
-        return f"webhook not reachable ({type(exc).__name__}: {getattr(exc, 'reason', exc)})"
+        return _not_sent(f"webhook refused the message (HTTP {exc.code})")
+    except Exception as exc:  # anything urllib and http.client raise: never out of here
+        # Their errors may quote the URL or a piece of it (http.client.InvalidURL, a
+        # ValueError of Request): the reason is shown with every part of the URL taken out.
+        reason = redact_text(str(getattr(exc, "reason", None) or exc), url, whole=True)
+        return _not_sent(f"webhook not reachable ({type(exc).__name__}: {reason}); check "
+                         f"{WEBHOOK_ENV}")
+
+
+def _not_sent(outcome: str) -> str:
+    log.warning("notification %s", outcome)
+    return outcome
 
 
 def failure_of(events: Sequence[dg.DagsterEvent]) -> tuple[str | None, str]:
@@ -79,7 +92,8 @@ def failure_of(events: Sequence[dg.DagsterEvent]) -> tuple[str | None, str]:
 def run_message(event: str, run: dg.DagsterRun, step: str | None,
                 reason: str | None) -> dict[str, Any]:
     return {"event": event, "cluster": run.tags.get(CLUSTER_TAG), "run_id": run.run_id,
-            "job": run.job_name, "failed_step": step, "reason": reason,
+            "job": run.job_name, "failed_step": step,
+            "reason": redact_urls(reason) if reason else reason,
             "link": f"{ui_url()}/runs/{run.run_id}"}
 
 

@@ -3,35 +3,30 @@
 Safety rule 1: nothing is stopped, removed or overwritten until preflight has passed
 everywhere. It checks, in this order (cheapest and most likely to fail first): the
 maintenance window, the license key, every host reachable, every node probed, every stripe
-served by one ACTIVE (mirrors PASSIVE-STANDBY, or on their way back from an earlier run), the
-plan's refusals (downtime, data loss, not a maintenance upgrade), and disk room for the kit.
-It returns the cluster as seen, which the report uses as the "before" picture.
+served by one ACTIVE (mirrors PASSIVE-STANDBY, or on their way back from an earlier run), and
+the plan's refusals (downtime, data loss, not a maintenance upgrade). It returns the cluster as
+seen, which the report uses as the "before" picture.
+
+The target and the policy choices come from the run's options only (``PlanOptions``), never
+from the inventory's own ``target_version``: a run ``--to 4.2.0`` resumes an interrupted
+rollback. Disk room is checked once the kit's size is known, when it is staged (still before
+anything is stopped: procedure/room.py).
 """
 
 from __future__ import annotations
 
 import datetime
-import http.client
 import logging
-import posixpath
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from bm_upgrade.errors import StepFailed
-from bm_upgrade.inventory import Inventory, Kit
+from bm_upgrade.inventory import Inventory
 from bm_upgrade.license import check_license
 from bm_upgrade.plan import Plan, PlanOptions, make_plan
-from bm_upgrade.procedure.kit import kit_cache_dir, kit_file_name, staging_targets
 from bm_upgrade.procedure.observe import ClusterView, observe_cluster
-from bm_upgrade.remote import Connection, HostPool, quote
+from bm_upgrade.remote import HostPool
 
 log = logging.getLogger(__name__)
-
-DISK_FACTOR = 3
-"""Room a host needs, in kit sizes: the staged tarball, the unpacked kit, the previous kit."""
-
 
 @dataclass
 class PreflightResult:
@@ -54,61 +49,13 @@ def check_window(window_end: datetime.datetime | None, now: datetime.datetime) -
     return f"inside the maintenance window until {window_end.isoformat()}"
 
 
-def kit_size_hint(kit: Kit, cache_dir: Path | None = None) -> int | None:
-    """The kit's size in bytes if it can be known without downloading it."""
-    cached = kit_cache_dir(cache_dir) / kit_file_name(kit)
-    if cached.exists():
-        return cached.stat().st_size
-    parsed = urllib.parse.urlparse(kit.url)
-    if parsed.scheme == "file":
-        path = Path(urllib.request.url2pathname(parsed.path))
-        return path.stat().st_size if path.exists() else None
-    try:
-        request = urllib.request.Request(kit.url, method="HEAD")  # noqa: S310
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-            length = response.headers.get("Content-Length")
-    except (OSError, http.client.HTTPException):
-        return None
-    return int(length) if length and length.isdigit() else None
-
-
-def check_disk(inventory: Inventory, pool: HostPool, kit_bytes: int | None) -> list[str]:
-    """Every host that lacks room for the kit (empty: all have room); hosts side by side."""
-    if not kit_bytes:
-        return []
-    need_kb = DISK_FACTOR * kit_bytes // 1024 + 1
-    parents = {host: posixpath.dirname(folder.rstrip("/")) or "/"
-               for host, folder in staging_targets(inventory).items()}
-
-    def free_kb(conn: Connection) -> tuple[int | None, str]:
-        result = conn.run(f"df -Pk -- {quote(parents[conn.host])} | tail -n 1", timeout=30.0,
-                          check=False)
-        fields = result.stdout.split()
-        if result.exit_code != 0 or len(fields) < 4 or not fields[3].isdigit():
-            return None, result.stderr.strip()
-        return int(fields[3]), ""
-
-    looked = pool.fan_out(parents, free_kb)
-    short: list[str] = []
-    for host, parent in parents.items():
-        if host in looked.errors:
-            short.append(f"{host}: cannot read free space of {parent} ({looked.errors[host]})")
-            continue
-        free, why = looked.results[host]
-        if free is None:
-            short.append(f"{host}: cannot read free space of {parent} ({why})")
-        elif free < need_kb:
-            short.append(f"{host}: {parent} has {free // 1024} MiB free, the kit "
-                         f"needs {need_kb // 1024} MiB")
-    return short
-
-
-def stripe_problems(inventory: Inventory, view: ClusterView) -> tuple[list[str], list[str]]:
+def stripe_problems(inventory: Inventory, view: ClusterView,
+                    target: str) -> tuple[list[str], list[str]]:
     """(errors, warnings) about the stripes.
 
     A stripe must be served by exactly one ACTIVE. A mirror that is down or still syncing is
-    an error, unless it already runs the target (an earlier run was interrupted there: the
-    plan brings it back first).
+    an error, unless it already runs the run's ``target`` (an earlier run to that target was
+    interrupted there: the plan brings it back first).
     """
     errors: list[str] = []
     warnings: list[str] = []
@@ -127,7 +74,7 @@ def stripe_problems(inventory: Inventory, view: ClusterView) -> tuple[list[str],
                 state = seen.node_state
                 if server.name == health.active or server.name in health.standbys:
                     continue
-                if state.version == inventory.target_version:
+                if state.version == target:
                     warnings.append(f"{key}: {seen.describe()}: an earlier run stopped there; "
                                     "it is brought back first")
                 else:
@@ -142,7 +89,7 @@ def preflight(inventory: Inventory, pool: HostPool, options: PlanOptions, *,
     """Run every check; raise on the first group that fails, having touched nothing.
 
     Raises:
-        StepFailed: window closed, a host unreachable, a stripe not healthy, no disk room.
+        StepFailed: window closed, a host unreachable, a stripe not healthy.
         LicenseError: the key does not fit the target or the window.
         PlanRefused: downtime, data loss or not a maintenance upgrade, without consent.
     """
@@ -161,7 +108,7 @@ def preflight(inventory: Inventory, pool: HostPool, options: PlanOptions, *,
                          f"({hosts}); nothing was touched; fix SSH access and rerun")
     checks.append(f"all {len(inventory.hosts())} hosts reachable over SSH")
 
-    errors, warnings = stripe_problems(inventory, view)
+    errors, warnings = stripe_problems(inventory, view, options.target_version)
     if errors:
         raise StepFailed("preflight", "stripes not healthy: " + "; ".join(errors)
                          + "; nothing was touched; fix them and rerun")
@@ -170,12 +117,6 @@ def preflight(inventory: Inventory, pool: HostPool, options: PlanOptions, *,
     plan = make_plan(inventory, view.node_states(), options)  # raises PlanRefused
     checks.append(f"plan: {len(plan.todo())} change step(s) to do")
 
-    kit = inventory.kit_for(options.target_version)
-    short = check_disk(inventory, pool, kit_size_hint(kit) if kit else None)
-    if short:
-        raise StepFailed("preflight", "not enough disk room for the kit: " + "; ".join(short)
-                         + "; free space there (old kits, dirty-objectdb backups) and rerun")
-    checks.append("disk room for the kit on every host")
     for line in checks + warnings:
         log.info("preflight: %s", line)
     return PreflightResult(view=view, plan=plan, warnings=warnings, checks=checks)

@@ -4,7 +4,7 @@ and why. Plain text that reads well in a terminal and as Markdown in the Dagster
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from bm_upgrade.inventory import Inventory
@@ -41,6 +41,8 @@ class Report:
     rows: list[MatrixRow]
     steps: list[dict[str, Any]]
     problems: list[str] = field(default_factory=list)
+    cleanup: dict[str, str] = field(default_factory=dict)
+    """Host -> what became of its staging folder (after a successful run)."""
 
     @classmethod
     def build(cls, inventory: Inventory, settings: _Settings,
@@ -79,6 +81,9 @@ class Report:
     def ok(self) -> bool:
         return not self.problems
 
+    def with_cleanup(self, cleanup: Mapping[str, str]) -> Report:
+        return replace(self, cleanup=dict(cleanup))
+
 
 def render_report(report: Report) -> str:
     """The report as Markdown-friendly plain text."""
@@ -110,4 +115,7 @@ def render_report(report: Report) -> str:
         lines.append(f"Every node runs {report.target}.")
     else:
         lines += [f"- {p}" for p in report.problems]
+    if report.cleanup:
+        lines += ["", "## Staging", ""]
+        lines += [f"- {host}: {what}" for host, what in report.cleanup.items()]
     return "\n".join(lines)
