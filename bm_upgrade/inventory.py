@@ -18,10 +18,17 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
+from bm_upgrade import bounded_yaml
+from bm_upgrade.cron import parse_cron
 from bm_upgrade.errors import FieldIssue, InventoryError
-
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-"""libyaml's safe loader when PyYAML has it (7x faster on 50 inventories), else the Python one."""
+from bm_upgrade.inventory_checks import (
+    REMOTE_PATH_FIELDS,
+    NodeFolders,
+    host_problem,
+    kit_root_issues,
+    remote_path_problem,
+    stripe_node_issues,
+)
 
 VERSION_PATTERN = r"^4\.2\.\d+(\.\d+)*$"
 """A BigMemory Max 4.2 build: 4.2.N, optionally with more dot-parts (4.2.1.4.2)."""
@@ -41,6 +48,35 @@ _INLINE_SECRET_KEYS = {
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+
+def _host(host: str) -> str:
+    problem = host_problem(host)
+    if problem:
+        raise ValueError(problem)
+    return host
+
+
+def _remote_path(path: str | None) -> str | None:
+    problem = remote_path_problem(path) if path is not None else None
+    if problem:
+        raise ValueError(problem)
+    return path
+
+
+class _Node(_Model):
+    """A node reached over SSH: its host is a hostname or an IP address (it goes into SSH
+    connections and URLs), its remote paths are absolute and normalised."""
+
+    @field_validator("host", check_fields=False)
+    @classmethod
+    def _valid_host(cls, host: str) -> str:
+        return _host(host)
+
+    @field_validator(*REMOTE_PATH_FIELDS, check_fields=False)
+    @classmethod
+    def _normalised_path(cls, path: str | None) -> str | None:
+        return _remote_path(path)
 
 
 Name = Field(pattern=NAME_PATTERN, min_length=1, max_length=64)
@@ -63,6 +99,11 @@ class JumpHost(_Model):
     port: int = Field(default=22, ge=1, le=65535)
     user: str | None = None
 
+    @field_validator("host")
+    @classmethod
+    def _valid_host(cls, host: str) -> str:
+        return _host(host)
+
 
 class SshSettings(_Model):
     """How bm_upgrade reaches every host. Secrets are referenced, never written here."""
@@ -79,9 +120,10 @@ class SshSettings(_Model):
         default=None, description="Path to a file holding the key passphrase."
     )
     use_agent: bool = Field(default=True, description="Also offer keys from the SSH agent.")
-    known_hosts: str | None = Field(
+    known_hosts: str = Field(
         default="~/.ssh/known_hosts",
-        description="known_hosts file every host key is checked against.",
+        description="known_hosts file every host key is checked against (required: a host "
+        "key is always checked; record new hosts with `bm-upgrade trust-hosts INVENTORY`).",
     )
     accept_unknown_host_keys: bool = Field(
         default=False,
@@ -92,6 +134,16 @@ class SshSettings(_Model):
     command_timeout_s: float = Field(default=120.0, gt=0)
     keepalive_s: float = Field(default=15.0, ge=0)
 
+    @field_validator("known_hosts", mode="before")
+    @classmethod
+    def _known_hosts_named(cls, known_hosts: object) -> object:
+        if known_hosts is None or (isinstance(known_hosts, str) and not known_hosts.strip()):
+            raise ValueError(
+                "known_hosts must name a known_hosts file: without one no host key would be "
+                "checked; set it (default ~/.ssh/known_hosts) and, for hosts contacted for "
+                "the first time, record their keys with `bm-upgrade trust-hosts INVENTORY`")
+        return known_hosts
+
     @model_validator(mode="after")
     def _one_passphrase_source(self) -> SshSettings:
         if self.key_passphrase_env and self.key_passphrase_file:
@@ -100,11 +152,6 @@ class SshSettings(_Model):
             )
         if not self.key_file and not self.use_agent:
             raise ValueError("set key_file, or use_agent: true, so there is a key to log in with")
-        if not self.known_hosts and not self.accept_unknown_host_keys:
-            raise ValueError(
-                "host keys must be checked: set known_hosts to a known_hosts file, or set "
-                "accept_unknown_host_keys: true explicitly to trust new hosts"
-            )
         return self
 
 
@@ -123,7 +170,7 @@ class Kit(_Model):
         return url
 
 
-class Server(_Model):
+class Server(_Node):
     """One Terracotta server (L2) of a stripe."""
 
     name: str = Name
@@ -169,7 +216,7 @@ class Stripe(_Model):
         return self.servers[0] if self.servers else None
 
 
-class Client(_Model):
+class Client(_Node):
     """An application JVM with the kit's client jars (ehcache-ee, toolkit runtime) on its
     classpath."""
 
@@ -183,7 +230,7 @@ class Client(_Model):
     )
 
 
-class Orchestrator(_Model):
+class Orchestrator(_Node):
     """A WAN replication orchestrator."""
 
     name: str = Name
@@ -219,9 +266,14 @@ class Window(_Model):
 
     @field_validator("cron")
     @classmethod
-    def _five_fields(cls, cron: str) -> str:
-        if len(cron.split()) != 5:
-            raise ValueError("cron needs 5 fields: minute hour day-of-month month day-of-week")
+    def _valid_cron(cls, cron: str) -> str:
+        # The schedule is built from it when the code location loads: a cron Dagster refuses
+        # would take the cluster's job out of the location, so refuse it here, by name.
+        try:
+            parse_cron(cron)
+        except ValueError as exc:
+            raise ValueError(f"{cron!r}: {exc}; fix it (minute hour day-of-month month "
+                             "day-of-week), or remove window.cron for the default") from None
         return cron
 
     @field_validator("timezone")
@@ -441,6 +493,26 @@ def _cross_field_issues(inv: Inventory) -> Iterator[FieldIssue]:  # noqa: PLR091
                              f"kit version {kit.version} is listed twice; keep one")
         seen_kits.add(kit.version)
 
+    # The job names a step per stripe after it: names must stay apart once '-' and '.' are '_'.
+    yield from stripe_node_issues(
+        (f"regions[{ri}].stripes[{si}].name", region.name, stripe.name)
+        for ri, region in enumerate(inv.regions) for si, stripe in enumerate(region.stripes))
+    yield from kit_root_issues(_node_folders(inv))
+
+
+def _node_folders(inv: Inventory) -> Iterator[NodeFolders]:
+    """Every node that runs from a kit root, with what must stay outside kit roots."""
+    for ri, region in enumerate(inv.regions):
+        for si, stripe in enumerate(region.stripes):
+            for vi, server in enumerate(stripe.servers):
+                yield NodeFolders(f"regions[{ri}].stripes[{si}].servers[{vi}]", server.name,
+                                  server.host, server.install_dir,
+                                  (("data_dir", server.data_dir),
+                                   ("tc_config", server.tc_config)))
+        for oi, orch in enumerate(region.orchestrators):
+            yield NodeFolders(f"regions[{ri}].orchestrators[{oi}]", orch.name, orch.host,
+                              orch.install_dir, (("wan_xml", orch.wan_xml),))
+
 
 # -- loading --------------------------------------------------------------------------------
 def _loc_to_path(loc: tuple[int | str, ...]) -> str:
@@ -530,14 +602,25 @@ def load_inventory(path: str | Path) -> Inventory:
     """
     file = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with Path(path).open("rb") as stream:
+            raw = stream.read(bounded_yaml.MAX_BYTES + 1)
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise InventoryError(file, [FieldIssue("", "no such file; check the path")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InventoryError(file, [FieldIssue("", f"cannot read the file ({exc}); check its "
                                                    "permissions and encoding (UTF-8)")]) from None
+    if len(raw) > bounded_yaml.MAX_BYTES:
+        raise InventoryError(file, [FieldIssue("", "the file is larger than "
+                                                   f"{bounded_yaml.MAX_BYTES // 1024} KiB, far "
+                                                   "more than any cluster's inventory; check "
+                                                   "that this is the inventory file")])
     try:
-        data = yaml.load(text, Loader=_SafeLoader)  # noqa: S506 (a safe loader)
+        data = bounded_yaml.load(text)
+    except bounded_yaml.YamlTooLarge as exc:
+        raise InventoryError(file, [FieldIssue("", f"the YAML is refused: {exc}; "
+                                                   "write the values out, with fewer anchors "
+                                                   "and aliases (&name, *name)")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -86,9 +86,14 @@ def test_stripe_without_server() -> None:
     assert "no server" in message and "at least one" in message
 
 
+SECOND_KIT = "/opt/terracotta/tsa-a2/bigmemory-max"
+"""The second server's own kit root, for tests that put it on the first one's host."""
+
+
 def test_same_host_same_port() -> None:
     data = minimal()
-    data["regions"][0]["stripes"][0]["servers"][1]["host"] = "10.0.0.1"
+    data["regions"][0]["stripes"][0]["servers"][1].update(host="10.0.0.1",
+                                                          install_dir=SECOND_KIT)
     issues = dict(issues_of(data))
     assert set(issues) == {"regions[0].stripes[0].servers[1].tsa_port",
                            "regions[0].stripes[0].servers[1].management_port"}
@@ -99,7 +104,7 @@ def test_same_host_same_port() -> None:
 def test_same_host_distinct_ports_but_same_management_port() -> None:
     data = minimal()
     second = data["regions"][0]["stripes"][0]["servers"][1]
-    second.update(host="10.0.0.1", tsa_port=9610)
+    second.update(host="10.0.0.1", tsa_port=9610, install_dir=SECOND_KIT)
     path, message = only_issue(data)
     assert path == "regions[0].stripes[0].servers[1].management_port"
     assert "9540" in message
@@ -109,7 +114,8 @@ def test_same_host_implied_port_collision() -> None:
     # tsa_port 9520 on the same host collides with tsa-a1's implied jmx port (9510 + 10).
     data = minimal()
     second = data["regions"][0]["stripes"][0]["servers"][1]
-    second.update(host="10.0.0.1", tsa_port=9520, management_port=9640)
+    second.update(host="10.0.0.1", tsa_port=9520, management_port=9640,
+                  install_dir=SECOND_KIT)
     path, message = only_issue(data)
     assert path == "regions[0].stripes[0].servers[1].tsa_port"
     assert "9520" in message
@@ -119,7 +125,7 @@ def test_same_host_same_data_dir() -> None:
     data = minimal()
     second = data["regions"][0]["stripes"][0]["servers"][1]
     second.update(host="10.0.0.1", tsa_port=9610, management_port=9640,
-                  data_dir="/var/lib/terracotta/tsa-a1/data/")
+                  data_dir="/var/lib/terracotta/tsa-a1/data/", install_dir=SECOND_KIT)
     path, message = only_issue(data)
     assert path == "regions[0].stripes[0].servers[1].data_dir"
     assert "tsa-a1" in message and "own" in message
@@ -128,7 +134,8 @@ def test_same_host_same_data_dir() -> None:
 def test_two_servers_on_one_host_with_distinct_ports_and_data_are_fine() -> None:
     data = minimal()
     second = data["regions"][0]["stripes"][0]["servers"][1]
-    second.update(host="10.0.0.1", tsa_port=9610, management_port=9640)
+    second.update(host="10.0.0.1", tsa_port=9610, management_port=9640,
+                  install_dir=SECOND_KIT)
     parse_inventory(data, "x")
 
 
@@ -192,14 +199,20 @@ def test_kit_url_scheme_and_sha() -> None:
     assert "64 hexadecimal" in issues["kits[1].sha256"]
 
 
-def test_host_keys_are_checked_unless_opted_out_explicitly() -> None:
+@pytest.mark.parametrize("known_hosts", [None, "", "  "])
+@pytest.mark.parametrize("accept", [False, True])
+def test_known_hosts_must_name_a_file(known_hosts: str | None, accept: bool) -> None:
+    # A null known_hosts with accept_unknown_host_keys: true used to mean no host key
+    # checking at all; it is refused whatever else is set.
     data = minimal()
-    data["ssh"]["known_hosts"] = None
+    data["ssh"].update(known_hosts=known_hosts, accept_unknown_host_keys=accept)
     path, message = only_issue(data)
-    assert path == "ssh"
-    assert "accept_unknown_host_keys: true" in message
-    data["ssh"]["accept_unknown_host_keys"] = True
-    assert parse_inventory(data, "x").ssh.accept_unknown_host_keys is True
+    assert path == "ssh.known_hosts"
+    assert "must name a known_hosts file" in message
+    assert "bm-upgrade trust-hosts INVENTORY" in message
+
+
+def test_host_keys_are_checked_by_default() -> None:
     # The default is to check against ~/.ssh/known_hosts and reject unknown keys.
     default = minimal()
     del default["ssh"]["known_hosts"]

@@ -1,0 +1,190 @@
+"""Inventory checks that concern what the tool does with a value later: remote paths (the kit
+swap moves a whole kit root), host values (they go into SSH connections and URLs) and the
+names the Dagster graph gives stripes.
+
+Plain Python with no bm_upgrade imports besides the error types (the inventory's validators
+call it, and so do :mod:`bm_upgrade.probes` and the Dagster layer), so the layering holds:
+:func:`graph_name` is the one op-naming rule, shared by the inventory's collision check and the
+job's node names.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import posixpath
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from bm_upgrade.errors import FieldIssue
+
+REMOTE_PATH_FIELDS = ("install_dir", "tc_config", "data_dir", "wan_xml", "lib_dir",
+                      "console_log")
+"""Every field holding a path on a remote host."""
+
+_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_FIXED_NODES = re.compile(r"^(preflight|fetch_kit|stage_kit|verify_servers|"
+                          r"upgrade_orchestrators|upgrade_clients_\d+|report)$")
+"""Node names the upgrade graph gives its own steps (defs/jobs.py)."""
+
+
+# -- remote paths ---------------------------------------------------------------------------
+def remote_path_problem(path: str) -> str | None:
+    """Why ``path`` is not an absolute, normalised path on a host (None: it is).
+
+    One trailing ``/`` is allowed; ``..``, ``.``, ``//``, ``~`` and the root itself are not:
+    the tool compares paths as written (is this data folder inside that kit root?), and a kit
+    root that is not what it looks like may be moved aside or deleted.
+    """
+    if _CONTROL.search(path):
+        return f"{path!r} holds a control character (a newline?); write the path on one line"
+    if not path.startswith("/"):
+        return (f"{path!r} is not an absolute path; write it from the root, such as "
+                "/opt/terracotta/bigmemory-max (a remote path has no ~ or working folder)")
+    bare = path[:-1] if path.endswith("/") and len(path) > 1 else path
+    if bare == "/":
+        return "'/' is the root folder itself; name the folder the field means"
+    normal = posixpath.normpath(bare)
+    if normal != bare or "//" in bare:
+        return (f"{path!r} is not normalised (no '..', '.' or '//' parts); write it as "
+                f"{normal!r} if that is the folder you mean")
+    return None
+
+
+def clean_path(path: str) -> str:
+    """``path`` without its trailing ``/`` (for comparing normalised paths)."""
+    return path.rstrip("/") or "/"
+
+
+def is_inside(path: str, root: str) -> bool:
+    """Whether ``path`` is ``root`` or lies under it (both normalised)."""
+    path, root = clean_path(path), clean_path(root)
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+# -- hosts ----------------------------------------------------------------------------------
+def host_problem(host: str) -> str | None:
+    """Why ``host`` is not a hostname (RFC 1123) or an IPv4/IPv6 literal (None: it is)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return None
+    hint = ("; write a hostname (letters, digits, '-' and '.') or an IP address such as "
+            "10.0.0.1 or fd00::1, nothing else")
+    if "@" in host:
+        return f"{host!r} holds a user; put the login user in ssh.user{hint}"
+    if "://" in host or "/" in host:
+        return f"{host!r} is a URL or a path, not a host{hint}"
+    if host.startswith("[") and host.endswith("]"):
+        return f"{host!r}: write an IPv6 address without brackets ({host[1:-1]})"
+    name = host[:-1] if host.endswith(".") else host
+    labels = name.split(".")
+    if len(name) > 253 or not all(_LABEL.match(label) for label in labels):
+        return f"{host!r} is not a valid host name{hint}"
+    if all(label.isdigit() for label in labels):
+        return f"{host!r} is not a valid IPv4 address{hint}"
+    return None
+
+
+def canonical_host(host: str) -> str:
+    """One spelling per host, for telling whether two nodes share one (case, IPv6 forms)."""
+    try:
+        return ipaddress.ip_address(host).compressed
+    except ValueError:
+        return host.lower().rstrip(".")
+
+
+def url_host(host: str) -> str:
+    """``host`` as the host part of a URL: an IPv6 literal in brackets (its zone's ``%`` as
+    ``%25``), anything else unchanged."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if address.version == 6:
+        return "[" + host.replace("%", "%25") + "]"
+    return host
+
+
+# -- graph names ----------------------------------------------------------------------------
+def graph_name(*parts: str) -> str:
+    """A valid Dagster name from inventory names (which may hold '-' and '.'): the job's node
+    names (``upgrade_<region>_<stripe>``) are built with this."""
+    return "_".join(parts).replace("-", "_").replace(".", "_")
+
+
+def stripe_node(region: str, stripe: str) -> str:
+    """The graph node of one stripe: ``upgrade_<region>_<stripe>``."""
+    return graph_name("upgrade", region, stripe)
+
+
+def stripe_node_issues(stripes: Iterable[tuple[str, str, str]]) -> Iterator[FieldIssue]:
+    """Stripes whose graph nodes would collide, given ``(field path, region, stripe)``: two
+    stripes named apart only by '-', '.' or '_' (``stripe-1``, ``stripe.1``), or a region and
+    stripe that spell another step's node (region ``clients``, stripe ``1``)."""
+    owners: dict[str, tuple[str, str, str]] = {}
+    for path, region, stripe in stripes:
+        node = stripe_node(region, stripe)
+        if _FIXED_NODES.match(node):
+            yield FieldIssue(path, f"stripe {stripe!r} of region {region!r} would be the job "
+                                   f"step {node}, which the upgrade already has; rename the "
+                                   "stripe")
+            continue
+        first = owners.setdefault(node, (path, region, stripe))
+        if first[0] != path and first[1:] != (region, stripe):  # exact twins: reported apart
+            yield FieldIssue(path, f"stripe {stripe!r} of region {region!r} and stripe "
+                                   f"{first[2]!r} of region {first[1]!r} ({first[0]}) both "
+                                   f"become the job step {node} ('-' and '.' become '_'); "
+                                   "rename one of them")
+
+
+# -- kit roots ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NodeFolders:
+    """The folders of one node on its host, as the kit-root check needs them."""
+
+    path: str
+    """Field path of the node (``regions[0].stripes[1].servers[0]``)."""
+    name: str
+    host: str
+    kit_root: str
+    """Its ``install_dir``: the folder an upgrade moves aside (or deletes) and replaces."""
+    kept_out: tuple[tuple[str, str], ...]
+    """``(field, path)`` of what must survive a swap: data folder, tc-config, wan.xml."""
+
+
+def kit_root_issues(nodes: Iterable[NodeFolders]) -> Iterator[FieldIssue]:
+    """DESIGN.md rule 9 on the inventory: no data folder, tc-config or wan.xml inside a kit
+    root on its host, and no two nodes of one host with the same (or nested) kit root."""
+    by_host: dict[str, list[NodeFolders]] = {}
+    for node in nodes:
+        by_host.setdefault(canonical_host(node.host), []).append(node)
+    for group in by_host.values():
+        for index, node in enumerate(group):
+            for field, path in node.kept_out:
+                for owner in group:
+                    if is_inside(path, owner.kit_root):
+                        whose = ("its own kit root" if owner is node
+                                 else f"the kit root of {owner.name!r} ({owner.path})")
+                        yield FieldIssue(f"{node.path}.{field}",
+                                         f"{path} lies inside {owner.kit_root}, {whose} on "
+                                         f"host {node.host}, which an upgrade moves aside or "
+                                         f"deletes; keep the {field} outside every "
+                                         "install_dir")
+            # One kit root per node rather than a per-host lock: a lock would only take turns
+            # at swapping one folder, and the second swap would still replace (and move
+            # aside) the kit the first node has just started from. With a root each, two
+            # steps never swap the same kit root at once, whatever runs side by side.
+            for other in group[:index]:
+                if is_inside(node.kit_root, other.kit_root) or is_inside(other.kit_root,
+                                                                         node.kit_root):
+                    yield FieldIssue(f"{node.path}.install_dir",
+                                     f"{node.kit_root} on host {node.host} overlaps the kit "
+                                     f"root {other.kit_root} of {other.name!r} "
+                                     f"({other.path}); give each server and orchestrator on "
+                                     "one host its own install_dir, none inside another, so "
+                                     "two upgrade steps never swap the same kit root")
+                    break
