@@ -25,13 +25,14 @@ from bm_upgrade.errors import BmUpgradeError
 from bm_upgrade.inventory import Client, Inventory, Region, Stripe
 from bm_upgrade.plan import make_plan
 from bm_upgrade.procedure.clients import upgrade_clients
-from bm_upgrade.procedure.kit import StagedKit, fetch_kit, stage_kit
+from bm_upgrade.procedure.kit import StagedKit, clean_staging, fetch_kit, stage_kit
 from bm_upgrade.procedure.observe import observe_cluster
 from bm_upgrade.procedure.preflight import preflight
 from bm_upgrade.procedure.records import StepRecord, skipped
 from bm_upgrade.procedure.report import Report, render_report
 from bm_upgrade.procedure.servers import ServerOps, upgrade_stripe
 from bm_upgrade.procedure.wan import cycle_orchestrators
+from bm_upgrade.redact import redact_url
 
 Records = list[dict[str, Any]]
 
@@ -167,7 +168,7 @@ def fetch_kit_op(context: dg.OpExecutionContext, settings: RunSettings,
     kit = inventory.kit_for(settings.options.target_version)
     assert kit is not None  # preflight checked it
     if settings.dry_run:
-        context.add_output_metadata({"would_fetch": kit.url})
+        context.add_output_metadata({"would_fetch": redact_url(kit.url)})
         return ""
     started = time.monotonic()
     with one_sentence(), relayed_logs():
@@ -187,11 +188,18 @@ def stage_kit_op(context: dg.OpExecutionContext, settings: RunSettings, kit_path
     if settings.dry_run:
         context.add_output_metadata({"would_stage_on": ", ".join(inventory.hosts())})
         return {}
+    target = settings.options.target_version
+    # The nodes preflight saw on another version still need room for a new kit.
+    pending = ({n for n, v in settings.before.items() if v != target}
+               if settings.before else None)
     with one_sentence(), relayed_logs(), cluster.pool(inventory) as pool:
         staged = stage_kit(pool, inventory, kit, Path(kit_path),
-                           Path(inventory.license_file))
+                           Path(inventory.license_file), options=settings.options,
+                           pending=pending)
     context.add_output_metadata({
-        "hosts": dg.MetadataValue.json({h: s.kit_action for h, s in staged.items()})})
+        "hosts": dg.MetadataValue.json({h: s.kit_action for h, s in staged.items()}),
+        "unpacked_bytes": dg.MetadataValue.int(
+            next((s.unpacked_bytes or 0 for s in staged.values()), 0))})
     return staged
 
 
@@ -307,8 +315,12 @@ def report_op(context: dg.OpExecutionContext, settings: RunSettings, records: Re
     inventory = cluster.load()
     with one_sentence(), relayed_logs(), cluster.pool(inventory) as pool:
         after = observe_cluster(inventory, pool)
-    report = Report.build(inventory, settings, records, after,
-                          run_id=context.run_id)
+        report = Report.build(inventory, settings, records, after,
+                              run_id=context.run_id)
+        if report.ok and not settings.dry_run:
+            # Every step before this one succeeded: the staged kits are no longer needed
+            # (the previous kits stay where the policy keeps them).
+            report = report.with_cleanup(clean_staging(pool, inventory))
     text = render_report(report)
     context.add_output_metadata({"report": dg.MetadataValue.md(text),
                                  "after": dg.MetadataValue.json(after.as_dict())})
