@@ -17,9 +17,10 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from bm_upgrade.errors import RemoteError
+from bm_upgrade.errors import CommandTimeout, RemoteError
 from bm_upgrade.inventory import Client, Orchestrator, Server, Stripe
-from bm_upgrade.remote.quoting import Command, quote, shell
+from bm_upgrade.inventory_checks import url_host
+from bm_upgrade.remote.quoting import Command, shell
 
 UNKNOWN = "unknown"
 STAT_PATH = "/tc-management-api/v2/local/stat"
@@ -76,7 +77,12 @@ class StripeHealth:
 
 @dataclass(frozen=True)
 class ClientStatus:
-    """An application JVM: running (None: no status_command) and the toolkit jar's version."""
+    """An application JVM: running (None: no status_command) and its Terracotta jars.
+
+    ``jar_version`` is the toolkit jar's version when ``lib_dir`` holds exactly one
+    ehcache-ee jar and one toolkit runtime jar (a set the application can run on), else None;
+    ``jars`` names the Terracotta jars found.
+    """
 
     name: str
     host: str
@@ -84,6 +90,7 @@ class ClientStatus:
     jar_version: str | None
     reachable: bool = True
     error: str | None = None
+    jars: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,7 @@ _STAT_LINE = re.compile(
     r"^(?P<prefix>.+)\.(?P<key>health|role|state|port|group name|error):\s?(?P<value>.*)$")
 _VERSION = re.compile(r"Terracotta Enterprise (?P<version>\d+(?:\.\d+)+)")
 _TOOLKIT_JAR = re.compile(r"^terracotta-toolkit-runtime-ee-(?P<version>\d+(?:\.\d+)+)\.jar$")
+_EHCACHE_JAR = re.compile(r"^ehcache-ee-(?P<version>\d+(?:\.\d+)+)\.jar$")
 
 
 def parse_server_stat(text: str) -> list[dict[str, str]]:
@@ -201,6 +209,21 @@ def jar_version(listing: str) -> str | None:
     return None
 
 
+def terracotta_jars(listing: str) -> list[str]:
+    """The Terracotta client jars (``ehcache-ee-<v>.jar``, ``terracotta-toolkit-runtime-ee-
+    <v>.jar``) among the files of an ``ls -1p`` listing, whose folders end in ``/``."""
+    return [name for name in (line.strip() for line in listing.splitlines())
+            if _EHCACHE_JAR.match(name) or _TOOLKIT_JAR.match(name)]
+
+
+def jar_set_version(jars: list[str] | tuple[str, ...]) -> str | None:
+    """The toolkit version of a complete set: exactly one ehcache-ee jar and one toolkit
+    runtime jar; None for anything else (no jar, a jar missing, two of a kind)."""
+    ehcache = [j for j in jars if _EHCACHE_JAR.match(j)]
+    toolkit = [m["version"] for m in map(_TOOLKIT_JAR.match, jars) if m]
+    return toolkit[0] if len(ehcache) == 1 and len(toolkit) == 1 else None
+
+
 def parse_wan_bind(xml_text: str) -> tuple[str, int]:
     """``(host, port)`` of ``<bind>`` in a wan.xml.
 
@@ -282,7 +305,7 @@ def _unreachable(server: Server, error: str) -> ServerStatus:
 
 def probe_server_rest(server: Server, timeout: float = 5.0) -> ServerStatus:
     """A server's status from its management REST port."""
-    base = f"http://{server.host}:{server.management_port}"
+    base = f"http://{url_host(server.host)}:{server.management_port}"
     try:
         stat = http_json(base + STAT_PATH, timeout)
     except OSError as exc:
@@ -322,16 +345,37 @@ def probe_server_ssh(conn: Runner, server: Server, timeout: float = 30.0) -> Ser
 
 
 def probe_client(conn: Runner, client: Client, timeout: float = 30.0) -> ClientStatus:
-    """A client's state: its status_command's exit code, and the toolkit jar in lib_dir."""
+    """A client's state: its status_command's exit code, and the Terracotta jars in lib_dir.
+
+    The operator's status_command never appears in ``error`` (it may carry anything): the
+    error names the client and what went wrong; the command itself is logged at DEBUG by the
+    connection.
+    """
+    running: bool | None = None
+    if client.status_command:
+        try:
+            running = conn.run(client.status_command, timeout=timeout,
+                               check=False).exit_code == 0
+        except CommandTimeout as exc:
+            return _client_unknown(client, f"the status command of client {client.name} on "
+                                   f"host {client.host} did not finish within "
+                                   f"{exc.timeout_s:g} s")
+        except RemoteError as exc:
+            return _client_unknown(client, f"cannot run the status command of client "
+                                   f"{client.name} on host {client.host} "
+                                   f"({type(exc).__name__})")
     try:
-        running: bool | None = None
-        if client.status_command:
-            running = conn.run(client.status_command, timeout=timeout, check=False).exit_code == 0
-        listing = conn.run(f"ls -1 -- {quote(client.lib_dir)}", timeout=timeout, check=False)
+        listing = conn.run(shell(["ls", "-1p", "--", client.lib_dir]), timeout=timeout,
+                           check=False)
     except RemoteError as exc:
-        return ClientStatus(client.name, client.host, None, None, reachable=False,
-                            error=str(exc))
-    return ClientStatus(client.name, client.host, running, jar_version(listing.stdout))
+        return _client_unknown(client, str(exc))
+    jars = terracotta_jars(listing.stdout)
+    return ClientStatus(client.name, client.host, running, jar_set_version(jars),
+                        jars=tuple(jars))
+
+
+def _client_unknown(client: Client, error: str) -> ClientStatus:
+    return ClientStatus(client.name, client.host, None, None, reachable=False, error=error)
 
 
 def read_wan_bind(conn: Runner, orch: Orchestrator) -> tuple[str, int]:
@@ -358,7 +402,7 @@ def probe_orchestrator(conn: Runner, orch: Orchestrator, timeout: float = 5.0,
         except (RemoteError, ValueError) as exc:
             return OrchestratorStatus(orch.name, orch.host, reachable=False, error=str(exc))
     host, port = bind
-    url = f"http://{host}:{port}{WAN_STATUS_PATH}"
+    url = f"http://{url_host(host)}:{port}{WAN_STATUS_PATH}"
     try:
         data = http_json(url, timeout)
     except OSError as exc:

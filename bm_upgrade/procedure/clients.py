@@ -5,51 +5,67 @@ Clients are touched only after every server of every region runs the target and 
 has one ACTIVE plus PASSIVE-STANDBY mirrors (safety rule 5): :func:`upgrade_clients` checks
 that itself before the first stop, whatever the caller did before.
 
-Each client first looks at its real state (``status_command``, the toolkit jar in
+Each client first looks at its real state (``status_command``, the Terracotta jars in
 ``lib_dir``) and does only what is missing, so a rerun skips finished clients. The jars come
-from the target kit staged on the client's host (``apis/ehcache/lib/ehcache-ee-*.jar`` and
-``apis/toolkit/lib/terracotta-toolkit-runtime-ee-*.jar``).
+from the target kit staged on the client's host and are checked before the client is stopped;
+the swap puts the new jars in before it takes the old ones out and reads ``lib_dir`` back
+(:mod:`bm_upgrade.procedure.jarswap`).
+
+The operator's own start, stop and status commands may carry anything (paths, tokens): they
+appear only in the step's log, never in a failure's text or a step's record, which name the
+client, its host and the exit code instead.
 """
 
 from __future__ import annotations
 
-import posixpath
 import time
 from collections.abc import Sequence
+from typing import Literal
 
-from bm_upgrade.errors import BmUpgradeError, RemoteError, StepFailed
+from bm_upgrade.errors import BmUpgradeError, CommandTimeout, RemoteError, StepFailed
 from bm_upgrade.inventory import Client
 from bm_upgrade.probes import ClientStatus, probe_client
+from bm_upgrade.procedure.jarswap import SwapFailed, prepare_swap, swap_jars
 from bm_upgrade.procedure.observe import require_servers_ready
 from bm_upgrade.procedure.records import StepRecord, StepRecorder, skipped
 from bm_upgrade.procedure.servers import ServerOps
 from bm_upgrade.procedure.waits import Poll, wait_for
-from bm_upgrade.remote import Connection, quote
+from bm_upgrade.remote import Connection
 from bm_upgrade.window import CLIENT
 
-JAR_GLOBS = ("ehcache-ee-*.jar", "terracotta-toolkit-runtime-ee-*.jar")
-KIT_JAR_PATTERNS = ("*/apis/ehcache/lib/ehcache-ee-*.jar",
-                    "*/apis/toolkit/lib/terracotta-toolkit-runtime-ee-*.jar")
+
+def _jars(status: ClientStatus) -> str:
+    return ", ".join(status.jars) or "no Terracotta jar"
 
 
-def _replace_jars(ctx: ServerOps, conn: Connection, client: Client) -> str:
-    """Swap the client's Terracotta jars for the staged target kit's; returns what it did."""
-    kit_path, _ = ctx.staged_paths(client.host)
-    lib = client.lib_dir.rstrip("/")
-    scratch = posixpath.join(posixpath.dirname(kit_path), f"jars-{client.name}")
-    patterns = " ".join(quote(p) for p in KIT_JAR_PATTERNS)
-    old = " ".join(f"{quote(lib)}/{glob}" for glob in JAR_GLOBS)
-    script = (
-        f"set -e; rm -rf {quote(scratch)}; mkdir -p {quote(scratch)}; "
-        f"tar -xzf {quote(kit_path)} -C {quote(scratch)} --wildcards {patterns}; "
-        f"rm -f {old}; "
-        f"find {quote(scratch)} -name '*.jar' -exec cp -p {{}} {quote(lib)}/ ';'; "
-        f"rm -rf {quote(scratch)}; ls -1 -- {quote(lib)}"
-    )
-    listing = conn.run(script, timeout=ctx.inventory.policy.timeouts.client_s).stdout
-    jars = [line for line in listing.splitlines()
-            if line.startswith(("ehcache-ee-", "terracotta-toolkit-runtime-ee-"))]
-    return f"replaced the jars in {lib} with {', '.join(jars)}"
+def run_client_command(ctx: ServerOps, conn: Connection, client: Client,
+                       which: Literal["start", "stop"]) -> None:
+    """Run the client's own start or stop command; the command goes to the log only.
+
+    Raises:
+        StepFailed: it exited non-zero, did not finish, or the host could not be reached
+            (the message names the client, host and exit code, not the command).
+    """
+    command = client.start_command if which == "start" else client.stop_command
+    what = f"{which} command of client {client.name} on host {client.host}"
+    ctx.log.info("client %s: running its %s command: %s", client.name, which, command)
+    timeout = ctx.inventory.policy.timeouts.client_s
+    try:
+        result = conn.run(command, timeout=timeout, check=False)
+    except CommandTimeout:
+        failure = f"the {what} did not finish within {timeout:g} s"
+    except RemoteError as exc:
+        failure = f"the {what} could not be run ({type(exc).__name__}: the connection failed)"
+    else:
+        if result.exit_code == 0:
+            return
+        ctx.log.info("client %s: its %s command exited %d; stdout: %s; stderr: %s",
+                     client.name, which, result.exit_code, result.stdout.strip()[-2000:],
+                     result.stderr.strip()[-2000:])
+        failure = f"the {what} exited {result.exit_code}"
+    # No exception chained: the connection's errors quote the command line.
+    raise StepFailed(client.name, f"{failure}; its output and the command are in this "
+                     "step's log: fix the application or the command, then rerun")
 
 
 def _wait_client(ctx: ServerOps, conn: Connection, client: Client, *, running: bool,
@@ -58,12 +74,14 @@ def _wait_client(ctx: ServerOps, conn: Connection, client: Client, *, running: b
 
     def check() -> Poll[ClientStatus]:
         status = probe_client(conn, client)
-        if status.running is None:  # no status_command: trust the command's exit code
-            return Poll(status, "no status_command")
-        matches = status.running is running and (version is None
-                                                 or status.jar_version == version)
-        now = f"{'running' if status.running else 'stopped'} on {status.jar_version}"
-        return Poll(status, now) if matches else Poll(now=now)
+        jars_ok = version is None or status.jar_version == version
+        if status.running is None:  # no status_command: the jars read back are all we know
+            if jars_ok:
+                return Poll(status, "no status_command")
+            return Poll(now=f"jars {_jars(status)}", hopeless=f"{client.lib_dir} holds "
+                        f"{_jars(status)}, not the {version} jars")
+        now = f"{'running' if status.running else 'stopped'} on {_jars(status)}"
+        return Poll(status, now) if status.running is running and jars_ok else Poll(now=now)
 
     wanted = "running" if running else "stopped"
     outcome = wait_for(check, what=f"{client.name} {wanted}", timeout_s=timeout, log=ctx.log,
@@ -75,41 +93,89 @@ def _wait_client(ctx: ServerOps, conn: Connection, client: Client, *, running: b
     return outcome.value
 
 
+def _after_failed_swap(ctx: ServerOps, conn: Connection, client: Client, exc: SwapFailed,
+                       *, was_running: bool) -> StepFailed:
+    """The error of a failed swap, after starting the client again on its old jars when it
+    ran before and they are complete; never on an incomplete set."""
+    if exc.holds == "neither":
+        return StepFailed(client.name, f"{exc}; client {client.name} was left stopped: put a "
+                          f"complete set of jars into {client.lib_dir} (its old ones, or the "
+                          f"target kit's apis/ jars), then rerun")
+    if not was_running:
+        return StepFailed(client.name, f"{exc}; client {client.name} was left stopped as it "
+                          "was found; fix the cause and rerun")
+    try:
+        run_client_command(ctx, conn, client, "start")
+        _wait_client(ctx, conn, client, running=True)
+    except StepFailed as again:
+        return StepFailed(client.name, f"{exc}; starting client {client.name} again on them "
+                          f"failed too: {again}")
+    return StepFailed(client.name, f"{exc}; client {client.name} was started again on them; "
+                      "fix the cause and rerun")
+
+
+def _reason(exc: RemoteError) -> str:
+    """A failure of the tool's own commands in a few words (never a whole script)."""
+    if isinstance(exc, CommandTimeout):
+        return f"a command did not finish within {exc.timeout_s:g} s"
+    exit_code = getattr(exc, "exit_code", None)
+    return f"a command exited {exit_code}" if exit_code is not None else type(exc).__name__
+
+
 def upgrade_client(ctx: ServerOps, client: Client) -> list[StepRecord]:
     """Upgrade one client, doing only what its real state still needs."""
     conn = ctx.pool.get(client.host)
+    timeout = ctx.inventory.policy.timeouts.client_s
     status = probe_client(conn, client)
-    found = f"{client.name} {'running' if status.running else 'stopped'} on " \
-            f"{status.jar_version or 'unknown jars'}"
+    if not status.reachable:
+        raise StepFailed(client.name, f"cannot read the state of client {client.name}: "
+                         f"{status.error}; fix it and rerun: nothing was changed")
+    found = f"{client.name} {'running' if status.running else 'stopped'} on {_jars(status)}"
     if status.running is not False and status.jar_version == ctx.target:
         return [skipped(client.name, "upgrade", found, f"already runs on the {ctx.target} jars")]
+    was_running = status.running is not False
     records: list[StepRecord] = []
     try:
-        if status.running is not False:
+        if was_running:
             ctx.before_disruptive(client.name, f"stop of client {client.name}", CLIENT)
+        swap = None
+        if status.jar_version != ctx.target:
+            # The kit's jars are checked before the client is stopped.
+            try:
+                swap = prepare_swap(conn, client, ctx.staged_paths(client.host)[0], ctx.target,
+                                    timeout)
+            except SwapFailed as exc:
+                raise StepFailed(client.name, str(exc)) from exc
+        if was_running:
             rec = StepRecorder(client.name, "stop")
             rec.saw(found)
-            conn.run(client.stop_command, timeout=ctx.inventory.policy.timeouts.client_s)
-            rec.done(f"ran {client.stop_command!r}")
+            run_client_command(ctx, conn, client, "stop")
+            rec.done("ran its stop command")
             _wait_client(ctx, conn, client, running=False)
             records.append(rec.record())
-        if status.jar_version != ctx.target:
+        if swap is not None:
             rec = StepRecorder(client.name, "replace-jars")
-            rec.saw(f"jars of {status.jar_version}")
-            rec.done(_replace_jars(ctx, conn, client))
+            rec.saw(f"jars {_jars(status)}")
+            try:
+                rec.done(swap_jars(conn, swap, timeout, ctx.log))
+            except SwapFailed as exc:
+                raise _after_failed_swap(ctx, conn, client, exc,
+                                         was_running=was_running) from exc
             records.append(rec.record())
         rec = StepRecorder(client.name, "start")
         started = time.time()
-        conn.run(client.start_command, timeout=ctx.inventory.policy.timeouts.client_s)
-        rec.done(f"ran {client.start_command!r}")
+        run_client_command(ctx, conn, client, "start")
+        rec.done("ran its start command")
         final = _wait_client(ctx, conn, client, running=True, version=ctx.target)
-        rec.done(f"runs on the {final.jar_version or ctx.target} jars after "
+        confirmed = ("runs on" if final.running else
+                     "started (no status_command to confirm it runs); lib_dir holds")
+        rec.done(f"{confirmed} the {final.jar_version} jars after "
                  f"{time.time() - started:.1f} s")
         records.append(rec.record())
     except RemoteError as exc:
         raise StepFailed(client.name, f"upgrading client {client.name} failed talking to "
-                         f"{exc.host} ({exc}); fix the connection and rerun: finished steps "
-                         "are skipped") from exc
+                         f"{exc.host} ({_reason(exc)}); fix the connection and rerun: "
+                         "finished steps are skipped") from exc
     for record in records:
         ctx.log.info("%s", record.summary())
     return records
