@@ -5,6 +5,10 @@ UI shows when a mirror left PASSIVE-STANDBY and when it came back. Alerts (no st
 long; mixed versions while no upgrade runs) go to the sensor's log and the webhook, once each,
 when they start and when they end: the sensor's cursor remembers the previous look.
 
+An inventory file the code location could not load gets an ``inventory_error_<file>``
+sensor instead of its job: each evaluation reads the file again and logs why it was left out
+(the sensor's ticks in the UI show it), so one broken file does not hide the other clusters.
+
 Settings (environment of the code location): ``BM_UPGRADE_STATUS_INTERVAL_S`` (seconds
 between looks, default 60), ``BM_UPGRADE_NO_STANDBY_ALERT_S`` (default 300).
 """
@@ -12,6 +16,7 @@ between looks, default 60), ``BM_UPGRADE_NO_STANDBY_ALERT_S`` (default 300).
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable
 
@@ -21,6 +26,7 @@ from bm_upgrade.defs.jobs import runs_going
 from bm_upgrade.errors import BmUpgradeError, UserError
 from bm_upgrade.inventory import Inventory, load_inventory
 from bm_upgrade.procedure.watch import WatchMemory, WatchResult, observe_for_watch, watch_step
+from bm_upgrade.redact import redact_urls
 from bm_upgrade.remote import HostPool
 
 INTERVAL_ENV = "BM_UPGRADE_STATUS_INTERVAL_S"
@@ -111,5 +117,36 @@ def build_status_sensor(inventory: Inventory, inventory_path: str,
             context.update_cursor(cursor)
             return dg.SkipReason(f"{inventory.cluster}: no change")
         return dg.SensorResult(asset_events=[observation(current, result)], cursor=cursor)
+
+    return _sensor
+
+
+def inventory_error_sensor_name(file: str) -> str:
+    """``inventory_error_<file name without suffix>``, as a valid Dagster name."""
+    stem = re.sub(r"[^A-Za-z0-9_]", "_", os.path.splitext(os.path.basename(file))[0])
+    return f"inventory_error_{stem}"
+
+
+def build_inventory_error_sensor(name: str, inventory_path: str,
+                                 error: str) -> dg.SensorDefinition:
+    """A sensor that stands for an inventory file left out of the code location: it never
+    requests a run; each evaluation logs the file's problem and skips, saying it."""
+    interval = int(_seconds(INTERVAL_ENV, 60.0))
+    error = redact_urls(error)
+
+    @dg.sensor(name=name, minimum_interval_seconds=interval,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description=f"{inventory_path} was left out of the code location, so its "
+                           f"cluster has no job: {error}")
+    def _sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+        try:
+            load_inventory(inventory_path)
+        except BmUpgradeError as exc:
+            now = redact_urls(str(exc))
+        else:
+            now = (f"{error} (the file itself validates now: once it is fixed, reload the "
+                   "code location to load its job)")
+        context.log.error(now)
+        return dg.SkipReason(now)
 
     return _sensor
