@@ -98,15 +98,14 @@ def canonical_host(host: str) -> str:
 
 
 def url_host(host: str) -> str:
-    """``host`` as the host part of a URL: an IPv6 literal in brackets (its zone's ``%`` as
-    ``%25``), anything else unchanged."""
+    """``host`` as the host part of a URL: an IPv6 literal in brackets, anything else
+    unchanged. A zone (``fe80::1%eth0``) keeps its plain ``%``: Python's http.client hands
+    the bracketed text to the resolver as it is, and the resolver wants ``%eth0``."""
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         return host
-    if address.version == 6:
-        return "[" + host.replace("%", "%25") + "]"
-    return host
+    return f"[{host}]" if address.version == 6 else host
 
 
 # -- graph names ----------------------------------------------------------------------------

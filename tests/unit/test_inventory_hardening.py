@@ -259,7 +259,7 @@ def test_host_names_and_ip_literals_are_accepted(host: str) -> None:
 
 def test_url_host_brackets_ipv6_only() -> None:
     assert url_host("fd00::1") == "[fd00::1]"
-    assert url_host("fe80::1%eth0") == "[fe80::1%25eth0]"
+    assert url_host("fe80::1%eth0") == "[fe80::1%eth0]"
     assert url_host("10.0.0.1") == "10.0.0.1"
     assert url_host("tsa1.example.com") == "tsa1.example.com"
 
