@@ -25,7 +25,7 @@ from pathlib import Path
 from bm_upgrade.errors import StepFailed
 from bm_upgrade.inventory import Inventory
 from bm_upgrade.plan import PlanOptions
-from bm_upgrade.remote import Connection
+from bm_upgrade.probes import Runner
 from bm_upgrade.remote.quoting import echo_mark, quote, split_marked
 
 _CHUNK = 1 << 20
@@ -71,7 +71,7 @@ def kits_needed(servers: int, orchestrators: int, *, keep_previous: bool,
     return max(min(servers, max(1, parallel_stripes)), orchestrators)
 
 
-def free_space(conn: Connection, folders: list[str],
+def free_space(conn: Runner, folders: list[str],
                before: str = "") -> tuple[dict[str, Free | str], list[str]]:
     """Per folder, its filesystem and free bytes, or why they cannot be read; and the output
     lines of the ``before`` script run first in the same command."""
@@ -154,23 +154,45 @@ def room_needs(inventory: Inventory, host: str, folder: str, *, tarball_missing:
     return needs
 
 
-def check_unpack_room(conn: Connection, node: str, install_dir: str,
-                      unpacked_bytes: int) -> str:
-    """Right before a kit root's unpack: its parent folder has room for ``unpacked_bytes``;
-    returns what it saw, in words (for the step's record).
+def check_unpack_room(conn: Runner, node: str, install_dir: str, staged_kit: str,
+                      unpacked_bytes: int | None = None) -> str:
+    """Right before a kit root's unpack: its parent folder has room for the unpacked kit;
+    returns what it saw, in words (for the step's record). One command.
+
+    Args:
+        unpacked_bytes: the kit's unpacked size (``StagedKit.unpacked_bytes``); when unknown,
+            the staged tarball's gzip ISIZE (its last four bytes), but never less than the
+            tarball itself.
 
     Raises:
         StepFailed: no room, or the free space cannot be read (nothing was changed).
     """
     parent = posixpath.dirname(install_dir.rstrip("/")) or "/"
+    isize = (f"wc -c < {quote(staged_kit)}; tail -c 4 -- {quote(staged_kit)} | od -An -tu1"
+             if unpacked_bytes is None else "")
+    free, before = free_space(conn, [parent], before=isize)
+    if unpacked_bytes is None:
+        unpacked_bytes = _isize(before)
+    if unpacked_bytes is None:
+        raise StepFailed(node, f"cannot read the size of the staged kit {staged_kit} on "
+                         f"{conn.host}, so the disk room for {node}'s unpack is not known; "
+                         "nothing was changed; run the kit staging step again, then rerun")
     needs = [Need(parent, unpacked_bytes, f"the unpacked kit of {node}")]
-    free, _ = free_space(conn, [parent])
     short = shortages(conn.host, needs, free)
     if short:
         raise StepFailed(node, f"not enough disk room to unpack the kit for {node}: "
                          f"{short[0]}; nothing was changed; free space there (old kits in "
                          ".bm-upgrade-previous, dirty-objectdb backups), then rerun")
     return describe(conn.host, needs, free)
+
+
+def _isize(lines: list[str]) -> int | None:
+    """The unpacked size from ``wc -c`` and ``od`` of a gzip file's last four bytes."""
+    words = " ".join(lines).split()
+    if len(words) != 5 or not all(w.isdigit() for w in words):
+        return None
+    size, tail = int(words[0]), bytes(int(w) for w in words[1:])
+    return max(size, int.from_bytes(tail, "little"))
 
 
 def _size(count: int) -> str:

@@ -213,9 +213,16 @@ def test_staging_is_private_and_cleaned(host: Host, second_host: Host, tmp_path:
 
 def test_room_checked_again_right_before_an_unpack(host: Host) -> None:
     kit_root = str(host.work / "room" / "bigmemory-max")
+    staged = host.work / "room-staged.tar.gz"
+    staged.write_bytes(gzip.compress(b"k" * 50_000))
+    staged.chmod(0o644)
     with HostPool(host.settings()) as pool:
         conn = pool.get(host.address)
-        seen = check_unpack_room(conn, "tsa-1a", kit_root, 1000)
+        seen = check_unpack_room(conn, "tsa-1a", kit_root, str(staged), 1000)
         assert "free" in seen and "1000 bytes" in seen
+        # Unknown unpacked size: the staged tarball's gzip ISIZE, read on the host.
+        assert "50000 bytes" in check_unpack_room(conn, "tsa-1a", kit_root, str(staged))
         with pytest.raises(StepFailed, match=r"tsa-1a.* the kit needs .*nothing was changed"):
-            check_unpack_room(conn, "tsa-1a", kit_root, 1 << 60)
+            check_unpack_room(conn, "tsa-1a", kit_root, str(staged), 1 << 60)
+        with pytest.raises(StepFailed, match=r"cannot read the size of the staged kit"):
+            check_unpack_room(conn, "tsa-1a", kit_root, str(host.work / "nope.tar.gz"))
