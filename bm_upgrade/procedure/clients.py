@@ -133,6 +133,11 @@ def upgrade_client(ctx: ServerOps, client: Client) -> list[StepRecord]:
     found = f"{client.name} {'running' if status.running else 'stopped'} on {_jars(status)}"
     if status.running is not False and status.jar_version == ctx.target:
         return [skipped(client.name, "upgrade", found, f"already runs on the {ctx.target} jars")]
+    if status.running and status.jar_version is None:
+        raise StepFailed(client.name, f"client {client.name} on host {client.host} runs, but "
+                         f"{client.lib_dir} holds {_jars(status)}, not one ehcache-ee jar and "
+                         "one toolkit runtime jar; check lib_dir in the inventory: nothing was "
+                         "changed")
     was_running = status.running is not False
     records: list[StepRecord] = []
     try:

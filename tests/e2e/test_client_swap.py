@@ -32,6 +32,7 @@ from bm_upgrade.procedure.clients import upgrade_client
 from bm_upgrade.procedure.jarswap import TEMP_PREFIX
 from bm_upgrade.procedure.kit import StagedKit, fetch_kit, stage_kit
 from bm_upgrade.procedure.servers import ServerOps
+from bm_upgrade.procedure.waits import Poll, wait_for
 from bm_upgrade.remote import Connection, HostPool
 from bm_upgrade.remote.quoting import Command, echo_mark, quote
 from tests.e2e.conftest import E2ESandbox
@@ -78,6 +79,15 @@ def client_events(sandbox: E2ESandbox, since: float, action: str) -> list[dict[s
             if e["event"] == "client_process" and e["action"] == action]
 
 
+def eventually(what: str, check: Callable[[], bool]) -> None:
+    """Wait (10 s at most) until ``check()`` holds: a started application writes its pid
+    and journal line a moment after app.sh returns."""
+    log = logging.getLogger("tests.e2e.client_swap")
+    outcome = wait_for(lambda: Poll(True, "yes") if check() else Poll(now="not yet"),
+                       what=what, timeout_s=10, log=log, poll_s=0.05)
+    assert outcome.ok, what
+
+
 @pytest.fixture
 def restored(small_sandbox: E2ESandbox, pool: HostPool) -> Iterator[Client]:
     """The client running on its 4.2.0 jars before the test, and again after it."""
@@ -99,7 +109,7 @@ def restored(small_sandbox: E2ESandbox, pool: HostPool) -> Iterator[Client]:
             (lib / name).write_bytes(data)
             os.chown(lib / name, owner.st_uid, owner.st_gid)
     conn.run(client.start_command)
-    assert running_on(pool, client) == (True, "4.2.0")
+    eventually("client running on 4.2.0", lambda: running_on(pool, client) == (True, "4.2.0"))
 
 
 def ctx_for(inv: Inventory, pool: HostPool, staged: dict[str, StagedKit],
@@ -153,7 +163,8 @@ def test_a_failed_copy_keeps_the_old_jars_and_restarts_the_client(
     assert lib_jars(client) == OLD
     assert not [p for p in Path(client.lib_dir).iterdir() if p.name.startswith(TEMP_PREFIX)]
     assert running_on(pool, client) == (True, "4.2.0")
-    assert [e["version"] for e in client_events(small_sandbox, since, "start")] == ["4.2.0"]
+    eventually("a start on 4.2.0 journaled", lambda: [
+        e["version"] for e in client_events(small_sandbox, since, "start")] == ["4.2.0"])
 
 
 def test_without_status_command_a_failed_copy_is_not_reported_as_upgraded(
@@ -168,7 +179,7 @@ def test_without_status_command_a_failed_copy_is_not_reported_as_upgraded(
                        client)
     assert "it holds its old jars again" in str(failed.value)
     assert lib_jars(client) == OLD
-    assert running_on(pool, restored) == (True, "4.2.0")
+    eventually("client running on 4.2.0", lambda: running_on(pool, restored) == (True, "4.2.0"))
 
 
 def test_a_kit_missing_a_jar_is_refused_before_the_client_stops(
@@ -186,6 +197,21 @@ def test_a_kit_missing_a_jar_is_refused_before_the_client_stops(
            f"{TOOLKIT}" in message and "was not touched" in message, message
     assert client_events(small_sandbox, since, "stop") == []
     assert lib_jars(client) == OLD and running_on(pool, client) == (True, "4.2.0")
+
+
+def test_a_running_client_whose_lib_dir_holds_no_jar_set_is_not_stopped(
+        small_sandbox: E2ESandbox, pool: HostPool, staged: dict[str, StagedKit],
+        restored: Client) -> None:
+    """A wrong lib_dir (the application runs, its folder holds no Terracotta jar): refused
+    before the stop, nothing changed."""
+    wrong = str(Path(restored.lib_dir).parent / "etc")
+    client = restored.model_copy(update={"lib_dir": wrong})
+    since = time.time()
+    with pytest.raises(StepFailed) as failed:
+        upgrade_client(ctx_for(small_sandbox.inventory, pool, staged), client)
+    assert f"{wrong} holds no Terracotta jar" in str(failed.value)
+    assert client_events(small_sandbox, since, "stop") == []
+    assert lib_jars(restored) == OLD and running_on(pool, restored) == (True, "4.2.0")
 
 
 class _LosingSwap(Connection):
