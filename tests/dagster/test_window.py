@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from bm_upgrade.defs.config import RunSettings, UpgradeConfig
 from bm_upgrade.defs.schedules import build_window_schedule, plan_window, schedule_name
-from bm_upgrade.errors import InventoryError, StepFailed
+from bm_upgrade.errors import StepFailed
 from bm_upgrade.inventory import Inventory, Timeouts, Window
 from bm_upgrade.window import (
     ACTIVE,
@@ -179,15 +179,3 @@ def test_run_by_hand_ignores_the_window_unless_asked() -> None:
                                                                      tzinfo=UTC)
         assert guard.expected[SERVER][1] == "the timeouts"  # no past runs
         assert planned.next_opening == datetime.datetime(2026, 12, 13, 2, 0, tzinfo=UTC)
-
-
-def test_cron_out_of_range_fails_the_load_naming_file_and_field() -> None:
-    inv = inventory(cron="61 2 * * 0")
-
-    @dg.job(name="upgrade_x")
-    def job() -> None:
-        pass
-
-    with pytest.raises(InventoryError, match=r"prod\.yaml: window\.cron: '61 2 \* \* 0': "
-                                             r"minute '61' is not a number from 0 to 59"):
-        build_window_schedule(inv, job, "prod.yaml")
