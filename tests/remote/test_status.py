@@ -48,9 +48,11 @@ def set_states(mgmt: list[JsonServer], states: list[tuple[str, str]]) -> None:
 def client_lib(host: Host) -> Path:
     lib = host.work / "status app" / "lib"
     lib.mkdir(parents=True)
-    jar = lib / "terracotta-toolkit-runtime-ee-4.2.1.jar"
-    jar.write_bytes(b"")
-    chown_to(host, lib.parent, lib, jar)
+    # A complete set: one ehcache-ee jar and one toolkit runtime jar (probes.jar_set_version).
+    jars = [lib / "ehcache-ee-2.10.1.jar", lib / "terracotta-toolkit-runtime-ee-4.2.1.jar"]
+    for jar in jars:
+        jar.write_bytes(b"")
+    chown_to(host, lib.parent, lib, *jars)
     return lib
 
 
@@ -136,10 +138,14 @@ def test_ssh_probe_and_server_down(tmp_path: Path, host: Host, client_lib: Path,
         (bin_dir / name).write_text(text, encoding="utf-8")
         (bin_dir / name).chmod(0o755)
     chown_to(host, kit, kit / "server", bin_dir, *bin_dir.iterdir())
-    servers = [{"name": name, "host": host.address, "install_dir": str(kit),
+    # Two servers of one host never share a kit root (inventory rule): the second one's is
+    # a link to the same scripts.
+    kit_b = host.work / "status kit b"
+    kit_b.symlink_to(kit)
+    servers = [{"name": name, "host": host.address, "install_dir": str(root),
                 "tc_config": "/etc/tc.xml", "data_dir": f"/var/{name}", "tsa_port": port,
                 "management_port": port + 30}
-               for name, port in (("tsa-a1", 9510), ("tsa-a2", 9610))]
+               for name, port, root in (("tsa-a1", 9510, kit), ("tsa-a2", 9610, kit_b))]
     path = inventory(tmp_path, host, servers, client_host=host.address, client_lib=client_lib,
                      probe_via="ssh")
     code, data = status(path, capsys)
