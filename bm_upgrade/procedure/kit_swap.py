@@ -71,8 +71,8 @@ def not_a_kit(server: Server | Orchestrator, printed: list[str], done: str) -> S
     return StepFailed(server.name, f"{root}, the kit root of {server.name} on {server.host}, "
                       f"is not a BigMemory Max 4.x kit (its server/bin/version.sh printed "
                       f"{said}), and the tool swaps only a kit root it has proven; {done}; set "
-                      f"install_dir of {server.name} in the inventory to its kit root, then "
-                      "rerun")
+                      f"install_dir of {server.name} in the inventory to its kit root (or "
+                      "make that version.sh run), then rerun")
 
 
 @dataclass(frozen=True)
