@@ -5,10 +5,14 @@
 - :class:`HostPool` (pool.py): one connection per host; ``fan_out`` over a group of hosts.
 - quoting.py: every value placed in a command is quoted (``shell(argv)``).
 - transfer.py: uploads with skip / resume / sha256 check.
-- hostkeys.py, auth.py: known_hosts checking and the keys offered.
+- hostkeys.py, auth.py: known_hosts checking and the keys offered; keyscan.py: first contact
+  (``bm-upgrade trust-hosts``), the one place a host key is recorded.
+- watchdog.py: a deadline for the paramiko calls that wait without one.
 """
 
-from bm_upgrade.remote.client import CommandResult, Connection
+from bm_upgrade.remote.client import CommandResult, Connection, jump_settings
+from bm_upgrade.remote.hostkeys import HostKeyFinding, KnownHostsError
+from bm_upgrade.remote.keyscan import check_known_hosts, examine_host, record_host_key
 from bm_upgrade.remote.pool import GroupResult, HostPool
 from bm_upgrade.remote.quoting import Command, quote, shell
 from bm_upgrade.remote.transfer import UploadResult
@@ -18,8 +22,14 @@ __all__ = [
     "CommandResult",
     "Connection",
     "GroupResult",
+    "HostKeyFinding",
     "HostPool",
+    "KnownHostsError",
     "UploadResult",
+    "check_known_hosts",
+    "examine_host",
+    "jump_settings",
     "quote",
+    "record_host_key",
     "shell",
 ]

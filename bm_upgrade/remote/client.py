@@ -8,6 +8,9 @@ Lower-level errors are translated here, most specific first::
     every key refused, key unreadable   -> AuthenticationFailed (not retried)
     non-zero exit (check=True)          -> CommandFailed
     no exit within the timeout          -> CommandTimeout
+
+A command runs under ``timeout`` on the host (:func:`~bm_upgrade.remote.quoting.timed`), so
+one that overstays its limit is killed there, not merely abandoned by the client.
 """
 
 from __future__ import annotations
@@ -34,7 +37,15 @@ from bm_upgrade.errors import (
 from bm_upgrade.inventory import SshSettings
 from bm_upgrade.remote.auth import candidate_keys
 from bm_upgrade.remote.hostkeys import HostKeyChecker
-from bm_upgrade.remote.quoting import Command, command_line, detached, printed_pid
+from bm_upgrade.remote.quoting import (
+    KILL_GRACE_S,
+    Command,
+    command_line,
+    detached,
+    printed_pid,
+    timed,
+)
+from bm_upgrade.remote.watchdog import Watchdog
 
 if TYPE_CHECKING:
     from bm_upgrade.remote.transfer import UploadResult
@@ -46,6 +57,12 @@ log = logging.getLogger(__name__)
 _PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr",
                       "aes256-ctr", "aes192-ctr")
 _READ_CHUNK = 65536
+# Exit statuses of a command that ``timeout`` ended: 124 (SIGTERM), 137 (SIGKILL after the
+# grace), -1 (``timeout`` itself killed by the group's SIGKILL: an exit signal, no status).
+_TIMED_OUT = frozenset({124, 137, -1})
+# How long past the limit and the kill grace the client waits for the host to report the
+# kill before it gives up on the host (stopped, link gone).
+_REPORT_MARGIN_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -152,9 +169,7 @@ class Connection:
         port = self.settings.port
         jump = self.settings.jump_host
         if jump is not None:
-            jump_settings = self.settings.model_copy(update={
-                "jump_host": None, "port": jump.port, "user": jump.user or self.settings.user})
-            self._jump = Connection(jump.host, jump_settings, retries=1)
+            self._jump = Connection(jump.host, jump_settings(self.settings), retries=1)
             try:
                 return self._jump.transport.open_channel(
                     "direct-tcpip", (self.host, port), ("127.0.0.1", 0), timeout=timeout)
@@ -176,7 +191,8 @@ class Connection:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
 
-    def _connect_once(self) -> paramiko.Transport:
+    def _handshake(self) -> paramiko.Transport:
+        """A transport to the host past the key exchange (host key not yet checked)."""
         sock = self._open_socket()
         transport = paramiko.Transport(sock)
         # The connect timeout bounds every phase of logging in, not only the TCP connect.
@@ -186,7 +202,10 @@ class Connection:
             options = transport.get_security_options()
             offered = [c for c in _PREFERRED_CIPHERS if c in options.ciphers]
             options.ciphers = tuple(offered + [c for c in options.ciphers if c not in offered])
-            known = self._hostkeys.preferred_key_types(self.host, self.settings.port)
+            # Ask for a key type known_hosts records for the host, as OpenSSH does: a host
+            # that holds several keys then shows the recorded one.
+            known = [k for k in self._hostkeys.preferred_key_types(self.host, self.settings.port)
+                     if k in options.key_types]
             if known:
                 options.key_types = tuple(known + [k for k in options.key_types
                                                    if k not in known])
@@ -195,6 +214,30 @@ class Connection:
             except (paramiko.SSHException, EOFError, OSError) as exc:
                 raise _Unreachable(self.host, f"SSH handshake with {self.host} failed "
                                    f"({exc})") from exc
+        except BaseException:
+            transport.close()
+            sock.close()  # a transport that never started leaves its socket open
+            raise
+        return transport
+
+    def offered_host_key(self) -> paramiko.PKey:
+        """The key the host shows, neither checked nor followed by a login (what
+        ``ssh-keyscan`` does); through the jump host, checked and logged in as usual, when
+        the inventory sets one. For ``bm-upgrade trust-hosts``."""
+        try:
+            transport = self._handshake()
+        except _Unreachable as exc:
+            raise HostUnreachable(self.host, f"{exc}; check that {self.host} is up and its "
+                                  f"sshd listens on port {self.settings.port}") from exc
+        try:
+            return transport.get_remote_server_key()
+        finally:
+            transport.close()
+            self.close()
+
+    def _connect_once(self) -> paramiko.Transport:
+        transport = self._handshake()
+        try:
             self._hostkeys.check(self.host, self.settings.port, transport.get_remote_server_key())
             self._authenticate(transport)
             if self.settings.keepalive_s:
@@ -261,23 +304,32 @@ class Connection:
         limit = self.settings.command_timeout_s if timeout is None else timeout
         log.debug("%s$ %s", self.host, line)
         chan = self._open_session()
-        try:
-            chan.exec_command(line)
-            exit_code, out, err = self._collect(chan, line, limit)
-        except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise HostUnreachable(self.host, f"connection to {self.host} failed while running "
-                                  f"{line} ({exc})") from exc
-        finally:
-            chan.close()
+        started = time.monotonic()
+        # The host kills the command at ``limit`` (SIGKILL after the grace); the client waits
+        # for that report a little longer, and the watchdog also bounds exec_command's wait
+        # for the host's answer, which paramiko does not.
+        wait_s = limit + KILL_GRACE_S + _REPORT_MARGIN_S
+        with Watchdog(wait_s, chan.close) as watchdog:
+            try:
+                chan.exec_command(timed(line, limit))
+                exit_code, out, err = self._collect(chan, line, limit, started + wait_s)
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                if watchdog.fired:
+                    raise CommandTimeout(self.host, line, limit) from exc
+                raise HostUnreachable(self.host, f"connection to {self.host} failed while "
+                                      f"running {line} ({exc})") from exc
+            finally:
+                chan.close()
+        if exit_code in _TIMED_OUT and time.monotonic() - started >= limit:
+            raise CommandTimeout(self.host, line, limit)
         result = CommandResult(self.host, line, exit_code, out.decode("utf-8", "replace"),
                                err.decode("utf-8", "replace"))
         if check and exit_code != 0:
             raise CommandFailed(self.host, line, exit_code, result.stdout, result.stderr)
         return result
 
-    def _collect(self, chan: paramiko.Channel, line: str,
-                 limit: float) -> tuple[int, bytes, bytes]:
-        deadline = time.monotonic() + limit
+    def _collect(self, chan: paramiko.Channel, line: str, limit: float,
+                 deadline: float) -> tuple[int, bytes, bytes]:
         out, err = bytearray(), bytearray()
         while True:
             if chan.recv_ready():
@@ -317,20 +369,41 @@ class Connection:
         transport = self.transport
         with self._lock:
             if self._sftp is None or self._sftp.sock.closed:
-                try:
-                    self._sftp = paramiko.SFTPClient.from_transport(transport)
-                except (paramiko.SSHException, EOFError, OSError) as exc:
-                    raise RemoteError(self.host, f"cannot start SFTP on {self.host} ({exc}); "
-                                      "check that sshd's sftp subsystem is enabled") from exc
-                if self._sftp is None:
-                    raise RemoteError(self.host, f"cannot start SFTP on {self.host}")
+                self._sftp = self._start_sftp(transport)
             return self._sftp
 
-    def upload(self, local: str | Path, remote: str, sha256: str | None = None) -> UploadResult:
+    def _start_sftp(self, transport: paramiko.Transport) -> paramiko.SFTPClient:
+        limit = self.settings.connect_timeout_s
+        try:
+            chan = transport.open_session(timeout=limit)
+            # invoke_subsystem waits for the answer without a bound; the first SFTP exchange
+            # reads through the channel, whose timeout bounds it.
+            with Watchdog(limit, chan.close):
+                chan.settimeout(limit)
+                chan.invoke_subsystem("sftp")
+                client = paramiko.SFTPClient(chan)
+            chan.settimeout(None)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            why = str(exc) or f"no answer within {limit:g} s"
+            raise RemoteError(self.host, f"cannot start SFTP on {self.host} ({why}); check "
+                              "that sshd's sftp subsystem is enabled") from exc
+        return client
+
+    def upload(self, local: str | Path, remote: str, sha256: str | None = None,
+               stall_s: float | None = None) -> UploadResult:
         """Upload a file, skipping an identical one and resuming a partial one.
 
         See :func:`bm_upgrade.remote.transfer.upload`.
         """
         from bm_upgrade.remote.transfer import upload
 
-        return upload(self, Path(local), remote, sha256)
+        return upload(self, Path(local), remote, sha256, stall_s=stall_s)
+
+
+def jump_settings(settings: SshSettings) -> SshSettings:
+    """The settings that reach the inventory's jump host itself (its port and user)."""
+    jump = settings.jump_host
+    if jump is None:
+        raise ValueError("no jump host is set")
+    return settings.model_copy(update={"jump_host": None, "port": jump.port,
+                                       "user": jump.user or settings.user})

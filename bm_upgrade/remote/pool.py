@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Generic, TypeVar
 
-from bm_upgrade.errors import BmUpgradeError
+from bm_upgrade.errors import BmUpgradeError, UserError
 from bm_upgrade.inventory import SshSettings
 from bm_upgrade.remote.client import Connection
 
@@ -84,8 +84,10 @@ class HostPool:
                 action: Callable[[Connection], T]) -> GroupResult[T]:
         """Run ``action(connection)`` for each distinct host in parallel.
 
-        Errors of bm_upgrade's tree are collected per host; any other exception is a bug and
-        propagates.
+        Errors of bm_upgrade's tree are collected per host, but for a :class:`UserError` (a
+        corrupt known_hosts file): that one is no host's failure and propagates, so the
+        operator sees one message to fix the file rather than every host "failed". Any other
+        exception is a bug and propagates.
         """
         ordered = list(dict.fromkeys(hosts))
         outcome: GroupResult[T] = GroupResult()
@@ -95,6 +97,8 @@ class HostPool:
         def one(host: str) -> tuple[str, T | BmUpgradeError]:
             try:
                 return host, action(self.get(host))
+            except UserError:
+                raise
             except BmUpgradeError as exc:
                 return host, exc
 

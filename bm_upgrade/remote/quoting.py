@@ -7,6 +7,7 @@ literal argument and is never interpreted by the remote shell.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Sequence
 
@@ -35,6 +36,43 @@ def shell(argv: Sequence[str]) -> str:
 def command_line(command: Command) -> str:
     """The command line to send: a string as is, an argv list through :func:`shell`."""
     return command if isinstance(command, str) else shell(command)
+
+
+KILL_GRACE_S = 5.0
+"""Seconds a timed-out command gets between SIGTERM and SIGKILL (see :func:`timed`)."""
+
+_TIMED = re.compile(r"timeout -k [0-9.]+ [0-9.]+ sh -c (.+)", re.DOTALL)
+
+
+def _seconds(value: float) -> str:
+    # Plain decimal: ``timeout`` reads neither "1e+03" nor a 0 (which would mean no limit).
+    return f"{max(value, 0.1):.3f}".rstrip("0").rstrip(".")
+
+
+def timed(line: str, seconds: float, kill_after: float = KILL_GRACE_S) -> str:
+    """``line`` run under coreutils ``timeout`` so that a command past its time dies on the
+    host, not only in the client's eyes.
+
+    After ``seconds`` the command's process group (its shell and every child it did not
+    detach) gets SIGTERM, and SIGKILL ``kill_after`` seconds later; ``timeout`` then exits 124
+    (137 after the SIGKILL). A program started with :func:`detached` is spared: ``setsid``
+    gave it a session and process group of its own. A command that exits in time is left
+    alone, children it left running included.
+    """
+    return f"timeout -k {_seconds(kill_after)} {_seconds(seconds)} sh -c {quote(line)}"
+
+
+def untimed(command: str) -> str:
+    """The line a :func:`timed` command runs; any other command as it is (to read a host's
+    journal or process list in terms of the commands the tool meant)."""
+    match = _TIMED.fullmatch(command)
+    if match is None:
+        return command
+    try:
+        words = shlex.split(match.group(1))
+    except ValueError:
+        return command
+    return words[0] if len(words) == 1 else command
 
 
 def detached(argv: Sequence[str], log_path: str, cwd: str | None = None) -> str:

@@ -4,6 +4,11 @@ The upload goes to ``<path>.part`` and is renamed only once ``sha256sum`` on the
 so a half-written kit is never mistaken for a good one. A ``.part`` whose bytes match the
 start of the local file is continued from where it stopped.
 
+A host that stops answering mid-transfer (frozen, a dead link) fails the upload with
+:class:`~bm_upgrade.errors.TransferFailed` once no SFTP operation has moved on for
+``stall_s`` seconds (default ``ssh.command_timeout_s``): a :class:`Watchdog` then closes the
+connection, which releases the SFTP call paramiko would otherwise wait in forever.
+
 Speed: paramiko's default 32 KiB SFTP writes reach ~0.6x OpenSSH ``scp``; 252 KiB requests
 (OpenSSH's sftp-server accepts messages up to 256 KiB) with pipelining and the AES-GCM cipher
 chosen in :mod:`bm_upgrade.remote.client` reach ~1.3x (``bench/bench_upload.py``).
@@ -11,10 +16,12 @@ chosen in :mod:`bm_upgrade.remote.client` reach ~1.3x (``bench/bench_upload.py``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import posixpath
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -23,6 +30,7 @@ import paramiko
 
 from bm_upgrade.errors import TransferFailed
 from bm_upgrade.remote.quoting import quote
+from bm_upgrade.remote.watchdog import Watchdog
 
 if TYPE_CHECKING:
     from bm_upgrade.remote.client import Connection
@@ -109,7 +117,8 @@ def _remote_size(sftp: paramiko.SFTPClient, path: str) -> int | None:
     return size
 
 
-def _send(sftp: paramiko.SFTPClient, local: Path, part: str, offset: int) -> int:
+def _send(sftp: paramiko.SFTPClient, local: Path, part: str, offset: int,
+          watchdog: Watchdog | None = None) -> int:
     sent = 0
     with sftp.open(part, "r+b" if offset else "wb") as remote, local.open("rb") as src:
         remote.MAX_REQUEST_SIZE = REQUEST_SIZE
@@ -119,43 +128,83 @@ def _send(sftp: paramiko.SFTPClient, local: Path, part: str, offset: int) -> int
         while chunk := src.read(_READ_SIZE):
             remote.write(chunk)
             sent += len(chunk)
+            if watchdog is not None:
+                watchdog.progress()
     return sent
 
 
-def upload(conn: Connection, local: Path, remote: str, sha256: str | None = None) -> UploadResult:
+class _Sftp:
+    """The connection's SFTP session with every operation under a stall limit."""
+
+    def __init__(self, conn: Connection, local: Path, stall_s: float) -> None:
+        self.conn = conn
+        self.local = local
+        self.stall_s = stall_s
+        self.session = conn.sftp()
+
+    @contextlib.contextmanager
+    def guarded(self, path: str) -> Iterator[Watchdog]:
+        """A block of SFTP work on ``path``: a stall or a broken session -> TransferFailed."""
+        transport = self.session.get_channel().get_transport()  # type: ignore[union-attr]
+        host = self.conn.host
+        with Watchdog(self.stall_s, transport.close) as watchdog:
+            try:
+                yield watchdog
+            except (OSError, paramiko.SSHException, EOFError) as exc:
+                if watchdog.fired:
+                    raise TransferFailed(host, f"uploading {self.local} to {host}:{path} "
+                                         f"stalled: nothing moved for {self.stall_s:g} s, so "
+                                         "the connection was closed; check the host and the "
+                                         "network, then rerun to resume from where it "
+                                         "stopped") from exc
+                raise TransferFailed(host, f"uploading {self.local} to {host}:{path} failed "
+                                     f"({exc}); rerun to resume from where it stopped"
+                                     ) from exc
+
+    def size(self, path: str) -> int | None:
+        with self.guarded(path):
+            return _remote_size(self.session, path)
+
+
+def upload(conn: Connection, local: Path, remote: str, sha256: str | None = None, *,
+           stall_s: float | None = None) -> UploadResult:
     """Put ``local`` at ``remote`` on the connection's host (creating its folder).
 
     Args:
         sha256: the expected checksum (default: the local file's).
+        stall_s: seconds an SFTP operation may go without progress (default
+            ``ssh.command_timeout_s``).
 
     Raises:
-        TransferFailed: the transfer broke, or the host's copy does not match ``sha256``.
+        TransferFailed: the transfer broke or stalled, or the host's copy does not match
+            ``sha256``.
     """
     started = time.monotonic()
     expected = (sha256 or file_sha256(local)).lower()
     size = local.stat().st_size
-    sftp = conn.sftp()
+    sftp = _Sftp(conn, local, conn.settings.command_timeout_s if stall_s is None else stall_s)
     folder = posixpath.dirname(remote) or "."
-    try:
-        sftp.stat(folder)
-    except FileNotFoundError:
+    with sftp.guarded(remote):
+        try:
+            sftp.session.stat(folder)
+            missing = False
+        except FileNotFoundError:
+            missing = True
+    if missing:
         conn.run(["mkdir", "-p", "--", folder])
-    if _remote_size(sftp, remote) == size and remote_sha256(conn, remote) == expected:
+    if sftp.size(remote) == size and remote_sha256(conn, remote) == expected:
         log.info("%s: %s already there (sha256 matches); skipped", conn.host, remote)
         return UploadResult(conn.host, remote, "skipped", 0, time.monotonic() - started, expected)
 
     part = remote + ".part"
     offset = 0
-    part_size = _remote_size(sftp, part)
+    part_size = sftp.size(part)
     if part_size and part_size <= size and (
             remote_sha256(conn, part) == file_sha256(local, limit=part_size)):
         offset = part_size
         log.info("%s: resuming %s at byte %d of %d", conn.host, remote, offset, size)
-    try:
-        sent = _send(sftp, local, part, offset)
-    except (OSError, paramiko.SSHException, EOFError) as exc:
-        raise TransferFailed(conn.host, f"uploading {local} to {conn.host}:{part} failed "
-                             f"({exc}); rerun to resume from where it stopped") from exc
+    with sftp.guarded(part) as watchdog:
+        sent = _send(sftp.session, local, part, offset, watchdog)
     got = _check_and_rename(conn, part, remote, expected)
     if got != expected:
         conn.run(["rm", "-f", "--", part], check=False)

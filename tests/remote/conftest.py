@@ -6,13 +6,16 @@ them by PID themselves.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import itertools
 import json
 import os
 import shutil
+import signal
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,3 +186,39 @@ def topology_json(servers: dict[str, tuple[str, str]], group: str = "stripe1") -
     return {"entities": [{"serverGroupEntities": [{"name": group, "servers": [
         {"attributes": {"Name": name, "State": state, "Version": version}}
         for name, (state, version) in servers.items()]}]}]}
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll ``predicate`` (a state on the host) until true; fail naming ``what`` after
+    ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def own_host(session_dir: Path, address: Callable[[], str],
+             client_dir: Path) -> Iterator[Host]:
+    """An sshd of the test's own, for tests that freeze or break their host."""
+    started = _start_host(session_dir / f"own-{next(_numbers)}", address(), client_dir)
+    try:
+        yield started
+    finally:
+        started.handle.stop()
+
+
+@contextlib.contextmanager
+def frozen(host: Host) -> Iterator[list[int]]:
+    """The host's sshd and everything it runs SIGSTOPped (a host that stopped answering, as
+    the sandbox's host-down fault does), SIGCONTed when the block ends."""
+    pids = [host.handle.pid, *processes.children_of(host.handle.pid)]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield pids
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)

@@ -3,6 +3,7 @@ timeouts, detached starts and quoting."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -113,18 +114,22 @@ def test_unknown_host_key_rejected(host: Host, tmp_path: Path) -> None:
     message = str(info.value)
     assert host.address in message and str(empty) in message
     assert "accept_unknown_host_keys" in message and "SHA256:" in message
+    assert "bm-upgrade trust-hosts" in message
 
 
-def test_unknown_host_key_accepted_when_the_inventory_says_so_and_recorded(
-        host: Host, tmp_path: Path) -> None:
+def test_unknown_host_key_accepted_when_the_inventory_says_so_but_never_recorded(
+        host: Host, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """accept_unknown_host_keys lets the connection go on with a warning; only trust-hosts
+    records keys, so the file stays as it was and the next strict connection still refuses."""
     known = tmp_path / "sub" / "known_hosts"
-    with Connection(host.address, host.settings(known_hosts=str(known),
-                                                accept_unknown_host_keys=True)) as c:
+    with caplog.at_level(logging.WARNING, logger="bm_upgrade.remote.hostkeys"), Connection(
+            host.address, host.settings(known_hosts=str(known),
+                                        accept_unknown_host_keys=True)) as c:
         assert c.run(["true"]).ok
-    assert host.handle.host_key_pub.split()[1] in known.read_text()
-    # Recorded: the next connection checks it without accepting anything new.
-    with Connection(host.address, host.settings(known_hosts=str(known))) as c:
-        assert c.run(["true"]).ok
+    assert not known.exists()
+    assert "NOT CHECKED" in caplog.text and "bm-upgrade trust-hosts" in caplog.text
+    with pytest.raises(HostKeyRejected, match="trust-hosts"):
+        Connection(host.address, host.settings(known_hosts=str(known))).open()
 
 
 def test_changed_host_key_rejected(host: Host, second_host: Host, tmp_path: Path) -> None:

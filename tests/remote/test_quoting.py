@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bm_upgrade.remote.quoting import command_line, detached, echo_mark, shell, split_marked
+from bm_upgrade.remote.quoting import (
+    command_line,
+    detached,
+    echo_mark,
+    shell,
+    split_marked,
+    timed,
+    untimed,
+)
 
 NASTY = ["/opt/my kit/bin", "it's", 'say "hi"', "$(touch /tmp/pwned)", "`id`", "a;b|c&d",
          "*", "~", "new\nline", ""]
@@ -65,3 +73,23 @@ def test_marked_parts_split_in_a_real_shell_even_with_ps_in_the_output() -> None
     assert parts["empty"] == []
     assert parts["last"] == ["z"]
     assert any(echo_mark("empty") in line for line in parts[""])  # ps's line of the shell
+
+
+@given(st.text(min_size=1).filter(lambda s: "\x00" not in s), st.floats(0.0, 1e7))
+def test_timed_runs_the_line_under_timeout_and_untimed_reads_it_back(line: str,
+                                                                     seconds: float) -> None:
+    """What a host's journal or ``ps`` shows of a timed command reads back as the line."""
+    command = timed(line, seconds)
+    words = shlex.split(command)
+    assert words[:2] == ["timeout", "-k"] and words[4:6] == ["sh", "-c"] and words[6] == line
+    assert float(words[3]) >= 0.1  # never 0, which would mean no limit
+    assert "e" not in words[3]  # plain decimal: timeout reads no exponent
+    assert untimed(command) == line
+    assert untimed(line) == line or line.startswith("timeout -k ")
+
+
+def test_timed_line_runs_in_a_real_shell() -> None:
+    line = "printf '%s|' \"$0\" 'it'\"'\"'s'; exit 3"
+    done = subprocess.run(["sh", "-c", timed(line, 5)], capture_output=True, text=True,
+                          check=False)
+    assert (done.returncode, done.stdout) == (3, "sh|it's|")
