@@ -74,7 +74,7 @@ def test_server_pids_match_only_that_servers_processes() -> None:
 def test_kit_swap_places_and_carried_files() -> None:
     swap = KitSwap.for_server(_server())
     assert swap.install_dir == "/opt/tc/bigmemory-max"
-    assert swap.work_dir == "/opt/tc/.bm-upgrade-work/bigmemory-max"
+    assert swap.work_dir == "/opt/tc/.bm-upgrade-work/tsa-a1"  # one per server
     assert swap.previous_kit("4.2.0") == "/opt/tc/.bm-upgrade-previous/bigmemory-max-4.2.0"
     assert carried_paths(_server()) == ["tc-config.xml", "server/tc-config.xml",
                                         "server/bin/setenv.sh"]
