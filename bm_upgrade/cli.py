@@ -98,6 +98,21 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
     return _finish(rerun(args.run_id, on_run_id=_print_run_id))
 
 
+def _ask(question: str) -> bool:
+    try:
+        answer = input(question)
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _cmd_trust_hosts(args: argparse.Namespace) -> int:
+    from bm_upgrade.trust import trust_hosts
+
+    return trust_hosts(args.inventory, yes=args.yes, ask=_ask if sys.stdin.isatty() else None,
+                       out=sys.stdout, err=sys.stderr)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Sandbox up, a full upgrade through the Dagster job while clients write, the report,
     `sandbox verify`, sandbox down."""
@@ -174,6 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rerun", help="re-execute a failed run from its failed step")
     p.add_argument("run_id", metavar="RUN_ID")
     p.set_defaults(handler=_cmd_rerun)
+
+    p = sub.add_parser("trust-hosts", help="show each host's key fingerprint and record it in "
+                       "known_hosts on your word (first contact)")
+    p.add_argument("inventory", metavar="INVENTORY")
+    p.add_argument("--yes", action="store_true",
+                   help="record every new key shown, without asking (check them first)")
+    p.set_defaults(handler=_cmd_trust_hosts)
 
     p = sub.add_parser("demo", help="sandbox up + a full upgrade + a report, then down")
     p.add_argument("--topology", default="demo", help="a shipped topology name or a file")
