@@ -166,6 +166,8 @@ def fetch_kit(kit: Kit, cache_dir: Path | None = None, timeout: float = 60.0) ->
         # http.client and urllib quote pieces of the URL in their errors (a port, a path, the
         # whole URL): the reason is shown with every secret part of the URL taken out.
         reason = redact_text(str(getattr(exc, "reason", None) or exc), kit.url)
+        if isinstance(exc, urllib.error.HTTPError):
+            exc.close()  # its response's socket: the error itself is not passed on
         raise TransferFailed(source, f"cannot fetch kit {kit.version} from {shown} "
                              f"({type(exc).__name__}: {reason}); check kits[].url and that "
                              "it can be reached (rerun to resume a partial download)"
