@@ -127,7 +127,9 @@ class SshSettings(_Model):
     )
     accept_unknown_host_keys: bool = Field(
         default=False,
-        description="Trust (and record) host keys not in known_hosts. Off unless set explicitly.",
+        description="Let connections to hosts not in known_hosts go on unchecked, with a "
+        "warning each time, recording nothing (labs only; record keys with `bm-upgrade "
+        "trust-hosts INVENTORY`). Off unless set explicitly.",
     )
     jump_host: JumpHost | None = None
     connect_timeout_s: float = Field(default=10.0, gt=0)
