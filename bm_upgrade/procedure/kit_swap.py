@@ -37,6 +37,7 @@ from bm_upgrade.inventory import Orchestrator, Server
 from bm_upgrade.license import LICENSE_FILE_NAME
 from bm_upgrade.probes import Runner, parse_version
 from bm_upgrade.procedure.records import StepRecorder
+from bm_upgrade.procedure.room import check_unpack_room
 from bm_upgrade.remote.quoting import echo_mark, quote, shell, split_marked
 
 WORK_DIR_NAME = ".bm-upgrade-work"
@@ -183,17 +184,21 @@ def look_at_kit(conn: Runner, swap: KitSwap, staged_kit: str, staged_license: st
 def install_kit(conn: Runner, server: Server | Orchestrator, *, target: str, staged_kit: str,
                 staged_license: str, keep_previous: bool, delete_backups: bool,
                 rec: StepRecorder, timeout_s: float = 300.0,
-                kit_sha256: str | None = None) -> None:
+                kit_sha256: str | None = None, unpacked_bytes: int | None = None) -> None:
     """Make the (stopped) server's kit root hold the ``target`` kit and the license key.
 
     Args:
         kit_sha256: the inventory's sha256 of the ``target`` kit; the staged tarball is
             checked against it on the host right before it is unpacked (not checked when
             None).
+        unpacked_bytes: the kit's unpacked size (``StagedKit.unpacked_bytes``) for the disk
+            room check right before the unpack, which a re-execution of this step repeats
+            (unknown: read from the staged tarball on the host).
 
     Raises:
         StepFailed: the kit root exists but is not a proven 4.x kit, the staged kit or license
-            is missing, the staged kit's sha256 differs, the unpack failed, or the kit is not
+            is missing, the kit root's folder has no room for the unpacked kit, the staged
+            kit's sha256 differs, the unpack failed, or the kit is not
             the target (in each case the old kit root is untouched), or the installed kit
             does not read back as the target.
         RemoteError: a command failed (the old kit root is untouched unless the swap ran).
@@ -217,6 +222,7 @@ def install_kit(conn: Runner, server: Server | Orchestrator, *, target: str, sta
                          f"({staged_kit} is missing), so {server.name} cannot be installed; "
                          "run the kit staging step again, then rerun")
     _require_staged_license(server, look, staged_license)
+    rec.saw(check_unpack_room(conn, server.name, swap.install_dir, staged_kit, unpacked_bytes))
     new_root = _unpack(conn, server, staged_kit, swap, target=target, kit_sha256=kit_sha256,
                        timeout_s=timeout_s)
     if dirty is not None:
