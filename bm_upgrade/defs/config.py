@@ -32,6 +32,10 @@ class UpgradeConfig(dg.Config):
     client_batch_size: int = Field(default=1, ge=1)
     allow_downtime: bool = False
     accept_data_loss: bool = False
+    continue_on_failure: bool = Field(default=False, description="After a step of the run "
+                                      "failed, let other stripes still stop servers; off: "
+                                      "every later disruptive step ends safely, naming the "
+                                      "failure.")
     stop_timeout_s: float = 120.0
     start_timeout_s: float = 300.0
     sync_timeout_s: float = 1800.0
@@ -57,6 +61,7 @@ class UpgradeConfig(dg.Config):
             "client_batch_size": policy.client_batch_size,
             "allow_downtime": policy.allow_downtime,
             "accept_data_loss": policy.accept_data_loss,
+            "continue_on_failure": policy.continue_on_failure,
             "stop_timeout_s": t.stop_s,
             "start_timeout_s": t.start_s,
             "sync_timeout_s": t.sync_s,
@@ -80,6 +85,8 @@ class RunSettings:
     """Kind of outage -> (seconds, basis), for the window check of disruptive steps."""
     next_opening: datetime.datetime | None = None
     """When the maintenance window after this run's opens (for the window check's message)."""
+    continue_on_failure: bool = False
+    """Other stripes go on after a step failed (else no new disruptive work; DESIGN rule 12)."""
 
     def with_before(self, versions: dict[str, str | None]) -> RunSettings:
         return replace(self, before=dict(versions))
@@ -116,7 +123,8 @@ class RunSettings:
                       if config.window_end else None)
         if window_end is not None and window_end.tzinfo is None:
             window_end = window_end.replace(tzinfo=datetime.UTC)
-        return cls(options, timeouts, config.dry_run, window_end)
+        return cls(options, timeouts, config.dry_run, window_end,
+                   continue_on_failure=config.continue_on_failure)
 
     def inventory_for_run(self, inventory: Inventory) -> Inventory:
         """The inventory with this run's timeouts and policy choices applied."""
@@ -126,5 +134,6 @@ class RunSettings:
             "delete_dirty_backups": self.options.delete_dirty_backups,
             "keep_previous_kit": self.options.keep_previous_kit,
             "client_batch_size": self.options.client_batch_size,
+            "continue_on_failure": self.continue_on_failure,
         })
         return inventory.model_copy(update={"policy": policy})

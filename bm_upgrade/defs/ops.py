@@ -21,6 +21,7 @@ import dagster as dg
 from bm_upgrade.defs.config import RunSettings, UpgradeConfig
 from bm_upgrade.defs.resources import ClusterResource
 from bm_upgrade.defs.schedules import RECORDS_KEY, plan_window
+from bm_upgrade.defs.stopping import failure_check, signals_request_stop
 from bm_upgrade.errors import BmUpgradeError
 from bm_upgrade.inventory import Client, Inventory, Region, Stripe
 from bm_upgrade.plan import make_plan
@@ -117,10 +118,13 @@ def _procedure_log(context: dg.OpExecutionContext) -> logging.Logger:
     return context.log
 
 
-def _ctx(inventory: Inventory, pool: Any, settings: RunSettings,
-         staged: dict[str, StagedKit] | None, log: logging.Logger) -> ServerOps:
-    return ServerOps(inventory, pool, settings.options, dict(staged or {}), log,
-                     window=settings.window_guard())
+def _ctx(context: dg.OpExecutionContext, inventory: Inventory, pool: Any,
+         settings: RunSettings, staged: dict[str, StagedKit] | None) -> ServerOps:
+    """The procedure's context for a step that may stop things: the window check, and the
+    earlier failures of the run that stop new disruptive work (defs/stopping.py)."""
+    return ServerOps(inventory, pool, settings.options, dict(staged or {}),
+                     _procedure_log(context), window=settings.window_guard(),
+                     halted=failure_check(context, settings.continue_on_failure))
 
 
 def _would(inventory: Inventory, settings: RunSettings, pool: Any,
@@ -222,12 +226,13 @@ def upgrade_stripe_op(context: dg.OpExecutionContext, settings: RunSettings,
         raise dg.Failure(f"{node}: no such stripe in {cluster.inventory_path} any more; "
                          "reload the code location so the job matches the inventory")
     region, stripe = found[0]
-    with one_sentence(), relayed_logs(), cluster.pool(inventory) as pool:
+    with signals_request_stop(node), one_sentence(), relayed_logs(), \
+            cluster.pool(inventory) as pool:
         if settings.dry_run:
             names = {s.name for s in stripe.servers}
             records = _would(inventory, settings, pool, lambda s: s.node in names)
         else:
-            ctx = _ctx(inventory, pool, settings, staged, _procedure_log(context))
+            ctx = _ctx(context, inventory, pool, settings, staged)
             records = upgrade_stripe(ctx, region, stripe)
     context.add_output_metadata(_records_metadata(records))
     return [r.as_dict() for r in records]
@@ -278,11 +283,12 @@ def upgrade_clients_op(context: dg.OpExecutionContext, settings: RunSettings,
     mine = client_batches(clients, size, nodes)[index]
     names = {c.name for c in mine}
     records: list[StepRecord] = []
-    with one_sentence(), relayed_logs(), cluster.pool(inventory) as pool:
+    with signals_request_stop(context.op_handle.name), one_sentence(), relayed_logs(), \
+            cluster.pool(inventory) as pool:
         if settings.dry_run:
             records = _would(inventory, settings, pool, lambda s: s.node in names)
         else:
-            ctx = _ctx(inventory, pool, settings, staged, _procedure_log(context))
+            ctx = _ctx(context, inventory, pool, settings, staged)
             for start in range(0, len(mine), size):
                 records += upgrade_clients(ctx, mine[start:start + size])
     context.add_output_metadata(_records_metadata(records))
@@ -297,11 +303,12 @@ def orchestrators_op(context: dg.OpExecutionContext, settings: RunSettings,
                      cluster: ClusterResource) -> Records:
     inventory = settings.inventory_for_run(cluster.load())
     names = {o.name for r in inventory.regions for o in r.orchestrators}
-    with one_sentence(), relayed_logs(), cluster.pool(inventory) as pool:
+    with signals_request_stop(context.op_handle.name), one_sentence(), relayed_logs(), \
+            cluster.pool(inventory) as pool:
         if settings.dry_run:
             records = _would(inventory, settings, pool, lambda s: s.phase == "orchestrators")
         else:
-            ctx = _ctx(inventory, pool, settings, staged, _procedure_log(context))
+            ctx = _ctx(context, inventory, pool, settings, staged)
             records = cycle_orchestrators(ctx)
     context.add_output_metadata(_records_metadata(records))
     context.log.info("orchestrators %s done", ", ".join(sorted(names)))

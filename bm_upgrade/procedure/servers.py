@@ -363,6 +363,9 @@ def _stop_active(ctx: ServerOps, stripe: Stripe, server: Server, seen: Mapping[s
                          f"the stripe keeps running on {server.name}; get a mirror synced "
                          "(`bm-upgrade status`), then rerun")
     rec.done(f"confirmed {outcome.value.name} {STANDBY} right before the stop")
+    # The wait may have lasted minutes, long enough for another step to fail: ask again.
+    ctx.before_disruptive(server.name, f"stop of {server.name} (the ACTIVE of stripe "
+                          f"{stripe.name})", DISRUPTIVE["failover-stop"])
     stop_server(ctx, server, rec)
 
 

@@ -1,0 +1,118 @@
+"""When a step of a run starts no new disruptive work, seen from Dagster's side (DESIGN.md
+safety rules 11 and 12; the procedure's side is ``procedure/halt.py``).
+
+- :func:`failure_check`: the ``halted`` callback the procedure asks before every disruptive
+  action. It reads the run's STEP_FAILURE events from the instance's event log: every step
+  stores its own events there, in process (``parallel_stripes`` 1) as in the multiprocess
+  executor's step processes, so a step sees its siblings' failures as soon as they are
+  stored. Only this run's events count: a re-execution's parent failures are the reason it
+  was started. One look is one query of the run's events: a few milliseconds on SQLite
+  (``tests/dagster/test_stopping.py`` measures it), small beside the stop it precedes.
+- :func:`signals_request_stop`: inside a step's process (the multiprocess executor, or a run
+  worker started by the UI), SIGINT and SIGTERM ask the procedure to stop at the next
+  disruptive action instead of raising in the middle of one: Dagster delivers both a Ctrl-C
+  and the UI's "terminate" to the step as SIGINT (``dagster._utils.interrupts``), and an
+  exception raised between stopping an active and seeing its successor take over could
+  leave a stripe without its server.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+import dagster as dg
+
+from bm_upgrade.procedure import halt
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def failure_reason(event: dg.DagsterEvent) -> str:
+    """A failed step's one-sentence reason, without Dagster's wrapping."""
+    data = event.step_failure_data
+    if data.user_failure_data and data.user_failure_data.description:
+        return data.user_failure_data.description
+    error = data.error
+    while error is not None and error.cause is not None:
+        error = error.cause  # the user's exception, under Dagster's wrapper
+    return error.message.strip() if error else "unknown error"
+
+
+def earlier_failure(instance: dg.DagsterInstance, run_id: str, step_key: str) -> str | None:
+    """The sentence that stops new disruptive work: the first failed step of the run
+    ``run_id`` other than ``step_key`` itself, or None when no other step failed."""
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        if event is None or event.step_key == step_key:
+            continue
+        reason = failure_reason(event).rstrip(".")
+        return (f"step {event.step_key} of this run failed ({reason}); fix that, then "
+                "re-execute from failure")
+    return None
+
+
+def failure_check(context: dg.OpExecutionContext,
+                  continue_on_failure: bool) -> Callable[[], str | None] | None:
+    """The step's ``halted`` callback (None when the run's policy lets other stripes go on)."""
+    if continue_on_failure:
+        return None
+    instance, run_id = context.instance, context.run_id
+    step_key = context.get_step_execution_context().step.key
+
+    def halted() -> str | None:
+        return earlier_failure(instance, run_id, step_key)
+
+    return halted
+
+
+@contextmanager
+def signals_request_stop(step_key: str) -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM ask the procedure to stop at its next disruptive
+    action (:func:`halt.request_stop`) instead of raising; the previous handlers come back on
+    leaving.
+
+    Only in a process's main thread, where Python runs signal handlers: there the op runs in a
+    step process of the multiprocess executor, or in a run worker. In the in-process executor
+    of ``bm-upgrade run`` the op runs in a worker thread and the CLI's main thread handles
+    the signals: nothing is changed here then.
+
+    A signal received while the block ran is handed to the previous handler once the block
+    has ended without an error (Dagster's handler then ends the step as interrupted and the
+    executor stops launching steps). When the block raised (the procedure refused its next
+    disruptive action, naming the interrupt), that error is the step's outcome.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        if not received:
+            halt.request_stop(
+                f"interrupted (step {step_key}'s process received "
+                f"{signal.Signals(signum).name}: Ctrl-C, SIGTERM or a terminate of the run)")
+        received.append(signum)
+
+    previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, request_stop)
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        for signum, before in previous.items():
+            signal.signal(signum, before)
+        if received and not failed:
+            before = previous[received[0]]
+            if callable(before):
+                before(received[0], None)
+            elif before == signal.SIG_DFL:
+                signal.raise_signal(received[0])
