@@ -14,6 +14,21 @@ safety rules 11 and 12; the procedure's side is ``procedure/halt.py``).
   and the UI's "terminate" to the step as SIGINT (``dagster._utils.interrupts``), and an
   exception raised between stopping an active and seeing its successor take over could
   leave a stripe without its server.
+
+What a stop request does, by where the op runs:
+
+- multiprocess executor (``parallel_stripes`` > 1): a Ctrl-C reaches every step process (one
+  process group); the UI's terminate reaches the run worker, whose executor stops launching
+  steps and asks each step process to stop (SIGINT) and waits for them. Each stripe step
+  finishes the server it is on (started, confirmed) and fails naming the interrupt at its
+  next stop; every other stripe step then finds that failure.
+- in-process executor in a run worker (a run launched from the UI): the op runs in the main
+  thread, so the same holds for the step in progress; the steps after it find its failure.
+- in-process executor of ``bm-upgrade run``: the op runs in a worker thread; the CLI's own
+  handlers ask for the stop (``halt.request_stop``).
+
+A process killed without warning (SIGKILL, a lost machine) gives its step no chance: the next
+run or re-execution finds the stripe as it was left and completes it (DESIGN.md rule 11).
 """
 
 from __future__ import annotations
