@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bm_upgrade.errors import BmUpgradeError, UserError
+from bm_upgrade.interrupts import FinishSafelyOnSignals
 from bm_upgrade.sandbox.cli import register as register_sandbox
 
 if TYPE_CHECKING:
@@ -69,6 +70,10 @@ def _print_run_id(run_id: str) -> None:
     print(f"run_id: {run_id}", flush=True)
 
 
+def _print_notice(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
 def _finish(outcome: RunOutcome) -> int:
     if outcome.report:
         print(outcome.report)
@@ -87,15 +92,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides["allow_downtime"] = True
     if args.accept_data_loss:
         overrides["accept_data_loss"] = True
-    outcome = run_upgrade(args.inventory, target=args.to, dry_run=args.dry_run,
-                          overrides=overrides, on_run_id=_print_run_id)
+    with FinishSafelyOnSignals() as signals:
+        outcome = run_upgrade(args.inventory, target=args.to, dry_run=args.dry_run,
+                              overrides=overrides, on_run_id=signals.on_run_id(_print_run_id))
     return _finish(outcome)
 
 
 def _cmd_rerun(args: argparse.Namespace) -> int:
     from bm_upgrade.defs.launch import rerun
 
-    return _finish(rerun(args.run_id, on_run_id=_print_run_id))
+    with FinishSafelyOnSignals() as signals:
+        outcome = rerun(args.run_id, on_run_id=signals.on_run_id(_print_run_id),
+                        on_notice=_print_notice)
+    return _finish(outcome)
 
 
 def _ask(question: str) -> bool:
@@ -186,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accept-data-loss", action="store_true")
     p.set_defaults(handler=_cmd_run)
 
-    p = sub.add_parser("rerun", help="re-execute a failed run from its failed step")
+    p = sub.add_parser("rerun", help="re-execute a failed or canceled run (or one whose "
+                       "process was killed) from its failed step")
     p.add_argument("run_id", metavar="RUN_ID")
     p.set_defaults(handler=_cmd_rerun)
 

@@ -4,6 +4,7 @@ the parent run's config, as the UI's button does)."""
 
 from __future__ import annotations
 
+import signal
 import threading
 import uuid
 from collections.abc import Callable
@@ -15,9 +16,11 @@ import dagster as dg
 
 from bm_upgrade.defs.config import UpgradeConfig
 from bm_upgrade.defs.jobs import CLUSTER_TAG, INVENTORY_TAG, job_name, runs_going
+from bm_upgrade.defs.launcher import worker_state, worker_tags
 from bm_upgrade.defs.notify import failure_of
 from bm_upgrade.errors import UserError
 from bm_upgrade.inventory import load_inventory
+from bm_upgrade.procedure import halt
 
 INVOCATION_TAG = "bm_upgrade/invocation"
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -52,6 +55,17 @@ concurrency:
       - key: cluster
         value: {applyLimitPerUniqueValue: true}
         limit: 1
+# A run whose worker process died (killed, its host rebooted) is marked failed by
+# dagster-daemon, so the cluster's queue moves on: bm_upgrade's launcher tells from the
+# worker's pid whether it still runs on this host (Dagster's default launcher cannot).
+run_launcher:
+  module: bm_upgrade.defs.launcher
+  class: LocalRunLauncher
+run_monitoring:
+  enabled: true
+  poll_interval_seconds: 15
+  start_timeout_seconds: 300
+  cancel_timeout_seconds: 300
 """
 """deploy/dagster.yaml, kept equal to it by a test."""
 
@@ -112,12 +126,24 @@ def _failure(result: dg.JobExecutionResult) -> str | None:
 def _execute(job: Any, inst: dg.DagsterInstance, run_config: dict[str, Any],
              tags: dict[str, str], *, on_run_id: Callable[[str], None] | None,
              reexecution: dg.ReexecutionOptions | None = None) -> RunOutcome:
-    """Execute in a thread while this one reports the run id as soon as the run exists."""
+    """Execute in a thread while this one reports the run id as soon as the run exists.
+
+    The run's tags record this process as its worker, so that a run whose process was
+    killed is recognised (``rerun``, the daemon's run monitoring: defs/launcher.py).
+    """
     invocation = uuid.uuid4().hex
-    tags = {**tags, INVOCATION_TAG: invocation}
+    tags = {**tags, **worker_tags(), INVOCATION_TAG: invocation}
+    halt.reset()  # a stop requested during an earlier run of this process is not this run's
     box: dict[str, Any] = {}
+    in_process = job.get_definition().executor_def is dg.in_process_executor
 
     def work() -> None:
+        if in_process:
+            # Processes started here (Dagster's mirrors of the step's log to the terminal)
+            # inherit this thread's blocked signals: a Ctrl-C then reaches only this process,
+            # whose main thread asks the run to finish safely (cli.py). Step processes of the
+            # multiprocess executor keep them: they handle them themselves (defs/stopping.py).
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             with dg.execute_job(job, inst, run_config=run_config, tags=tags,
                                 reexecution_options=reexecution) as result:
@@ -178,11 +204,37 @@ def run_upgrade(inventory_path: str | Path, *, target: str | None = None,
     return _execute(reconstructable(path), inst, run_config, tags, on_run_id=on_run_id)
 
 
-def rerun(run_id: str, on_run_id: Callable[[str], None] | None = None) -> RunOutcome:
-    """Re-execute a failed run from its failed steps, with the parent run's config.
+def _worker_gone(inst: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
+    """Why an unfinished ``run`` can be marked failed (its worker is gone), or None when it
+    ended already.
 
     Raises:
-        UserError: no such run, or it did not fail, or it is not a bm_upgrade run.
+        UserError: its worker still runs, or this host cannot tell.
+    """
+    if run.is_finished:
+        return None
+    state = worker_state(inst, run)
+    status = run.status.value
+    if state.gone is None:
+        raise UserError(f"run {run.run_id} is {status} and {state.text}: wait for it to end "
+                        "or cancel it in the UI, then rerun")
+    if not state.gone:
+        raise UserError(f"run {run.run_id} is still {status} ({state.text}): wait for it to "
+                        "end (Ctrl-C on its `bm-upgrade run` stops it safely), then rerun")
+    return (f"run {run.run_id} was left {status} but {state.text} (killed?): marked it "
+            "FAILURE; re-executing it from its unfinished steps")
+
+
+def rerun(run_id: str, on_run_id: Callable[[str], None] | None = None, *,
+          on_notice: Callable[[str], None] | None = None) -> RunOutcome:
+    """Re-execute a failed or canceled run from its failed steps, with the parent run's config.
+
+    A run left STARTED by a worker that is gone (a `bm-upgrade run` killed with -9, no daemon
+    to notice) is marked FAILURE first, and ``on_notice`` is told so.
+
+    Raises:
+        UserError: no such run, or it succeeded or is still going, or it is not a bm_upgrade
+            run.
     """
     inst = instance()
     parent = inst.get_run_by_id(run_id)
@@ -193,13 +245,20 @@ def rerun(run_id: str, on_run_id: Callable[[str], None] | None = None) -> RunOut
     if not path:
         raise UserError(f"run {run_id} ({parent.job_name}) was not started by bm-upgrade; "
                         "re-execute it from the UI instead")
-    if parent.status != dg.DagsterRunStatus.FAILURE:
-        raise UserError(f"run {run_id} ended {parent.status.value}, not FAILURE: only a failed "
-                        "run is re-executed from failure; start a new run with `bm-upgrade run`")
+    gone = _worker_gone(inst, parent)
+    if gone is None and parent.status not in (dg.DagsterRunStatus.FAILURE,
+                                              dg.DagsterRunStatus.CANCELED):
+        raise UserError(f"run {run_id} ended {parent.status.value}, not FAILURE or CANCELED: "
+                        "only a failed or canceled run is re-executed from failure; start a "
+                        "new run with `bm-upgrade run`")
     inventory = load_inventory(path)
     if parent.job_name != job_name(inventory):
         raise UserError(f"run {run_id} is of job {parent.job_name}, but {path} now describes "
                         f"cluster {inventory.cluster}; restore the inventory file")
+    if gone is not None:
+        inst.report_run_failed(parent, gone)
+        if on_notice:
+            on_notice(gone)
     _one_run_per_cluster(inst, inventory.cluster)
     options = dg.ReexecutionOptions.from_failure(run_id, inst)
     tags = {k: v for k, v in parent.tags.items()
