@@ -141,9 +141,10 @@ def _execute(job: Any, inst: dg.DagsterInstance, run_config: dict[str, Any],
         if in_process:
             # Processes started here (Dagster's mirrors of the step's log to the terminal)
             # inherit this thread's blocked signals: a Ctrl-C then reaches only this process,
-            # whose main thread asks the run to finish safely (cli.py). Step processes of the
-            # multiprocess executor keep them: they handle them themselves (defs/stopping.py).
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            # whose main thread asks the run to finish safely (cli.py). Not SIGTERM: Dagster
+            # stops those mirrors with it. Step processes of the multiprocess executor keep
+            # SIGINT: they handle it themselves (defs/stopping.py).
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             with dg.execute_job(job, inst, run_config=run_config, tags=tags,
                                 reexecution_options=reexecution) as result:
