@@ -34,6 +34,20 @@ def sandbox() -> Iterator[E2ESandbox]:
         yield sb
 
 
+def test_no_leftover_check_sees_a_process_of_the_instance(dagster_home: Path) -> None:
+    """The leftover check below is able to fail."""
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()",
+                             str(dagster_home)], stdin=subprocess.PIPE)
+    try:
+        assert leftovers(dagster_home)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        assert proc.stdin is not None
+        proc.stdin.close()
+    assert not leftovers(dagster_home)
+
+
 @dataclass
 class Command:
     """A `bm-upgrade` command running in a session of its own, its output in files."""
@@ -77,6 +91,19 @@ def run_until_the_first_stop(sandbox: E2ESandbox, folder: Path) -> tuple[Command
     return command, since
 
 
+def leftovers(home: Path) -> list[str]:
+    """Processes whose command line names a file of the instance (Dagster's log mirrors)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            line = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(home) in line:
+            found.append(f"{proc.name}: {line}")
+    return found
+
+
 def run_status(run_id: str) -> dg.DagsterRunStatus:
     run = dg.DagsterInstance.get().get_run_by_id(run_id)
     assert run is not None
@@ -96,7 +123,8 @@ def rerun_completes(sandbox: E2ESandbox, run_id: str, folder: Path) -> Command:
 
 
 def test_ctrl_c_finishes_the_step_safely_and_rerun_completes(sandbox: E2ESandbox,
-                                                              tmp_path: Path) -> None:
+                                                              tmp_path: Path,
+                                                              dagster_home: Path) -> None:
     command, since = run_until_the_first_stop(sandbox, tmp_path)
     try:
         os.killpg(command.proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
@@ -109,6 +137,8 @@ def test_ctrl_c_finishes_the_step_safely_and_rerun_completes(sandbox: E2ESandbox
         command.stop()
     ended = time.time()
     err = command.stderr
+    # Dagster's mirrors of the step's log did not outlive the command.
+    processes.wait_until(lambda: not leftovers(dagster_home), 30, "no leftover processes")
     assert "SIGINT received: finishing the current step safely" in err
     assert "SIGINT received: still finishing the current step safely" in err
     assert "failed: step upgrade_east_stripe1 failed: " in err
