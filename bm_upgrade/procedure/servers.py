@@ -107,6 +107,18 @@ class ServerOps(Watch):
         return (posixpath.join(folder, kit_file_name(kit)),
                 posixpath.join(folder, LICENSE_FILE_NAME))
 
+    @property
+    def target_sha256(self) -> str | None:
+        """The inventory's sha256 of the target kit: a staged tarball is checked against it
+        on its host right before it is unpacked."""
+        kit = self.inventory.kit_for(self.target)
+        return kit.sha256 if kit is not None else None
+
+    def unpacked_bytes(self, host: str) -> int | None:
+        """The target kit's unpacked size as staging measured it (None: read on the host)."""
+        staged = self.staged.get(host)
+        return staged.unpacked_bytes if staged is not None else None
+
     def before_disruptive(self, node: str, step: str, kind: str) -> None:
         """Before a disruptive step (stopping a server, a client, the orchestrators).
 
@@ -278,7 +290,9 @@ def _act_install(ctx: ServerOps, stripe: Stripe, server: Server, seen: Mapping[s
         kit_path, license_path = ctx.staged_paths(server.host)
         install_kit(conn, server, target=ctx.target, staged_kit=kit_path,
                     staged_license=license_path, keep_previous=ctx.options.keep_previous_kit,
-                    delete_backups=ctx.options.delete_dirty_backups, rec=rec)
+                    delete_backups=ctx.options.delete_dirty_backups, rec=rec,
+                    kit_sha256=ctx.target_sha256,
+                    unpacked_bytes=ctx.unpacked_bytes(server.host))
     except (StepFailed, RemoteError) as exc:
         if me.installed is None or kit_version(conn, server.install_dir) != me.installed:
             raise

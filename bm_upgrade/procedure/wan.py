@@ -28,12 +28,13 @@ from bm_upgrade.probes import (
     read_wan_bind,
 )
 from bm_upgrade.procedure.install import detached_pid, install_kit, start_licensed
+from bm_upgrade.procedure.kit_swap import NOT_A_KIT, kit_root_guard, not_a_kit
 from bm_upgrade.procedure.observe import require_servers_ready
 from bm_upgrade.procedure.records import StepRecord, StepRecorder, skipped
 from bm_upgrade.procedure.servers import ServerOps
 from bm_upgrade.procedure.waits import ALIVE_EVERY_S, Poll, wait_for
 from bm_upgrade.remote import shell
-from bm_upgrade.remote.quoting import detached
+from bm_upgrade.remote.quoting import detached, split_marked
 from bm_upgrade.window import ORCHESTRATORS
 
 REPLICA_READY = "ACTIVE"
@@ -101,8 +102,14 @@ def _stop(wan: WanWatch, orch: Orchestrator, rec: StepRecorder) -> None:
     ctx = wan.ctx
     conn = ctx.pool.get(orch.host)
     timeout = ctx.inventory.policy.timeouts.orchestrator_s
-    result = conn.run(shell([_script(orch, "stop-wan.sh"), "-f", orch.wan_xml]),
+    # Only an orchestrator whose kit root proved to be a 4.x kit is stopped: its kit root
+    # is swapped next (DESIGN.md rule 9).
+    result = conn.run(kit_root_guard(orch.install_dir)
+                      + shell([_script(orch, "stop-wan.sh"), "-f", orch.wan_xml]),
                       timeout=timeout, check=False)
+    refused = split_marked(result.stdout).get(NOT_A_KIT)
+    if refused is not None:
+        raise not_a_kit(orch, refused, f"{orch.name} was not stopped")
     rec.done(f"ran stop-wan.sh (exit {result.exit_code})")
 
     def check() -> Poll[bool]:
@@ -238,7 +245,8 @@ def _run_step(wan: WanWatch, step: Step,
                 install_kit(ctx.pool.get(orch.host), orch, target=ctx.target,
                             staged_kit=staged_kit, staged_license=staged_license,
                             keep_previous=ctx.options.keep_previous_kit,
-                            delete_backups=False, rec=rec)
+                            delete_backups=False, rec=rec, kit_sha256=ctx.target_sha256,
+                            unpacked_bytes=ctx.unpacked_bytes(orch.host))
             elif step.action == "start":
                 _start(wan, orch, rec)
     except RemoteError as exc:

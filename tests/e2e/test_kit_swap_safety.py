@@ -159,6 +159,36 @@ def test_an_altered_staged_kit_is_refused_before_anything_changes(
     altered.unlink()
 
 
+def test_a_stripe_step_checks_the_staged_kit_and_restarts_the_mirror_on_its_old_kit(
+        small_sandbox: E2ESandbox, pool: HostPool, staged: dict[str, StagedKit]) -> None:
+    """Through the stripe procedure (not install_kit alone): the run's staged tarball was
+    altered on the host after staging; the mirror is stopped, the checksum taken right before
+    the unpack refuses it, and the mirror is started again on its untouched 4.2.0 kit and
+    syncs; the failure names the host and says so."""
+    inv = small_sandbox.inventory
+    server = mirror(inv)
+    good = staged[server.host]
+    altered = Path(good.kit_path).with_name("altered-run-4.2.1.tar.gz")
+    altered.write_bytes(Path(good.kit_path).read_bytes() + b"\0")
+    run_staged = {**staged, server.host: StagedKit(server.host, str(altered),
+                                                   good.license_path, good.kit_action,
+                                                   good.unpacked_bytes)}
+    ctx = ServerOps.create(inv, pool, target="4.2.1", staged=run_staged)
+    since = time.time()
+    try:
+        with pytest.raises(StepFailed) as failed:
+            upgrade_mirror(ctx, the_stripe(inv), server)
+        message = str(failed.value)
+        assert server.host in message and "sha256" in message
+        assert "started again on its untouched 4.2.0 kit" in message
+        assert unpacked(small_sandbox, since) == []
+        assert kit_version_on_disk(server) == "4.2.0"
+        assert ctx.wait_state(server, {"PASSIVE-STANDBY"}, 60).ok
+        assert states(inv) == BOTH_RUNNING
+    finally:
+        altered.unlink()
+
+
 def test_a_failed_unpack_removes_the_work_folder(
         small_sandbox: E2ESandbox, pool: HostPool, staged: dict[str, StagedKit]) -> None:
     """A truncated tarball (with the checksum it has, so only the unpack can fail): the

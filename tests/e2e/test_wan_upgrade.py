@@ -14,6 +14,12 @@ import pytest
 import yaml
 
 from bm_upgrade.defs.launch import rerun, run_upgrade
+from bm_upgrade.errors import StepFailed
+from bm_upgrade.procedure.records import StepRecorder
+from bm_upgrade.procedure.servers import ServerOps
+from bm_upgrade.procedure.wan import WanWatch
+from bm_upgrade.procedure.wan import _stop as wan_stop
+from bm_upgrade.remote import HostPool
 from bm_upgrade.sandbox import faults
 from tests.e2e.conftest import E2ESandbox, e2e_sandbox
 from tests.e2e.journal_check import changing_commands, read, violations
@@ -115,3 +121,29 @@ def test_non_persistent_stripe_without_mirror_is_refused() -> None:
         assert outcome.failure and "preflight" in outcome.failure
         assert "loses all its data" in outcome.failure and "east/stripe1" in outcome.failure
         assert changing_commands(sb.journal_path, since) == []
+
+
+def test_an_orchestrator_whose_install_dir_is_not_a_kit_is_not_stopped(wan: E2ESandbox) -> None:
+    """The orchestrator's kit root is swapped after its stop, so an install_dir that does not
+    prove to be a 4.x kit (here: a folder inside the kit root) is refused before the stop
+    command runs (DESIGN.md rule 9): the orchestrator keeps running."""
+    inventory = wan.inventory
+    region = inventory.regions[0]
+    real = region.orchestrators[0]
+    folder = Path(real.install_dir) / "not-a-kit"
+    folder.mkdir(exist_ok=True)
+    wrong = real.model_copy(update={"install_dir": str(folder)})
+    since = time.time()
+    with HostPool(inventory.ssh) as pool:
+        ctx = ServerOps.create(inventory, pool)
+        watch = WanWatch(ctx)
+        with pytest.raises(StepFailed) as failed:
+            wan_stop(watch, wrong, StepRecorder(real.name, "stop"))
+        assert watch.probe(real).reachable
+    message = str(failed.value)
+    assert str(folder) in message and "not a BigMemory Max 4.x kit" in message
+    assert f"{real.name} was not stopped" in message
+    stopped = [e for e in read(wan.journal_path) if float(e["t"]) >= since
+               and e["event"] == "orchestrator_state" and e["orchestrator"] == real.name]
+    assert stopped == []
+    folder.rmdir()
