@@ -103,7 +103,7 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
 
     with FinishSafelyOnSignals() as signals:
         outcome = rerun(args.run_id, on_run_id=signals.on_run_id(_print_run_id),
-                        on_notice=_print_notice)
+                        inventory_changed=args.inventory_changed, on_notice=_print_notice)
     return _finish(outcome)
 
 
@@ -198,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rerun", help="re-execute a failed or canceled run (or one whose "
                        "process was killed) from its failed step")
     p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--inventory-changed", action="store_true",
+                   help="re-execute although the inventory file changed since that run")
     p.set_defaults(handler=_cmd_rerun)
 
     p = sub.add_parser("trust-hosts", help="show each host's key fingerprint and record it in "

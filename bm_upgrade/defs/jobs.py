@@ -23,6 +23,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from bm_upgrade.defs import runclaim
 from bm_upgrade.defs.config import UpgradeConfig
 from bm_upgrade.defs.ops import (
     fetch_kit_op,
@@ -36,22 +37,19 @@ from bm_upgrade.defs.ops import (
     verify_servers_op,
 )
 from bm_upgrade.defs.resources import ClusterResource
+from bm_upgrade.defs.runclaim import INVENTORY_SHA_TAG, going_records, inventory_sha256
 from bm_upgrade.inventory import Inventory, load_inventory
 
-CLUSTER_TAG = "cluster"
-INVENTORY_TAG = "bm_upgrade/inventory"
-
-
-GOING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
-         dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
-         dg.DagsterRunStatus.CANCELING]
-"""Statuses of a run that is waiting or going (the one-run-per-cluster rule counts these)."""
+# The run tags live with the claim that reads them (runclaim); named here too for the
+# modules that know them as the job's.
+CLUSTER_TAG = runclaim.CLUSTER_TAG
+INVENTORY_TAG = runclaim.INVENTORY_TAG
 
 
 def runs_going(instance: dg.DagsterInstance, cluster: str) -> list[dg.DagsterRun]:
-    """The runs of that cluster that are queued or in progress."""
-    return list(instance.get_runs(filters=dg.RunsFilter(tags={CLUSTER_TAG: cluster},
-                                                        statuses=GOING)))
+    """The runs of that cluster that are queued or in progress, the first created first
+    (the one the cluster's claim lets go on, :mod:`bm_upgrade.defs.runclaim`)."""
+    return [record.dagster_run for record in going_records(instance, cluster)]
 
 
 def job_name(inventory: Inventory) -> str:
@@ -123,7 +121,10 @@ def build_upgrade_job(inventory: Inventory, inventory_path: str) -> dg.JobDefini
                     f"{inventory.cluster} ({inventory_path})",
         resource_defs={"cluster": ClusterResource(inventory_path=inventory_path)},
         config={"ops": {"preflight": {"config": UpgradeConfig.defaults_for(inventory)}}},
-        tags={CLUSTER_TAG: inventory.cluster, INVENTORY_TAG: inventory_path},
+        # The file's hash as this code location read it: a run launched from the UI or a
+        # schedule records it; a re-execution compares it with the file's hash then.
+        tags={CLUSTER_TAG: inventory.cluster, INVENTORY_TAG: inventory_path,
+              INVENTORY_SHA_TAG: inventory_sha256(inventory_path)},
         executor_def=executor_for(inventory),
     )
 

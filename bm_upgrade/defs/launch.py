@@ -4,10 +4,11 @@ the parent run's config, as the UI's button does)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,20 @@ from typing import Any
 import dagster as dg
 
 from bm_upgrade.defs.config import UpgradeConfig
-from bm_upgrade.defs.jobs import CLUSTER_TAG, INVENTORY_TAG, job_name, runs_going
+from bm_upgrade.defs.jobs import job_name, runs_going
 from bm_upgrade.defs.launcher import worker_state, worker_tags
 from bm_upgrade.defs.notify import failure_of
+from bm_upgrade.defs.runclaim import (
+    CLUSTER_TAG,
+    INVENTORY_CHANGE_TAG,
+    INVENTORY_SHA_TAG,
+    INVENTORY_TAG,
+    inventory_sha256,
+)
 from bm_upgrade.errors import UserError
 from bm_upgrade.inventory import load_inventory
 from bm_upgrade.procedure import halt
+from bm_upgrade.runinputs import check_run_inputs
 
 INVOCATION_TAG = "bm_upgrade/invocation"
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -97,16 +106,29 @@ def prepare_instance(home: Path) -> Path:
 
 
 def instance() -> dg.DagsterInstance:
-    """The Dagster instance of ``DAGSTER_HOME`` (where the UI reads its run history)."""
+    """The Dagster instance of ``DAGSTER_HOME`` (where the UI reads its run history).
+
+    Raises:
+        UserError: DAGSTER_HOME is unset, relative, not a folder, or its dagster.yaml is bad.
+    """
+    # Checked here rather than by catching Dagster's own errors: the one for an unset
+    # DAGSTER_HOME is not part of dagster's public API.
+    home = os.environ.get("DAGSTER_HOME", "")
+    if not home:
+        raise UserError("DAGSTER_HOME is not set: set it to the absolute path of your Dagster "
+                        "instance's folder (the one `dagster-webserver` uses), e.g. "
+                        "`export DAGSTER_HOME=$PWD/.dagster_home`")
+    if not Path(home).expanduser().is_absolute():
+        raise UserError(f"DAGSTER_HOME={home!r} is a relative path; it must be absolute "
+                        f"(e.g. `export DAGSTER_HOME=$PWD/{home}`)")
+    if not Path(home).expanduser().is_dir():
+        raise UserError(f"DAGSTER_HOME={home!r} is not an existing folder; create it "
+                        "(`make setup` writes its dagster.yaml) or point it at your instance")
     try:
         return dg.DagsterInstance.get()
-    except dg.DagsterHomeNotSetError as exc:
-        raise UserError("DAGSTER_HOME is not set: set it to the folder of your Dagster "
-                        "instance (the one `dagster-webserver` uses), e.g. "
-                        "`export DAGSTER_HOME=$PWD/.dagster_home`") from exc
     except dg.DagsterInvariantViolationError as exc:
-        raise UserError(f"DAGSTER_HOME cannot be used: {exc}; point it at an existing "
-                        "folder") from exc
+        raise UserError(f"DAGSTER_HOME {home} cannot be used: {exc}; fix its dagster.yaml "
+                        "or point DAGSTER_HOME at another folder") from exc
 
 
 def reconstructable(inventory_path: str) -> Any:
@@ -119,8 +141,24 @@ def _failure(result: dg.JobExecutionResult) -> str | None:
     """The first failed step's one-sentence reason, without Dagster's wrapping."""
     step, reason = failure_of(result.all_events)
     if step is None:
-        return None if result.success else reason
+        return None if result.success else _setup_failure(result.all_events) or reason
     return f"step {step} failed: {reason}"
+
+
+def _setup_failure(events: Sequence[dg.DagsterEvent]) -> str | None:
+    """Why the run's resources could not be set up (the cluster's claim, the inventory check,
+    with one process for the whole run), without Dagster's wrapping."""
+    for event in events:
+        data = event.event_specific_data
+        error = getattr(data, "error", None)
+        if event.event_type_value == "RESOURCE_INIT_FAILURE" and error is not None:
+            while error.cause is not None:
+                error = error.cause
+            message: str = error.message.strip()
+            # "module.Class: text" as traceback prints it: the text alone
+            _, sep, text = message.partition(f"{error.cls_name}: ")
+            return text if sep else message
+    return None
 
 
 def _execute(job: Any, inst: dg.DagsterInstance, run_config: dict[str, Any],
@@ -188,7 +226,9 @@ def run_upgrade(inventory_path: str | Path, *, target: str | None = None,
     """Run ``upgrade_<cluster>`` for one inventory file and wait for it.
 
     Raises:
-        UserError: the inventory is invalid, DAGSTER_HOME is not usable.
+        UserError: the inventory is invalid, the target has no kit, the license file is
+            missing, DAGSTER_HOME is not usable, another run of the cluster is going; each
+            before the run is created and before any host is contacted.
     """
     path = str(Path(inventory_path).resolve())
     inventory = load_inventory(path)
@@ -198,11 +238,47 @@ def run_upgrade(inventory_path: str | Path, *, target: str | None = None,
     config["dry_run"] = dry_run
     config.update(overrides or {})
     UpgradeConfig(**config)  # fail here, with pydantic's message, rather than in the run
+    check_run_inputs(inventory, path, config["target_version"])
     inst = instance()
     _one_run_per_cluster(inst, inventory.cluster)
-    tags = {CLUSTER_TAG: inventory.cluster, INVENTORY_TAG: path}
+    tags = {CLUSTER_TAG: inventory.cluster, INVENTORY_TAG: path,
+            INVENTORY_SHA_TAG: _inventory_sha256(path)}
     run_config = {"ops": {"preflight": {"config": config}}, **QUIET_CONSOLE}
     return _execute(reconstructable(path), inst, run_config, tags, on_run_id=on_run_id)
+
+
+def _inventory_sha256(path: str) -> str:
+    try:
+        return inventory_sha256(path)
+    except OSError as exc:
+        raise UserError(f"inventory {path} cannot be read ({exc}); restore it") from exc
+
+
+def _same_inventory(parent: dg.DagsterRun, path: str, now: str, accept_change: bool) -> bool:
+    """Whether the inventory is the one ``parent`` ran on (True when it did not record it).
+
+    Raises:
+        UserError: it changed and the operator did not accept the change.
+    """
+    before = parent.tags.get(INVENTORY_SHA_TAG)
+    if before is None or before == now:
+        return True
+    if not accept_change:
+        raise UserError(
+            f"{path} changed since run {parent.run_id} (sha256 {before[:12]}... then, "
+            f"{now[:12]}... now), so that run's plan may no longer hold: start a new run with "
+            f"`bm-upgrade run {path}`, or re-execute on the changed file with "
+            f"`bm-upgrade rerun {parent.run_id} --inventory-changed`")
+    return False
+
+
+def _target_of(run: dg.DagsterRun) -> str | None:
+    """The target version in a run's config (None: the job's default, the inventory's)."""
+    ops = run.run_config.get("ops")
+    preflight = ops.get("preflight") if isinstance(ops, dict) else None
+    config = preflight.get("config") if isinstance(preflight, dict) else None
+    target = config.get("target_version") if isinstance(config, dict) else None
+    return target if isinstance(target, str) else None
 
 
 def _worker_gone(inst: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
@@ -227,15 +303,20 @@ def _worker_gone(inst: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
 
 
 def rerun(run_id: str, on_run_id: Callable[[str], None] | None = None, *,
+          inventory_changed: bool = False,
           on_notice: Callable[[str], None] | None = None) -> RunOutcome:
     """Re-execute a failed or canceled run from its failed steps, with the parent run's config.
 
     A run left STARTED by a worker that is gone (a `bm-upgrade run` killed with -9, no daemon
     to notice) is marked FAILURE first, and ``on_notice`` is told so.
 
+    Args:
+        inventory_changed: go on although the inventory file changed since that run.
+
     Raises:
         UserError: no such run, or it succeeded or is still going, or it is not a bm_upgrade
-            run.
+            run; the inventory changed since (without ``inventory_changed``); the target or
+            the license file no longer fit.
     """
     inst = instance()
     parent = inst.get_run_by_id(run_id)
@@ -256,6 +337,9 @@ def rerun(run_id: str, on_run_id: Callable[[str], None] | None = None, *,
     if parent.job_name != job_name(inventory):
         raise UserError(f"run {run_id} is of job {parent.job_name}, but {path} now describes "
                         f"cluster {inventory.cluster}; restore the inventory file")
+    now = _inventory_sha256(path)
+    same = _same_inventory(parent, path, now, inventory_changed)
+    check_run_inputs(inventory, path, _target_of(parent) or inventory.target_version)
     if gone is not None:
         inst.report_run_failed(parent, gone)
         if on_notice:
@@ -264,5 +348,8 @@ def rerun(run_id: str, on_run_id: Callable[[str], None] | None = None, *,
     options = dg.ReexecutionOptions.from_failure(run_id, inst)
     tags = {k: v for k, v in parent.tags.items()
             if k in (CLUSTER_TAG, INVENTORY_TAG)}
+    tags[INVENTORY_SHA_TAG] = now
+    if not same:
+        tags[INVENTORY_CHANGE_TAG] = now  # the run's own check lets it go on (runclaim)
     return _execute(reconstructable(path), inst, dict(parent.run_config), tags,
                     on_run_id=on_run_id, reexecution=options)

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import dagster as dg
 from pydantic import PrivateAttr
 
+from bm_upgrade.defs.runclaim import GOING, check_inventory_unchanged, claim_cluster
 from bm_upgrade.errors import InventoryError
 from bm_upgrade.inventory import Inventory, load_inventory
 from bm_upgrade.remote import HostPool
@@ -28,6 +29,14 @@ class ClusterResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     _pools: dict[str, HostPool] | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Before any op of the run in this process: the cluster must be this run's alone,
+        and its inventory the one the run (or its parent run) was made from
+        (:mod:`bm_upgrade.defs.runclaim`)."""
+        run, instance = context.run, context.instance
+        # Not once the run has ended: Dagster sets resources up again to read its outputs.
+        if run is not None and instance is not None and run.status in GOING:
+            check_inventory_unchanged(instance, run, self.inventory_path)
+            claim_cluster(instance, run, self.load().cluster)
         self._pools = {}
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:

@@ -7,8 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
+import pytest
 import yaml
 
+from bm_upgrade.cli import main
+from bm_upgrade.defs.launch import ensure_instance_yaml
 from tests.unit.inventories import minimal, server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -114,3 +118,62 @@ def test_readme_example_is_the_validated_example() -> None:
     block = readme.split("## Annotated example inventory", 1)[1].split("```yaml\n", 1)[1]
     block = block.split("```", 1)[0]
     assert block.strip() == EXAMPLE.read_text().strip()
+
+
+# -- mistakes `run` and `rerun` catch before a run exists (so before any host is contacted) --
+LICENSE = REPO / "tests" / "fixtures" / "license-4.2.key"
+
+
+@pytest.fixture
+def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "dagster_home"
+    ensure_instance_yaml(home)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
+def runs_in(home: Path) -> list[str]:
+    with dg.DagsterInstance.from_config(str(home)) as inst:
+        return [run.run_id for run in inst.get_runs()]
+
+
+def test_run_and_rerun_without_a_usable_dagster_home(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    assert main(["rerun", "0123"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: DAGSTER_HOME is not set") and "Traceback" not in err
+    monkeypatch.setenv("DAGSTER_HOME", "relative/home")
+    path = write(tmp_path, minimal(license_file=str(LICENSE)))
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "DAGSTER_HOME='relative/home' is a relative path; it must be absolute" in err
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "missing"))
+    assert main(["rerun", "0123"]) == 2
+    assert "is not an existing folder" in capsys.readouterr().err
+
+
+def test_run_to_a_version_without_a_kit_stops_before_any_run(
+        tmp_path: Path, dagster_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, minimal(license_file=str(LICENSE)))
+    assert main(["run", str(path), "--to", "4.2.999"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: --to 4.2.999: no kit of version 4.2.999 is listed under kits in "
+                   f"{path} (it lists 4.2.1, 4.2.0); add its url and sha256 there, or choose "
+                   "one of those\n")
+    assert runs_in(dagster_home) == []  # no run, so no host was contacted
+
+
+def test_run_without_its_license_file_stops_before_any_run(
+        tmp_path: Path, dagster_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "terracotta-license.key"
+    path = write(tmp_path, minimal(license_file=str(missing)))
+    assert main(["run", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: license_file {missing} does not exist")
+    assert "Traceback" not in err
+    missing.mkdir()  # unreadable as a file
+    assert main(["run", str(path)]) == 2
+    assert f"license_file {missing} cannot be read" in capsys.readouterr().err
+    assert runs_in(dagster_home) == []
