@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import posixpath
 
-from bm_upgrade.errors import CommandFailed, RemoteError, StepFailed
+from bm_upgrade.errors import CommandFailed, CommandTimeout, RemoteError, StepFailed
 from bm_upgrade.inventory import Server
 from bm_upgrade.license import LICENSE_FILE_NAME
 from bm_upgrade.probes import Runner
@@ -145,8 +145,11 @@ def start_server(watch: Watch, server: Server, rec: StepRecorder) -> None:
         command = detached(
             [_script(server, "start-tc-server.sh"), "-f", server.tc_config, "-n", server.name],
             log_path, cwd=posixpath.dirname(server.install_dir.rstrip("/")) or "/")
-    output = start_licensed(conn, command, license_path,
-                            timeout=watch.inventory.policy.timeouts.start_s)
+    timeout = watch.inventory.policy.timeouts.start_s
+    if server.start_command:
+        output = _operators_start(watch, server, license_path, timeout)
+    else:
+        output = start_licensed(conn, command, license_path, timeout=timeout)
     if output is None:
         raise StepFailed(server.name, f"{server.name} was not started: {license_path} is "
                          f"missing on {server.host}, and a server starts only once its kit "
@@ -156,6 +159,32 @@ def start_server(watch: Watch, server: Server, rec: StepRecorder) -> None:
     else:
         rec.done(f"started {server.name} detached (pid {detached_pid(conn, output)}, "
                  f"console {log_path})")
+
+
+def _operators_start(watch: Watch, server: Server, license_path: str,
+                     timeout: float) -> str | None:
+    """The inventory's own ``start_command`` of ``server``, license-guarded: the command and
+    its output go to the step's log only; a failure names the server, host and exit code.
+
+    Raises:
+        StepFailed: it exited non-zero, did not finish, or the host could not be reached.
+    """
+    conn = watch.pool.get(server.host)
+    watch.log.info("%s: running its start command: %s", server.name, server.start_command)
+    what = f"the start command of {server.name} on {server.host}"
+    try:
+        return start_licensed(conn, str(server.start_command), license_path, timeout=timeout)
+    except CommandFailed as exc:
+        watch.log.info("%s: its start command exited %d; stdout: %s; stderr: %s", server.name,
+                       exc.exit_code, exc.stdout.strip()[-2000:], exc.stderr.strip()[-2000:])
+        failure = f"{what} exited {exc.exit_code}"
+    except CommandTimeout:
+        failure = f"{what} did not finish within {timeout:g} s"
+    except RemoteError as exc:
+        failure = f"{what} could not be run ({type(exc).__name__}: the connection failed)"
+    # No exception chained: the connection's errors quote the command line.
+    raise StepFailed(server.name, f"{failure}; {server.name} may not be running; its output "
+                     "and the command are in this step's log: fix the command, then rerun")
 
 
 def start_licensed(conn: Runner, command: str, license_path: str,

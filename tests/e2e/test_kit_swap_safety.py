@@ -10,6 +10,7 @@ by the module; the tests run in file order and only the last one changes a kit r
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
 import time
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ import pytest
 
 from bm_upgrade.errors import StepFailed
 from bm_upgrade.inventory import Inventory, Server
-from bm_upgrade.procedure.install import KitSwap, install_kit, stop_server
+from bm_upgrade.procedure.install import KitSwap, install_kit, start_server, stop_server
 from bm_upgrade.procedure.kit import StagedKit
 from bm_upgrade.procedure.records import StepRecorder
 from bm_upgrade.procedure.servers import ServerOps, upgrade_mirror
@@ -187,6 +188,24 @@ def test_a_stripe_step_checks_the_staged_kit_and_restarts_the_mirror_on_its_old_
         assert states(inv) == BOTH_RUNNING
     finally:
         altered.unlink()
+
+
+def test_a_failing_start_command_is_named_by_server_and_exit_code(
+        small_sandbox: E2ESandbox, pool: HostPool, caplog: pytest.LogCaptureFixture) -> None:
+    """The operator's own start_command (which may carry a token) never reaches the failure
+    text, which names the server, host and exit code; the command is in the step's log."""
+    base = small_sandbox.inventory
+    real = mirror(base)
+    command = "echo token-s3cr3t >&2; exit 3"
+    inv = with_server(base, real.name, start_command=command)
+    ctx = ServerOps.create(inv, pool, target="4.2.1")
+    with caplog.at_level(logging.INFO), pytest.raises(StepFailed) as failed:
+        start_server(ctx, mirror(inv), StepRecorder(real.name, "start"))
+    message = str(failed.value)
+    assert f"the start command of {real.name} on {real.host} exited 3" in message
+    assert "token-s3cr3t" not in message and failed.value.__cause__ is None
+    assert command in caplog.text
+    assert states(base) == BOTH_RUNNING
 
 
 def test_a_failed_unpack_removes_the_work_folder(
