@@ -212,7 +212,9 @@ def _execute(job: Any, inst: dg.DagsterInstance, run_config: dict[str, Any],
 
 def _one_run_per_cluster(inst: dg.DagsterInstance, cluster: str) -> None:
     """A run from the command line does not pass through the run queue (it executes here):
-    refuse it while another run of the cluster is queued or going, as the queue would wait."""
+    refuse it while another run of the cluster is queued or going, as the queue would wait.
+    A quick message only: two launches at the same moment both pass it, and the runs' own
+    claim (defs/runclaim.py) lets the first created go on."""
     going = runs_going(inst, cluster)
     if going:
         raise UserError(f"run {going[0].run_id} of cluster {cluster} has not ended "
