@@ -4,11 +4,13 @@ the parent run's config, as the UI's button does)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,12 +99,30 @@ def prepare_instance(home: Path) -> Path:
     moment leave alembic with two heads, after which the code location does not load.
     """
     path = ensure_instance_yaml(home)
-    with dg.DagsterInstance.from_config(str(home)) as inst:
-        # Each storage creates and stamps its databases when first used.
-        inst.get_runs(limit=1)
-        inst.event_log_storage.get_asset_records()
-        inst.all_instigator_state()
+    with _one_creator(home), dg.DagsterInstance.from_config(str(home)) as inst:
+        _create_storage(inst)
     return path
+
+
+PREPARE_LOCK = ".bm-upgrade-instance.lock"
+"""A file in DAGSTER_HOME locked while a process creates (or checks) the instance's storage."""
+
+
+@contextmanager
+def _one_creator(home: Path) -> Iterator[None]:
+    """One process at a time opens the instance for the first time: two `bm-upgrade run`,
+    or a run and a server, starting at once on an empty DAGSTER_HOME would otherwise both
+    create and stamp its SQLite databases (alembic then finds two heads)."""
+    with open(home / PREPARE_LOCK, "a", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _create_storage(inst: dg.DagsterInstance) -> None:
+    """Each storage creates and stamps its databases when first used: use each once."""
+    inst.get_runs(limit=1)
+    inst.event_log_storage.get_asset_records()
+    inst.all_instigator_state()
 
 
 def instance() -> dg.DagsterInstance:
@@ -125,7 +145,13 @@ def instance() -> dg.DagsterInstance:
         raise UserError(f"DAGSTER_HOME={home!r} is not an existing folder; create it "
                         "(`make setup` writes its dagster.yaml) or point it at your instance")
     try:
-        return dg.DagsterInstance.get()
+        with _one_creator(Path(home).expanduser()):
+            inst = dg.DagsterInstance.get()
+            _create_storage(inst)
+        return inst
+    except OSError as exc:
+        raise UserError(f"DAGSTER_HOME {home} cannot be used ({exc}); check the folder's "
+                        "permissions or point DAGSTER_HOME at another folder") from exc
     except dg.DagsterInvariantViolationError as exc:
         raise UserError(f"DAGSTER_HOME {home} cannot be used: {exc}; fix its dagster.yaml "
                         "or point DAGSTER_HOME at another folder") from exc

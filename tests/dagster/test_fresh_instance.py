@@ -130,3 +130,27 @@ def test_prepare_instance_stamps_every_database_once(tmp_path: Path) -> None:
         with sqlite3.connect(tmp_path / db) as conn:
             heads = conn.execute("SELECT version_num FROM alembic_version").fetchall()
         assert len(heads) == 1, (db, heads)
+
+
+OPEN_INSTANCE = "from bm_upgrade.defs.launch import instance; instance()"
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_command_lines_starting_at_once_on_a_fresh_home_stamp_it_once(
+        tmp_path: Path, attempt: int) -> None:
+    """Four processes open a fresh DAGSTER_HOME through `bm-upgrade run`'s own path
+    (launch.instance) at the same moment: one at a time creates the storage, so every
+    database ends at alembic's one head and every process succeeds."""
+    openers = [processes.start("python", ["-c", OPEN_INSTANCE], tmp_path,
+                               tmp_path / f"open{i}.log") for i in range(4)]
+    try:
+        codes = [proc.wait(timeout=120) for proc in openers]
+    finally:
+        for proc in openers:
+            processes.stop(proc)
+    logs = [(tmp_path / f"open{i}.log").read_text() for i in range(4)]
+    assert codes == [0, 0, 0, 0], logs
+    for db in ("history/runs.db", "history/runs/index.db", "schedules/schedules.db"):
+        with sqlite3.connect(tmp_path / db) as conn:
+            heads = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+        assert len(heads) == 1, (db, heads)
