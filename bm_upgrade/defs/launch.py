@@ -28,6 +28,7 @@ from bm_upgrade.defs.runclaim import (
     INVENTORY_TAG,
     inventory_sha256,
 )
+from bm_upgrade.defs.stopping import stop_tag
 from bm_upgrade.errors import UserError
 from bm_upgrade.inventory import load_inventory
 from bm_upgrade.procedure import halt
@@ -219,14 +220,22 @@ def _execute(job: Any, inst: dg.DagsterInstance, run_config: dict[str, Any],
 
     thread = threading.Thread(target=work, name="bm-upgrade-run", daemon=True)
     thread.start()
-    announced = False
+    run_id: str | None = None
+    announced = stop_tagged = False
     while thread.is_alive():
-        if not announced and on_run_id:
+        if run_id is None:
             runs = inst.get_runs(filters=dg.RunsFilter(tags={INVOCATION_TAG: invocation}),
                                  limit=1)
-            if runs:
-                on_run_id(runs[0].run_id)
-                announced = True
+            run_id = runs[0].run_id if runs else None
+        if run_id is not None and not announced and on_run_id:
+            on_run_id(run_id)
+            announced = True
+        requested = halt.stop_reason()
+        if run_id is not None and requested is not None and not stop_tagged:
+            # Step processes (multiprocess executor) do not share this process's halt: the
+            # run's tag tells them (defs/stopping.py).
+            inst.add_run_tags(run_id, stop_tag(run_id, requested))
+            stop_tagged = True
         thread.join(0.2)
     if "error" in box:
         raise box["error"]

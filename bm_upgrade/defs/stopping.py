@@ -2,7 +2,8 @@
 safety rules 11 and 12; the procedure's side is ``procedure/halt.py``).
 
 - :func:`failure_check`: the ``halted`` callback the procedure asks before every disruptive
-  action. It reads the run's STEP_FAILURE events from the instance's event log: every step
+  action. It reads the run's :data:`STOP_TAG` (a stop the operator asked of the whole run),
+  then the run's STEP_FAILURE events from the instance's event log: every step
   stores its own events there, in process (``parallel_stripes`` 1) as in the multiprocess
   executor's step processes, so a step sees its siblings' failures as soon as they are
   stored. Only this run's events count: a re-execution's parent failures are the reason it
@@ -33,6 +34,7 @@ run or re-execution finds the stripe as it was left and completes it (DESIGN.md 
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -73,15 +75,45 @@ def earlier_failure(instance: dg.DagsterInstance, run_id: str, step_key: str) ->
     return None
 
 
-def failure_check(context: dg.OpExecutionContext,
-                  continue_on_failure: bool) -> Callable[[], str | None] | None:
-    """The step's ``halted`` callback (None when the run's policy lets other stripes go on)."""
-    if continue_on_failure:
+STOP_TAG = "bm_upgrade/stop_requested"
+"""A run tag: why the whole run was asked to start no new disruptive work (``bm-upgrade run``
+sets it on SIGINT/SIGTERM, so that step processes of the multiprocess executor, which a
+signal to the command's own pid does not reach, stop too)."""
+
+
+def stop_tag(run_id: str, reason: str) -> dict[str, str]:
+    """The run tag that asks the run ``run_id`` to stop. It names the run: the UI copies a
+    parent run's tags to its re-execution, which must not inherit the stop."""
+    return {STOP_TAG: json.dumps({"run_id": run_id, "reason": reason})}
+
+
+def requested_stop(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """Why the run ``run_id`` was asked to stop (its :data:`STOP_TAG`), or None."""
+    run = instance.get_run_by_id(run_id)
+    value = run.tags.get(STOP_TAG) if run is not None else None
+    try:
+        asked = json.loads(value) if value else None
+    except ValueError:
         return None
+    if not isinstance(asked, dict) or asked.get("run_id") != run_id:
+        return None
+    return str(asked.get("reason") or "a stop was requested")
+
+
+def failure_check(context: dg.OpExecutionContext,
+                  continue_on_failure: bool) -> Callable[[], str | None]:
+    """The step's ``halted`` callback: a stop asked of the whole run, then (unless the run's
+    policy lets other stripes go on) an earlier failed step of the run."""
     instance, run_id = context.instance, context.run_id
     step_key = context.get_step_execution_context().step.key
 
     def halted() -> str | None:
+        asked = requested_stop(instance, run_id)
+        if asked is not None:
+            return (f"{asked}; nothing was changed by this step; rerun (or re-execute from "
+                    "failure) to go on")
+        if continue_on_failure:
+            return None
         return earlier_failure(instance, run_id, step_key)
 
     return halted

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
-import statistics
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -16,7 +14,13 @@ from types import FrameType
 import dagster as dg
 import pytest
 
-from bm_upgrade.defs.stopping import earlier_failure, signals_request_stop
+from bm_upgrade.defs.stopping import (
+    STOP_TAG,
+    earlier_failure,
+    requested_stop,
+    signals_request_stop,
+    stop_tag,
+)
 from bm_upgrade.procedure import halt
 
 BOOM_ENV = "BM_UPGRADE_TEST_BOOM"
@@ -69,17 +73,21 @@ def test_an_earlier_failure_of_this_run_only(instance: dg.DagsterInstance) -> No
     assert earlier_failure(instance, run(instance, fail=False), "fine") is None
 
 
-def test_one_look_is_cheap(instance: dg.DagsterInstance) -> None:
-    """Asked before every stop: one indexed query of the run's events on SQLite."""
-    failed = run(instance, fail=True)
-    times = []
-    for _ in range(50):
-        started = time.perf_counter()
-        assert earlier_failure(instance, failed, "fine") is not None
-        times.append(time.perf_counter() - started)
-    median_ms = statistics.median(times) * 1000
-    print(f"earlier_failure: median {median_ms:.2f} ms a look")
-    assert median_ms < 25
+def test_a_stop_tag_counts_only_for_the_run_it_names(instance: dg.DagsterInstance) -> None:
+    """`bm-upgrade run` tags its run when it is interrupted, so that step processes stop too;
+    a re-execution launched from the UI copies its parent's tags, and must not inherit it."""
+    parent = run(instance, fail=True)
+    assert requested_stop(instance, parent) is None
+    instance.add_run_tags(parent, stop_tag(parent, "the operator interrupted bm-upgrade "
+                                                   "(SIGTERM)"))
+    assert requested_stop(instance, parent) == "the operator interrupted bm-upgrade (SIGTERM)"
+    child = run(instance, fail=False, parent=parent)
+    parent_run = instance.get_run_by_id(parent)
+    assert parent_run is not None
+    instance.add_run_tags(child, {STOP_TAG: parent_run.tags[STOP_TAG]})
+    assert requested_stop(instance, child) is None, "a copied tag names the parent"
+    instance.add_run_tags(child, {STOP_TAG: "not json"})
+    assert requested_stop(instance, child) is None
 
 
 @pytest.fixture

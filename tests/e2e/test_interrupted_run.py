@@ -20,12 +20,23 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from tests.dagster import processes
 from tests.e2e.conftest import E2ESandbox, e2e_sandbox
 from tests.e2e.journal_check import stops, violations
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("dagster_home")]
+TOPOLOGIES = Path(__file__).parent / "topologies"
+
+
+def with_policy(sandbox: E2ESandbox, **policy: object) -> Path:
+    """A copy of the sandbox's inventory with policy changes."""
+    data = yaml.safe_load(sandbox.inventory_path.read_text())
+    data.setdefault("policy", {}).update(policy)
+    path = sandbox.directory / "inventory-variant.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
 
 
 @pytest.fixture
@@ -171,3 +182,38 @@ def test_run_killed_with_sigkill_is_recognised_by_rerun(sandbox: E2ESandbox,
     assert run_status(run_id) == dg.DagsterRunStatus.FAILURE
     assert violations(sandbox.journal_path, sandbox.inventory, "4.2.1", since=since,
                       until=time.time()) == []
+
+
+def test_sigterm_to_the_command_alone_stops_the_step_processes_too(tmp_path: Path) -> None:
+    """SIGTERM to the `bm-upgrade run` process only (as `kill PID` or a service manager
+    sends it), while stripes run side by side in step processes of their own (which the
+    signal does not reach): the command tags the run, every step process sees the tag before
+    its next stop, the run ends FAILURE, no stripe lost both servers, and rerun completes."""
+    with e2e_sandbox(str(TOPOLOGIES / "halt3.yaml")) as sandbox:
+        variant = with_policy(sandbox, parallel_stripes=2)
+        since = time.time()
+        command = bm_upgrade(["run", str(variant)], tmp_path, "run")
+        try:
+            processes.wait_until(lambda: bool(stops(sandbox.journal_path, since))
+                                 or command.proc.poll() is not None, 180,
+                                 "the run to stop a stripe's first server")
+            assert command.proc.poll() is None, command.stderr[-3000:]
+            os.kill(command.proc.pid, signal.SIGTERM)  # the command alone, not its group
+            processes.wait_until(lambda: "SIGTERM received" in command.stderr, 30,
+                                 "the command to say it is finishing safely")
+            tagged = time.time()
+            assert command.proc.wait(timeout=240) == 1, command.stderr[-3000:]
+        finally:
+            command.stop()
+        ended = time.time()
+        err = command.stderr
+        assert "the operator interrupted bm-upgrade (SIGTERM)" in err
+        assert "Traceback" not in err
+        run_id = command.run_id()
+        assert run_status(run_id) == dg.DagsterRunStatus.FAILURE
+        assert violations(sandbox.journal_path, sandbox.inventory, "4.2.1", since=since,
+                          until=ended) == []
+        # A step process checks the tag right before each stop; one that checked just
+        # before the tag was written may still stop its server (then finishes it safely).
+        assert stops(sandbox.journal_path, tagged + 1.0) == []
+        rerun_completes(sandbox, run_id, tmp_path)

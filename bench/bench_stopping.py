@@ -1,0 +1,61 @@
+"""What the check before every disruptive action costs (DESIGN.md rule 12, defs/stopping.py):
+one look at the run's stop tag and its STEP_FAILURE events, on a SQLite instance whose run
+has one failed step among a few hundred events::
+
+    .venv/bin/python bench/bench_stopping.py [--looks 200]
+"""
+
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import dagster as dg
+
+from bm_upgrade.defs.stopping import earlier_failure, requested_stop
+
+FAIL_ENV = "BM_UPGRADE_BENCH_FAIL"
+
+
+@dg.op
+def chatty(context: dg.OpExecutionContext) -> None:
+    for i in range(200):  # a stripe step logs a few hundred lines
+        context.log.info("progress line %d", i)
+
+
+@dg.op
+def boom() -> None:
+    if os.environ.get(FAIL_ENV) == "1":
+        raise dg.Failure(description="tsa-w1b did not reach PASSIVE-STANDBY")
+
+
+@dg.job(executor_def=dg.in_process_executor)
+def steps() -> None:
+    chatty()
+    boom()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--looks", type=int, default=200)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as home, dg.DagsterInstance.local_temp(home) as inst:
+        os.environ[FAIL_ENV] = "1"
+        result = dg.execute_job(dg.reconstructable(steps), inst, raise_on_error=False)
+        run_id = result.run_id
+        times = []
+        for _ in range(args.looks):
+            started = time.perf_counter()
+            requested_stop(inst, run_id)
+            earlier_failure(inst, run_id, "chatty")
+            times.append(time.perf_counter() - started)
+    times.sort()
+    print(f"stop check before a disruptive action (SQLite, {args.looks} looks): median "
+          f"{statistics.median(times) * 1000:.2f} ms, p95 "
+          f"{times[int(len(times) * 0.95) - 1] * 1000:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
