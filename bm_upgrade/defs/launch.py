@@ -9,7 +9,7 @@ import os
 import signal
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,27 +165,12 @@ def reconstructable(inventory_path: str) -> Any:
 
 
 def _failure(result: dg.JobExecutionResult) -> str | None:
-    """The first failed step's one-sentence reason, without Dagster's wrapping."""
+    """The first failed step's one-sentence reason (or why the run could not start its steps),
+    without Dagster's wrapping."""
+    if result.success:
+        return None
     step, reason = failure_of(result.all_events)
-    if step is None:
-        return None if result.success else _setup_failure(result.all_events) or reason
-    return f"step {step} failed: {reason}"
-
-
-def _setup_failure(events: Sequence[dg.DagsterEvent]) -> str | None:
-    """Why the run's resources could not be set up (the cluster's claim, the inventory check,
-    with one process for the whole run), without Dagster's wrapping."""
-    for event in events:
-        data = event.event_specific_data
-        error = getattr(data, "error", None)
-        if event.event_type_value == "RESOURCE_INIT_FAILURE" and error is not None:
-            while error.cause is not None:
-                error = error.cause
-            message: str = error.message.strip()
-            # "module.Class: text" as traceback prints it: the text alone
-            _, sep, text = message.partition(f"{error.cls_name}: ")
-            return text if sep else message
-    return None
+    return reason if step is None else f"step {step} failed: {reason}"
 
 
 def _execute(job: Any, inst: dg.DagsterInstance, run_config: dict[str, Any],

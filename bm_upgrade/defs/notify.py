@@ -26,6 +26,7 @@ from typing import Any
 import dagster as dg
 
 from bm_upgrade.defs.jobs import CLUSTER_TAG
+from bm_upgrade.defs.stopping import failure_reason
 from bm_upgrade.inventory import Inventory
 from bm_upgrade.redact import redact_text, redact_urls
 
@@ -75,18 +76,29 @@ def _not_sent(outcome: str) -> str:
 
 
 def failure_of(events: Sequence[dg.DagsterEvent]) -> tuple[str | None, str]:
-    """The first failed step and its one-sentence reason, without Dagster's wrapping."""
+    """The first failed step and its one-sentence reason, without Dagster's wrapping; with no
+    failed step, why the run's resources could not be set up (the cluster's claim, the
+    inventory's check), else that the run failed before any step ran."""
     for event in events:
-        if not (event.is_step_failure and event.step_failure_data):
-            continue
-        data = event.step_failure_data
-        if data.user_failure_data and data.user_failure_data.description:
-            return event.step_key, data.user_failure_data.description
-        error = data.error
-        while error is not None and error.cause is not None:
-            error = error.cause  # the user's exception, under Dagster's wrapper
-        return event.step_key, error.message.strip() if error else "unknown error"
-    return None, "the run failed before any step ran"
+        if event.is_step_failure and event.step_failure_data:
+            return event.step_key, failure_reason(event)
+    return None, setup_failure(events) or "the run failed before any step ran"
+
+
+def setup_failure(events: Sequence[dg.DagsterEvent]) -> str | None:
+    """Why the run's resources could not be set up, without Dagster's wrapping (None: they
+    were). With the in-process executor this fails the whole run before any step."""
+    for event in events:
+        data = event.event_specific_data
+        error = getattr(data, "error", None)
+        if event.event_type_value == "RESOURCE_INIT_FAILURE" and error is not None:
+            while error.cause is not None:
+                error = error.cause
+            message: str = error.message.strip()
+            # "module.Class: text" as traceback prints it: the text alone
+            _, sep, text = message.partition(f"{error.cls_name}: ")
+            return text if sep else message
+    return None
 
 
 def run_message(event: str, run: dg.DagsterRun, step: str | None,

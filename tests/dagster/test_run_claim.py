@@ -219,6 +219,9 @@ def test_a_lost_claim_is_one_sentence_on_the_command_line(home: Path, inventory:
                 INVENTORY_SHA_TAG: inventory_sha256(inventory)}
         outcome = _execute(reconstructable(str(inventory)), inst, dict(QUIET_CONSOLE), tags,
                            on_run_id=None)
+        lost = [e.dagster_event for e in inst.all_logs(outcome.run_id) if e.dagster_event]
     assert not outcome.success and outcome.failure
     assert outcome.failure.startswith(f"run {first.run_id} of cluster test (NOT_STARTED) "
                                       "was created before this one")
+    # The failure notification says the same, not "failed before any step ran".
+    assert failure_of(lost) == (None, outcome.failure)
