@@ -14,7 +14,8 @@ first, as ``raise Mapped(message) from exc``.
     │   ├── TopologyError            sandbox topology file invalid
     │   ├── PlanRefused              the upgrade would cause downtime / lose data / is not
     │   │                            a maintenance upgrade, and the operator did not consent
-    │   └── LicenseError             license key missing, expired, wrong product, lacks WAN
+    │   ├── LicenseError             license key missing, expired, wrong product, lacks WAN
+    │   └── KnownHostsError          the known_hosts file unreadable, or a line not a host key
     ├── RemoteError                  talking to a host failed (names the host)
     │   ├── HostUnreachable          connect failed / timed out (transient, retried)
     │   ├── AuthenticationFailed     wrong key/user (not retried)
@@ -99,6 +100,10 @@ class PlanRefused(UserError):
 
 class LicenseError(UserError):
     """The license key cannot be used for this upgrade (names the file and the fix)."""
+
+
+class KnownHostsError(UserError):
+    """The known_hosts file cannot be read, or one of its lines is not a host key entry."""
 
 
 class RemoteError(BmUpgradeError):

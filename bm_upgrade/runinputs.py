@@ -10,6 +10,7 @@ from __future__ import annotations
 from bm_upgrade.errors import LicenseError, UserError
 from bm_upgrade.inventory import Inventory, major_minor
 from bm_upgrade.license import load_license
+from bm_upgrade.remote import check_known_hosts
 
 
 def check_target(inventory: Inventory, inventory_path: str, target: str) -> None:
@@ -43,6 +44,8 @@ def check_license_file(inventory: Inventory, inventory_path: str) -> None:
 
 
 def check_run_inputs(inventory: Inventory, inventory_path: str, target: str) -> None:
-    """Every check above, cheapest first."""
+    """Every check above, cheapest first, then the known_hosts file (a corrupt line would
+    otherwise stop the run at its first connection)."""
     check_target(inventory, inventory_path, target)
     check_license_file(inventory, inventory_path)
+    check_known_hosts(inventory.ssh)

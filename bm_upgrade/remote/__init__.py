@@ -10,8 +10,9 @@
 - watchdog.py: a deadline for the paramiko calls that wait without one.
 """
 
+from bm_upgrade.errors import KnownHostsError
 from bm_upgrade.remote.client import CommandResult, Connection, jump_settings
-from bm_upgrade.remote.hostkeys import HostKeyFinding, KnownHostsError
+from bm_upgrade.remote.hostkeys import HostKeyFinding
 from bm_upgrade.remote.keyscan import check_known_hosts, examine_host, record_host_key
 from bm_upgrade.remote.pool import GroupResult, HostPool
 from bm_upgrade.remote.quoting import Command, quote, shell

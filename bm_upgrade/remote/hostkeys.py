@@ -34,7 +34,7 @@ import paramiko
 from paramiko.hostkeys import HostKeys
 from paramiko.pkey import UnknownKeyType
 
-from bm_upgrade.errors import HostKeyRejected, UserError
+from bm_upgrade.errors import HostKeyRejected, KnownHostsError
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +46,6 @@ _RECORD_LOCK = threading.Lock()
 _ALGORITHMS = {"ssh-rsa": ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]}
 
 Status = Literal["known", "unknown", "changed", "revoked"]
-
-
-class KnownHostsError(UserError):
-    """The known_hosts file cannot be read, or one of its lines is not a host key entry."""
 
 
 def known_hosts_name(host: str, port: int) -> str:

@@ -177,3 +177,16 @@ def test_run_without_its_license_file_stops_before_any_run(
     assert main(["run", str(path)]) == 2
     assert f"license_file {missing} cannot be read" in capsys.readouterr().err
     assert runs_in(dagster_home) == []
+
+
+def test_run_with_a_corrupt_known_hosts_line_stops_before_any_run(
+        tmp_path: Path, dagster_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    known = tmp_path / "known_hosts"
+    known.write_text("tsa-1.example.com ssh-ed25519 not-base64!!\n", encoding="utf-8")
+    data = minimal(license_file=str(LICENSE))
+    data["ssh"]["known_hosts"] = str(known)
+    path = write(tmp_path, data)
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(known) in err and "line 1" in err and "Traceback" not in err
+    assert runs_in(dagster_home) == []  # no run, so no host was contacted
