@@ -13,20 +13,25 @@ from bm_upgrade.license import load_license
 from bm_upgrade.remote import check_known_hosts
 
 
-def check_target(inventory: Inventory, inventory_path: str, target: str) -> None:
+def check_target(inventory: Inventory, inventory_path: str, target: str, *,
+                 given_as: str = "--to") -> None:
     """``target`` has a kit in the inventory and is a maintenance version of its cluster.
+
+    Args:
+        given_as: where the operator gave the target (``--to``, or the run config's
+            ``target_version`` for runs from the UI or a schedule).
 
     Raises:
         UserError: naming the file, the kits it lists, and the way out.
     """
     listed = ", ".join(kit.version for kit in inventory.kits)
     if inventory.kit_for(target) is None:
-        raise UserError(f"--to {target}: no kit of version {target} is listed under kits in "
+        raise UserError(f"{given_as} {target}: no kit of version {target} is listed under kits in "
                         f"{inventory_path} (it lists {listed}); add its url and sha256 there, "
                         "or choose one of those")
     wanted = major_minor(inventory.target_version)
     if major_minor(target) != wanted:
-        raise UserError(f"--to {target}: not a maintenance version of {wanted}, which "
+        raise UserError(f"{given_as} {target}: not a maintenance version of {wanted}, which "
                         f"{inventory_path} describes (only the third number may change); "
                         f"follow the {major_minor(target)} migration guide instead")
 

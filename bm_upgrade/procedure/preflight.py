@@ -25,6 +25,7 @@ from bm_upgrade.license import check_license
 from bm_upgrade.plan import Plan, PlanOptions, make_plan
 from bm_upgrade.procedure.observe import ClusterView, observe_cluster
 from bm_upgrade.remote import HostPool
+from bm_upgrade.runinputs import check_target
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +90,17 @@ def preflight(inventory: Inventory, pool: HostPool, options: PlanOptions, *,
     """Run every check; raise on the first group that fails, having touched nothing.
 
     Raises:
+        UserError: the target has no kit in the inventory or is not a maintenance version
+            (before any host is contacted).
         StepFailed: window closed, a host unreachable, a stripe not healthy.
         LicenseError: the key does not fit the target or the window.
         PlanRefused: downtime, data loss or not a maintenance upgrade, without consent.
     """
     now = now or datetime.datetime.now(datetime.UTC)
+    # Before any host is contacted: runs from the UI or a schedule had no command line to
+    # check their target first.
+    check_target(inventory, f"the inventory of {inventory.cluster}", options.target_version,
+                 given_as="target_version")
     checks = [check_window(window_end, now)]
     valid_through = (window_end or now).date()
     lic = check_license(inventory.license_file, options.target_version, inventory.has_wan(),
