@@ -24,6 +24,7 @@ from bm_upgrade.defs.schedules import RECORDS_KEY, plan_window
 from bm_upgrade.defs.stopping import failure_check, signals_request_stop
 from bm_upgrade.errors import BmUpgradeError
 from bm_upgrade.inventory import Client, Inventory, Region, Stripe
+from bm_upgrade.inventory_checks import stripe_node
 from bm_upgrade.plan import make_plan
 from bm_upgrade.procedure.clients import upgrade_clients
 from bm_upgrade.procedure.kit import StagedKit, clean_staging, fetch_kit, stage_kit
@@ -36,11 +37,6 @@ from bm_upgrade.procedure.wan import cycle_orchestrators
 from bm_upgrade.redact import redact_url
 
 Records = list[dict[str, Any]]
-
-
-def op_name(*parts: str) -> str:
-    """A valid op name from inventory names (which may hold '-' and '.')."""
-    return "_".join(parts).replace("-", "_").replace(".", "_")
 
 
 @contextmanager
@@ -208,8 +204,9 @@ def stage_kit_op(context: dg.OpExecutionContext, settings: RunSettings, kit_path
 
 
 def stripe_node_name(region: Region, stripe: Stripe) -> str:
-    """The node of one stripe in the graph: ``upgrade_<region>_<stripe>``."""
-    return op_name("upgrade", region.name, stripe.name)
+    """The node of one stripe in the graph: ``upgrade_<region>_<stripe>`` (the naming rule the
+    inventory checks for collisions, inventory_checks.stripe_node)."""
+    return stripe_node(region.name, stripe.name)
 
 
 @dg.op(name="upgrade_stripe",

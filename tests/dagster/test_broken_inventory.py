@@ -14,7 +14,7 @@ from dagster._utils.schedules import is_valid_cron_schedule
 
 from bm_upgrade.cron import parse_cron
 from bm_upgrade.definitions import INVENTORY_DIR_ENV, build_definitions
-from bm_upgrade.defs.ops import op_name, stripe_node_name
+from bm_upgrade.defs.ops import stripe_node_name
 from bm_upgrade.inventory import parse_inventory
 from bm_upgrade.inventory_checks import graph_name, stripe_node
 from tests.unit.inventories import minimal, server
@@ -80,10 +80,11 @@ def test_only_broken_files_give_their_sensors_and_no_job(tmp_path: Path) -> None
     assert "malformed YAML" in evaluate(defs, "inventory_error_x_1_2")
 
 
-@pytest.mark.parametrize("parts", [("upgrade", "eu-west.1", "stripe-2"), ("a", "b"),
-                                   ("upgrade", "r_1", "s.x-y")])
-def test_the_inventory_names_steps_as_the_job_does(parts: tuple[str, ...]) -> None:
-    assert graph_name(*parts) == op_name(*parts)
+@pytest.mark.parametrize(("parts", "name"), [
+    (("upgrade", "eu-west.1", "stripe-2"), "upgrade_eu_west_1_stripe_2"), (("a", "b"), "a_b"),
+    (("upgrade", "r_1", "s.x-y"), "upgrade_r_1_s_x_y")])
+def test_the_inventory_names_steps_as_the_job_does(parts: tuple[str, ...], name: str) -> None:
+    assert graph_name(*parts) == name
     data = minimal()
     data["regions"][0]["name"] = "eu-west.1"
     data["regions"][0]["stripes"][0]["name"] = "stripe-2"
