@@ -50,7 +50,10 @@ def test_no_leftover_check_sees_a_process_of_the_instance(dagster_home: Path) ->
     proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()",
                              str(dagster_home)], stdin=subprocess.PIPE)
     try:
-        assert leftovers(dagster_home)
+        # Its command line shows in /proc once the child has exec'ed: wait for it.
+        processes.wait_until(lambda: bool(leftovers(dagster_home)), 30,
+                             "the process to show in the leftover check")
+        assert any(str(proc.pid) == line.split(":")[0] for line in leftovers(dagster_home))
     finally:
         proc.kill()
         proc.wait(timeout=10)
