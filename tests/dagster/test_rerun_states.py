@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -20,7 +19,6 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-import yaml
 
 from bm_upgrade.defs.jobs import CLUSTER_TAG, INVENTORY_TAG
 from bm_upgrade.defs.launch import rerun, run_upgrade
@@ -29,9 +27,8 @@ from bm_upgrade.errors import UserError
 from bm_upgrade.interrupts import FinishSafelyOnSignals
 from bm_upgrade.procedure import halt
 from tests.e2e.conftest import dagster_home_env
-from tests.unit.inventories import client, minimal, server
+from tests.unit.inventories import unanswered
 
-LICENSE = Path(__file__).resolve().parents[1] / "fixtures" / "license-4.2.key"
 UNREACHABLE = "cannot be reached"
 
 
@@ -44,22 +41,7 @@ def home() -> Iterator[Path]:
 @pytest.fixture
 def inventory(tmp_path: Path) -> Path:
     """A valid inventory whose servers nobody answers for (refused at once)."""
-    (tmp_path / "known_hosts").write_text("")
-    (tmp_path / "id").write_text("")
-    data = minimal(license_file=str(LICENSE), regions=[{
-        "name": "east",
-        "stripes": [{"name": "stripe1", "servers": [server("tsa-a1", "127.0.0.1"),
-                                                    server("tsa-a2", "127.0.0.2")]}],
-        "clients": [client("app1", "127.0.0.3")]}])
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    data["ssh"] = {"user": "tc", "key_file": str(tmp_path / "id"),
-                   "known_hosts": str(tmp_path / "known_hosts"), "port": port,
-                   "connect_timeout_s": 2.0}
-    path = tmp_path / "rerun.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return unanswered(tmp_path, "rerun")
 
 
 def add_run(inventory: Path, status: dg.DagsterRunStatus, tags: dict[str, str]) -> str:

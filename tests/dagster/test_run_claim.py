@@ -10,7 +10,6 @@ ran its ops, and no test touches a real host.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,16 +38,9 @@ from bm_upgrade.defs.runclaim import (
     INVENTORY_TAG,
     inventory_sha256,
 )
-from tests.unit.inventories import client, minimal, server
+from tests.unit.inventories import unanswered
 
-LICENSE = Path(__file__).resolve().parents[1] / "fixtures" / "license-4.2.key"
 UNREACHABLE = "cannot be reached"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -63,19 +55,7 @@ def home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 @pytest.fixture
 def inventory(tmp_path: Path) -> Path:
     """A valid inventory whose two servers nobody answers for (refused at once)."""
-    (tmp_path / "known_hosts").write_text("")
-    (tmp_path / "id").write_text("")
-    data = minimal(license_file=str(LICENSE), regions=[{
-        "name": "east",
-        "stripes": [{"name": "stripe1", "servers": [server("tsa-a1", "127.0.0.1"),
-                                                    server("tsa-a2", "127.0.0.2")]}],
-        "clients": [client("app1", "127.0.0.3")]}])
-    data["ssh"] = {"user": "tc", "key_file": str(tmp_path / "id"),
-                   "known_hosts": str(tmp_path / "known_hosts"), "port": free_port(),
-                   "connect_timeout_s": 2.0}
-    path = tmp_path / "claim.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return unanswered(tmp_path, "claim")
 
 
 def create_run(inst: dg.DagsterInstance, path: Path) -> dg.DagsterRun:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import copy
+import socket
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 KIT_SHA = "ab" * 32
 
@@ -87,3 +91,28 @@ def two_regions_wan() -> dict[str, Any]:
     data["regions"] = regions
     data["wan_master_region"] = "east"
     return data
+
+
+LICENSE_FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "license-4.2.key"
+
+
+def unanswered(folder: Path, name: str) -> Path:
+    """An inventory file in ``folder``, valid and with a readable license, whose two servers
+    and client nobody answers for (SSH to a free loopback port: refused at once), so a run
+    of it fails in preflight without a sandbox."""
+    (folder / "known_hosts").write_text("")
+    (folder / "id").write_text("")
+    data = minimal(license_file=str(LICENSE_FIXTURE), regions=[{
+        "name": "east",
+        "stripes": [{"name": "stripe1", "servers": [server("tsa-a1", "127.0.0.1"),
+                                                    server("tsa-a2", "127.0.0.2")]}],
+        "clients": [client("app1", "127.0.0.3")]}])
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    data["ssh"] = {"user": "tc", "key_file": str(folder / "id"),
+                   "known_hosts": str(folder / "known_hosts"), "port": port,
+                   "connect_timeout_s": 2.0}
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
