@@ -210,8 +210,7 @@ def install_kit(conn: Runner, server: Server | Orchestrator, *, target: str, sta
         rec.saw(f"the kit root already holds {target}")
         if not look.root_license:
             _require_staged_license(server, look, staged_license)
-            conn.run(["cp", "--", staged_license,
-                      posixpath.join(swap.install_dir, LICENSE_FILE_NAME)])
+            conn.run(" && ".join(_license_into(staged_license, swap.install_dir)))
             rec.done(f"put the license key in {swap.install_dir}")
         if dirty is not None:
             delete_dirty_backups(conn, dirty, rec)
@@ -268,6 +267,14 @@ def _carry_source(server: Server | Orchestrator, swap: KitSwap, look: KitLook,
     return newest
 
 
+def _license_into(staged_license: str, kit_root: str) -> list[str]:
+    """Commands that copy the staged license key into ``kit_root``, readable like the kit's
+    other product files (0644): the staged copy is private (0600), but the server may run as
+    another user than the SSH login (a service unit), and must read its license."""
+    target = posixpath.join(kit_root, LICENSE_FILE_NAME)
+    return [shell(["cp", "--", staged_license, target]), shell(["chmod", "0644", "--", target])]
+
+
 def _swap_script(swap: KitSwap, new_root: str, paths: list[str], staged_license: str, *,
                  carry_from: str | None, aside: str | None, keep_previous: bool) -> str:
     """One command: carry the operator's files from ``carry_from`` (printing each), put the
@@ -275,8 +282,7 @@ def _swap_script(swap: KitSwap, new_root: str, paths: list[str], staged_license:
     new one in its place, remove the old one unless kept, then (marker ``installed``) read
     the installed kit's ``version.sh``."""
     steps = [] if carry_from is None else [_carry_script(carry_from, new_root, paths)]
-    steps.append(shell(["cp", "--", staged_license,
-                        posixpath.join(new_root, LICENSE_FILE_NAME)]))
+    steps += _license_into(staged_license, new_root)
     if aside is not None:
         steps += [shell(["mkdir", "-p", swap.previous_dir]), shell(["rm", "-rf", "--", aside]),
                   shell(["mv", "--", swap.install_dir, aside])]

@@ -257,6 +257,10 @@ def test_a_rerun_after_an_interrupted_swap_carries_the_operators_files(
     assert (root / "server" / "bin" / "setenv.sh").read_text(encoding="utf-8") == SETENV
     assert (root / "tc-config.xml").read_text(encoding="utf-8") == TC_CONFIG_IN_KIT
     assert (root / "terracotta-license.key").stat().st_size > 0
+    # Readable by a server that runs as another user than the SSH login; the staged copy
+    # stays private.
+    assert (root / "terracotta-license.key").stat().st_mode & 0o777 == 0o644
+    assert Path(staged[server.host].license_path).stat().st_mode & 0o777 == 0o600
     assert kit_version_on_disk(server) == "4.2.1"
     assert unpacked(small_sandbox, since)  # the journal sees unpacks (the other tests' check)
     assert kit_version_on_disk(server.model_copy(update={"install_dir": str(previous)})) \
