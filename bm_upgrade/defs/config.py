@@ -127,7 +127,8 @@ class RunSettings:
                    continue_on_failure=config.continue_on_failure)
 
     def inventory_for_run(self, inventory: Inventory) -> Inventory:
-        """The inventory with this run's timeouts and policy choices applied."""
+        """The inventory with this run's target, timeouts and policy choices applied, so no
+        step can read the inventory file's target where the run's (``--to``) is meant."""
         policy = inventory.policy.model_copy(update={
             "timeouts": self.timeouts,
             "failback": self.options.failback,
@@ -136,4 +137,5 @@ class RunSettings:
             "client_batch_size": self.options.client_batch_size,
             "continue_on_failure": self.continue_on_failure,
         })
-        return inventory.model_copy(update={"policy": policy})
+        return inventory.model_copy(update={"policy": policy,
+                                            "target_version": self.options.target_version})

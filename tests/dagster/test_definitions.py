@@ -80,6 +80,10 @@ def test_config_defaults_come_from_the_inventory() -> None:
     settings = RunSettings.from_config(UpgradeConfig(**{**config, "failback": False}), inventory)
     assert settings.options.failback is False
     assert settings.inventory_for_run(inventory).policy.failback is False
+    # A rollback's run: every step sees the run's target, not the inventory file's.
+    rollback = RunSettings.from_config(UpgradeConfig(**{**config, "target_version": "4.2.0"}),
+                                       inventory)
+    assert rollback.inventory_for_run(inventory).target_version == "4.2.0"
 
 
 def test_executor_is_chosen_by_parallel_stripes() -> None:
