@@ -1,71 +1,68 @@
-"""Cron expressions of maintenance windows: parse a 5-field cron and list when it fires.
+"""Cron expressions of maintenance windows: check a 5-field cron and list when it fires.
 
-Plain Python with no bm_upgrade imports, so the inventory checks a window's cron when it is
-loaded and the window arithmetic (:mod:`bm_upgrade.window`) uses the same parser. Cron follows
-Vixie cron: ``*``, lists, ranges, steps, month and weekday names, Sunday as 0 or 7, and
-day-of-month OR day-of-week when both are restricted. Times are wall-clock times of the
-window's zone; a time a DST change skips fires when the gap ends, one it repeats fires once
-(the second), as Dagster's schedules do.
+The cron grammar and its iteration are croniter's (the library Dagster's schedules are built
+on, vendored inside Dagster), so a window opens when the schedule Dagster builds from it fires:
+``*``, lists, ranges, steps, month and weekday names, Sunday as 0 or 7, day-of-month OR
+day-of-week when both are restricted. What stays here is what croniter leaves to its caller:
+errors that name the field, refusing a cron that never fires (at inventory load), and time
+zones: croniter lists wall-clock times, and a time a DST change skips fires when the gap ends,
+one it repeats fires once (the second), as Dagster's schedules do.
+
+No bm_upgrade imports, so the inventory checks a window's cron when it is loaded and the
+window arithmetic (:mod:`bm_upgrade.window`) uses the same code.
 """
 
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-_MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
-_DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
-_FIELDS: list[tuple[str, int, int, dict[str, int]]] = [
-    ("minute", 0, 59, {}),
-    ("hour", 0, 23, {}),
-    ("day of month", 1, 31, {}),
-    ("month", 1, 12, {name: i + 1 for i, name in enumerate(_MONTHS)}),
-    ("day of week", 0, 7, {name: i for i, name in enumerate(_DAYS)}),
-]
-SEARCH_DAYS = 366 * 8
-"""How far ahead an opening is searched (covers 29 February on a given weekday)."""
+from croniter import CroniterBadDateError, CroniterError, croniter
+
+_FIELDS = [("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
+           ("day of week", 0, 7)]
+_RANGE = re.compile(r"^(\w+)-(\w+)")
+_ANY_YEAR = datetime.datetime(2024, 1, 1)
+"""Where :func:`parse_cron` looks for a first firing (croniter searches decades ahead)."""
 
 
-def _value(text: str, what: str, low: int, high: int, names: dict[str, int]) -> int:
-    number = names.get(text.lower()) if not text.isdigit() else int(text)
-    if number is None or not low <= number <= high:
-        raise ValueError(f"{what} {text!r} is not a number from {low} to {high}")
-    return number
+def _alone(index: int, part: str) -> str:
+    """The cron that restricts only field ``index``, to ``part``: croniter checks a whole
+    expression, so each field is checked alone to say which one is wrong."""
+    return " ".join(part if i == index else "*" for i in range(5))
 
 
-def _parse_field(text: str, what: str, low: int, high: int,
-                 names: dict[str, int]) -> frozenset[int]:
-    values: set[int] = set()
-    for part in text.split(","):
-        base, _, step_text = part.partition("/")
-        step = _value(step_text, f"{what} step", 1, high, {}) if step_text else 1
-        if base == "*":
-            first, last = low, high
-        elif "-" in base:
-            a, b = base.split("-", 1)
-            first, last = _value(a, what, low, high, names), _value(b, what, low, high, names)
-        else:
-            first = _value(base, what, low, high, names)
-            last = high if step_text else first
-        if first > last:
-            raise ValueError(f"{what} range {base!r} runs backwards")
-        values.update(range(first, last + 1, step))
-    return frozenset(values)
+def _check_field(index: int, part: str) -> None:
+    what, low, high = _FIELDS[index]
+    tokens = re.split(r"[,/-]", part.lower())
+    if "r" in tokens or "h" in tokens:
+        raise ValueError(f"{what} {part!r}: random (R) and hashed (H) values are not "
+                         "supported; a window opens at times you choose")
+    try:
+        croniter.expand(_alone(index, part))
+    except CroniterError:
+        raise ValueError(f"{what} {part!r} is not a number from {low} to {high} (or a name, "
+                         "list, range or step of them)") from None
+    for item in part.split(","):
+        # croniter reads 5-2 as 5 to 2 round the clock; Vixie cron (and this tool) refuses it.
+        if (match := _RANGE.match(item)) and _number(index, match[1]) > _number(index, match[2]):
+            raise ValueError(f"{what} range {item!r} runs backwards")
+
+
+def _number(index: int, value_text: str) -> int:
+    if index == 4 and value_text == "7":
+        return 7  # Sunday at the end of a range (croniter folds it to 0)
+    value = croniter.expand(_alone(index, value_text))[0][index][0]
+    return value if isinstance(value, int) else -1  # 'l' (last day) sorts first: no range
 
 
 @dataclass(frozen=True)
 class Cron:
-    """A parsed 5-field cron expression."""
+    """A checked 5-field cron expression."""
 
-    minutes: frozenset[int]
-    hours: frozenset[int]
-    days: frozenset[int]
-    months: frozenset[int]
-    weekdays: frozenset[int]
-    """0 = Sunday ... 6 = Saturday."""
-    any_day: bool
-    any_weekday: bool
+    text: str
 
     @classmethod
     def parse(cls, text: str) -> Cron:
@@ -73,37 +70,28 @@ class Cron:
         parts = text.split()
         if len(parts) != 5:
             raise ValueError("cron needs 5 fields: minute hour day-of-month month day-of-week")
-        sets = [_parse_field(p, what, low, high, names)
-                for p, (what, low, high, names) in zip(parts, _FIELDS, strict=True)]
-        weekdays = frozenset(d % 7 for d in sets[4])
-        return cls(sets[0], sets[1], sets[2], sets[3], weekdays,
-                   any_day=parts[2].startswith("*"), any_weekday=parts[4].startswith("*"))
-
-    def matches_day(self, day: datetime.date) -> bool:
-        if day.month not in self.months:
-            return False
-        in_month = day.day in self.days
-        in_week = (day.isoweekday() % 7) in self.weekdays
-        if self.any_day or self.any_weekday:
-            return in_month and in_week
-        return in_month or in_week
+        for index, part in enumerate(parts):
+            _check_field(index, part)
+        return cls(" ".join(parts))
 
     def times_from(self, start: datetime.datetime) -> Iterator[datetime.datetime]:
-        """Every matching time at or after ``start`` (aware), in ``start``'s zone, in order."""
+        """Every matching time at or after ``start`` (aware), in ``start``'s zone, in order
+        (none when the cron never fires)."""
         zone = start.tzinfo
         assert zone is not None
-        day = start.date()
+        # croniter gives the wall-clock times after the one it starts from; starting a
+        # minute early includes ``start`` itself.
+        walls = croniter(self.text, start.replace(tzinfo=None) - datetime.timedelta(minutes=1))
         last: datetime.datetime | None = None
-        for _ in range(SEARCH_DAYS):
-            if self.matches_day(day):
-                for hour in sorted(self.hours):
-                    for minute in sorted(self.minutes):
-                        wall = _instant(datetime.datetime(day.year, day.month, day.day,
-                                                          hour, minute, tzinfo=zone))
-                        if wall >= start and (last is None or wall > last):
-                            last = wall
-                            yield wall
-            day += datetime.timedelta(days=1)
+        while True:
+            try:
+                wall = walls.get_next(datetime.datetime)
+            except CroniterBadDateError:
+                return  # no firing within croniter's search (decades)
+            instant = _instant(wall.replace(tzinfo=zone))
+            if instant >= start and (last is None or instant > last):
+                last = instant
+                yield instant
 
 
 def _instant(wall: datetime.datetime) -> datetime.datetime:
@@ -124,11 +112,6 @@ def _instant(wall: datetime.datetime) -> datetime.datetime:
     return moment.astimezone(zone)
 
 
-_ANY_YEAR = datetime.date(2024, 1, 1)
-"""Where :func:`parse_cron` looks for a day the cron fires on: SEARCH_DAYS from a leap year's
-first day cover every month-day and weekday combination."""
-
-
 def parse_cron(text: str) -> Cron:
     """A window's cron, checked the way Dagster's schedules check theirs.
 
@@ -138,12 +121,11 @@ def parse_cron(text: str) -> Cron:
             day of week).
     """
     cron = Cron.parse(text)
-    if cron.months == {2} and not cron.any_day and cron.days <= {30, 31}:
+    fields = croniter.expand(cron.text)[0]
+    if fields[3] == [2] and fields[2] != ["*"] and set(fields[2]) <= {30, 31}:
         # Vixie cron would still fire on the day of week; Dagster refuses it outright.
         raise ValueError("February has no 30th or 31st day")
-    day = _ANY_YEAR
-    for _ in range(SEARCH_DAYS):
-        if cron.matches_day(day):
-            return cron
-        day += datetime.timedelta(days=1)
-    raise ValueError("it never fires: no day matches its day-of-month, month and day-of-week")
+    if next(cron.times_from(_ANY_YEAR.replace(tzinfo=datetime.UTC)), None) is None:
+        raise ValueError("it never fires: no day matches its day-of-month, month and "
+                         "day-of-week")
+    return cron

@@ -35,7 +35,8 @@ from tests.unit.inventories import minimal
 
 UTC = datetime.UTC
 CRONS = ["0 2 * * 0", "0 1 * * sun", "30 23 * * 1-5", "*/15 3 * * *", "0 0 1 * *",
-         "0 4 1,15 * 6", "5 2 * 3 0", "0 */6 * * 7", "0 12 * jan-mar mon"]
+         "0 4 1,15 * 6", "5 2 * 3 0", "0 */6 * * 7", "0 12 * jan-mar mon", "0 2 */2 * 1",
+         "30 2 * 10,11 *"]
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata"]
 
 
@@ -75,9 +76,31 @@ def test_dst_gap_opens_when_the_gap_ends() -> None:
     assert second.isoformat() == "2026-03-30T02:30:00+02:00"
 
 
+def test_a_step_in_day_of_month_with_a_weekday_fires_on_either_as_dagster_does() -> None:
+    # "*/2" restricts the day of month: croniter (so Dagster) fires on odd days OR Mondays.
+    after = datetime.datetime(2026, 6, 1, tzinfo=UTC)  # a Monday
+    it = openings(Window(cron="0 2 */2 * 1", timezone="UTC"), after)
+    days = [next(it).day for _ in range(5)]
+    assert days == [1, 3, 5, 7, 8]
+
+
+def test_a_repeated_time_opens_once_at_its_second_occurrence() -> None:
+    # Europe/Berlin repeats 02:00-03:00 on 2026-10-25: the 02:30 window opens once, at the
+    # second 02:30 (+01:00), as Dagster's schedule fires.
+    window = Window(cron="30 2 * * *", timezone="Europe/Berlin")
+    after = datetime.datetime(2026, 10, 24, 12, 0, tzinfo=UTC)
+    got = [t.isoformat() for _, t in zip(range(2), openings(window, after), strict=False)]
+    assert got == ["2026-10-25T02:30:00+01:00", "2026-10-26T02:30:00+01:00"]
+    theirs = cron_string_iterator(after.timestamp(), window.cron, window.timezone)
+    assert [next(theirs).isoformat() for _ in got] == got
+
+
 @pytest.mark.parametrize("text, field", [("0 2 * *", "5 fields"), ("61 2 * * 0", "minute"),
                                          ("0 2 * * funday", "day of week"),
-                                         ("0 5-2 * * *", "backwards")])
+                                         ("0 5-2 * * *", "backwards"),
+                                         ("0 2 1-5,9-7 * *", "day of month range '9-7'"),
+                                         ("R 2 * * *", "random"),
+                                         ("0 2 */0 * *", "day of month")])
 def test_bad_cron_names_the_field(text: str, field: str) -> None:
     with pytest.raises(ValueError, match=field):
         Cron.parse(text)
