@@ -136,7 +136,12 @@ def test_two_servers_on_one_host_with_distinct_ports_and_data_are_fine() -> None
     second = data["regions"][0]["stripes"][0]["servers"][1]
     second.update(host="10.0.0.1", tsa_port=9610, management_port=9640,
                   install_dir=SECOND_KIT)
-    parse_inventory(data, "x")
+    inv = parse_inventory(data, "x")
+    on_host = {s.name: (s.tsa_port, s.management_port, s.data_dir, s.install_dir)
+               for _, _, s in inv.servers() if s.host == "10.0.0.1"}
+    assert on_host == {
+        "tsa-a1": (9510, 9540, "/var/lib/terracotta/tsa-a1/data", "/opt/terracotta/bigmemory-max"),
+        "tsa-a2": (9610, 9640, "/var/lib/terracotta/tsa-a2/data", SECOND_KIT)}
 
 
 def test_wan_needs_master_region() -> None:

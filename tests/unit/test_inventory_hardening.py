@@ -59,7 +59,9 @@ def test_client_and_orchestrator_paths_are_checked(where: str, field: str) -> No
 def test_a_trailing_slash_is_fine() -> None:
     data = minimal()
     data["regions"][0]["stripes"][0]["servers"][0]["install_dir"] = "/opt/tc/bigmemory-max/"
-    parse_inventory(data, "x")
+    inv = parse_inventory(data, "x")
+    first = next(s for _, _, s in inv.servers())
+    assert first.install_dir.rstrip("/") == "/opt/tc/bigmemory-max"
 
 
 @pytest.mark.parametrize("field, inside", [("data_dir", "/opt/terracotta/bigmemory-max/data"),
@@ -117,7 +119,9 @@ def test_a_server_and_an_orchestrator_of_one_host_never_share_a_kit_root() -> No
 
 def test_the_same_kit_root_on_different_hosts_is_fine() -> None:
     inv = parse_inventory(two_regions_wan(), "x")
-    assert len({s.install_dir for _, _, s in inv.servers()}) == 1
+    kits = {(s.host, s.install_dir) for _, _, s in inv.servers()}
+    assert {kit for _, kit in kits} == {"/opt/terracotta/bigmemory-max"}
+    assert len(kits) == len(list(inv.servers()))  # one host each, all on the same path
 
 
 # -- D1 is in test_inventory.py (test_known_hosts_must_name_a_file) -------------------------
@@ -192,21 +196,24 @@ def test_stripe_names_that_collide_as_job_steps() -> None:
     path, message = only_issue(stripes(("east", "stripe-1"), ("east", "stripe.1")))
     assert path == "regions[0].stripes[1].name"
     assert "'stripe.1'" in message and "'stripe-1'" in message
-    assert "upgrade_east_stripe_1" in message and "rename one" in message
+    assert "upgrade_mirrors_east_stripe_1" in message and "rename one" in message
+    assert "failover_east_stripe_1" in message
 
 
 def test_region_and_stripe_names_that_collide_as_job_steps() -> None:
     path, message = only_issue(stripes(("a-b", "c"), ("a", "b-c")))
     assert path == "regions[1].stripes[0].name"
-    assert "upgrade_a_b_c" in message
+    assert "upgrade_mirrors_a_b_c" in message and "failover_a_b_c" in message
 
 
-def test_a_stripe_named_like_a_client_batch_step() -> None:
-    data = stripes(("clients", "1"))
+@pytest.mark.parametrize("region, stripe", [("clients", "1"), ("mirrors", "east"),
+                                            ("wan", "cycle"), ("restart", "clients_1")])
+def test_a_stripe_named_like_another_step_is_accepted(region: str, stripe: str) -> None:
+    # Stripe steps are upgrade_mirrors_* and failover_*: no name spells a fixed step (region
+    # clients, stripe 1 was upgrade_clients_1, the first client batch, before the split).
+    data = stripes((region, stripe))
     data["regions"][0]["clients"] = [client("app1", "10.0.1.1")]
-    path, message = only_issue(data)
-    assert path == "regions[0].stripes[0].name"
-    assert "upgrade_clients_1" in message and "already has" in message
+    assert parse_inventory(data, "x").regions[0].stripes[0].name == stripe
 
 
 @pytest.mark.parametrize("cron, expected", [("99 99 * * 9", "minute '99' is not a number"),
@@ -289,5 +296,6 @@ def test_every_sandbox_topology_writes_a_valid_inventory(topology_file: Path,
     path = write_inventory(topology, directory, plan, user="tc", port=2222,
                            key_file=directory / "id", tarballs=tarballs)
     inventory = load_inventory(path)
-    assert len(list(inventory.servers())) == len(plan.servers)
+    assert sorted((s.name, s.host) for _, _, s in inventory.servers()) == \
+        sorted((s.name, s.host) for s in plan.servers)
 

@@ -55,7 +55,11 @@ def test_expired(tmp_path: Path) -> None:
 
 
 def test_expiring_on_the_last_day_is_fine(tmp_path: Path) -> None:
-    check_license(write(tmp_path, expiration_date="2027-06-01"), "4.2.1", False, WINDOW_END)
+    lic = check_license(write(tmp_path, expiration_date="2027-06-01"), "4.2.1", False,
+                        WINDOW_END)
+    assert lic.expires == WINDOW_END
+    assert license_problems(lic, "4.2.1", False, WINDOW_END) == []
+    assert len(license_problems(lic, "4.2.1", False, WINDOW_END.replace(day=2))) == 1
 
 
 def test_other_product(tmp_path: Path) -> None:
@@ -72,7 +76,8 @@ def test_other_version(tmp_path: Path) -> None:
 
 def test_lacks_wan_only_matters_with_orchestrators(tmp_path: Path) -> None:
     path = write(tmp_path, capabilities="ehcache, ehcache offheap, TMC")
-    check_license(path, "4.2.1", needs_wan=False, valid_through=WINDOW_END)
+    lic = check_license(path, "4.2.1", needs_wan=False, valid_through=WINDOW_END)
+    assert lic.capabilities == ["ehcache", "ehcache offheap", "TMC"]
     with pytest.raises(LicenseError, match="lacks the WAN capability"):
         check_license(path, "4.2.1", needs_wan=True, valid_through=WINDOW_END)
 
@@ -80,7 +85,12 @@ def test_lacks_wan_only_matters_with_orchestrators(tmp_path: Path) -> None:
 def test_every_problem_is_listed(tmp_path: Path) -> None:
     lic = load_license(write(tmp_path, product="X", version="4.3",
                              expiration_date="2020-01-01", capabilities="ehcache"))
-    assert len(license_problems(lic, "4.2.1", True, WINDOW_END)) == 4
+    problems = license_problems(lic, "4.2.1", True, WINDOW_END)
+    assert problems == [
+        "it is for product 'X', not 'BigMemory Max'",
+        "it covers version 4.3, not 4.2 (the target 4.2.1)",
+        "it expires on 2020-01-01, before the maintenance window ends on 2027-06-01",
+        "it lacks the WAN capability the cluster's orchestrators need (capabilities: ehcache)"]
 
 
 def test_not_a_license(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from bm_upgrade.errors import PlanRefused, UserError
 from bm_upgrade.inventory import Inventory, parse_inventory
-from bm_upgrade.plan import ACTIVE, STANDBY, NodeState, Plan, PlanOptions, Step, make_plan
+from bm_upgrade.plan import ACTIVE, STANDBY, NodeState, PlanOptions, Step, make_plan
 from tests.unit.inventories import client, minimal, orchestrator, server
 
 OLD, TARGET = "4.2.0", "4.2.1"
@@ -320,8 +320,10 @@ def test_non_persistent_stripe_without_mirror_needs_both_consents() -> None:
     with pytest.raises(PlanRefused) as caught:
         make_plan(inv, options=PlanOptions.from_inventory(inv, accept_data_loss=True))
     assert "--allow-downtime" in caught.value.reasons[0]
-    make_plan(inv, options=PlanOptions.from_inventory(inv, allow_downtime=True,
-                                                      accept_data_loss=True))
+    plan = make_plan(inv, options=PlanOptions.from_inventory(inv, allow_downtime=True,
+                                                             accept_data_loss=True))
+    assert [s.action for s in plan.todo() if s.node == "tsa-x"] == [
+        "stop", "install", "start", "confirm-active"]
 
 
 def test_persistent_flag_per_region_overrides_cluster() -> None:
@@ -329,7 +331,14 @@ def test_persistent_flag_per_region_overrides_cluster() -> None:
     data["regions"][0]["persistent"] = True
     data["regions"][0]["stripes"][0]["servers"] = [server("tsa-x", "10.0.0.9")]
     inv = parse_inventory(data, "x")
-    make_plan(inv, options=PlanOptions.from_inventory(inv, allow_downtime=True))
+    plan = make_plan(inv, options=PlanOptions.from_inventory(inv, allow_downtime=True))
+    assert [s.action for s in plan.todo() if s.node == "tsa-x"] == [
+        "stop", "install", "start", "confirm-active"]
+    # The cluster-wide flag alone (non-persistent) would also want --accept-data-loss.
+    data["regions"][0]["persistent"] = False
+    inv = parse_inventory(data, "x")
+    with pytest.raises(PlanRefused, match="--accept-data-loss"):
+        make_plan(inv, options=PlanOptions.from_inventory(inv, allow_downtime=True))
 
 
 def test_not_a_maintenance_upgrade_is_refused() -> None:
@@ -390,5 +399,6 @@ def test_parallel_groups_are_explicit() -> None:
 
 def test_plan_is_a_pure_function() -> None:
     inv = parse_inventory(minimal(), "x")
-    assert make_plan(inv) == make_plan(inv)
-    assert isinstance(make_plan(inv), Plan)
+    first = make_plan(inv)
+    assert first == make_plan(inv)
+    assert [s.as_dict() for s in first.steps] == [s.as_dict() for s in make_plan(inv).steps]
