@@ -86,7 +86,8 @@ class RunSettings:
     next_opening: datetime.datetime | None = None
     """When the maintenance window after this run's opens (for the window check's message)."""
     continue_on_failure: bool = False
-    """Other stripes go on after a step failed (else no new disruptive work; DESIGN rule 12)."""
+    """Other stripes go on after a step failed (else no new disruptive work: docs/safety.md
+    rule 12)."""
 
     def with_before(self, versions: dict[str, str | None]) -> RunSettings:
         return replace(self, before=dict(versions))

@@ -1,5 +1,5 @@
-"""When a step of a run starts no new disruptive work, seen from Dagster's side (DESIGN.md
-safety rules 11 and 12; the procedure's side is ``procedure/halt.py``).
+"""When a step of a run starts no new disruptive work, seen from Dagster's side (docs/safety.md
+rules 11 and 12; the procedure's side is ``procedure/halt.py``).
 
 - :func:`failure_check`: the ``halted`` callback the procedure asks before every disruptive
   action. It reads the run's :data:`STOP_TAG` (a stop the operator asked of the whole run),
@@ -7,8 +7,8 @@ safety rules 11 and 12; the procedure's side is ``procedure/halt.py``).
   stores its own events there, in process (``parallel_stripes`` 1) as in the multiprocess
   executor's step processes, so a step sees its siblings' failures as soon as they are
   stored. Only this run's events count: a re-execution's parent failures are the reason it
-  was started. One look is one query of the run's events: a few milliseconds on SQLite
-  (``tests/dagster/test_stopping.py`` measures it), small beside the stop it precedes.
+  was started. One look is one query of the run's events, small beside the stop it precedes
+  (``bench/bench_stopping.py`` prints what it costs).
 - :func:`signals_request_stop`: inside a step's process (the multiprocess executor, or a run
   worker started by the UI), SIGINT and SIGTERM ask the procedure to stop at the next
   disruptive action instead of raising in the middle of one: Dagster delivers both a Ctrl-C
@@ -29,7 +29,7 @@ What a stop request does, by where the op runs:
   handlers ask for the stop (``halt.request_stop``).
 
 A process killed without warning (SIGKILL, a lost machine) gives its step no chance: the next
-run or re-execution finds the stripe as it was left and completes it (DESIGN.md rule 11).
+run or re-execution finds the stripe as it was left and completes it (docs/safety.md rule 11).
 """
 
 from __future__ import annotations

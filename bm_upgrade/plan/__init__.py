@@ -1,6 +1,6 @@
 """The upgrade plan: a pure function from an inventory (+ observed state) to ordered steps.
 
-No I/O here. The plan follows TERRACOTTA.md's procedure and DESIGN.md's safety rules:
+No I/O here. The plan follows the procedure of docs/terracotta.md and the rules of docs/safety.md:
 
 - preflight, then the kit (fetch once, stage on every host that needs it), before any stop;
 - per stripe, every mirror before the active; the active is stopped only after a mirror is

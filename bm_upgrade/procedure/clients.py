@@ -2,7 +2,7 @@
 start it, confirm it runs on the new jars.
 
 Clients are touched only after every server of every region runs the target and every stripe
-has one ACTIVE plus PASSIVE-STANDBY mirrors (safety rule 5): :func:`upgrade_clients` checks
+has one ACTIVE plus PASSIVE-STANDBY mirrors (docs/safety.md rule 5): :func:`upgrade_clients` checks
 that itself before the first stop, whatever the caller did before.
 
 Each client first looks at its real state (``status_command``, the Terracotta jars in

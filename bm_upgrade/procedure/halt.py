@@ -1,4 +1,4 @@
-"""Whether a run may still start new disruptive work (DESIGN.md safety rules 11 and 12).
+"""Whether a run may still start new disruptive work (docs/safety.md rules 11 and 12).
 
 A disruptive step (stopping a server, a client or the orchestrators) asks
 :meth:`~bm_upgrade.procedure.servers.ServerOps.before_disruptive` first. It refuses when:

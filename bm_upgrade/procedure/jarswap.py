@@ -10,7 +10,7 @@
    check both are files, and only then remove the old Terracotta jars (the names seen in
    step 1; the application's own jars are never touched). Every step runs under ``set -e``:
    any failed copy ends the command before an old jar is removed. Then read back: ``lib_dir``
-   must hold exactly the kit's two jars (safety rule 10), whatever the exit code said.
+   must hold exactly the kit's two jars (docs/safety.md rule 10), whatever the exit code said.
 3. On a failure or a wrong read-back, :func:`_recover` leaves a complete set: the new one
    when both new jars are in place and the old ones could be removed, else the old one (the
    new jars that were not there before are removed). :class:`SwapFailed` says which set

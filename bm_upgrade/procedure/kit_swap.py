@@ -43,7 +43,7 @@ from bm_upgrade.remote.quoting import echo_mark, quote, shell, split_marked
 WORK_DIR_NAME = ".bm-upgrade-work"
 PREVIOUS_DIR_NAME = ".bm-upgrade-previous"
 CARRIED = ("tc-config.xml", "server/tc-config.xml", "server/bin/setenv.sh")
-"""Files an operator may have changed inside a kit root (TERRACOTTA.md, Kit)."""
+"""Files an operator may have changed inside a kit root (docs/terracotta.md, Kits)."""
 
 NOT_A_KIT = "not-a-kit"
 """The marker :func:`kit_root_guard` prints when it ends a command."""

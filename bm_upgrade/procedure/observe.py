@@ -153,7 +153,7 @@ def observe_cluster(inventory: Inventory, pool: HostPool, *,
 
 
 def require_servers_ready(inventory: Inventory, pool: HostPool, target: str, who: str) -> None:
-    """Safety rules 5 and 6: every server of every region on ``target``, every stripe one
+    """docs/safety.md rules 5 and 6: every server of every region on ``target``, every stripe one
     ACTIVE plus PASSIVE-STANDBY mirrors, before ``who`` (clients, orchestrators) is touched.
 
     Raises:

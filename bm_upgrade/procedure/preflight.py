@@ -1,6 +1,6 @@
 """Preflight: every check that can fail early, before anything is touched anywhere.
 
-Safety rule 1: nothing is stopped, removed or overwritten until preflight has passed
+docs/safety.md rule 1: nothing is stopped, removed or overwritten until preflight has passed
 everywhere. It checks, in this order (cheapest and most likely to fail first): the
 maintenance window, the license key, every host reachable, every node probed, every stripe
 served by one ACTIVE (mirrors PASSIVE-STANDBY, or on their way back from an earlier run), and

@@ -11,7 +11,8 @@ knows what failed and what the operator can do, and turns the outcome into one s
 version, also whether a process of it runs on its host and the kit installed in its kit root
 (``version.sh``), in one SSH command per host. A server answering with its version is taken
 at its word, so with REST probes a healthy stripe costs no SSH command at all (an SSH command
-is ~3 ms on an open connection plus whatever the host's login does; a REST probe ~3 ms).
+costs a channel on the open connection plus whatever the host's login does; a REST probe is
+one local HTTP request; ``bench/bench_sandbox.py`` prints what a command costs).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ _PROBE_TIMEOUT_S = 5.0
 POLL_S = 0.05
 """Pause between looks while waiting for a server. A wait ends at most this late after the
 state it waits for (a failover, a sync) is reached, and every stripe step waits several
-times, so it is short; a REST probe costs ~3 ms."""
+times, so it is short; a REST probe is one small HTTP request."""
 SSH_POLL_S = 0.5
 """Pause between looks when each look is an SSH command (``probe_via: ssh``)."""
 ALIVE_EVERY_S = 1.0
@@ -229,7 +230,7 @@ class Watch:
     @property
     def pause(self) -> float:
         """The pause between probes while waiting: ``poll_s`` with REST probes (two small
-        HTTP requests, ~3 ms), at least :data:`SSH_POLL_S` when each probe is an SSH command
+        HTTP requests), at least :data:`SSH_POLL_S` when each probe is an SSH command
         running ``server-stat.sh``."""
         return self.poll_s if self.inventory.probe_via != "ssh" else max(self.poll_s,
                                                                           SSH_POLL_S)

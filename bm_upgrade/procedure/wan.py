@@ -2,7 +2,7 @@
 from the same kit; start masters, then standbys; confirm the master region serves and every
 replica cache resynced.
 
-Safety rule 6: orchestrators are touched only after every server of every region runs the
+docs/safety.md rule 6: orchestrators are touched only after every server of every region runs the
 target with one ACTIVE plus PASSIVE-STANDBY mirrors per stripe (checked here, before the first
 stop); standby orchestrators stop before masters (so no standby takes over and forces every
 replica to resync twice); all orchestrators start on the same version (every install before
@@ -103,7 +103,7 @@ def _stop(wan: WanWatch, orch: Orchestrator, rec: StepRecorder) -> None:
     conn = ctx.pool.get(orch.host)
     timeout = ctx.inventory.policy.timeouts.orchestrator_s
     # Only an orchestrator whose kit root proved to be a 4.x kit is stopped: its kit root
-    # is swapped next (DESIGN.md rule 9).
+    # is swapped next (docs/safety.md rule 9).
     result = conn.run(kit_root_guard(orch.install_dir)
                       + shell([_script(orch, "stop-wan.sh"), "-f", orch.wan_xml]),
                       timeout=timeout, check=False)

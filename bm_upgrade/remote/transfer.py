@@ -9,9 +9,10 @@ A host that stops answering mid-transfer (frozen, a dead link) fails the upload 
 ``stall_s`` seconds (default ``ssh.command_timeout_s``): a :class:`Watchdog` then closes the
 connection, which releases the SFTP call paramiko would otherwise wait in forever.
 
-Speed: paramiko's default 32 KiB SFTP writes reach ~0.6x OpenSSH ``scp``; 252 KiB requests
+Speed: paramiko's default 32 KiB SFTP writes are slower than OpenSSH ``scp``; 252 KiB requests
 (OpenSSH's sftp-server accepts messages up to 256 KiB) with pipelining and the AES-GCM cipher
-chosen in :mod:`bm_upgrade.remote.client` reach ~1.3x (``bench/bench_upload.py``).
+chosen in :mod:`bm_upgrade.remote.client` are faster (``bench/bench_upload.py`` prints both
+against ``scp``).
 """
 
 from __future__ import annotations
@@ -86,8 +87,8 @@ def _remote_sum(conn: Connection, path: str,
     """sha256 of ``path`` on the host (None: no such file); with ``rename_to`` = (expected,
     destination), the file is also renamed there in the same command when its sum is the
     expected one."""
-    # openssl uses the CPU's SHA instructions (~6x coreutils' sha256sum here: 0.37 s instead of
-    # 1.6 s for 256 MiB); sha256sum is the fallback on hosts without openssl.
+    # openssl uses the CPU's SHA instructions, which coreutils' sha256sum does not (several
+    # times faster on a kit-sized file); sha256sum is the fallback on hosts without openssl.
     src = quote(path)
     script = (f"test -f {src} || exit 3; if command -v openssl >/dev/null 2>&1; then "
               f"sum=$(openssl dgst -sha256 -r < {src}); else sum=$(sha256sum < {src}); fi "

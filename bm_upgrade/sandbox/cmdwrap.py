@@ -14,8 +14,9 @@ login user with the client's command in ``$SSH_ORIGINAL_COMMAND``. The wrapper
 The sftp subsystem (``SSH_ORIGINAL_COMMAND`` is the sftp-server path) is exec'ed unchanged and
 not journaled: it is a file transfer, not a command. A session without command gets a shell.
 
-It is copied next to each sshd's config and must stay stdlib-only and cheap: ``json`` costs
-~13 ms to import here, so lines are encoded by hand; the scan is bounded in depth.
+It is copied next to each sshd's config and must stay stdlib-only and cheap: importing
+``json`` is a large share of its start-up, so lines are encoded by hand; the scan
+is bounded in depth (``bench/bench_sandbox.py`` prints what a wrapped command costs).
 
 ``cmdwrap.c`` is the same wrapper compiled (used where the machine has a C compiler: it saves
 Python's start-up on every command); this module stays the reference and the fallback, and

@@ -105,8 +105,8 @@ def default_port() -> int:
 def ensure_sandbox_user(name: str = SANDBOX_USER, home: Path = SANDBOX_USER_HOME) -> str:
     """Create (if missing) the unprivileged system user sandbox logins use.
 
-    Its shell is /bin/sh and its home holds no startup file, so a command costs a few ms
-    instead of the ~100 ms of a login shell that reads a heavy .bashrc. Its password field is
+    Its shell is /bin/sh and its home holds no startup file, so a command does not pay for a
+    login shell that reads a heavy .bashrc. Its password field is
     ``*`` (no password, yet not "locked": with ``UsePAM no`` sshd refuses locked accounts even
     for key logins).
     """
@@ -264,11 +264,12 @@ def install_wrapper(folder: Path, python: str | None = None) -> Path:
     """Install the command wrapper into ``folder`` (readable by every user); returns what
     the ForceCommand runs (see :func:`force_command`).
 
-    The wrapper is compiled from ``cmdwrap.c`` when a C compiler is at hand (~2 ms a
-    command instead of ~20 ms, most of it Python's start-up: a sandbox upgrade runs hundreds
-    of commands), unless ``BM_SANDBOX_CMDWRAP=python``. ``cmdwrap.py`` is installed either
+    The wrapper is compiled from ``cmdwrap.c`` when a C compiler is at hand (it skips
+    Python's start-up on every command, and a sandbox upgrade runs hundreds of commands;
+    ``bench/bench_sandbox.py`` prints both wrappers' cost), unless
+    ``BM_SANDBOX_CMDWRAP=python``. ``cmdwrap.py`` is installed either
     way, byte-compiled: it is the fallback, and the compiled wrapper hands it the rare
-    dirty-backup deletions. Running the ``.pyc`` saves the ~7 ms Python spends compiling a
+    dirty-backup deletions. Running the ``.pyc`` saves the compiling Python does for a
     script on every start (a main script is never cached); the ``.py`` is used if byte-compiling
     fails.
     """

@@ -1,4 +1,4 @@
-"""tc-config.xml for the sandbox's regions (TERRACOTTA.md's format).
+"""tc-config.xml for the sandbox's regions (the format of docs/terracotta.md).
 
 The writer and the reader live in the kit's shared module: the server program reads what
 this writes, and both must agree on every element.

@@ -36,7 +36,7 @@ def boot_time_left(start_s: float) -> float:
     """What is left of a boot of ``start_s`` seconds, counted from this process's exec.
 
     ``start_s`` (the topology's timing) stands for the JVM's boot; the interpreter's own
-    start-up and imports (~0.1 s here) are part of it, not added to it, so a server or
+    start-up and imports are part of it, not added to it, so a server or
     orchestrator reaches its first state ``start_s`` after its launch (or as soon as it can,
     when ``start_s`` is shorter than the start-up). Linux: /proc/self/stat field 22 is the
     process's start in clock ticks since boot.
@@ -349,7 +349,7 @@ def _number(value: float) -> str:
 
 def render_tc_config(stripes: list[dict[str, Any]], *, persistent: bool,
                      reconnect_window_s: float, election_s: float) -> str:
-    """tc-config.xml text in TERRACOTTA.md's format: one <mirror-group> per stripe."""
+    """tc-config.xml text in the format of docs/terracotta.md: one <mirror-group> per stripe."""
     def esc(value: object) -> str:
         return (str(value).replace("&", "&amp;").replace("<", "&lt;")
                 .replace(">", "&gt;").replace('"', "&quot;"))
