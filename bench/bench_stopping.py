@@ -1,4 +1,4 @@
-"""What the check before every disruptive action costs (DESIGN.md rule 12, defs/stopping.py):
+"""What the check before every disruptive action costs (docs/safety.md rule 12, defs/stopping.py):
 one look at the run's stop tag and its STEP_FAILURE events, on a SQLite instance whose run
 has one failed step among a few hundred events::
 

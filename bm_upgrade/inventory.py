@@ -317,7 +317,7 @@ class Policy(_Model):
         default=False,
         description="After a step of a run fails, let other stripes still start disruptive "
         "work (stopping servers, clients, orchestrators). Off: once anything failed, every "
-        "later disruptive step ends safely, naming the failure (DESIGN.md rule 12).")
+        "later disruptive step ends safely, naming the failure (docs/safety.md rule 12).")
     timeouts: Timeouts = Field(default_factory=Timeouts)
 
 
