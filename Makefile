@@ -4,15 +4,33 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Exact versions and hashes of everything setup installs (the test extras, pip and the build
+# backend too); pyproject.toml keeps the ranges. `make lock` writes it.
+LOCK := requirements.lock
 
-.PHONY: setup demo test lint bench ui clean
+.PHONY: setup demo test lint bench ui clean lock
 
-$(STAMP): pyproject.toml
+# The package itself goes in without dependencies and without an isolated build (its build
+# backend is in the lock), so nothing unhashed is downloaded; pip check then catches a lock
+# older than pyproject.toml's dependencies.
+$(STAMP): pyproject.toml $(LOCK)
 	@bash scripts/system-deps.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@$(BIN)/python -m pip check >/dev/null || { $(BIN)/python -m pip check; echo "$(LOCK) does not match pyproject.toml: run make lock" >&2; exit 1; }
 	@touch $(STAMP)
+
+# Rewrites the lock from pyproject.toml (dependencies, test extras) for Python 3.11 on every
+# platform, keeping the versions it has where they still fit; `make lock LOCK_FLAGS=--upgrade`
+# takes the newest each range allows. uv does the resolving and is installed for this only.
+LOCK_FLAGS ?=
+lock:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet uv
+	printf 'pip\nsetuptools>=68\nwheel\n' | $(BIN)/uv pip compile --quiet pyproject.toml - \
+		--extra test --no-strip-extras --generate-hashes --universal --python-version 3.11 \
+		--custom-compile-command 'make lock' $(LOCK_FLAGS) -o $(LOCK)
 
 # Run history of `make demo` and `make ui` stays here, for `dagster-webserver` to show.
 DAGSTER_HOME ?= $(CURDIR)/.dagster_home
