@@ -4,8 +4,8 @@ names the Dagster graph gives stripes.
 
 Plain Python with no bm_upgrade imports besides the error types (the inventory's validators
 call it, and so do :mod:`bm_upgrade.probes` and the Dagster layer), so the layering holds:
-:func:`graph_name` is the one op-naming rule, shared by the inventory's collision check and the
-job's node names.
+:func:`stripe_nodes` is the one op-naming rule, shared by the inventory's collision check and
+the job's node names.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ REMOTE_PATH_FIELDS = ("install_dir", "tc_config", "data_dir", "wan_xml", "lib_di
 
 _LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_FIXED_NODES = re.compile(r"^(preflight|fetch_kit|stage_kit|verify_servers|"
-                          r"upgrade_orchestrators|upgrade_clients_\d+|report)$")
-"""Node names the upgrade graph gives its own steps (defs/jobs.py)."""
+MIRRORS_NODE_PREFIX = "upgrade_mirrors_"
+"""A stripe's first node: ``upgrade_mirrors_<region>_<stripe>`` (defs/jobs.py)."""
+FAILOVER_NODE_PREFIX = "failover_"
+"""A stripe's second node: ``failover_<region>_<stripe>``."""
 
 
 # -- remote paths ---------------------------------------------------------------------------
@@ -111,33 +112,37 @@ def url_host(host: str) -> str:
 # -- graph names ----------------------------------------------------------------------------
 def graph_name(*parts: str) -> str:
     """A valid Dagster name from inventory names (which may hold '-' and '.'): the job's node
-    names (``upgrade_<region>_<stripe>``) are built with this."""
+    names (``failover_<region>_<stripe>``) are built with this."""
     return "_".join(parts).replace("-", "_").replace(".", "_")
 
 
-def stripe_node(region: str, stripe: str) -> str:
-    """The graph node of one stripe: ``upgrade_<region>_<stripe>``."""
-    return graph_name("upgrade", region, stripe)
+def stripe_nodes(region: str, stripe: str) -> tuple[str, str]:
+    """The graph nodes of one stripe, in their order: ``upgrade_mirrors_<region>_<stripe>``,
+    then ``failover_<region>_<stripe>``.
+
+    Only stripes can spell these prefixes (the graph's other nodes are preflight, download,
+    stage_kit, verify_servers, restart_clients_<n>, wan_cycle and report), so two stripes'
+    nodes collide exactly when their ``<region>_<stripe>`` do.
+    """
+    name = graph_name(region, stripe)
+    return MIRRORS_NODE_PREFIX + name, FAILOVER_NODE_PREFIX + name
 
 
 def stripe_node_issues(stripes: Iterable[tuple[str, str, str]]) -> Iterator[FieldIssue]:
     """Stripes whose graph nodes would collide, given ``(field path, region, stripe)``: two
     stripes named apart only by '-', '.' or '_' (``stripe-1``, ``stripe.1``), or a region and
-    stripe that spell another step's node (region ``clients``, stripe ``1``)."""
+    stripe that spell another's (region ``east_1``, stripe ``a`` and region ``east``, stripe
+    ``1_a``)."""
     owners: dict[str, tuple[str, str, str]] = {}
     for path, region, stripe in stripes:
-        node = stripe_node(region, stripe)
-        if _FIXED_NODES.match(node):
-            yield FieldIssue(path, f"stripe {stripe!r} of region {region!r} would be the job "
-                                   f"step {node}, which the upgrade already has; rename the "
-                                   "stripe")
-            continue
-        first = owners.setdefault(node, (path, region, stripe))
+        name = graph_name(region, stripe)
+        first = owners.setdefault(name, (path, region, stripe))
         if first[0] != path and first[1:] != (region, stripe):  # exact twins: reported apart
+            mirrors, failover = stripe_nodes(region, stripe)
             yield FieldIssue(path, f"stripe {stripe!r} of region {region!r} and stripe "
                                    f"{first[2]!r} of region {first[1]!r} ({first[0]}) both "
-                                   f"become the job step {node} ('-' and '.' become '_'); "
-                                   "rename one of them")
+                                   f"become the job steps {mirrors} and {failover} ('-' and "
+                                   "'.' become '_'); rename one of them")
 
 
 # -- kit roots ------------------------------------------------------------------------------

@@ -1,9 +1,17 @@
 """One upgrade job per inventory file: ``upgrade_<cluster>``.
 
-Graph (DESIGN.md): preflight -> fetch kit -> stage kit -> one op per stripe (side by side) ->
-verify every server -> client batches, in order -> orchestrators (when the cluster has WAN)
--> report. Each stripe is its own op, so its steps show on their own in the UI and can be
-re-executed alone; inside a stripe the procedure keeps strict order.
+Graph, in the design card's words (DESIGN.md): preflight -> download (fetch + verify) ->
+stage_kit -> per stripe, side by side, ``upgrade_mirrors_<region>_<stripe>`` ->
+``failover_<region>_<stripe>`` -> verify_servers -> ``restart_clients_<n>``, in order ->
+wan_cycle (when the cluster has WAN) -> report. Each op shows on its own in the UI's Gantt view
+(how long a stripe's mirrors and its failover took) and can be re-executed alone; it looks at
+the real state first and does only what is missing.
+
+A stripe keeps its strict order: its failover op depends on its mirrors op, so the two never
+run at once, and ``max_concurrent`` (``parallel_stripes``) counts stripes busy. A failover op
+goes before other stripes' mirrors when both are ready (:data:`FAILOVER_PRIORITY`): a stripe
+started is finished before another one is, as when one op did the whole stripe, so at most
+``parallel_stripes`` stripes are ever half done.
 
 Executor, chosen by measurement on this 2-core machine (see README, `make bench`): the
 in-process executor costs ~50 ms per op but runs one op at a time; the multiprocess executor
@@ -26,19 +34,23 @@ import dagster as dg
 from bm_upgrade.defs import runclaim
 from bm_upgrade.defs.config import UpgradeConfig
 from bm_upgrade.defs.ops import (
-    fetch_kit_op,
-    orchestrators_op,
+    BATCH_TAG,
+    REGION_TAG,
+    STRIPE_TAG,
+    download_op,
+    failover_op,
     preflight_op,
     report_op,
+    restart_clients_op,
     stage_kit_op,
-    stripe_node_name,
-    upgrade_clients_op,
-    upgrade_stripe_op,
+    upgrade_mirrors_op,
     verify_servers_op,
+    wan_cycle_op,
 )
 from bm_upgrade.defs.resources import ClusterResource
 from bm_upgrade.defs.runclaim import INVENTORY_SHA_TAG, going_records, inventory_sha256
 from bm_upgrade.inventory import Inventory, load_inventory
+from bm_upgrade.inventory_checks import stripe_nodes
 
 # The run tags live with the claim that reads them (runclaim); named here too for the
 # modules that know them as the job's.
@@ -78,6 +90,11 @@ PRELOAD_MODULES = [
 ]
 
 
+FAILOVER_PRIORITY = {"dagster/priority": "1"}
+"""Tags of a failover node: of the steps ready to start, Dagster's executors start those of
+the highest ``dagster/priority`` first (in process as with processes)."""
+
+
 def executor_for(inventory: Inventory) -> dg.ExecutorDefinition:
     """In-process for one stripe at a time, else forkserver processes (see the module)."""
     parallel = inventory.policy.parallel_stripes
@@ -92,28 +109,35 @@ def executor_for(inventory: Inventory) -> dg.ExecutorDefinition:
 def build_upgrade_job(inventory: Inventory, inventory_path: str) -> dg.JobDefinition:
     """The ``upgrade_<cluster>`` job for one inventory file."""
     # One op definition per kind, one node (alias) per stripe and per client batch: op
-    # definitions must be unique across the code location, which holds many clusters.
-    stripe_ops = [upgrade_stripe_op.alias(stripe_node_name(region, stripe)).tag(
-                      {"bm_upgrade/region": region.name, "bm_upgrade/stripe": stripe.name})
-                  for region in inventory.regions for stripe in region.stripes]
+    # definitions must be unique across the code location, which holds many clusters. The
+    # ops read what they work on from their node's tags.
+    stripes = []
+    for region in inventory.regions:
+        for stripe in region.stripes:
+            where = {REGION_TAG: region.name, STRIPE_TAG: stripe.name}
+            mirrors, failover = stripe_nodes(region.name, stripe.name)
+            stripes.append((upgrade_mirrors_op.alias(mirrors).tag(where),
+                            failover_op.alias(failover).tag({**where, **FAILOVER_PRIORITY})))
     clients = [c for region in inventory.regions for c in region.clients]
     size = inventory.policy.client_batch_size
-    batch_ops = [upgrade_clients_op.alias(f"upgrade_clients_{i + 1}").tag(
-                     {"bm_upgrade/clients": ",".join(c.name for c in clients[s:s + size])})
+    batch_ops = [restart_clients_op.alias(f"restart_clients_{i + 1}").tag(
+                     {BATCH_TAG: str(i + 1),
+                      "bm_upgrade/clients": ",".join(c.name for c in clients[s:s + size])})
                  for i, s in enumerate(range(0, len(clients), size))]
     has_wan = inventory.has_wan()
 
     @dg.graph(name=job_name(inventory))
     def upgrade() -> None:
         settings = preflight_op()
-        kit_path = fetch_kit_op(settings)
+        kit_path = download_op(settings)
         staged = stage_kit_op(settings, kit_path)
-        stripes = [op(settings, staged) for op in stripe_ops]
-        records = verify_servers_op(settings, stripes)
+        done = [failover(settings, staged, mirrors(settings, staged))
+                for mirrors, failover in stripes]
+        records = verify_servers_op(settings, done)
         for batch in batch_ops:
             records = batch(settings, staged, records)
         if has_wan:
-            records = orchestrators_op(settings, staged, records)
+            records = wan_cycle_op(settings, staged, records)
         report_op(settings, records)
 
     return upgrade.to_job(

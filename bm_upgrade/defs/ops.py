@@ -24,15 +24,14 @@ from bm_upgrade.defs.schedules import RECORDS_KEY, plan_window
 from bm_upgrade.defs.stopping import failure_check, signals_request_stop
 from bm_upgrade.errors import BmUpgradeError
 from bm_upgrade.inventory import Client, Inventory, Region, Stripe
-from bm_upgrade.inventory_checks import stripe_node
-from bm_upgrade.plan import make_plan
+from bm_upgrade.plan import ACTIVE, make_plan
 from bm_upgrade.procedure.clients import upgrade_clients
 from bm_upgrade.procedure.kit import StagedKit, clean_staging, fetch_kit, stage_kit
 from bm_upgrade.procedure.observe import observe_cluster
 from bm_upgrade.procedure.preflight import preflight
 from bm_upgrade.procedure.records import StepRecord, skipped
 from bm_upgrade.procedure.report import Report, render_report
-from bm_upgrade.procedure.servers import ServerOps, upgrade_stripe
+from bm_upgrade.procedure.servers import ServerOps, failover, segments_for, upgrade_mirrors
 from bm_upgrade.procedure.wan import cycle_orchestrators
 from bm_upgrade.redact import redact_url
 
@@ -160,9 +159,9 @@ def preflight_op(context: dg.OpExecutionContext, config: UpgradeConfig,
     return settings
 
 
-@dg.op(name="fetch_kit",
+@dg.op(name="download",
        description="Download the target kit into the local cache and verify its sha256.")
-def fetch_kit_op(context: dg.OpExecutionContext, settings: RunSettings,
+def download_op(context: dg.OpExecutionContext, settings: RunSettings,
                  cluster: ClusterResource) -> str:
     inventory = cluster.load()
     kit = inventory.kit_for(settings.options.target_version)
@@ -203,36 +202,86 @@ def stage_kit_op(context: dg.OpExecutionContext, settings: RunSettings, kit_path
     return staged
 
 
-def stripe_node_name(region: Region, stripe: Stripe) -> str:
-    """The node of one stripe in the graph: ``upgrade_<region>_<stripe>`` (the naming rule the
-    inventory checks for collisions, inventory_checks.stripe_node)."""
-    return stripe_node(region.name, stripe.name)
+REGION_TAG = "bm_upgrade/region"
+STRIPE_TAG = "bm_upgrade/stripe"
+BATCH_TAG = "bm_upgrade/batch"
+"""Node tags (defs/jobs.py): the stripe a stripe step works on, a client batch's number."""
 
 
-@dg.op(name="upgrade_stripe",
-       description="Upgrade one stripe: its mirrors, then its active through a controlled "
-                   "failover (then failback if asked). One node per stripe, named "
-                   "upgrade_<region>_<stripe>.")
-def upgrade_stripe_op(context: dg.OpExecutionContext, settings: RunSettings,
-                      staged: dict[str, StagedKit], cluster: ClusterResource) -> Records:
+def _stripe_of(context: dg.OpExecutionContext, inventory: Inventory,
+               cluster: ClusterResource) -> tuple[Region, Stripe]:
+    """The stripe this node works on, from its tags (defs/jobs.py)."""
+    tags = context.op.tags
+    region_name, stripe_name = tags.get(REGION_TAG), tags.get(STRIPE_TAG)
+    for region in inventory.regions:
+        for stripe in region.stripes:
+            if (region.name, stripe.name) == (region_name, stripe_name):
+                return region, stripe
+    raise dg.Failure(f"{context.op_handle.name}: stripe {stripe_name} of region "
+                     f"{region_name} is not in {cluster.inventory_path} any more; reload the "
+                     "code location so the job matches the inventory")
+
+
+def _would_stripe(inventory: Inventory, settings: RunSettings, pool: Any, *, region: Region,
+                  stripe: Stripe, segments: set[str]) -> list[StepRecord]:
+    """Dry run of one stripe step: the plan's steps of the stripe's ``segments`` (mirrors;
+    active and failback) on the state seen now."""
+    view = observe_cluster(inventory, pool, clients=False, orchestrators=False)
+    states = view.node_states()
+    plan = make_plan(inventory, states, settings.options)
+    steps = [s for s in plan.steps if s.phase == "servers"
+             and (s.region, s.stripe) == (region.name, stripe.name)]
+    active = next((s.name for s in stripe.servers
+                   if (state := states.get(s.name)) is not None and state.state == ACTIVE),
+                  None)
+    owners = segments_for(steps, active)
+    return [skipped(step.node, step.action, step.waits_for,
+                    step.reason if step.skipped else "dry run: would " + step.action)
+            for index, step in enumerate(steps) if owners[index] in segments]
+
+
+StripeWork = Callable[[ServerOps, Region, Stripe], list[StepRecord]]
+
+
+def _stripe_step(context: dg.OpExecutionContext, settings: RunSettings,
+                 staged: dict[str, StagedKit], cluster: ClusterResource, *,
+                 work: StripeWork, segments: set[str]) -> list[StepRecord]:
+    """One stripe step: ``work`` on the node's stripe, or its dry run."""
     inventory = settings.inventory_for_run(cluster.load())
-    node = context.op_handle.name
-    found = [(r, s) for r in inventory.regions for s in r.stripes
-             if stripe_node_name(r, s) == node]
-    if not found:
-        raise dg.Failure(f"{node}: no such stripe in {cluster.inventory_path} any more; "
-                         "reload the code location so the job matches the inventory")
-    region, stripe = found[0]
-    with signals_request_stop(node), one_sentence(), relayed_logs(), \
+    region, stripe = _stripe_of(context, inventory, cluster)
+    with signals_request_stop(context.op_handle.name), one_sentence(), relayed_logs(), \
             cluster.pool(inventory) as pool:
         if settings.dry_run:
-            names = {s.name for s in stripe.servers}
-            records = _would(inventory, settings, pool, lambda s: s.node in names)
+            records = _would_stripe(inventory, settings, pool, region=region, stripe=stripe,
+                                    segments=segments)
         else:
-            ctx = _ctx(context, inventory, pool, settings, staged)
-            records = upgrade_stripe(ctx, region, stripe)
+            records = work(_ctx(context, inventory, pool, settings, staged), region, stripe)
     context.add_output_metadata(_records_metadata(records))
+    return records
+
+
+@dg.op(name="upgrade_mirrors",
+       description="Upgrade one stripe's mirrors, one at a time: stop, install the target "
+                   "kit, start, confirm PASSIVE-STANDBY on the target. One node per stripe, "
+                   "named upgrade_mirrors_<region>_<stripe>.")
+def upgrade_mirrors_op(context: dg.OpExecutionContext, settings: RunSettings,
+                       staged: dict[str, StagedKit], cluster: ClusterResource) -> Records:
+    records = _stripe_step(context, settings, staged, cluster, work=upgrade_mirrors,
+                           segments={"mirrors"})
     return [r.as_dict() for r in records]
+
+
+@dg.op(name="failover",
+       description="Upgrade one stripe's active once its mirrors are done: stop it while a "
+                   "mirror is PASSIVE-STANDBY, wait for the takeover, upgrade the old active, "
+                   "confirm it PASSIVE-STANDBY, fail back if asked. One node per stripe, "
+                   "named failover_<region>_<stripe>, after its upgrade_mirrors step.")
+def failover_op(context: dg.OpExecutionContext, settings: RunSettings,
+                staged: dict[str, StagedKit], before: Records,
+                cluster: ClusterResource) -> Records:
+    records = _stripe_step(context, settings, staged, cluster, work=failover,
+                           segments={"active", "failback"})
+    return before + [r.as_dict() for r in records]
 
 
 @dg.op(name="verify_servers",
@@ -265,16 +314,15 @@ def client_batches(clients: Sequence[Client], size: int, nodes: int) -> list[lis
     return per_node + [[] for _ in range(nodes - len(per_node))]
 
 
-@dg.op(name="upgrade_clients",
+@dg.op(name="restart_clients",
        description="One batch of clients: stop, swap the jars for the target kit's, start, "
-                   "confirm. One node per batch, named upgrade_clients_<n>.")
-def upgrade_clients_op(context: dg.OpExecutionContext, settings: RunSettings,
+                   "confirm. One node per batch, named restart_clients_<n>.")
+def restart_clients_op(context: dg.OpExecutionContext, settings: RunSettings,
                        staged: dict[str, StagedKit], before: Records,
                        cluster: ClusterResource) -> Records:
     inventory = settings.inventory_for_run(cluster.load())
-    index = int(context.op_handle.name.rsplit("_", 1)[1]) - 1
-    nodes = len([n for n in context.job_def.graph.node_dict
-                 if n.startswith("upgrade_clients_")])
+    index = int(context.op.tags[BATCH_TAG]) - 1
+    nodes = len([n for n in context.job_def.graph.nodes if BATCH_TAG in n.tags])
     clients = [c for r in inventory.regions for c in r.clients]
     size = settings.options.client_batch_size
     mine = client_batches(clients, size, nodes)[index]
@@ -292,10 +340,10 @@ def upgrade_clients_op(context: dg.OpExecutionContext, settings: RunSettings,
     return before + [r.as_dict() for r in records]
 
 
-@dg.op(name="upgrade_orchestrators",
+@dg.op(name="wan_cycle",
        description="WAN orchestrators: stop standbys, then masters; upgrade all from one "
                    "kit; start masters, then standbys; confirm every replica cache resynced.")
-def orchestrators_op(context: dg.OpExecutionContext, settings: RunSettings,
+def wan_cycle_op(context: dg.OpExecutionContext, settings: RunSettings,
                      staged: dict[str, StagedKit], before: Records,
                      cluster: ClusterResource) -> Records:
     inventory = settings.inventory_for_run(cluster.load())

@@ -1,5 +1,6 @@
-"""The server steps of the upgrade: each mirror, then the active through a controlled
-failover, then an optional failback, as plain functions over a :class:`ServerOps` context.
+"""The server steps of the upgrade: each mirror (:func:`upgrade_mirrors`), then the active
+through a controlled failover and an optional failback (:func:`failover`), as plain functions
+over a :class:`ServerOps` context; the job runs each as its own step per stripe.
 
 The procedure cannot disagree with the plan because it *is* the plan, re-made before every
 step: each function observes the stripe (:meth:`ServerOps.observe`), asks
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field, replace
 
 from bm_upgrade.errors import RemoteError, StepFailed
 from bm_upgrade.inventory import Inventory, Region, Server, Stripe
+from bm_upgrade.inventory_checks import stripe_nodes
 from bm_upgrade.license import LICENSE_FILE_NAME
 from bm_upgrade.plan import ACTIVE, STANDBY, PlanOptions, Step, make_plan
 from bm_upgrade.probes import ServerStatus, kit_version
@@ -161,7 +163,12 @@ def stripe_steps(ctx: ServerOps, region: Region, stripe: Stripe, seen: Mapping[s
 
 def segment_of(steps: list[Step], seen: Mapping[str, Seen]) -> dict[int, str]:
     """Which function owns each step (by index): ``mirrors``, ``active`` or ``failback``."""
-    active = next((n for n, s in seen.items() if s.node_state.state == ACTIVE), None)
+    return segments_for(steps, next((n for n, s in seen.items()
+                                     if s.node_state.state == ACTIVE), None))
+
+
+def segments_for(steps: list[Step], active: str | None) -> dict[int, str]:
+    """:func:`segment_of` for a stripe whose ACTIVE now is ``active`` (None: none is)."""
     segment, owners = "mirrors", {}
     for index, step in enumerate(steps):
         if step.action == "failover-stop" or (step.action == "stop" and step.node == active):
@@ -461,9 +468,11 @@ def upgrade_active(ctx: ServerOps, stripe: Stripe) -> list[StepRecord]:
     """
     def decide(step: Step, segment: str) -> bool:
         if segment == "mirrors" and step.action == "stop":
+            mirrors_node = stripe_nodes(ctx.region_of(stripe).name, stripe.name)[0]
             raise StepFailed(step.node, f"mirror {step.node} of stripe {stripe.name} is not on "
                              f"{ctx.target} yet and mirrors are upgraded before the active; "
-                             "run upgrade_mirror for it first (nothing was stopped)")
+                             f"run {mirrors_node} (upgrade_mirror) for it first (nothing was "
+                             "stopped)")
         return segment in ("mirrors", "active")
 
     records, steps = _drive(ctx, stripe, decide, failback=False)
@@ -484,9 +493,15 @@ def fail_back(ctx: ServerOps, stripe: Stripe) -> list[StepRecord]:
     return records or _skips(steps, lambda s: s.action == "failback")
 
 
-def upgrade_stripe(ctx: ServerOps, region: Region, stripe: Stripe) -> list[StepRecord]:
-    """Upgrade one stripe in the plan's order: mirrors, active, then failback if the policy
-    asks; returns every step's record (all skipped when the stripe is already done)."""
+Segment = Callable[[Step], list[StepRecord]]
+"""Runs a stripe's segment from its next step (the step names the mirror to upgrade)."""
+
+
+def _segments(ctx: ServerOps, region: Region, stripe: Stripe, run: Mapping[str, Segment],
+              ) -> tuple[list[StepRecord], list[Step], str | None]:
+    """Run the stripe's segments that ``run`` names, in the plan's order, until its next step
+    to do belongs to another segment or none is left; returns the records, the last plan
+    and the ACTIVE it was made on."""
     if stripe not in region.stripes:
         raise StepFailed(stripe.name, f"stripe {stripe.name} is not in region {region.name}; "
                          "pass the stripe's own region")
@@ -495,22 +510,74 @@ def upgrade_stripe(ctx: ServerOps, region: Region, stripe: Stripe) -> list[StepR
         seen = ctx.observe(stripe)
         steps = stripe_steps(ctx, region, stripe, seen)
         owners = segment_of(steps, seen)
+        active = next((n for n, s in seen.items() if s.node_state.state == ACTIVE), None)
         todo = [(i, s) for i, s in enumerate(steps) if not s.skipped]
-        if not todo:
-            return records or _skips(steps, lambda s: True)
+        if not todo or owners[todo[0][0]] not in run:
+            return records, steps, active
         index, step = todo[0]
-        segment = owners[index]
-        if segment == "mirrors":
-            server = next(s for s in stripe.servers if s.name == step.node)
-            batch = upgrade_mirror(ctx, stripe, server)
-        elif segment == "active":
-            batch = upgrade_active(ctx, stripe)
-        else:
-            batch = fail_back(ctx, stripe)
+        batch = run[owners[index]](step)
         if all(r.skipped for r in batch):
-            raise StepFailed(step.node, f"the {segment} step {step.action} of {step.node} was "
-                             "planned but not run; this is a bug, please report it")
+            raise StepFailed(step.node, f"the {owners[index]} step {step.action} of "
+                             f"{step.node} was planned but not run; this is a bug, please "
+                             "report it")
         records += batch
     raise StepFailed(stripe.name, f"stripe {stripe.name} did not settle after {MAX_STEPS} "
                      "rounds; check `bm-upgrade status`, then rerun")
 
+
+def upgrade_mirrors(ctx: ServerOps, region: Region, stripe: Stripe) -> list[StepRecord]:
+    """Upgrade every mirror of one stripe, one at a time, in the plan's order; the active is
+    not touched (:func:`failover`'s work). Returns every step's record, the skipped ones when
+    every mirror already runs the target.
+
+    Raises:
+        StepFailed: a step failed (see the module), or a stop was requested while the mirrors
+            were upgraded (procedure/halt.py): the mirror in progress was finished, and the
+            stripe's failover must not start.
+    """
+    def mirror(step: Step) -> list[StepRecord]:
+        server = next(s for s in stripe.servers if s.name == step.node)
+        return upgrade_mirror(ctx, stripe, server)
+
+    records, steps, active = _segments(ctx, region, stripe, {"mirrors": mirror})
+    requested = halt.stop_reason()
+    if requested is not None:
+        # What the stripe's next stop would say (before_disruptive), said at the end of this
+        # step: its process may have received the signal, and the step ends naming it.
+        failed = StepFailed(stripe.name, f"failover of stripe {stripe.name} not started: "
+                            f"{requested}; the mirror in progress was finished first; rerun "
+                            "(or re-execute from failure) to go on")
+        failed.add_note("mirrors done: " + ("; ".join(r.summary() for r in records)
+                                            or "nothing"))
+        raise failed
+    return records or _skips(steps, lambda s: s.action == "upgrade" and s.node != active)
+
+
+def failover(ctx: ServerOps, region: Region, stripe: Stripe) -> list[StepRecord]:
+    """Upgrade one stripe's active once its mirrors are done: stop it while a mirror is
+    PASSIVE-STANDBY, wait for that mirror to take over, upgrade the old active, confirm it
+    PASSIVE-STANDBY, then fail back if the policy asks. Looks at the real state first, so a
+    rerun does only what is missing.
+
+    Raises:
+        StepFailed: a mirror still needs its upgrade (nothing was stopped; its
+            ``upgrade_mirrors`` step comes first), or a step failed (the stripe is left
+            served; see the module).
+    """
+    def active(step: Step) -> list[StepRecord]:
+        # A mirror step still to do that is not a stop (a mirror down or still syncing is
+        # brought back) is the active's to finish; a mirror's stop is refused there.
+        return upgrade_active(ctx, stripe)
+
+    run = {"mirrors": active, "active": active, "failback": lambda _: fail_back(ctx, stripe)}
+    records, steps, current = _segments(ctx, region, stripe, run)
+    return records or _skips(steps, lambda s: s.action == "failback"
+                             or (s.action == "upgrade" and s.node == current))
+
+
+def upgrade_stripe(ctx: ServerOps, region: Region, stripe: Stripe) -> list[StepRecord]:
+    """Upgrade one stripe in the plan's order: :func:`upgrade_mirrors`, then :func:`failover`
+    (failback included if the policy asks); returns every step's record (all skipped when the
+    stripe is already done)."""
+    records = upgrade_mirrors(ctx, region, stripe) + failover(ctx, region, stripe)
+    return [r for r in records if not r.skipped] or records

@@ -14,9 +14,9 @@ from dagster._utils.schedules import is_valid_cron_schedule
 
 from bm_upgrade.cron import parse_cron
 from bm_upgrade.definitions import INVENTORY_DIR_ENV, build_definitions
-from bm_upgrade.defs.ops import stripe_node_name
+from bm_upgrade.defs.jobs import build_upgrade_job
 from bm_upgrade.inventory import parse_inventory
-from bm_upgrade.inventory_checks import graph_name, stripe_node
+from bm_upgrade.inventory_checks import graph_name, stripe_nodes
 from tests.unit.inventories import minimal, server
 
 
@@ -52,7 +52,8 @@ def test_one_broken_file_leaves_the_others_and_shows_its_error(
     assert str(tmp_path / "prod-eu.yaml") in (sensor.description or "")
     message = evaluate(defs, "inventory_error_prod_eu")
     assert str(tmp_path / "prod-eu.yaml") in message
-    assert "regions[0].stripes[1].name" in message and "upgrade_east_stripe_1" in message
+    assert "regions[0].stripes[1].name" in message \
+        and "upgrade_mirrors_east_stripe_1" in message
     # Fixed on disk: the sensor says so (the job comes with a reload of the code location).
     (tmp_path / "prod-eu.yaml").write_text(yaml.safe_dump(minimal(cluster="other")),
                                            encoding="utf-8")
@@ -83,15 +84,20 @@ def test_only_broken_files_give_their_sensors_and_no_job(tmp_path: Path) -> None
 @pytest.mark.parametrize(("parts", "name"), [
     (("upgrade", "eu-west.1", "stripe-2"), "upgrade_eu_west_1_stripe_2"), (("a", "b"), "a_b"),
     (("upgrade", "r_1", "s.x-y"), "upgrade_r_1_s_x_y")])
-def test_the_inventory_names_steps_as_the_job_does(parts: tuple[str, ...], name: str) -> None:
+def test_the_inventory_names_steps_as_the_job_does(parts: tuple[str, ...], name: str,
+                                                    tmp_path: Path) -> None:
     assert graph_name(*parts) == name
     data = minimal()
     data["regions"][0]["name"] = "eu-west.1"
     data["regions"][0]["stripes"][0]["name"] = "stripe-2"
     inventory = parse_inventory(data, "x")
     region = inventory.regions[0]
-    assert stripe_node(region.name, region.stripes[0].name) == \
-        stripe_node_name(region, region.stripes[0]) == "upgrade_eu_west_1_stripe_2"
+    nodes = stripe_nodes(region.name, region.stripes[0].name)
+    assert nodes == ("upgrade_mirrors_eu_west_1_stripe_2", "failover_eu_west_1_stripe_2")
+    path = tmp_path / "x.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    graph = build_upgrade_job(inventory, str(path)).graph
+    assert set(nodes) <= {node.name for node in graph.nodes}
 
 
 CRONS = ["0 2 * * 0", "0 1 * * sun", "30 23 * * 1-5", "*/15 3 * * *", "0 0 1 * *",

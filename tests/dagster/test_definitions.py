@@ -15,6 +15,7 @@ from bm_upgrade.definitions import INVENTORY_DIR_ENV, build_definitions
 from bm_upgrade.defs.config import RunSettings, UpgradeConfig
 from bm_upgrade.defs.jobs import executor_for
 from bm_upgrade.inventory import load_inventory
+from bm_upgrade.inventory_checks import FAILOVER_NODE_PREFIX, MIRRORS_NODE_PREFIX
 from tests.unit.inventories import minimal
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,25 +49,48 @@ def test_missing_folder_gives_an_empty_code_location(tmp_path: Path) -> None:
 def test_job_graph_follows_the_procedure() -> None:
     job = build_definitions(REPO / "examples").resolve_job_def("upgrade_prod_eu")
     names = {node.name for node in job.graph.nodes}
-    assert names == {"preflight", "fetch_kit", "stage_kit", "upgrade_frankfurt_stripe1",
-                     "upgrade_frankfurt_stripe2", "upgrade_dublin_stripe1", "verify_servers",
-                     "upgrade_clients_1", "upgrade_clients_2", "upgrade_orchestrators",
-                     "report"}
+    stripes = [("frankfurt", "stripe1"), ("frankfurt", "stripe2"), ("dublin", "stripe1")]
+    assert names == {"preflight", "download", "stage_kit", "verify_servers",
+                     "restart_clients_1", "restart_clients_2", "wan_cycle", "report",
+                     *(f"{kind}_{r}_{s}" for r, s in stripes
+                       for kind in ("upgrade_mirrors", "failover"))}
     deps = job.graph.dependency_structure
-    stripe = job.graph.node_named("upgrade_dublin_stripe1")
-    upstream = {out.node_name for out in deps.all_upstream_outputs_from_node(stripe.name)}
-    assert upstream == {"preflight", "stage_kit"}  # stripes run side by side
-    verify_up = {o.node_name for o in deps.all_upstream_outputs_from_node("verify_servers")}
-    assert {"upgrade_frankfurt_stripe1", "upgrade_frankfurt_stripe2",
-            "upgrade_dublin_stripe1"} <= verify_up
-    chain = [("stage_kit", "fetch_kit"), ("fetch_kit", "preflight"),
-             ("upgrade_clients_1", "verify_servers"),
-             ("upgrade_clients_2", "upgrade_clients_1"),
-             ("upgrade_orchestrators", "upgrade_clients_2"),
-             ("report", "upgrade_orchestrators")]
+
+    def upstream(node: str) -> set[str]:
+        return {out.node_name for out in deps.all_upstream_outputs_from_node(node)}
+
+    # Stripes side by side; within one, the failover after its own mirrors only.
+    assert upstream("upgrade_mirrors_dublin_stripe1") == {"preflight", "stage_kit"}
+    assert upstream("failover_dublin_stripe1") == {"preflight", "stage_kit",
+                                                   "upgrade_mirrors_dublin_stripe1"}
+    assert upstream("verify_servers") == {"preflight"} | {f"failover_{r}_{s}"
+                                                         for r, s in stripes}
+    chain = [("stage_kit", "download"), ("download", "preflight"),
+             ("restart_clients_1", "verify_servers"),
+             ("restart_clients_2", "restart_clients_1"),
+             ("wan_cycle", "restart_clients_2"),
+             ("report", "wan_cycle")]
     for node, before in chain:
-        assert before in {o.node_name for o in deps.all_upstream_outputs_from_node(node)}
+        assert before in upstream(node)
     assert job.tags["cluster"] == "prod_eu"
+    # The ops read what they work on from their node's tags, not from their names.
+    failover = job.graph.node_named("failover_dublin_stripe1")
+    assert failover.tags["bm_upgrade/region"] == "dublin"
+    assert failover.tags["bm_upgrade/stripe"] == "stripe1"
+    assert job.graph.node_named("restart_clients_2").tags["bm_upgrade/batch"] == "2"
+    # A failover goes before other stripes' mirrors when both are ready (the order is seen
+    # in a real run: tests/e2e/test_halt_on_failure.py).
+    assert failover.tags["dagster/priority"] == "1"
+    assert "dagster/priority" not in job.graph.node_named("upgrade_mirrors_dublin_stripe1").tags
+
+
+def test_stripe_steps_never_spell_another_step() -> None:
+    """The inventory's collision check compares stripes with stripes only: that holds while no
+    other node starts like a stripe's (inventory_checks.stripe_nodes)."""
+    job = build_definitions(REPO / "examples").resolve_job_def("upgrade_prod_eu")
+    others = [n.name for n in job.graph.nodes if "bm_upgrade/stripe" not in n.tags]
+    assert others and not [n for n in others
+                           if n.startswith((MIRRORS_NODE_PREFIX, FAILOVER_NODE_PREFIX))]
 
 
 def test_config_defaults_come_from_the_inventory() -> None:

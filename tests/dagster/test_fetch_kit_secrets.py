@@ -1,4 +1,4 @@
-"""The fetch_kit step with a kit URL carrying ``user:token@`` and a signed query: neither its
+"""The download step with a kit URL carrying ``user:token@`` and a signed query: neither its
 dry-run metadata, nor its failure (description and metadata), nor its log shows them."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from bm_upgrade.defs.config import RunSettings, UpgradeConfig
-from bm_upgrade.defs.ops import fetch_kit_op
+from bm_upgrade.defs.ops import download_op
 from bm_upgrade.defs.resources import ClusterResource
 from bm_upgrade.inventory import load_inventory
 from bm_upgrade.procedure.kit import CACHE_DIR_ENV
@@ -46,7 +46,7 @@ def shown(context: dg.OpExecutionContext) -> str:
 def test_dry_run_metadata_shows_the_url_redacted(tmp_path: Path) -> None:
     settings, cluster = settings_and_cluster(tmp_path, dry_run=True)
     context = dg.build_op_context()
-    fetch_kit_op(context, settings, cluster)
+    download_op(context, settings, cluster)
     metadata = shown(context)
     assert "https://***@127.0.0.1:" in metadata and "?***" in metadata
     assert TOKEN not in metadata and SIG not in metadata
@@ -58,7 +58,7 @@ def test_a_failed_fetch_shows_no_secret(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
     settings, cluster = settings_and_cluster(tmp_path, dry_run=False)
     with pytest.raises(dg.Failure) as info:
-        fetch_kit_op(dg.build_op_context(), settings, cluster)
+        download_op(dg.build_op_context(), settings, cluster)
     failure = info.value
     texts = [failure.description or "", repr(failure.metadata), caplog.text]
     assert "https://***@127.0.0.1:" in texts[0] and "kits[].url" in texts[0]

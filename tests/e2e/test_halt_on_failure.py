@@ -22,14 +22,16 @@ import yaml
 
 from bm_upgrade.defs.launch import RunOutcome, instance, rerun, run_upgrade
 from bm_upgrade.defs.stopping import failure_reason
+from bm_upgrade.inventory_checks import stripe_nodes
 from bm_upgrade.sandbox import cluster, faults
 from tests.e2e.conftest import E2ESandbox, e2e_sandbox
 from tests.e2e.journal_check import violations
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("dagster_home")]
 TOPOLOGY = Path(__file__).parent / "topologies" / "halt3.yaml"
-FAULTY = "upgrade_east_stripe1"
-OTHERS = ("upgrade_east_stripe2", "upgrade_west_stripe1")
+FAULTY = "upgrade_mirrors_east_stripe1"
+FAULTY_FAILOVER = "failover_east_stripe1"
+OTHERS = (*stripe_nodes("east", "stripe2"), *stripe_nodes("west", "stripe1"))
 QUICK = {"sync_timeout_s": 3.0, "failover_timeout_s": 10.0}
 
 
@@ -94,7 +96,14 @@ def server_stops(sb: E2ESandbox, since: float, servers: set[str]) -> list[tuple[
 
 def servers_of(sb: E2ESandbox, *steps: str) -> set[str]:
     return {s.name for r in sb.inventory.regions for st in r.stripes for s in st.servers
-            if f"upgrade_{r.name}_{st.name}".replace("-", "_") in steps}
+            if set(stripe_nodes(r.name, st.name)) & set(steps)}
+
+
+def started_steps(run_id: str) -> list[str]:
+    """The run's steps in the order they started."""
+    return [r.event_log_entry.dagster_event.step_key or ""
+            for r in step_events(run_id, dg.DagsterEventType.STEP_START)
+            if r.event_log_entry.dagster_event]
 
 
 def assert_halted(sb: E2ESandbox, outcome: RunOutcome, since: float, target: str,
@@ -114,11 +123,11 @@ def assert_halted(sb: E2ESandbox, outcome: RunOutcome, since: float, target: str
     late = [(t - failed_at, s) for t, s in server_stops(sb, since, servers_of(sb, *OTHERS))
             if t > failed_at + grace_s]
     assert late == [], f"servers of other stripes stopped after {FAULTY} failed: {late}"
-    # What comes after the stripes waits for all of them: it never started.
-    started = {r.event_log_entry.dagster_event.step_key
-               for r in step_events(outcome.run_id, dg.DagsterEventType.STEP_START)
-               if r.event_log_entry.dagster_event}
-    assert started.isdisjoint({"verify_servers", "upgrade_clients_1", "report"})
+    # The faulty stripe's failover waits for its mirrors, what comes after the stripes for
+    # all of them: none of those started.
+    started = set(started_steps(outcome.run_id))
+    assert started.isdisjoint({FAULTY_FAILOVER, "verify_servers", "restart_clients_1",
+                               "report"})
     assert not [e for e in sb.journal(since) if e["event"] == "client_process"
                 and e["action"] == "stop"]
     assert violations(sb.journal_path, sb.inventory, target, since=since,
@@ -161,6 +170,12 @@ def test_continue_on_failure_lets_the_other_stripes_go_on(sb: E2ESandbox) -> Non
                               overrides={**QUICK, "continue_on_failure": True})
     assert not outcome.success
     assert list(failures(outcome.run_id)) == [FAULTY]
+    # One stripe at a time in process: a stripe's failover starts right after its mirrors,
+    # before another stripe's mirrors (the failover nodes' priority, defs/jobs.py).
+    stripe_steps = [s for s in started_steps(outcome.run_id) if s in OTHERS]
+    assert len(stripe_steps) == len(OTHERS)
+    assert set(zip(stripe_steps[::2], stripe_steps[1::2], strict=True)) \
+        == {OTHERS[:2], OTHERS[2:]}
     others = servers_of(sb, *OTHERS)
     upgraded = {e["server"] for e in sb.journal(since) if e["event"] == "server_state"
                 and e["server"] in others and e["version"] == "4.2.1"}
@@ -172,8 +187,9 @@ def test_continue_on_failure_lets_the_other_stripes_go_on(sb: E2ESandbox) -> Non
 
 
 def test_sigint_to_a_step_process_finishes_the_server_in_progress(sb: E2ESandbox) -> None:
-    """SIGINT to a stripe's step process once its mirror is down: the mirror comes back on
-    the target, the active is not stopped, the step fails saying it was interrupted."""
+    """SIGINT to a stripe's mirrors step process once its mirror is down: the mirror comes
+    back on the target, the active is not stopped (the stripe's failover step never starts),
+    the step fails saying it was interrupted."""
     path = inventory_with(sb, "parallel", parallel_stripes=2)
     mirror = mirror_of(sb, 0, 0)
     target = other_version(sb, mirror)
@@ -205,9 +221,10 @@ def test_sigint_to_a_step_process_finishes_the_server_in_progress(sb: E2ESandbox
     states = server_states(sb)
     assert "down" not in states.values(), states
     sentence = failures(outcome.run_id)[FAULTY][1]
-    assert "not started: interrupted (step upgrade_east_stripe1's process received SIGINT" \
-        in sentence, sentence
-    assert "nothing was changed by this step" in sentence
+    assert ("failover of stripe stripe1 not started: interrupted (step "
+            f"{FAULTY}'s process received SIGINT") in sentence, sentence
+    assert "the mirror in progress was finished first" in sentence
+    assert FAULTY_FAILOVER not in set(started_steps(outcome.run_id))
     back = [e for e in sb.journal(signalled) if e["event"] == "server_state"
             and e["server"] == mirror and e["state"] == "PASSIVE-STANDBY"]
     assert back and back[-1]["version"] == target

@@ -56,7 +56,7 @@ def test_an_interrupted_rollback_is_resumed_by_a_run_to_its_target(
     with faults.injected(sandbox.directory, "crash-on-start", "4.2.0"):
         outcome = run_upgrade(sandbox.inventory_path, target="4.2.0")
     assert not outcome.success
-    assert outcome.failure and "upgrade_east_stripe1" in outcome.failure
+    assert outcome.failure and "upgrade_mirrors_east_stripe1" in outcome.failure
     # Interrupted after the mirror's install: it holds 4.2.0 and is down; the active serves.
     assert "ACTIVE-COORDINATOR" in states(sandbox)
     mirror = sandbox.inventory.regions[0].stripes[0].servers[1].name

@@ -206,8 +206,9 @@ def test_upgrade_launched_through_graphql_succeeds(ui: Ui) -> None:
     config = UpgradeConfig.defaults_for(ui.sandbox.inventory)  # what the launchpad shows
     run = ui.wait(ui.launch(config))
     assert run["status"] == "SUCCESS", run
-    assert executed(run) == {"preflight", "fetch_kit", "stage_kit", "upgrade_east_stripe1",
-                             "verify_servers", "upgrade_clients_1", "report"}
+    assert executed(run) == {"preflight", "download", "stage_kit",
+                             "upgrade_mirrors_east_stripe1", "failover_east_stripe1",
+                             "verify_servers", "restart_clients_1", "report"}
 
 
 def test_failed_run_reexecuted_from_failure_through_graphql(ui: Ui) -> None:
@@ -217,20 +218,20 @@ def test_failed_run_reexecuted_from_failure_through_graphql(ui: Ui) -> None:
         failed = ui.wait(failed_id)
     assert failed["status"] == "FAILURE"
     failed_steps = {s["stepKey"] for s in failed["stepStats"] if s["status"] == "FAILURE"}
-    assert failed_steps == {"upgrade_east_stripe1"}
-    assert executed(failed) == {"preflight", "fetch_kit", "stage_kit"}
+    assert failed_steps == {"upgrade_mirrors_east_stripe1"}
+    assert executed(failed) == {"preflight", "download", "stage_kit"}
     again = ui.wait(ui.reexecute_from_failure(failed_id))
     assert again["status"] == "SUCCESS", again
     # Only the failed step and what follows it ran again.
-    assert executed(again) == {"upgrade_east_stripe1", "verify_servers", "upgrade_clients_1",
-                               "report"}
+    assert executed(again) == {"upgrade_mirrors_east_stripe1", "failover_east_stripe1",
+                               "verify_servers", "restart_clients_1", "report"}
     # The daemon's run-failure sensor told the webhook, with a link into this UI.
     processes.wait_until(lambda: any(b.get("run_id") == failed_id
                                      for b in ui.receiver.bodies), 60,
                          "the run-failure message at the webhook")
     message = next(b for b in ui.receiver.bodies if b.get("run_id") == failed_id)
     assert message["cluster"] == ui.sandbox.inventory.cluster
-    assert message["failed_step"] == "upgrade_east_stripe1" and message["reason"]
+    assert message["failed_step"] == "upgrade_mirrors_east_stripe1" and message["reason"]
     assert message["link"] == f"{ui.url}/runs/{failed_id}"
     assert os.environ.get(WEBHOOK_ENV) is None  # only the servers' environment had it
 

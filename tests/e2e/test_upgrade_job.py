@@ -94,11 +94,11 @@ def test_upgrade_through_the_cli(sandbox: E2ESandbox) -> None:
     # The mirror first, then the active through a failover, then the failback.
     a, b = (s.name for s in sandbox.inventory.regions[0].stripes[0].servers)
     assert stops(sandbox.journal_path, since)[:2] == [b, a]
-    # The procedure's progress shows in the stripe step's log in the UI (relayed to Dagster
+    # The procedure's progress shows in the failover step's log in the UI (relayed to Dagster
     # off the step's thread), every line stored before the step's outcome.
     run_id = first.removeprefix("run_id: ").strip()
     records = [r for r in dg.DagsterInstance.get().all_logs(run_id)
-               if r.step_key == "upgrade_east_stripe1"]
+               if r.step_key == "failover_east_stripe1"]
     lines = [r for r in records if r.dagster_event is None]
     ended = next(r for r in records if r.dagster_event is not None
                  and r.dagster_event.event_type_value == "STEP_SUCCESS")
@@ -135,7 +135,8 @@ def test_a_mirror_that_never_syncs_then_rerun(sandbox: E2ESandbox) -> None:
     with faults.injected(sandbox.directory, "no-sync", b):
         outcome = run_upgrade(sandbox.inventory_path, overrides={"sync_timeout_s": 3.0})
     assert not outcome.success
-    assert outcome.failure and "upgrade_east_stripe1" in outcome.failure and b in outcome.failure
+    assert outcome.failure and "upgrade_mirrors_east_stripe1" in outcome.failure \
+        and b in outcome.failure
     assert a not in stops(sandbox.journal_path, since), "the active was stopped"
     before_rerun = time.time()
     again = rerun(outcome.run_id)
@@ -162,7 +163,7 @@ def test_a_kit_that_crashes_on_start_leaves_the_stripe_served(sandbox: E2ESandbo
     with faults.injected(sandbox.directory, "crash-on-start", "4.2.0"):
         outcome = run_upgrade(sandbox.inventory_path, target="4.2.0")
     assert not outcome.success
-    assert outcome.failure and "upgrade_east_stripe1" in outcome.failure
+    assert outcome.failure and "upgrade_mirrors_east_stripe1" in outcome.failure
     assert "ACTIVE-COORDINATOR" in states(sandbox), "the stripe lost its active"
     mirror = sandbox.inventory.regions[0].stripes[0].servers[1].name
     assert violations(sandbox.journal_path, sandbox.inventory, "4.2.0", since=since,
