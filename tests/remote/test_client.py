@@ -9,7 +9,9 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -67,9 +69,9 @@ def test_command_failure_names_host_command_exit_code_and_stderr_tail(conn: Conn
 
 def test_command_timeout(conn: Connection) -> None:
     started = time.monotonic()
-    with pytest.raises(CommandTimeout, match=r"did not finish within 0.5 s: sleep 2"):
-        conn.run(["sleep", "2"], timeout=0.5)
-    assert time.monotonic() - started < 1.5
+    with pytest.raises(CommandTimeout, match=r"did not finish within 0.5 s: sleep 30"):
+        conn.run(["sleep", "30"], timeout=0.5)
+    assert time.monotonic() - started < 20  # liveness: it did not wait for the 30 s
     assert conn.run(["echo", "still usable"]).stdout == "still usable\n"
 
 
@@ -103,6 +105,13 @@ def test_detached_start_survives_disconnect(host: Host) -> None:
         assert log.read_text() == "started\n"
     finally:
         stop_pid(pid)
+
+
+@contextmanager
+def connections_counted() -> Iterator[mock.MagicMock]:
+    """socket.create_connection as the client calls it, counted (one call per attempt)."""
+    with mock.patch.object(socket, "create_connection", wraps=socket.create_connection) as m:
+        yield m
 
 
 def test_unknown_host_key_rejected(host: Host, tmp_path: Path) -> None:
@@ -146,10 +155,9 @@ def test_wrong_key_is_not_retried(host: Host, tmp_path: Path) -> None:
     other = sshd.create_client_key(tmp_path / "other_key")
     settings = host.settings(key_file=str(other.private))
     conn = Connection(host.address, settings, retries=5, backoff_s=1.0)
-    started = time.monotonic()
-    with pytest.raises(AuthenticationFailed) as info:
+    with connections_counted() as connects, pytest.raises(AuthenticationFailed) as info:
         conn.open()
-    assert time.monotonic() - started < 1.0  # no backoff: not retried
+    assert connects.call_count == 1  # not retried
     message = str(info.value)
     assert host.address in message and "authorized_keys" in message
     assert str(other.private) in message
@@ -188,10 +196,10 @@ def test_host_down_names_the_host_after_retries(host: Host,
 
 def test_unresolvable_host_is_not_retried(host: Host) -> None:
     conn = Connection("no-such-host.invalid", host.settings(), retries=5, backoff_s=1.0)
-    started = time.monotonic()
-    with pytest.raises(HostUnreachable, match="cannot resolve host name"):
+    with connections_counted() as connects, \
+            pytest.raises(HostUnreachable, match="cannot resolve host name"):
         conn.open()
-    assert time.monotonic() - started < 1.0
+    assert connects.call_count == 1  # not retried
 
 
 def test_reconnects_after_the_connection_died(host: Host) -> None:
@@ -231,8 +239,8 @@ def test_pool_fan_out_reports_each_host(host: Host, address: Callable[[], str]) 
 
 
 def test_command_killed_by_a_signal_fails_fast(conn: Connection) -> None:
-    started = time.monotonic()
+    # Waiting for the exit status that never comes would end in CommandTimeout instead.
     with pytest.raises(CommandFailed) as info:
-        conn.run(["sh", "-c", "kill -9 $$"], timeout=10)
+        conn.run(["sh", "-c", "kill -9 $$"], timeout=60)
+    assert not isinstance(info.value, CommandTimeout)
     assert info.value.exit_code != 0
-    assert time.monotonic() - started < 5

@@ -39,7 +39,7 @@ def test_a_timed_out_command_and_its_children_are_killed_on_the_host(
     started = time.monotonic()
     with pytest.raises(CommandTimeout, match=r"did not finish within 1 s: sleep 30 &") as info:
         conn.run(line, timeout=1)
-    assert time.monotonic() - started < 4
+    assert time.monotonic() - started < 20  # liveness: it did not wait for the 30 s
     assert info.value.command == line  # the caller's line, not the wrapper
     pids = [read_pid(shell_pid), read_pid(child_pid)]
     try:

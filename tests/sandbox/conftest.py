@@ -178,6 +178,25 @@ class Sandbox:
         return ssh_connect(host, self.port, self.user, self.directory / "ssh" / "id_ed25519",
                            self.directory / "ssh" / "known_hosts")
 
+    def wait_acked_after(self, since: float, timeout_s: float = 15.0) -> None:
+        """Until some client's ledger holds a write acknowledged after ``since`` (a journal
+        time): the clients then write against the cluster as it is now."""
+        import json
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for ledger in (self.directory / "ledgers").glob("*.jsonl"):
+                for line in ledger.read_text(encoding="utf-8").splitlines()[::-1]:
+                    try:
+                        if json.loads(line)["t"] > since:
+                            return
+                    except ValueError:
+                        continue  # a line being written right now
+                    break  # the last whole line is older: so is every line above it
+            assert time.monotonic() < deadline, f"no write acknowledged after {since}"
+            time.sleep(0.05)
+
 
 def start_sandbox(directory: Path, topology: str = "small") -> Sandbox:
     """``sandbox up`` in ``directory`` (stopped by the caller with cluster.down)."""

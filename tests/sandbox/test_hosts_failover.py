@@ -140,7 +140,9 @@ def test_failover_and_failback_by_hand_lose_no_acknowledged_write(
     second.start()
     second.wait_state("PASSIVE-STANDBY")
 
-    time.sleep(0.5)  # let the clients write against the final active
+    standby = [e for e in _events(sandbox, "server_state") if e["server"] == second.name
+               and e["state"] == "PASSIVE-STANDBY"][-1]
+    sandbox.wait_acked_after(standby["t"])  # the clients wrote against the final pair
     result = cluster.verify(sandbox.directory)
     assert result["lost"] == 0, result
     assert result["acked"] > before

@@ -23,6 +23,7 @@ from .wan_helpers import (
     journal,
     orchestrator_states,
     orchestrators,
+    wait_stopped,
     wan_sandbox,
 )
 
@@ -100,14 +101,15 @@ def test_masters_stopped_first_standbys_take_over_and_replicas_resync(
     code, out = baseline["east-wan-m1"].stop()
     assert (code, out.strip()) == (0, "Stop success. Response code 200")
     baseline["east-wan-m1"].wait_state(None)
-    took = baseline["east-wan-s1"].wait_state("running")
+    baseline["east-wan-s1"].wait_state("running")
     baseline["east-wan-s1"].wait_caches("ACTIVE")
     baseline["west-wan-m1"].wait_caches("ACTIVE")
     # West lost its master region's orchestrator, then resynced from the standby.
     assert cache_states(sandbox, "west", since) == ["INACTIVE", "RESYNCING", "ACTIVE"]
     assert "Taking over as the serving orchestrator of region east" in \
         baseline["east-wan-s1"].log()
-    assert took < 5
+    states = orchestrator_states(sandbox, since)
+    assert states.index(("east-wan-m1", "stopped")) < states.index(("east-wan-s1", "running"))
 
     # West's own master stops: its standby takes over and its caches resync again.
     since = time.time()
@@ -124,7 +126,8 @@ def test_standbys_stopped_first_no_takeover_then_master_region_first(
     for name in ("east-wan-s1", "west-wan-s1", "east-wan-m1", "west-wan-m1"):
         assert baseline[name].stop()[0] == 0
         baseline[name].wait_state(None)
-    time.sleep(1.0)  # twice the takeover time: nobody takes over
+    # Each journaled "stopped" as its last act: no takeover or resync can come after.
+    wait_stopped(sandbox, ("east-wan-s1", "west-wan-s1", "east-wan-m1", "west-wan-m1"), since)
     states = orchestrator_states(sandbox, since)
     assert not [s for s in states if s[1] == "running"]
     # West's replicas went INACTIVE once, when east's master left; nobody resynced them.
@@ -187,14 +190,19 @@ def test_orchestrators_of_different_versions_do_not_connect(
     for name in ("west-wan-s1", "west-wan-m1"):  # standby first: no takeover
         assert baseline[name].stop()[0] == 0
         baseline[name].wait_state(None)
+    refusal = ("Refusing to connect to orchestrator east-wan-m1 (version 4.2.0): all "
+               "orchestrators must run the same version (this one runs 4.2.1)")
+    refused_before = west.log().count(refusal)
+    since = time.time()
     west.start(_kit(sandbox, west, "4.2.1", "bigmemory-max-4.2.1"))
+    # The refusal is logged at the poll that saw east's master: the point where a resync
+    # would have started.
+    west.wait_log(refusal, refused_before + 1)
     west.wait_caches("INACTIVE")
-    time.sleep(3 * SYNC_S)
     status = west.status()
     assert status is not None and status["version"] == "4.2.1"
     assert {c["state"] for c in status["caches"]} == {"INACTIVE"}
-    assert ("Refusing to connect to orchestrator east-wan-m1 (version 4.2.0): all "
-            "orchestrators must run the same version (this one runs 4.2.1)") in west.log()
+    assert cache_states(sandbox, "west", since) == ["INACTIVE"]
 
     # The master region on the same version: they connect, and west resyncs.
     for name in ("east-wan-s1", "east-wan-m1"):

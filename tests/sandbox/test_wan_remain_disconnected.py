@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +26,11 @@ regions:
 timing: {start_s: 0.1, election_s: 0.5, sync_s: 0.5}
 """
 SYNC_S = 0.5
+STANDALONE = "remain disconnected (remainDisconnected); restart this orchestrator"
+
+
+def inactive(status: dict[str, Any] | None) -> bool:
+    return status is not None and {c["state"] for c in status["caches"]} == {"INACTIVE"}
 
 
 @pytest.fixture(scope="module")
@@ -59,16 +65,17 @@ def test_replicas_stay_standalone_after_the_master_region_returns(
     east, standby, north = orchs["east-wan-m1"], orchs["east-wan-s1"], orchs["north-wan-m1"]
     assert standby.stop()[0] == 0  # no takeover: the master region goes away entirely
     standby.wait_state(None)
+    said = north.log().count(STANDALONE)
     since = time.time()
     assert east.stop()[0] == 0
+    north.wait_log(STANDALONE, said + 1)  # the decision: standalone from here on
     north.wait_caches("INACTIVE")
     east.start()
     east.wait_caches("ACTIVE")
-    time.sleep(3 * SYNC_S)
-    status = north.status()
-    assert status is not None and {c["state"] for c in status["caches"]} == {"INACTIVE"}
+    # North journals nothing when it sees the master region serve again: watched for three
+    # sync times (a resync would show RESYNCING within one poll, 0.1 s).
+    north.holds(inactive, "standalone (caches INACTIVE)", 3 * SYNC_S)
     assert cache_states(sandbox, "north", since) == ["INACTIVE"]
-    assert "remain disconnected (remainDisconnected); restart this orchestrator" in north.log()
 
     since = time.time()
     restart(north)
@@ -82,12 +89,13 @@ def test_a_standby_takeover_leaves_the_replicas_standalone(
         sandbox: Sandbox, orchs: dict[str, Orch]) -> None:
     east, standby, north = orchs["east-wan-m1"], orchs["east-wan-s1"], orchs["north-wan-m1"]
     north.wait_caches("ACTIVE")
+    said = north.log().count(STANDALONE)
     since = time.time()
     assert east.stop()[0] == 0
     standby.wait_state("running")
-    time.sleep(3 * SYNC_S)
-    assert "RESYNCING" not in cache_states(sandbox, "north", since)
-    assert {c["state"] for c in (north.status() or {"caches": []})["caches"]} == {"INACTIVE"}
+    north.wait_log(STANDALONE, said + 1)
+    north.holds(inactive, "standalone (caches INACTIVE)", 3 * SYNC_S)
+    assert cache_states(sandbox, "north", since) == ["INACTIVE"]
     restart(north)
     north.wait_caches("ACTIVE")
 

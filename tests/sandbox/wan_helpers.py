@@ -80,6 +80,23 @@ class Orch:
     def log(self) -> str:
         return self.console.read_text(encoding="utf-8")
 
+    def wait_log(self, text: str, count: int, timeout_s: float = 15.0) -> None:
+        """Until the console log holds ``text`` ``count`` times (it is appended across runs)."""
+        deadline = time.monotonic() + timeout_s
+        while self.log().count(text) < count:
+            assert time.monotonic() < deadline, f"{self.name}: {text!r} not logged {count}x"
+            time.sleep(0.05)
+
+    def holds(self, check: Callable[[dict[str, Any] | None], bool], what: str,
+              seconds: float) -> None:
+        """``check`` is true of /wan/status at every look for ``seconds``: for a decision the
+        orchestrator journals nothing about (it polls every 0.1 s), observed throughout."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            seen = self.status()
+            assert check(seen), f"{self.name}: not {what}: {seen}"
+            time.sleep(0.05)
+
 
 def journal(sandbox: Sandbox, since: float = 0.0) -> list[dict[str, Any]]:
     lines = (sandbox.directory / "journal.jsonl").read_text(encoding="utf-8").splitlines()
@@ -96,6 +113,17 @@ def cache_states(sandbox: Sandbox, region: str, since: float) -> list[str]:
 def orchestrator_states(sandbox: Sandbox, since: float) -> list[tuple[str, str]]:
     return [(e["orchestrator"], e["state"]) for e in journal(sandbox, since)
             if e["event"] == "orchestrator_state"]
+
+
+def wait_stopped(sandbox: Sandbox, names: Iterable[str], since: float,
+                 timeout_s: float = 15.0) -> None:
+    """Until each of ``names`` journaled ``stopped`` since ``since``: its last act (after it
+    left its poll loop), so nothing it decides comes later."""
+    deadline = time.monotonic() + timeout_s
+    while missing := set(names) - {o for o, s in orchestrator_states(sandbox, since)
+                                   if s == "stopped"}:
+        assert time.monotonic() < deadline, f"not journaled stopped: {sorted(missing)}"
+        time.sleep(0.05)
 
 
 @contextmanager
