@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # backend too); pyproject.toml keeps the ranges. `make lock` writes it.
 LOCK := requirements.lock
 
-.PHONY: setup demo test lint bench ui clean lock
+.PHONY: setup demo test test-fast lint bench ui clean lock
 
 # The package itself goes in without dependencies and without an isolated build (its build
 # backend is in the lock), so nothing unhashed is downloaded; pip check then catches a lock
@@ -47,6 +47,11 @@ lint: setup
 
 test: setup lint
 	$(BIN)/python -m pytest -q tests
+
+# The edit loop: unit tests and the Dagster definition tests, without the sandbox, servers,
+# whole runs or Dagster processes (the e2e and slow markers); `make test` runs those too.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m 'not e2e and not slow' tests/unit tests/dagster tests/test_layering.py
 
 demo: setup
 	@mkdir -p $(DAGSTER_HOME)

@@ -135,6 +135,7 @@ def test_prepare_instance_stamps_every_database_once(tmp_path: Path) -> None:
 OPEN_INSTANCE = "from bm_upgrade.defs.launch import instance; instance()"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attempt", range(3))
 def test_command_lines_starting_at_once_on_a_fresh_home_stamp_it_once(
         tmp_path: Path, attempt: int) -> None:

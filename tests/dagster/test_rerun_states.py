@@ -29,6 +29,9 @@ from bm_upgrade.procedure import halt
 from tests.e2e.conftest import dagster_home_env
 from tests.unit.inventories import unanswered
 
+# Whole runs on an instance on disk, with worker processes: seconds each.
+pytestmark = pytest.mark.slow
+
 UNREACHABLE = "cannot be reached"
 
 

@@ -40,6 +40,9 @@ from bm_upgrade.defs.runclaim import (
 )
 from tests.unit.inventories import unanswered
 
+# Whole runs (and `bm-upgrade run` command lines) on an instance on disk: seconds each.
+pytestmark = pytest.mark.slow
+
 UNREACHABLE = "cannot be reached"
 
 

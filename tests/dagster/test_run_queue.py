@@ -19,6 +19,9 @@ from bm_upgrade.errors import UserError
 from tests.dagster import processes
 from tests.unit.inventories import minimal
 
+# The daemon and code-location processes, whole runs on an instance on disk.
+pytestmark = pytest.mark.slow
+
 LOCATION = Path(__file__).with_name("queue_location.py")
 IN_PROGRESS = {dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED}
 
@@ -50,7 +53,6 @@ def launch_all(home: Path, runs: dict[str, tuple[str, Path]]) -> dict[str, str]:
     return ids
 
 
-@pytest.mark.slow
 def test_second_run_of_a_cluster_waits_for_the_first(home: Path) -> None:
     log = home / "daemon.log"
     daemon = processes.start("dagster-daemon", ["run", "-f", str(LOCATION)], home, log)
