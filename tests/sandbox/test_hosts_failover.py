@@ -142,7 +142,7 @@ def test_failover_and_failback_by_hand_lose_no_acknowledged_write(
 
     standby = [e for e in _events(sandbox, "server_state") if e["server"] == second.name
                and e["state"] == "PASSIVE-STANDBY"][-1]
-    sandbox.wait_acked_after(standby["t"])  # the clients wrote against the final pair
+    sandbox.wait_acked_after(float(str(standby["t"])))  # clients wrote to the final pair
     result = cluster.verify(sandbox.directory)
     assert result["lost"] == 0, result
     assert result["acked"] > before
