@@ -24,7 +24,10 @@ from bm_upgrade.window import (
 )
 
 RECORDS_KEY = "records"
-"""Output metadata of the stripe, client and orchestrator ops: their step records (JSON)."""
+"""Output metadata of the ops that change the cluster (upgrade_mirrors_*, failover_*,
+restart_clients_*, wan_cycle): their step records (JSON). Read by key whatever the step is
+called, so runs made before a rename of the steps count too (each record names its server,
+client or orchestrator and its action, not the step)."""
 PAST_RUNS = 5
 """Successful runs whose durations predict the next run's (the longest wins)."""
 
