@@ -61,7 +61,7 @@ def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
 
 @dg.op
 def stripe_step() -> None:
-    raise dg.Failure(description="upgrade_east_stripe1: s2 did not sync within 3 s; "
+    raise dg.Failure(description="upgrade_mirrors_east_stripe1: s2 did not sync within 3 s; "
                                  "rerun once it syncs")
 
 
@@ -103,7 +103,7 @@ def test_failed_run_posts_cluster_step_reason_and_link(receiver: Receiver,
     assert receiver.bodies == [{
         "event": "run_failure", "cluster": "small", "run_id": run_id, "job": "upgrade_small",
         "failed_step": "stripe_step",
-        "reason": "upgrade_east_stripe1: s2 did not sync within 3 s; rerun once it syncs",
+        "reason": "upgrade_mirrors_east_stripe1: s2 did not sync within 3 s; rerun once it syncs",
         "link": f"http://ui.example:3000/runs/{run_id}"}]
     assert TOKEN not in caplog.text
 

@@ -114,12 +114,12 @@ def previous_handlers() -> Iterator[list[int]]:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_in_a_step_requests_a_stop_then_reaches_the_previous_handler(
         previous_handlers: list[int], signum: int) -> None:
-    with signals_request_stop("upgrade_east_stripe1"):
+    with signals_request_stop("upgrade_mirrors_east_stripe1"):
         signal.raise_signal(signum)
         # Still running: the procedure finishes its server and refuses the next stop.
         assert previous_handlers == []
         reason = halt.stop_reason()
-    assert reason == (f"interrupted (step upgrade_east_stripe1's process received "
+    assert reason == (f"interrupted (step upgrade_mirrors_east_stripe1's process received "
                       f"{signal.Signals(signum).name}: Ctrl-C, SIGTERM or a terminate of the "
                       "run)")
     assert previous_handlers == [signum], "handed on once the step ended"
@@ -129,7 +129,7 @@ def test_a_signal_in_a_step_requests_a_stop_then_reaches_the_previous_handler(
 
 def test_a_step_that_failed_keeps_its_own_error(previous_handlers: list[int]) -> None:
     with pytest.raises(RuntimeError, match="refused"), \
-            signals_request_stop("upgrade_east_stripe1"):
+            signals_request_stop("upgrade_mirrors_east_stripe1"):
         signal.raise_signal(signal.SIGINT)
         raise RuntimeError("next stop refused")
     assert previous_handlers == []
@@ -141,7 +141,7 @@ def test_outside_the_main_thread_nothing_changes(previous_handlers: list[int]) -
     inside: list[object] = []
 
     def step() -> None:
-        with signals_request_stop("upgrade_east_stripe1"):
+        with signals_request_stop("upgrade_mirrors_east_stripe1"):
             inside.append(signal.getsignal(signal.SIGINT))
 
     worker = threading.Thread(target=step)

@@ -105,7 +105,7 @@ def test_a_host_down_mid_run_then_rerun(wan: E2ESandbox) -> None:
         faults.clear(wan.directory, client.host)
     assert not outcome.success
     assert outcome.failure and client.host in outcome.failure
-    assert "upgrade_clients" in outcome.failure
+    assert "restart_clients" in outcome.failure
     assert violations(wan.journal_path, wan.inventory, "4.2.0", since=since,
                       until=time.time()) == []
     again = rerun(outcome.run_id)
