@@ -10,7 +10,7 @@ stripe's ``upgrade_mirrors_*`` and ``failover_*`` steps apart).
 
 Lower bound: the critical path of starts, syncs and elections, from the topology's timing.
 A server restarted while its stripe has an active boots (``start_s``), finds its data dirty,
-moves it aside and restarts itself (exit 11: ``start_s`` again, TERRACOTTA.md, persistence),
+moves it aside and restarts itself (exit 11: ``start_s`` again, docs/terracotta.md, persistence),
 then syncs (``sync_s``); a non-persistent one boots once. A stripe needs its mirror restarted
 and synced, then a failover (``election_s``) and its old active restarted and synced, plus the
 same again for a failback; stripes overlap up to ``parallel_stripes``; then the orchestrators

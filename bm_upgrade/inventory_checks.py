@@ -161,7 +161,7 @@ class NodeFolders:
 
 
 def kit_root_issues(nodes: Iterable[NodeFolders]) -> Iterator[FieldIssue]:
-    """DESIGN.md rule 9 on the inventory: no data folder, tc-config or wan.xml inside a kit
+    """docs/safety.md rule 9 on the inventory: no data folder, tc-config or wan.xml inside a kit
     root on its host, and no two nodes of one host with the same (or nested) kit root."""
     by_host: dict[str, list[NodeFolders]] = {}
     for node in nodes:

@@ -1,5 +1,5 @@
-"""DESIGN.md's layering rules, checked on the source: who may import dagster, paramiko and
-the sandbox."""
+"""The layering rules of docs/architecture.md, checked on the source: who may import dagster,
+paramiko and the sandbox."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
 """One upgrade job per inventory file: ``upgrade_<cluster>``.
 
-Graph, in the design card's words (DESIGN.md): preflight -> download (fetch + verify) ->
-stage_kit -> per stripe, side by side, ``upgrade_mirrors_<region>_<stripe>`` ->
-``failover_<region>_<stripe>`` -> verify_servers -> ``restart_clients_<n>``, in order ->
-wan_cycle (when the cluster has WAN) -> report. Each op shows on its own in the UI's Gantt view
-(how long a stripe's mirrors and its failover took) and can be re-executed alone; it looks at
-the real state first and does only what is missing.
+Graph, in the design card's words (docs/architecture.md, the job graph): preflight ->
+download (fetch + verify) -> stage_kit -> per stripe, side by side,
+``upgrade_mirrors_<region>_<stripe>`` -> ``failover_<region>_<stripe>`` -> verify_servers ->
+``restart_clients_<n>``, in order -> wan_cycle (when the cluster has WAN) -> report. Each op
+shows on its own in the UI's Gantt view (how long a stripe's mirrors and its failover took)
+and can be re-executed alone; it looks at the real state first and does only what is missing.
 
 A stripe keeps its strict order: its failover op depends on its mirrors op, so the two never
 run at once, and ``max_concurrent`` (``parallel_stripes``) counts stripes busy. A failover op
@@ -13,16 +13,15 @@ goes before other stripes' mirrors when both are ready (:data:`FAILOVER_PRIORITY
 started is finished before another one is, as when one op did the whole stripe, so at most
 ``parallel_stripes`` stripes are ever half done.
 
-Executor, chosen by measurement on this 2-core machine (see README, `make bench`): the
-in-process executor costs ~50 ms per op but runs one op at a time; the multiprocess executor
-runs stripes side by side but costs a process per op: ~2.4 s with spawn, ~1.1-1.5 s with a
-forkserver preloading bm_upgrade, ~0.4 s with it also preloading what a step's process
-imports before its op runs (:data:`PRELOAD_MODULES`), plus each process's own SSH
-handshakes. A stripe upgrade takes two syncs and an election at the least (seconds in the
-sandbox, minutes in production), so with ``parallel_stripes`` > 1 the multiprocess executor
-wins as soon as two stripes overlap; with ``parallel_stripes`` = 1 nothing can overlap and the
-in-process executor saves the start-up cost of every op (``bench/bench_upgrade.py``: the
-two-region benchmark takes ~31 s in process and ~22 s with four stripes side by side).
+Executor, chosen by measurement (``bench/bench_upgrade.py``, `make bench`, prints the wall
+time of both and each step's time): the in-process executor starts an op at almost no cost but
+runs one op at a time; the multiprocess executor runs stripes side by side but costs a process
+per op, far less with a forkserver preloading bm_upgrade and what a step's process imports
+before its op runs (:data:`PRELOAD_MODULES`), plus each process's own SSH handshakes. A stripe
+upgrade takes two syncs and an election at the least (seconds in the sandbox, minutes in
+production), so with ``parallel_stripes`` > 1 the multiprocess executor wins as soon as two
+stripes overlap; with ``parallel_stripes`` = 1 nothing can overlap and the in-process executor
+saves the start-up cost of every op.
 """
 
 from __future__ import annotations
@@ -72,8 +71,7 @@ PRELOAD_MODULES = [
     "bm_upgrade.defs.jobs",
     # What a step's process imports before it runs the op, when the forkserver has not:
     # the instance's SQLite storages and their alembic checks, the compute log manager.
-    # Measured on a chain of trivial ops: ~1.1-1.5 s from one op's end to the next one's
-    # start with only bm_upgrade preloaded, ~0.4 s with these (a missing one is skipped).
+    # Preloaded, they no longer weigh on each op's start (a missing one is skipped).
     "dagster._core.execution.api",
     "dagster._core.executor.multiprocess",
     "dagster._core.instance.factory",

@@ -9,7 +9,7 @@ to the run points; ``BM_UPGRADE_NOTIFY_SUCCESS=1`` adds a message per successful
 Message of a run (one JSON object)::
 
     {"event": "run_failure", "cluster": "prod_eu", "run_id": "...", "job": "upgrade_prod_eu",
-     "failed_step": "upgrade_frankfurt_stripe1", "reason": "<one sentence>",
+     "failed_step": "upgrade_mirrors_frankfurt_stripe1", "reason": "<one sentence>",
      "link": "http://127.0.0.1:3000/runs/<run id>"}
 """
 

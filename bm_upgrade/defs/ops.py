@@ -62,7 +62,7 @@ def relayed_logs(name: str = "bm_upgrade") -> Iterator[None]:
     """Hand the procedure's log lines to Dagster from a background thread, in order.
 
     Dagster stores each captured line as an event in its event log storage before the
-    logging call returns: ~10 ms a line with the default SQLite storage (measured here), spent
+    logging call returns (a database write per line with the default SQLite storage), spent
     between noticing a state (a mirror PASSIVE-STANDBY) and acting on it. Inside this block
     the handlers Dagster attached to the ``name`` logger for the current step are fed through
     a queue by a listener thread instead; leaving the block drains the queue, so every line is

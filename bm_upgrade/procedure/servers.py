@@ -8,7 +8,8 @@ step: each function observes the stripe (:meth:`ServerOps.observe`), asks
 step not yet satisfied, and looks again. A step the real state already satisfies is never run,
 so a rerun after success does nothing and a rerun after a failure resumes where it stopped.
 
-Safety (DESIGN.md), checked again right before acting, whatever the plan says:
+Safety (docs/safety.md rules 2, 3, 4 and 8), checked again right before acting, whatever the
+plan says:
 - an ACTIVE is stopped only while another server of its stripe is PASSIVE-STANDBY, seen at that
   moment (and the kit's stop script refuses otherwise too: ``--force`` is given only to a
   stripe of one server, with the operator's consent to its downtime);

@@ -1,4 +1,4 @@
-"""The safety rules of DESIGN.md, checked on a sandbox's journal (what really happened), not
+"""The safety rules of docs/safety.md, checked on a sandbox's journal (what really happened), not
 on the tool's own logs.
 
 `violations(journal, inventory, target)` replays the journal in time order and returns one

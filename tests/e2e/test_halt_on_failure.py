@@ -1,4 +1,4 @@
-"""After a step of a run failed, no step of that run starts new disruptive work (DESIGN.md rule
+"""After a step of a run failed, no step of that run starts new disruptive work (docs/safety.md rule
 12), in process (``parallel_stripes`` 1) and in the multiprocess executor's step processes
 (``parallel_stripes`` 2); with ``continue_on_failure`` the other stripes go on; a SIGINT to a
 step's process finishes the server in progress and refuses the next stop.

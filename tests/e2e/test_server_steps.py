@@ -163,7 +163,7 @@ def last_states_before(events: list[dict[str, Any]], t: float) -> dict[str, str]
 
 
 def assert_safety_rules(events: list[dict[str, Any]], inv: Inventory) -> None:
-    """Rules 2, 3 and 4 of DESIGN.md on the journal of one run."""
+    """Rules 2, 3 and 4 of docs/safety.md on the journal of one run."""
     by_host = {s.host: s.name for s in the_stripe(inv).servers}
     for t, host in stop_commands(events):
         before = last_states_before(events, t)

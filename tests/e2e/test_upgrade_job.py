@@ -1,5 +1,5 @@
 """The upgrade job, run through Dagster's real execution APIs against a real sandbox, clients
-writing throughout; every run's journal checked against DESIGN.md's safety rules.
+writing throughout; every run's journal checked against the safety rules of docs/safety.md.
 
 Tests of this module share one `small` sandbox (one stripe of two servers, one client) and run
 in file order: dry run, upgrade, a rerun that changes nothing, rollback with backups deleted,

@@ -126,7 +126,7 @@ def test_non_persistent_stripe_without_mirror_is_refused() -> None:
 def test_an_orchestrator_whose_install_dir_is_not_a_kit_is_not_stopped(wan: E2ESandbox) -> None:
     """The orchestrator's kit root is swapped after its stop, so an install_dir that does not
     prove to be a 4.x kit (here: a folder inside the kit root) is refused before the stop
-    command runs (DESIGN.md rule 9): the orchestrator keeps running."""
+    command runs (docs/safety.md rule 9): the orchestrator keeps running."""
     inventory = wan.inventory
     region = inventory.regions[0]
     real = region.orchestrators[0]

@@ -174,7 +174,7 @@ class JsonServer:
 
 
 def stat_json(name: str, state: str, group: str = "stripe1", port: int = 9540) -> dict[str, str]:
-    """The REST stat answer of TERRACOTTA.md for a server in ``state``."""
+    """The REST stat answer of docs/terracotta.md for a server in ``state``."""
     role = "ACTIVE" if state == "ACTIVE-COORDINATOR" else (
         "PASSIVE" if state.startswith("PASSIVE") else "UNKNOWN")
     return {"health": "OK", "role": role, "state": state, "managementPort": str(port),

@@ -1,5 +1,5 @@
 """Probes over real transports: the REST probe against a real HTTP server answering the
-TERRACOTTA.md JSON, the SSH probe running scripts of a kit laid out on a real sshd host, in
+docs/terracotta.md JSON, the SSH probe running scripts of a kit laid out on a real sshd host, in
 every server state and when the server is down; clients and orchestrators."""
 
 from __future__ import annotations

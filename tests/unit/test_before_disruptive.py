@@ -20,7 +20,7 @@ from tests.unit.inventories import minimal
 
 NOW = datetime.datetime(2030, 1, 1, 2, 0, tzinfo=datetime.UTC)
 STEP = "stop of tsa-a2 (stripe stripe1)"
-EARLIER = ("step upgrade_east_stripe2 of this run failed (tsa-w1b did not reach "
+EARLIER = ("step upgrade_mirrors_east_stripe2 of this run failed (tsa-w1b did not reach "
            "PASSIVE-STANDBY within 3 s); fix that, then re-execute from failure")
 
 
@@ -78,7 +78,7 @@ def test_a_requested_stop_comes_first_and_says_nothing_changed() -> None:
 
 
 def test_the_window_is_checked_last() -> None:
-    with pytest.raises(StepFailed, match="not started: step upgrade_east_stripe2"):
+    with pytest.raises(StepFailed, match="not started: step upgrade_mirrors_east_stripe2"):
         ops(FakeFailures(EARLIER), minutes_left=1).before_disruptive("tsa-a2", STEP, SERVER)
     with pytest.raises(StepFailed, match="maintenance window closes"):
         ops(FakeFailures(None), minutes_left=1).before_disruptive("tsa-a2", STEP, SERVER)

@@ -1,5 +1,5 @@
 """Parsers of server-stat.sh, the REST stat/topology JSON, version.sh, wan.xml and /wan/status,
-on the exact formats of TERRACOTTA.md (saved under tests/fixtures/), and stripe health."""
+on the exact formats of docs/terracotta.md (saved under tests/fixtures/), and stripe health."""
 
 from __future__ import annotations
 
