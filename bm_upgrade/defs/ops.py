@@ -162,7 +162,7 @@ def preflight_op(context: dg.OpExecutionContext, config: UpgradeConfig,
 @dg.op(name="download",
        description="Download the target kit into the local cache and verify its sha256.")
 def download_op(context: dg.OpExecutionContext, settings: RunSettings,
-                 cluster: ClusterResource) -> str:
+                cluster: ClusterResource) -> str:
     inventory = cluster.load()
     kit = inventory.kit_for(settings.options.target_version)
     assert kit is not None  # preflight checked it
