@@ -68,4 +68,4 @@ def test_only_cli_imports_the_sandbox() -> None:
 def test_the_checker_sees_imports() -> None:
     mods = dict(sources())
     assert "bm_upgrade.errors" in mods["cli.py"]
-    assert "yaml" in mods["inventory.py"]
+    assert "yaml" in mods["inventory/loading.py"]

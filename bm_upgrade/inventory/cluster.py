@@ -1,0 +1,82 @@
+"""The inventory's root: one BigMemory Max cluster, with views over its nodes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from bm_upgrade.inventory.cross_field import CrossFieldIssues, cross_field_issues
+from bm_upgrade.inventory.nodes import VERSION_PATTERN, FrozenModel, Kit, Region, Server, Stripe
+from bm_upgrade.inventory.settings import Policy, SshSettings, Window
+
+
+class Inventory(FrozenModel):
+    """One BigMemory Max cluster."""
+
+    cluster: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=48,
+                         description="Cluster name; the Dagster job is upgrade_<cluster>.")
+    target_version: str = Field(pattern=VERSION_PATTERN)
+    kits: list[Kit] = Field(min_length=1)
+    license_file: str = Field(
+        description="Local path of terracotta-license.key (delivered separately from kits)."
+    )
+    ssh: SshSettings
+    probe_via: Literal["rest", "ssh"] = Field(
+        default="rest",
+        description="Read server state from the management REST port, or by running "
+        "server-stat.sh over SSH (for networks that only allow SSH).",
+    )
+    persistent: bool = Field(description="<restartable enabled=\"true\"/> in tc-config.")
+    wan_master_region: str | None = None
+    regions: list[Region] = Field(min_length=1)
+    window: Window = Field(default_factory=Window)
+    policy: Policy = Field(default_factory=Policy)
+
+    # -- views ---------------------------------------------------------------------------
+    def kit_for(self, version: str) -> Kit | None:
+        """The kit of that version, if the inventory lists one."""
+        return next((kit for kit in self.kits if kit.version == version), None)
+
+    def region_persistent(self, region: Region) -> bool:
+        return self.persistent if region.persistent is None else region.persistent
+
+    def servers(self) -> Iterator[tuple[Region, Stripe, Server]]:
+        for region in self.regions:
+            for stripe in region.stripes:
+                for server in stripe.servers:
+                    yield region, stripe, server
+
+    def hosts(self) -> list[str]:
+        """Every distinct host, in inventory order."""
+        seen: dict[str, None] = {}
+        for region in self.regions:
+            for stripe in region.stripes:
+                for server in stripe.servers:
+                    seen.setdefault(server.host, None)
+            for client in region.clients:
+                seen.setdefault(client.host, None)
+            for orch in region.orchestrators:
+                seen.setdefault(orch.host, None)
+        return list(seen)
+
+    def has_wan(self) -> bool:
+        return any(region.orchestrators for region in self.regions)
+
+    # -- cross-field checks --------------------------------------------------------------
+    @model_validator(mode="after")
+    def _cross_field(self) -> Inventory:
+        issues = list(cross_field_issues(self.regions, self.kits, self.target_version,
+                                         self.wan_master_region))
+        if issues:
+            raise CrossFieldIssues(issues)
+        return self
+
+
+def json_schema() -> dict[str, Any]:
+    """The inventory's JSON Schema (what `bm-upgrade schema` prints)."""
+    schema = Inventory.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "bm_upgrade cluster inventory"
+    return schema
