@@ -23,7 +23,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 import paramiko
 
@@ -45,10 +44,8 @@ from bm_upgrade.remote.quoting import (
     printed_pid,
     timed,
 )
+from bm_upgrade.remote.transfer import UploadResult, upload
 from bm_upgrade.remote.watchdog import Watchdog
-
-if TYPE_CHECKING:
-    from bm_upgrade.remote.transfer import UploadResult
 
 log = logging.getLogger(__name__)
 
@@ -393,11 +390,11 @@ class Connection:
                stall_s: float | None = None) -> UploadResult:
         """Upload a file, skipping an identical one and resuming a partial one.
 
-        See :func:`bm_upgrade.remote.transfer.upload`.
+        See :func:`bm_upgrade.remote.transfer.upload`; ``stall_s`` defaults to
+        ``ssh.command_timeout_s``.
         """
-        from bm_upgrade.remote.transfer import upload
-
-        return upload(self, Path(local), remote, sha256, stall_s=stall_s)
+        stall = self.settings.command_timeout_s if stall_s is None else stall_s
+        return upload(self, Path(local), remote, sha256, stall_s=stall)
 
 
 def jump_settings(settings: SshSettings) -> SshSettings:

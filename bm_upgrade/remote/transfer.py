@@ -6,8 +6,11 @@ start of the local file is continued from where it stopped.
 
 A host that stops answering mid-transfer (frozen, a dead link) fails the upload with
 :class:`~bm_upgrade.errors.TransferFailed` once no SFTP operation has moved on for
-``stall_s`` seconds (default ``ssh.command_timeout_s``): a :class:`Watchdog` then closes the
-connection, which releases the SFTP call paramiko would otherwise wait in forever.
+``stall_s`` seconds: a :class:`Watchdog` then closes the connection, which releases the SFTP
+call paramiko would otherwise wait in forever.
+
+The functions take any :class:`SftpHost` (a :class:`~bm_upgrade.remote.client.Connection` is
+one), so this module does not import the client; the client imports it for ``upload``.
 
 Speed: paramiko's default 32 KiB SFTP writes are slower than OpenSSH ``scp``; 252 KiB requests
 (OpenSSH's sftp-server accepts messages up to 256 KiB) with pipelining and the AES-GCM cipher
@@ -25,16 +28,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 import paramiko
 
 from bm_upgrade.errors import TransferFailed
-from bm_upgrade.remote.quoting import quote
+from bm_upgrade.remote.quoting import Command, quote
 from bm_upgrade.remote.watchdog import Watchdog
-
-if TYPE_CHECKING:
-    from bm_upgrade.remote.client import Connection
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,29 @@ REQUEST_SIZE = 252 * 1024
 """Bytes per SFTP write request (sftp-server's limit is 256 KiB including the header)."""
 
 _READ_SIZE = 4 * REQUEST_SIZE
+
+
+class Ran(Protocol):
+    """What a command returned, as far as a transfer reads it."""
+
+    @property
+    def exit_code(self) -> int: ...
+    @property
+    def stdout(self) -> str: ...
+    @property
+    def stderr(self) -> str: ...
+
+
+class SftpHost(Protocol):
+    """What a transfer needs of a connection to one host."""
+
+    @property
+    def host(self) -> str: ...
+
+    def run(self, command: Command, timeout: float | None = None,
+            check: bool = True) -> Ran: ...
+
+    def sftp(self) -> paramiko.SFTPClient: ...
 
 
 @dataclass(frozen=True)
@@ -71,19 +94,8 @@ def file_sha256(path: Path, limit: int | None = None) -> str:
     return digest.hexdigest()
 
 
-def remote_sha256(conn: Connection, path: str) -> str | None:
-    """sha256 of a file on the host, or None when it does not exist."""
-    return _remote_sum(conn, path)
-
-
-def _check_and_rename(conn: Connection, part: str, remote: str, expected: str) -> str | None:
-    """Checksum ``part`` on the host and, when it is ``expected``, rename it to ``remote``
-    (one command); returns the checksum found (None: ``part`` is missing)."""
-    return _remote_sum(conn, part, rename_to=(expected, remote))
-
-
-def _remote_sum(conn: Connection, path: str,
-                rename_to: tuple[str, str] | None = None) -> str | None:
+def remote_sha256(conn: SftpHost, path: str, *,
+                  rename_to: tuple[str, str] | None = None) -> str | None:
     """sha256 of ``path`` on the host (None: no such file); with ``rename_to`` = (expected,
     destination), the file is also renamed there in the same command when its sum is the
     expected one."""
@@ -137,7 +149,7 @@ def _send(sftp: paramiko.SFTPClient, local: Path, part: str, offset: int,
 class _Sftp:
     """The connection's SFTP session with every operation under a stall limit."""
 
-    def __init__(self, conn: Connection, local: Path, stall_s: float) -> None:
+    def __init__(self, conn: SftpHost, local: Path, stall_s: float) -> None:
         self.conn = conn
         self.local = local
         self.stall_s = stall_s
@@ -167,14 +179,13 @@ class _Sftp:
             return _remote_size(self.session, path)
 
 
-def upload(conn: Connection, local: Path, remote: str, sha256: str | None = None, *,
-           stall_s: float | None = None) -> UploadResult:
+def upload(conn: SftpHost, local: Path, remote: str, sha256: str | None = None, *,
+           stall_s: float) -> UploadResult:
     """Put ``local`` at ``remote`` on the connection's host (creating its folder).
 
     Args:
         sha256: the expected checksum (default: the local file's).
-        stall_s: seconds an SFTP operation may go without progress (default
-            ``ssh.command_timeout_s``).
+        stall_s: seconds an SFTP operation may go without progress.
 
     Raises:
         TransferFailed: the transfer broke or stalled, or the host's copy does not match
@@ -183,7 +194,7 @@ def upload(conn: Connection, local: Path, remote: str, sha256: str | None = None
     started = time.monotonic()
     expected = (sha256 or file_sha256(local)).lower()
     size = local.stat().st_size
-    sftp = _Sftp(conn, local, conn.settings.command_timeout_s if stall_s is None else stall_s)
+    sftp = _Sftp(conn, local, stall_s)
     folder = posixpath.dirname(remote) or "."
     with sftp.guarded(remote):
         try:
@@ -206,7 +217,7 @@ def upload(conn: Connection, local: Path, remote: str, sha256: str | None = None
         log.info("%s: resuming %s at byte %d of %d", conn.host, remote, offset, size)
     with sftp.guarded(part) as watchdog:
         sent = _send(sftp.session, local, part, offset, watchdog)
-    got = _check_and_rename(conn, part, remote, expected)
+    got = remote_sha256(conn, part, rename_to=(expected, remote))
     if got != expected:
         conn.run(["rm", "-f", "--", part], check=False)
         raise TransferFailed(conn.host, f"{remote} on {conn.host} has sha256 {got}, expected "
