@@ -7,7 +7,6 @@ literal argument and is never interpreted by the remote shell.
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections.abc import Sequence
 
@@ -41,8 +40,6 @@ def command_line(command: Command) -> str:
 KILL_GRACE_S = 5.0
 """Seconds a timed-out command gets between SIGTERM and SIGKILL (see :func:`timed`)."""
 
-_TIMED = re.compile(r"timeout -k [0-9.]+ [0-9.]+ sh -c (.+)", re.DOTALL)
-
 
 def _seconds(value: float) -> str:
     # Plain decimal: ``timeout`` reads neither "1e+03" nor a 0 (which would mean no limit).
@@ -60,19 +57,6 @@ def timed(line: str, seconds: float, kill_after: float = KILL_GRACE_S) -> str:
     alone, children it left running included.
     """
     return f"timeout -k {_seconds(kill_after)} {_seconds(seconds)} sh -c {quote(line)}"
-
-
-def untimed(command: str) -> str:
-    """The line a :func:`timed` command runs; any other command as it is (to read a host's
-    journal or process list in terms of the commands the tool meant)."""
-    match = _TIMED.fullmatch(command)
-    if match is None:
-        return command
-    try:
-        words = shlex.split(match.group(1))
-    except ValueError:
-        return command
-    return words[0] if len(words) == 1 else command
 
 
 def detached(argv: Sequence[str], log_path: str, cwd: str | None = None) -> str:

@@ -42,8 +42,3 @@ def write_license(path: Path, *, expiry: datetime.date, product: str = "BigMemor
     path.write_text(render_license(expiry=expiry, product=product, version=version,
                                    capabilities=capabilities, max_clients=max_clients,
                                    licensee=licensee), encoding="utf-8")
-
-
-def check_license(path: Path, version: str, today: datetime.date | None = None) -> str | None:
-    """Why the key at ``path`` does not let ``version`` start (the server's own check)."""
-    return tccommon.check_license(path, version, today)

@@ -53,11 +53,6 @@ def write_key(host: str, tsa_port: int, key: str, value: str, timeout_s: float =
     _ask(host, tsa_port, {"op": "put", "key": key, "value": value}, timeout_s)
 
 
-def server_status(host: str, group_port: int, timeout_s: float = 2.0) -> dict[str, Any]:
-    """A server's status on its tsa-group-port: name, state, version, group, epoch."""
-    return tccommon.request(host, group_port, {"op": "status"}, timeout_s=timeout_s)
-
-
 def get_json(url: str, timeout_s: float = 1.0) -> dict[str, Any] | None:
     """GET a JSON object over HTTP (REST stat, WAN status), or None when nothing answers,
     the answer breaks off (a process stopping) or is not JSON."""

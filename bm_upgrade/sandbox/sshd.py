@@ -221,16 +221,6 @@ def wait_for_port(address: str, port: int, timeout_s: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-def port_is_free(address: str, port: int) -> bool:
-    """True when ``port`` can be bound on ``address`` now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((address, port))
-        except OSError:
-            return False
-    return True
-
-
 # -- sshd -------------------------------------------------------------------------------------
 def sftp_server_path() -> str:
     for candidate in SFTP_SERVER_CANDIDATES:

@@ -30,8 +30,3 @@ def write_tc_config(path: Path, *, stripes: list[dict[str, Any]], persistent: bo
     path.write_text(tccommon.render_tc_config(stripes, persistent=persistent,
                                               reconnect_window_s=reconnect_window_s,
                                               election_s=election_s), encoding="utf-8")
-
-
-def read_tc_config(path: Path) -> dict[str, Any]:
-    """Parse a tc-config.xml the way the server program does (raises ConfigError)."""
-    return tccommon.parse_tc_config(path.read_text(encoding="utf-8"))

@@ -8,6 +8,8 @@ line per broken rule (empty: every rule held).
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,22 @@ from bm_upgrade.inventory import Inventory
 ACTIVE, STANDBY, STOPPED = "ACTIVE-COORDINATOR", "PASSIVE-STANDBY", "STOP-STATE"
 DISRUPTIVE_COMMAND_WORDS = ("stop-tc-server.sh", "stop-wan.sh", "app.sh stop", "rm -rf",
                             "mv --")
+
+
+_TIMED = re.compile(r"timeout -k [0-9.]+ [0-9.]+ sh -c (.+)", re.DOTALL)
+
+
+def untimed(command: str) -> str:
+    """The line a :func:`bm_upgrade.remote.quoting.timed` command runs; any other command as
+    it is (to read a host's journal in terms of the commands the tool meant)."""
+    match = _TIMED.fullmatch(command)
+    if match is None:
+        return command
+    try:
+        words = shlex.split(match.group(1))
+    except ValueError:
+        return command
+    return words[0] if len(words) == 1 else command
 
 
 def read(journal: Path) -> list[dict[str, Any]]:

@@ -36,7 +36,7 @@ from bm_upgrade.procedure.servers import (
 )
 from bm_upgrade.procedure.waits import Poll, Seen, server_pids, wait_for
 from bm_upgrade.remote import HostPool
-from bm_upgrade.remote.quoting import quote, untimed
+from bm_upgrade.remote.quoting import quote
 from bm_upgrade.sandbox import cluster
 from tests.e2e import journal_check
 from tests.e2e.conftest import E2ESandbox, start_e2e_sandbox, stop_e2e_sandbox
@@ -177,7 +177,7 @@ def assert_safety_rules(events: list[dict[str, Any]], inv: Inventory) -> None:
             assert len(down) <= 1, f"two servers down at {e['t']}: {down}"
     for host in by_host:
         # The caller's own lines, without the `timeout -k` wrapper every command runs in.
-        commands = [untimed(str(e["command"])) for e in events
+        commands = [journal_check.untimed(str(e["command"])) for e in events
                     if e["event"] == "command" and e["host"] == host]
         # A new kit root becomes the install folder (the swap) only once it holds the key,
         # so every start after a swap finds it: the key is copied into the work folder's kit

@@ -16,8 +16,8 @@ from bm_upgrade.remote.quoting import (
     shell,
     split_marked,
     timed,
-    untimed,
 )
+from tests.e2e.journal_check import untimed
 
 NASTY = ["/opt/my kit/bin", "it's", 'say "hi"', "$(touch /tmp/pwned)", "`id`", "a;b|c&d",
          "*", "~", "new\nline", ""]
