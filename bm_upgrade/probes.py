@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from bm_upgrade.errors import CommandTimeout, RemoteError
 from bm_upgrade.inventory import Client, Orchestrator, Server, Stripe
@@ -409,6 +409,3 @@ def probe_orchestrator(conn: Runner, orch: Orchestrator, timeout: float = 5.0,
         return OrchestratorStatus(orch.name, orch.host, reachable=False, state="stopped",
                                   error=f"{url}: {getattr(exc, 'reason', exc)}")
     return orchestrator_status_from_json(orch, data)
-
-
-ProbeVia = Literal["rest", "ssh"]
