@@ -1,9 +1,9 @@
 """The server steps of the upgrade: each mirror (:func:`upgrade_mirrors`), then the active
 through a controlled failover and an optional failback (:func:`failover`), as plain functions
-over a :class:`ServerOps` context; the job runs each as its own step per stripe.
+over a :class:`StepContext`; the job runs each as its own step per stripe.
 
 The procedure cannot disagree with the plan because it *is* the plan, re-made before every
-step: each function observes the stripe (:meth:`ServerOps.observe`), asks
+step: each function observes the stripe (:meth:`StepContext.observe`), asks
 :func:`bm_upgrade.plan.make_plan` for the stripe's steps on that live state, runs the first
 step not yet satisfied, and looks again. A step the real state already satisfies is never run,
 so a rerun after success does nothing and a rerun after a failure resumes where it stopped.
@@ -27,13 +27,14 @@ import logging
 import posixpath
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Self
 
 from bm_upgrade.errors import RemoteError, StepFailed
 from bm_upgrade.inventory import Inventory, Region, Server, Stripe
 from bm_upgrade.inventory_checks import stripe_nodes
 from bm_upgrade.license import LICENSE_FILE_NAME
 from bm_upgrade.plan import ACTIVE, STANDBY, PlanOptions, Step, make_plan
-from bm_upgrade.probes import ServerStatus, kit_version
+from bm_upgrade.probes import ServerStatus, kit_version, probe_server_rest
 from bm_upgrade.procedure import halt
 from bm_upgrade.procedure.install import (
     console_log,
@@ -44,7 +45,16 @@ from bm_upgrade.procedure.install import (
 )
 from bm_upgrade.procedure.kit import StagedKit, kit_file_name, staging_targets
 from bm_upgrade.procedure.records import StepRecord, StepRecorder, skipped
-from bm_upgrade.procedure.waits import POLL_S, Poll, Seen, Watch, describe, wait_for
+from bm_upgrade.procedure.waits import (
+    POLL_S,
+    Hosts,
+    Poll,
+    Seen,
+    ServerProbe,
+    Watch,
+    describe,
+    wait_for,
+)
 from bm_upgrade.remote import HostPool
 from bm_upgrade.window import DISRUPTIVE, WindowGuard
 
@@ -56,13 +66,15 @@ takes effect."""
 
 
 @dataclass
-class ServerOps(Watch):
-    """What the server steps work with: how to look at servers (:class:`Watch`), the target
-    and policy, and where the target kit is staged.
+class StepContext(Watch):
+    """What the server steps work with: how to look at servers (:class:`Watch`) over any
+    :class:`~bm_upgrade.procedure.waits.Hosts`, the target and policy, and where the target
+    kit is staged. A unit test builds one over a scripted fake host; a run builds a
+    :class:`ServerOps`.
 
     Attributes:
         inventory: the cluster.
-        pool: one SSH connection per host.
+        pool: a command runner per host (one SSH connection per host in a run).
         options: target version and policy choices (failback, keep kit, dirty backups).
         staged: per host, the staged target kit and license (from ``stage_kit``); a host
             without an entry uses the default staging folder of ``procedure.kit``.
@@ -73,21 +85,23 @@ class ServerOps(Watch):
         halted: when set, asked before every disruptive step; a sentence naming an earlier
             failure of the same run that stops new disruptive work, or None to go on
             (procedure/halt.py).
+        probe_rest: how a server's REST port is asked (``probe_via: rest``).
     """
 
     inventory: Inventory
-    pool: HostPool
+    pool: Hosts
     options: PlanOptions
     staged: Mapping[str, StagedKit] = field(default_factory=dict)
     log: logging.Logger = log
     poll_s: float = POLL_S
     window: WindowGuard | None = None
     halted: Callable[[], str | None] | None = None
+    probe_rest: ServerProbe = probe_server_rest
 
     @classmethod
-    def create(cls, inventory: Inventory, pool: HostPool, *, target: str | None = None,
+    def create(cls, inventory: Inventory, pool: Hosts, *, target: str | None = None,
                staged: Mapping[str, StagedKit] | None = None,
-               logger: logging.Logger | None = None, **overrides: object) -> ServerOps:
+               logger: logging.Logger | None = None, **overrides: object) -> Self:
         """A context with options from the inventory's policy (``overrides`` win)."""
         options = PlanOptions.from_inventory(inventory, target_version=target, **overrides)
         return cls(inventory, pool, options, dict(staged or {}), logger or log)
@@ -148,8 +162,16 @@ class ServerOps(Watch):
                          f"{self.inventory.cluster}; pass a stripe of that inventory")
 
 
+@dataclass
+class ServerOps(StepContext):
+    """A :class:`StepContext` over the real :class:`~bm_upgrade.remote.HostPool`: the client
+    and WAN steps also fan out over its hosts and check the whole cluster through it."""
+
+    pool: HostPool
+
+
 # -- the plan on live state -------------------------------------------------------------------
-def stripe_steps(ctx: ServerOps, region: Region, stripe: Stripe, seen: Mapping[str, Seen],
+def stripe_steps(ctx: StepContext, region: Region, stripe: Stripe, seen: Mapping[str, Seen],
                  failback: bool | None = None) -> list[Step]:
     """The plan's server steps for one stripe, made on the observed state."""
     # Plan this stripe alone: other stripes' refusals are not this stripe's business.
@@ -184,7 +206,7 @@ Decision = Callable[[Step, str], bool]
 """Given the next step and its segment: True to run it, False to return (may raise)."""
 
 
-def _drive(ctx: ServerOps, stripe: Stripe, decide: Decision, failback: bool | None = None,
+def _drive(ctx: StepContext, stripe: Stripe, decide: Decision, failback: bool | None = None,
            ) -> tuple[list[StepRecord], list[Step]]:
     """Run the stripe's next plan steps while ``decide`` accepts them; returns the records and
     the last plan made."""
@@ -211,7 +233,7 @@ def _drive(ctx: ServerOps, stripe: Stripe, decide: Decision, failback: bool | No
                      "steps; check `bm-upgrade status`, then rerun")
 
 
-def run_step(ctx: ServerOps, stripe: Stripe, step: Step, seen: Mapping[str, Seen]) -> StepRecord:
+def run_step(ctx: StepContext, stripe: Stripe, step: Step, seen: Mapping[str, Seen]) -> StepRecord:
     """Run one plan step on live state and return its record.
 
     Raises:
@@ -248,7 +270,7 @@ def _skips(steps: list[Step], keep: Callable[[Step], bool]) -> list[StepRecord]:
 
 
 # -- the steps' actions -----------------------------------------------------------------------
-Action = Callable[[ServerOps, Stripe, Server, Mapping[str, Seen], StepRecorder], None]
+Action = Callable[[StepContext, Stripe, Server, Mapping[str, Seen], StepRecorder], None]
 
 
 def _serving(seen: Mapping[str, Seen], excluding: str) -> str:
@@ -265,7 +287,7 @@ def _guard_others_up(stripe: Stripe, server: Server, seen: Mapping[str, Seen]) -
                          "back first (rerun the upgrade), then retry")
 
 
-def _act_stop(ctx: ServerOps, stripe: Stripe, server: Server, seen: Mapping[str, Seen],
+def _act_stop(ctx: StepContext, stripe: Stripe, server: Server, seen: Mapping[str, Seen],
               rec: StepRecorder) -> None:
     _guard_others_up(stripe, server, seen)
     alone = len(stripe.servers) == 1
@@ -278,7 +300,7 @@ def _act_stop(ctx: ServerOps, stripe: Stripe, server: Server, seen: Mapping[str,
     stop_server(ctx, server, rec, downtime_consented=alone and ctx.options.allow_downtime)
 
 
-def _act_install(ctx: ServerOps, stripe: Stripe, server: Server, seen: Mapping[str, Seen],
+def _act_install(ctx: StepContext, stripe: Stripe, server: Server, seen: Mapping[str, Seen],
                  rec: StepRecorder) -> None:
     me = seen[server.name]
     if me.running:
@@ -311,7 +333,7 @@ def _act_install(ctx: ServerOps, stripe: Stripe, server: Server, seen: Mapping[s
                          f"untouched {me.installed} kit") from exc
 
 
-def _act_start(ctx: ServerOps, stripe: Stripe, server: Server, seen: Mapping[str, Seen],
+def _act_start(ctx: StepContext, stripe: Stripe, server: Server, seen: Mapping[str, Seen],
                rec: StepRecorder) -> None:
     if seen[server.name].running:
         rec.saw(f"{server.name} already runs")
@@ -326,7 +348,7 @@ def _act_start(ctx: ServerOps, stripe: Stripe, server: Server, seen: Mapping[str
     rec.done(f"{server.name} answers ({outcome.last}) after {outcome.waited_s:.1f} s")
 
 
-def _confirm(ctx: ServerOps, server: Server, seen: Mapping[str, Seen], rec: StepRecorder,
+def _confirm(ctx: StepContext, server: Server, seen: Mapping[str, Seen], rec: StepRecorder,
              *, state: str, timeout: float) -> None:
     outcome = ctx.wait_state(server, {state}, timeout)
     if outcome.value is None:
@@ -345,20 +367,20 @@ def _confirm(ctx: ServerOps, server: Server, seen: Mapping[str, Seen], rec: Step
              f"prints {version}")
 
 
-def _act_confirm_standby(ctx: ServerOps, stripe: Stripe, server: Server,
+def _act_confirm_standby(ctx: StepContext, stripe: Stripe, server: Server,
                          seen: Mapping[str, Seen], rec: StepRecorder) -> None:
     _confirm(ctx, server, seen, rec, state=STANDBY,
              timeout=ctx.inventory.policy.timeouts.sync_s)
 
 
-def _act_confirm_active(ctx: ServerOps, stripe: Stripe, server: Server,
+def _act_confirm_active(ctx: StepContext, stripe: Stripe, server: Server,
                         seen: Mapping[str, Seen], rec: StepRecorder) -> None:
     timeouts = ctx.inventory.policy.timeouts
     _confirm(ctx, server, seen, rec, state=ACTIVE,
              timeout=timeouts.start_s + timeouts.failover_s)
 
 
-def _stop_active(ctx: ServerOps, stripe: Stripe, server: Server, seen: Mapping[str, Seen],
+def _stop_active(ctx: StepContext, stripe: Stripe, server: Server, seen: Mapping[str, Seen],
                  rec: StepRecorder, *, successor: str | None) -> None:
     """Stop the ACTIVE once a mirror (``successor`` if named) is PASSIVE-STANDBY, seen at that
     moment."""
@@ -391,19 +413,19 @@ def _stop_active(ctx: ServerOps, stripe: Stripe, server: Server, seen: Mapping[s
     stop_server(ctx, server, rec)
 
 
-def _act_failover_stop(ctx: ServerOps, stripe: Stripe, server: Server,
+def _act_failover_stop(ctx: StepContext, stripe: Stripe, server: Server,
                        seen: Mapping[str, Seen], rec: StepRecorder) -> None:
     _stop_active(ctx, stripe, server, seen, rec, successor=None)
 
 
-def _act_failback_stop(ctx: ServerOps, stripe: Stripe, server: Server,
+def _act_failback_stop(ctx: StepContext, stripe: Stripe, server: Server,
                        seen: Mapping[str, Seen], rec: StepRecorder) -> None:
     preferred = stripe.preferred_active()
     _stop_active(ctx, stripe, server, seen, rec,
                  successor=preferred.name if preferred else None)
 
 
-def _act_wait_failover(ctx: ServerOps, stripe: Stripe, server: Server,
+def _act_wait_failover(ctx: StepContext, stripe: Stripe, server: Server,
                        seen: Mapping[str, Seen], rec: StepRecorder) -> None:
     timeouts = ctx.inventory.policy.timeouts
     outcome = ctx.wait_active(stripe, timeouts.failover_s)
@@ -440,7 +462,7 @@ ACTIONS: dict[str, Action] = {
 
 
 # -- the procedure ----------------------------------------------------------------------------
-def upgrade_mirror(ctx: ServerOps, stripe: Stripe, server: Server) -> list[StepRecord]:
+def upgrade_mirror(ctx: StepContext, stripe: Stripe, server: Server) -> list[StepRecord]:
     """Upgrade one mirror: stop, install, start, confirm PASSIVE-STANDBY and version.
 
     A server of the stripe that is down or still starting is brought back first (never two
@@ -460,7 +482,7 @@ def upgrade_mirror(ctx: ServerOps, stripe: Stripe, server: Server) -> list[StepR
     return done
 
 
-def upgrade_active(ctx: ServerOps, stripe: Stripe) -> list[StepRecord]:
+def upgrade_active(ctx: StepContext, stripe: Stripe) -> list[StepRecord]:
     """Upgrade the active through a controlled failover to a PASSIVE-STANDBY mirror.
 
     Raises:
@@ -480,7 +502,7 @@ def upgrade_active(ctx: ServerOps, stripe: Stripe) -> list[StepRecord]:
     return records or _skips(steps, lambda s: s.action == "upgrade")
 
 
-def fail_back(ctx: ServerOps, stripe: Stripe) -> list[StepRecord]:
+def fail_back(ctx: StepContext, stripe: Stripe) -> list[StepRecord]:
     """Return the ACTIVE role to the stripe's preferred server (stop the current active once
     the preferred one is PASSIVE-STANDBY, wait for the takeover, restart and confirm it)."""
     def decide(step: Step, segment: str) -> bool:
@@ -498,7 +520,7 @@ Segment = Callable[[Step], list[StepRecord]]
 """Runs a stripe's segment from its next step (the step names the mirror to upgrade)."""
 
 
-def _segments(ctx: ServerOps, region: Region, stripe: Stripe, run: Mapping[str, Segment],
+def _segments(ctx: StepContext, region: Region, stripe: Stripe, run: Mapping[str, Segment],
               ) -> tuple[list[StepRecord], list[Step], str | None]:
     """Run the stripe's segments that ``run`` names, in the plan's order, until its next step
     to do belongs to another segment or none is left; returns the records, the last plan
@@ -526,7 +548,7 @@ def _segments(ctx: ServerOps, region: Region, stripe: Stripe, run: Mapping[str, 
                      "rounds; check `bm-upgrade status`, then rerun")
 
 
-def upgrade_mirrors(ctx: ServerOps, region: Region, stripe: Stripe) -> list[StepRecord]:
+def upgrade_mirrors(ctx: StepContext, region: Region, stripe: Stripe) -> list[StepRecord]:
     """Upgrade every mirror of one stripe, one at a time, in the plan's order; the active is
     not touched (:func:`failover`'s work). Returns every step's record, the skipped ones when
     every mirror already runs the target.
@@ -554,7 +576,7 @@ def upgrade_mirrors(ctx: ServerOps, region: Region, stripe: Stripe) -> list[Step
     return records or _skips(steps, lambda s: s.action == "upgrade" and s.node != active)
 
 
-def failover(ctx: ServerOps, region: Region, stripe: Stripe) -> list[StepRecord]:
+def failover(ctx: StepContext, region: Region, stripe: Stripe) -> list[StepRecord]:
     """Upgrade one stripe's active once its mirrors are done: stop it while a mirror is
     PASSIVE-STANDBY, wait for that mirror to take over, upgrade the old active, confirm it
     PASSIVE-STANDBY, then fail back if the policy asks. Looks at the real state first, so a
@@ -576,7 +598,7 @@ def failover(ctx: ServerOps, region: Region, stripe: Stripe) -> list[StepRecord]
                              or (s.action == "upgrade" and s.node == current))
 
 
-def upgrade_stripe(ctx: ServerOps, region: Region, stripe: Stripe) -> list[StepRecord]:
+def upgrade_stripe(ctx: StepContext, region: Region, stripe: Stripe) -> list[StepRecord]:
     """Upgrade one stripe in the plan's order: :func:`upgrade_mirrors`, then :func:`failover`
     (failback included if the policy asks); returns every step's record (all skipped when the
     stripe is already done)."""

@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from bm_upgrade.inventory import Inventory, Server, Stripe
 from bm_upgrade.plan import ACTIVE, NodeState
@@ -33,10 +33,26 @@ from bm_upgrade.probes import (
     probe_server_rest,
     probe_server_ssh,
 )
-from bm_upgrade.remote import HostPool
 from bm_upgrade.remote.quoting import echo_mark, shell, split_marked
 
 T = TypeVar("T")
+
+
+class Hosts(Protocol):
+    """What the server steps need of the cluster's machines: a command runner per host.
+
+    :class:`bm_upgrade.remote.HostPool` is one (its connections also start detached
+    programs and upload, which the server steps do not need: a start is a command line,
+    staging is the download step's); a unit test passes a scripted fake.
+    """
+
+    def get(self, host: str) -> Runner: ...
+
+
+ServerProbe = Callable[[Server, float], ServerStatus]
+"""A server's status from its management REST port, given a timeout
+(:func:`~bm_upgrade.probes.probe_server_rest`, or a unit test's scripted answers)."""
+
 _PROBE_TIMEOUT_S = 5.0
 POLL_S = 0.05
 """Pause between looks while waiting for a server. A wait ends at most this late after the
@@ -210,22 +226,26 @@ class Watch:
 
     Args:
         inventory: the cluster.
-        pool: one SSH connection per host.
+        pool: a command runner per host (:class:`Hosts`; one SSH connection per host).
         log: where waits report progress.
         poll_s: pause between looks while waiting (see :attr:`pause`).
+        probe_rest: how a server's REST port is asked (with ``probe_via: rest``).
     """
 
     inventory: Inventory
-    pool: HostPool
+    pool: Hosts
     log: logging.Logger
     poll_s: float
+    probe_rest: ServerProbe
 
-    def __init__(self, inventory: Inventory, pool: HostPool,
-                 log: logging.Logger | None = None, poll_s: float = POLL_S) -> None:
+    def __init__(self, inventory: Inventory, pool: Hosts,
+                 log: logging.Logger | None = None, poll_s: float = POLL_S,
+                 probe_rest: ServerProbe = probe_server_rest) -> None:
         self.inventory = inventory
         self.pool = pool
         self.log = log or logging.getLogger("bm_upgrade.procedure")
         self.poll_s = poll_s
+        self.probe_rest = probe_rest
 
     @property
     def pause(self) -> float:
@@ -239,7 +259,7 @@ class Watch:
         """The server's status now."""
         if self.inventory.probe_via == "ssh":
             return probe_server_ssh(self.pool.get(server.host), server, _PROBE_TIMEOUT_S)
-        return probe_server_rest(server, _PROBE_TIMEOUT_S)
+        return self.probe_rest(server, _PROBE_TIMEOUT_S)
 
     def alive(self, server: Server) -> bool:
         """A process of ``server`` runs on its host."""
