@@ -7,31 +7,31 @@ changes nothing.
 """
 
 
-import logging
-import queue
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from bm_upgrade.defs.config import RunSettings, UpgradeConfig
+from bm_upgrade.defs.logs import procedure_log, relayed_logs
+from bm_upgrade.defs.records import records_metadata
 from bm_upgrade.defs.resources import ClusterResource
-from bm_upgrade.defs.schedules import RECORDS_KEY, plan_window
 from bm_upgrade.defs.stopping import failure_check, signals_request_stop
+from bm_upgrade.defs.window_plan import plan_window
 from bm_upgrade.errors import BmUpgradeError
-from bm_upgrade.inventory import Client, Inventory, Region, Stripe
-from bm_upgrade.plan import ACTIVE, make_plan
-from bm_upgrade.procedure.clients import upgrade_clients
+from bm_upgrade.inventory import Inventory, Region, Stripe
+from bm_upgrade.procedure.batches import clients_of_node, upgrade_in_batches
+from bm_upgrade.procedure.dry_run import would, would_stripe
 from bm_upgrade.procedure.kit import StagedKit, clean_staging, fetch_kit, stage_kit
 from bm_upgrade.procedure.observe import observe_cluster
 from bm_upgrade.procedure.preflight import preflight
-from bm_upgrade.procedure.records import StepRecord, skipped
+from bm_upgrade.procedure.records import StepRecord
 from bm_upgrade.procedure.report import Report, render_report
-from bm_upgrade.procedure.servers import ServerOps, failover, segments_for, upgrade_mirrors
+from bm_upgrade.procedure.servers import ServerOps, failover, upgrade_mirrors
+from bm_upgrade.procedure.verify import server_problems
 from bm_upgrade.procedure.wan import cycle_orchestrators
 from bm_upgrade.redact import redact_url
 
@@ -52,87 +52,13 @@ def one_sentence() -> Iterator[None]:
                                    "notes": notes or "none"}) from exc
 
 
-PROCEDURE_LOG = logging.getLogger("bm_upgrade.procedure")
-"""Where the procedure's progress goes: a managed Python logger (deploy/dagster.yaml), so
-each line shows in the step's log in the UI, through :func:`relayed_logs`."""
-
-
-@contextmanager
-def relayed_logs(name: str = "bm_upgrade") -> Iterator[None]:
-    """Hand the procedure's log lines to Dagster from a background thread, in order.
-
-    Dagster stores each captured line as an event in its event log storage before the
-    logging call returns (a database write per line with the default SQLite storage), spent
-    between noticing a state (a mirror PASSIVE-STANDBY) and acting on it. Inside this block
-    the handlers Dagster attached to the ``name`` logger for the current step are fed through
-    a queue by a listener thread instead; leaving the block drains the queue, so every line is
-    stored, in order, with its own time, before the step reports its outcome.
-    """
-    logger = logging.getLogger(name)
-    handlers = list(logger.handlers)
-    if not handlers:
-        yield
-        return
-    lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    listener = QueueListener(lines, *handlers, respect_handler_level=True)
-    relay = QueueHandler(lines)
-    for handler in handlers:
-        logger.removeHandler(handler)
-    logger.addHandler(relay)
-    listener.start()
-    try:
-        yield
-    finally:
-        logger.removeHandler(relay)
-        listener.stop()
-        for handler in handlers:
-            logger.addHandler(handler)
-
-
-def _records_metadata(records: Sequence[StepRecord]) -> dict[str, dg.MetadataValue]:
-    lines = ["| node | action | did | s |", "|---|---|---|---|"]
-    for r in records:
-        did = f"skipped: {r.reason}" if r.skipped else ("; ".join(r.did) or "-")
-        lines.append(f"| {r.node} | {r.action} | {did.replace('|', '/')} | "
-                     f"{r.duration_s:.1f} |")
-    return {
-        "steps": dg.MetadataValue.md("\n".join(lines)),
-        "changed": dg.MetadataValue.int(sum(not r.skipped for r in records)),
-        "skipped": dg.MetadataValue.int(sum(r.skipped for r in records)),
-        # Read back by later runs: how long past outages took (defs/schedules.py).
-        RECORDS_KEY: dg.MetadataValue.json([r.as_dict() for r in records if not r.skipped]),
-    }
-
-
-def _procedure_log(context: dg.OpExecutionContext) -> logging.Logger:
-    """:data:`PROCEDURE_LOG` when the instance captures bm_upgrade's Python loggers (so the
-    lines are relayed), else the step's own Dagster logger (an instance configured without
-    deploy/dagster.yaml's ``managed_python_loggers`` still shows the progress)."""
-    if "bm_upgrade" in context.instance.managed_python_loggers:
-        return PROCEDURE_LOG
-    return context.log
-
-
 def _ctx(context: dg.OpExecutionContext, inventory: Inventory, pool: Any,
          settings: RunSettings, staged: dict[str, StagedKit] | None) -> ServerOps:
     """The procedure's context for a step that may stop things: the window check, and the
     earlier failures of the run that stop new disruptive work (defs/stopping.py)."""
     return ServerOps(inventory, pool, settings.options, dict(staged or {}),
-                     _procedure_log(context), window=settings.window_guard(),
+                     procedure_log(context), window=settings.window_guard(),
                      halted=failure_check(context, settings.continue_on_failure))
-
-
-def _would(inventory: Inventory, settings: RunSettings, pool: Any,
-           keep: Callable[[Any], bool]) -> list[StepRecord]:
-    """Dry run: the plan's steps on the state seen now, as records of what would be done."""
-    view = observe_cluster(inventory, pool)
-    plan = make_plan(inventory, view.node_states(), settings.options)
-    out = []
-    for step in plan.steps:
-        if keep(step):
-            reason = step.reason if step.skipped else "dry run: would " + step.action
-            out.append(skipped(step.node, step.action, step.waits_for, reason))
-    return out
 
 
 @dg.op(name="preflight",
@@ -222,24 +148,6 @@ def _stripe_of(context: dg.OpExecutionContext, inventory: Inventory,
                      "code location so the job matches the inventory")
 
 
-def _would_stripe(inventory: Inventory, settings: RunSettings, pool: Any, *, region: Region,
-                  stripe: Stripe, segments: set[str]) -> list[StepRecord]:
-    """Dry run of one stripe step: the plan's steps of the stripe's ``segments`` (mirrors;
-    active and failback) on the state seen now."""
-    view = observe_cluster(inventory, pool, clients=False, orchestrators=False)
-    states = view.node_states()
-    plan = make_plan(inventory, states, settings.options)
-    steps = [s for s in plan.steps if s.phase == "servers"
-             and (s.region, s.stripe) == (region.name, stripe.name)]
-    active = next((s.name for s in stripe.servers
-                   if (state := states.get(s.name)) is not None and state.state == ACTIVE),
-                  None)
-    owners = segments_for(steps, active)
-    return [skipped(step.node, step.action, step.waits_for,
-                    step.reason if step.skipped else "dry run: would " + step.action)
-            for index, step in enumerate(steps) if owners[index] in segments]
-
-
 StripeWork = Callable[[ServerOps, Region, Stripe], list[StepRecord]]
 
 
@@ -252,11 +160,11 @@ def _stripe_step(context: dg.OpExecutionContext, settings: RunSettings,
     with signals_request_stop(context.op_handle.name), one_sentence(), relayed_logs(), \
             cluster.pool(inventory) as pool:
         if settings.dry_run:
-            records = _would_stripe(inventory, settings, pool, region=region, stripe=stripe,
-                                    segments=segments)
+            records = would_stripe(inventory, settings.options, pool, region=region,
+                                   stripe=stripe, segments=segments)
         else:
             records = work(_ctx(context, inventory, pool, settings, staged), region, stripe)
-    context.add_output_metadata(_records_metadata(records))
+    context.add_output_metadata(records_metadata(records))
     return records
 
 
@@ -293,25 +201,15 @@ def verify_servers_op(context: dg.OpExecutionContext, settings: RunSettings,
     with one_sentence(), relayed_logs(), cluster.pool(inventory) as pool:
         view = observe_cluster(inventory, pool, clients=False, orchestrators=False)
     target = settings.options.target_version
-    wrong = [s.describe() for s in view.servers.values() if s.node_state.version != target]
-    unhealthy = [p for h in view.health.values() for p in h.problems]
+    problems = server_problems(view, target)
     context.add_output_metadata({"servers": dg.MetadataValue.json(view.as_dict()["servers"])})
-    if not settings.dry_run and (wrong or unhealthy or view.unreachable):
+    if not settings.dry_run and problems:
         raise dg.Failure(
             description="verify: the servers are not all on "
                         f"{target} with one ACTIVE and PASSIVE-STANDBY mirrors per stripe: "
-                        + "; ".join(wrong + unhealthy + list(view.unreachable.values()))
+                        + "; ".join(problems)
                         + "; re-execute the failed stripe steps, then this one")
     return [r for records in stripes for r in records]
-
-
-def client_batches(clients: Sequence[Client], size: int, nodes: int) -> list[list[Client]]:
-    """The clients of each batch node: batches of ``size``; when the run's size makes more
-    batches than the graph has nodes, the last node takes the rest, batch after batch."""
-    batches = [list(clients[i:i + size]) for i in range(0, len(clients), size)]
-    per_node = [batches[i] for i in range(min(nodes - 1, len(batches)))]
-    per_node.append([c for batch in batches[nodes - 1:] for c in batch])
-    return per_node + [[] for _ in range(nodes - len(per_node))]
 
 
 @dg.op(name="restart_clients",
@@ -323,20 +221,17 @@ def restart_clients_op(context: dg.OpExecutionContext, settings: RunSettings,
     inventory = settings.inventory_for_run(cluster.load())
     index = int(context.op.tags[BATCH_TAG]) - 1
     nodes = len([n for n in context.job_def.graph.nodes if BATCH_TAG in n.tags])
-    clients = [c for r in inventory.regions for c in r.clients]
     size = settings.options.client_batch_size
-    mine = client_batches(clients, size, nodes)[index]
+    mine = clients_of_node(inventory, size, nodes, index)
     names = {c.name for c in mine}
-    records: list[StepRecord] = []
     with signals_request_stop(context.op_handle.name), one_sentence(), relayed_logs(), \
             cluster.pool(inventory) as pool:
         if settings.dry_run:
-            records = _would(inventory, settings, pool, lambda s: s.node in names)
+            records = would(inventory, settings.options, pool, lambda s: s.node in names)
         else:
-            ctx = _ctx(context, inventory, pool, settings, staged)
-            for start in range(0, len(mine), size):
-                records += upgrade_clients(ctx, mine[start:start + size])
-    context.add_output_metadata(_records_metadata(records))
+            records = upgrade_in_batches(_ctx(context, inventory, pool, settings, staged),
+                                         mine, size)
+    context.add_output_metadata(records_metadata(records))
     return before + [r.as_dict() for r in records]
 
 
@@ -344,18 +239,19 @@ def restart_clients_op(context: dg.OpExecutionContext, settings: RunSettings,
        description="WAN orchestrators: stop standbys, then masters; upgrade all from one "
                    "kit; start masters, then standbys; confirm every replica cache resynced.")
 def wan_cycle_op(context: dg.OpExecutionContext, settings: RunSettings,
-                     staged: dict[str, StagedKit], before: Records,
-                     cluster: ClusterResource) -> Records:
+                 staged: dict[str, StagedKit], before: Records,
+                 cluster: ClusterResource) -> Records:
     inventory = settings.inventory_for_run(cluster.load())
     names = {o.name for r in inventory.regions for o in r.orchestrators}
     with signals_request_stop(context.op_handle.name), one_sentence(), relayed_logs(), \
             cluster.pool(inventory) as pool:
         if settings.dry_run:
-            records = _would(inventory, settings, pool, lambda s: s.phase == "orchestrators")
+            records = would(inventory, settings.options, pool,
+                            lambda s: s.phase == "orchestrators")
         else:
             ctx = _ctx(context, inventory, pool, settings, staged)
             records = cycle_orchestrators(ctx)
-    context.add_output_metadata(_records_metadata(records))
+    context.add_output_metadata(records_metadata(records))
     context.log.info("orchestrators %s done", ", ".join(sorted(names)))
     return before + [r.as_dict() for r in records]
 

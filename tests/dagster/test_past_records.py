@@ -9,8 +9,7 @@ from collections.abc import Iterator
 import dagster as dg
 import pytest
 
-from bm_upgrade.defs.ops import _records_metadata
-from bm_upgrade.defs.schedules import past_records
+from bm_upgrade.defs.records import past_records, records_metadata
 from bm_upgrade.inventory import parse_inventory
 from bm_upgrade.procedure.records import StepRecord
 from bm_upgrade.window import ACTIVE, SERVER, outage_spans
@@ -26,11 +25,11 @@ def record(node: str, action: str, started: float, ended: float) -> StepRecord:
 
 def steps_job(steps: dict[str, list[StepRecord]]) -> dg.JobDefinition:
     """A job named like the cluster's, one node per entry, each storing its records as the
-    upgrade's ops do (``_records_metadata``)."""
+    upgrade's ops do (``records_metadata``)."""
     # Unannotated: Dagster cannot resolve a nested op's string annotation of ``context``.
     @dg.op
     def step(context) -> None:  # type: ignore[no-untyped-def]
-        context.add_output_metadata(_records_metadata(steps[context.op_handle.name]))
+        context.add_output_metadata(records_metadata(steps[context.op_handle.name]))
 
     @dg.job(name=JOB)
     def job() -> None:

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bm_upgrade.defs.config import RunSettings, UpgradeConfig
-from bm_upgrade.defs.schedules import build_window_schedule, plan_window, schedule_name
+from bm_upgrade.defs.schedules import build_window_schedule, schedule_name
+from bm_upgrade.defs.window_plan import plan_window
 from bm_upgrade.errors import StepFailed
 from bm_upgrade.inventory import Inventory, Timeouts, Window
 from bm_upgrade.window import (
