@@ -255,3 +255,16 @@ def test_a_failure_found_during_the_standby_wait_stops_nothing() -> None:
                        f"not started: {EARLIER}"):
         failover(ctx, region, region.stripes[0])
     assert cluster.ran == []
+
+
+def test_a_mirror_that_finishes_its_sync_between_two_looks_is_not_a_bug() -> None:
+    """Re-executing the mirrors step while the upgraded mirror still syncs: the step's first
+    look plans its confirm-standby, the mirror's own look already sees it PASSIVE-STANDBY (it
+    synced in between) and has nothing to do; the step looks again and ends, stopping nothing
+    (the active is the failover step's)."""
+    ctx, cluster = stripe({A: "4.2.0", B: "4.2.1"}, {A: [ACTIVE], B: [SYNCING, STANDBY]})
+    region = ctx.inventory.regions[0]
+    records = upgrade_mirrors(ctx, region, region.stripes[0])
+    assert all(r.skipped for r in records)
+    assert cluster.did("stop") == [] and cluster.did("install") == []
+    assert (cluster.servers[A].answers, cluster.servers[B].answers) == ([ACTIVE], [STANDBY])
