@@ -20,21 +20,12 @@ from typing import Any, Protocol
 from bm_upgrade.errors import CommandTimeout, RemoteError
 from bm_upgrade.inventory import Client, Orchestrator, Server, Stripe
 from bm_upgrade.inventory_checks import url_host
-from bm_upgrade.remote.quoting import Command, shell
+from bm_upgrade.remote.quoting import Command, Ran, shell
 
 UNKNOWN = "unknown"
 STAT_PATH = "/tc-management-api/v2/local/stat"
 TOPOLOGY_PATH = "/tc-management-api/v2/agents/topologies/servers"
 WAN_STATUS_PATH = "/wan/status"
-
-
-class _Result(Protocol):
-    @property
-    def exit_code(self) -> int: ...
-    @property
-    def stdout(self) -> str: ...
-    @property
-    def stderr(self) -> str: ...
 
 
 class Runner(Protocol):
@@ -43,7 +34,7 @@ class Runner(Protocol):
     host: str
 
     def run(self, command: Command, timeout: float | None = None,
-            check: bool = True) -> _Result: ...
+            check: bool = True) -> Ran: ...
 
 
 # -- models ---------------------------------------------------------------------------------

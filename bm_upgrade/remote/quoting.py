@@ -9,9 +9,22 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
+from typing import Protocol
 
 Command = str | Sequence[str]
 """A command: an argv list (quoted here) or a line the caller already built with quoting."""
+
+
+class Ran(Protocol):
+    """What a command returned, as far as its callers read it (a connection's
+    ``CommandResult``, or a test's scripted answer)."""
+
+    @property
+    def exit_code(self) -> int: ...
+    @property
+    def stdout(self) -> str: ...
+    @property
+    def stderr(self) -> str: ...
 
 
 def quote(value: str) -> str:

@@ -33,7 +33,7 @@ from typing import Literal, Protocol
 import paramiko
 
 from bm_upgrade.errors import TransferFailed
-from bm_upgrade.remote.quoting import Command, quote
+from bm_upgrade.remote.quoting import Command, Ran, quote
 from bm_upgrade.remote.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -42,17 +42,6 @@ REQUEST_SIZE = 252 * 1024
 """Bytes per SFTP write request (sftp-server's limit is 256 KiB including the header)."""
 
 _READ_SIZE = 4 * REQUEST_SIZE
-
-
-class Ran(Protocol):
-    """What a command returned, as far as a transfer reads it."""
-
-    @property
-    def exit_code(self) -> int: ...
-    @property
-    def stdout(self) -> str: ...
-    @property
-    def stderr(self) -> str: ...
 
 
 class SftpHost(Protocol):
