@@ -23,6 +23,7 @@ import pytest
 from bm_upgrade.defs.launch import ensure_instance_yaml
 from bm_upgrade.inventory import Inventory, load_inventory
 from bm_upgrade.procedure.kit import CACHE_DIR_ENV
+from bm_upgrade.remote import HostPool
 from bm_upgrade.sandbox import cluster, journal
 
 
@@ -116,3 +117,10 @@ def small_sandbox() -> Iterator[E2ESandbox]:
     in file order, so each may rely on the state the previous one left."""
     with e2e_sandbox("small") as sandbox:
         yield sandbox
+
+
+@pytest.fixture(scope="module")
+def pool(small_sandbox: E2ESandbox) -> Iterator[HostPool]:
+    """One SSH connection per host of the module's ``small`` sandbox."""
+    with HostPool(small_sandbox.inventory.ssh) as hosts:
+        yield hosts

@@ -46,12 +46,6 @@ SECRET = "s3cr3t-token"
 
 
 @pytest.fixture(scope="module")
-def pool(small_sandbox: E2ESandbox) -> Iterator[HostPool]:
-    with HostPool(small_sandbox.inventory.ssh) as hosts:
-        yield hosts
-
-
-@pytest.fixture(scope="module")
 def staged(small_sandbox: E2ESandbox, pool: HostPool) -> dict[str, StagedKit]:
     inv = small_sandbox.inventory
     kit = inv.kit_for("4.2.1")

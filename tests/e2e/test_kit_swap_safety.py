@@ -13,7 +13,6 @@ import hashlib
 import logging
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +41,6 @@ pytestmark = pytest.mark.e2e
 
 TC_CONFIG_IN_KIT = "<tc-config><!-- the operator's, kept in the kit root --></tc-config>\n"
 BOTH_RUNNING = {"east-s1-a": "ACTIVE-COORDINATOR", "east-s1-b": "PASSIVE-STANDBY"}
-
-
-@pytest.fixture(scope="module")
-def pool(small_sandbox: E2ESandbox) -> Iterator[HostPool]:
-    with HostPool(small_sandbox.inventory.ssh) as hosts:
-        yield hosts
 
 
 @pytest.fixture(scope="module")

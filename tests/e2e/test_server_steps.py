@@ -40,6 +40,7 @@ from bm_upgrade.remote.quoting import quote
 from bm_upgrade.sandbox import cluster
 from tests.e2e import journal_check
 from tests.e2e.conftest import E2ESandbox, start_e2e_sandbox, stop_e2e_sandbox
+from tests.unit.inventories import server_model
 
 pytestmark = pytest.mark.e2e
 
@@ -49,16 +50,10 @@ log = logging.getLogger("tests.e2e.servers")
 
 
 # -- pure parts -------------------------------------------------------------------------------
-def _server(**extra: Any) -> Server:
-    fields: dict[str, Any] = {"name": "tsa-a1", "host": "10.0.0.1",
-                              "install_dir": "/opt/tc/bigmemory-max/",
-                              "tc_config": "/etc/tc/tc-config.xml", "data_dir": "/var/tc/data"}
-    fields.update(extra)
-    return Server(**fields)
 
 
 def test_server_pids_match_only_that_servers_processes() -> None:
-    server = _server()
+    server = server_model()
     ps = "\n".join([
         "  101 /bin/sh /opt/tc/bigmemory-max/server/bin/start-tc-server.sh -f "
         "/etc/tc/tc-config.xml -n tsa-a1",
@@ -72,13 +67,13 @@ def test_server_pids_match_only_that_servers_processes() -> None:
 
 
 def test_kit_swap_places_and_carried_files() -> None:
-    swap = KitSwap.for_server(_server())
+    swap = KitSwap.for_server(server_model())
     assert swap.install_dir == "/opt/tc/bigmemory-max"
     assert swap.work_dir == "/opt/tc/.bm-upgrade-work/tsa-a1"  # one per server
     assert swap.previous_kit("4.2.0") == "/opt/tc/.bm-upgrade-previous/bigmemory-max-4.2.0"
-    assert carried_paths(_server()) == ["tc-config.xml", "server/tc-config.xml",
+    assert carried_paths(server_model()) == ["tc-config.xml", "server/tc-config.xml",
                                         "server/bin/setenv.sh"]
-    inside = _server(tc_config="/opt/tc/bigmemory-max/conf/tc-config.xml")
+    inside = server_model(tc_config="/opt/tc/bigmemory-max/conf/tc-config.xml")
     assert carried_paths(inside)[-1] == "conf/tc-config.xml"
 
 
@@ -119,12 +114,6 @@ def test_each_plan_step_belongs_to_mirrors_active_or_failback() -> None:
 
 
 # -- helpers ----------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def pool(small_sandbox: E2ESandbox) -> Iterator[HostPool]:
-    with HostPool(small_sandbox.inventory.ssh) as hosts:
-        yield hosts
-
-
 def stage(sandbox: E2ESandbox, pool: HostPool, version: str) -> dict[str, StagedKit]:
     """Fetch the kit from the sandbox's kit server and stage it with the license key."""
     inv = sandbox.inventory

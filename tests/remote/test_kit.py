@@ -7,7 +7,6 @@ import hashlib
 import http.server
 import logging
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from bm_upgrade.procedure.kit import (
     staging_targets,
 )
 from bm_upgrade.remote import HostPool
-from tests.remote.conftest import Host
+from tests.remote.conftest import Host, serving
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 KIT_BYTES = os.urandom(2 * 1024 * 1024 + 777)
@@ -73,14 +72,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def kit_server() -> Iterator[KitServer]:
     server = KitServer(("127.0.0.1", 0), _Handler)
     server.requests = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import tarfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from bm_upgrade.procedure.room import (
     unpacked_size,
 )
 from bm_upgrade.remote import HostPool
-from tests.remote.conftest import Host
+from tests.remote.conftest import Host, serving
 from tests.remote.test_kit import KIT_BYTES as STAGED_BYTES
 from tests.remote.test_kit import inventory_for
 
@@ -74,14 +73,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def auth_server() -> Iterator[AuthServer]:
     server = AuthServer(("127.0.0.1", 0), _Handler)
     server.seen = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def secret_kit(port: int, name: str) -> Kit:

@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from bm_upgrade.inventory import Server
+
 KIT_SHA = "ab" * 32
 
 
@@ -116,3 +118,13 @@ def unanswered(folder: Path, name: str) -> Path:
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def server_model(**extra: Any) -> Server:
+    """A validated :class:`Server` (tsa-a1 on 10.0.0.1, kit root /opt/tc/bigmemory-max/);
+    ``extra`` overrides fields."""
+    fields: dict[str, Any] = {"name": "tsa-a1", "host": "10.0.0.1",
+                              "install_dir": "/opt/tc/bigmemory-max/",
+                              "tc_config": "/etc/tc/tc-config.xml", "data_dir": "/var/tc/data"}
+    fields.update(extra)
+    return Server(**fields)

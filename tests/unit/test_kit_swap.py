@@ -3,30 +3,20 @@ kit belongs to a kit root, and what proves a kit root (issue 11: B1, C2)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from bm_upgrade.inventory import Server
 from bm_upgrade.procedure.kit_swap import KitSwap, proven_kit
-
-
-def _server(**extra: Any) -> Server:
-    fields: dict[str, Any] = {"name": "tsa-a1", "host": "10.0.0.1",
-                              "install_dir": "/opt/tc/bigmemory-max/",
-                              "tc_config": "/etc/tc/tc-config.xml", "data_dir": "/var/tc/data"}
-    fields.update(extra)
-    return Server(**fields)
+from tests.unit.inventories import server_model
 
 
 def test_each_server_has_its_own_work_folder() -> None:
     """Two servers never share scratch space, even with the same kit root on one host."""
-    one, two = _server(), _server(name="tsa-a2", data_dir="/var/tc/data2")
+    one, two = server_model(), server_model(name="tsa-a2", data_dir="/var/tc/data2")
     assert KitSwap.for_server(one).work_dir == "/opt/tc/.bm-upgrade-work/tsa-a1"
     assert KitSwap.for_server(two).work_dir == "/opt/tc/.bm-upgrade-work/tsa-a2"
     assert KitSwap.for_server(one).previous_dir == KitSwap.for_server(two).previous_dir
 
 
 def test_newest_previous_is_the_first_kept_kit_of_that_kit_root() -> None:
-    swap = KitSwap.for_server(_server(install_dir="/opt/tc/tsa"))
+    swap = KitSwap.for_server(server_model(install_dir="/opt/tc/tsa"))
     listing = ["/opt/tc/.bm-upgrade-previous/tsa-1-4.2.1",  # another kit root's (tsa-1)
                "/opt/tc/.bm-upgrade-previous/tsa-notes",
                "/opt/tc/.bm-upgrade-previous/tsa-4.2.0",
