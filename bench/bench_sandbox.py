@@ -75,19 +75,33 @@ def command_costs(directory: Path, inventory_path: Path) -> None:
     host = inventory.regions[0].stripes[0].servers[0].host
     with HostPool(inventory.ssh) as pool:
         conn = pool.get(host)
-        print(f"one command over SSH (`true`, open connection): "
-              f"{median_ms(lambda: conn.run('true')):.1f} ms median")
+        print(
+            f"one command over SSH (`true`, open connection): "
+            f"{median_ms(lambda: conn.run('true')):.1f} ms median"
+        )
     folder = directory / "bench-wrappers"
     python = sshd.wrapper_python()
     wrappers = {"python": [python, "-S", "-I", str(folder / "cmdwrap.pyc")]}
     if sshd.install_wrapper(folder).name == "cmdwrap":
-        wrappers["compiled"] = [str(folder / "cmdwrap"), "--python", python, "--pyc",
-                                str(folder / "cmdwrap.pyc")]
+        wrappers["compiled"] = [
+            str(folder / "cmdwrap"),
+            "--python",
+            python,
+            "--pyc",
+            str(folder / "cmdwrap.pyc"),
+        ]
     env = {**os.environ, "SSH_ORIGINAL_COMMAND": "true"}
     root = directory / "hosts" / host
     for name, argv in wrappers.items():
-        args = [*argv, "--host", host, "--journal", str(folder / "journal.jsonl"),
-                "--scan-root", str(root)]
+        args = [
+            *argv,
+            "--host",
+            host,
+            "--journal",
+            str(folder / "journal.jsonl"),
+            "--scan-root",
+            str(root),
+        ]
         cost = median_ms(lambda args=args: subprocess.run(args, env=env, check=True))
         print(f"command wrapper alone ({name}, journal + scans + sh): {cost:.1f} ms median")
 
@@ -100,40 +114,69 @@ def main() -> None:
         started = time.monotonic()
         inventory_path = cluster.up(TOPOLOGY, directory)
         up_s = time.monotonic() - started
-        print(f"sandbox up (2 regions x 4 stripes x 2 servers + 8 clients): {up_s:.1f} s "
-              "(goal 15 s)")
+        print(
+            f"sandbox up (2 regions x 4 stripes x 2 servers + 8 clients): {up_s:.1f} s (goal 15 s)"
+        )
         rss = {name: rss_mb(pid) for name, pid in server_pids(directory).items()}
         if rss:
-            print(f"server RSS: max {max(rss.values()):.1f} MB, mean "
-                  f"{sum(rss.values()) / len(rss):.1f} MB over {len(rss)} servers (goal 60 MB)")
+            print(
+                f"server RSS: max {max(rss.values()):.1f} MB, mean "
+                f"{sum(rss.values()) / len(rss):.1f} MB over {len(rss)} servers (goal 60 MB)"
+            )
             pids = server_pids(directory)
             before = {name: cpu_ticks(pid) for name, pid in pids.items()}
             time.sleep(1.0)
             used = [cpu_ticks(pid) - before[name] for name, pid in pids.items()]
-            print(f"server CPU over 1 s with clients writing: max {max(used)} ticks, mean "
-                  f"{sum(used) / len(used):.1f} ticks of 10 ms (no busy polling)")
+            print(
+                f"server CPU over 1 s with clients writing: max {max(used)} ticks, mean "
+                f"{sum(used) / len(used):.1f} ticks of 10 ms (no busy polling)"
+            )
         inventory = yaml.safe_load(inventory_path.read_text())
         mirror = inventory["regions"][0]["stripes"][0]["servers"][1]
         bin_dir = Path(mirror["install_dir"]) / "server" / "bin"
         user = sshd.login_user()
         since = time.time()
         run = ["runuser", "-u", user, "--"] if user != getpass.getuser() else []
-        subprocess.run([*run, str(bin_dir / "stop-tc-server.sh"), "-f", mirror["tc_config"],
-                        "-n", mirror["name"]], check=True, capture_output=True)
+        subprocess.run(
+            [
+                *run,
+                str(bin_dir / "stop-tc-server.sh"),
+                "-f",
+                mirror["tc_config"],
+                "-n",
+                mirror["name"],
+            ],
+            check=True,
+            capture_output=True,
+        )
         time.sleep(1.0)
         log = directory / "bench-restart.log"
         with log.open("w") as out:
-            subprocess.Popen([*run, "setsid", str(bin_dir / "start-tc-server.sh"), "-f",
-                              mirror["tc_config"], "-n", mirror["name"]], stdout=out,
-                             stderr=subprocess.STDOUT, start_new_session=True)
+            subprocess.Popen(
+                [
+                    *run,
+                    "setsid",
+                    str(bin_dir / "start-tc-server.sh"),
+                    "-f",
+                    mirror["tc_config"],
+                    "-n",
+                    mirror["name"],
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         timing = yaml.safe_load(TOPOLOGY.read_text())["timing"]
         deadline = time.time() + 30
         uninit = standby = None
         while time.time() < deadline and standby is None:
             for line in (directory / "journal.jsonl").read_text().splitlines():
                 e = json.loads(line)
-                if (e["t"] >= since and e["event"] == "server_state"
-                        and e["server"] == mirror["name"]):
+                if (
+                    e["t"] >= since
+                    and e["event"] == "server_state"
+                    and e["server"] == mirror["name"]
+                ):
                     if e["state"] == "PASSIVE-UNINITIALIZED":
                         uninit = e["t"]
                     elif e["state"] == "PASSIVE-STANDBY" and uninit:
@@ -141,8 +184,10 @@ def main() -> None:
             time.sleep(0.2)
         if uninit and standby:
             took = standby - uninit
-            print(f"sync: {took:.3f} s for a configured {timing['sync_s']} s "
-                  f"({100 * (took / timing['sync_s'] - 1):+.1f} %; goal within 10 %)")
+            print(
+                f"sync: {took:.3f} s for a configured {timing['sync_s']} s "
+                f"({100 * (took / timing['sync_s'] - 1):+.1f} %; goal within 10 %)"
+            )
         else:
             print("sync: the restarted mirror did not reach PASSIVE-STANDBY within 30 s")
         command_costs(directory, inventory_path)

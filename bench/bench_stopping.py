@@ -5,7 +5,6 @@ has one failed step among a few hundred events::
     .venv/bin/python bench/bench_stopping.py [--looks 200]
 """
 
-
 import argparse
 import os
 import statistics
@@ -52,9 +51,11 @@ def main() -> None:
             earlier_failure(inst, run_id, "chatty")
             times.append(time.perf_counter() - started)
     times.sort()
-    print(f"stop check before a disruptive action (SQLite, {args.looks} looks): median "
-          f"{statistics.median(times) * 1000:.2f} ms, p95 "
-          f"{times[int(len(times) * 0.95) - 1] * 1000:.2f} ms")
+    print(
+        f"stop check before a disruptive action (SQLite, {args.looks} looks): median "
+        f"{statistics.median(times) * 1000:.2f} ms, p95 "
+        f"{times[int(len(times) * 0.95) - 1] * 1000:.2f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -65,8 +65,7 @@ def wan_bound(topology: dict) -> float:
 
 def lower_bound(topology: dict, parallel: int, failback: bool) -> float:
     stripes = sum(r["stripes"] for r in topology["regions"])
-    return (math.ceil(stripes / parallel) * stripe_bound(topology, failback)
-            + wan_bound(topology))
+    return math.ceil(stripes / parallel) * stripe_bound(topology, failback) + wan_bound(topology)
 
 
 def share_of(step_key: str, topology: dict, failback: bool) -> float:
@@ -104,19 +103,24 @@ def one(parallel: int, failback: bool) -> None:
             return
         bound = lower_bound(topology, parallel, failback)
         lost = cluster.verify(directory)["lost"]
-        wrapper = ("compiled" if (directory / "ssh" / "cmdwrap").exists() else "python")
-        print(f"parallel_stripes={parallel} failback={failback}: wall {wall:.1f} s, lower "
-              f"bound {bound:.1f} s, ratio {wall / bound:.2f}x; lost writes {lost} "
-              f"(sandbox command wrapper: {wrapper})")
-        stats = sorted(inst.get_run_step_stats(outcome.run_id),
-                       key=lambda s: s.start_time or 0.0)
+        wrapper = "compiled" if (directory / "ssh" / "cmdwrap").exists() else "python"
+        print(
+            f"parallel_stripes={parallel} failback={failback}: wall {wall:.1f} s, lower "
+            f"bound {bound:.1f} s, ratio {wall / bound:.2f}x; lost writes {lost} "
+            f"(sandbox command wrapper: {wrapper})"
+        )
+        stats = sorted(inst.get_run_step_stats(outcome.run_id), key=lambda s: s.start_time or 0.0)
         print(f"  {'step':32s} {'s':>6s} {'bound s':>8s}")
         for step in stats:
             took = (step.end_time or 0.0) - (step.start_time or 0.0)
-            print(f"  {step.step_key:32s} {took:6.2f} "
-                  f"{share_of(step.step_key, topology, failback):8.1f}")
-        print(f"  {len(stats)} Dagster steps; {(wall - bound) / max(1, len(stats)):.2f} s per "
-              "step beyond the bound")
+            print(
+                f"  {step.step_key:32s} {took:6.2f} "
+                f"{share_of(step.step_key, topology, failback):8.1f}"
+            )
+        print(
+            f"  {len(stats)} Dagster steps; {(wall - bound) / max(1, len(stats)):.2f} s per "
+            "step beyond the bound"
+        )
     finally:
         cluster.down(directory)
         shutil.rmtree(base, ignore_errors=True)

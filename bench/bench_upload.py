@@ -41,8 +41,9 @@ def best_of(repeat: int, action: Callable[[], None], before: Callable[[], None])
     return min(times)
 
 
-def start_host(base: Path, address: str) -> tuple[sshd.SshdHandle, SshSettings,
-                                                  sshd.ClientKey, Path]:
+def start_host(
+    base: Path, address: str
+) -> tuple[sshd.SshdHandle, SshSettings, sshd.ClientKey, Path]:
     """One sandbox sshd at ``address`` whose login user may write ``base/work``."""
     user = sshd.login_user()
     key = sshd.create_client_key(base / "client" / "id_ed25519")
@@ -51,11 +52,17 @@ def start_host(base: Path, address: str) -> tuple[sshd.SshdHandle, SshSettings,
         folder.mkdir(parents=True)
         sshd.give_to_user(folder, user)
     sshd.grant_traverse(work)
-    handle = sshd.start_sshd(address, sshd.default_port(), root,
-                             authorized_key=key.public_line, login_user=user)
+    handle = sshd.start_sshd(
+        address, sshd.default_port(), root, authorized_key=key.public_line, login_user=user
+    )
     known = sshd.write_known_hosts(base / "client" / "known_hosts", [handle])
-    settings = SshSettings(user=user, port=handle.port, key_file=str(key.private),
-                           known_hosts=str(known), use_agent=False)
+    settings = SshSettings(
+        user=user,
+        port=handle.port,
+        key_file=str(key.private),
+        known_hosts=str(known),
+        use_agent=False,
+    )
     return handle, settings, key, known
 
 
@@ -89,36 +96,56 @@ def main() -> None:
         with Connection(address, settings) as conn:
             conn.open()
             results["bm_upgrade upload (verified)"] = best_of(
-                args.repeat, lambda: conn.upload(payload, str(dest), sha), clean)
+                args.repeat, lambda: conn.upload(payload, str(dest), sha), clean
+            )
             sftp = conn.sftp()
             results["bm_upgrade transfer only"] = best_of(
-                args.repeat, lambda: _send(sftp, payload, str(dest), 0) and None, clean)
+                args.repeat, lambda: _send(sftp, payload, str(dest), 0) and None, clean
+            )
             cipher = conn.transport.remote_cipher
 
         plain = paramiko.SSHClient()
         plain.load_host_keys(str(known))
         plain.set_missing_host_key_policy(paramiko.RejectPolicy())
-        plain.connect(address, handle.port, username=user, key_filename=str(key.private),
-                      allow_agent=False, look_for_keys=False)
+        plain.connect(
+            address,
+            handle.port,
+            username=user,
+            key_filename=str(key.private),
+            allow_agent=False,
+            look_for_keys=False,
+        )
         plain_sftp = plain.open_sftp()
         results["paramiko sftp.put (defaults)"] = best_of(
-            args.repeat, lambda: plain_sftp.put(str(payload), str(dest)) and None, clean)
+            args.repeat, lambda: plain_sftp.put(str(payload), str(dest)) and None, clean
+        )
         plain.close()
 
-        scp = [shutil.which("scp") or "scp", "-q", "-i", str(key.private), "-P",
-               str(handle.port), "-o", f"UserKnownHostsFile={known}", "-o",
-               "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", str(payload),
-               f"{user}@{address}:{dest}"]
+        scp = [
+            shutil.which("scp") or "scp",
+            "-q",
+            "-i",
+            str(key.private),
+            "-P",
+            str(handle.port),
+            "-o",
+            f"UserKnownHostsFile={known}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            str(payload),
+            f"{user}@{address}:{dest}",
+        ]
         results["OpenSSH scp"] = best_of(
-            args.repeat, lambda: subprocess.run(scp, check=True) and None, clean)
+            args.repeat, lambda: subprocess.run(scp, check=True) and None, clean
+        )
 
-        print(f"{size_mb:.0f} MiB over loopback, best of {args.repeat}; bm_upgrade cipher "
-              f"{cipher}")
+        print(f"{size_mb:.0f} MiB over loopback, best of {args.repeat}; bm_upgrade cipher {cipher}")
         reference = size_mb / results["OpenSSH scp"]
         for name, seconds in results.items():
             rate = size_mb / seconds
-            print(f"  {name:<32} {seconds:6.2f} s  {rate:7.1f} MiB/s  "
-                  f"{rate / reference:5.2f}x scp")
+            print(f"  {name:<32} {seconds:6.2f} s  {rate:7.1f} MiB/s  {rate / reference:5.2f}x scp")
     finally:
         if handle is not None:
             handle.stop()

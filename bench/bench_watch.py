@@ -25,9 +25,16 @@ TOPOLOGY = {
     "kits": ["4.2.0", "4.2.1"],
     "persistent": True,
     "regions": [
-        {"name": name, "wan_role": role, "stripes": 4, "mirrors": 1, "clients": 1,
-         "orchestrators": {"master": 1, "standby": 1}}
-        for name, role in (("east", "master"), ("west", "replica"))],
+        {
+            "name": name,
+            "wan_role": role,
+            "stripes": 4,
+            "mirrors": 1,
+            "clients": 1,
+            "orchestrators": {"master": 1, "standby": 1},
+        }
+        for name, role in (("east", "master"), ("west", "replica"))
+    ],
     "timing": {"start_s": 0.2, "election_s": 0.5, "sync_s": 0.5},
 }
 LOAD_SCRIPT = """
@@ -41,6 +48,7 @@ jobs = len([j for j in repo.get_all_jobs() if j.name.startswith("upgrade_")])
 done = time.perf_counter()
 print(f"{done - started:.3f} {imported - started:.3f} {jobs} {len(repo.sensor_defs)}")
 """
+
 
 def bench_ticks(ticks: int) -> list[float]:
     import dagster as dg
@@ -61,8 +69,9 @@ def bench_ticks(ticks: int) -> list[float]:
         with dg.instance_for_test() as instance:
             for _ in range(ticks):
                 started = time.perf_counter()
-                data = sensor.evaluate_tick(dg.build_sensor_context(instance=instance,
-                                                                    cursor=cursor))
+                data = sensor.evaluate_tick(
+                    dg.build_sensor_context(instance=instance, cursor=cursor)
+                )
                 times.append(time.perf_counter() - started)
                 cursor = data.cursor
         return times
@@ -78,10 +87,17 @@ def bench_load(count: int) -> tuple[float, float, int, int]:
     try:
         for i in range(count):
             (folder / f"c{i:02d}.yaml").write_text(
-                yaml.safe_dump({**data, "cluster": f"cluster_{i:02d}"}), encoding="utf-8")
+                yaml.safe_dump({**data, "cluster": f"cluster_{i:02d}"}), encoding="utf-8"
+            )
         env = {**os.environ, "BM_UPGRADE_INVENTORY_DIR": str(folder)}
-        out = subprocess.run([sys.executable, "-c", LOAD_SCRIPT], env=env, check=True,
-                             capture_output=True, text=True, timeout=120).stdout.split()
+        out = subprocess.run(
+            [sys.executable, "-c", LOAD_SCRIPT],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout.split()
         return float(out[0]), float(out[1]), int(out[2]), int(out[3])
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -94,13 +110,17 @@ def main() -> int:
     args = parser.parse_args()
     times = bench_ticks(args.ticks)
     first, rest = times[0], times[1:] or times
-    print(f"sensor tick, 2 regions x 4 stripes + 4 orchestrators: first {first:.3f} s, "
-          f"then median {statistics.median(rest):.3f} s, max {max(rest):.3f} s "
-          f"(target 1 s)")
+    print(
+        f"sensor tick, 2 regions x 4 stripes + 4 orchestrators: first {first:.3f} s, "
+        f"then median {statistics.median(rest):.3f} s, max {max(rest):.3f} s "
+        f"(target 1 s)"
+    )
     seconds, dagster_import, jobs, sensors = bench_load(args.inventories)
-    print(f"definitions with {args.inventories} inventory files: {seconds:.2f} s in a fresh "
-          f"interpreter, of which {dagster_import:.2f} s importing dagster ({jobs} jobs, "
-          f"{sensors} sensors; target 3 s)")
+    print(
+        f"definitions with {args.inventories} inventory files: {seconds:.2f} s in a fresh "
+        f"interpreter, of which {dagster_import:.2f} s importing dagster ({jobs} jobs, "
+        f"{sensors} sensors; target 3 s)"
+    )
     return 0 if max(times) <= 1.0 and seconds <= 3.0 else 1
 
 

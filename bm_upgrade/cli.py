@@ -28,9 +28,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     inventory = load_inventory(args.inventory)
     servers = sum(1 for _ in inventory.servers())
-    print(f"{args.inventory}: valid inventory of cluster {inventory.cluster!r} "
-          f"({len(inventory.regions)} region(s), {servers} server(s), "
-          f"target {inventory.target_version})")
+    print(
+        f"{args.inventory}: valid inventory of cluster {inventory.cluster!r} "
+        f"({len(inventory.regions)} region(s), {servers} server(s), "
+        f"target {inventory.target_version})"
+    )
     return 0
 
 
@@ -93,8 +95,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.accept_data_loss:
         overrides["accept_data_loss"] = True
     with FinishSafelyOnSignals() as signals:
-        outcome = run_upgrade(args.inventory, target=args.to, dry_run=args.dry_run,
-                              overrides=overrides, on_run_id=signals.on_run_id(_print_run_id))
+        outcome = run_upgrade(
+            args.inventory,
+            target=args.to,
+            dry_run=args.dry_run,
+            overrides=overrides,
+            on_run_id=signals.on_run_id(_print_run_id),
+        )
     return _finish(outcome)
 
 
@@ -102,8 +109,12 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
     from bm_upgrade.defs.launch import rerun
 
     with FinishSafelyOnSignals() as signals:
-        outcome = rerun(args.run_id, on_run_id=signals.on_run_id(_print_run_id),
-                        inventory_changed=args.inventory_changed, on_notice=_print_notice)
+        outcome = rerun(
+            args.run_id,
+            on_run_id=signals.on_run_id(_print_run_id),
+            inventory_changed=args.inventory_changed,
+            on_notice=_print_notice,
+        )
     return _finish(outcome)
 
 
@@ -118,8 +129,13 @@ def _ask(question: str) -> bool:
 def _cmd_trust_hosts(args: argparse.Namespace) -> int:
     from bm_upgrade.trust import trust_hosts
 
-    return trust_hosts(args.inventory, yes=args.yes, ask=_ask if sys.stdin.isatty() else None,
-                       out=sys.stdout, err=sys.stderr)
+    return trust_hosts(
+        args.inventory,
+        yes=args.yes,
+        ask=_ask if sys.stdin.isatty() else None,
+        out=sys.stdout,
+        err=sys.stderr,
+    )
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -139,8 +155,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     ensure_instance_yaml(Path(os.environ["DAGSTER_HOME"]))
     print(f"sandbox: starting topology {args.topology} in {directory}", file=sys.stderr)
     try:
-        inventory = cluster.up(args.topology, directory,
-                               progress=lambda msg: print(f"sandbox: {msg}", file=sys.stderr))
+        inventory = cluster.up(
+            args.topology, directory, progress=lambda msg: print(f"sandbox: {msg}", file=sys.stderr)
+        )
         outcome = run_upgrade(inventory, target=args.to, on_run_id=_print_run_id)
         code = _finish(outcome)
         result = cluster.verify(directory)
@@ -175,10 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inventory", metavar="INVENTORY")
     p.add_argument("--to", metavar="VERSION", help="target version (default: the inventory's)")
     p.add_argument("--json", action="store_true", help="a JSON list of steps")
-    p.add_argument("--allow-downtime", action="store_true",
-                   help="accept downtime for stripes without a mirror")
-    p.add_argument("--accept-data-loss", action="store_true",
-                   help="accept losing the data of non-persistent stripes without a mirror")
+    p.add_argument(
+        "--allow-downtime", action="store_true", help="accept downtime for stripes without a mirror"
+    )
+    p.add_argument(
+        "--accept-data-loss",
+        action="store_true",
+        help="accept losing the data of non-persistent stripes without a mirror",
+    )
     p.set_defaults(handler=_cmd_plan)
 
     p = sub.add_parser("status", help="live roles, states and versions of every node")
@@ -189,24 +210,37 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the upgrade job through Dagster (shows in the UI)")
     p.add_argument("inventory", metavar="INVENTORY")
     p.add_argument("--to", metavar="VERSION", help="target version (default: the inventory's)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="probe everything, report every step, change nothing")
+    p.add_argument(
+        "--dry-run", action="store_true", help="probe everything, report every step, change nothing"
+    )
     p.add_argument("--allow-downtime", action="store_true")
     p.add_argument("--accept-data-loss", action="store_true")
     p.set_defaults(handler=_cmd_run)
 
-    p = sub.add_parser("rerun", help="re-execute a failed or canceled run (or one whose "
-                       "process was killed) from its failed step")
+    p = sub.add_parser(
+        "rerun",
+        help="re-execute a failed or canceled run (or one whose "
+        "process was killed) from its failed step",
+    )
     p.add_argument("run_id", metavar="RUN_ID")
-    p.add_argument("--inventory-changed", action="store_true",
-                   help="re-execute although the inventory file changed since that run")
+    p.add_argument(
+        "--inventory-changed",
+        action="store_true",
+        help="re-execute although the inventory file changed since that run",
+    )
     p.set_defaults(handler=_cmd_rerun)
 
-    p = sub.add_parser("trust-hosts", help="show each host's key fingerprint and record it in "
-                       "known_hosts on your word (first contact)")
+    p = sub.add_parser(
+        "trust-hosts",
+        help="show each host's key fingerprint and record it in "
+        "known_hosts on your word (first contact)",
+    )
     p.add_argument("inventory", metavar="INVENTORY")
-    p.add_argument("--yes", action="store_true",
-                   help="record every new key shown, without asking (check them first)")
+    p.add_argument(
+        "--yes",
+        action="store_true",
+        help="record every new key shown, without asking (check them first)",
+    )
     p.set_defaults(handler=_cmd_trust_hosts)
 
     p = sub.add_parser("demo", help="sandbox up + a full upgrade + a report, then down")

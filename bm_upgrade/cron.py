@@ -21,8 +21,13 @@ from dataclasses import dataclass
 
 from croniter import CroniterBadDateError, CroniterError, croniter
 
-_FIELDS = [("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
-           ("day of week", 0, 7)]
+_FIELDS = [
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+    ("day of week", 0, 7),
+]
 _RANGE = re.compile(r"^(\w+)-(\w+)")
 _ANY_YEAR = datetime.datetime(2024, 1, 1)
 """Where :func:`parse_cron` looks for a first firing (croniter searches decades ahead)."""
@@ -38,13 +43,17 @@ def _check_field(index: int, part: str) -> None:
     what, low, high = _FIELDS[index]
     tokens = re.split(r"[,/-]", part.lower())
     if "r" in tokens or "h" in tokens:
-        raise ValueError(f"{what} {part!r}: random (R) and hashed (H) values are not "
-                         "supported; a window opens at times you choose")
+        raise ValueError(
+            f"{what} {part!r}: random (R) and hashed (H) values are not "
+            "supported; a window opens at times you choose"
+        )
     try:
         croniter.expand(_alone(index, part))
     except CroniterError:
-        raise ValueError(f"{what} {part!r} is not a number from {low} to {high} (or a name, "
-                         "list, range or step of them)") from None
+        raise ValueError(
+            f"{what} {part!r} is not a number from {low} to {high} (or a name, "
+            "list, range or step of them)"
+        ) from None
     for item in part.split(","):
         # croniter reads 5-2 as 5 to 2 round the clock; Vixie cron (and this tool) refuses it.
         if (match := _RANGE.match(item)) and _number(index, match[1]) > _number(index, match[2]):
@@ -106,8 +115,10 @@ def _instant(wall: datetime.datetime) -> datetime.datetime:
         return late.astimezone(zone) if late != early else back  # repeated: the second
     # Skipped: the change happened between the two readings; find it to the minute.
     moment = min(early, late)
-    while moment < max(early, late) and moment.astimezone(zone).utcoffset() \
-            == min(early, late).astimezone(zone).utcoffset():
+    while (
+        moment < max(early, late)
+        and moment.astimezone(zone).utcoffset() == min(early, late).astimezone(zone).utcoffset()
+    ):
         moment += datetime.timedelta(minutes=1)
     return moment.astimezone(zone)
 
@@ -126,6 +137,5 @@ def parse_cron(text: str) -> Cron:
         # Vixie cron would still fire on the day of week; Dagster refuses it outright.
         raise ValueError("February has no 30th or 31st day")
     if next(cron.times_from(_ANY_YEAR.replace(tzinfo=datetime.UTC)), None) is None:
-        raise ValueError("it never fires: no day matches its day-of-month, month and "
-                         "day-of-week")
+        raise ValueError("it never fires: no day matches its day-of-month, month and day-of-week")
     return cron

@@ -43,8 +43,7 @@ def inventory_files(folder: Path) -> list[Path]:
     """The inventory files of ``folder`` (``*.yaml`` and ``*.yml``), sorted."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir()
-                  if p.suffix in {".yaml", ".yml"} and p.is_file())
+    return sorted(p for p in folder.iterdir() if p.suffix in {".yaml", ".yml"} and p.is_file())
 
 
 @dataclass
@@ -59,8 +58,9 @@ class _Cluster:
     assets: list[dg.AssetSpec] = field(default_factory=list)
 
     def definitions(self) -> dg.Definitions:
-        return dg.Definitions(jobs=self.jobs, schedules=self.schedules, sensors=self.sensors,
-                              assets=self.assets)
+        return dg.Definitions(
+            jobs=self.jobs, schedules=self.schedules, sensors=self.sensors, assets=self.assets
+        )
 
 
 def _cluster(path: str, taken: dict[str, str]) -> _Cluster:
@@ -72,16 +72,28 @@ def _cluster(path: str, taken: dict[str, str]) -> _Cluster:
     """
     inventory = load_inventory(path)
     if inventory.cluster in taken:
-        raise InventoryError(path, [FieldIssue("cluster", f"cluster {inventory.cluster!r} is "
-                                               f"already the cluster of {taken[inventory.cluster]}"
-                                               "; give each inventory file its own cluster "
-                                               "name (jobs are named upgrade_<cluster>)")])
+        raise InventoryError(
+            path,
+            [
+                FieldIssue(
+                    "cluster",
+                    f"cluster {inventory.cluster!r} is "
+                    f"already the cluster of {taken[inventory.cluster]}"
+                    "; give each inventory file its own cluster "
+                    "name (jobs are named upgrade_<cluster>)",
+                )
+            ],
+        )
     job = build_upgrade_job(inventory, path)
     schedule = build_window_schedule(inventory, job)
-    return _Cluster(path, inventory.cluster, jobs=[job],
-                    schedules=[schedule] if schedule is not None else [],
-                    sensors=[build_status_sensor(inventory, path, alert=post_alert)],
-                    assets=[status_asset(inventory)])
+    return _Cluster(
+        path,
+        inventory.cluster,
+        jobs=[job],
+        schedules=[schedule] if schedule is not None else [],
+        sensors=[build_status_sensor(inventory, path, alert=post_alert)],
+        assets=[status_asset(inventory)],
+    )
 
 
 def _error_sensors(broken: list[tuple[str, str]]) -> list[dg.SensorDefinition]:
@@ -118,18 +130,26 @@ def build_definitions(folder: Path | None = None) -> dg.Definitions:
             broken.append((resolved, str(exc)))
             continue
         except Exception as exc:
-            broken.append((resolved, f"{resolved}: its jobs could not be built ({exc!r}); "
-                                     "check it with `bm-upgrade validate`, then reload the code "
-                                     "location"))
+            broken.append(
+                (
+                    resolved,
+                    f"{resolved}: its jobs could not be built ({exc!r}); "
+                    "check it with `bm-upgrade validate`, then reload the code "
+                    "location",
+                )
+            )
             continue
         taken[cluster.name] = resolved
         clusters.append(cluster)
     sensors = [s for c in clusters for s in c.sensors] + _error_sensors(broken)
     if clusters:
         sensors += [notify_run_failure, notify_run_success]
-    return dg.Definitions(jobs=[j for c in clusters for j in c.jobs],
-                          schedules=[s for c in clusters for s in c.schedules],
-                          sensors=sensors, assets=[a for c in clusters for a in c.assets])
+    return dg.Definitions(
+        jobs=[j for c in clusters for j in c.jobs],
+        schedules=[s for c in clusters for s in c.schedules],
+        sensors=sensors,
+        assets=[a for c in clusters for a in c.assets],
+    )
 
 
 defs = build_definitions()

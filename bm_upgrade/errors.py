@@ -140,9 +140,7 @@ class CommandFailed(RemoteError):
         stderr: its standard error.
     """
 
-    def __init__(
-        self, host: str, command: str, exit_code: int, stdout: str, stderr: str
-    ) -> None:
+    def __init__(self, host: str, command: str, exit_code: int, stdout: str, stderr: str) -> None:
         self.command = command
         self.exit_code = exit_code
         self.stdout = stdout

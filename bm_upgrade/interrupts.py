@@ -45,13 +45,21 @@ class FinishSafelyOnSignals:
         self.received.append(name)
         if len(self.received) == 1:
             halt.request_stop(self.reason())
-            print(f"{name} received: finishing the current step safely (nothing new is "
-                  "stopped; a stopped server is restarted first), then the run ends as "
-                  "failed", file=self._out, flush=True)
+            print(
+                f"{name} received: finishing the current step safely (nothing new is "
+                "stopped; a stopped server is restarted first), then the run ends as "
+                "failed",
+                file=self._out,
+                flush=True,
+            )
         else:
-            print(f"{name} received: still finishing the current step safely; SIGKILL "
-                  "abandons the run (then `bm-upgrade rerun RUN_ID` marks it failed and goes "
-                  "on)", file=self._out, flush=True)
+            print(
+                f"{name} received: still finishing the current step safely; SIGKILL "
+                "abandons the run (then `bm-upgrade rerun RUN_ID` marks it failed and goes "
+                "on)",
+                file=self._out,
+                flush=True,
+            )
 
     def on_run_id(self, announce: Callable[[str], None]) -> Callable[[str], None]:
         """``announce`` for the run id, which also repeats a stop requested before the run
@@ -78,8 +86,9 @@ class FinishSafelyOnSignals:
                 signal.signal(sig, self._handle)
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         for sig, before in self._previous.items():
             signal.signal(sig, before)
         self._previous.clear()

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 
 from bm_upgrade.errors import FieldIssue
 
-REMOTE_PATH_FIELDS = ("install_dir", "tc_config", "data_dir", "wan_xml", "lib_dir",
-                      "console_log")
+REMOTE_PATH_FIELDS = ("install_dir", "tc_config", "data_dir", "wan_xml", "lib_dir", "console_log")
 """Every field holding a path on a remote host."""
 
 _LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
@@ -41,15 +40,19 @@ def remote_path_problem(path: str) -> str | None:
     if _CONTROL.search(path):
         return f"{path!r} holds a control character (a newline?); write the path on one line"
     if not path.startswith("/"):
-        return (f"{path!r} is not an absolute path; write it from the root, such as "
-                "/opt/terracotta/bigmemory-max (a remote path has no ~ or working folder)")
+        return (
+            f"{path!r} is not an absolute path; write it from the root, such as "
+            "/opt/terracotta/bigmemory-max (a remote path has no ~ or working folder)"
+        )
     bare = path[:-1] if path.endswith("/") and len(path) > 1 else path
     if bare == "/":
         return "'/' is the root folder itself; name the folder the field means"
     normal = posixpath.normpath(bare)
     if normal != bare or "//" in bare:
-        return (f"{path!r} is not normalised (no '..', '.' or '//' parts); write it as "
-                f"{normal!r} if that is the folder you mean")
+        return (
+            f"{path!r} is not normalised (no '..', '.' or '//' parts); write it as "
+            f"{normal!r} if that is the folder you mean"
+        )
     return None
 
 
@@ -73,8 +76,10 @@ def host_problem(host: str) -> str | None:
         pass
     else:
         return None
-    hint = ("; write a hostname (letters, digits, '-' and '.') or an IP address such as "
-            "10.0.0.1 or fd00::1, nothing else")
+    hint = (
+        "; write a hostname (letters, digits, '-' and '.') or an IP address such as "
+        "10.0.0.1 or fd00::1, nothing else"
+    )
     if "@" in host:
         return f"{host!r} holds a user; put the login user in ssh.user{hint}"
     if "://" in host or "/" in host:
@@ -139,10 +144,13 @@ def stripe_node_issues(stripes: Iterable[tuple[str, str, str]]) -> Iterator[Fiel
         first = owners.setdefault(name, (path, region, stripe))
         if first[0] != path and first[1:] != (region, stripe):  # exact twins: reported apart
             mirrors, failover = stripe_nodes(region, stripe)
-            yield FieldIssue(path, f"stripe {stripe!r} of region {region!r} and stripe "
-                                   f"{first[2]!r} of region {first[1]!r} ({first[0]}) both "
-                                   f"become the job steps {mirrors} and {failover} ('-' and "
-                                   "'.' become '_'); rename one of them")
+            yield FieldIssue(
+                path,
+                f"stripe {stripe!r} of region {region!r} and stripe "
+                f"{first[2]!r} of region {first[1]!r} ({first[0]}) both "
+                f"become the job steps {mirrors} and {failover} ('-' and "
+                "'.' become '_'); rename one of them",
+            )
 
 
 # -- kit roots ------------------------------------------------------------------------------
@@ -171,24 +179,32 @@ def kit_root_issues(nodes: Iterable[NodeFolders]) -> Iterator[FieldIssue]:
             for field, path in node.kept_out:
                 for owner in group:
                     if is_inside(path, owner.kit_root):
-                        whose = ("its own kit root" if owner is node
-                                 else f"the kit root of {owner.name!r} ({owner.path})")
-                        yield FieldIssue(f"{node.path}.{field}",
-                                         f"{path} lies inside {owner.kit_root}, {whose} on "
-                                         f"host {node.host}, which an upgrade moves aside or "
-                                         f"deletes; keep the {field} outside every "
-                                         "install_dir")
+                        whose = (
+                            "its own kit root"
+                            if owner is node
+                            else f"the kit root of {owner.name!r} ({owner.path})"
+                        )
+                        yield FieldIssue(
+                            f"{node.path}.{field}",
+                            f"{path} lies inside {owner.kit_root}, {whose} on "
+                            f"host {node.host}, which an upgrade moves aside or "
+                            f"deletes; keep the {field} outside every "
+                            "install_dir",
+                        )
             # One kit root per node rather than a per-host lock: a lock would only take turns
             # at swapping one folder, and the second swap would still replace (and move
             # aside) the kit the first node has just started from. With a root each, two
             # steps never swap the same kit root at once, whatever runs side by side.
             for other in group[:index]:
-                if is_inside(node.kit_root, other.kit_root) or is_inside(other.kit_root,
-                                                                         node.kit_root):
-                    yield FieldIssue(f"{node.path}.install_dir",
-                                     f"{node.kit_root} on host {node.host} overlaps the kit "
-                                     f"root {other.kit_root} of {other.name!r} "
-                                     f"({other.path}); give each server and orchestrator on "
-                                     "one host its own install_dir, none inside another, so "
-                                     "two upgrade steps never swap the same kit root")
+                if is_inside(node.kit_root, other.kit_root) or is_inside(
+                    other.kit_root, node.kit_root
+                ):
+                    yield FieldIssue(
+                        f"{node.path}.install_dir",
+                        f"{node.kit_root} on host {node.host} overlaps the kit "
+                        f"root {other.kit_root} of {other.name!r} "
+                        f"({other.path}); give each server and orchestrator on "
+                        "one host its own install_dir, none inside another, so "
+                        "two upgrade steps never swap the same kit root",
+                    )
                     break

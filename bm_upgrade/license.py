@@ -49,8 +49,10 @@ class License:
         try:
             return datetime.date.fromisoformat(raw)
         except ValueError:
-            raise LicenseError(f"{self.path}: Expiration date {raw!r} is not a date "
-                               "(YYYY-MM-DD); ask the vendor for a valid key") from None
+            raise LicenseError(
+                f"{self.path}: Expiration date {raw!r} is not a date "
+                "(YYYY-MM-DD); ask the vendor for a valid key"
+            ) from None
 
 
 def parse_license(text: str, path: str) -> License:
@@ -67,8 +69,10 @@ def parse_license(text: str, path: str) -> License:
         key, _, value = line.partition("=")
         fields[key.strip()] = value.strip()
     if not fields:
-        raise LicenseError(f"{path}: not a Terracotta license key (no 'key = value' lines); "
-                           "point license_file at terracotta-license.key")
+        raise LicenseError(
+            f"{path}: not a Terracotta license key (no 'key = value' lines); "
+            "point license_file at terracotta-license.key"
+        )
     return License(path, fields)
 
 
@@ -82,36 +86,47 @@ def load_license(path: str | Path) -> License:
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise LicenseError(f"license_file {file} does not exist; put the "
-                           f"{LICENSE_FILE_NAME} you received from the vendor there") from None
+        raise LicenseError(
+            f"license_file {file} does not exist; put the "
+            f"{LICENSE_FILE_NAME} you received from the vendor there"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise LicenseError(f"license_file {file} cannot be read ({exc}); check its "
-                           "permissions") from None
+        raise LicenseError(
+            f"license_file {file} cannot be read ({exc}); check its permissions"
+        ) from None
     return parse_license(text, str(file))
 
 
-def license_problems(lic: License, target_version: str, needs_wan: bool,
-                     valid_through: datetime.date) -> list[str]:
+def license_problems(
+    lic: License, target_version: str, needs_wan: bool, valid_through: datetime.date
+) -> list[str]:
     """Why ``lic`` does not fit the upgrade (empty: it fits)."""
     problems: list[str] = []
     if lic.product != PRODUCT:
         problems.append(f"it is for product {lic.product or '(none)'!r}, not {PRODUCT!r}")
     wanted = major_minor(target_version)
     if not lic.version or major_minor(lic.version) != wanted:
-        problems.append(f"it covers version {lic.version or '(none)'}, not {wanted} "
-                        f"(the target {target_version})")
+        problems.append(
+            f"it covers version {lic.version or '(none)'}, not {wanted} "
+            f"(the target {target_version})"
+        )
     expires = lic.expires
     if expires is not None and expires < valid_through:
-        problems.append(f"it expires on {expires.isoformat()}, before the maintenance window "
-                        f"ends on {valid_through.isoformat()}")
+        problems.append(
+            f"it expires on {expires.isoformat()}, before the maintenance window "
+            f"ends on {valid_through.isoformat()}"
+        )
     if needs_wan and "wan" not in {c.lower() for c in lic.capabilities}:
-        problems.append("it lacks the WAN capability the cluster's orchestrators need "
-                        f"(capabilities: {', '.join(lic.capabilities) or 'none'})")
+        problems.append(
+            "it lacks the WAN capability the cluster's orchestrators need "
+            f"(capabilities: {', '.join(lic.capabilities) or 'none'})"
+        )
     return problems
 
 
-def check_license(path: str | Path, target_version: str, needs_wan: bool,
-                  valid_through: datetime.date) -> License:
+def check_license(
+    path: str | Path, target_version: str, needs_wan: bool, valid_through: datetime.date
+) -> License:
     """Load the key and check it fits; returns it.
 
     Args:
@@ -123,7 +138,10 @@ def check_license(path: str | Path, target_version: str, needs_wan: bool,
     lic = load_license(path)
     problems = license_problems(lic, target_version, needs_wan, valid_through)
     if problems:
-        raise LicenseError(f"license_file {lic.path} cannot be used: " + "; ".join(problems)
-                           + ". Ask the vendor for a BigMemory Max key that fixes this and "
-                           "point license_file at it")
+        raise LicenseError(
+            f"license_file {lic.path} cannot be used: "
+            + "; ".join(problems)
+            + ". Ask the vendor for a BigMemory Max key that fixes this and "
+            "point license_file at it"
+        )
     return lic

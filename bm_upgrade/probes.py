@@ -33,8 +33,7 @@ class Runner(Protocol):
 
     host: str
 
-    def run(self, command: Command, timeout: float | None = None,
-            check: bool = True) -> Ran: ...
+    def run(self, command: Command, timeout: float | None = None, check: bool = True) -> Ran: ...
 
 
 # -- models ---------------------------------------------------------------------------------
@@ -109,7 +108,8 @@ class OrchestratorStatus:
 
 # -- parsers (pure) -------------------------------------------------------------------------
 _STAT_LINE = re.compile(
-    r"^(?P<prefix>.+)\.(?P<key>health|role|state|port|group name|error):\s?(?P<value>.*)$")
+    r"^(?P<prefix>.+)\.(?P<key>health|role|state|port|group name|error):\s?(?P<value>.*)$"
+)
 _VERSION = re.compile(r"Terracotta Enterprise (?P<version>\d+(?:\.\d+)+)")
 _TOOLKIT_JAR = re.compile(r"^terracotta-toolkit-runtime-ee-(?P<version>\d+(?:\.\d+)+)\.jar$")
 _EHCACHE_JAR = re.compile(r"^ehcache-ee-(?P<version>\d+(?:\.\d+)+)\.jar$")
@@ -147,9 +147,15 @@ def server_status_from_stat(server: Server, text: str, version: str | None) -> S
     hostport = f"{server.host}:{server.management_port}"
     block = next((b for b in blocks if b["prefix"] == server.name), None)
     if block is None:
-        block = next((b for b in blocks if b["prefix"] in (server.host, hostport)
-                      and b.get("port", str(server.management_port))
-                      == str(server.management_port)), None)
+        block = next(
+            (
+                b
+                for b in blocks
+                if b["prefix"] in (server.host, hostport)
+                and b.get("port", str(server.management_port)) == str(server.management_port)
+            ),
+            None,
+        )
     if block is None and len(blocks) == 1:
         block = blocks[0]
     if block is None:
@@ -158,22 +164,34 @@ def server_status_from_stat(server: Server, text: str, version: str | None) -> S
     error = block.get("error")
     reachable = health != UNKNOWN and error is None
     return ServerStatus(
-        name=server.name, host=server.host, health=health, role=block.get("role", UNKNOWN),
-        state=block.get("state", UNKNOWN), version=version if reachable else None,
+        name=server.name,
+        host=server.host,
+        health=health,
+        role=block.get("role", UNKNOWN),
+        state=block.get("state", UNKNOWN),
+        version=version if reachable else None,
         reachable=reachable,
         group=None if block.get("group name") in (None, UNKNOWN) else block.get("group name"),
-        error=error)
+        error=error,
+    )
 
 
-def server_status_from_rest(server: Server, stat: dict[str, Any],
-                            topology: dict[str, Any] | None) -> ServerStatus:
+def server_status_from_rest(
+    server: Server, stat: dict[str, Any], topology: dict[str, Any] | None
+) -> ServerStatus:
     """The status of ``server`` from the REST ``stat`` JSON and (optionally) the topology."""
     return ServerStatus(
-        name=server.name, host=server.host, health=str(stat.get("health", UNKNOWN)),
-        role=str(stat.get("role", UNKNOWN)), state=str(stat.get("state", UNKNOWN)),
+        name=server.name,
+        host=server.host,
+        health=str(stat.get("health", UNKNOWN)),
+        role=str(stat.get("role", UNKNOWN)),
+        state=str(stat.get("state", UNKNOWN)),
         version=version_from_topology(topology, str(stat.get("name") or server.name))
-        if topology else None,
-        reachable=True, group=stat.get("serverGroupName"))
+        if topology
+        else None,
+        reachable=True,
+        group=stat.get("serverGroupName"),
+    )
 
 
 def version_from_topology(topology: dict[str, Any], name: str) -> str | None:
@@ -205,8 +223,11 @@ def jar_version(listing: str) -> str | None:
 def terracotta_jars(listing: str) -> list[str]:
     """The Terracotta client jars (``ehcache-ee-<v>.jar``, ``terracotta-toolkit-runtime-ee-
     <v>.jar``) among the files of an ``ls -1p`` listing, whose folders end in ``/``."""
-    return [name for name in (line.strip() for line in listing.splitlines())
-            if _EHCACHE_JAR.match(name) or _TOOLKIT_JAR.match(name)]
+    return [
+        name
+        for name in (line.strip() for line in listing.splitlines())
+        if _EHCACHE_JAR.match(name) or _TOOLKIT_JAR.match(name)
+    ]
 
 
 def jar_set_version(jars: list[str] | tuple[str, ...]) -> str | None:
@@ -236,12 +257,21 @@ def parse_wan_bind(xml_text: str) -> tuple[str, int]:
 
 def orchestrator_status_from_json(orch: Orchestrator, data: dict[str, Any]) -> OrchestratorStatus:
     """The status of ``orch`` from its ``/wan/status`` JSON."""
-    caches = [CacheState(str(c.get("name")), str(c.get("state", UNKNOWN)))
-              for c in data.get("caches", []) if isinstance(c, dict)]
+    caches = [
+        CacheState(str(c.get("name")), str(c.get("state", UNKNOWN)))
+        for c in data.get("caches", [])
+        if isinstance(c, dict)
+    ]
     return OrchestratorStatus(
-        name=orch.name, host=orch.host, reachable=True, role=data.get("role"),
-        state=data.get("state"), version=data.get("version"), region=data.get("region"),
-        caches=caches)
+        name=orch.name,
+        host=orch.host,
+        reachable=True,
+        role=data.get("role"),
+        state=data.get("state"),
+        version=data.get("version"),
+        region=data.get("region"),
+        caches=caches,
+    )
 
 
 def stripe_health(stripe: Stripe, statuses: list[ServerStatus]) -> StripeHealth:
@@ -252,8 +282,10 @@ def stripe_health(stripe: Stripe, statuses: list[ServerStatus]) -> StripeHealth:
     if not active:
         problems.append(f"stripe {stripe.name} has no ACTIVE server")
     elif len(active) > 1:
-        problems.append(f"stripe {stripe.name} has {len(active)} ACTIVE servers "
-                        f"({', '.join(active)}): split brain")
+        problems.append(
+            f"stripe {stripe.name} has {len(active)} ACTIVE servers "
+            f"({', '.join(active)}): split brain"
+        )
     for status in statuses:
         if status.name in active or status.name in standbys:
             continue
@@ -292,8 +324,16 @@ def http_json(url: str, timeout: float = 5.0) -> dict[str, Any]:
 
 
 def _unreachable(server: Server, error: str) -> ServerStatus:
-    return ServerStatus(name=server.name, host=server.host, health=UNKNOWN, role=UNKNOWN,
-                        state=UNKNOWN, version=None, reachable=False, error=error)
+    return ServerStatus(
+        name=server.name,
+        host=server.host,
+        health=UNKNOWN,
+        role=UNKNOWN,
+        state=UNKNOWN,
+        version=None,
+        reachable=False,
+        error=error,
+    )
 
 
 def probe_server_rest(server: Server, timeout: float = 5.0) -> ServerStatus:
@@ -312,8 +352,9 @@ def probe_server_rest(server: Server, timeout: float = 5.0) -> ServerStatus:
 
 def kit_version(conn: Runner, install_dir: str, timeout: float = 30.0) -> str | None:
     """The version of the kit at ``install_dir`` on the connection's host (``version.sh``)."""
-    result = conn.run([f"{install_dir.rstrip('/')}/server/bin/version.sh"], timeout=timeout,
-                      check=False)
+    result = conn.run(
+        [f"{install_dir.rstrip('/')}/server/bin/version.sh"], timeout=timeout, check=False
+    )
     return parse_version(result.stdout) if result.exit_code == 0 else None
 
 
@@ -321,8 +362,9 @@ def probe_server_ssh(conn: Runner, server: Server, timeout: float = 30.0) -> Ser
     """A server's status from ``server-stat.sh`` (and ``version.sh``) run on its host."""
     script = f"{server.install_dir.rstrip('/')}/server/bin/server-stat.sh"
     try:
-        result = conn.run([script, "-s", f"{server.host}:{server.management_port}"],
-                          timeout=timeout, check=False)
+        result = conn.run(
+            [script, "-s", f"{server.host}:{server.management_port}"], timeout=timeout, check=False
+        )
     except RemoteError as exc:
         return _unreachable(server, str(exc))
     if result.exit_code != 0 and not result.stdout.strip():
@@ -347,24 +389,27 @@ def probe_client(conn: Runner, client: Client, timeout: float = 30.0) -> ClientS
     running: bool | None = None
     if client.status_command:
         try:
-            running = conn.run(client.status_command, timeout=timeout,
-                               check=False).exit_code == 0
+            running = conn.run(client.status_command, timeout=timeout, check=False).exit_code == 0
         except CommandTimeout as exc:
-            return _client_unknown(client, f"the status command of client {client.name} on "
-                                   f"host {client.host} did not finish within "
-                                   f"{exc.timeout_s:g} s")
+            return _client_unknown(
+                client,
+                f"the status command of client {client.name} on "
+                f"host {client.host} did not finish within "
+                f"{exc.timeout_s:g} s",
+            )
         except RemoteError as exc:
-            return _client_unknown(client, f"cannot run the status command of client "
-                                   f"{client.name} on host {client.host} "
-                                   f"({type(exc).__name__})")
+            return _client_unknown(
+                client,
+                f"cannot run the status command of client "
+                f"{client.name} on host {client.host} "
+                f"({type(exc).__name__})",
+            )
     try:
-        listing = conn.run(shell(["ls", "-1p", "--", client.lib_dir]), timeout=timeout,
-                           check=False)
+        listing = conn.run(shell(["ls", "-1p", "--", client.lib_dir]), timeout=timeout, check=False)
     except RemoteError as exc:
         return _client_unknown(client, str(exc))
     jars = terracotta_jars(listing.stdout)
-    return ClientStatus(client.name, client.host, running, jar_set_version(jars),
-                        jars=tuple(jars))
+    return ClientStatus(client.name, client.host, running, jar_set_version(jars), jars=tuple(jars))
 
 
 def _client_unknown(client: Client, error: str) -> ClientStatus:
@@ -385,8 +430,9 @@ def read_wan_bind(conn: Runner, orch: Orchestrator) -> tuple[str, int]:
         raise ValueError(f"cannot read <bind> from {orch.wan_xml}: {exc}") from exc
 
 
-def probe_orchestrator(conn: Runner, orch: Orchestrator, timeout: float = 5.0,
-                       bind: tuple[str, int] | None = None) -> OrchestratorStatus:
+def probe_orchestrator(
+    conn: Runner, orch: Orchestrator, timeout: float = 5.0, bind: tuple[str, int] | None = None
+) -> OrchestratorStatus:
     """An orchestrator's status from ``GET /wan/status`` on its wan.xml ``<bind>`` address
     (``bind``, when the caller already read it, saves reading wan.xml over SSH again)."""
     if bind is None:
@@ -399,6 +445,11 @@ def probe_orchestrator(conn: Runner, orch: Orchestrator, timeout: float = 5.0,
     try:
         data = http_json(url, timeout)
     except OSError as exc:
-        return OrchestratorStatus(orch.name, orch.host, reachable=False, state="stopped",
-                                  error=f"{url}: {getattr(exc, 'reason', exc)}")
+        return OrchestratorStatus(
+            orch.name,
+            orch.host,
+            reachable=False,
+            state="stopped",
+            error=f"{url}: {getattr(exc, 'reason', exc)}",
+        )
     return orchestrator_status_from_json(orch, data)

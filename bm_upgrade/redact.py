@@ -45,7 +45,7 @@ def secret_parts(url: str, *, whole: bool = False) -> list[str]:
     whose path often is the token) also the URL itself, its host and its path."""
     match = _AUTHORITY.match(url)
     userinfo = match.group(2)[:-1] if match else ""
-    rest = url[match.end():] if match else url
+    rest = url[match.end() :] if match else url
     try:
         parts = urlsplit(rest if match else url)
         query, fragment = parts.query, parts.fragment

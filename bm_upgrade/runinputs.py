@@ -13,8 +13,9 @@ from bm_upgrade.license import load_license
 from bm_upgrade.remote import check_known_hosts
 
 
-def check_target(inventory: Inventory, inventory_path: str, target: str, *,
-                 given_as: str = "--to") -> None:
+def check_target(
+    inventory: Inventory, inventory_path: str, target: str, *, given_as: str = "--to"
+) -> None:
     """``target`` has a kit in the inventory and is a maintenance version of its cluster.
 
     Args:
@@ -26,14 +27,18 @@ def check_target(inventory: Inventory, inventory_path: str, target: str, *,
     """
     listed = ", ".join(kit.version for kit in inventory.kits)
     if inventory.kit_for(target) is None:
-        raise UserError(f"{given_as} {target}: no kit of version {target} is listed under kits in "
-                        f"{inventory_path} (it lists {listed}); add its url and sha256 there, "
-                        "or choose one of those")
+        raise UserError(
+            f"{given_as} {target}: no kit of version {target} is listed under kits in "
+            f"{inventory_path} (it lists {listed}); add its url and sha256 there, "
+            "or choose one of those"
+        )
     wanted = major_minor(inventory.target_version)
     if major_minor(target) != wanted:
-        raise UserError(f"{given_as} {target}: not a maintenance version of {wanted}, which "
-                        f"{inventory_path} describes (only the third number may change); "
-                        f"follow the {major_minor(target)} migration guide instead")
+        raise UserError(
+            f"{given_as} {target}: not a maintenance version of {wanted}, which "
+            f"{inventory_path} describes (only the third number may change); "
+            f"follow the {major_minor(target)} migration guide instead"
+        )
 
 
 def check_license_file(inventory: Inventory, inventory_path: str) -> None:

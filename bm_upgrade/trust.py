@@ -47,8 +47,9 @@ class _Tally:
     known: int = 0
 
 
-def trust_hosts(inventory_path: str | Path, *, yes: bool, ask: Ask | None,
-                out: TextIO, err: TextIO) -> int:
+def trust_hosts(
+    inventory_path: str | Path, *, yes: bool, ask: Ask | None, out: TextIO, err: TextIO
+) -> int:
     """Record the inventory's new host keys on the operator's word; returns the exit code.
 
     Args:
@@ -61,8 +62,10 @@ def trust_hosts(inventory_path: str | Path, *, yes: bool, ask: Ask | None,
     inventory = load_inventory(inventory_path)
     ssh = inventory.ssh
     if not ssh.known_hosts:
-        raise UserError(f"{inventory_path}: ssh.known_hosts is not set; set it to the "
-                        "known_hosts file the host keys are to be recorded in")
+        raise UserError(
+            f"{inventory_path}: ssh.known_hosts is not set; set it to the "
+            "known_hosts file the host keys are to be recorded in"
+        )
     check_known_hosts(ssh)
     where = Path(ssh.known_hosts).expanduser()
     tally = _Tally()
@@ -73,14 +76,18 @@ def trust_hosts(inventory_path: str | Path, *, yes: bool, ask: Ask | None,
     for number, (settings, hosts) in enumerate(groups):
         new = _examine(settings, hosts, tally, out, err)
         if new and not yes and ask is None:
-            print(f"not recorded: {len(new)} new host key(s) shown above and no terminal to "
-                  f"ask on; check each fingerprint against the host (ssh-keygen -lf "
-                  "/etc/ssh/ssh_host_<type>_key.pub on it), then rerun with --yes to record "
-                  f"them in {where}", file=err)
+            print(
+                f"not recorded: {len(new)} new host key(s) shown above and no terminal to "
+                f"ask on; check each fingerprint against the host (ssh-keygen -lf "
+                "/etc/ssh/ssh_host_<type>_key.pub on it), then rerun with --yes to record "
+                f"them in {where}",
+                file=err,
+            )
             return 1 if tally.problems else 2
         for finding in new:
-            question = (f"record {finding.name} {finding.key_type} {finding.fingerprint} in "
-                        f"{where}? [y/N] ")
+            question = (
+                f"record {finding.name} {finding.key_type} {finding.fingerprint} in {where}? [y/N] "
+            )
             if yes or (ask is not None and ask(question)):
                 record_host_key(finding, settings)
                 tally.recorded += 1
@@ -89,21 +96,28 @@ def trust_hosts(inventory_path: str | Path, *, yes: bool, ask: Ask | None,
                 tally.problems.append(finding.name)
                 print(f"{finding.name}: not recorded", file=out)
         if number == 0 and len(groups) > 1 and tally.problems:
-            print(f"failed: the other hosts are reached through jump host {hosts[0]}, which "
-                  "is not trusted; settle it first and rerun", file=err)
+            print(
+                f"failed: the other hosts are reached through jump host {hosts[0]}, which "
+                "is not trusted; settle it first and rerun",
+                file=err,
+            )
             return 1
     if tally.problems:
-        print(f"failed: {len(tally.problems)} host(s) not trusted: "
-              f"{', '.join(tally.problems)}; see above", file=err)
+        print(
+            f"failed: {len(tally.problems)} host(s) not trusted: "
+            f"{', '.join(tally.problems)}; see above",
+            file=err,
+        )
         return 1
-    print(f"{tally.known} host(s) already known, {tally.recorded} recorded in {where}",
-          file=out)
+    print(f"{tally.known} host(s) already known, {tally.recorded} recorded in {where}", file=out)
     return 0
 
 
-def _examine(settings: SshSettings, hosts: list[str], tally: _Tally, out: TextIO,
-             err: TextIO) -> list[HostKeyFinding]:
+def _examine(
+    settings: SshSettings, hosts: list[str], tally: _Tally, out: TextIO, err: TextIO
+) -> list[HostKeyFinding]:
     """Each host's key, judged and shown; returns the new ones (in inventory order)."""
+
     def one(host: str) -> HostKeyFinding | RemoteError:
         try:
             return examine_host(host, settings)

@@ -69,9 +69,12 @@ def window_end_for_run(window: Window, now: datetime.datetime) -> datetime.datet
     if end is None:
         upcoming = next_opening(window, now)
         when = upcoming.isoformat() if upcoming else "never (check window.cron)"
-        raise StepFailed("preflight", f"the run asked to respect the maintenance window, but "
-                         f"none is open now ({now.isoformat()}); nothing was touched; the "
-                         f"next window opens {when}; run then, or without respect_window")
+        raise StepFailed(
+            "preflight",
+            f"the run asked to respect the maintenance window, but "
+            f"none is open now ({now.isoformat()}); nothing was touched; the "
+            f"next window opens {when}; run then, or without respect_window",
+        )
     return end
 
 
@@ -84,8 +87,12 @@ DISRUPTIVE = {"stop": SERVER, "failover-stop": ACTIVE, "failback-stop": ACTIVE}
 def timeout_estimates(timeouts: Timeouts) -> dict[str, float]:
     """How long each kind of outage may take at most, from the timeouts alone."""
     server = timeouts.stop_s + timeouts.start_s + timeouts.sync_s
-    return {SERVER: server, ACTIVE: timeouts.failover_s + server,
-            CLIENT: 2 * timeouts.client_s, ORCHESTRATORS: 2 * timeouts.orchestrator_s}
+    return {
+        SERVER: server,
+        ACTIVE: timeouts.failover_s + server,
+        CLIENT: 2 * timeouts.client_s,
+        ORCHESTRATORS: 2 * timeouts.orchestrator_s,
+    }
 
 
 def _kinds(inventory: Inventory) -> dict[str, str]:
@@ -122,9 +129,11 @@ def outage_spans(inventory: Inventory, records: Iterable[Mapping[str, Any]]) -> 
     return spans
 
 
-def expected_outages(inventory: Inventory, timeouts: Timeouts,
-                     past_runs: Iterable[Iterable[Mapping[str, Any]]],
-                     ) -> dict[str, tuple[float, str]]:
+def expected_outages(
+    inventory: Inventory,
+    timeouts: Timeouts,
+    past_runs: Iterable[Iterable[Mapping[str, Any]]],
+) -> dict[str, tuple[float, str]]:
     """Per kind of outage, the seconds to expect and where the figure comes from: the longest
     seen in past runs, else the timeouts."""
     seen: dict[str, float] = {}
@@ -154,8 +163,11 @@ class WindowGuard:
         if now + datetime.timedelta(seconds=seconds) <= self.end:
             return
         when = self.next_opening.isoformat() if self.next_opening else "not known"
-        raise StepFailed(node, f"{step} was not started: it is expected to take "
-                         f"{seconds:.0f} s ({basis}) and the maintenance window closes at "
-                         f"{self.end.isoformat()}; the cluster stays as the previous step left "
-                         f"it, every stripe served; the next window opens {when}: rerun then "
-                         "(finished steps are skipped)")
+        raise StepFailed(
+            node,
+            f"{step} was not started: it is expected to take "
+            f"{seconds:.0f} s ({basis}) and the maintenance window closes at "
+            f"{self.end.isoformat()}; the cluster stays as the previous step left "
+            f"it, every stripe served; the next window opens {when}: rerun then "
+            "(finished steps are skipped)",
+        )

@@ -38,30 +38,42 @@ def top(module: str) -> str:
 
 
 def test_only_defs_and_definitions_import_dagster() -> None:
-    offenders = [rel for rel, mods in sources()
-                 if any(top(m).startswith("dagster") for m in mods)
-                 and not (rel.startswith("defs/") or rel == "definitions.py")]
+    offenders = [
+        rel
+        for rel, mods in sources()
+        if any(top(m).startswith("dagster") for m in mods)
+        and not (rel.startswith("defs/") or rel == "definitions.py")
+    ]
     assert offenders == []
 
 
 def test_only_remote_imports_paramiko() -> None:
-    offenders = [rel for rel, mods in sources()
-                 if any(top(m) == "paramiko" for m in mods) and not rel.startswith("remote/")]
+    offenders = [
+        rel
+        for rel, mods in sources()
+        if any(top(m) == "paramiko" for m in mods) and not rel.startswith("remote/")
+    ]
     assert offenders == []
 
 
 def test_sandbox_imports_nothing_else_from_bm_upgrade() -> None:
-    offenders = [(rel, m) for rel, mods in sources() if rel.startswith("sandbox/")
-                 for m in mods
-                 if top(m) == "bm_upgrade" and not m.startswith("bm_upgrade.sandbox")
-                 and m != "bm_upgrade"]
+    offenders = [
+        (rel, m)
+        for rel, mods in sources()
+        if rel.startswith("sandbox/")
+        for m in mods
+        if top(m) == "bm_upgrade" and not m.startswith("bm_upgrade.sandbox") and m != "bm_upgrade"
+    ]
     assert offenders == []
 
 
 def test_only_cli_imports_the_sandbox() -> None:
-    offenders = [rel for rel, mods in sources()
-                 if any(m.startswith("bm_upgrade.sandbox") for m in mods)
-                 and not (rel.startswith("sandbox/") or rel == "cli.py")]
+    offenders = [
+        rel
+        for rel, mods in sources()
+        if any(m.startswith("bm_upgrade.sandbox") for m in mods)
+        and not (rel.startswith("sandbox/") or rel == "cli.py")
+    ]
     assert offenders == []
 
 

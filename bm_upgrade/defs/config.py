@@ -23,30 +23,39 @@ class UpgradeConfig(dg.Config):
     """What one upgrade run does. Defaults come from the inventory's target and policy."""
 
     target_version: str = Field(description="Version to install (4.2.N); older = rollback.")
-    dry_run: bool = Field(default=False, description="Probe and report every step; change "
-                          "nothing.")
-    failback: bool = Field(default=False, description="Return the ACTIVE role to each "
-                           "stripe's preferred server.")
+    dry_run: bool = Field(default=False, description="Probe and report every step; change nothing.")
+    failback: bool = Field(
+        default=False, description="Return the ACTIVE role to each stripe's preferred server."
+    )
     delete_dirty_backups: bool = False
     keep_previous_kit: bool = True
     client_batch_size: int = Field(default=1, ge=1)
     allow_downtime: bool = False
     accept_data_loss: bool = False
-    continue_on_failure: bool = Field(default=False, description="After a step of the run "
-                                      "failed, let other stripes still stop servers; off: "
-                                      "every later disruptive step ends safely, naming the "
-                                      "failure.")
+    continue_on_failure: bool = Field(
+        default=False,
+        description="After a step of the run "
+        "failed, let other stripes still stop servers; off: "
+        "every later disruptive step ends safely, naming the "
+        "failure.",
+    )
     stop_timeout_s: float = 120.0
     start_timeout_s: float = 300.0
     sync_timeout_s: float = 1800.0
     failover_timeout_s: float = 120.0
     client_timeout_s: float = 300.0
     orchestrator_timeout_s: float = 600.0
-    window_end: str | None = Field(default=None, description="ISO time the maintenance "
-                                   "window closes (set by the schedule); none: run by hand.")
-    respect_window: bool = Field(default=False, description="A run started by hand without "
-                                 "window_end: run only inside the inventory's window, and "
-                                 "check every disruptive step fits before it closes.")
+    window_end: str | None = Field(
+        default=None,
+        description="ISO time the maintenance "
+        "window closes (set by the schedule); none: run by hand.",
+    )
+    respect_window: bool = Field(
+        default=False,
+        description="A run started by hand without "
+        "window_end: run only inside the inventory's window, and "
+        "check every disruptive step fits before it closes.",
+    )
 
     @classmethod
     def defaults_for(cls, inventory: Inventory) -> dict[str, Any]:
@@ -92,11 +101,15 @@ class RunSettings:
     def with_before(self, versions: dict[str, str | None]) -> RunSettings:
         return replace(self, before=dict(versions))
 
-    def with_window(self, window_end: datetime.datetime | None,
-                    expected: dict[str, tuple[float, str]],
-                    next_opening: datetime.datetime | None) -> RunSettings:
-        return replace(self, window_end=window_end, expected_outages=dict(expected),
-                       next_opening=next_opening)
+    def with_window(
+        self,
+        window_end: datetime.datetime | None,
+        expected: dict[str, tuple[float, str]],
+        next_opening: datetime.datetime | None,
+    ) -> RunSettings:
+        return replace(
+            self, window_end=window_end, expected_outages=dict(expected), next_opening=next_opening
+        )
 
     def window_guard(self) -> WindowGuard | None:
         """The check disruptive steps make (None: no window end, run by hand)."""
@@ -117,26 +130,39 @@ class RunSettings:
             accept_data_loss=config.accept_data_loss,
         )
         timeouts = Timeouts(
-            stop_s=config.stop_timeout_s, start_s=config.start_timeout_s,
-            sync_s=config.sync_timeout_s, failover_s=config.failover_timeout_s,
-            client_s=config.client_timeout_s, orchestrator_s=config.orchestrator_timeout_s)
-        window_end = (datetime.datetime.fromisoformat(config.window_end)
-                      if config.window_end else None)
+            stop_s=config.stop_timeout_s,
+            start_s=config.start_timeout_s,
+            sync_s=config.sync_timeout_s,
+            failover_s=config.failover_timeout_s,
+            client_s=config.client_timeout_s,
+            orchestrator_s=config.orchestrator_timeout_s,
+        )
+        window_end = (
+            datetime.datetime.fromisoformat(config.window_end) if config.window_end else None
+        )
         if window_end is not None and window_end.tzinfo is None:
             window_end = window_end.replace(tzinfo=datetime.UTC)
-        return cls(options, timeouts, config.dry_run, window_end,
-                   continue_on_failure=config.continue_on_failure)
+        return cls(
+            options,
+            timeouts,
+            config.dry_run,
+            window_end,
+            continue_on_failure=config.continue_on_failure,
+        )
 
     def inventory_for_run(self, inventory: Inventory) -> Inventory:
         """The inventory with this run's target, timeouts and policy choices applied, so no
         step can read the inventory file's target where the run's (``--to``) is meant."""
-        policy = inventory.policy.model_copy(update={
-            "timeouts": self.timeouts,
-            "failback": self.options.failback,
-            "delete_dirty_backups": self.options.delete_dirty_backups,
-            "keep_previous_kit": self.options.keep_previous_kit,
-            "client_batch_size": self.options.client_batch_size,
-            "continue_on_failure": self.continue_on_failure,
-        })
-        return inventory.model_copy(update={"policy": policy,
-                                            "target_version": self.options.target_version})
+        policy = inventory.policy.model_copy(
+            update={
+                "timeouts": self.timeouts,
+                "failback": self.options.failback,
+                "delete_dirty_backups": self.options.delete_dirty_backups,
+                "keep_previous_kit": self.options.keep_previous_kit,
+                "client_batch_size": self.options.client_batch_size,
+                "continue_on_failure": self.continue_on_failure,
+            }
+        )
+        return inventory.model_copy(
+            update={"policy": policy, "target_version": self.options.target_version}
+        )

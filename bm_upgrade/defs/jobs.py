@@ -98,10 +98,12 @@ def executor_for(inventory: Inventory) -> dg.ExecutorDefinition:
     parallel = inventory.policy.parallel_stripes
     if parallel <= 1:
         return dg.in_process_executor
-    return dg.multiprocess_executor.configured({
-        "max_concurrent": parallel,
-        "start_method": {"forkserver": {"preload_modules": PRELOAD_MODULES}},
-    })
+    return dg.multiprocess_executor.configured(
+        {
+            "max_concurrent": parallel,
+            "start_method": {"forkserver": {"preload_modules": PRELOAD_MODULES}},
+        }
+    )
 
 
 def build_upgrade_job(inventory: Inventory, inventory_path: str) -> dg.JobDefinition:
@@ -114,14 +116,23 @@ def build_upgrade_job(inventory: Inventory, inventory_path: str) -> dg.JobDefini
         for stripe in region.stripes:
             where = {REGION_TAG: region.name, STRIPE_TAG: stripe.name}
             mirrors, failover = stripe_nodes(region.name, stripe.name)
-            stripes.append((upgrade_mirrors_op.alias(mirrors).tag(where),
-                            failover_op.alias(failover).tag({**where, **FAILOVER_PRIORITY})))
+            stripes.append(
+                (
+                    upgrade_mirrors_op.alias(mirrors).tag(where),
+                    failover_op.alias(failover).tag({**where, **FAILOVER_PRIORITY}),
+                )
+            )
     clients = [c for region in inventory.regions for c in region.clients]
     size = inventory.policy.client_batch_size
-    batch_ops = [restart_clients_op.alias(f"restart_clients_{i + 1}").tag(
-                     {BATCH_TAG: str(i + 1),
-                      "bm_upgrade/clients": ",".join(c.name for c in clients[s:s + size])})
-                 for i, s in enumerate(range(0, len(clients), size))]
+    batch_ops = [
+        restart_clients_op.alias(f"restart_clients_{i + 1}").tag(
+            {
+                BATCH_TAG: str(i + 1),
+                "bm_upgrade/clients": ",".join(c.name for c in clients[s : s + size]),
+            }
+        )
+        for i, s in enumerate(range(0, len(clients), size))
+    ]
     has_wan = inventory.has_wan()
 
     @dg.graph(name=job_name(inventory))
@@ -129,8 +140,9 @@ def build_upgrade_job(inventory: Inventory, inventory_path: str) -> dg.JobDefini
         settings = preflight_op()
         kit_path = download_op(settings)
         staged = stage_kit_op(settings, kit_path)
-        done = [failover(settings, staged, mirrors(settings, staged))
-                for mirrors, failover in stripes]
+        done = [
+            failover(settings, staged, mirrors(settings, staged)) for mirrors, failover in stripes
+        ]
         records = verify_servers_op(settings, done)
         for batch in batch_ops:
             records = batch(settings, staged, records)
@@ -140,13 +152,16 @@ def build_upgrade_job(inventory: Inventory, inventory_path: str) -> dg.JobDefini
 
     return upgrade.to_job(
         description=f"Rolling maintenance upgrade of BigMemory Max cluster "
-                    f"{inventory.cluster} ({inventory_path})",
+        f"{inventory.cluster} ({inventory_path})",
         resource_defs={"cluster": ClusterResource(inventory_path=inventory_path)},
         config={"ops": {"preflight": {"config": UpgradeConfig.defaults_for(inventory)}}},
         # The file's hash as this code location read it: a run launched from the UI or a
         # schedule records it; a re-execution compares it with the file's hash then.
-        tags={CLUSTER_TAG: inventory.cluster, INVENTORY_TAG: inventory_path,
-              INVENTORY_SHA_TAG: inventory_sha256(inventory_path)},
+        tags={
+            CLUSTER_TAG: inventory.cluster,
+            INVENTORY_TAG: inventory_path,
+            INVENTORY_SHA_TAG: inventory_sha256(inventory_path),
+        },
         executor_def=executor_for(inventory),
     )
 

@@ -136,32 +136,43 @@ def instance() -> dg.DagsterInstance:
     # DAGSTER_HOME is not part of dagster's public API.
     home = os.environ.get("DAGSTER_HOME", "")
     if not home:
-        raise UserError("DAGSTER_HOME is not set: set it to the absolute path of your Dagster "
-                        "instance's folder (the one `dagster-webserver` uses), e.g. "
-                        "`export DAGSTER_HOME=$PWD/.dagster_home`")
+        raise UserError(
+            "DAGSTER_HOME is not set: set it to the absolute path of your Dagster "
+            "instance's folder (the one `dagster-webserver` uses), e.g. "
+            "`export DAGSTER_HOME=$PWD/.dagster_home`"
+        )
     if not Path(home).expanduser().is_absolute():
-        raise UserError(f"DAGSTER_HOME={home!r} is a relative path; it must be absolute "
-                        f"(e.g. `export DAGSTER_HOME=$PWD/{home}`)")
+        raise UserError(
+            f"DAGSTER_HOME={home!r} is a relative path; it must be absolute "
+            f"(e.g. `export DAGSTER_HOME=$PWD/{home}`)"
+        )
     if not Path(home).expanduser().is_dir():
-        raise UserError(f"DAGSTER_HOME={home!r} is not an existing folder; create it "
-                        "(`make setup` writes its dagster.yaml) or point it at your instance")
+        raise UserError(
+            f"DAGSTER_HOME={home!r} is not an existing folder; create it "
+            "(`make setup` writes its dagster.yaml) or point it at your instance"
+        )
     try:
         with _one_creator(Path(home).expanduser()):
             inst = dg.DagsterInstance.get()
             _create_storage(inst)
         return inst
     except OSError as exc:
-        raise UserError(f"DAGSTER_HOME {home} cannot be used ({exc}); check the folder's "
-                        "permissions or point DAGSTER_HOME at another folder") from exc
+        raise UserError(
+            f"DAGSTER_HOME {home} cannot be used ({exc}); check the folder's "
+            "permissions or point DAGSTER_HOME at another folder"
+        ) from exc
     except dg.DagsterInvariantViolationError as exc:
-        raise UserError(f"DAGSTER_HOME {home} cannot be used: {exc}; fix its dagster.yaml "
-                        "or point DAGSTER_HOME at another folder") from exc
+        raise UserError(
+            f"DAGSTER_HOME {home} cannot be used: {exc}; fix its dagster.yaml "
+            "or point DAGSTER_HOME at another folder"
+        ) from exc
 
 
 def reconstructable(inventory_path: str) -> Any:
     """The job of one inventory file, rebuildable in every process Dagster starts."""
-    return dg.build_reconstructable_job("bm_upgrade.defs.jobs", "job_for_inventory",
-                                        reconstructable_args=(inventory_path,))
+    return dg.build_reconstructable_job(
+        "bm_upgrade.defs.jobs", "job_for_inventory", reconstructable_args=(inventory_path,)
+    )
 
 
 def _failure(result: dg.JobExecutionResult) -> str | None:
@@ -173,9 +184,15 @@ def _failure(result: dg.JobExecutionResult) -> str | None:
     return reason if step is None else f"step {step} failed: {reason}"
 
 
-def _execute(job: Any, inst: dg.DagsterInstance, run_config: dict[str, Any],
-             tags: dict[str, str], *, on_run_id: Callable[[str], None] | None,
-             reexecution: dg.ReexecutionOptions | None = None) -> RunOutcome:
+def _execute(
+    job: Any,
+    inst: dg.DagsterInstance,
+    run_config: dict[str, Any],
+    tags: dict[str, str],
+    *,
+    on_run_id: Callable[[str], None] | None,
+    reexecution: dg.ReexecutionOptions | None = None,
+) -> RunOutcome:
     """Execute in a thread while this one reports the run id as soon as the run exists.
 
     The run's tags record this process as its worker, so that a run whose process was
@@ -196,8 +213,9 @@ def _execute(job: Any, inst: dg.DagsterInstance, run_config: dict[str, Any],
             # SIGINT: they handle it themselves (defs/stopping.py).
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
-            with dg.execute_job(job, inst, run_config=run_config, tags=tags,
-                                reexecution_options=reexecution) as result:
+            with dg.execute_job(
+                job, inst, run_config=run_config, tags=tags, reexecution_options=reexecution
+            ) as result:
                 box["result"] = result
                 box["report"] = result.output_for_node("report") if result.success else None
         except BaseException as exc:  # handed to the caller's thread below
@@ -209,8 +227,7 @@ def _execute(job: Any, inst: dg.DagsterInstance, run_config: dict[str, Any],
     announced = stop_tagged = False
     while thread.is_alive():
         if run_id is None:
-            runs = inst.get_runs(filters=dg.RunsFilter(tags={INVOCATION_TAG: invocation}),
-                                 limit=1)
+            runs = inst.get_runs(filters=dg.RunsFilter(tags={INVOCATION_TAG: invocation}), limit=1)
             run_id = runs[0].run_id if runs else None
         if run_id is not None and not announced and on_run_id:
             on_run_id(run_id)
@@ -237,14 +254,21 @@ def _one_run_per_cluster(inst: dg.DagsterInstance, cluster: str) -> None:
     claim (defs/runclaim.py) lets the first created go on."""
     going = runs_going(inst, cluster)
     if going:
-        raise UserError(f"run {going[0].run_id} of cluster {cluster} has not ended "
-                        f"({going[0].status.value}); one run per cluster at a time: wait for "
-                        "it to end (or cancel it in the UI), then run again")
+        raise UserError(
+            f"run {going[0].run_id} of cluster {cluster} has not ended "
+            f"({going[0].status.value}); one run per cluster at a time: wait for "
+            "it to end (or cancel it in the UI), then run again"
+        )
 
 
-def run_upgrade(inventory_path: str | Path, *, target: str | None = None,
-                dry_run: bool = False, overrides: dict[str, Any] | None = None,
-                on_run_id: Callable[[str], None] | None = None) -> RunOutcome:
+def run_upgrade(
+    inventory_path: str | Path,
+    *,
+    target: str | None = None,
+    dry_run: bool = False,
+    overrides: dict[str, Any] | None = None,
+    on_run_id: Callable[[str], None] | None = None,
+) -> RunOutcome:
     """Run ``upgrade_<cluster>`` for one inventory file and wait for it.
 
     Raises:
@@ -263,8 +287,11 @@ def run_upgrade(inventory_path: str | Path, *, target: str | None = None,
     check_run_inputs(inventory, path, config["target_version"])
     inst = instance()
     _one_run_per_cluster(inst, inventory.cluster)
-    tags = {CLUSTER_TAG: inventory.cluster, INVENTORY_TAG: path,
-            INVENTORY_SHA_TAG: _inventory_sha256(path)}
+    tags = {
+        CLUSTER_TAG: inventory.cluster,
+        INVENTORY_TAG: path,
+        INVENTORY_SHA_TAG: _inventory_sha256(path),
+    }
     run_config = {"ops": {"preflight": {"config": config}}, **QUIET_CONSOLE}
     return _execute(reconstructable(path), inst, run_config, tags, on_run_id=on_run_id)
 
@@ -290,7 +317,8 @@ def _same_inventory(parent: dg.DagsterRun, path: str, now: str, accept_change: b
             f"{path} changed since run {parent.run_id} (sha256 {before[:12]}... then, "
             f"{now[:12]}... now), so that run's plan may no longer hold: start a new run with "
             f"`bm-upgrade run {path}`, or re-execute on the changed file with "
-            f"`bm-upgrade rerun {parent.run_id} --inventory-changed`")
+            f"`bm-upgrade rerun {parent.run_id} --inventory-changed`"
+        )
     return False
 
 
@@ -315,18 +343,28 @@ def _worker_gone(inst: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
     state = worker_state(inst, run)
     status = run.status.value
     if state.gone is None:
-        raise UserError(f"run {run.run_id} is {status} and {state.text}: wait for it to end "
-                        "or cancel it in the UI, then rerun")
+        raise UserError(
+            f"run {run.run_id} is {status} and {state.text}: wait for it to end "
+            "or cancel it in the UI, then rerun"
+        )
     if not state.gone:
-        raise UserError(f"run {run.run_id} is still {status} ({state.text}): wait for it to "
-                        "end (Ctrl-C on its `bm-upgrade run` stops it safely), then rerun")
-    return (f"run {run.run_id} was left {status} but {state.text} (killed?): marked it "
-            "FAILURE; re-executing it from its unfinished steps")
+        raise UserError(
+            f"run {run.run_id} is still {status} ({state.text}): wait for it to "
+            "end (Ctrl-C on its `bm-upgrade run` stops it safely), then rerun"
+        )
+    return (
+        f"run {run.run_id} was left {status} but {state.text} (killed?): marked it "
+        "FAILURE; re-executing it from its unfinished steps"
+    )
 
 
-def rerun(run_id: str, on_run_id: Callable[[str], None] | None = None, *,
-          inventory_changed: bool = False,
-          on_notice: Callable[[str], None] | None = None) -> RunOutcome:
+def rerun(
+    run_id: str,
+    on_run_id: Callable[[str], None] | None = None,
+    *,
+    inventory_changed: bool = False,
+    on_notice: Callable[[str], None] | None = None,
+) -> RunOutcome:
     """Re-execute a failed or canceled run from its failed steps, with the parent run's config.
 
     A run left STARTED by a worker that is gone (a `bm-upgrade run` killed with -9, no daemon
@@ -343,22 +381,32 @@ def rerun(run_id: str, on_run_id: Callable[[str], None] | None = None, *,
     inst = instance()
     parent = inst.get_run_by_id(run_id)
     if parent is None:
-        raise UserError(f"no run {run_id} in the Dagster instance at DAGSTER_HOME; copy the "
-                        "run id from `bm-upgrade run` or the UI")
+        raise UserError(
+            f"no run {run_id} in the Dagster instance at DAGSTER_HOME; copy the "
+            "run id from `bm-upgrade run` or the UI"
+        )
     path = parent.tags.get(INVENTORY_TAG)
     if not path:
-        raise UserError(f"run {run_id} ({parent.job_name}) was not started by bm-upgrade; "
-                        "re-execute it from the UI instead")
+        raise UserError(
+            f"run {run_id} ({parent.job_name}) was not started by bm-upgrade; "
+            "re-execute it from the UI instead"
+        )
     gone = _worker_gone(inst, parent)
-    if gone is None and parent.status not in (dg.DagsterRunStatus.FAILURE,
-                                              dg.DagsterRunStatus.CANCELED):
-        raise UserError(f"run {run_id} ended {parent.status.value}, not FAILURE or CANCELED: "
-                        "only a failed or canceled run is re-executed from failure; start a "
-                        "new run with `bm-upgrade run`")
+    if gone is None and parent.status not in (
+        dg.DagsterRunStatus.FAILURE,
+        dg.DagsterRunStatus.CANCELED,
+    ):
+        raise UserError(
+            f"run {run_id} ended {parent.status.value}, not FAILURE or CANCELED: "
+            "only a failed or canceled run is re-executed from failure; start a "
+            "new run with `bm-upgrade run`"
+        )
     inventory = load_inventory(path)
     if parent.job_name != job_name(inventory):
-        raise UserError(f"run {run_id} is of job {parent.job_name}, but {path} now describes "
-                        f"cluster {inventory.cluster}; restore the inventory file")
+        raise UserError(
+            f"run {run_id} is of job {parent.job_name}, but {path} now describes "
+            f"cluster {inventory.cluster}; restore the inventory file"
+        )
     now = _inventory_sha256(path)
     same = _same_inventory(parent, path, now, inventory_changed)
     check_run_inputs(inventory, path, _target_of(parent) or inventory.target_version)
@@ -368,10 +416,15 @@ def rerun(run_id: str, on_run_id: Callable[[str], None] | None = None, *,
             on_notice(gone)
     _one_run_per_cluster(inst, inventory.cluster)
     options = dg.ReexecutionOptions.from_failure(run_id, inst)
-    tags = {k: v for k, v in parent.tags.items()
-            if k in (CLUSTER_TAG, INVENTORY_TAG)}
+    tags = {k: v for k, v in parent.tags.items() if k in (CLUSTER_TAG, INVENTORY_TAG)}
     tags[INVENTORY_SHA_TAG] = now
     if not same:
         tags[INVENTORY_CHANGE_TAG] = now  # the run's own check lets it go on (runclaim)
-    return _execute(reconstructable(path), inst, dict(parent.run_config), tags,
-                    on_run_id=on_run_id, reexecution=options)
+    return _execute(
+        reconstructable(path),
+        inst,
+        dict(parent.run_config),
+        tags,
+        on_run_id=on_run_id,
+        reexecution=options,
+    )

@@ -77,8 +77,11 @@ def _started_at(pid: int) -> float | None:
 def worker_tags() -> dict[str, str]:
     """Tags that record this process as the run's worker (``bm-upgrade run`` and ``rerun``)."""
     pid = os.getpid()
-    return {WORKER_HOST_TAG: socket.gethostname(), WORKER_PID_TAG: str(pid),
-            WORKER_START_TAG: process_start(pid) or ""}
+    return {
+        WORKER_HOST_TAG: socket.gethostname(),
+        WORKER_PID_TAG: str(pid),
+        WORKER_START_TAG: process_start(pid) or "",
+    }
 
 
 @dataclass(frozen=True)
@@ -141,8 +144,11 @@ def worker_state(instance: dg.DagsterInstance, run: dg.DagsterRun) -> WorkerStat
     pid, at = started
     host = _grpc_host(run)
     if host is not None and host not in LOCAL_HOSTS | {socket.gethostname()}:
-        return WorkerState(None, f"its worker is process {pid} behind the code server on "
-                                 f"{host}, which this host cannot see")
+        return WorkerState(
+            None,
+            f"its worker is process {pid} behind the code server on "
+            f"{host}, which this host cannot see",
+        )
     began = _started_at(pid)
     # A pid reused by a later process started after the worker's "Started process" event.
     if began is None or began > at + CLOCK_SLACK_S:

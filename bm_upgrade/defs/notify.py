@@ -56,8 +56,11 @@ def post(payload: dict[str, Any]) -> str:
         return _not_sent(f"not posted: {WEBHOOK_ENV} is not an http(s) URL")
     try:
         request = urllib.request.Request(  # noqa: S310 (scheme checked just above)
-            url, data=json.dumps(payload).encode(), method="POST",
-            headers={"Content-Type": "application/json"})
+            url,
+            data=json.dumps(payload).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310
             return f"posted (HTTP {response.status})"
     except urllib.error.HTTPError as exc:
@@ -66,8 +69,9 @@ def post(payload: dict[str, Any]) -> str:
         # Their errors may quote the URL or a piece of it (http.client.InvalidURL, a
         # ValueError of Request): the reason is shown with every part of the URL taken out.
         reason = redact_text(str(getattr(exc, "reason", None) or exc), url, whole=True)
-        return _not_sent(f"webhook not reachable ({type(exc).__name__}: {reason}); check "
-                         f"{WEBHOOK_ENV}")
+        return _not_sent(
+            f"webhook not reachable ({type(exc).__name__}: {reason}); check {WEBHOOK_ENV}"
+        )
 
 
 def _not_sent(outcome: str) -> str:
@@ -101,18 +105,27 @@ def setup_failure(events: Sequence[dg.DagsterEvent]) -> str | None:
     return None
 
 
-def run_message(event: str, run: dg.DagsterRun, step: str | None,
-                reason: str | None) -> dict[str, Any]:
-    return {"event": event, "cluster": run.tags.get(CLUSTER_TAG), "run_id": run.run_id,
-            "job": run.job_name, "failed_step": step,
-            "reason": redact_urls(reason) if reason else reason,
-            "link": f"{ui_url()}/runs/{run.run_id}"}
+def run_message(
+    event: str, run: dg.DagsterRun, step: str | None, reason: str | None
+) -> dict[str, Any]:
+    return {
+        "event": event,
+        "cluster": run.tags.get(CLUSTER_TAG),
+        "run_id": run.run_id,
+        "job": run.job_name,
+        "failed_step": step,
+        "reason": redact_urls(reason) if reason else reason,
+        "link": f"{ui_url()}/runs/{run.run_id}",
+    }
 
 
-@dg.run_failure_sensor(name="notify_run_failure", minimum_interval_seconds=5,
-                       default_status=dg.DefaultSensorStatus.RUNNING,
-                       description=f"Posts a JSON message per failed upgrade run to the "
-                                   f"webhook in {WEBHOOK_ENV} (nothing when it is unset).")
+@dg.run_failure_sensor(
+    name="notify_run_failure",
+    minimum_interval_seconds=5,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=f"Posts a JSON message per failed upgrade run to the "
+    f"webhook in {WEBHOOK_ENV} (nothing when it is unset).",
+)
 def notify_run_failure(context: dg.RunFailureSensorContext) -> None:
     run = context.dagster_run
     if CLUSTER_TAG not in run.tags:
@@ -122,10 +135,12 @@ def notify_run_failure(context: dg.RunFailureSensorContext) -> None:
     context.log.info("run %s failed at %s: %s", run.run_id, step, outcome)
 
 
-@dg.run_status_sensor(name="notify_run_success", run_status=dg.DagsterRunStatus.SUCCESS,
-                      minimum_interval_seconds=5,
-                      description=f"With {SUCCESS_ENV}=1: a JSON message per successful "
-                                  "upgrade run to the webhook.")
+@dg.run_status_sensor(
+    name="notify_run_success",
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    minimum_interval_seconds=5,
+    description=f"With {SUCCESS_ENV}=1: a JSON message per successful upgrade run to the webhook.",
+)
 def notify_run_success(context: dg.RunStatusSensorContext) -> None:
     run = context.dagster_run
     if CLUSTER_TAG not in run.tags or os.environ.get(SUCCESS_ENV) != "1":
@@ -137,6 +152,12 @@ def notify_run_success(context: dg.RunStatusSensorContext) -> None:
 def post_alert(inventory: Inventory, message: str) -> None:
     """An alert of a sync-status sensor, to the webhook (what happened goes to the log)."""
     key = "/".join(["bm_upgrade", inventory.cluster, "sync_status"])
-    outcome = post({"event": "status_alert", "cluster": inventory.cluster,
-                    "alert": message, "link": f"{ui_url()}/assets/{key}"})
+    outcome = post(
+        {
+            "event": "status_alert",
+            "cluster": inventory.cluster,
+            "alert": message,
+            "link": f"{ui_url()}/assets/{key}",
+        }
+    )
     log.info("alert for %s: %s", inventory.cluster, outcome)

@@ -29,8 +29,7 @@ def records_metadata(records: Sequence[StepRecord]) -> dict[str, dg.MetadataValu
     lines = ["| node | action | did | s |", "|---|---|---|---|"]
     for r in records:
         did = f"skipped: {r.reason}" if r.skipped else ("; ".join(r.did) or "-")
-        lines.append(f"| {r.node} | {r.action} | {did.replace('|', '/')} | "
-                     f"{r.duration_s:.1f} |")
+        lines.append(f"| {r.node} | {r.action} | {did.replace('|', '/')} | {r.duration_s:.1f} |")
     return {
         "steps": dg.MetadataValue.md("\n".join(lines)),
         "changed": dg.MetadataValue.int(sum(not r.skipped for r in records)),
@@ -40,16 +39,19 @@ def records_metadata(records: Sequence[StepRecord]) -> dict[str, dg.MetadataValu
     }
 
 
-def past_records(instance: dg.DagsterInstance, job_name: str,
-                 limit: int = PAST_RUNS) -> Iterator[list[dict[str, Any]]]:
+def past_records(
+    instance: dg.DagsterInstance, job_name: str, limit: int = PAST_RUNS
+) -> Iterator[list[dict[str, Any]]]:
     """The step records of the last ``limit`` successful runs of ``job_name``, run by run."""
-    runs = instance.get_runs(filters=dg.RunsFilter(job_name=job_name,
-                                                   statuses=[dg.DagsterRunStatus.SUCCESS]),
-                             limit=limit)
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(job_name=job_name, statuses=[dg.DagsterRunStatus.SUCCESS]),
+        limit=limit,
+    )
     for run in runs:
         records: list[dict[str, Any]] = []
-        events = instance.get_records_for_run(run.run_id,
-                                              of_type=dg.DagsterEventType.STEP_OUTPUT).records
+        events = instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.STEP_OUTPUT
+        ).records
         for event in events:
             dagster_event = event.event_log_entry.dagster_event
             data = dagster_event.step_output_data if dagster_event else None

@@ -31,16 +31,21 @@ INVENTORY_SHA_TAG = "bm_upgrade/inventory_sha256"
 INVENTORY_CHANGE_TAG = "bm_upgrade/inventory_change_accepted"
 """Set to the inventory's new sha256 when the operator accepted re-executing on a changed file."""
 
-GOING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
-         dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
-         dg.DagsterRunStatus.CANCELING]
+GOING = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
 """Statuses of a run that is waiting or going (the one-run-per-cluster rule counts these)."""
 
 
 def going_records(instance: dg.DagsterInstance, cluster: str) -> list[dg.RunRecord]:
     """The cluster's queued or going runs, the first created first."""
-    records = instance.get_run_records(filters=dg.RunsFilter(tags={CLUSTER_TAG: cluster},
-                                                             statuses=GOING))
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(tags={CLUSTER_TAG: cluster}, statuses=GOING)
+    )
     return sorted(records, key=lambda record: record.storage_id)
 
 
@@ -61,25 +66,30 @@ def claim_cluster(instance: dg.DagsterInstance, run: dg.DagsterRun, cluster: str
             rule relies on; one sentence naming that run and what to do.
     """
     if run.tags.get(CLUSTER_TAG) != cluster:
-        raise dg.Failure(description=(
-            f"run {run.run_id} carries tag {CLUSTER_TAG}={run.tags.get(CLUSTER_TAG)!r}, not "
-            f"{cluster!r}, so one run per cluster cannot be enforced; this run stops here before "
-            "touching anything: launch it again with the job's own tags"))
+        raise dg.Failure(
+            description=(
+                f"run {run.run_id} carries tag {CLUSTER_TAG}={run.tags.get(CLUSTER_TAG)!r}, not "
+                f"{cluster!r}, so one run per cluster cannot be enforced; this run stops here "
+                "before touching anything: launch it again with the job's own tags"
+            )
+        )
     mine = instance.get_run_record_by_id(run.run_id)
     if mine is None:
         return  # not stored in this instance (an ephemeral one): nothing else can see it
     for record in going_records(instance, cluster):
         other = record.dagster_run
         if record.storage_id < mine.storage_id and other.run_id != run.run_id:
-            raise dg.Failure(description=(
-                f"run {other.run_id} of cluster {cluster} ({other.status.value}) was "
-                "created before this one and has not ended; one run per cluster at a time, "
-                "so this run stops here before touching anything: wait for that run to end "
-                "(or cancel it in the UI), then start again"))
+            raise dg.Failure(
+                description=(
+                    f"run {other.run_id} of cluster {cluster} ({other.status.value}) was "
+                    "created before this one and has not ended; one run per cluster at a time, "
+                    "so this run stops here before touching anything: wait for that run to end "
+                    "(or cancel it in the UI), then start again"
+                )
+            )
 
 
-def check_inventory_unchanged(instance: dg.DagsterInstance, run: dg.DagsterRun,
-                              path: str) -> None:
+def check_inventory_unchanged(instance: dg.DagsterInstance, run: dg.DagsterRun, path: str) -> None:
     """Refuse a run whose inventory file changed after it was launched, or, for a
     re-execution, since its parent run, unless the change was accepted.
 
@@ -89,24 +99,32 @@ def check_inventory_unchanged(instance: dg.DagsterInstance, run: dg.DagsterRun,
     try:
         now = inventory_sha256(path)
     except OSError as exc:
-        raise dg.Failure(description=f"inventory {path} cannot be read ({exc}); this step "
-                                     "stops before touching anything: restore it and start "
-                                     "again") from exc
+        raise dg.Failure(
+            description=f"inventory {path} cannot be read ({exc}); this step "
+            "stops before touching anything: restore it and start "
+            "again"
+        ) from exc
     if run.tags.get(INVENTORY_CHANGE_TAG) == now:
         return
     launched = run.tags.get(INVENTORY_SHA_TAG)
     parent = instance.get_run_by_id(run.parent_run_id) if run.parent_run_id else None
     before = parent.tags.get(INVENTORY_SHA_TAG) if parent else None
     if parent is not None and before and before != now:
-        raise dg.Failure(description=(
-            f"inventory {path} changed since run {parent.run_id} (sha256 {before[:12]}... "
-            f"then, {now[:12]}... now), so that run's plan may no longer hold; this run stops "
-            "here before touching anything: start a new run, or re-execute on the changed file "
-            f"with `bm-upgrade rerun {parent.run_id} --inventory-changed` (from the UI: add the "
-            f"tag {INVENTORY_CHANGE_TAG}={now})"))
+        raise dg.Failure(
+            description=(
+                f"inventory {path} changed since run {parent.run_id} (sha256 {before[:12]}... "
+                f"then, {now[:12]}... now), so that run's plan may no longer hold; this run "
+                "stops here before touching anything: start a new run, or re-execute on the "
+                f"changed file with `bm-upgrade rerun {parent.run_id} --inventory-changed` "
+                f"(from the UI: add the tag {INVENTORY_CHANGE_TAG}={now})"
+            )
+        )
     if launched and launched != now:
-        raise dg.Failure(description=(
-            f"inventory {path} changed after this run was launched (sha256 {launched[:12]}... "
-            f"then, {now[:12]}... now); this step stops before touching anything: reload the code "
-            "location if you "
-            "launched from the UI, and start the run again"))
+        raise dg.Failure(
+            description=(
+                f"inventory {path} changed after this run was launched (sha256 {launched[:12]}... "
+                f"then, {now[:12]}... now); this step stops before touching anything: reload "
+                "the code location if you "
+                "launched from the UI, and start the run again"
+            )
+        )

@@ -20,8 +20,9 @@ def schedule_name(inventory: Inventory) -> str:
     return f"window_{inventory.cluster}"
 
 
-def build_window_schedule(inventory: Inventory,
-                          job: dg.JobDefinition) -> dg.ScheduleDefinition | None:
+def build_window_schedule(
+    inventory: Inventory, job: dg.JobDefinition
+) -> dg.ScheduleDefinition | None:
     """The schedule of the cluster's maintenance window (None: the window is off).
 
     It starts stopped, as every Dagster schedule does: an operator turns it on (UI,
@@ -33,15 +34,20 @@ def build_window_schedule(inventory: Inventory,
         return None
     defaults = UpgradeConfig.defaults_for(inventory)
 
-    @dg.schedule(name=schedule_name(inventory), cron_schedule=window.cron,
-                 execution_timezone=window.timezone, job=job,
-                 description=f"Maintenance window of {inventory.cluster}: {window.cron} "
-                             f"({window.timezone}), {window.length_minutes} min")
+    @dg.schedule(
+        name=schedule_name(inventory),
+        cron_schedule=window.cron,
+        execution_timezone=window.timezone,
+        job=job,
+        description=f"Maintenance window of {inventory.cluster}: {window.cron} "
+        f"({window.timezone}), {window.length_minutes} min",
+    )
     def _window(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
         opening = context.scheduled_execution_time
         end = window_end(window, opening)
         config = {**defaults, "window_end": end.isoformat()}
-        return dg.RunRequest(run_key=opening.isoformat(),
-                             run_config={"ops": {"preflight": {"config": config}}})
+        return dg.RunRequest(
+            run_key=opening.isoformat(), run_config={"ops": {"preflight": {"config": config}}}
+        )
 
     return _window

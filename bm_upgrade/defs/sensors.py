@@ -44,8 +44,10 @@ def _seconds(name: str, default: float) -> float:
     except ValueError:
         value = -1.0
     if value <= 0:
-        raise UserError(f"{name}={text!r} is not a positive number of seconds; fix or "
-                        "unset it in the code location's environment")
+        raise UserError(
+            f"{name}={text!r} is not a positive number of seconds; fix or "
+            "unset it in the code location's environment"
+        )
     return value
 
 
@@ -55,57 +57,77 @@ def status_asset_key(inventory: Inventory) -> dg.AssetKey:
 
 def status_asset(inventory: Inventory) -> dg.AssetSpec:
     """The asset whose observations are the cluster's sync-status history."""
-    return dg.AssetSpec(status_asset_key(inventory), group_name="bm_upgrade",
-                        description=f"Roles, states and versions of every server and "
-                                    f"orchestrator of {inventory.cluster}: one observation "
-                                    "per change, from the sync_status sensor.")
+    return dg.AssetSpec(
+        status_asset_key(inventory),
+        group_name="bm_upgrade",
+        description=f"Roles, states and versions of every server and "
+        f"orchestrator of {inventory.cluster}: one observation "
+        "per change, from the sync_status sensor.",
+    )
 
 
-def look(inventory: Inventory, memory: WatchMemory, instance: dg.DagsterInstance,
-         no_standby_alert_s: float, now: float | None = None) -> WatchResult:
+def look(
+    inventory: Inventory,
+    memory: WatchMemory,
+    instance: dg.DagsterInstance,
+    no_standby_alert_s: float,
+    now: float | None = None,
+) -> WatchResult:
     """One tick's work: probe the cluster, compare with the memory."""
     with HostPool(inventory.ssh) as pool:
         view = observe_for_watch(inventory, pool)
-    return watch_step(memory, inventory, view, time.time() if now is None else now,
-                      upgrading=bool(runs_going(instance, inventory.cluster)),
-                      no_standby_alert_s=no_standby_alert_s)
+    return watch_step(
+        memory,
+        inventory,
+        view,
+        time.time() if now is None else now,
+        upgrading=bool(runs_going(instance, inventory.cluster)),
+        no_standby_alert_s=no_standby_alert_s,
+    )
 
 
 def observation(inventory: Inventory, result: WatchResult) -> dg.AssetObservation:
     rows = ["| node | stripe | role | state | version |", "|---|---|---|---|---|"]
     for name, node in result.memory.nodes.items():
-        rows.append(f"| {name} | {node.get('stripe') or '-'} | {node.get('role') or '-'} | "
-                    f"{node.get('state') or '-'} | {node.get('version') or '-'} |")
+        rows.append(
+            f"| {name} | {node.get('stripe') or '-'} | {node.get('role') or '-'} | "
+            f"{node.get('state') or '-'} | {node.get('version') or '-'} |"
+        )
     return dg.AssetObservation(
         asset_key=status_asset_key(inventory),
         metadata={
             "nodes": dg.MetadataValue.md("\n".join(rows)),
-            "changes": dg.MetadataValue.md("\n".join(f"- {c}" for c in result.changes)
-                                           or "none"),
-            "alerts": dg.MetadataValue.md("\n".join(
-                f"- {a}" for a in result.memory.alerts.values()) or "none"),
-            "without_standby": dg.MetadataValue.json(sorted(
-                result.memory.no_standby_since)),
+            "changes": dg.MetadataValue.md("\n".join(f"- {c}" for c in result.changes) or "none"),
+            "alerts": dg.MetadataValue.md(
+                "\n".join(f"- {a}" for a in result.memory.alerts.values()) or "none"
+            ),
+            "without_standby": dg.MetadataValue.json(sorted(result.memory.no_standby_since)),
             "state": dg.MetadataValue.json(result.memory.nodes),
-        })
+        },
+    )
 
 
-def build_status_sensor(inventory: Inventory, inventory_path: str,
-                        alert: Alert | None = None) -> dg.SensorDefinition:
+def build_status_sensor(
+    inventory: Inventory, inventory_path: str, alert: Alert | None = None
+) -> dg.SensorDefinition:
     """``sync_status_<cluster>``: runs by default (it only reads)."""
     interval = int(_seconds(INTERVAL_ENV, 60.0))
 
-    @dg.sensor(name=f"sync_status_{inventory.cluster}", minimum_interval_seconds=interval,
-               default_status=dg.DefaultSensorStatus.RUNNING,
-               description=f"Probes every server and orchestrator of {inventory.cluster} "
-                           f"every {interval} s; records changes on its sync_status asset; "
-                           "alerts on a stripe without standby or mixed versions.")
+    @dg.sensor(
+        name=f"sync_status_{inventory.cluster}",
+        minimum_interval_seconds=interval,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Probes every server and orchestrator of {inventory.cluster} "
+        f"every {interval} s; records changes on its sync_status asset; "
+        "alerts on a stripe without standby or mixed versions.",
+    )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         try:
             current = load_inventory(inventory_path)
             threshold = _seconds(NO_STANDBY_ENV, 300.0)
-            result = look(current, WatchMemory.from_cursor(context.cursor), context.instance,
-                          threshold)
+            result = look(
+                current, WatchMemory.from_cursor(context.cursor), context.instance, threshold
+            )
         except BmUpgradeError as exc:
             return dg.SkipReason(f"no look at {inventory.cluster}: {exc}")
         for message in result.raised + result.ended:
@@ -127,25 +149,29 @@ def inventory_error_sensor_name(file: str) -> str:
     return f"inventory_error_{stem}"
 
 
-def build_inventory_error_sensor(name: str, inventory_path: str,
-                                 error: str) -> dg.SensorDefinition:
+def build_inventory_error_sensor(name: str, inventory_path: str, error: str) -> dg.SensorDefinition:
     """A sensor that stands for an inventory file left out of the code location: it never
     requests a run; each evaluation logs the file's problem and skips, saying it."""
     interval = int(_seconds(INTERVAL_ENV, 60.0))
     error = redact_urls(error)
 
-    @dg.sensor(name=name, minimum_interval_seconds=interval,
-               default_status=dg.DefaultSensorStatus.RUNNING,
-               description=f"{inventory_path} was left out of the code location, so its "
-                           f"cluster has no job: {error}")
+    @dg.sensor(
+        name=name,
+        minimum_interval_seconds=interval,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"{inventory_path} was left out of the code location, so its "
+        f"cluster has no job: {error}",
+    )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
         try:
             load_inventory(inventory_path)
         except BmUpgradeError as exc:
             now = redact_urls(str(exc))
         else:
-            now = (f"{error} (the file itself validates now: once it is fixed, reload the "
-                   "code location to load its job)")
+            now = (
+                f"{error} (the file itself validates now: once it is fixed, reload the "
+                "code location to load its job)"
+            )
         context.log.error(now)
         return dg.SkipReason(now)
 

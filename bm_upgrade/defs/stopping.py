@@ -63,15 +63,16 @@ def failure_reason(event: dg.DagsterEvent) -> str:
 def earlier_failure(instance: dg.DagsterInstance, run_id: str, step_key: str) -> str | None:
     """The sentence that stops new disruptive work: the first failed step of the run
     ``run_id`` other than ``step_key`` itself, or None when no other step failed."""
-    records = instance.get_records_for_run(
-        run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
     for record in records:
         event = record.event_log_entry.dagster_event
         if event is None or event.step_key == step_key:
             continue
         reason = failure_reason(event).rstrip(".")
-        return (f"step {event.step_key} of this run failed ({reason}); fix that, then "
-                "re-execute from failure")
+        return (
+            f"step {event.step_key} of this run failed ({reason}); fix that, then "
+            "re-execute from failure"
+        )
     return None
 
 
@@ -100,8 +101,9 @@ def requested_stop(instance: dg.DagsterInstance, run_id: str) -> str | None:
     return str(asked.get("reason") or "a stop was requested")
 
 
-def failure_check(context: dg.OpExecutionContext,
-                  continue_on_failure: bool) -> Callable[[], str | None]:
+def failure_check(
+    context: dg.OpExecutionContext, continue_on_failure: bool
+) -> Callable[[], str | None]:
     """The step's ``halted`` callback: a stop asked of the whole run, then (unless the run's
     policy lets other stripes go on) an earlier failed step of the run."""
     instance, run_id = context.instance, context.run_id
@@ -110,8 +112,10 @@ def failure_check(context: dg.OpExecutionContext,
     def halted() -> str | None:
         asked = requested_stop(instance, run_id)
         if asked is not None:
-            return (f"{asked}; nothing was changed by this step; rerun (or re-execute from "
-                    "failure) to go on")
+            return (
+                f"{asked}; nothing was changed by this step; rerun (or re-execute from "
+                "failure) to go on"
+            )
         if continue_on_failure:
             return None
         return earlier_failure(instance, run_id, step_key)
@@ -144,7 +148,8 @@ def signals_request_stop(step_key: str) -> Iterator[None]:
         if not received:
             halt.request_stop(
                 f"interrupted (step {step_key}'s process received "
-                f"{signal.Signals(signum).name}: Ctrl-C, SIGTERM or a terminate of the run)")
+                f"{signal.Signals(signum).name}: Ctrl-C, SIGTERM or a terminate of the run)"
+            )
         received.append(signum)
 
     previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}

@@ -18,9 +18,15 @@ from bm_upgrade.inventory import Inventory
 from bm_upgrade.window import expected_outages, next_opening, window_end_for_run
 
 
-def plan_window(instance: dg.DagsterInstance, job_name: str, settings: RunSettings,
-                inventory: Inventory, *, respect_window: bool,
-                now: datetime.datetime | None = None) -> RunSettings:
+def plan_window(
+    instance: dg.DagsterInstance,
+    job_name: str,
+    settings: RunSettings,
+    inventory: Inventory,
+    *,
+    respect_window: bool,
+    now: datetime.datetime | None = None,
+) -> RunSettings:
     """The run's settings with its window: the end (from the schedule, or the window in
     progress when a run by hand asked to respect it), how long each kind of outage is
     expected to take, and when the next window opens.

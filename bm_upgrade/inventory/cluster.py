@@ -15,8 +15,11 @@ from bm_upgrade.inventory.settings import Policy, SshSettings, Window
 class Inventory(FrozenModel):
     """One BigMemory Max cluster."""
 
-    cluster: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=48,
-                         description="Cluster name; the Dagster job is upgrade_<cluster>.")
+    cluster: str = Field(
+        pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
+        max_length=48,
+        description="Cluster name; the Dagster job is upgrade_<cluster>.",
+    )
     target_version: str = Field(pattern=VERSION_PATTERN)
     kits: list[Kit] = Field(min_length=1)
     license_file: str = Field(
@@ -28,7 +31,7 @@ class Inventory(FrozenModel):
         description="Read server state from the management REST port, or by running "
         "server-stat.sh over SSH (for networks that only allow SSH).",
     )
-    persistent: bool = Field(description="<restartable enabled=\"true\"/> in tc-config.")
+    persistent: bool = Field(description='<restartable enabled="true"/> in tc-config.')
     wan_master_region: str | None = None
     regions: list[Region] = Field(min_length=1)
     window: Window = Field(default_factory=Window)
@@ -67,8 +70,9 @@ class Inventory(FrozenModel):
     # -- cross-field checks --------------------------------------------------------------
     @model_validator(mode="after")
     def _cross_field(self) -> Inventory:
-        issues = list(cross_field_issues(self.regions, self.kits, self.target_version,
-                                         self.wan_master_region))
+        issues = list(
+            cross_field_issues(self.regions, self.kits, self.target_version, self.wan_master_region)
+        )
         if issues:
             raise CrossFieldIssues(issues)
         return self

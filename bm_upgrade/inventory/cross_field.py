@@ -20,8 +20,12 @@ class CrossFieldIssues(ValueError):
         super().__init__("; ".join(f"{i.path}: {i.message}" for i in issues))
 
 
-def cross_field_issues(regions: Sequence[Region], kits: Sequence[Kit], target_version: str,
-                       wan_master_region: str | None) -> Iterator[FieldIssue]:
+def cross_field_issues(
+    regions: Sequence[Region],
+    kits: Sequence[Kit],
+    target_version: str,
+    wan_master_region: str | None,
+) -> Iterator[FieldIssue]:
     """Every problem that involves more than one field, each located by its field path."""
     yield from _region_name_issues(regions)
     yield from _stripe_server_issues(regions)
@@ -32,7 +36,9 @@ def cross_field_issues(regions: Sequence[Region], kits: Sequence[Kit], target_ve
     # The job names a step per stripe after it: names must stay apart once '-' and '.' are '_'.
     yield from stripe_node_issues(
         (f"regions[{ri}].stripes[{si}].name", region.name, stripe.name)
-        for ri, region in enumerate(regions) for si, stripe in enumerate(region.stripes))
+        for ri, region in enumerate(regions)
+        for si, stripe in enumerate(region.stripes)
+    )
     yield from kit_root_issues(_node_folders(regions))
 
 
@@ -41,8 +47,10 @@ def _region_name_issues(regions: Sequence[Region]) -> Iterator[FieldIssue]:
     seen_regions: set[str] = set()
     for ri, region in enumerate(regions):
         if region.name in seen_regions:
-            yield FieldIssue(f"regions[{ri}].name",
-                             f"region name {region.name!r} is used twice; give each a unique name")
+            yield FieldIssue(
+                f"regions[{ri}].name",
+                f"region name {region.name!r} is used twice; give each a unique name",
+            )
         seen_regions.add(region.name)
 
 
@@ -51,12 +59,16 @@ def _stripe_server_issues(regions: Sequence[Region]) -> Iterator[FieldIssue]:
     for ri, region in enumerate(regions):
         for si, stripe in enumerate(region.stripes):
             if not stripe.servers:
-                yield FieldIssue(f"regions[{ri}].stripes[{si}].servers",
-                                 f"stripe {stripe.name!r} has no server; list at least one")
+                yield FieldIssue(
+                    f"regions[{ri}].stripes[{si}].servers",
+                    f"stripe {stripe.name!r} has no server; list at least one",
+                )
             if sum(s.preferred_active for s in stripe.servers) > 1:
-                yield FieldIssue(f"regions[{ri}].stripes[{si}].servers",
-                                 f"stripe {stripe.name!r} has more than one preferred_active "
-                                 "server; mark at most one")
+                yield FieldIssue(
+                    f"regions[{ri}].stripes[{si}].servers",
+                    f"stripe {stripe.name!r} has more than one preferred_active "
+                    "server; mark at most one",
+                )
 
 
 def _node_name_issues(regions: Sequence[Region]) -> Iterator[FieldIssue]:
@@ -68,24 +80,29 @@ def _node_name_issues(regions: Sequence[Region]) -> Iterator[FieldIssue]:
     for ri, region in enumerate(regions):
         for si, stripe in enumerate(region.stripes):
             stripe_paths.setdefault(f"{region.name}/{stripe.name}", []).append(
-                f"regions[{ri}].stripes[{si}].name")
+                f"regions[{ri}].stripes[{si}].name"
+            )
             for vi, server in enumerate(stripe.servers):
                 node_paths.setdefault(server.name, []).append(
-                    f"regions[{ri}].stripes[{si}].servers[{vi}].name")
+                    f"regions[{ri}].stripes[{si}].servers[{vi}].name"
+                )
         for ci, client in enumerate(region.clients):
             node_paths.setdefault(client.name, []).append(f"regions[{ri}].clients[{ci}].name")
         for oi, orch in enumerate(region.orchestrators):
-            node_paths.setdefault(orch.name, []).append(
-                f"regions[{ri}].orchestrators[{oi}].name")
+            node_paths.setdefault(orch.name, []).append(f"regions[{ri}].orchestrators[{oi}].name")
     for name, paths in stripe_paths.items():
         for path in paths[1:]:
-            yield FieldIssue(path, f"stripe {name!r} is listed twice in its region; "
-                                   "give each stripe a unique name")
+            yield FieldIssue(
+                path,
+                f"stripe {name!r} is listed twice in its region; give each stripe a unique name",
+            )
     for name, paths in node_paths.items():
         for path in paths[1:]:
-            yield FieldIssue(path, f"name {name!r} is already used at {paths[0]}; "
-                                   "every server, client and orchestrator needs a unique name")
-
+            yield FieldIssue(
+                path,
+                f"name {name!r} is already used at {paths[0]}; "
+                "every server, client and orchestrator needs a unique name",
+            )
 
 
 def _port_and_data_issues(regions: Sequence[Region]) -> Iterator[FieldIssue]:
@@ -96,70 +113,81 @@ def _port_and_data_issues(regions: Sequence[Region]) -> Iterator[FieldIssue]:
         for si, stripe in enumerate(region.stripes):
             for vi, server in enumerate(stripe.servers):
                 base = f"regions[{ri}].stripes[{si}].servers[{vi}]"
-                for field, port in (("tsa_port", server.tsa_port),
-                                    ("management_port", server.management_port)):
+                for field, port in (
+                    ("tsa_port", server.tsa_port),
+                    ("management_port", server.management_port),
+                ):
                     # tsa_port also implies jmx (+10) and group (+20) ports.
                     implied = [port] if field == "management_port" else server.ports()[:3]
                     for p in implied:
                         owner = port_owner.get((server.host, p))
                         if owner is not None and owner != server.name:
-                            yield FieldIssue(f"{base}.{field}",
-                                             f"port {p} on host {server.host} is already used by "
-                                             f"server {owner!r}; give each server on one host "
-                                             "distinct ports")
+                            yield FieldIssue(
+                                f"{base}.{field}",
+                                f"port {p} on host {server.host} is already used by "
+                                f"server {owner!r}; give each server on one host "
+                                "distinct ports",
+                            )
                             break
                     for p in implied:
                         port_owner.setdefault((server.host, p), server.name)
                 data_key = (server.host, server.data_dir.rstrip("/"))
                 owner = data_owner.get(data_key)
                 if owner is not None:
-                    yield FieldIssue(f"{base}.data_dir",
-                                     f"data folder {server.data_dir} on host {server.host} is "
-                                     f"already used by server {owner!r}; give each server its own")
+                    yield FieldIssue(
+                        f"{base}.data_dir",
+                        f"data folder {server.data_dir} on host {server.host} is "
+                        f"already used by server {owner!r}; give each server its own",
+                    )
                 else:
                     data_owner[data_key] = server.name
 
 
-
-def _wan_issues(regions: Sequence[Region], wan_master_region: str | None
-                ) -> Iterator[FieldIssue]:
+def _wan_issues(regions: Sequence[Region], wan_master_region: str | None) -> Iterator[FieldIssue]:
     """WAN: exactly one master region when orchestrators exist, each region with a master."""
     region_names = [r.name for r in regions]
     has_wan = any(region.orchestrators for region in regions)
     if has_wan:
         if wan_master_region is None:
-            yield FieldIssue("wan_master_region",
-                             "orchestrators are listed but no WAN master region is named; set "
-                             f"wan_master_region to one of {region_names}")
+            yield FieldIssue(
+                "wan_master_region",
+                "orchestrators are listed but no WAN master region is named; set "
+                f"wan_master_region to one of {region_names}",
+            )
         for ri, region in enumerate(regions):
-            if region.orchestrators and not any(o.role == "master"
-                                                for o in region.orchestrators):
-                yield FieldIssue(f"regions[{ri}].orchestrators",
-                                 f"region {region.name!r} has orchestrators but none with "
-                                 "role: master; every region's WAN service needs a master "
-                                 "orchestrator")
+            if region.orchestrators and not any(o.role == "master" for o in region.orchestrators):
+                yield FieldIssue(
+                    f"regions[{ri}].orchestrators",
+                    f"region {region.name!r} has orchestrators but none with "
+                    "role: master; every region's WAN service needs a master "
+                    "orchestrator",
+                )
     if wan_master_region is not None and wan_master_region not in region_names:
-        yield FieldIssue("wan_master_region",
-                         f"{wan_master_region!r} is not a region of this inventory; use one "
-                         f"of {region_names}")
+        yield FieldIssue(
+            "wan_master_region",
+            f"{wan_master_region!r} is not a region of this inventory; use one of {region_names}",
+        )
     if wan_master_region is not None and not has_wan:
-        yield FieldIssue("wan_master_region",
-                         "a WAN master region is named but no region lists orchestrators; add "
-                         "the orchestrators or remove wan_master_region")
-
+        yield FieldIssue(
+            "wan_master_region",
+            "a WAN master region is named but no region lists orchestrators; add "
+            "the orchestrators or remove wan_master_region",
+        )
 
 
 def _kit_issues(kits: Sequence[Kit], target_version: str) -> Iterator[FieldIssue]:
     """The target must have a kit; no version listed twice."""
     if all(kit.version != target_version for kit in kits):
-        yield FieldIssue("target_version",
-                         f"no kit of version {target_version} is listed under kits; add "
-                         "its url and sha256")
+        yield FieldIssue(
+            "target_version",
+            f"no kit of version {target_version} is listed under kits; add its url and sha256",
+        )
     seen_kits: set[str] = set()
     for ki, kit in enumerate(kits):
         if kit.version in seen_kits:
-            yield FieldIssue(f"kits[{ki}].version",
-                             f"kit version {kit.version} is listed twice; keep one")
+            yield FieldIssue(
+                f"kits[{ki}].version", f"kit version {kit.version} is listed twice; keep one"
+            )
         seen_kits.add(kit.version)
 
 
@@ -168,10 +196,18 @@ def _node_folders(regions: Sequence[Region]) -> Iterator[NodeFolders]:
     for ri, region in enumerate(regions):
         for si, stripe in enumerate(region.stripes):
             for vi, server in enumerate(stripe.servers):
-                yield NodeFolders(f"regions[{ri}].stripes[{si}].servers[{vi}]", server.name,
-                                  server.host, server.install_dir,
-                                  (("data_dir", server.data_dir),
-                                   ("tc_config", server.tc_config)))
+                yield NodeFolders(
+                    f"regions[{ri}].stripes[{si}].servers[{vi}]",
+                    server.name,
+                    server.host,
+                    server.install_dir,
+                    (("data_dir", server.data_dir), ("tc_config", server.tc_config)),
+                )
         for oi, orch in enumerate(region.orchestrators):
-            yield NodeFolders(f"regions[{ri}].orchestrators[{oi}]", orch.name, orch.host,
-                              orch.install_dir, (("wan_xml", orch.wan_xml),))
+            yield NodeFolders(
+                f"regions[{ri}].orchestrators[{oi}]",
+                orch.name,
+                orch.host,
+                orch.install_dir,
+                (("wan_xml", orch.wan_xml),),
+            )

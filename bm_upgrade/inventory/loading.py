@@ -50,17 +50,23 @@ def _field_hint(error: ErrorDetails) -> str:
     given = error.get("input")
     if kind == "extra_forbidden":
         if last in _INLINE_SECRET_KEYS:
-            return (f"secrets are never written in the inventory; remove {last!r} and use "
-                    f"{_INLINE_SECRET_KEYS[last]}")
+            return (
+                f"secrets are never written in the inventory; remove {last!r} and use "
+                f"{_INLINE_SECRET_KEYS[last]}"
+            )
         return f"unknown key {last!r}; remove it or check its spelling (see `bm-upgrade schema`)"
     if kind == "missing":
         return "required field is missing; add it"
     if kind == "string_pattern_mismatch" and "version" in last:
-        return (f"{given!r} is not a BigMemory Max 4.2 version; write it like 4.2.1 "
-                "(more dot-parts such as 4.2.1.4 are allowed)")
+        return (
+            f"{given!r} is not a BigMemory Max 4.2 version; write it like 4.2.1 "
+            "(more dot-parts such as 4.2.1.4 are allowed)"
+        )
     if kind == "string_pattern_mismatch" and last in {"name", "cluster"}:
-        return (f"{given!r} is not a valid name; use letters, digits, '-', '_' and '.' "
-                "(a cluster name: letters, digits and '_', starting with a letter)")
+        return (
+            f"{given!r} is not a valid name; use letters, digits, '-', '_' and '.' "
+            "(a cluster name: letters, digits and '_', starting with a letter)"
+        )
     if kind == "string_pattern_mismatch" and last == "sha256":
         return "sha256 must be 64 hexadecimal characters; copy it from the kit's .sha256 file"
     if kind == "literal_error":
@@ -86,8 +92,7 @@ def issues_from_validation(exc: ValidationError) -> list[FieldIssue]:
         if isinstance(inner, CrossFieldIssues):
             prefix = _loc_to_path(error["loc"])
             for issue in inner.issues:
-                path = f"{prefix}.{issue.path}" if prefix and issue.path else (
-                    issue.path or prefix)
+                path = f"{prefix}.{issue.path}" if prefix and issue.path else (issue.path or prefix)
                 issues.append(FieldIssue(path, issue.message))
             continue
         issues.append(FieldIssue(_loc_to_path(error["loc"]), _field_hint(error)))
@@ -97,12 +102,21 @@ def issues_from_validation(exc: ValidationError) -> list[FieldIssue]:
 def parse_inventory(data: Any, file: str) -> Inventory:
     """Validate already-parsed YAML data; raises InventoryError naming ``file``."""
     if data is None:
-        raise InventoryError(file, [FieldIssue("", "the file is empty; see the README's "
-                                                   "example inventory")])
+        raise InventoryError(
+            file, [FieldIssue("", "the file is empty; see the README's example inventory")]
+        )
     if not isinstance(data, dict):
-        raise InventoryError(file, [FieldIssue("", "the top level must be a mapping of keys "
-                                                   "(cluster, target_version, kits, ...), not "
-                                                   f"a {type(data).__name__}")])
+        raise InventoryError(
+            file,
+            [
+                FieldIssue(
+                    "",
+                    "the top level must be a mapping of keys "
+                    "(cluster, target_version, kits, ...), not "
+                    f"a {type(data).__name__}",
+                )
+            ],
+        )
     try:
         return Inventory.model_validate(data)
     except ValidationError as exc:
@@ -123,24 +137,53 @@ def load_inventory(path: str | Path) -> Inventory:
     except FileNotFoundError:
         raise InventoryError(file, [FieldIssue("", "no such file; check the path")]) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise InventoryError(file, [FieldIssue("", f"cannot read the file ({exc}); check its "
-                                                   "permissions and encoding (UTF-8)")]) from None
+        raise InventoryError(
+            file,
+            [
+                FieldIssue(
+                    "", f"cannot read the file ({exc}); check its permissions and encoding (UTF-8)"
+                )
+            ],
+        ) from None
     if len(raw) > bounded_yaml.MAX_BYTES:
-        raise InventoryError(file, [FieldIssue("", "the file is larger than "
-                                                   f"{bounded_yaml.MAX_BYTES // 1024} KiB, far "
-                                                   "more than any cluster's inventory; check "
-                                                   "that this is the inventory file")])
+        raise InventoryError(
+            file,
+            [
+                FieldIssue(
+                    "",
+                    "the file is larger than "
+                    f"{bounded_yaml.MAX_BYTES // 1024} KiB, far "
+                    "more than any cluster's inventory; check "
+                    "that this is the inventory file",
+                )
+            ],
+        )
     try:
         data = bounded_yaml.load(text)
     except bounded_yaml.YamlTooLarge as exc:
-        raise InventoryError(file, [FieldIssue("", f"the YAML is refused: {exc}; "
-                                                   "write the values out, with fewer anchors "
-                                                   "and aliases (&name, *name)")]) from None
+        raise InventoryError(
+            file,
+            [
+                FieldIssue(
+                    "",
+                    f"the YAML is refused: {exc}; "
+                    "write the values out, with fewer anchors "
+                    "and aliases (&name, *name)",
+                )
+            ],
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise InventoryError(file, [FieldIssue("", f"malformed YAML{where}: {problem}; fix "
-                                                   "the syntax (indentation, colons, quotes)")]
-                             ) from None
+        raise InventoryError(
+            file,
+            [
+                FieldIssue(
+                    "",
+                    f"malformed YAML{where}: {problem}; fix "
+                    "the syntax (indentation, colons, quotes)",
+                )
+            ],
+        ) from None
     return parse_inventory(data, file)

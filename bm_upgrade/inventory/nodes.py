@@ -88,8 +88,9 @@ class Server(_Node):
     tsa_port: int = Field(default=9510, ge=1, le=65535)
     management_port: int = Field(default=9540, ge=1, le=65535)
     console_log: str | None = Field(
-        default=None, description="Where a detached start writes the console (default: "
-        "<parent of install_dir>/<name>.console.log)."
+        default=None,
+        description="Where a detached start writes the console (default: "
+        "<parent of install_dir>/<name>.console.log).",
     )
     preferred_active: bool = Field(
         default=False, description="Fail back to this server (default: the stripe's first)."

@@ -60,15 +60,14 @@ class SshSettings(FrozenModel):
             raise ValueError(
                 "known_hosts must name a known_hosts file: without one no host key would be "
                 "checked; set it (default ~/.ssh/known_hosts) and, for hosts contacted for "
-                "the first time, record their keys with `bm-upgrade trust-hosts INVENTORY`")
+                "the first time, record their keys with `bm-upgrade trust-hosts INVENTORY`"
+            )
         return known_hosts
 
     @model_validator(mode="after")
     def _one_passphrase_source(self) -> SshSettings:
         if self.key_passphrase_env and self.key_passphrase_file:
-            raise ValueError(
-                "set only one of key_passphrase_env and key_passphrase_file"
-            )
+            raise ValueError("set only one of key_passphrase_env and key_passphrase_file")
         if not self.key_file and not self.use_agent:
             raise ValueError("set key_file, or use_agent: true, so there is a key to log in with")
         return self
@@ -90,8 +89,10 @@ class Window(FrozenModel):
         try:
             parse_cron(cron)
         except ValueError as exc:
-            raise ValueError(f"{cron!r}: {exc}; fix it (minute hour day-of-month month "
-                             "day-of-week), or remove window.cron for the default") from None
+            raise ValueError(
+                f"{cron!r}: {exc}; fix it (minute hour day-of-month month "
+                "day-of-week), or remove window.cron for the default"
+            ) from None
         return cron
 
     @field_validator("timezone")
@@ -133,5 +134,6 @@ class Policy(FrozenModel):
         default=False,
         description="After a step of a run fails, let other stripes still start disruptive "
         "work (stopping servers, clients, orchestrators). Off: once anything failed, every "
-        "later disruptive step ends safely, naming the failure (docs/safety.md rule 12).")
+        "later disruptive step ends safely, naming the failure (docs/safety.md rule 12).",
+    )
     timeouts: Timeouts = Field(default_factory=Timeouts)

@@ -9,7 +9,14 @@ from bm_upgrade.inventory import Inventory
 
 Phase = Literal["preflight", "kit", "servers", "verify", "clients", "orchestrators", "report"]
 PHASES: tuple[Phase, ...] = (
-    "preflight", "kit", "servers", "verify", "clients", "orchestrators", "report")
+    "preflight",
+    "kit",
+    "servers",
+    "verify",
+    "clients",
+    "orchestrators",
+    "report",
+)
 
 ACTIVE = "ACTIVE-COORDINATOR"
 STANDBY = "PASSIVE-STANDBY"

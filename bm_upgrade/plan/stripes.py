@@ -20,20 +20,28 @@ class Builder:
     def next_stage(self) -> None:
         self.stage += 1
 
-    def add(self, phase: Phase, node: str, action: str, waits_for: str, lane: str,
-            **extra: Any) -> None:
-        self.steps.append(Step(phase=phase, node=node, action=action, waits_for=waits_for,
-                               stage=self.stage, lane=lane, **extra))
+    def add(
+        self, phase: Phase, node: str, action: str, waits_for: str, lane: str, **extra: Any
+    ) -> None:
+        self.steps.append(
+            Step(
+                phase=phase,
+                node=node,
+                action=action,
+                waits_for=waits_for,
+                stage=self.stage,
+                lane=lane,
+                **extra,
+            )
+        )
 
 
-def _server_state(server: Server, stripe: Stripe,
-                  observed: Mapping[str, NodeState]) -> NodeState:
+def _server_state(server: Server, stripe: Stripe, observed: Mapping[str, NodeState]) -> NodeState:
     seen = observed.get(server.name)
     if seen is not None:
         return seen
     preferred = stripe.preferred_active()
-    any_active = any((observed.get(s.name) or NodeState()).state == ACTIVE
-                     for s in stripe.servers)
+    any_active = any((observed.get(s.name) or NodeState()).state == ACTIVE for s in stripe.servers)
     assumed = ACTIVE if (server is preferred and not any_active) else STANDBY
     return NodeState(running=True, version=None, state=assumed)
 
@@ -45,8 +53,14 @@ class StripePlanner:
     against the state at that point of the plan: that is what keeps one server down at most.
     """
 
-    def __init__(self, b: Builder, region: Region, stripe: Stripe,
-                 observed: Mapping[str, NodeState], options: PlanOptions) -> None:
+    def __init__(
+        self,
+        b: Builder,
+        region: Region,
+        stripe: Stripe,
+        observed: Mapping[str, NodeState],
+        options: PlanOptions,
+    ) -> None:
         self.b = b
         self.region = region
         self.stripe = stripe
@@ -79,8 +93,7 @@ class StripePlanner:
     def confirm_starting_servers(self) -> None:
         """A server on the target still starting or syncing is confirmed before going on."""
         for name, seen in list(self.state.items()):
-            if seen.running and seen.version == self.target and seen.state not in (ACTIVE,
-                                                                                   STANDBY):
+            if seen.running and seen.version == self.target and seen.state not in (ACTIVE, STANDBY):
                 self.confirm(name)
 
     def upgrade_mirrors(self) -> None:
@@ -89,8 +102,12 @@ class StripePlanner:
             if name == self.active_name():
                 continue
             if seen.version == self.target:
-                self.add(name, "upgrade", f"{name} on {self.target}",
-                         skip=f"already runs {self.target} and is {seen.state or 'up'}")
+                self.add(
+                    name,
+                    "upgrade",
+                    f"{name} on {self.target}",
+                    skip=f"already runs {self.target} and is {seen.state or 'up'}",
+                )
                 continue
             self.add(name, "stop", "the stop script reported success and the process exited")
             self.set(name, False, seen.version, None)
@@ -102,16 +119,22 @@ class StripePlanner:
         if active is None:
             return
         if self.state[active].version == self.target:
-            self.add(active, "upgrade", f"{active} on {self.target}",
-                     skip=f"already runs {self.target} and is ACTIVE-COORDINATOR")
+            self.add(
+                active,
+                "upgrade",
+                f"{active} on {self.target}",
+                skip=f"already runs {self.target} and is ACTIVE-COORDINATOR",
+            )
             return
         if self.single:
             self.add(active, "stop", "stopped (downtime: this stripe has no mirror)")
             self.set(active, False, self.state[active].version, None)
         else:
-            self.fail_over_from(active, "failover-stop",
-                                "a mirror is PASSIVE-STANDBY before the stop; the process "
-                                "exited")
+            self.fail_over_from(
+                active,
+                "failover-stop",
+                "a mirror is PASSIVE-STANDBY before the stop; the process exited",
+            )
         self.bring_back(active)
 
     def fail_back(self) -> None:
@@ -121,27 +144,42 @@ class StripePlanner:
             return
         name = self.preferred.name
         if current == name:
-            self.add(name, "failback", f"{name} is ACTIVE-COORDINATOR",
-                     skip=f"{name} is already the ACTIVE")
+            self.add(
+                name,
+                "failback",
+                f"{name} is ACTIVE-COORDINATOR",
+                skip=f"{name} is already the ACTIVE",
+            )
             return
-        self.fail_over_from(current, "failback-stop",
-                            f"{name} is PASSIVE-STANDBY before the stop; the process exited")
+        self.fail_over_from(
+            current,
+            "failback-stop",
+            f"{name} is PASSIVE-STANDBY before the stop; the process exited",
+        )
         self.bring_back(current)
 
     # -- building blocks -------------------------------------------------------------------
-    def add(self, server: str, action: str, waits_for: str, *, skip: str = "",
-            detail: str = "") -> None:
-        self.b.add("servers", server, action, waits_for,
-                   lane=f"servers/{self.region.name}/{self.stripe.name}",
-                   region=self.region.name, stripe=self.stripe.name, skipped=bool(skip),
-                   reason=skip, detail=detail)
+    def add(
+        self, server: str, action: str, waits_for: str, *, skip: str = "", detail: str = ""
+    ) -> None:
+        self.b.add(
+            "servers",
+            server,
+            action,
+            waits_for,
+            lane=f"servers/{self.region.name}/{self.stripe.name}",
+            region=self.region.name,
+            stripe=self.stripe.name,
+            skipped=bool(skip),
+            reason=skip,
+            detail=detail,
+        )
 
     def set(self, name: str, running: bool, version: str | None, state: str | None) -> None:
         self.state[name] = NodeState(running, version, state)
 
     def active_name(self) -> str | None:
-        return next((n for n, s in self.state.items() if s.running and s.state == ACTIVE),
-                    None)
+        return next((n for n, s in self.state.items() if s.running and s.state == ACTIVE), None)
 
     def takeover_candidate(self, excluding: str) -> str | None:
         # The real election picks any PASSIVE-STANDBY mirror; the plan predicts the preferred
@@ -149,12 +187,17 @@ class StripePlanner:
         # actually took over.
         preferred = self.preferred.name if self.preferred else None
         order = sorted(self.state, key=lambda n: n != preferred)
-        return next((n for n in order if n != excluding and self.state[n].running
-                     and self.state[n].state == STANDBY), None)
+        return next(
+            (
+                n
+                for n in order
+                if n != excluding and self.state[n].running and self.state[n].state == STANDBY
+            ),
+            None,
+        )
 
     def install_detail(self) -> str:
-        note = "move the old kit aside" if self.options.keep_previous_kit else \
-            "remove the old kit"
+        note = "move the old kit aside" if self.options.keep_previous_kit else "remove the old kit"
         if self.options.delete_dirty_backups:
             note += ", delete dirty-objectdb backups"
         return note + f", unpack {self.target}, put the license in the kit root"
@@ -162,8 +205,12 @@ class StripePlanner:
     def bring_back(self, name: str) -> None:
         """Steps for a server that is down: install if needed, start, confirm."""
         if self.state[name].version != self.target:
-            self.add(name, "install", f"the kit root holds the {self.target} kit and "
-                                      "terracotta-license.key", detail=self.install_detail())
+            self.add(
+                name,
+                "install",
+                f"the kit root holds the {self.target} kit and terracotta-license.key",
+                detail=self.install_detail(),
+            )
         self.add(name, "start", "the start script launched the server detached")
         self.confirm(name)
 
@@ -172,15 +219,21 @@ class StripePlanner:
             self.add(name, "confirm-active", f"{name} is ACTIVE-COORDINATOR on {self.target}")
             self.set(name, True, self.target, ACTIVE)
         else:
-            self.add(name, "confirm-standby", f"{name} is PASSIVE-STANDBY and version.sh "
-                                              f"prints {self.target}")
+            self.add(
+                name,
+                "confirm-standby",
+                f"{name} is PASSIVE-STANDBY and version.sh prints {self.target}",
+            )
             self.set(name, True, self.target, STANDBY)
 
     def fail_over_from(self, name: str, action: str, waits_for: str) -> None:
         self.add(name, action, waits_for)
         self.set(name, False, self.state[name].version, None)
         successor = self.takeover_candidate(name)
-        self.add(successor or name, "wait-failover",
-                 f"{successor or 'a mirror'} is ACTIVE-COORDINATOR (election time)")
+        self.add(
+            successor or name,
+            "wait-failover",
+            f"{successor or 'a mirror'} is ACTIVE-COORDINATOR (election time)",
+        )
         if successor:
             self.set(successor, True, self.state[successor].version, ACTIVE)

@@ -17,9 +17,9 @@ from bm_upgrade.procedure.servers import ServerOps
 def client_batches(clients: Sequence[Client], size: int, nodes: int) -> list[list[Client]]:
     """The clients of each batch node: batches of ``size``; when the run's size makes more
     batches than the graph has nodes, the last node takes the rest, batch after batch."""
-    batches = [list(clients[i:i + size]) for i in range(0, len(clients), size)]
+    batches = [list(clients[i : i + size]) for i in range(0, len(clients), size)]
     per_node = [batches[i] for i in range(min(nodes - 1, len(batches)))]
-    per_node.append([c for batch in batches[nodes - 1:] for c in batch])
+    per_node.append([c for batch in batches[nodes - 1 :] for c in batch])
     return per_node + [[] for _ in range(nodes - len(per_node))]
 
 
@@ -29,11 +29,10 @@ def clients_of_node(inventory: Inventory, size: int, nodes: int, index: int) -> 
     return client_batches(clients, size, nodes)[index]
 
 
-def upgrade_in_batches(ctx: ServerOps, clients: Sequence[Client],
-                       size: int) -> list[StepRecord]:
+def upgrade_in_batches(ctx: ServerOps, clients: Sequence[Client], size: int) -> list[StepRecord]:
     """Upgrade ``clients`` batch after batch of ``size`` (one batch unless the node took the
     rest of a run's smaller batches)."""
     records: list[StepRecord] = []
     for start in range(0, len(clients), size):
-        records += upgrade_clients(ctx, clients[start:start + size])
+        records += upgrade_clients(ctx, clients[start : start + size])
     return records

@@ -38,8 +38,9 @@ def _jars(status: ClientStatus) -> str:
     return ", ".join(status.jars) or "no Terracotta jar"
 
 
-def run_client_command(ctx: ServerOps, conn: Connection, client: Client,
-                       which: Literal["start", "stop"]) -> None:
+def run_client_command(
+    ctx: ServerOps, conn: Connection, client: Client, which: Literal["start", "stop"]
+) -> None:
     """Run the client's own start or stop command; the command goes to the log only.
 
     Raises:
@@ -59,17 +60,26 @@ def run_client_command(ctx: ServerOps, conn: Connection, client: Client,
     else:
         if result.exit_code == 0:
             return
-        ctx.log.info("client %s: its %s command exited %d; stdout: %s; stderr: %s",
-                     client.name, which, result.exit_code, result.stdout.strip()[-2000:],
-                     result.stderr.strip()[-2000:])
+        ctx.log.info(
+            "client %s: its %s command exited %d; stdout: %s; stderr: %s",
+            client.name,
+            which,
+            result.exit_code,
+            result.stdout.strip()[-2000:],
+            result.stderr.strip()[-2000:],
+        )
         failure = f"the {what} exited {result.exit_code}"
     # No exception chained: the connection's errors quote the command line.
-    raise StepFailed(client.name, f"{failure}; its output and the command are in this "
-                     "step's log: fix the application or the command, then rerun")
+    raise StepFailed(
+        client.name,
+        f"{failure}; its output and the command are in this "
+        "step's log: fix the application or the command, then rerun",
+    )
 
 
-def _wait_client(ctx: ServerOps, conn: Connection, client: Client, *, running: bool,
-                 version: str | None = None) -> ClientStatus:
+def _wait_client(
+    ctx: ServerOps, conn: Connection, client: Client, *, running: bool, version: str | None = None
+) -> ClientStatus:
     timeout = ctx.inventory.policy.timeouts.client_s
 
     def check() -> Poll[ClientStatus]:
@@ -78,40 +88,56 @@ def _wait_client(ctx: ServerOps, conn: Connection, client: Client, *, running: b
         if status.running is None:  # no status_command: the jars read back are all we know
             if jars_ok:
                 return Poll(status, "no status_command")
-            return Poll(now=f"jars {_jars(status)}", hopeless=f"{client.lib_dir} holds "
-                        f"{_jars(status)}, not the {version} jars")
+            return Poll(
+                now=f"jars {_jars(status)}",
+                hopeless=f"{client.lib_dir} holds {_jars(status)}, not the {version} jars",
+            )
         now = f"{'running' if status.running else 'stopped'} on {_jars(status)}"
         return Poll(status, now) if status.running is running and jars_ok else Poll(now=now)
 
     wanted = "running" if running else "stopped"
-    outcome = wait_for(check, what=f"{client.name} {wanted}", timeout_s=timeout, log=ctx.log,
-                       poll_s=ctx.poll_s)
+    outcome = wait_for(
+        check, what=f"{client.name} {wanted}", timeout_s=timeout, log=ctx.log, poll_s=ctx.poll_s
+    )
     if outcome.value is None:
-        raise StepFailed(client.name, f"{client.name} on {client.host} is not {wanted}"
-                         f" after {timeout:g} s ({outcome.why_not(timeout)}); check the "
-                         "application's own log, fix it, then rerun")
+        raise StepFailed(
+            client.name,
+            f"{client.name} on {client.host} is not {wanted}"
+            f" after {timeout:g} s ({outcome.why_not(timeout)}); check the "
+            "application's own log, fix it, then rerun",
+        )
     return outcome.value
 
 
-def _after_failed_swap(ctx: ServerOps, conn: Connection, client: Client, exc: SwapFailed,
-                       *, was_running: bool) -> StepFailed:
+def _after_failed_swap(
+    ctx: ServerOps, conn: Connection, client: Client, exc: SwapFailed, *, was_running: bool
+) -> StepFailed:
     """The error of a failed swap, after starting the client again on its old jars when it
     ran before and they are complete; never on an incomplete set."""
     if exc.holds == "neither":
-        return StepFailed(client.name, f"{exc}; client {client.name} was left stopped: put a "
-                          f"complete set of jars into {client.lib_dir} (its old ones, or the "
-                          f"target kit's apis/ jars), then rerun")
+        return StepFailed(
+            client.name,
+            f"{exc}; client {client.name} was left stopped: put a "
+            f"complete set of jars into {client.lib_dir} (its old ones, or the "
+            f"target kit's apis/ jars), then rerun",
+        )
     if not was_running:
-        return StepFailed(client.name, f"{exc}; client {client.name} was left stopped as it "
-                          "was found; fix the cause and rerun")
+        return StepFailed(
+            client.name,
+            f"{exc}; client {client.name} was left stopped as it "
+            "was found; fix the cause and rerun",
+        )
     try:
         run_client_command(ctx, conn, client, "start")
         _wait_client(ctx, conn, client, running=True)
     except StepFailed as again:
-        return StepFailed(client.name, f"{exc}; starting client {client.name} again on them "
-                          f"failed too: {again}")
-    return StepFailed(client.name, f"{exc}; client {client.name} was started again on them; "
-                      "fix the cause and rerun")
+        return StepFailed(
+            client.name, f"{exc}; starting client {client.name} again on them failed too: {again}"
+        )
+    return StepFailed(
+        client.name,
+        f"{exc}; client {client.name} was started again on them; fix the cause and rerun",
+    )
 
 
 def _reason(exc: RemoteError) -> str:
@@ -128,16 +154,22 @@ def upgrade_client(ctx: ServerOps, client: Client) -> list[StepRecord]:
     timeout = ctx.inventory.policy.timeouts.client_s
     status = probe_client(conn, client)
     if not status.reachable:
-        raise StepFailed(client.name, f"cannot read the state of client {client.name}: "
-                         f"{status.error}; fix it and rerun: nothing was changed")
+        raise StepFailed(
+            client.name,
+            f"cannot read the state of client {client.name}: "
+            f"{status.error}; fix it and rerun: nothing was changed",
+        )
     found = f"{client.name} {'running' if status.running else 'stopped'} on {_jars(status)}"
     if status.running is not False and status.jar_version == ctx.target:
         return [skipped(client.name, "upgrade", found, f"already runs on the {ctx.target} jars")]
     if status.running and status.jar_version is None:
-        raise StepFailed(client.name, f"client {client.name} on host {client.host} runs, but "
-                         f"{client.lib_dir} holds {_jars(status)}, not one ehcache-ee jar and "
-                         "one toolkit runtime jar; check lib_dir in the inventory: nothing was "
-                         "changed")
+        raise StepFailed(
+            client.name,
+            f"client {client.name} on host {client.host} runs, but "
+            f"{client.lib_dir} holds {_jars(status)}, not one ehcache-ee jar and "
+            "one toolkit runtime jar; check lib_dir in the inventory: nothing was "
+            "changed",
+        )
     was_running = status.running is not False
     records: list[StepRecord] = []
     try:
@@ -147,8 +179,9 @@ def upgrade_client(ctx: ServerOps, client: Client) -> list[StepRecord]:
         if status.jar_version != ctx.target:
             # The kit's jars are checked before the client is stopped.
             try:
-                swap = prepare_swap(conn, client, ctx.staged_paths(client.host)[0], ctx.target,
-                                    timeout)
+                swap = prepare_swap(
+                    conn, client, ctx.staged_paths(client.host)[0], ctx.target, timeout
+                )
             except SwapFailed as exc:
                 raise StepFailed(client.name, str(exc)) from exc
         if was_running:
@@ -164,23 +197,27 @@ def upgrade_client(ctx: ServerOps, client: Client) -> list[StepRecord]:
             try:
                 rec.done(swap_jars(conn, swap, timeout, ctx.log))
             except SwapFailed as exc:
-                raise _after_failed_swap(ctx, conn, client, exc,
-                                         was_running=was_running) from exc
+                raise _after_failed_swap(ctx, conn, client, exc, was_running=was_running) from exc
             records.append(rec.record())
         rec = StepRecorder(client.name, "start")
         started = time.time()
         run_client_command(ctx, conn, client, "start")
         rec.done("ran its start command")
         final = _wait_client(ctx, conn, client, running=True, version=ctx.target)
-        confirmed = ("runs on" if final.running else
-                     "started (no status_command to confirm it runs); lib_dir holds")
-        rec.done(f"{confirmed} the {final.jar_version} jars after "
-                 f"{time.time() - started:.1f} s")
+        confirmed = (
+            "runs on"
+            if final.running
+            else "started (no status_command to confirm it runs); lib_dir holds"
+        )
+        rec.done(f"{confirmed} the {final.jar_version} jars after {time.time() - started:.1f} s")
         records.append(rec.record())
     except RemoteError as exc:
-        raise StepFailed(client.name, f"upgrading client {client.name} failed talking to "
-                         f"{exc.host} ({_reason(exc)}); fix the connection and rerun: "
-                         "finished steps are skipped") from exc
+        raise StepFailed(
+            client.name,
+            f"upgrading client {client.name} failed talking to "
+            f"{exc.host} ({_reason(exc)}); fix the connection and rerun: "
+            "finished steps are skipped",
+        ) from exc
     for record in records:
         ctx.log.info("%s", record.summary())
     return records

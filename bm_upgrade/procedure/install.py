@@ -44,17 +44,31 @@ from bm_upgrade.remote.quoting import (
     split_marked,
 )
 
-__all__ = ["CARRIED", "PREVIOUS_DIR_NAME", "WORK_DIR_NAME", "KitLook", "KitSwap",
-           "carried_paths", "console_log", "console_tail", "delete_dirty_backups",
-           "detached_pid", "install_kit", "look_at_kit", "start_licensed", "start_server",
-           "stop_server"]
+__all__ = [
+    "CARRIED",
+    "PREVIOUS_DIR_NAME",
+    "WORK_DIR_NAME",
+    "KitLook",
+    "KitSwap",
+    "carried_paths",
+    "console_log",
+    "console_tail",
+    "delete_dirty_backups",
+    "detached_pid",
+    "install_kit",
+    "look_at_kit",
+    "start_licensed",
+    "start_server",
+    "stop_server",
+]
 
 
 # -- stop and start ---------------------------------------------------------------------------
 def console_log(server: Server) -> str:
     """Where a detached start writes the console (inventory default: next to the kit root)."""
     return server.console_log or posixpath.join(
-        posixpath.dirname(server.install_dir.rstrip("/")) or "/", f"{server.name}.console.log")
+        posixpath.dirname(server.install_dir.rstrip("/")) or "/", f"{server.name}.console.log"
+    )
 
 
 def _script(server: Server, name: str) -> str:
@@ -65,15 +79,17 @@ def console_tail(watch: Watch, server: Server) -> str:
     """The last lines of the server's console log, on one line (for a failure message)."""
     log_path = console_log(server)
     try:
-        out = watch.pool.get(server.host).run(["tail", "-n", "3", "--", log_path],
-                                              check=False).stdout
+        out = (
+            watch.pool.get(server.host).run(["tail", "-n", "3", "--", log_path], check=False).stdout
+        )
     except RemoteError:
         return f"(cannot read {log_path})"
     return f"last lines of {log_path}: " + (" | ".join(out.strip().splitlines()) or "(empty)")
 
 
-def stop_server(watch: Watch, server: Server, rec: StepRecorder, *,
-                downtime_consented: bool = False) -> None:
+def stop_server(
+    watch: Watch, server: Server, rec: StepRecorder, *, downtime_consented: bool = False
+) -> None:
     """Stop the server with its stop script and wait until it exited.
 
     ``--force`` is passed only with ``downtime_consented`` (a stripe of one server, whose
@@ -89,9 +105,19 @@ def stop_server(watch: Watch, server: Server, rec: StepRecorder, *,
     conn = watch.pool.get(server.host)
     timeout = watch.inventory.policy.timeouts.stop_s
     force = ["--force"] if downtime_consented else []
-    command = kit_root_guard(server.install_dir) + (server.stop_command or shell(
-        [_script(server, "stop-tc-server.sh"), "-f", server.tc_config, "-n", server.name,
-         *force]))
+    command = kit_root_guard(server.install_dir) + (
+        server.stop_command
+        or shell(
+            [
+                _script(server, "stop-tc-server.sh"),
+                "-f",
+                server.tc_config,
+                "-n",
+                server.name,
+                *force,
+            ]
+        )
+    )
     result = conn.run(command, timeout=timeout, check=False)
     refused = split_marked(result.stdout).get(NOT_A_KIT)
     if refused is not None:
@@ -99,33 +125,47 @@ def stop_server(watch: Watch, server: Server, rec: StepRecorder, *,
     said = _first_line(result.stdout + result.stderr, result.exit_code)
     # Still booting or restarting itself (its management port is not up yet): let it
     # answer, then ask again.
-    if (result.exit_code != 0 and "refused" not in said.lower() and watch.alive(server)
-            and watch.wait_state(server, None, watch.inventory.policy.timeouts.start_s).ok):
+    if (
+        result.exit_code != 0
+        and "refused" not in said.lower()
+        and watch.alive(server)
+        and watch.wait_state(server, None, watch.inventory.policy.timeouts.start_s).ok
+    ):
         result = conn.run(command, timeout=timeout, check=False)
         said = _first_line(result.stdout + result.stderr, result.exit_code)
     if result.exit_code != 0:
         if "refused" in said.lower():
-            raise StepFailed(server.name, f"the stop script refused to stop {server.name} on "
-                             f"{server.host} ({said}); it still runs; make its stripe healthy "
-                             "(`bm-upgrade status`), then rerun")
+            raise StepFailed(
+                server.name,
+                f"the stop script refused to stop {server.name} on "
+                f"{server.host} ({said}); it still runs; make its stripe healthy "
+                "(`bm-upgrade status`), then rerun",
+            )
         if not watch.alive(server):
             rec.saw(f"{server.name} was not running ({said})")
             return
-        raise StepFailed(server.name, f"the stop script could not stop {server.name} on "
-                         f"{server.host} ({said}); it still runs; check its management port "
-                         f"{server.management_port}, then rerun")
+        raise StepFailed(
+            server.name,
+            f"the stop script could not stop {server.name} on "
+            f"{server.host} ({said}); it still runs; check its management port "
+            f"{server.management_port}, then rerun",
+        )
     rec.done(f"ran the stop script ({said})")
     outcome = watch.wait_stopped(server, timeout)
     if not outcome.ok:
-        raise StepFailed(server.name, f"{server.name} on {server.host} did not stop within "
-                         f"{timeout:g} s of its stop script ({outcome.why_not(timeout)}); check "
-                         f"its console log {console_log(server)}, stop it by hand, then rerun")
+        raise StepFailed(
+            server.name,
+            f"{server.name} on {server.host} did not stop within "
+            f"{timeout:g} s of its stop script ({outcome.why_not(timeout)}); check "
+            f"its console log {console_log(server)}, stop it by hand, then rerun",
+        )
     rec.done(f"{server.name} exited after {outcome.waited_s:.1f} s")
 
 
 def _first_line(output: str, exit_code: int) -> str:
-    return next((line.strip() for line in output.splitlines() if line.strip()),
-                f"exit code {exit_code}")
+    return next(
+        (line.strip() for line in output.splitlines() if line.strip()), f"exit code {exit_code}"
+    )
 
 
 def start_server(watch: Watch, server: Server, rec: StepRecorder) -> None:
@@ -144,25 +184,30 @@ def start_server(watch: Watch, server: Server, rec: StepRecorder) -> None:
         log_path = console_log(server)
         command = detached(
             [_script(server, "start-tc-server.sh"), "-f", server.tc_config, "-n", server.name],
-            log_path, cwd=posixpath.dirname(server.install_dir.rstrip("/")) or "/")
+            log_path,
+            cwd=posixpath.dirname(server.install_dir.rstrip("/")) or "/",
+        )
     timeout = watch.inventory.policy.timeouts.start_s
     if server.start_command:
         output = _operators_start(watch, server, license_path, timeout)
     else:
         output = start_licensed(conn, command, license_path, timeout=timeout)
     if output is None:
-        raise StepFailed(server.name, f"{server.name} was not started: {license_path} is "
-                         f"missing on {server.host}, and a server starts only once its kit "
-                         "root holds the license key; stage the kit again, then rerun")
+        raise StepFailed(
+            server.name,
+            f"{server.name} was not started: {license_path} is "
+            f"missing on {server.host}, and a server starts only once its kit "
+            "root holds the license key; stage the kit again, then rerun",
+        )
     if server.start_command:
         rec.done(f"ran the start command of {server.name}")
     else:
-        rec.done(f"started {server.name} detached (pid {detached_pid(conn, output)}, "
-                 f"console {log_path})")
+        rec.done(
+            f"started {server.name} detached (pid {detached_pid(conn, output)}, console {log_path})"
+        )
 
 
-def _operators_start(watch: Watch, server: Server, license_path: str,
-                     timeout: float) -> str | None:
+def _operators_start(watch: Watch, server: Server, license_path: str, timeout: float) -> str | None:
     """The inventory's own ``start_command`` of ``server``, license-guarded: the command and
     its output go to the step's log only; a failure names the server, host and exit code.
 
@@ -175,28 +220,36 @@ def _operators_start(watch: Watch, server: Server, license_path: str,
     try:
         return start_licensed(conn, str(server.start_command), license_path, timeout=timeout)
     except CommandFailed as exc:
-        watch.log.info("%s: its start command exited %d; stdout: %s; stderr: %s", server.name,
-                       exc.exit_code, exc.stdout.strip()[-2000:], exc.stderr.strip()[-2000:])
+        watch.log.info(
+            "%s: its start command exited %d; stdout: %s; stderr: %s",
+            server.name,
+            exc.exit_code,
+            exc.stdout.strip()[-2000:],
+            exc.stderr.strip()[-2000:],
+        )
         failure = f"{what} exited {exc.exit_code}"
     except CommandTimeout:
         failure = f"{what} did not finish within {timeout:g} s"
     except RemoteError as exc:
         failure = f"{what} could not be run ({type(exc).__name__}: the connection failed)"
     # No exception chained: the connection's errors quote the command line.
-    raise StepFailed(server.name, f"{failure}; {server.name} may not be running; its output "
-                     "and the command are in this step's log: fix the command, then rerun")
+    raise StepFailed(
+        server.name,
+        f"{failure}; {server.name} may not be running; its output "
+        "and the command are in this step's log: fix the command, then rerun",
+    )
 
 
-def start_licensed(conn: Runner, command: str, license_path: str,
-                   timeout: float | None = None) -> str | None:
+def start_licensed(
+    conn: Runner, command: str, license_path: str, timeout: float | None = None
+) -> str | None:
     """Run a start ``command`` only if ``license_path`` is a non-empty file, in one command;
     returns its output, or None when the license key is missing (nothing was run).
 
     Raises:
         RemoteError: the start command failed.
     """
-    guard = (f"if ! test -s {quote(license_path)}; then {echo_mark('no-license')}; exit 0; "
-             "fi; ")
+    guard = f"if ! test -s {quote(license_path)}; then {echo_mark('no-license')}; exit 0; fi; "
     result = conn.run(guard + command, timeout=timeout)
     if "no-license" in split_marked(result.stdout):
         return None
@@ -211,6 +264,7 @@ def detached_pid(conn: Runner, output: str) -> int:
     """
     pid = printed_pid(output)
     if pid is None:
-        raise CommandFailed(conn.host, "start", 0, output,
-                            f"expected a pid on stdout, got {output!r}")
+        raise CommandFailed(
+            conn.host, "start", 0, output, f"expected a pid on stdout, got {output!r}"
+        )
     return pid

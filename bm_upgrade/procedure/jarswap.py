@@ -32,8 +32,10 @@ from bm_upgrade.inventory import Client
 from bm_upgrade.probes import Runner, jar_set_version, terracotta_jars
 from bm_upgrade.remote.quoting import echo_mark, quote, split_marked
 
-KIT_JAR_PATTERNS = ("*/apis/ehcache/lib/ehcache-ee-*.jar",
-                    "*/apis/toolkit/lib/terracotta-toolkit-runtime-ee-*.jar")
+KIT_JAR_PATTERNS = (
+    "*/apis/ehcache/lib/ehcache-ee-*.jar",
+    "*/apis/toolkit/lib/terracotta-toolkit-runtime-ee-*.jar",
+)
 TEMP_PREFIX = ".bm-upgrade-new-"
 TEMP_SUFFIX = ".part"
 
@@ -97,8 +99,9 @@ def _reason(exc: RemoteError) -> str:
     return f"the connection failed ({type(exc).__name__})"
 
 
-def prepare_swap(conn: Runner, client: Client, kit_path: str, target: str,
-                 timeout: float) -> JarSwap:
+def prepare_swap(
+    conn: Runner, client: Client, kit_path: str, target: str, timeout: float
+) -> JarSwap:
     """Unpack the staged kit's client jars next to it and check them and ``lib_dir``.
 
     Changes nothing the client uses (only the scratch folder).
@@ -112,20 +115,31 @@ def prepare_swap(conn: Runner, client: Client, kit_path: str, target: str,
     lib = client.lib_dir.rstrip("/") or "/"
     scratch = posixpath.join(posixpath.dirname(kit_path), f"jars-{client.name}")
     patterns = " ".join(quote(p) for p in KIT_JAR_PATTERNS)
-    script = "; ".join([
-        f"rm -rf -- {quote(scratch)}", f"mkdir -p -- {quote(scratch)}",
-        f"tar -xzf {quote(kit_path)} -C {quote(scratch)} --wildcards {patterns} 2>&1",
-        echo_mark("kit"), f"(cd {quote(scratch)} && find . -type f -name '*.jar')",
-        echo_mark("lib"), f"ls -1p -- {quote(lib)}"])
+    script = "; ".join(
+        [
+            f"rm -rf -- {quote(scratch)}",
+            f"mkdir -p -- {quote(scratch)}",
+            f"tar -xzf {quote(kit_path)} -C {quote(scratch)} --wildcards {patterns} 2>&1",
+            echo_mark("kit"),
+            f"(cd {quote(scratch)} && find . -type f -name '*.jar')",
+            echo_mark("lib"),
+            f"ls -1p -- {quote(lib)}",
+        ]
+    )
     try:
         parts = split_marked(conn.run(script, timeout=timeout, check=False).stdout)
     except RemoteError as exc:
-        raise SwapFailed(f"unpacking the client jars of the staged kit {kit_path} on host "
-                         f"{client.host} {_reason(exc)}; client {client.name} was not "
-                         "touched: check the host and rerun", "old", []) from exc
+        raise SwapFailed(
+            f"unpacking the client jars of the staged kit {kit_path} on host "
+            f"{client.host} {_reason(exc)}; client {client.name} was not "
+            "touched: check the host and rerun",
+            "old",
+            [],
+        ) from exc
     found = {path.rsplit("/", 1)[-1]: posixpath.normpath(path) for path in parts.get("kit", [])}
-    kit_jars = {name: posixpath.join(scratch, path) for name, path in found.items()
-                if terracotta_jars(name)}
+    kit_jars = {
+        name: posixpath.join(scratch, path) for name, path in found.items() if terracotta_jars(name)
+    }
     old = terracotta_jars("\n".join(parts.get("lib", [])))
     swap = JarSwap(client, lib, scratch, kit_jars, tuple(old))
     if jar_set_version(list(kit_jars)) != target:
@@ -135,13 +149,17 @@ def prepare_swap(conn: Runner, client: Client, kit_path: str, target: str,
             f"{', '.join(sorted(kit_jars)) or 'no client jar'}, not one ehcache-ee jar and "
             f"terracotta-toolkit-runtime-ee-{target}.jar{f' (tar: {said})' if said else ''}; "
             f"client {client.name} was not touched: stage the {target} kit again and rerun",
-            "old", old)
+            "old",
+            old,
+        )
     folders = [name for name in swap.new if f"{name}/" in parts.get("lib", [])]
     if folders:
         raise SwapFailed(
             f"{lib} on host {client.host} holds a folder named {folders[0]}, where the new "
             f"jar goes; client {client.name} was not touched: move the folder away and rerun",
-            "old", old)
+            "old",
+            old,
+        )
     return swap
 
 
@@ -163,8 +181,7 @@ def swap_jars(conn: Runner, swap: JarSwap, timeout: float, log: logging.Logger) 
     steps += [f"test -f {swap.in_lib(name)}" for name in swap.new]
     if removed:
         steps.append("rm -f -- " + " ".join(swap.in_lib(name) for name in removed))
-    steps += [f"rm -rf -- {quote(swap.scratch)}", echo_mark("lib"),
-              f"ls -1p -- {quote(swap.lib)}"]
+    steps += [f"rm -rf -- {quote(swap.scratch)}", echo_mark("lib"), f"ls -1p -- {quote(swap.lib)}"]
     try:
         result = conn.run("; ".join(steps), timeout=timeout)
     except RemoteError as exc:
@@ -174,9 +191,11 @@ def swap_jars(conn: Runner, swap: JarSwap, timeout: float, log: logging.Logger) 
         if sorted(seen) == sorted(swap.new):
             gone = f"; removed {', '.join(removed)}" if removed else ""
             return f"put {', '.join(swap.new)} into {swap.lib}{gone} (read back)"
-        failure = (f"after the jar swap {swap.lib} of client {swap.client.name} on host "
-                   f"{swap.client.host} holds {', '.join(seen) or 'no Terracotta jar'}, not "
-                   f"{', '.join(swap.new)}")
+        failure = (
+            f"after the jar swap {swap.lib} of client {swap.client.name} on host "
+            f"{swap.client.host} holds {', '.join(seen) or 'no Terracotta jar'}, not "
+            f"{', '.join(swap.new)}"
+        )
     log.warning("%s; putting back a complete set", failure)
     holds, jars, now = _recover(conn, swap, timeout)
     if holds == "new":
@@ -185,20 +204,25 @@ def swap_jars(conn: Runner, swap: JarSwap, timeout: float, log: logging.Logger) 
     raise SwapFailed(f"{failure}; {now}", holds, jars)
 
 
-def _recover(conn: Runner, swap: JarSwap,
-             timeout: float) -> tuple[JarSet, list[str] | None, str]:
+def _recover(conn: Runner, swap: JarSwap, timeout: float) -> tuple[JarSet, list[str] | None, str]:
     """Leave ``lib_dir`` with a complete set, new or old: which one it holds, its Terracotta
     jars and that in words, read back."""
     removed = [name for name in swap.old if name not in swap.new]
     added = [name for name in swap.new if name not in swap.old]
-    forward = " && ".join([f"test -f {swap.in_lib(name)}" for name in swap.new]
-                          + (["rm -f -- " + " ".join(swap.in_lib(n) for n in removed)]
-                             if removed else []))
+    forward = " && ".join(
+        [f"test -f {swap.in_lib(name)}" for name in swap.new]
+        + (["rm -f -- " + " ".join(swap.in_lib(n) for n in removed)] if removed else [])
+    )
     back = "rm -f -- " + " ".join(swap.in_lib(n) for n in added) if added else ":"
-    script = "; ".join([
-        "rm -f -- " + " ".join(swap.temp(name) for name in swap.new),
-        f"if {forward}; then :; else {back}; fi", f"rm -rf -- {quote(swap.scratch)}",
-        echo_mark("lib"), f"ls -1p -- {quote(swap.lib)}"])
+    script = "; ".join(
+        [
+            "rm -f -- " + " ".join(swap.temp(name) for name in swap.new),
+            f"if {forward}; then :; else {back}; fi",
+            f"rm -rf -- {quote(swap.scratch)}",
+            echo_mark("lib"),
+            f"ls -1p -- {quote(swap.lib)}",
+        ]
+    )
     try:
         listing = conn.run(script, timeout=timeout, check=False).stdout
     except RemoteError as exc:
@@ -208,5 +232,4 @@ def _recover(conn: Runner, swap: JarSwap,
         return "new", jars, f"it holds the new jars ({', '.join(jars)})"
     if sorted(jars) == sorted(swap.old) and jar_set_version(jars) is not None:
         return "old", jars, f"it holds its old jars again ({', '.join(jars)})"
-    return "neither", jars, (f"it holds {', '.join(jars) or 'no Terracotta jar'}, "
-                             "no complete set")
+    return "neither", jars, (f"it holds {', '.join(jars) or 'no Terracotta jar'}, no complete set")

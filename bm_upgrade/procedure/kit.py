@@ -79,8 +79,10 @@ def _request(url: str, headers: dict[str, str]) -> urllib.request.Request:
         userinfo, host = parts.netloc.rsplit("@", 1)
         user, _, password = userinfo.partition(":")
         pair = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}"
-        headers = {**headers, "Authorization": "Basic "
-                   + base64.b64encode(pair.encode()).decode("ascii")}
+        headers = {
+            **headers,
+            "Authorization": "Basic " + base64.b64encode(pair.encode()).decode("ascii"),
+        }
         url = urllib.parse.urlunsplit(parts._replace(netloc=host))
     return urllib.request.Request(url, headers=headers)  # noqa: S310 (scheme checked)
 
@@ -98,8 +100,13 @@ class _Progress:
         self.done += count
         if self.total:
             while self.done / self.total >= self.next_step:
-                log.info("fetching %s: %d%% (%d of %d bytes)", self.name,
-                         int(self.next_step * 100), self.done, self.total)
+                log.info(
+                    "fetching %s: %d%% (%d of %d bytes)",
+                    self.name,
+                    int(self.next_step * 100),
+                    self.done,
+                    self.total,
+                )
                 self.next_step += 0.1
         elif time.monotonic() - self.last_log > 10:
             log.info("fetching %s: %d bytes", self.name, self.done)
@@ -122,8 +129,7 @@ def _download(url: str, part: Path, timeout: float) -> None:
     with response:
         resumed = offset > 0 and response.status == 206
         if offset and not resumed:
-            log.info("%s does not resume downloads; fetching %s from the start", shown,
-                     part.name)
+            log.info("%s does not resume downloads; fetching %s from the start", shown, part.name)
         start = offset if resumed else 0
         length = response.headers.get("Content-Length")
         total = start + int(length) if length and length.isdigit() else None
@@ -168,16 +174,21 @@ def fetch_kit(kit: Kit, cache_dir: Path | None = None, timeout: float = 60.0) ->
         reason = redact_text(str(getattr(exc, "reason", None) or exc), kit.url)
         if isinstance(exc, urllib.error.HTTPError):
             exc.close()  # its response's socket: the error itself is not passed on
-        raise TransferFailed(source, f"cannot fetch kit {kit.version} from {shown} "
-                             f"({type(exc).__name__}: {reason}); check kits[].url and that "
-                             "it can be reached (rerun to resume a partial download)"
-                             ) from None  # the cause's text holds the URL: not chained
+        raise TransferFailed(
+            source,
+            f"cannot fetch kit {kit.version} from {shown} "
+            f"({type(exc).__name__}: {reason}); check kits[].url and that "
+            "it can be reached (rerun to resume a partial download)",
+        ) from None  # the cause's text holds the URL: not chained
     got = file_sha256(part)
     if got != expected:
         part.unlink()
-        raise TransferFailed(source, f"kit {kit.version} from {shown} has sha256 {got}, but "
-                             f"the inventory says {expected}; check kits[].sha256 against "
-                             "the vendor's checksum, or the URL")
+        raise TransferFailed(
+            source,
+            f"kit {kit.version} from {shown} has sha256 {got}, but "
+            f"the inventory says {expected}; check kits[].sha256 against "
+            "the vendor's checksum, or the URL",
+        )
     part.rename(dest)
     log.info("kit %s fetched to %s", kit.version, dest)
     return dest
@@ -222,10 +233,17 @@ def staging_targets(inventory: Inventory) -> dict[str, str]:
     return targets
 
 
-def stage_kit(pool: HostPool, inventory: Inventory, kit: Kit, kit_path: Path,
-              license_path: Path, *, options: PlanOptions | None = None,
-              pending: Collection[str] | None = None,
-              unpacked_bytes: int | None = None) -> dict[str, StagedKit]:
+def stage_kit(
+    pool: HostPool,
+    inventory: Inventory,
+    kit: Kit,
+    kit_path: Path,
+    license_path: Path,
+    *,
+    options: PlanOptions | None = None,
+    pending: Collection[str] | None = None,
+    unpacked_bytes: int | None = None,
+) -> dict[str, StagedKit]:
     """Check every host has disk room for the kit, then upload the kit and the license key to
     every host that needs them, once per host, into a folder only the login user can read.
 
@@ -251,12 +269,22 @@ def stage_kit(pool: HostPool, inventory: Inventory, kit: Kit, kit_path: Path,
     def look(conn: Connection) -> list[str] | str:
         folder = targets[conn.host]
         staged = posixpath.join(folder, name)
-        sizes = (f"mkdir -p -m 700 -- {quote(folder)}; chmod 700 -- {quote(folder)}; "
-                 f"for f in {quote(staged)} {quote(staged + '.part')}; do "
-                 "echo \"$(wc -c 2>/dev/null < \"$f\" || echo 0)\"; done")
+        sizes = (
+            f"mkdir -p -m 700 -- {quote(folder)}; chmod 700 -- {quote(folder)}; "
+            f"for f in {quote(staged)} {quote(staged + '.part')}; do "
+            'echo "$(wc -c 2>/dev/null < "$f" || echo 0)"; done'
+        )
+
         def needs_for(missing: int) -> list[Need]:
-            return room_needs(inventory, conn.host, folder, tarball_missing=missing,
-                              unpacked=unpacked, options=options, pending=pending)
+            return room_needs(
+                inventory,
+                conn.host,
+                folder,
+                tarball_missing=missing,
+                unpacked=unpacked,
+                options=options,
+                pending=pending,
+            )
 
         folders = list(dict.fromkeys(n.folder for n in needs_for(0)))
         free, before = free_space(conn, folders, before=sizes)
@@ -267,13 +295,16 @@ def stage_kit(pool: HostPool, inventory: Inventory, kit: Kit, kit_path: Path,
         return short or describe(conn.host, needs, free)
 
     looked = pool.fan_out(targets, look)
-    short = [p for answer in looked.values().values() if isinstance(answer, list)
-             for p in answer]
+    short = [p for answer in looked.values().values() if isinstance(answer, list) for p in answer]
     if short:
-        raise StepFailed("stage_kit", "disk room for the kit not confirmed: " + "; ".join(short)
-                         + "; nothing was stopped or uploaded; free space there (old kits in "
-                         ".bm-upgrade-previous, dirty-objectdb backups), or set "
-                         "keep_previous_kit false for this run, then rerun")
+        raise StepFailed(
+            "stage_kit",
+            "disk room for the kit not confirmed: "
+            + "; ".join(short)
+            + "; nothing was stopped or uploaded; free space there (old kits in "
+            ".bm-upgrade-previous, dirty-objectdb backups), or set "
+            "keep_previous_kit false for this run, then rerun",
+        )
     for answer in looked.results.values():
         log.info("disk room for kit %s: %s", kit.version, answer)
 
@@ -282,15 +313,21 @@ def stage_kit(pool: HostPool, inventory: Inventory, kit: Kit, kit_path: Path,
         kit_result = conn.upload(kit_path, posixpath.join(folder, name), kit.sha256)
         lic = posixpath.join(folder, LICENSE_FILE_NAME)
         lic_result = conn.upload(license_file, lic)
-        modes = conn.run(shell(["chmod", "700", "--", folder]) + " && "
-                         + shell(["chmod", "600", "--", lic]) + " && "
-                         + shell(["stat", "-c", "%a", "--", folder, lic])).stdout.split()
+        modes = conn.run(
+            shell(["chmod", "700", "--", folder])
+            + " && "
+            + shell(["chmod", "600", "--", lic])
+            + " && "
+            + shell(["stat", "-c", "%a", "--", folder, lic])
+        ).stdout.split()
         if modes != ["700", "600"]:
-            raise StepFailed(conn.host, f"{folder} on {conn.host} has modes {modes} after "
-                             "chmod, not 700 for the folder and 600 for the license key; "
-                             "make that filesystem honour modes, then rerun")
-        return StagedKit(conn.host, kit_result.path, lic_result.path, kit_result.action,
-                         unpacked)
+            raise StepFailed(
+                conn.host,
+                f"{folder} on {conn.host} has modes {modes} after "
+                "chmod, not 700 for the folder and 600 for the license key; "
+                "make that filesystem honour modes, then rerun",
+            )
+        return StagedKit(conn.host, kit_result.path, lic_result.path, kit_result.action, unpacked)
 
     return pool.fan_out(targets, one).values()
 
@@ -300,11 +337,19 @@ def clean_staging(pool: HostPool, inventory: Inventory) -> dict[str, str]:
     in words. Only folders named ``.bm-upgrade-staging`` are removed: never a kit root, never
     the previous kits in ``.bm-upgrade-previous``. A host that fails is reported, not raised:
     the upgrade itself is done."""
-    targets = {h: f for h, f in staging_targets(inventory).items()
-               if posixpath.basename(f) == STAGING_DIR_NAME}
-    done = pool.fan_out(targets, lambda conn: conn.run(
-        shell(["rm", "-rf", "--", targets[conn.host]])))
+    targets = {
+        h: f
+        for h, f in staging_targets(inventory).items()
+        if posixpath.basename(f) == STAGING_DIR_NAME
+    }
+    done = pool.fan_out(
+        targets, lambda conn: conn.run(shell(["rm", "-rf", "--", targets[conn.host]]))
+    )
     said = {host: f"removed {targets[host]}" for host in done.results}
-    said.update({host: f"could not remove {targets[host]} ({exc}); remove it by hand"
-                 for host, exc in done.errors.items()})
+    said.update(
+        {
+            host: f"could not remove {targets[host]} ({exc}); remove it by hand"
+            for host, exc in done.errors.items()
+        }
+    )
     return said

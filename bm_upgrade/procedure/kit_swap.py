@@ -59,9 +59,11 @@ def kit_root_guard(install_dir: str) -> str:
     :data:`NOT_A_KIT`, then what ``version.sh`` printed) unless the kit root's own
     ``server/bin/version.sh`` prints a 4.x version; costs no command of its own."""
     script = quote(posixpath.join(install_dir.rstrip("/") or "/", "server/bin/version.sh"))
-    return (f"bm_kit=$({script} 2>/dev/null); case \"$bm_kit\" in "
-            "*'Terracotta Enterprise 4.'[0-9]*) ;; "
-            f"*) {echo_mark(NOT_A_KIT)}; printf '%s\\n' \"$bm_kit\"; exit 0;; esac; ")
+    return (
+        f'bm_kit=$({script} 2>/dev/null); case "$bm_kit" in '
+        "*'Terracotta Enterprise 4.'[0-9]*) ;; "
+        f"*) {echo_mark(NOT_A_KIT)}; printf '%s\\n' \"$bm_kit\"; exit 0;; esac; "
+    )
 
 
 def not_a_kit(server: Server | Orchestrator, printed: list[str], done: str) -> StepFailed:
@@ -69,11 +71,14 @@ def not_a_kit(server: Server | Orchestrator, printed: list[str], done: str) -> S
     as it was, in words)."""
     said = parse_version("\n".join(printed)) or (" | ".join(printed)[:120] or "nothing")
     root = server.install_dir.rstrip("/") or "/"
-    return StepFailed(server.name, f"{root}, the kit root of {server.name} on {server.host}, "
-                      f"is not a BigMemory Max 4.x kit (its server/bin/version.sh printed "
-                      f"{said}), and the tool swaps only a kit root it has proven; {done}; set "
-                      f"install_dir of {server.name} in the inventory to its kit root (or "
-                      "make that version.sh run), then rerun")
+    return StepFailed(
+        server.name,
+        f"{root}, the kit root of {server.name} on {server.host}, "
+        f"is not a BigMemory Max 4.x kit (its server/bin/version.sh printed "
+        f"{said}), and the tool swaps only a kit root it has proven; {done}; set "
+        f"install_dir of {server.name} in the inventory to its kit root (or "
+        "make that version.sh run), then rerun",
+    )
 
 
 @dataclass(frozen=True)
@@ -90,9 +95,11 @@ class KitSwap:
         parent = posixpath.dirname(root) or "/"
         # One work folder per server: two servers never share scratch space, even should
         # they (wrongly) share a kit root.
-        return cls(install_dir=root,
-                   work_dir=posixpath.join(parent, WORK_DIR_NAME, server.name),
-                   previous_dir=posixpath.join(parent, PREVIOUS_DIR_NAME))
+        return cls(
+            install_dir=root,
+            work_dir=posixpath.join(parent, WORK_DIR_NAME, server.name),
+            previous_dir=posixpath.join(parent, PREVIOUS_DIR_NAME),
+        )
 
     def previous_kit(self, version: str | None) -> str:
         """Where the old kit root goes (``<parent>/.bm-upgrade-previous/<name>-<version>``)."""
@@ -104,8 +111,15 @@ class KitSwap:
         root (``<name>-<version>`` or ``<name>-unknown`` in :attr:`previous_dir`)."""
         base = re.escape(posixpath.basename(self.install_dir))
         name = re.compile(rf"^{base}-(?:\d+(?:\.\d+)+|unknown)$")
-        return next((path for path in listing if posixpath.dirname(path) == self.previous_dir
-                     and name.match(posixpath.basename(path))), None)
+        return next(
+            (
+                path
+                for path in listing
+                if posixpath.dirname(path) == self.previous_dir
+                and name.match(posixpath.basename(path))
+            ),
+            None,
+        )
 
 
 def carried_paths(server: Server | Orchestrator) -> list[str]:
@@ -115,7 +129,7 @@ def carried_paths(server: Server | Orchestrator) -> list[str]:
     root = server.install_dir.rstrip("/") + "/"
     config = server.tc_config if isinstance(server, Server) else server.wan_xml
     if config.startswith(root):
-        rel = config[len(root):]
+        rel = config[len(root) :]
         if rel and rel not in paths:
             paths.append(rel)
     return paths
@@ -126,8 +140,9 @@ def delete_dirty_backups(conn: Runner, server: Server, rec: StepRecorder) -> Non
     parent = posixpath.join(server.data_dir.rstrip("/"), "dirty-objectdb-backup")
     # The glob stays outside the quotes so the shell expands it; the folder is quoted.
     pattern = f"{quote(parent)}/dirty-objectdb-*"
-    listing = conn.run(f"for d in {pattern}; do if [ -d \"$d\" ]; then echo \"$d\"; fi; done",
-                       check=False)
+    listing = conn.run(
+        f'for d in {pattern}; do if [ -d "$d" ]; then echo "$d"; fi; done', check=False
+    )
     found = [line for line in listing.stdout.splitlines() if line.strip()]
     if not found:
         rec.saw("no dirty-objectdb backups")
@@ -162,29 +177,51 @@ class KitLook:
 def look_at_kit(conn: Runner, swap: KitSwap, staged_kit: str, staged_license: str) -> KitLook:
     """The kit root's version, which of the kit root, its license and the staged files exist,
     and, when the kit root is missing, the previous kits kept beside it, in one command."""
-    tests = {"root_exists": ["test", "-e", swap.install_dir],
-             "root_license": ["test", "-s", posixpath.join(swap.install_dir,
-                                                           LICENSE_FILE_NAME)],
-             "staged_kit": ["test", "-s", staged_kit],
-             "staged_license": ["test", "-s", staged_license]}
+    tests = {
+        "root_exists": ["test", "-e", swap.install_dir],
+        "root_license": ["test", "-s", posixpath.join(swap.install_dir, LICENSE_FILE_NAME)],
+        "staged_kit": ["test", "-s", staged_kit],
+        "staged_license": ["test", "-s", staged_license],
+    }
     base = posixpath.basename(swap.install_dir)
     # Newest first by status change time, which a move (rename) sets.
-    previous = (f"test -e {quote(swap.install_dir)} || {{ {echo_mark('previous')}; "
-                f"ls -1dtc -- {quote(swap.previous_dir)}/{quote(base)}-* 2>/dev/null; }}")
-    script = "; ".join(
-        [echo_mark("version"),
-         shell([posixpath.join(swap.install_dir, "server/bin/version.sh")]) + " 2>/dev/null"]
-        + [f"{shell(argv)} && {echo_mark(name)}" for name, argv in tests.items()]
-        + [previous]) + "; true"
+    previous = (
+        f"test -e {quote(swap.install_dir)} || {{ {echo_mark('previous')}; "
+        f"ls -1dtc -- {quote(swap.previous_dir)}/{quote(base)}-* 2>/dev/null; }}"
+    )
+    script = (
+        "; ".join(
+            [
+                echo_mark("version"),
+                shell([posixpath.join(swap.install_dir, "server/bin/version.sh")]) + " 2>/dev/null",
+            ]
+            + [f"{shell(argv)} && {echo_mark(name)}" for name, argv in tests.items()]
+            + [previous]
+        )
+        + "; true"
+    )
     sections = split_marked(conn.run(script, check=False).stdout)
-    return KitLook(printed=sections.get("version", []), previous=sections.get("previous", []),
-                   **{name: name in sections for name in tests})
+    return KitLook(
+        printed=sections.get("version", []),
+        previous=sections.get("previous", []),
+        **{name: name in sections for name in tests},
+    )
 
 
-def install_kit(conn: Runner, server: Server | Orchestrator, *, target: str, staged_kit: str,
-                staged_license: str, keep_previous: bool, delete_backups: bool,
-                rec: StepRecorder, timeout_s: float = 300.0,
-                kit_sha256: str | None = None, unpacked_bytes: int | None = None) -> None:
+def install_kit(
+    conn: Runner,
+    server: Server | Orchestrator,
+    *,
+    target: str,
+    staged_kit: str,
+    staged_license: str,
+    keep_previous: bool,
+    delete_backups: bool,
+    rec: StepRecorder,
+    timeout_s: float = 300.0,
+    kit_sha256: str | None = None,
+    unpacked_bytes: int | None = None,
+) -> None:
     """Make the (stopped) server's kit root hold the ``target`` kit and the license key.
 
     Args:
@@ -217,38 +254,59 @@ def install_kit(conn: Runner, server: Server | Orchestrator, *, target: str, sta
         return
     carry_from = _carry_source(server, swap, look, rec)
     if not look.staged_kit:
-        raise StepFailed(server.name, f"the {target} kit is not staged on {server.host} "
-                         f"({staged_kit} is missing), so {server.name} cannot be installed; "
-                         "run the kit staging step again, then rerun")
+        raise StepFailed(
+            server.name,
+            f"the {target} kit is not staged on {server.host} "
+            f"({staged_kit} is missing), so {server.name} cannot be installed; "
+            "run the kit staging step again, then rerun",
+        )
     _require_staged_license(server, look, staged_license)
     rec.saw(check_unpack_room(conn, server.name, swap.install_dir, staged_kit, unpacked_bytes))
-    new_root = _unpack(conn, server, staged_kit, swap, target=target, kit_sha256=kit_sha256,
-                       timeout_s=timeout_s)
+    new_root = _unpack(
+        conn, server, staged_kit, swap, target=target, kit_sha256=kit_sha256, timeout_s=timeout_s
+    )
     if dirty is not None:
         delete_dirty_backups(conn, dirty, rec)
     aside = swap.previous_kit(look.current)
     moved = aside if look.root_exists else None
-    script = _swap_script(swap, new_root, carried_paths(server), staged_license,
-                          carry_from=carry_from, aside=moved, keep_previous=keep_previous)
+    script = _swap_script(
+        swap,
+        new_root,
+        carried_paths(server),
+        staged_license,
+        carry_from=carry_from,
+        aside=moved,
+        keep_previous=keep_previous,
+    )
     sections = split_marked(conn.run(script, timeout=timeout_s).stdout)
     if sections[""]:
-        source = ("the old kit" if look.root_exists
-                  else f"the kept previous kit {carry_from} (the kit root was missing)")
+        source = (
+            "the old kit"
+            if look.root_exists
+            else f"the kept previous kit {carry_from} (the kit root was missing)"
+        )
         rec.done(f"carried {', '.join(sections[''])} from {source}")
     rec.done("put the staged license key in the new kit root")
     rec.done(f"unpacked {target} into {swap.install_dir}")
     if moved is not None:
-        rec.done(f"kept the previous kit ({look.current}) at {aside}" if keep_previous
-                 else f"removed the previous kit ({look.current})")
+        rec.done(
+            f"kept the previous kit ({look.current}) at {aside}"
+            if keep_previous
+            else f"removed the previous kit ({look.current})"
+        )
     installed = parse_version("\n".join(sections.get("installed", [])))
     if installed != target:
-        raise StepFailed(server.name, f"after the install, version.sh in {swap.install_dir} on "
-                         f"{server.host} prints {installed or 'nothing'}, not {target}; check "
-                         "the kit tarball, then rerun")
+        raise StepFailed(
+            server.name,
+            f"after the install, version.sh in {swap.install_dir} on "
+            f"{server.host} prints {installed or 'nothing'}, not {target}; check "
+            "the kit tarball, then rerun",
+        )
 
 
-def _carry_source(server: Server | Orchestrator, swap: KitSwap, look: KitLook,
-                  rec: StepRecorder) -> str | None:
+def _carry_source(
+    server: Server | Orchestrator, swap: KitSwap, look: KitLook, rec: StepRecorder
+) -> str | None:
     """Where the operator's files come from: the kit root, once it proved to be a 4.x kit,
     or, when it is missing, the newest kept previous kit of it (None: there is none).
 
@@ -261,9 +319,15 @@ def _carry_source(server: Server | Orchestrator, swap: KitSwap, look: KitLook,
         rec.saw(f"the kit root holds {look.current}")
         return swap.install_dir
     newest = swap.newest_previous(look.previous)
-    rec.saw(f"the kit root {swap.install_dir} is missing (an interrupted swap, or a new kit "
-            "root); " + (f"the newest kept previous kit is {newest}" if newest
-                         else "no previous kit of it is kept"))
+    rec.saw(
+        f"the kit root {swap.install_dir} is missing (an interrupted swap, or a new kit "
+        "root); "
+        + (
+            f"the newest kept previous kit is {newest}"
+            if newest
+            else "no previous kit of it is kept"
+        )
+    )
     return newest
 
 
@@ -275,8 +339,16 @@ def _license_into(staged_license: str, kit_root: str) -> list[str]:
     return [shell(["cp", "--", staged_license, target]), shell(["chmod", "0644", "--", target])]
 
 
-def _swap_script(swap: KitSwap, new_root: str, paths: list[str], staged_license: str, *,
-                 carry_from: str | None, aside: str | None, keep_previous: bool) -> str:
+def _swap_script(
+    swap: KitSwap,
+    new_root: str,
+    paths: list[str],
+    staged_license: str,
+    *,
+    carry_from: str | None,
+    aside: str | None,
+    keep_previous: bool,
+) -> str:
     """One command: carry the operator's files from ``carry_from`` (printing each), put the
     license key in ``new_root``, move the old kit root to ``aside`` (when it exists) and the
     new one in its place, remove the old one unless kept, then (marker ``installed``) read
@@ -284,23 +356,34 @@ def _swap_script(swap: KitSwap, new_root: str, paths: list[str], staged_license:
     steps = [] if carry_from is None else [_carry_script(carry_from, new_root, paths)]
     steps += _license_into(staged_license, new_root)
     if aside is not None:
-        steps += [shell(["mkdir", "-p", swap.previous_dir]), shell(["rm", "-rf", "--", aside]),
-                  shell(["mv", "--", swap.install_dir, aside])]
-    steps += [shell(["mv", "--", new_root, swap.install_dir]),
-              shell(["rmdir", "--", swap.work_dir])]
+        steps += [
+            shell(["mkdir", "-p", swap.previous_dir]),
+            shell(["rm", "-rf", "--", aside]),
+            shell(["mv", "--", swap.install_dir, aside]),
+        ]
+    steps += [
+        shell(["mv", "--", new_root, swap.install_dir]),
+        shell(["rmdir", "--", swap.work_dir]),
+    ]
     if aside is not None and not keep_previous:
         steps.append(shell(["rm", "-rf", "--", aside]))
-    steps += [echo_mark("installed"),
-              shell([posixpath.join(swap.install_dir, "server/bin/version.sh")])]
+    steps += [
+        echo_mark("installed"),
+        shell([posixpath.join(swap.install_dir, "server/bin/version.sh")]),
+    ]
     return " && ".join(steps)
 
 
-def _require_staged_license(server: Server | Orchestrator, look: KitLook,
-                            staged_license: str) -> None:
+def _require_staged_license(
+    server: Server | Orchestrator, look: KitLook, staged_license: str
+) -> None:
     if not look.staged_license:
-        raise StepFailed(server.name, f"the license key is not staged on {server.host} "
-                         f"({staged_license} is missing), so {server.name} cannot start on "
-                         "its new kit; run the kit staging step again, then rerun")
+        raise StepFailed(
+            server.name,
+            f"the license key is not staged on {server.host} "
+            f"({staged_license} is missing), so {server.name} cannot start on "
+            "its new kit; run the kit staging step again, then rerun",
+        )
 
 
 def _unpack_script(staged_kit: str, work: str, kit_sha256: str | None) -> str:
@@ -311,23 +394,40 @@ def _unpack_script(staged_kit: str, work: str, kit_sha256: str | None) -> str:
     check = ""
     if kit_sha256:
         # The same command as remote.transfer's: openssl is fast, sha256sum the fallback.
-        check = (f"if command -v openssl >/dev/null 2>&1; then "
-                 f"sum=$(openssl dgst -sha256 -r < {kit}); else sum=$(sha256sum < {kit}); "
-                 f"fi; sum=${{sum%% *}}; if [ \"$sum\" != {quote(kit_sha256.lower())} ]; then "
-                 f"{echo_mark('sha256')}; echo \"$sum\"; exit 0; fi; ")
-    unpack = " && ".join([shell(["rm", "-rf", "--", work]), shell(["mkdir", "-p", work]),
-                          shell(["tar", "-xzf", staged_kit, "-C", work])])
-    return (check + f"err=$( {{ {unpack}; }} 2>&1 ) || {{ {echo_mark('unpack-failed')}; "
-            f"printf '%s\\n' \"$err\" | tail -n 3; rm -rf -- {folder} 2>/dev/null; "
-            f"if [ -e {folder} ]; then {echo_mark('work-left')}; fi; exit 0; }}; "
-            f"ls -A -- {folder}; {echo_mark('version')}; "
-            # The single top folder's version.sh (more than one top folder is refused).
-            f"for d in {folder}/*; do \"$d/server/bin/version.sh\" 2>/dev/null; break; done; "
-            "true")
+        check = (
+            f"if command -v openssl >/dev/null 2>&1; then "
+            f"sum=$(openssl dgst -sha256 -r < {kit}); else sum=$(sha256sum < {kit}); "
+            f'fi; sum=${{sum%% *}}; if [ "$sum" != {quote(kit_sha256.lower())} ]; then '
+            f'{echo_mark("sha256")}; echo "$sum"; exit 0; fi; '
+        )
+    unpack = " && ".join(
+        [
+            shell(["rm", "-rf", "--", work]),
+            shell(["mkdir", "-p", work]),
+            shell(["tar", "-xzf", staged_kit, "-C", work]),
+        ]
+    )
+    return (
+        check + f"err=$( {{ {unpack}; }} 2>&1 ) || {{ {echo_mark('unpack-failed')}; "
+        f"printf '%s\\n' \"$err\" | tail -n 3; rm -rf -- {folder} 2>/dev/null; "
+        f"if [ -e {folder} ]; then {echo_mark('work-left')}; fi; exit 0; }}; "
+        f"ls -A -- {folder}; {echo_mark('version')}; "
+        # The single top folder's version.sh (more than one top folder is refused).
+        f'for d in {folder}/*; do "$d/server/bin/version.sh" 2>/dev/null; break; done; '
+        "true"
+    )
 
 
-def _unpack(conn: Runner, server: Server | Orchestrator, staged_kit: str, swap: KitSwap, *,
-            target: str, kit_sha256: str | None, timeout_s: float) -> str:
+def _unpack(
+    conn: Runner,
+    server: Server | Orchestrator,
+    staged_kit: str,
+    swap: KitSwap,
+    *,
+    target: str,
+    kit_sha256: str | None,
+    timeout_s: float,
+) -> str:
     """Unpack into a fresh work folder; return the new kit root (its single top folder),
     once its ``version.sh`` printed ``target``.
 
@@ -337,42 +437,60 @@ def _unpack(conn: Runner, server: Server | Orchestrator, staged_kit: str, swap: 
             the work folder removed.
     """
     work = swap.work_dir
-    sections = split_marked(conn.run(_unpack_script(staged_kit, work, kit_sha256),
-                                     timeout=timeout_s).stdout)
+    sections = split_marked(
+        conn.run(_unpack_script(staged_kit, work, kit_sha256), timeout=timeout_s).stdout
+    )
     untouched = f"{server.name}'s old kit in {swap.install_dir} is untouched"
     if "sha256" in sections:
         found = (sections["sha256"] or ["(unreadable)"])[0]
-        raise StepFailed(server.name, f"the staged kit {staged_kit} on {server.host} has "
-                         f"sha256 {found}, not the inventory's {kit_sha256} for {target}: it "
-                         f"changed after it was staged; nothing was unpacked and {untouched}; "
-                         "rerun to stage it again")
+        raise StepFailed(
+            server.name,
+            f"the staged kit {staged_kit} on {server.host} has "
+            f"sha256 {found}, not the inventory's {kit_sha256} for {target}: it "
+            f"changed after it was staged; nothing was unpacked and {untouched}; "
+            "rerun to stage it again",
+        )
     if "unpack-failed" in sections:
         said = " | ".join(sections["unpack-failed"]) or "no message"
-        removed = (f"the partial work folder {work} could not be removed (remove it by hand)"
-                   if "work-left" in sections else f"the partial work folder {work} was removed")
-        raise StepFailed(server.name, f"unpacking {staged_kit} on {server.host} failed "
-                         f"({said}); {removed} and {untouched}; make room on {server.host} "
-                         "(or stage the kit again), then rerun")
+        removed = (
+            f"the partial work folder {work} could not be removed (remove it by hand)"
+            if "work-left" in sections
+            else f"the partial work folder {work} was removed"
+        )
+        raise StepFailed(
+            server.name,
+            f"unpacking {staged_kit} on {server.host} failed "
+            f"({said}); {removed} and {untouched}; make room on {server.host} "
+            "(or stage the kit again), then rerun",
+        )
     tops = sections[""]
     version = parse_version("\n".join(sections.get("version", [])))
     if len(tops) == 1 and version == target:
         return posixpath.join(work, tops[0])
     conn.run(["rm", "-rf", "--", work], check=False)
     if len(tops) != 1:
-        raise StepFailed(server.name, f"{staged_kit} on {server.host} does not hold one top "
-                         f"folder (found {tops}); it is not a BigMemory Max kit; the work "
-                         f"folder was removed and {untouched}; check kits[].url, then rerun")
-    raise StepFailed(server.name, f"the staged kit {staged_kit} on {server.host} is "
-                     f"{version or 'not a readable kit'}, not {target}; the work folder was "
-                     f"removed and {untouched}; check kits[] in the inventory and stage the "
-                     "kit again, then rerun")
+        raise StepFailed(
+            server.name,
+            f"{staged_kit} on {server.host} does not hold one top "
+            f"folder (found {tops}); it is not a BigMemory Max kit; the work "
+            f"folder was removed and {untouched}; check kits[].url, then rerun",
+        )
+    raise StepFailed(
+        server.name,
+        f"the staged kit {staged_kit} on {server.host} is "
+        f"{version or 'not a readable kit'}, not {target}; the work folder was "
+        f"removed and {untouched}; check kits[] in the inventory and stage the "
+        "kit again, then rerun",
+    )
 
 
 def _carry_script(old_root: str, new_root: str, paths: list[str]) -> str:
     """A command copying each of ``paths`` present in the old kit root into the new one and
     printing each path it copied."""
     names = " ".join(quote(p) for p in paths)
-    return (f"{{ old={quote(old_root)}; new={quote(new_root)}; "
-            f"for f in {names}; do if [ -f \"$old/$f\" ]; then "
-            "mkdir -p \"$(dirname \"$new/$f\")\" && cp -p \"$old/$f\" \"$new/$f\" && "
-            "echo \"$f\" || exit 1; fi; done; }")
+    return (
+        f"{{ old={quote(old_root)}; new={quote(new_root)}; "
+        f'for f in {names}; do if [ -f "$old/$f" ]; then '
+        'mkdir -p "$(dirname "$new/$f")" && cp -p "$old/$f" "$new/$f" && '
+        'echo "$f" || exit 1; fi; done; }'
+    )

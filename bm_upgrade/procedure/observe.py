@@ -63,14 +63,27 @@ class ClusterView:
     def as_dict(self) -> dict[str, Any]:
         """A JSON-able summary (for metadata and reports)."""
         return {
-            "servers": {name: {"state": seen.status.state if seen.status.reachable else None,
-                               "running": seen.running, "version": seen.node_state.version}
-                        for name, seen in self.servers.items()},
-            "clients": {name: {"running": c.running, "version": c.jar_version,
-                               "reachable": c.reachable} for name, c in self.clients.items()},
-            "orchestrators": {name: {"state": o.state, "role": o.role, "version": o.version,
-                                     "caches": {c.name: c.state for c in o.caches}}
-                              for name, o in self.orchestrators.items()},
+            "servers": {
+                name: {
+                    "state": seen.status.state if seen.status.reachable else None,
+                    "running": seen.running,
+                    "version": seen.node_state.version,
+                }
+                for name, seen in self.servers.items()
+            },
+            "clients": {
+                name: {"running": c.running, "version": c.jar_version, "reachable": c.reachable}
+                for name, c in self.clients.items()
+            },
+            "orchestrators": {
+                name: {
+                    "state": o.state,
+                    "role": o.role,
+                    "version": o.version,
+                    "caches": {c.name: c.state for c in o.caches},
+                }
+                for name, o in self.orchestrators.items()
+            },
             "unhealthy": {key: h.problems for key, h in self.health.items() if not h.healthy},
             "unreachable": dict(self.unreachable),
         }
@@ -83,8 +96,9 @@ def unreachable_hosts(pool: HostPool, hosts: list[str]) -> dict[str, str]:
     return {host: str(error) for host, error in result.errors.items()}
 
 
-def _hosts_of(inventory: Inventory, *, servers: bool, clients: bool,
-              orchestrators: bool) -> list[str]:
+def _hosts_of(
+    inventory: Inventory, *, servers: bool, clients: bool, orchestrators: bool
+) -> list[str]:
     hosts: list[str] = []
     for region in inventory.regions:
         if servers:
@@ -100,9 +114,15 @@ PARALLEL = 8
 """Nodes looked at side by side (threads: the probes wait on the network, not the CPU)."""
 
 
-def observe_cluster(inventory: Inventory, pool: HostPool, *,
-                    servers: bool = True, clients: bool = True,
-                    orchestrators: bool = True, reach_all: bool = False) -> ClusterView:
+def observe_cluster(
+    inventory: Inventory,
+    pool: HostPool,
+    *,
+    servers: bool = True,
+    clients: bool = True,
+    orchestrators: bool = True,
+    reach_all: bool = False,
+) -> ClusterView:
     """Probe every node of the cluster (or only the kinds asked for), side by side.
 
     A server answering its probe with its version is taken at its word (no SSH command, see
@@ -113,13 +133,14 @@ def observe_cluster(inventory: Inventory, pool: HostPool, *,
     """
     view = ClusterView()
     if reach_all:
-        view.unreachable = unreachable_hosts(pool, _hosts_of(
-            inventory, servers=servers, clients=clients, orchestrators=orchestrators))
+        view.unreachable = unreachable_hosts(
+            pool,
+            _hosts_of(inventory, servers=servers, clients=clients, orchestrators=orchestrators),
+        )
     watch = Watch(inventory, pool)
     server_list = [srv for _, _, srv in inventory.servers()] if servers else []
     client_list = [c for r in inventory.regions for c in r.clients] if clients else []
-    orch_list = ([o for r in inventory.regions for o in r.orchestrators]
-                 if orchestrators else [])
+    orch_list = [o for r in inventory.regions for o in r.orchestrators] if orchestrators else []
 
     def server_seen(server: Server) -> Seen | RemoteError:
         try:
@@ -132,12 +153,17 @@ def observe_cluster(inventory: Inventory, pool: HostPool, *,
 
     with ThreadPoolExecutor(max_workers=PARALLEL) as ex:
         seen_servers = ex.map(server_seen, [s for s in server_list if reachable(s.host)])
-        seen_clients = ex.map(lambda c: probe_client(pool.get(c.host), c),
-                              [c for c in client_list if reachable(c.host)])
-        seen_orchs = ex.map(lambda o: probe_orchestrator(pool.get(o.host), o),
-                            [o for o in orch_list if reachable(o.host)])
-        for server, seen in zip([s for s in server_list if reachable(s.host)], seen_servers,
-                                strict=True):
+        seen_clients = ex.map(
+            lambda c: probe_client(pool.get(c.host), c),
+            [c for c in client_list if reachable(c.host)],
+        )
+        seen_orchs = ex.map(
+            lambda o: probe_orchestrator(pool.get(o.host), o),
+            [o for o in orch_list if reachable(o.host)],
+        )
+        for server, seen in zip(
+            [s for s in server_list if reachable(s.host)], seen_servers, strict=True
+        ):
             if isinstance(seen, RemoteError):
                 view.unreachable[seen.host] = str(seen)
             else:
@@ -148,7 +174,8 @@ def observe_cluster(inventory: Inventory, pool: HostPool, *,
         for stripe in region.stripes:
             if servers and all(s.name in view.servers for s in stripe.servers):
                 view.health[f"{region.name}/{stripe.name}"] = stripe_health(
-                    stripe, [view.servers[s.name].status for s in stripe.servers])
+                    stripe, [view.servers[s.name].status for s in stripe.servers]
+                )
     return view
 
 
@@ -162,9 +189,14 @@ def require_servers_ready(inventory: Inventory, pool: HostPool, target: str, who
     view = observe_cluster(inventory, pool, clients=False, orchestrators=False)
     problems = [f"{host} unreachable ({why})" for host, why in view.unreachable.items()]
     problems += [p for health in view.health.values() for p in health.problems]
-    problems += [seen.describe() for seen in view.servers.values()
-                 if seen.node_state.version != target]
+    problems += [
+        seen.describe() for seen in view.servers.values() if seen.node_state.version != target
+    ]
     if problems:
-        raise StepFailed(who, f"the {who} were not touched: the servers are not all on "
-                         f"{target} with a PASSIVE-STANDBY mirror per stripe ("
-                         + "; ".join(problems) + "); finish the server steps, then rerun")
+        raise StepFailed(
+            who,
+            f"the {who} were not touched: the servers are not all on "
+            f"{target} with a PASSIVE-STANDBY mirror per stripe ("
+            + "; ".join(problems)
+            + "); finish the server steps, then rerun",
+        )

@@ -29,6 +29,7 @@ from bm_upgrade.runinputs import check_target
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class PreflightResult:
     """What preflight saw and concluded."""
@@ -44,14 +45,18 @@ def check_window(window_end: datetime.datetime | None, now: datetime.datetime) -
     if window_end is None:
         return "no maintenance window end given (run started by hand)"
     if now >= window_end:
-        raise StepFailed("preflight", f"the maintenance window ended at {window_end.isoformat()}"
-                         " before the run started; nothing was touched; run it in the next "
-                         "window, or by hand without window_end")
+        raise StepFailed(
+            "preflight",
+            f"the maintenance window ended at {window_end.isoformat()}"
+            " before the run started; nothing was touched; run it in the next "
+            "window, or by hand without window_end",
+        )
     return f"inside the maintenance window until {window_end.isoformat()}"
 
 
-def stripe_problems(inventory: Inventory, view: ClusterView,
-                    target: str) -> tuple[list[str], list[str]]:
+def stripe_problems(
+    inventory: Inventory, view: ClusterView, target: str
+) -> tuple[list[str], list[str]]:
     """(errors, warnings) about the stripes.
 
     A stripe must be served by exactly one ACTIVE. A mirror that is down or still syncing is
@@ -76,17 +81,26 @@ def stripe_problems(inventory: Inventory, view: ClusterView,
                 if server.name == health.active or server.name in health.standbys:
                     continue
                 if state.version == target:
-                    warnings.append(f"{key}: {seen.describe()}: an earlier run stopped there; "
-                                    "it is brought back first")
+                    warnings.append(
+                        f"{key}: {seen.describe()}: an earlier run stopped there; "
+                        "it is brought back first"
+                    )
                 else:
-                    errors.append(f"{key}: {seen.describe()}, not PASSIVE-STANDBY; let it "
-                                  "sync (or start it) before upgrading")
+                    errors.append(
+                        f"{key}: {seen.describe()}, not PASSIVE-STANDBY; let it "
+                        "sync (or start it) before upgrading"
+                    )
     return errors, warnings
 
 
-def preflight(inventory: Inventory, pool: HostPool, options: PlanOptions, *,
-              window_end: datetime.datetime | None = None,
-              now: datetime.datetime | None = None) -> PreflightResult:
+def preflight(
+    inventory: Inventory,
+    pool: HostPool,
+    options: PlanOptions,
+    *,
+    window_end: datetime.datetime | None = None,
+    now: datetime.datetime | None = None,
+) -> PreflightResult:
     """Run every check; raise on the first group that fails, having touched nothing.
 
     Raises:
@@ -99,26 +113,39 @@ def preflight(inventory: Inventory, pool: HostPool, options: PlanOptions, *,
     now = now or datetime.datetime.now(datetime.UTC)
     # Before any host is contacted: runs from the UI or a schedule had no command line to
     # check their target first.
-    check_target(inventory, f"the inventory of {inventory.cluster}", options.target_version,
-                 given_as="target_version")
+    check_target(
+        inventory,
+        f"the inventory of {inventory.cluster}",
+        options.target_version,
+        given_as="target_version",
+    )
     checks = [check_window(window_end, now)]
     valid_through = (window_end or now).date()
-    lic = check_license(inventory.license_file, options.target_version, inventory.has_wan(),
-                        valid_through)
-    checks.append(f"license {lic.path} covers {options.target_version} through "
-                  f"{valid_through.isoformat()}")
+    lic = check_license(
+        inventory.license_file, options.target_version, inventory.has_wan(), valid_through
+    )
+    checks.append(
+        f"license {lic.path} covers {options.target_version} through {valid_through.isoformat()}"
+    )
 
     view = observe_cluster(inventory, pool, reach_all=True)
     if view.unreachable:
         hosts = "; ".join(f"{h}: {why}" for h, why in view.unreachable.items())
-        raise StepFailed("preflight", f"{len(view.unreachable)} host(s) cannot be reached "
-                         f"({hosts}); nothing was touched; fix SSH access and rerun")
+        raise StepFailed(
+            "preflight",
+            f"{len(view.unreachable)} host(s) cannot be reached "
+            f"({hosts}); nothing was touched; fix SSH access and rerun",
+        )
     checks.append(f"all {len(inventory.hosts())} hosts reachable over SSH")
 
     errors, warnings = stripe_problems(inventory, view, options.target_version)
     if errors:
-        raise StepFailed("preflight", "stripes not healthy: " + "; ".join(errors)
-                         + "; nothing was touched; fix them and rerun")
+        raise StepFailed(
+            "preflight",
+            "stripes not healthy: "
+            + "; ".join(errors)
+            + "; nothing was touched; fix them and rerun",
+        )
     checks.append("every stripe served by one ACTIVE")
 
     plan = make_plan(inventory, view.node_states(), options)  # raises PlanRefused

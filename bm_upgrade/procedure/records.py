@@ -72,12 +72,19 @@ class StepRecorder:
         self.did.append(what)
 
     def record(self) -> StepRecord:
-        return StepRecord(node=self.node, action=self.action, found=self.found,
-                          did=tuple(self.did), started=self.started, ended=time.time())
+        return StepRecord(
+            node=self.node,
+            action=self.action,
+            found=self.found,
+            did=tuple(self.did),
+            started=self.started,
+            ended=time.time(),
+        )
 
 
 def skipped(node: str, action: str, found: str, reason: str) -> StepRecord:
     """A record for a step the observed state already satisfied."""
     now = time.time()
-    return StepRecord(node=node, action=action, found=found, skipped=True, reason=reason,
-                      started=now, ended=now)
+    return StepRecord(
+        node=node, action=action, found=found, skipped=True, reason=reason, started=now, ended=now
+    )

@@ -45,37 +45,79 @@ class Report:
     """Host -> what became of its staging folder (after a successful run)."""
 
     @classmethod
-    def build(cls, inventory: Inventory, settings: _Settings,
-              steps: Sequence[Mapping[str, Any]], after: ClusterView,
-              run_id: str = "") -> Report:
+    def build(
+        cls,
+        inventory: Inventory,
+        settings: _Settings,
+        steps: Sequence[Mapping[str, Any]],
+        after: ClusterView,
+        run_id: str = "",
+    ) -> Report:
         target = settings.options.target_version
         versions = after.versions()
         rows: list[MatrixRow] = []
         for region, stripe, server in inventory.servers():
             seen = after.servers.get(server.name)
-            state = (seen.status.state if seen and seen.status.reachable
-                     else ("starting" if seen and seen.running else "down"))
-            rows.append(MatrixRow("server", f"{region.name}/{stripe.name}", server.name,
-                                  settings.before.get(server.name), versions.get(server.name),
-                                  state))
+            state = (
+                seen.status.state
+                if seen and seen.status.reachable
+                else ("starting" if seen and seen.running else "down")
+            )
+            rows.append(
+                MatrixRow(
+                    "server",
+                    f"{region.name}/{stripe.name}",
+                    server.name,
+                    settings.before.get(server.name),
+                    versions.get(server.name),
+                    state,
+                )
+            )
         for region in inventory.regions:
             for client in region.clients:
                 c = after.clients.get(client.name)
-                state = "unknown" if c is None or c.running is None else (
-                    "running" if c.running else "stopped")
-                rows.append(MatrixRow("client", region.name, client.name,
-                                      settings.before.get(client.name),
-                                      versions.get(client.name), state))
+                state = (
+                    "unknown"
+                    if c is None or c.running is None
+                    else ("running" if c.running else "stopped")
+                )
+                rows.append(
+                    MatrixRow(
+                        "client",
+                        region.name,
+                        client.name,
+                        settings.before.get(client.name),
+                        versions.get(client.name),
+                        state,
+                    )
+                )
             for orch in region.orchestrators:
                 o = after.orchestrators.get(orch.name)
-                rows.append(MatrixRow("orchestrator", region.name, orch.name,
-                                      settings.before.get(orch.name), versions.get(orch.name),
-                                      (o.state if o and o.state else "down") + f" ({orch.role})"))
-        problems = [f"{r.node} runs {r.after or 'unknown'}, not {target}" for r in rows
-                    if r.after != target and not settings.dry_run]
+                rows.append(
+                    MatrixRow(
+                        "orchestrator",
+                        region.name,
+                        orch.name,
+                        settings.before.get(orch.name),
+                        versions.get(orch.name),
+                        (o.state if o and o.state else "down") + f" ({orch.role})",
+                    )
+                )
+        problems = [
+            f"{r.node} runs {r.after or 'unknown'}, not {target}"
+            for r in rows
+            if r.after != target and not settings.dry_run
+        ]
         problems += [f"{host} unreachable" for host in after.unreachable]
-        return cls(inventory.cluster, target, settings.dry_run, run_id, rows,
-                   [dict(s) for s in steps], problems)
+        return cls(
+            inventory.cluster,
+            target,
+            settings.dry_run,
+            run_id,
+            rows,
+            [dict(s) for s in steps],
+            problems,
+        )
 
     @property
     def ok(self) -> bool:
@@ -91,23 +133,36 @@ def render_report(report: Report) -> str:
     lines = [f"# {title} of cluster {report.cluster} to {report.target}"]
     if report.run_id:
         lines.append(f"run {report.run_id}")
-    lines += ["", "## Versions", "",
-              "| kind | where | node | before | after | state |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r.kind} | {r.where} | {r.node} | {r.before or '?'} | {r.after or '?'} | "
-              f"{r.state} |" for r in report.rows]
+    lines += [
+        "",
+        "## Versions",
+        "",
+        "| kind | where | node | before | after | state |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r.kind} | {r.where} | {r.node} | {r.before or '?'} | {r.after or '?'} | {r.state} |"
+        for r in report.rows
+    ]
     changed = [s for s in report.steps if not s.get("skipped")]
     skipped = [s for s in report.steps if s.get("skipped")]
     total = sum(float(s.get("duration_s", 0.0)) for s in changed)
-    lines += ["", f"## Steps ({len(changed)} done, {len(skipped)} skipped, "
-                  f"{total:.1f} s of step time)", "",
-              "| node | action | what it did | seconds |", "|---|---|---|---|"]
+    lines += [
+        "",
+        f"## Steps ({len(changed)} done, {len(skipped)} skipped, {total:.1f} s of step time)",
+        "",
+        "| node | action | what it did | seconds |",
+        "|---|---|---|---|",
+    ]
     for s in report.steps:
         if s.get("skipped"):
             what = f"skipped: {s.get('reason', '')}"
         else:
             what = "; ".join(s.get("did", [])) or "-"
-        lines.append(f"| {s.get('node')} | {s.get('action')} | {what.replace('|', '/')} | "
-                     f"{float(s.get('duration_s', 0.0)):.1f} |")
+        lines.append(
+            f"| {s.get('node')} | {s.get('action')} | {what.replace('|', '/')} | "
+            f"{float(s.get('duration_s', 0.0)):.1f} |"
+        )
     lines += ["", "## Result", ""]
     if report.dry_run:
         lines.append("Dry run: nothing was changed.")

@@ -62,8 +62,9 @@ class Free:
     bytes: int
 
 
-def kits_needed(servers: int, orchestrators: int, *, keep_previous: bool,
-                parallel_stripes: int) -> int:
+def kits_needed(
+    servers: int, orchestrators: int, *, keep_previous: bool, parallel_stripes: int
+) -> int:
     """How many new kits a filesystem holds at once beside their previous kits."""
     if keep_previous:
         return servers + orchestrators
@@ -71,15 +72,20 @@ def kits_needed(servers: int, orchestrators: int, *, keep_previous: bool,
     return max(min(servers, max(1, parallel_stripes)), orchestrators)
 
 
-def free_space(conn: Runner, folders: list[str],
-               before: str = "") -> tuple[dict[str, Free | str], list[str]]:
+def free_space(
+    conn: Runner, folders: list[str], before: str = ""
+) -> tuple[dict[str, Free | str], list[str]]:
     """Per folder, its filesystem and free bytes, or why they cannot be read; and the output
     lines of the ``before`` script run first in the same command."""
-    script = "; ".join([before] * bool(before) + [
-        # A folder not made yet (a work folder's parent): its nearest existing ancestor.
-        f"{echo_mark(str(i))}; d={quote(f)}; while [ ! -e \"$d\" ]; do "
-        "d=$(dirname -- \"$d\"); done; df -Pk -- \"$d\" 2>&1 | tail -n 1"
-        for i, f in enumerate(folders)])
+    script = "; ".join(
+        [before] * bool(before)
+        + [
+            # A folder not made yet (a work folder's parent): its nearest existing ancestor.
+            f'{echo_mark(str(i))}; d={quote(f)}; while [ ! -e "$d" ]; do '
+            'd=$(dirname -- "$d"); done; df -Pk -- "$d" 2>&1 | tail -n 1'
+            for i, f in enumerate(folders)
+        ]
+    )
     sections = split_marked(conn.run(script, timeout=30.0, check=False).stdout)
     found: dict[str, Free | str] = {}
     for i, folder in enumerate(folders):
@@ -108,8 +114,10 @@ def shortages(host: str, needs: list[Need], free: Mapping[str, Free | str]) -> l
         if total > room.bytes:
             folders = ", ".join(dict.fromkeys(n.folder for n in group))
             what = " + ".join(f"{n.what} in {n.folder}" for n in group if n.bytes)
-            problems.append(f"{host}: {folders} ({room.mount}) has {_size(room.bytes)} free, "
-                            f"the kit needs {_size(total)} ({what})")
+            problems.append(
+                f"{host}: {folders} ({room.mount}) has {_size(room.bytes)} free, "
+                f"the kit needs {_size(total)} ({what})"
+            )
     return problems
 
 
@@ -120,17 +128,25 @@ def describe(host: str, needs: list[Need], free: Mapping[str, Free | str]) -> st
         where = free.get(need.folder)
         if isinstance(where, Free):
             seen.setdefault(where.mount, [where.bytes, 0])[1] += need.bytes
-    return f"{host}: " + "; ".join(f"{mount}: {_size(f)} free, {_size(n)} needed"
-                                   for mount, (f, n) in seen.items())
+    return f"{host}: " + "; ".join(
+        f"{mount}: {_size(f)} free, {_size(n)} needed" for mount, (f, n) in seen.items()
+    )
 
 
 def _parent(install_dir: str) -> str:
     return posixpath.dirname(install_dir.rstrip("/")) or "/"
 
 
-def room_needs(inventory: Inventory, host: str, folder: str, *, tarball_missing: int,
-               unpacked: int, options: PlanOptions | None,
-               pending: Collection[str] | None) -> list[Need]:
+def room_needs(
+    inventory: Inventory,
+    host: str,
+    folder: str,
+    *,
+    tarball_missing: int,
+    unpacked: int,
+    options: PlanOptions | None,
+    pending: Collection[str] | None,
+) -> list[Need]:
     """What staging and the kit swaps will write on ``host`` : the missing
     part of the tarball in ``folder``, and the new kits beside the kit roots of the nodes in
     ``pending`` (None: every node) still to be swapped."""
@@ -146,16 +162,17 @@ def room_needs(inventory: Inventory, host: str, folder: str, *, tarball_missing:
     keep = options.keep_previous_kit if options is not None else True
     parallel = options.parallel_stripes if options is not None else 1
     for parent, (servers, orchestrators) in roots.items():
-        count = kits_needed(servers, orchestrators, keep_previous=keep,
-                            parallel_stripes=parallel)
+        count = kits_needed(servers, orchestrators, keep_previous=keep, parallel_stripes=parallel)
         kept = "the previous kits kept" if keep else "each previous kit removed after its swap"
-        needs.append(Need(parent, count * unpacked,
-                          f"{count} unpacked kit(s) of {unpacked} bytes, {kept}"))
+        needs.append(
+            Need(parent, count * unpacked, f"{count} unpacked kit(s) of {unpacked} bytes, {kept}")
+        )
     return needs
 
 
-def check_unpack_room(conn: Runner, node: str, install_dir: str, staged_kit: str,
-                      unpacked_bytes: int | None = None) -> str:
+def check_unpack_room(
+    conn: Runner, node: str, install_dir: str, staged_kit: str, unpacked_bytes: int | None = None
+) -> str:
     """Right before a kit root's unpack: its parent folder has room for the unpacked kit;
     returns what it saw, in words (for the step's record). One command.
 
@@ -168,21 +185,30 @@ def check_unpack_room(conn: Runner, node: str, install_dir: str, staged_kit: str
         StepFailed: no room, or the free space cannot be read (nothing was changed).
     """
     parent = posixpath.dirname(install_dir.rstrip("/")) or "/"
-    isize = (f"wc -c < {quote(staged_kit)}; tail -c 4 -- {quote(staged_kit)} | od -An -tu1"
-             if unpacked_bytes is None else "")
+    isize = (
+        f"wc -c < {quote(staged_kit)}; tail -c 4 -- {quote(staged_kit)} | od -An -tu1"
+        if unpacked_bytes is None
+        else ""
+    )
     free, before = free_space(conn, [parent], before=isize)
     if unpacked_bytes is None:
         unpacked_bytes = _isize(before)
     if unpacked_bytes is None:
-        raise StepFailed(node, f"cannot read the size of the staged kit {staged_kit} on "
-                         f"{conn.host}, so the disk room for {node}'s unpack is not known; "
-                         "nothing was changed; run the kit staging step again, then rerun")
+        raise StepFailed(
+            node,
+            f"cannot read the size of the staged kit {staged_kit} on "
+            f"{conn.host}, so the disk room for {node}'s unpack is not known; "
+            "nothing was changed; run the kit staging step again, then rerun",
+        )
     needs = [Need(parent, unpacked_bytes, f"the unpacked kit of {node}")]
     short = shortages(conn.host, needs, free)
     if short:
-        raise StepFailed(node, f"not enough disk room to unpack the kit for {node}: "
-                         f"{short[0]}; nothing was changed; free space there (old kits in "
-                         ".bm-upgrade-previous, dirty-objectdb backups), then rerun")
+        raise StepFailed(
+            node,
+            f"not enough disk room to unpack the kit for {node}: "
+            f"{short[0]}; nothing was changed; free space there (old kits in "
+            ".bm-upgrade-previous, dirty-objectdb backups), then rerun",
+        )
     return describe(conn.host, needs, free)
 
 

@@ -99,9 +99,16 @@ class StepContext(Watch):
     probe_rest: ServerProbe = probe_server_rest
 
     @classmethod
-    def create(cls, inventory: Inventory, pool: Hosts, *, target: str | None = None,
-               staged: Mapping[str, StagedKit] | None = None,
-               logger: logging.Logger | None = None, **overrides: object) -> Self:
+    def create(
+        cls,
+        inventory: Inventory,
+        pool: Hosts,
+        *,
+        target: str | None = None,
+        staged: Mapping[str, StagedKit] | None = None,
+        logger: logging.Logger | None = None,
+        **overrides: object,
+    ) -> Self:
         """A context with options from the inventory's policy (``overrides`` win)."""
         options = PlanOptions.from_inventory(inventory, target_version=target, **overrides)
         return cls(inventory, pool, options, dict(staged or {}), logger or log)
@@ -118,11 +125,16 @@ class StepContext(Watch):
         kit = self.inventory.kit_for(self.target)
         folder = staging_targets(self.inventory).get(host)
         if kit is None or folder is None:
-            raise StepFailed(host, f"no kit of version {self.target} is listed in the "
-                             f"inventory of {self.inventory.cluster} for {host}; add it under "
-                             "kits and stage it, then rerun")
-        return (posixpath.join(folder, kit_file_name(kit)),
-                posixpath.join(folder, LICENSE_FILE_NAME))
+            raise StepFailed(
+                host,
+                f"no kit of version {self.target} is listed in the "
+                f"inventory of {self.inventory.cluster} for {host}; add it under "
+                "kits and stage it, then rerun",
+            )
+        return (
+            posixpath.join(folder, kit_file_name(kit)),
+            posixpath.join(folder, LICENSE_FILE_NAME),
+        )
 
     @property
     def target_sha256(self) -> str | None:
@@ -146,8 +158,11 @@ class StepContext(Watch):
         """
         requested = halt.stop_reason()
         if requested is not None:
-            raise StepFailed(node, f"{step} not started: {requested}; nothing was changed by "
-                             "this step; rerun (or re-execute from failure) to go on")
+            raise StepFailed(
+                node,
+                f"{step} not started: {requested}; nothing was changed by "
+                "this step; rerun (or re-execute from failure) to go on",
+            )
         earlier = self.halted() if self.halted is not None else None
         if earlier is not None:
             raise StepFailed(node, f"{step} not started: {earlier}")
@@ -158,8 +173,11 @@ class StepContext(Watch):
         for region in self.inventory.regions:
             if stripe in region.stripes:
                 return region
-        raise StepFailed(stripe.name, f"stripe {stripe.name} is not in the inventory of "
-                         f"{self.inventory.cluster}; pass a stripe of that inventory")
+        raise StepFailed(
+            stripe.name,
+            f"stripe {stripe.name} is not in the inventory of "
+            f"{self.inventory.cluster}; pass a stripe of that inventory",
+        )
 
 
 @dataclass
@@ -171,14 +189,23 @@ class ServerOps(StepContext):
 
 
 # -- the plan on live state -------------------------------------------------------------------
-def stripe_steps(ctx: StepContext, region: Region, stripe: Stripe, seen: Mapping[str, Seen],
-                 failback: bool | None = None) -> list[Step]:
+def stripe_steps(
+    ctx: StepContext,
+    region: Region,
+    stripe: Stripe,
+    seen: Mapping[str, Seen],
+    failback: bool | None = None,
+) -> list[Step]:
     """The plan's server steps for one stripe, made on the observed state."""
     # Plan this stripe alone: other stripes' refusals are not this stripe's business.
-    alone = ctx.inventory.model_copy(update={
-        "regions": [region.model_copy(update={"stripes": [stripe], "clients": [],
-                                              "orchestrators": []})],
-        "wan_master_region": None})
+    alone = ctx.inventory.model_copy(
+        update={
+            "regions": [
+                region.model_copy(update={"stripes": [stripe], "clients": [], "orchestrators": []})
+            ],
+            "wan_master_region": None,
+        }
+    )
     options = ctx.options if failback is None else replace(ctx.options, failback=failback)
     plan = make_plan(alone, {name: s.node_state for name, s in seen.items()}, options)
     return [s for s in plan.steps if s.phase == "servers"]
@@ -186,8 +213,9 @@ def stripe_steps(ctx: StepContext, region: Region, stripe: Stripe, seen: Mapping
 
 def segment_of(steps: list[Step], seen: Mapping[str, Seen]) -> dict[int, str]:
     """Which function owns each step (by index): ``mirrors``, ``active`` or ``failback``."""
-    return segments_for(steps, next((n for n, s in seen.items()
-                                     if s.node_state.state == ACTIVE), None))
+    return segments_for(
+        steps, next((n for n, s in seen.items() if s.node_state.state == ACTIVE), None)
+    )
 
 
 def segments_for(steps: list[Step], active: str | None) -> dict[int, str]:
@@ -206,8 +234,12 @@ Decision = Callable[[Step, str], bool]
 """Given the next step and its segment: True to run it, False to return (may raise)."""
 
 
-def _drive(ctx: StepContext, stripe: Stripe, decide: Decision, failback: bool | None = None,
-           ) -> tuple[list[StepRecord], list[Step]]:
+def _drive(
+    ctx: StepContext,
+    stripe: Stripe,
+    decide: Decision,
+    failback: bool | None = None,
+) -> tuple[list[StepRecord], list[Step]]:
     """Run the stripe's next plan steps while ``decide`` accepts them; returns the records and
     the last plan made."""
     region = ctx.region_of(stripe)
@@ -224,13 +256,19 @@ def _drive(ctx: StepContext, stripe: Stripe, decide: Decision, failback: bool | 
         if not decide(step, owners[index]):
             return records, steps
         if last == (step.node, step.action):
-            raise StepFailed(step.node, f"{step.action} of {step.node} did not take effect "
-                             f"(the stripe still shows {describe(seen)}); check "
-                             f"{step.node}'s console log, then rerun")
+            raise StepFailed(
+                step.node,
+                f"{step.action} of {step.node} did not take effect "
+                f"(the stripe still shows {describe(seen)}); check "
+                f"{step.node}'s console log, then rerun",
+            )
         last = (step.node, step.action)
         records.append(run_step(ctx, stripe, step, seen))
-    raise StepFailed(stripe.name, f"stripe {stripe.name} did not settle after {MAX_STEPS} "
-                     "steps; check `bm-upgrade status`, then rerun")
+    raise StepFailed(
+        stripe.name,
+        f"stripe {stripe.name} did not settle after {MAX_STEPS} "
+        "steps; check `bm-upgrade status`, then rerun",
+    )
 
 
 def run_step(ctx: StepContext, stripe: Stripe, step: Step, seen: Mapping[str, Seen]) -> StepRecord:
@@ -245,28 +283,38 @@ def run_step(ctx: StepContext, stripe: Stripe, step: Step, seen: Mapping[str, Se
     ctx.log.info("%s %s [%s]: %s", step.action, step.node, stripe.name, step.waits_for)
     action = ACTIONS.get(step.action)
     if action is None:
-        raise StepFailed(step.node, f"the plan asked for {step.action!r} on {step.node}, which "
-                         "the server procedure does not know; this is a bug, please report it")
+        raise StepFailed(
+            step.node,
+            f"the plan asked for {step.action!r} on {step.node}, which "
+            "the server procedure does not know; this is a bug, please report it",
+        )
     if step.action in DISRUPTIVE:
-        ctx.before_disruptive(step.node, f"{step.action} of {step.node} (stripe {stripe.name})",
-                         DISRUPTIVE[step.action])
+        ctx.before_disruptive(
+            step.node,
+            f"{step.action} of {step.node} (stripe {stripe.name})",
+            DISRUPTIVE[step.action],
+        )
     try:
         action(ctx, stripe, server, seen, rec)
     except StepFailed as exc:
         exc.add_note(f"{step.action} {step.node} had done: {'; '.join(rec.did) or 'nothing'}")
         raise
     except RemoteError as exc:
-        raise StepFailed(server.name, f"{step.action} of {server.name} failed talking to "
-                         f"{exc.host} ({exc}); the stripe was {describe(seen)}; fix the "
-                         "connection and rerun: the run resumes from the real state") from exc
+        raise StepFailed(
+            server.name,
+            f"{step.action} of {server.name} failed talking to "
+            f"{exc.host} ({exc}); the stripe was {describe(seen)}; fix the "
+            "connection and rerun: the run resumes from the real state",
+        ) from exc
     record = rec.record()
     ctx.log.info("%s", record.summary())
     return record
 
 
 def _skips(steps: list[Step], keep: Callable[[Step], bool]) -> list[StepRecord]:
-    return [skipped(s.node, s.action, s.waits_for, s.reason)
-            for s in steps if s.skipped and keep(s)]
+    return [
+        skipped(s.node, s.action, s.waits_for, s.reason) for s in steps if s.skipped and keep(s)
+    ]
 
 
 # -- the steps' actions -----------------------------------------------------------------------
@@ -275,66 +323,92 @@ Action = Callable[[StepContext, Stripe, Server, Mapping[str, Seen], StepRecorder
 
 def _serving(seen: Mapping[str, Seen], excluding: str) -> str:
     active = [n for n, s in seen.items() if n != excluding and s.node_state.state == ACTIVE]
-    return (f"stripe still served by {active[0]} (ACTIVE)" if active
-            else "check the stripe at once with `bm-upgrade status`")
+    return (
+        f"stripe still served by {active[0]} (ACTIVE)"
+        if active
+        else "check the stripe at once with `bm-upgrade status`"
+    )
 
 
 def _guard_others_up(stripe: Stripe, server: Server, seen: Mapping[str, Seen]) -> None:
     down = [s.describe() for name, s in seen.items() if name != server.name and not s.running]
     if down:
-        raise StepFailed(server.name, f"{server.name} was not stopped: {', '.join(down)}, and "
-                         f"at most one server of stripe {stripe.name} may be down; bring it "
-                         "back first (rerun the upgrade), then retry")
+        raise StepFailed(
+            server.name,
+            f"{server.name} was not stopped: {', '.join(down)}, and "
+            f"at most one server of stripe {stripe.name} may be down; bring it "
+            "back first (rerun the upgrade), then retry",
+        )
 
 
-def _act_stop(ctx: StepContext, stripe: Stripe, server: Server, seen: Mapping[str, Seen],
-              rec: StepRecorder) -> None:
+def _act_stop(
+    ctx: StepContext, stripe: Stripe, server: Server, seen: Mapping[str, Seen], rec: StepRecorder
+) -> None:
     _guard_others_up(stripe, server, seen)
     alone = len(stripe.servers) == 1
     if seen[server.name].node_state.state == ACTIVE and not alone:
-        raise StepFailed(server.name, f"{server.name} is the ACTIVE of stripe {stripe.name}; "
-                         "it is stopped only through a failover (upgrade_active); nothing "
-                         "was stopped")
+        raise StepFailed(
+            server.name,
+            f"{server.name} is the ACTIVE of stripe {stripe.name}; "
+            "it is stopped only through a failover (upgrade_active); nothing "
+            "was stopped",
+        )
     # A stripe of one server is planned only with the operator's consent to its downtime
     # (plan.refusals), so its stop may override the script's no-mirror refusal.
     stop_server(ctx, server, rec, downtime_consented=alone and ctx.options.allow_downtime)
 
 
-def _act_install(ctx: StepContext, stripe: Stripe, server: Server, seen: Mapping[str, Seen],
-                 rec: StepRecorder) -> None:
+def _act_install(
+    ctx: StepContext, stripe: Stripe, server: Server, seen: Mapping[str, Seen], rec: StepRecorder
+) -> None:
     me = seen[server.name]
     if me.running:
-        raise StepFailed(server.name, f"{server.name} is running, and its kit is replaced "
-                         "only while it is stopped; rerun the upgrade")
-    others_active = any(s.node_state.state == ACTIVE for n, s in seen.items()
-                        if n != server.name)
+        raise StepFailed(
+            server.name,
+            f"{server.name} is running, and its kit is replaced "
+            "only while it is stopped; rerun the upgrade",
+        )
+    others_active = any(s.node_state.state == ACTIVE for n, s in seen.items() if n != server.name)
     if len(stripe.servers) > 1 and not others_active:
         # It may be the only server holding the stripe's data: back on its own kit, now.
         start_server(ctx, server, rec)
-        raise StepFailed(server.name, f"no other server of stripe {stripe.name} is "
-                         f"{ACTIVE}, so {server.name} cannot stay down for its install; it "
-                         f"was started again on its {me.installed or 'current'} kit; check "
-                         "the stripe with `bm-upgrade status`, then rerun")
+        raise StepFailed(
+            server.name,
+            f"no other server of stripe {stripe.name} is "
+            f"{ACTIVE}, so {server.name} cannot stay down for its install; it "
+            f"was started again on its {me.installed or 'current'} kit; check "
+            "the stripe with `bm-upgrade status`, then rerun",
+        )
     conn = ctx.pool.get(server.host)
     try:
         kit_path, license_path = ctx.staged_paths(server.host)
-        install_kit(conn, server, target=ctx.target, staged_kit=kit_path,
-                    staged_license=license_path, keep_previous=ctx.options.keep_previous_kit,
-                    delete_backups=ctx.options.delete_dirty_backups, rec=rec,
-                    kit_sha256=ctx.target_sha256,
-                    unpacked_bytes=ctx.unpacked_bytes(server.host))
+        install_kit(
+            conn,
+            server,
+            target=ctx.target,
+            staged_kit=kit_path,
+            staged_license=license_path,
+            keep_previous=ctx.options.keep_previous_kit,
+            delete_backups=ctx.options.delete_dirty_backups,
+            rec=rec,
+            kit_sha256=ctx.target_sha256,
+            unpacked_bytes=ctx.unpacked_bytes(server.host),
+        )
     except (StepFailed, RemoteError) as exc:
         if me.installed is None or kit_version(conn, server.install_dir) != me.installed:
             raise
         # The old kit is untouched: bring the server back on it, so the stripe keeps its
         # mirror while the operator fixes the cause.
         start_server(ctx, server, rec)
-        raise StepFailed(server.name, f"{exc}; {server.name} was started again on its "
-                         f"untouched {me.installed} kit") from exc
+        raise StepFailed(
+            server.name,
+            f"{exc}; {server.name} was started again on its untouched {me.installed} kit",
+        ) from exc
 
 
-def _act_start(ctx: StepContext, stripe: Stripe, server: Server, seen: Mapping[str, Seen],
-               rec: StepRecorder) -> None:
+def _act_start(
+    ctx: StepContext, stripe: Stripe, server: Server, seen: Mapping[str, Seen], rec: StepRecorder
+) -> None:
     if seen[server.name].running:
         rec.saw(f"{server.name} already runs")
         return
@@ -342,91 +416,134 @@ def _act_start(ctx: StepContext, stripe: Stripe, server: Server, seen: Mapping[s
     timeout = ctx.inventory.policy.timeouts.start_s
     outcome = ctx.wait_state(server, None, timeout)
     if not outcome.ok:
-        raise StepFailed(server.name, f"{server.name} on {server.host} did not start "
-                         f"({outcome.why_not(timeout)}); {console_tail(ctx, server)}; "
-                         f"{_serving(seen, server.name)}; fix the cause, then rerun")
+        raise StepFailed(
+            server.name,
+            f"{server.name} on {server.host} did not start "
+            f"({outcome.why_not(timeout)}); {console_tail(ctx, server)}; "
+            f"{_serving(seen, server.name)}; fix the cause, then rerun",
+        )
     rec.done(f"{server.name} answers ({outcome.last}) after {outcome.waited_s:.1f} s")
 
 
-def _confirm(ctx: StepContext, server: Server, seen: Mapping[str, Seen], rec: StepRecorder,
-             *, state: str, timeout: float) -> None:
+def _confirm(
+    ctx: StepContext,
+    server: Server,
+    seen: Mapping[str, Seen],
+    rec: StepRecorder,
+    *,
+    state: str,
+    timeout: float,
+) -> None:
     outcome = ctx.wait_state(server, {state}, timeout)
     if outcome.value is None:
-        raise StepFailed(server.name, f"{server.name} did not reach {state} within "
-                         f"{timeout:g} s ({outcome.why_not(timeout)}); "
-                         f"{_serving(seen, server.name)}; see {console_log(server)}, then "
-                         "rerun (or roll back to the previous version)")
+        raise StepFailed(
+            server.name,
+            f"{server.name} did not reach {state} within "
+            f"{timeout:g} s ({outcome.why_not(timeout)}); "
+            f"{_serving(seen, server.name)}; see {console_log(server)}, then "
+            "rerun (or roll back to the previous version)",
+        )
     version = kit_version(ctx.pool.get(server.host), server.install_dir)
     running = outcome.value.version
     if version != ctx.target or (running is not None and running != ctx.target):
-        raise StepFailed(server.name, f"{server.name} is {state} but runs "
-                         f"{running or version or 'an unknown version'} (version.sh prints "
-                         f"{version or 'nothing'}), not {ctx.target}; check its kit root "
-                         f"{server.install_dir}, then rerun")
-    rec.done(f"confirmed {server.name} {state} after {outcome.waited_s:.1f} s; version.sh "
-             f"prints {version}")
+        raise StepFailed(
+            server.name,
+            f"{server.name} is {state} but runs "
+            f"{running or version or 'an unknown version'} (version.sh prints "
+            f"{version or 'nothing'}), not {ctx.target}; check its kit root "
+            f"{server.install_dir}, then rerun",
+        )
+    rec.done(
+        f"confirmed {server.name} {state} after {outcome.waited_s:.1f} s; version.sh "
+        f"prints {version}"
+    )
 
 
-def _act_confirm_standby(ctx: StepContext, stripe: Stripe, server: Server,
-                         seen: Mapping[str, Seen], rec: StepRecorder) -> None:
-    _confirm(ctx, server, seen, rec, state=STANDBY,
-             timeout=ctx.inventory.policy.timeouts.sync_s)
+def _act_confirm_standby(
+    ctx: StepContext, stripe: Stripe, server: Server, seen: Mapping[str, Seen], rec: StepRecorder
+) -> None:
+    _confirm(ctx, server, seen, rec, state=STANDBY, timeout=ctx.inventory.policy.timeouts.sync_s)
 
 
-def _act_confirm_active(ctx: StepContext, stripe: Stripe, server: Server,
-                        seen: Mapping[str, Seen], rec: StepRecorder) -> None:
+def _act_confirm_active(
+    ctx: StepContext, stripe: Stripe, server: Server, seen: Mapping[str, Seen], rec: StepRecorder
+) -> None:
     timeouts = ctx.inventory.policy.timeouts
-    _confirm(ctx, server, seen, rec, state=ACTIVE,
-             timeout=timeouts.start_s + timeouts.failover_s)
+    _confirm(ctx, server, seen, rec, state=ACTIVE, timeout=timeouts.start_s + timeouts.failover_s)
 
 
-def _stop_active(ctx: StepContext, stripe: Stripe, server: Server, seen: Mapping[str, Seen],
-                 rec: StepRecorder, *, successor: str | None) -> None:
+def _stop_active(
+    ctx: StepContext,
+    stripe: Stripe,
+    server: Server,
+    seen: Mapping[str, Seen],
+    rec: StepRecorder,
+    *,
+    successor: str | None,
+) -> None:
     """Stop the ACTIVE once a mirror (``successor`` if named) is PASSIVE-STANDBY, seen at that
     moment."""
     _guard_others_up(stripe, server, seen)
-    mirrors = [s for s in stripe.servers if s.name != server.name
-               and (successor is None or s.name == successor)]
+    mirrors = [
+        s
+        for s in stripe.servers
+        if s.name != server.name and (successor is None or s.name == successor)
+    ]
 
     def check() -> Poll[ServerStatus]:
         me = ctx.probe(server)
         if me.state != ACTIVE:
-            return Poll(now=f"{server.name} {me.state}",
-                        hopeless=f"{server.name} is no longer {ACTIVE} ({me.state})")
+            return Poll(
+                now=f"{server.name} {me.state}",
+                hopeless=f"{server.name} is no longer {ACTIVE} ({me.state})",
+            )
         states = [ctx.probe(m) for m in mirrors]
         standby = next((st for st in states if st.state == STANDBY), None)
         now = ", ".join(f"{st.name} {st.state}" for st in states)
         return Poll(standby, now)
 
     timeout = ctx.inventory.policy.timeouts.sync_s
-    outcome = wait_for(check, what=f"a PASSIVE-STANDBY mirror before stopping {server.name}",
-                       timeout_s=timeout, log=ctx.log, poll_s=ctx.pause)
+    outcome = wait_for(
+        check,
+        what=f"a PASSIVE-STANDBY mirror before stopping {server.name}",
+        timeout_s=timeout,
+        log=ctx.log,
+        poll_s=ctx.pause,
+    )
     if outcome.value is None:
-        raise StepFailed(server.name, f"{server.name} (ACTIVE) was not stopped: no mirror of "
-                         f"stripe {stripe.name} was {STANDBY} ({outcome.why_not(timeout)}); "
-                         f"the stripe keeps running on {server.name}; get a mirror synced "
-                         "(`bm-upgrade status`), then rerun")
+        raise StepFailed(
+            server.name,
+            f"{server.name} (ACTIVE) was not stopped: no mirror of "
+            f"stripe {stripe.name} was {STANDBY} ({outcome.why_not(timeout)}); "
+            f"the stripe keeps running on {server.name}; get a mirror synced "
+            "(`bm-upgrade status`), then rerun",
+        )
     rec.done(f"confirmed {outcome.value.name} {STANDBY} right before the stop")
     # The wait may have lasted minutes, long enough for another step to fail: ask again.
-    ctx.before_disruptive(server.name, f"stop of {server.name} (the ACTIVE of stripe "
-                          f"{stripe.name})", DISRUPTIVE["failover-stop"])
+    ctx.before_disruptive(
+        server.name,
+        f"stop of {server.name} (the ACTIVE of stripe {stripe.name})",
+        DISRUPTIVE["failover-stop"],
+    )
     stop_server(ctx, server, rec)
 
 
-def _act_failover_stop(ctx: StepContext, stripe: Stripe, server: Server,
-                       seen: Mapping[str, Seen], rec: StepRecorder) -> None:
+def _act_failover_stop(
+    ctx: StepContext, stripe: Stripe, server: Server, seen: Mapping[str, Seen], rec: StepRecorder
+) -> None:
     _stop_active(ctx, stripe, server, seen, rec, successor=None)
 
 
-def _act_failback_stop(ctx: StepContext, stripe: Stripe, server: Server,
-                       seen: Mapping[str, Seen], rec: StepRecorder) -> None:
+def _act_failback_stop(
+    ctx: StepContext, stripe: Stripe, server: Server, seen: Mapping[str, Seen], rec: StepRecorder
+) -> None:
     preferred = stripe.preferred_active()
-    _stop_active(ctx, stripe, server, seen, rec,
-                 successor=preferred.name if preferred else None)
+    _stop_active(ctx, stripe, server, seen, rec, successor=preferred.name if preferred else None)
 
 
-def _act_wait_failover(ctx: StepContext, stripe: Stripe, server: Server,
-                       seen: Mapping[str, Seen], rec: StepRecorder) -> None:
+def _act_wait_failover(
+    ctx: StepContext, stripe: Stripe, server: Server, seen: Mapping[str, Seen], rec: StepRecorder
+) -> None:
     timeouts = ctx.inventory.policy.timeouts
     outcome = ctx.wait_active(stripe, timeouts.failover_s)
     if outcome.value is not None:
@@ -439,14 +556,20 @@ def _act_wait_failover(ctx: StepContext, stripe: Stripe, server: Server,
             start_server(ctx, now.server, rec)
             restarted.append(f"{name} on its {now.installed or 'current'} kit")
     back = ctx.wait_active(stripe, timeouts.start_s + timeouts.failover_s)
-    result = (f"{back.value.name} is {ACTIVE} again" if back.value is not None
-              else f"no server is {ACTIVE} yet: check the stripe at once")
+    result = (
+        f"{back.value.name} is {ACTIVE} again"
+        if back.value is not None
+        else f"no server is {ACTIVE} yet: check the stripe at once"
+    )
     why = outcome.why_not(timeouts.failover_s)
     stopped = next((n for n, now in seen.items() if not now.running), server.name)
-    raise StepFailed(stopped, f"no mirror of stripe {stripe.name} became {ACTIVE} within "
-                     f"{timeouts.failover_s:g} s of the stop ({why}); started "
-                     f"{', '.join(restarted) or 'nothing'} again at once and "
-                     f"{result}; check the mirror's console log, then rerun")
+    raise StepFailed(
+        stopped,
+        f"no mirror of stripe {stripe.name} became {ACTIVE} within "
+        f"{timeouts.failover_s:g} s of the stop ({why}); started "
+        f"{', '.join(restarted) or 'nothing'} again at once and "
+        f"{result}; check the mirror's console log, then rerun",
+    )
 
 
 ACTIONS: dict[str, Action] = {
@@ -469,6 +592,7 @@ def upgrade_mirror(ctx: StepContext, stripe: Stripe, server: Server) -> list[Ste
     down at once). Does nothing for a mirror already on the target, or for the ACTIVE (that is
     :func:`upgrade_active`'s work).
     """
+
     def decide(step: Step, segment: str) -> bool:
         return segment == "mirrors" and (step.node == server.name or step.action != "stop")
 
@@ -477,8 +601,15 @@ def upgrade_mirror(ctx: StepContext, stripe: Stripe, server: Server) -> list[Ste
         return records
     done = _skips(steps, lambda s: s.node == server.name)
     if not done:
-        done = [skipped(server.name, "upgrade", "", "it is the ACTIVE (or not this mirror's "
-                        "turn): the active is upgraded through a failover by upgrade_active")]
+        done = [
+            skipped(
+                server.name,
+                "upgrade",
+                "",
+                "it is the ACTIVE (or not this mirror's "
+                "turn): the active is upgraded through a failover by upgrade_active",
+            )
+        ]
     return done
 
 
@@ -489,13 +620,17 @@ def upgrade_active(ctx: StepContext, stripe: Stripe) -> list[StepRecord]:
         StepFailed: a mirror still needs its upgrade (nothing was stopped), or the failover,
             install or restart failed (the stripe is left served; see the module).
     """
+
     def decide(step: Step, segment: str) -> bool:
         if segment == "mirrors" and step.action == "stop":
             mirrors_node = stripe_nodes(ctx.region_of(stripe).name, stripe.name)[0]
-            raise StepFailed(step.node, f"mirror {step.node} of stripe {stripe.name} is not on "
-                             f"{ctx.target} yet and mirrors are upgraded before the active; "
-                             f"run {mirrors_node} (upgrade_mirror) for it first (nothing was "
-                             "stopped)")
+            raise StepFailed(
+                step.node,
+                f"mirror {step.node} of stripe {stripe.name} is not on "
+                f"{ctx.target} yet and mirrors are upgraded before the active; "
+                f"run {mirrors_node} (upgrade_mirror) for it first (nothing was "
+                "stopped)",
+            )
         return segment in ("mirrors", "active")
 
     records, steps = _drive(ctx, stripe, decide, failback=False)
@@ -505,11 +640,15 @@ def upgrade_active(ctx: StepContext, stripe: Stripe) -> list[StepRecord]:
 def fail_back(ctx: StepContext, stripe: Stripe) -> list[StepRecord]:
     """Return the ACTIVE role to the stripe's preferred server (stop the current active once
     the preferred one is PASSIVE-STANDBY, wait for the takeover, restart and confirm it)."""
+
     def decide(step: Step, segment: str) -> bool:
         if segment != "failback" and step.action in ("stop", "failover-stop"):
-            raise StepFailed(step.node, f"stripe {stripe.name} is not fully on {ctx.target} "
-                             f"({step.node} still needs its upgrade); upgrade it before "
-                             "failing back (nothing was stopped)")
+            raise StepFailed(
+                step.node,
+                f"stripe {stripe.name} is not fully on {ctx.target} "
+                f"({step.node} still needs its upgrade); upgrade it before "
+                "failing back (nothing was stopped)",
+            )
         return True
 
     records, steps = _drive(ctx, stripe, decide, failback=True)
@@ -520,14 +659,20 @@ Segment = Callable[[Step], list[StepRecord]]
 """Runs a stripe's segment from its next step (the step names the mirror to upgrade)."""
 
 
-def _segments(ctx: StepContext, region: Region, stripe: Stripe, run: Mapping[str, Segment],
-              ) -> tuple[list[StepRecord], list[Step], str | None]:
+def _segments(
+    ctx: StepContext,
+    region: Region,
+    stripe: Stripe,
+    run: Mapping[str, Segment],
+) -> tuple[list[StepRecord], list[Step], str | None]:
     """Run the stripe's segments that ``run`` names, in the plan's order, until its next step
     to do belongs to another segment or none is left; returns the records, the last plan
     and the ACTIVE it was made on."""
     if stripe not in region.stripes:
-        raise StepFailed(stripe.name, f"stripe {stripe.name} is not in region {region.name}; "
-                         "pass the stripe's own region")
+        raise StepFailed(
+            stripe.name,
+            f"stripe {stripe.name} is not in region {region.name}; pass the stripe's own region",
+        )
     records: list[StepRecord] = []
     not_run: tuple[str, str] | None = None
     for _ in range(MAX_STEPS):
@@ -544,15 +689,21 @@ def _segments(ctx: StepContext, region: Region, stripe: Stripe, run: Mapping[str
             # The stripe may have moved on by itself between this look and the segment's own
             # (a mirror finished its sync): look again. Planned twice and not run is a bug.
             if not_run == (step.node, step.action):
-                raise StepFailed(step.node, f"the {owners[index]} step {step.action} of "
-                                 f"{step.node} was planned but not run; this is a bug, please "
-                                 "report it")
+                raise StepFailed(
+                    step.node,
+                    f"the {owners[index]} step {step.action} of "
+                    f"{step.node} was planned but not run; this is a bug, please "
+                    "report it",
+                )
             not_run = (step.node, step.action)
             continue
         not_run = None
         records += batch
-    raise StepFailed(stripe.name, f"stripe {stripe.name} did not settle after {MAX_STEPS} "
-                     "rounds; check `bm-upgrade status`, then rerun")
+    raise StepFailed(
+        stripe.name,
+        f"stripe {stripe.name} did not settle after {MAX_STEPS} "
+        "rounds; check `bm-upgrade status`, then rerun",
+    )
 
 
 def upgrade_mirrors(ctx: StepContext, region: Region, stripe: Stripe) -> list[StepRecord]:
@@ -565,6 +716,7 @@ def upgrade_mirrors(ctx: StepContext, region: Region, stripe: Stripe) -> list[St
             were upgraded (procedure/halt.py): the mirror in progress was finished, and the
             stripe's failover must not start.
     """
+
     def mirror(step: Step) -> list[StepRecord]:
         server = next(s for s in stripe.servers if s.name == step.node)
         return upgrade_mirror(ctx, stripe, server)
@@ -574,11 +726,13 @@ def upgrade_mirrors(ctx: StepContext, region: Region, stripe: Stripe) -> list[St
     if requested is not None:
         # What the stripe's next stop would say (before_disruptive), said at the end of this
         # step: its process may have received the signal, and the step ends naming it.
-        failed = StepFailed(stripe.name, f"failover of stripe {stripe.name} not started: "
-                            f"{requested}; the mirror in progress was finished first; rerun "
-                            "(or re-execute from failure) to go on")
-        failed.add_note("mirrors done: " + ("; ".join(r.summary() for r in records)
-                                            or "nothing"))
+        failed = StepFailed(
+            stripe.name,
+            f"failover of stripe {stripe.name} not started: "
+            f"{requested}; the mirror in progress was finished first; rerun "
+            "(or re-execute from failure) to go on",
+        )
+        failed.add_note("mirrors done: " + ("; ".join(r.summary() for r in records) or "nothing"))
         raise failed
     return records or _skips(steps, lambda s: s.action == "upgrade" and s.node != active)
 
@@ -594,6 +748,7 @@ def failover(ctx: StepContext, region: Region, stripe: Stripe) -> list[StepRecor
             ``upgrade_mirrors`` step comes first), or a step failed (the stripe is left
             served; see the module).
     """
+
     def active(step: Step) -> list[StepRecord]:
         # A mirror step still to do that is not a stop (a mirror down or still syncing is
         # brought back) is the active's to finish; a mirror's stop is refused there.
@@ -601,8 +756,9 @@ def failover(ctx: StepContext, region: Region, stripe: Stripe) -> list[StepRecor
 
     run = {"mirrors": active, "active": active, "failback": lambda _: fail_back(ctx, stripe)}
     records, steps, current = _segments(ctx, region, stripe, run)
-    return records or _skips(steps, lambda s: s.action == "failback"
-                             or (s.action == "upgrade" and s.node == current))
+    return records or _skips(
+        steps, lambda s: s.action == "failback" or (s.action == "upgrade" and s.node == current)
+    )
 
 
 def upgrade_stripe(ctx: StepContext, region: Region, stripe: Stripe) -> list[StepRecord]:

@@ -100,9 +100,15 @@ class WaitOutcome(Generic[T]):
         return f"still {self.last or 'unknown'} after {timeout_s:g} s"
 
 
-def wait_for(check: Callable[[], Poll[T]], *, what: str, timeout_s: float,
-             log: logging.Logger, poll_s: float = 0.2,
-             progress_every_s: float = 5.0) -> WaitOutcome[T]:
+def wait_for(
+    check: Callable[[], Poll[T]],
+    *,
+    what: str,
+    timeout_s: float,
+    log: logging.Logger,
+    poll_s: float = 0.2,
+    progress_every_s: float = 5.0,
+) -> WaitOutcome[T]:
     """Poll ``check`` until it yields a value, turns hopeless, or ``timeout_s`` passes.
 
     Args:
@@ -128,12 +134,21 @@ def wait_for(check: Callable[[], Poll[T]], *, what: str, timeout_s: float,
             log.warning("gave up waiting for %s after %.1f s: %s", what, waited, poll.hopeless)
             return WaitOutcome(None, poll.now, waited, poll.hopeless)
         if poll.now != last_seen or now - last_log >= progress_every_s:
-            log.info("waiting for %s: %s (%.1f s of %g s)", what, poll.now or "unknown",
-                     waited, timeout_s)
+            log.info(
+                "waiting for %s: %s (%.1f s of %g s)",
+                what,
+                poll.now or "unknown",
+                waited,
+                timeout_s,
+            )
             last_seen, last_log = poll.now, now
         if now >= deadline:
-            log.warning("timed out waiting for %s after %g s (last seen: %s)", what, timeout_s,
-                        poll.now or "unknown")
+            log.warning(
+                "timed out waiting for %s after %g s (last seen: %s)",
+                what,
+                timeout_s,
+                poll.now or "unknown",
+            )
             return WaitOutcome(None, poll.now, waited)
         time.sleep(min(poll_s, max(0.0, deadline - now)))
 
@@ -206,17 +221,22 @@ _PS = ["ps", "-ww", "-eo", "pid=,args="]
 """Every process with its whole command line: without ``-ww``, ps cuts lines at ``$COLUMNS``
 when that is set (a login profile may export it) or at the width of a terminal on one of its
 standard streams, and the tc-config path may be cut off."""
+
+
 def look_on_host(conn: Runner, servers: list[Server]) -> tuple[str, dict[str, str | None]]:
     """The host's process list and the kit installed for each of ``servers`` (``version.sh``),
     in one SSH command: ``ps``, then a marker line and ``version.sh`` per server."""
     parts = [shell(_PS)]
     for server in servers:
         parts.append(echo_mark(f"kit {server.name}"))
-        parts.append(shell([f"{server.install_dir.rstrip('/')}/server/bin/version.sh"])
-                     + " 2>/dev/null")
+        parts.append(
+            shell([f"{server.install_dir.rstrip('/')}/server/bin/version.sh"]) + " 2>/dev/null"
+        )
     sections = split_marked(conn.run("; ".join(parts), timeout=30.0, check=False).stdout)
-    kits = {server.name: parse_version("\n".join(sections.get(f"kit {server.name}", [])))
-            for server in servers}
+    kits = {
+        server.name: parse_version("\n".join(sections.get(f"kit {server.name}", [])))
+        for server in servers
+    }
     return "\n".join(sections[""]), kits
 
 
@@ -238,9 +258,14 @@ class Watch:
     poll_s: float
     probe_rest: ServerProbe
 
-    def __init__(self, inventory: Inventory, pool: Hosts,
-                 log: logging.Logger | None = None, poll_s: float = POLL_S,
-                 probe_rest: ServerProbe = probe_server_rest) -> None:
+    def __init__(
+        self,
+        inventory: Inventory,
+        pool: Hosts,
+        log: logging.Logger | None = None,
+        poll_s: float = POLL_S,
+        probe_rest: ServerProbe = probe_server_rest,
+    ) -> None:
         self.inventory = inventory
         self.pool = pool
         self.log = log or logging.getLogger("bm_upgrade.procedure")
@@ -252,8 +277,7 @@ class Watch:
         """The pause between probes while waiting: ``poll_s`` with REST probes (two small
         HTTP requests), at least :data:`SSH_POLL_S` when each probe is an SSH command
         running ``server-stat.sh``."""
-        return self.poll_s if self.inventory.probe_via != "ssh" else max(self.poll_s,
-                                                                          SSH_POLL_S)
+        return self.poll_s if self.inventory.probe_via != "ssh" else max(self.poll_s, SSH_POLL_S)
 
     def probe(self, server: Server) -> ServerStatus:
         """The server's status now."""
@@ -282,13 +306,20 @@ class Watch:
         for host, on_host in pending.items():
             listing, kits = look_on_host(self.pool.get(host), on_host)
             for server in on_host:
-                seen[server.name] = Seen(server, statuses[server.name],
-                                         bool(server_pids(listing, server)), kits[server.name])
-        return {server.name: seen.get(server.name)
-                or Seen.answering(server, statuses[server.name]) for server in servers}
+                seen[server.name] = Seen(
+                    server,
+                    statuses[server.name],
+                    bool(server_pids(listing, server)),
+                    kits[server.name],
+                )
+        return {
+            server.name: seen.get(server.name) or Seen.answering(server, statuses[server.name])
+            for server in servers
+        }
 
-    def wait_state(self, server: Server, states: set[str] | None,
-                   timeout_s: float) -> WaitOutcome[ServerStatus]:
+    def wait_state(
+        self, server: Server, states: set[str] | None, timeout_s: float
+    ) -> WaitOutcome[ServerStatus]:
         """Wait until the server answers in one of ``states`` (in any state when None).
 
         Hopeless when its process exits, or when it turns ACTIVE while waited for in
@@ -305,8 +336,11 @@ class Watch:
                 if states is None or status.state in states:
                     return Poll(status, status.state)
                 if status.state == ACTIVE:
-                    return Poll(now=status.state, hopeless=f"{server.name} became {ACTIVE}: "
-                                "another server of its stripe must have stopped")
+                    return Poll(
+                        now=status.state,
+                        hopeless=f"{server.name} became {ACTIVE}: "
+                        "another server of its stripe must have stopped",
+                    )
                 return Poll(now=status.state)
             if time.monotonic() - alive_checked >= ALIVE_EVERY_S:
                 alive_checked = time.monotonic()
@@ -315,11 +349,11 @@ class Watch:
             return Poll(now="not answering yet")
 
         what = f"{server.name} {' or '.join(sorted(states)) if states else 'answering'}"
-        return wait_for(check, what=what, timeout_s=timeout_s, log=self.log,
-                        poll_s=self.pause)
+        return wait_for(check, what=what, timeout_s=timeout_s, log=self.log, poll_s=self.pause)
 
     def wait_stopped(self, server: Server, timeout_s: float) -> WaitOutcome[bool]:
         """Wait until the server neither answers nor has a process on its host."""
+
         def check() -> Poll[bool]:
             status = self.probe(server)
             if status.reachable:
@@ -328,16 +362,26 @@ class Watch:
                 return Poll(now="stopping (process still running)")
             return Poll(True, "stopped")
 
-        return wait_for(check, what=f"{server.name} stopped", timeout_s=timeout_s,
-                        log=self.log, poll_s=self.pause)
+        return wait_for(
+            check,
+            what=f"{server.name} stopped",
+            timeout_s=timeout_s,
+            log=self.log,
+            poll_s=self.pause,
+        )
 
     def wait_active(self, stripe: Stripe, timeout_s: float) -> WaitOutcome[ServerStatus]:
         """Wait until some server of the stripe is ACTIVE-COORDINATOR."""
+
         def check() -> Poll[ServerStatus]:
             states = [self.probe(s) for s in stripe.servers]
             active = next((st for st in states if st.state == ACTIVE), None)
             return Poll(active, ", ".join(f"{st.name} {st.state}" for st in states))
 
-        return wait_for(check, what=f"an {ACTIVE} in stripe {stripe.name}",
-                        timeout_s=timeout_s, log=self.log, poll_s=self.pause)
-
+        return wait_for(
+            check,
+            what=f"an {ACTIVE} in stripe {stripe.name}",
+            timeout_s=timeout_s,
+            log=self.log,
+            poll_s=self.pause,
+        )

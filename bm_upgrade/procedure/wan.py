@@ -46,7 +46,8 @@ def _script(orch: Orchestrator, name: str) -> str:
 
 def console_log(orch: Orchestrator) -> str:
     return orch.console_log or posixpath.join(
-        posixpath.dirname(orch.install_dir.rstrip("/")) or "/", f"{orch.name}.console.log")
+        posixpath.dirname(orch.install_dir.rstrip("/")) or "/", f"{orch.name}.console.log"
+    )
 
 
 class WanWatch:
@@ -69,18 +70,19 @@ class WanWatch:
             try:
                 bind = read_wan_bind(conn, orch)
             except (RemoteError, ValueError) as exc:
-                return OrchestratorStatus(orch.name, orch.host, reachable=False,
-                                          error=str(exc))
+                return OrchestratorStatus(orch.name, orch.host, reachable=False, error=str(exc))
             with self._lock:
                 self._binds[orch.name] = bind
         return probe_orchestrator(conn, orch, bind=bind)
 
     def alive(self, orch: Orchestrator) -> bool:
         """A process started by ``start-wan.sh -f <wan_xml>`` of this orchestrator runs."""
-        listing = self.ctx.pool.get(orch.host).run(["ps", "-ww", "-eo", "args="],
-                                                   timeout=30.0).stdout
-        return any(orch.wan_xml in line.split() and "stop-wan" not in line
-                   for line in listing.splitlines())
+        listing = (
+            self.ctx.pool.get(orch.host).run(["ps", "-ww", "-eo", "args="], timeout=30.0).stdout
+        )
+        return any(
+            orch.wan_xml in line.split() and "stop-wan" not in line for line in listing.splitlines()
+        )
 
 
 def observe(wan: WanWatch) -> dict[str, tuple[Orchestrator, OrchestratorStatus, NodeState]]:
@@ -92,8 +94,9 @@ def observe(wan: WanWatch) -> dict[str, tuple[Orchestrator, OrchestratorStatus, 
             if status.reachable:
                 state = NodeState(True, status.version)
             else:
-                state = NodeState(wan.alive(orch),
-                                  kit_version(wan.ctx.pool.get(orch.host), orch.install_dir))
+                state = NodeState(
+                    wan.alive(orch), kit_version(wan.ctx.pool.get(orch.host), orch.install_dir)
+                )
             seen[orch.name] = (orch, status, state)
     return seen
 
@@ -104,9 +107,12 @@ def _stop(wan: WanWatch, orch: Orchestrator, rec: StepRecorder) -> None:
     timeout = ctx.inventory.policy.timeouts.orchestrator_s
     # Only an orchestrator whose kit root proved to be a 4.x kit is stopped: its kit root
     # is swapped next (docs/safety.md rule 9).
-    result = conn.run(kit_root_guard(orch.install_dir)
-                      + shell([_script(orch, "stop-wan.sh"), "-f", orch.wan_xml]),
-                      timeout=timeout, check=False)
+    result = conn.run(
+        kit_root_guard(orch.install_dir)
+        + shell([_script(orch, "stop-wan.sh"), "-f", orch.wan_xml]),
+        timeout=timeout,
+        check=False,
+    )
     refused = split_marked(result.stdout).get(NOT_A_KIT)
     if refused is not None:
         raise not_a_kit(orch, refused, f"{orch.name} was not stopped")
@@ -117,25 +123,38 @@ def _stop(wan: WanWatch, orch: Orchestrator, rec: StepRecorder) -> None:
             return Poll(now="still running")
         return Poll(True, "stopped")
 
-    outcome = wait_for(check, what=f"{orch.name} stopped", timeout_s=timeout, log=ctx.log,
-                       poll_s=ctx.poll_s)
+    outcome = wait_for(
+        check, what=f"{orch.name} stopped", timeout_s=timeout, log=ctx.log, poll_s=ctx.poll_s
+    )
     if not outcome.ok:
-        raise StepFailed(orch.name, f"orchestrator {orch.name} on {orch.host} did not stop "
-                         f"within {timeout:g} s ({outcome.why_not(timeout)}); check "
-                         f"{console_log(orch)}, stop it by hand, then rerun")
+        raise StepFailed(
+            orch.name,
+            f"orchestrator {orch.name} on {orch.host} did not stop "
+            f"within {timeout:g} s ({outcome.why_not(timeout)}); check "
+            f"{console_log(orch)}, stop it by hand, then rerun",
+        )
 
 
 def _start(wan: WanWatch, orch: Orchestrator, rec: StepRecorder) -> None:
     ctx = wan.ctx
     conn = ctx.pool.get(orch.host)
     license_path = posixpath.join(orch.install_dir.rstrip("/"), LICENSE_FILE_NAME)
-    output = start_licensed(conn, detached(
-        [_script(orch, "start-wan.sh"), "-f", orch.wan_xml], console_log(orch),
-        cwd=posixpath.dirname(orch.install_dir.rstrip("/")) or "/"), license_path)
+    output = start_licensed(
+        conn,
+        detached(
+            [_script(orch, "start-wan.sh"), "-f", orch.wan_xml],
+            console_log(orch),
+            cwd=posixpath.dirname(orch.install_dir.rstrip("/")) or "/",
+        ),
+        license_path,
+    )
     if output is None:
-        raise StepFailed(orch.name, f"orchestrator {orch.name} was not started: "
-                         f"{license_path} is missing on {orch.host}; stage the kit again, "
-                         "then rerun")
+        raise StepFailed(
+            orch.name,
+            f"orchestrator {orch.name} was not started: "
+            f"{license_path} is missing on {orch.host}; stage the kit again, "
+            "then rerun",
+        )
     rec.done(f"started {orch.name} detached (pid {detached_pid(conn, output)})")
     timeout = ctx.inventory.policy.timeouts.orchestrator_s
     alive_checked = time.monotonic()  # just launched: its process list is read a bit later
@@ -151,13 +170,21 @@ def _start(wan: WanWatch, orch: Orchestrator, rec: StepRecorder) -> None:
                 return Poll(now="down", hopeless=f"{orch.name}'s process exited")
         return Poll(now=status.state or "starting")
 
-    outcome = wait_for(check, what=f"{orch.name} running on {ctx.target}", timeout_s=timeout,
-                       log=ctx.log, poll_s=ctx.poll_s)
+    outcome = wait_for(
+        check,
+        what=f"{orch.name} running on {ctx.target}",
+        timeout_s=timeout,
+        log=ctx.log,
+        poll_s=ctx.poll_s,
+    )
     if outcome.value is None:
-        raise StepFailed(orch.name, f"orchestrator {orch.name} on {orch.host} did not come up "
-                         f"on {ctx.target} ({outcome.why_not(timeout)}); check "
-                         f"{console_log(orch)} (license with WAN? same version everywhere?), "
-                         "then rerun")
+        raise StepFailed(
+            orch.name,
+            f"orchestrator {orch.name} on {orch.host} did not come up "
+            f"on {ctx.target} ({outcome.why_not(timeout)}); check "
+            f"{console_log(orch)} (license with WAN? same version everywhere?), "
+            "then rerun",
+        )
     rec.done(f"{orch.name} runs {ctx.target} as {outcome.value.state}")
 
 
@@ -174,16 +201,27 @@ def confirm_wan(wan: WanWatch, rec: StepRecorder) -> None:
             if not status.reachable or status.version != ctx.target:
                 waiting.append(f"{orch.name} {status.state or 'down'}")
                 continue
-            waiting += [f"{status.region or orch.name}/{c.name} {c.state}"
-                        for c in status.caches if c.state != REPLICA_READY]
+            waiting += [
+                f"{status.region or orch.name}/{c.name} {c.state}"
+                for c in status.caches
+                if c.state != REPLICA_READY
+            ]
         return Poll(now=", ".join(waiting)) if waiting else Poll(True, "all caches ACTIVE")
 
-    outcome = wait_for(check, what="every replica cache resynced", timeout_s=timeout,
-                       log=ctx.log, poll_s=ctx.poll_s)
+    outcome = wait_for(
+        check,
+        what="every replica cache resynced",
+        timeout_s=timeout,
+        log=ctx.log,
+        poll_s=ctx.poll_s,
+    )
     if not outcome.ok:
-        raise StepFailed("orchestrators", f"the WAN did not settle within {timeout:g} s "
-                         f"({outcome.why_not(timeout)}); the servers and clients are upgraded; "
-                         "check the orchestrators' logs, then rerun")
+        raise StepFailed(
+            "orchestrators",
+            f"the WAN did not settle within {timeout:g} s "
+            f"({outcome.why_not(timeout)}); the servers and clients are upgraded; "
+            "check the orchestrators' logs, then rerun",
+        )
     rec.done(f"master region serving, every replica cache ACTIVE after {outcome.waited_s:.1f} s")
 
 
@@ -196,20 +234,23 @@ def cycle_orchestrators(ctx: ServerOps) -> list[StepRecord]:
     wan = WanWatch(ctx)
     seen = observe(wan)
     states = {name: state for name, (_, _, state) in seen.items()}
-    wan_only = ctx.inventory.model_copy(update={"regions": [
-        r.model_copy(update={"clients": []}) for r in ctx.inventory.regions]})
+    wan_only = ctx.inventory.model_copy(
+        update={"regions": [r.model_copy(update={"clients": []}) for r in ctx.inventory.regions]}
+    )
     plan = make_plan(wan_only, states | _servers_done(ctx), ctx.options)
     steps = [s for s in plan.steps if s.phase == "orchestrators"]
     first_stop = next((s for s in steps if s.action == "stop" and not s.skipped), None)
     if first_stop is not None:  # once: the cycle is one outage of the WAN replication
-        ctx.before_disruptive(first_stop.node, "the orchestrator cycle (stop, upgrade, start "
-                         "every orchestrator)", ORCHESTRATORS)
+        ctx.before_disruptive(
+            first_stop.node,
+            "the orchestrator cycle (stop, upgrade, start every orchestrator)",
+            ORCHESTRATORS,
+        )
     # Steps of one plan stage may overlap (the plan's lanes): stop the standbys together,
     # then the masters, install all, start the masters, then the standbys.
     for stage in sorted({s.stage for s in steps}):
         group = [s for s in steps if s.stage == stage]
-        records += [skipped(s.node, s.action, s.waits_for, s.reason)
-                    for s in group if s.skipped]
+        records += [skipped(s.node, s.action, s.waits_for, s.reason) for s in group if s.skipped]
         todo = [s for s in group if not s.skipped]
         if len(todo) <= 1:
             records += [_run_step(wan, s, seen) for s in todo]
@@ -226,9 +267,11 @@ def cycle_orchestrators(ctx: ServerOps) -> list[StepRecord]:
     return records
 
 
-def _run_step(wan: WanWatch, step: Step,
-              seen: dict[str, tuple[Orchestrator, OrchestratorStatus, NodeState]],
-              ) -> StepRecord:
+def _run_step(
+    wan: WanWatch,
+    step: Step,
+    seen: dict[str, tuple[Orchestrator, OrchestratorStatus, NodeState]],
+) -> StepRecord:
     """One orchestrator step; its record, or StepFailed naming the orchestrator."""
     ctx = wan.ctx
     rec = StepRecorder(step.node, step.action)
@@ -242,17 +285,27 @@ def _run_step(wan: WanWatch, step: Step,
                 _stop(wan, orch, rec)
             elif step.action == "install":
                 staged_kit, staged_license = ctx.staged_paths(orch.host)
-                install_kit(ctx.pool.get(orch.host), orch, target=ctx.target,
-                            staged_kit=staged_kit, staged_license=staged_license,
-                            keep_previous=ctx.options.keep_previous_kit,
-                            delete_backups=False, rec=rec, kit_sha256=ctx.target_sha256,
-                            unpacked_bytes=ctx.unpacked_bytes(orch.host))
+                install_kit(
+                    ctx.pool.get(orch.host),
+                    orch,
+                    target=ctx.target,
+                    staged_kit=staged_kit,
+                    staged_license=staged_license,
+                    keep_previous=ctx.options.keep_previous_kit,
+                    delete_backups=False,
+                    rec=rec,
+                    kit_sha256=ctx.target_sha256,
+                    unpacked_bytes=ctx.unpacked_bytes(orch.host),
+                )
             elif step.action == "start":
                 _start(wan, orch, rec)
     except RemoteError as exc:
-        raise StepFailed(step.node, f"{step.action} of {step.node} failed talking to "
-                         f"{exc.host} ({exc}); fix the connection and rerun: finished "
-                         "steps are skipped") from exc
+        raise StepFailed(
+            step.node,
+            f"{step.action} of {step.node} failed talking to "
+            f"{exc.host} ({exc}); fix the connection and rerun: finished "
+            "steps are skipped",
+        ) from exc
     record = rec.record()
     ctx.log.info("%s", record.summary())
     return record
@@ -261,7 +314,11 @@ def _run_step(wan: WanWatch, step: Step,
 def _servers_done(ctx: ServerOps) -> dict[str, NodeState]:
     """Servers as already upgraded (checked by require_servers_ready): the plan then lists
     only orchestrator work."""
-    return {server.name: NodeState(True, ctx.target, "ACTIVE-COORDINATOR"
-                                   if server is stripe.preferred_active() else
-                                   "PASSIVE-STANDBY")
-            for _, stripe, server in ctx.inventory.servers()}
+    return {
+        server.name: NodeState(
+            True,
+            ctx.target,
+            "ACTIVE-COORDINATOR" if server is stripe.preferred_active() else "PASSIVE-STANDBY",
+        )
+        for _, stripe, server in ctx.inventory.servers()
+    }

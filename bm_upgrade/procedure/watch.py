@@ -40,21 +40,33 @@ def looks(inventory: Inventory, view: ClusterView) -> dict[str, NodeLook]:
     for region, stripe, server in inventory.servers():
         seen = view.servers.get(server.name)
         if seen is None:
-            out[server.name] = {"stripe": f"{region.name}/{stripe.name}",
-                                "state": "unreachable", "version": None}
+            out[server.name] = {
+                "stripe": f"{region.name}/{stripe.name}",
+                "state": "unreachable",
+                "version": None,
+            }
             continue
-        state = seen.status.state if seen.status.reachable else (
-            "starting" if seen.alive else "stopped")
-        out[server.name] = {"stripe": f"{region.name}/{stripe.name}", "state": state,
-                            "version": seen.node_state.version}
+        state = (
+            seen.status.state
+            if seen.status.reachable
+            else ("starting" if seen.alive else "stopped")
+        )
+        out[server.name] = {
+            "stripe": f"{region.name}/{stripe.name}",
+            "state": state,
+            "version": seen.node_state.version,
+        }
     for region in inventory.regions:
         for orch in region.orchestrators:
             status = view.orchestrators.get(orch.name)
             if status is None:
                 out[orch.name] = {"state": "unreachable", "role": orch.role, "version": None}
             else:
-                out[orch.name] = {"state": status.state if status.reachable else "stopped",
-                                  "role": status.role or orch.role, "version": status.version}
+                out[orch.name] = {
+                    "state": status.state if status.reachable else "stopped",
+                    "role": status.role or orch.role,
+                    "version": status.version,
+                }
     return out
 
 
@@ -77,9 +89,11 @@ class WatchMemory:
             return cls()
         try:
             data: dict[str, Any] = json.loads(cursor)
-            return cls(dict(data["nodes"]), {k: float(v) for k, v in
-                                             data["no_standby_since"].items()},
-                       dict(data["alerts"]))
+            return cls(
+                dict(data["nodes"]),
+                {k: float(v) for k, v in data["no_standby_since"].items()},
+                dict(data["alerts"]),
+            )
         except (ValueError, KeyError, TypeError, AttributeError):
             return cls()
 
@@ -113,18 +127,32 @@ def stripes_without_standby(inventory: Inventory, view: ClusterView) -> dict[str
             key = f"{region.name}/{stripe.name}"
             health = view.health.get(key)
             if health is None or not health.standbys:
-                states = [view.servers[s.name].describe() if s.name in view.servers
-                          else f"{s.name} unreachable" for s in stripe.servers]
+                states = [
+                    view.servers[s.name].describe()
+                    if s.name in view.servers
+                    else f"{s.name} unreachable"
+                    for s in stripe.servers
+                ]
                 out[key] = ", ".join(states)
     return out
 
 
-def watch_step(memory: WatchMemory, inventory: Inventory, view: ClusterView, now: float, *,
-               upgrading: bool, no_standby_alert_s: float) -> WatchResult:
+def watch_step(
+    memory: WatchMemory,
+    inventory: Inventory,
+    view: ClusterView,
+    now: float,
+    *,
+    upgrading: bool,
+    no_standby_alert_s: float,
+) -> WatchResult:
     """Compare one look with the previous one; decide which alerts start and end."""
     nodes = looks(inventory, view)
-    changes = [f"{name}: {_describe(memory.nodes.get(name))} -> {_describe(look)}"
-               for name, look in nodes.items() if memory.nodes.get(name) != look]
+    changes = [
+        f"{name}: {_describe(memory.nodes.get(name))} -> {_describe(look)}"
+        for name, look in nodes.items()
+        if memory.nodes.get(name) != look
+    ]
     missing = stripes_without_standby(inventory, view)
     since = {key: memory.no_standby_since.get(key, now) for key in missing}
     wanted: dict[str, str] = {}
@@ -133,12 +161,14 @@ def watch_step(memory: WatchMemory, inventory: Inventory, view: ClusterView, now
             wanted[f"no-standby:{key}"] = (
                 f"stripe {key} of {inventory.cluster} has had no PASSIVE-STANDBY mirror for "
                 f"{now - since[key]:.0f} s ({what}); a failure of its ACTIVE now loses "
-                "service: check it with `bm-upgrade status` and start or resync the mirror")
+                "service: check it with `bm-upgrade status` and start or resync the mirror"
+            )
     versions = sorted({look["version"] or "unknown" for look in nodes.values()})
     if len(versions) > 1 and not upgrading:
         wanted["mixed-versions"] = (
             f"{inventory.cluster} runs mixed versions ({', '.join(versions)}) and no upgrade "
-            "run is going: finish the upgrade (re-execute the failed run) or roll back")
+            "run is going: finish the upgrade (re-execute the failed run) or roll back"
+        )
     if upgrading and "mixed-versions" in memory.alerts:
         wanted["mixed-versions"] = memory.alerts["mixed-versions"]  # a run is finishing it
     raised = [message for key, message in wanted.items() if key not in memory.alerts]

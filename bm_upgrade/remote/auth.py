@@ -17,8 +17,10 @@ def _passphrase(settings: SshSettings, host: str) -> str | None:
         value = os.environ.get(settings.key_passphrase_env)
         if value is None:
             raise AuthenticationFailed(
-                host, f"environment variable {settings.key_passphrase_env} (named by "
-                "ssh.key_passphrase_env) is not set; export it with the key's passphrase")
+                host,
+                f"environment variable {settings.key_passphrase_env} (named by "
+                "ssh.key_passphrase_env) is not set; export it with the key's passphrase",
+            )
         return value
     if settings.key_passphrase_file:
         path = Path(settings.key_passphrase_file).expanduser()
@@ -26,8 +28,10 @@ def _passphrase(settings: SshSettings, host: str) -> str | None:
             return path.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
             raise AuthenticationFailed(
-                host, f"cannot read ssh.key_passphrase_file {path} ({exc.strerror}); check "
-                "the path and its permissions") from None
+                host,
+                f"cannot read ssh.key_passphrase_file {path} ({exc.strerror}); check "
+                "the path and its permissions",
+            ) from None
     return None
 
 
@@ -43,8 +47,8 @@ def load_key_file(settings: SshSettings, host: str) -> paramiko.PKey | None:
     try:
         passphrase = _passphrase(settings, host)
         # paramiko hands the passphrase to cryptography, which wants bytes.
-        return paramiko.PKey.from_path(
-            path, passphrase.encode() if passphrase is not None else None)  # type: ignore[arg-type]
+        secret = passphrase.encode() if passphrase is not None else None
+        return paramiko.PKey.from_path(path, secret)  # type: ignore[arg-type]
     except FileNotFoundError:
         raise AuthenticationFailed(
             host, f"ssh.key_file {path} does not exist; fix the path in the inventory"
@@ -52,12 +56,16 @@ def load_key_file(settings: SshSettings, host: str) -> paramiko.PKey | None:
     except (paramiko.PasswordRequiredException, TypeError):
         # cryptography raises TypeError for an encrypted key loaded without a passphrase.
         raise AuthenticationFailed(
-            host, f"ssh.key_file {path} is encrypted; set ssh.key_passphrase_env or "
-            "ssh.key_passphrase_file to its passphrase") from None
+            host,
+            f"ssh.key_file {path} is encrypted; set ssh.key_passphrase_env or "
+            "ssh.key_passphrase_file to its passphrase",
+        ) from None
     except (paramiko.SSHException, ValueError, OSError) as exc:
         raise AuthenticationFailed(
-            host, f"cannot load ssh.key_file {path} ({exc}); check that it is an OpenSSH "
-            "private key and that the passphrase is right") from None
+            host,
+            f"cannot load ssh.key_file {path} ({exc}); check that it is an OpenSSH "
+            "private key and that the passphrase is right",
+        ) from None
 
 
 def candidate_keys(

@@ -51,8 +51,13 @@ log = logging.getLogger(__name__)
 
 # AES-GCM first: authenticated encryption in one pass is the fastest cipher paramiko offers
 # (bench/bench_upload.py compares these uploads with paramiko's defaults: aes128-ctr + HMAC).
-_PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr",
-                      "aes256-ctr", "aes192-ctr")
+_PREFERRED_CIPHERS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "aes128-ctr",
+    "aes256-ctr",
+    "aes192-ctr",
+)
 _READ_CHUNK = 65536
 # Exit statuses of a command that ``timeout`` ended: 124 (SIGTERM), 137 (SIGKILL after the
 # grace), -1 (``timeout`` itself killed by the group's SIGKILL: an exit signal, no status).
@@ -91,8 +96,9 @@ class Connection:
         backoff_s: first pause between attempts; doubles after each.
     """
 
-    def __init__(self, host: str, settings: SshSettings, *, retries: int = 3,
-                 backoff_s: float = 0.5) -> None:
+    def __init__(
+        self, host: str, settings: SshSettings, *, retries: int = 3, backoff_s: float = 0.5
+    ) -> None:
         self.host = host
         self.settings = settings
         self.retries = max(1, retries)
@@ -107,8 +113,12 @@ class Connection:
     def __enter__(self) -> Connection:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -153,8 +163,9 @@ class Connection:
             except _Unreachable as exc:
                 if attempt == self.retries:
                     raise HostUnreachable(
-                        self.host, f"{exc} (gave up after {attempt} attempt(s)); check that "
-                        f"{self.host} is up and its sshd listens on port {self.settings.port}"
+                        self.host,
+                        f"{exc} (gave up after {attempt} attempt(s)); check that "
+                        f"{self.host} is up and its sshd listens on port {self.settings.port}",
                     ) from exc
                 log.info("%s: %s; retrying in %.2f s", self.host, exc, delay)
                 time.sleep(delay)
@@ -169,21 +180,29 @@ class Connection:
             self._jump = Connection(jump.host, jump_settings(self.settings), retries=1)
             try:
                 return self._jump.transport.open_channel(
-                    "direct-tcpip", (self.host, port), ("127.0.0.1", 0), timeout=timeout)
+                    "direct-tcpip", (self.host, port), ("127.0.0.1", 0), timeout=timeout
+                )
             except (paramiko.ChannelException, paramiko.SSHException, OSError) as exc:
-                raise _Unreachable(self.host, f"cannot reach {self.host}:{port} through jump "
-                                   f"host {jump.host} ({exc})") from exc
+                raise _Unreachable(
+                    self.host,
+                    f"cannot reach {self.host}:{port} through jump host {jump.host} ({exc})",
+                ) from exc
         try:
             sock = socket.create_connection((self.host, port), timeout=timeout)
         except socket.gaierror as exc:
-            raise HostUnreachable(self.host, f"cannot resolve host name {self.host!r} "
-                                  f"({exc.strerror}); fix the host in the inventory") from None
+            raise HostUnreachable(
+                self.host,
+                f"cannot resolve host name {self.host!r} "
+                f"({exc.strerror}); fix the host in the inventory",
+            ) from None
         except TimeoutError as exc:
-            raise _Unreachable(self.host, f"connecting to {self.host}:{port} timed out after "
-                               f"{timeout:g} s") from exc
+            raise _Unreachable(
+                self.host, f"connecting to {self.host}:{port} timed out after {timeout:g} s"
+            ) from exc
         except OSError as exc:
-            raise _Unreachable(self.host, f"cannot connect to {self.host}:{port} "
-                               f"({exc.strerror or exc})") from exc
+            raise _Unreachable(
+                self.host, f"cannot connect to {self.host}:{port} ({exc.strerror or exc})"
+            ) from exc
         # Without TCP_NODELAY every channel open waits on Nagle + the peer's delayed ACK.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
@@ -201,16 +220,19 @@ class Connection:
             options.ciphers = tuple(offered + [c for c in options.ciphers if c not in offered])
             # Ask for a key type known_hosts records for the host, as OpenSSH does: a host
             # that holds several keys then shows the recorded one.
-            known = [k for k in self._hostkeys.preferred_key_types(self.host, self.settings.port)
-                     if k in options.key_types]
+            known = [
+                k
+                for k in self._hostkeys.preferred_key_types(self.host, self.settings.port)
+                if k in options.key_types
+            ]
             if known:
-                options.key_types = tuple(known + [k for k in options.key_types
-                                                   if k not in known])
+                options.key_types = tuple(known + [k for k in options.key_types if k not in known])
             try:
                 transport.start_client(timeout=self.settings.connect_timeout_s)
             except (paramiko.SSHException, EOFError, OSError) as exc:
-                raise _Unreachable(self.host, f"SSH handshake with {self.host} failed "
-                                   f"({exc})") from exc
+                raise _Unreachable(
+                    self.host, f"SSH handshake with {self.host} failed ({exc})"
+                ) from exc
         except BaseException:
             transport.close()
             sock.close()  # a transport that never started leaves its socket open
@@ -224,8 +246,11 @@ class Connection:
         try:
             transport = self._handshake()
         except _Unreachable as exc:
-            raise HostUnreachable(self.host, f"{exc}; check that {self.host} is up and its "
-                                  f"sshd listens on port {self.settings.port}") from exc
+            raise HostUnreachable(
+                self.host,
+                f"{exc}; check that {self.host} is up and its "
+                f"sshd listens on port {self.settings.port}",
+            ) from exc
         try:
             return transport.get_remote_server_key()
         finally:
@@ -251,27 +276,35 @@ class Connection:
         try:
             if not keys:
                 raise AuthenticationFailed(
-                    self.host, f"no key to log in to {self.host} with: set ssh.key_file, or "
-                    "load a key into the SSH agent (ssh-add) with ssh.use_agent: true")
+                    self.host,
+                    f"no key to log in to {self.host} with: set ssh.key_file, or "
+                    "load a key into the SSH agent (ssh-add) with ssh.use_agent: true",
+                )
             for key in keys:
                 try:
                     transport.auth_publickey(user, key)
                 except paramiko.AuthenticationException:
                     continue
                 except (paramiko.SSHException, EOFError, OSError) as exc:
-                    raise _Unreachable(self.host, f"connection to {self.host} dropped while "
-                                       f"logging in ({exc})") from exc
+                    raise _Unreachable(
+                        self.host, f"connection to {self.host} dropped while logging in ({exc})"
+                    ) from exc
                 if transport.is_authenticated():
                     return
         finally:
             if agent is not None:
                 agent.close()
-        source = f"ssh.key_file {self.settings.key_file}" if self.settings.key_file else (
-            "the SSH agent's keys")
+        source = (
+            f"ssh.key_file {self.settings.key_file}"
+            if self.settings.key_file
+            else ("the SSH agent's keys")
+        )
         raise AuthenticationFailed(
-            self.host, f"{user}@{self.host} refused {len(keys)} key(s) from {source}; check "
+            self.host,
+            f"{user}@{self.host} refused {len(keys)} key(s) from {source}; check "
             f"ssh.user and that the matching public key is in ~{user}/.ssh/authorized_keys "
-            f"on {self.host}")
+            f"on {self.host}",
+        )
 
     # -- commands -------------------------------------------------------------------------
     def _open_session(self) -> paramiko.Channel:
@@ -284,11 +317,14 @@ class Connection:
             try:
                 return self.transport.open_session(timeout=self.settings.connect_timeout_s)
             except (paramiko.SSHException, EOFError, OSError) as exc:
-                raise HostUnreachable(self.host, f"cannot open a session on {self.host} "
-                                      f"({exc}); check the host and its sshd") from exc
+                raise HostUnreachable(
+                    self.host,
+                    f"cannot open a session on {self.host} ({exc}); check the host and its sshd",
+                ) from exc
 
-    def run(self, command: Command, timeout: float | None = None,
-            check: bool = True) -> CommandResult:
+    def run(
+        self, command: Command, timeout: float | None = None, check: bool = True
+    ) -> CommandResult:
         """Run a command and wait for it.
 
         Args:
@@ -313,20 +349,27 @@ class Connection:
             except (paramiko.SSHException, EOFError, OSError) as exc:
                 if watchdog.fired:
                     raise CommandTimeout(self.host, line, limit) from exc
-                raise HostUnreachable(self.host, f"connection to {self.host} failed while "
-                                      f"running {line} ({exc})") from exc
+                raise HostUnreachable(
+                    self.host, f"connection to {self.host} failed while running {line} ({exc})"
+                ) from exc
             finally:
                 chan.close()
         if exit_code in _TIMED_OUT and time.monotonic() - started >= limit:
             raise CommandTimeout(self.host, line, limit)
-        result = CommandResult(self.host, line, exit_code, out.decode("utf-8", "replace"),
-                               err.decode("utf-8", "replace"))
+        result = CommandResult(
+            self.host,
+            line,
+            exit_code,
+            out.decode("utf-8", "replace"),
+            err.decode("utf-8", "replace"),
+        )
         if check and exit_code != 0:
             raise CommandFailed(self.host, line, exit_code, result.stdout, result.stderr)
         return result
 
-    def _collect(self, chan: paramiko.Channel, line: str, limit: float,
-                 deadline: float) -> tuple[int, bytes, bytes]:
+    def _collect(
+        self, chan: paramiko.Channel, line: str, limit: float, deadline: float
+    ) -> tuple[int, bytes, bytes]:
         out, err = bytearray(), bytearray()
         while True:
             if chan.recv_ready():
@@ -347,8 +390,9 @@ class Connection:
             else:
                 select.select([chan], [], [], min(remaining, 1.0))
 
-    def start_detached(self, argv: list[str], log_path: str, cwd: str | None = None,
-                       timeout: float | None = None) -> int:
+    def start_detached(
+        self, argv: list[str], log_path: str, cwd: str | None = None, timeout: float | None = None
+    ) -> int:
         """Start a foreground program so it outlives this connection; returns its pid.
 
         Its stdout and stderr are appended to ``log_path`` (whose folder must exist).
@@ -356,8 +400,13 @@ class Connection:
         result = self.run(detached(argv, log_path, cwd), timeout=timeout)
         pid = printed_pid(result.stdout)
         if pid is None:
-            raise CommandFailed(self.host, result.command, result.exit_code, result.stdout,
-                                f"expected a pid on stdout, got {result.stdout!r}")
+            raise CommandFailed(
+                self.host,
+                result.command,
+                result.exit_code,
+                result.stdout,
+                f"expected a pid on stdout, got {result.stdout!r}",
+            )
         return pid
 
     # -- files ----------------------------------------------------------------------------
@@ -382,12 +431,20 @@ class Connection:
             chan.settimeout(None)
         except (paramiko.SSHException, EOFError, OSError) as exc:
             why = str(exc) or f"no answer within {limit:g} s"
-            raise RemoteError(self.host, f"cannot start SFTP on {self.host} ({why}); check "
-                              "that sshd's sftp subsystem is enabled") from exc
+            raise RemoteError(
+                self.host,
+                f"cannot start SFTP on {self.host} ({why}); check "
+                "that sshd's sftp subsystem is enabled",
+            ) from exc
         return client
 
-    def upload(self, local: str | Path, remote: str, sha256: str | None = None,
-               stall_s: float | None = None) -> UploadResult:
+    def upload(
+        self,
+        local: str | Path,
+        remote: str,
+        sha256: str | None = None,
+        stall_s: float | None = None,
+    ) -> UploadResult:
         """Upload a file, skipping an identical one and resuming a partial one.
 
         See :func:`bm_upgrade.remote.transfer.upload`; ``stall_s`` defaults to
@@ -402,5 +459,6 @@ def jump_settings(settings: SshSettings) -> SshSettings:
     jump = settings.jump_host
     if jump is None:
         raise ValueError("no jump host is set")
-    return settings.model_copy(update={"jump_host": None, "port": jump.port,
-                                       "user": jump.user or settings.user})
+    return settings.model_copy(
+        update={"jump_host": None, "port": jump.port, "user": jump.user or settings.user}
+    )

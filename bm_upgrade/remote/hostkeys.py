@@ -107,9 +107,11 @@ class KnownHosts:
         except FileNotFoundError:
             return cls(path, [])
         except OSError as exc:
-            raise KnownHostsError(f"cannot read known_hosts file {path} ({exc.strerror}); "
-                                  "check its permissions, or set ssh.known_hosts to another "
-                                  "file") from None
+            raise KnownHostsError(
+                f"cannot read known_hosts file {path} ({exc.strerror}); "
+                "check its permissions, or set ssh.known_hosts to another "
+                "file"
+            ) from None
         entries = []
         for number, raw in enumerate(data.split(b"\n"), 1):
             entry = _parse(path, number, raw)
@@ -129,12 +131,14 @@ class KnownHosts:
 def _parse(path: Path, number: int, raw: bytes) -> _Entry | None:
     """One line of known_hosts: an entry, or None for blank lines, comments, CA lines and key
     types paramiko cannot use."""
+
     def corrupt(why: str) -> KnownHostsError:
         return KnownHostsError(
             f"known_hosts file {path} line {number} is not a host key entry ({why}); fix or "
             f"delete that line (sed -i '{number}d' {path}), or remove the host's entries with "
             f"ssh-keygen -R HOST -f {path}, then record the host again with bm-upgrade "
-            "trust-hosts")
+            "trust-hosts"
+        )
 
     try:
         line = raw.decode("utf-8").strip()
@@ -158,8 +162,7 @@ def _parse(path: Path, number: int, raw: bytes) -> _Entry | None:
     try:
         key = paramiko.PKey.from_type_string(key_type, data)
     except UnknownKeyType:
-        log.debug("%s line %d: key type %s is not supported; line ignored", path, number,
-                  key_type)
+        log.debug("%s line %d: key type %s is not supported; line ignored", path, number, key_type)
         return None
     except Exception as exc:  # paramiko and cryptography raise many types for a bad blob
         raise corrupt(f"the {key_type} key cannot be decoded: {exc}") from None
@@ -209,8 +212,9 @@ class HostKeyChecker:
     def preferred_key_types(self, host: str, port: int) -> list[str]:
         """Algorithms of the key types recorded for the host, to ask the server for those."""
         known = self._load()
-        types = [k.get_name() for k in known.keys_for(known_hosts_name(host, port))] if (
-            known) else []
+        types = (
+            [k.get_name() for k in known.keys_for(known_hosts_name(host, port))] if (known) else []
+        )
         return list(dict.fromkeys(a for t in types for a in _ALGORITHMS.get(t, [t])))
 
     def examine(self, host: str, port: int, key: paramiko.PKey) -> HostKeyFinding:
@@ -222,24 +226,45 @@ class HostKeyChecker:
         name = known_hosts_name(host, port)
         known = self._load()
         if known is not None and known.revoked(key):
-            return HostKeyFinding(host, port, key, "revoked", (
-                f"host key of {name} ({describe(key)}) is marked @revoked in {self.where}; "
-                "the host must get a new key: ask its administrator, then record the new one "
-                "with bm-upgrade trust-hosts"))
+            return HostKeyFinding(
+                host,
+                port,
+                key,
+                "revoked",
+                (
+                    f"host key of {name} ({describe(key)}) is marked @revoked in {self.where}; "
+                    "the host must get a new key: ask its administrator, then record the new one "
+                    "with bm-upgrade trust-hosts"
+                ),
+            )
         recorded = known.keys_for(name) if known is not None else []
         if any(r == key for r in recorded):
             return HostKeyFinding(host, port, key, "known", "")
         if recorded:
             listed = ", ".join(describe(r) for r in recorded)
-            return HostKeyFinding(host, port, key, "changed", (
-                f"host key of {name} CHANGED: it offered {describe(key)} but {self.where} "
-                f"records {listed}. Someone may be intercepting the connection; if the host "
-                "was reinstalled, verify the new fingerprint and remove the old entry with: "
-                f"ssh-keygen -R '{name}' -f {self.where}, then record the new key with "
-                "bm-upgrade trust-hosts"))
-        return HostKeyFinding(host, port, key, "unknown", (
-            f"host key of {name} ({describe(key)}) is not in known_hosts {self.where}; check "
-            "the fingerprint and record it with: bm-upgrade trust-hosts INVENTORY"))
+            return HostKeyFinding(
+                host,
+                port,
+                key,
+                "changed",
+                (
+                    f"host key of {name} CHANGED: it offered {describe(key)} but {self.where} "
+                    f"records {listed}. Someone may be intercepting the connection; if the host "
+                    "was reinstalled, verify the new fingerprint and remove the old entry with: "
+                    f"ssh-keygen -R '{name}' -f {self.where}, then record the new key with "
+                    "bm-upgrade trust-hosts"
+                ),
+            )
+        return HostKeyFinding(
+            host,
+            port,
+            key,
+            "unknown",
+            (
+                f"host key of {name} ({describe(key)}) is not in known_hosts {self.where}; check "
+                "the fingerprint and record it with: bm-upgrade trust-hosts INVENTORY"
+            ),
+        )
 
     def check(self, host: str, port: int, key: paramiko.PKey) -> None:
         """Accept the key or raise :class:`HostKeyRejected` saying what to do; never record.
@@ -252,15 +277,23 @@ class HostKeyChecker:
         if finding.status == "known":
             return
         if finding.status == "unknown" and self.accept_unknown:
-            log.warning("%s: host key %s NOT CHECKED: %s is not in known_hosts %s and "
-                        "ssh.accept_unknown_host_keys is set; nothing was recorded. Record it "
-                        "with bm-upgrade trust-hosts", host, describe(key), finding.name,
-                        self.where)
+            log.warning(
+                "%s: host key %s NOT CHECKED: %s is not in known_hosts %s and "
+                "ssh.accept_unknown_host_keys is set; nothing was recorded. Record it "
+                "with bm-upgrade trust-hosts",
+                host,
+                describe(key),
+                finding.name,
+                self.where,
+            )
             return
         if finding.status == "unknown":
-            raise HostKeyRejected(host, finding.message + " (or set "
-                                  "ssh.accept_unknown_host_keys: true to connect to hosts not "
-                                  "in known_hosts, unchecked, with a warning)")
+            raise HostKeyRejected(
+                host,
+                finding.message + " (or set "
+                "ssh.accept_unknown_host_keys: true to connect to hosts not "
+                "in known_hosts, unchecked, with a warning)",
+            )
         raise HostKeyRejected(host, finding.message)
 
     def record(self, finding: HostKeyFinding) -> None:
@@ -270,8 +303,10 @@ class HostKeyChecker:
             KnownHostsError: no known_hosts file is set, or it cannot be written.
         """
         if self.path is None:
-            raise KnownHostsError("no known_hosts file is set; set ssh.known_hosts in the "
-                                  "inventory to the file host keys are recorded in")
+            raise KnownHostsError(
+                "no known_hosts file is set; set ssh.known_hosts in the "
+                "inventory to the file host keys are recorded in"
+            )
         key = finding.key
         line = f"{finding.name} {key.get_name()} {key.get_base64()}\n"
         with _RECORD_LOCK:
@@ -286,7 +321,9 @@ class HostKeyChecker:
                             line = "\n" + line
                     fh.write(line.encode("ascii"))
             except OSError as exc:
-                raise KnownHostsError(f"cannot record the host key of {finding.name} in "
-                                      f"{self.path} ({exc.strerror}); check that file's "
-                                      "permissions, or add the key by hand") from None
+                raise KnownHostsError(
+                    f"cannot record the host key of {finding.name} in "
+                    f"{self.path} ({exc.strerror}); check that file's "
+                    "permissions, or add the key by hand"
+                ) from None
         log.info("recorded host key of %s (%s) in %s", finding.name, describe(key), self.path)

@@ -34,7 +34,8 @@ def examine_host(host: str, settings: SshSettings) -> HostKeyFinding:
     """
     key = Connection(host, settings, retries=1).offered_host_key()
     return HostKeyChecker(settings.known_hosts, accept_unknown=False).examine(
-        host, settings.port, key)
+        host, settings.port, key
+    )
 
 
 def record_host_key(finding: HostKeyFinding, settings: SshSettings) -> None:

@@ -54,8 +54,14 @@ class HostPool:
         max_parallel: hosts worked on at once by :meth:`fan_out`.
     """
 
-    def __init__(self, settings: SshSettings, *, max_parallel: int = 8, retries: int = 3,
-                 backoff_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        settings: SshSettings,
+        *,
+        max_parallel: int = 8,
+        retries: int = 3,
+        backoff_s: float = 0.5,
+    ) -> None:
         self.settings = settings
         self.max_parallel = max(1, max_parallel)
         self._retries = retries
@@ -66,8 +72,12 @@ class HostPool:
     def __enter__(self) -> HostPool:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def get(self, host: str) -> Connection:
@@ -75,13 +85,13 @@ class HostPool:
         with self._lock:
             conn = self._connections.get(host)
             if conn is None:
-                conn = Connection(host, self.settings, retries=self._retries,
-                                  backoff_s=self._backoff_s)
+                conn = Connection(
+                    host, self.settings, retries=self._retries, backoff_s=self._backoff_s
+                )
                 self._connections[host] = conn
             return conn
 
-    def fan_out(self, hosts: Iterable[str],
-                action: Callable[[Connection], T]) -> GroupResult[T]:
+    def fan_out(self, hosts: Iterable[str], action: Callable[[Connection], T]) -> GroupResult[T]:
         """Run ``action(connection)`` for each distinct host in parallel.
 
         Errors of bm_upgrade's tree are collected per host, but for a :class:`UserError` (a

@@ -80,9 +80,7 @@ def detached(argv: Sequence[str], log_path: str, cwd: str | None = None) -> str:
     closing. Without job control a background job is not a process-group leader, so
     ``setsid`` and ``nohup`` both ``exec`` in place and ``$!`` is the program's own pid.
     """
-    start = (
-        f"setsid nohup {shell(argv)} >>{quote(log_path)} 2>&1 </dev/null & echo $!"
-    )
+    start = f"setsid nohup {shell(argv)} >>{quote(log_path)} 2>&1 </dev/null & echo $!"
     return f"cd {quote(cwd)} && {start}" if cwd else start
 
 
@@ -112,7 +110,7 @@ def split_marked(output: str) -> dict[str, list[str]]:
     current = sections[""]
     for line in output.splitlines():
         if line.startswith(MARK):
-            current = sections.setdefault(line[len(MARK):].strip(), [])
+            current = sections.setdefault(line[len(MARK) :].strip(), [])
         elif line.strip():
             current.append(line.strip())
     return sections

@@ -50,8 +50,7 @@ class SftpHost(Protocol):
     @property
     def host(self) -> str: ...
 
-    def run(self, command: Command, timeout: float | None = None,
-            check: bool = True) -> Ran: ...
+    def run(self, command: Command, timeout: float | None = None, check: bool = True) -> Ran: ...
 
     def sftp(self) -> paramiko.SFTPClient: ...
 
@@ -83,31 +82,41 @@ def file_sha256(path: Path, limit: int | None = None) -> str:
     return digest.hexdigest()
 
 
-def remote_sha256(conn: SftpHost, path: str, *,
-                  rename_to: tuple[str, str] | None = None) -> str | None:
+def remote_sha256(
+    conn: SftpHost, path: str, *, rename_to: tuple[str, str] | None = None
+) -> str | None:
     """sha256 of ``path`` on the host (None: no such file); with ``rename_to`` = (expected,
     destination), the file is also renamed there in the same command when its sum is the
     expected one."""
     # openssl uses the CPU's SHA instructions, which coreutils' sha256sum does not (several
     # times faster on a kit-sized file); sha256sum is the fallback on hosts without openssl.
     src = quote(path)
-    script = (f"test -f {src} || exit 3; if command -v openssl >/dev/null 2>&1; then "
-              f"sum=$(openssl dgst -sha256 -r < {src}); else sum=$(sha256sum < {src}); fi "
-              f'|| exit 4; sum=${{sum%% *}}; echo "$sum"')
+    script = (
+        f"test -f {src} || exit 3; if command -v openssl >/dev/null 2>&1; then "
+        f"sum=$(openssl dgst -sha256 -r < {src}); else sum=$(sha256sum < {src}); fi "
+        f'|| exit 4; sum=${{sum%% *}}; echo "$sum"'
+    )
     if rename_to is not None:
         expected, destination = rename_to
-        script += (f'; if [ "$sum" = {quote(expected)} ]; then '
-                   f"mv -f -- {src} {quote(destination)}; fi")
+        script += (
+            f'; if [ "$sum" = {quote(expected)} ]; then mv -f -- {src} {quote(destination)}; fi'
+        )
     result = conn.run(script, check=False)
     if result.exit_code == 3:
         return None
     words = result.stdout.split()
     if result.exit_code != 0 or (rename_to is not None and not words):
-        what, need = (("checksum", "the file is readable") if rename_to is None
-                      else ("checksum or rename", "the folder is writable"))
-        raise TransferFailed(conn.host, f"cannot {what} {path} on {conn.host} (exit "
-                             f"{result.exit_code}: {result.stderr.strip()}); check that "
-                             f"openssl or sha256sum exists and {need}")
+        what, need = (
+            ("checksum", "the file is readable")
+            if rename_to is None
+            else ("checksum or rename", "the folder is writable")
+        )
+        raise TransferFailed(
+            conn.host,
+            f"cannot {what} {path} on {conn.host} (exit "
+            f"{result.exit_code}: {result.stderr.strip()}); check that "
+            f"openssl or sha256sum exists and {need}",
+        )
     return words[0] if words else None
 
 
@@ -119,8 +128,9 @@ def _remote_size(sftp: paramiko.SFTPClient, path: str) -> int | None:
     return size
 
 
-def _send(sftp: paramiko.SFTPClient, local: Path, part: str, offset: int,
-          watchdog: Watchdog | None = None) -> int:
+def _send(
+    sftp: paramiko.SFTPClient, local: Path, part: str, offset: int, watchdog: Watchdog | None = None
+) -> int:
     sent = 0
     with sftp.open(part, "r+b" if offset else "wb") as remote, local.open("rb") as src:
         remote.MAX_REQUEST_SIZE = REQUEST_SIZE
@@ -154,22 +164,28 @@ class _Sftp:
                 yield watchdog
             except (OSError, paramiko.SSHException, EOFError) as exc:
                 if watchdog.fired:
-                    raise TransferFailed(host, f"uploading {self.local} to {host}:{path} "
-                                         f"stalled: nothing moved for {self.stall_s:g} s, so "
-                                         "the connection was closed; check the host and the "
-                                         "network, then rerun to resume from where it "
-                                         "stopped") from exc
-                raise TransferFailed(host, f"uploading {self.local} to {host}:{path} failed "
-                                     f"({exc}); rerun to resume from where it stopped"
-                                     ) from exc
+                    raise TransferFailed(
+                        host,
+                        f"uploading {self.local} to {host}:{path} "
+                        f"stalled: nothing moved for {self.stall_s:g} s, so "
+                        "the connection was closed; check the host and the "
+                        "network, then rerun to resume from where it "
+                        "stopped",
+                    ) from exc
+                raise TransferFailed(
+                    host,
+                    f"uploading {self.local} to {host}:{path} failed "
+                    f"({exc}); rerun to resume from where it stopped",
+                ) from exc
 
     def size(self, path: str) -> int | None:
         with self.guarded(path):
             return _remote_size(self.session, path)
 
 
-def upload(conn: SftpHost, local: Path, remote: str, sha256: str | None = None, *,
-           stall_s: float) -> UploadResult:
+def upload(
+    conn: SftpHost, local: Path, remote: str, sha256: str | None = None, *, stall_s: float
+) -> UploadResult:
     """Put ``local`` at ``remote`` on the connection's host (creating its folder).
 
     Args:
@@ -200,8 +216,11 @@ def upload(conn: SftpHost, local: Path, remote: str, sha256: str | None = None, 
     part = remote + ".part"
     offset = 0
     part_size = sftp.size(part)
-    if part_size and part_size <= size and (
-            remote_sha256(conn, part) == file_sha256(local, limit=part_size)):
+    if (
+        part_size
+        and part_size <= size
+        and (remote_sha256(conn, part) == file_sha256(local, limit=part_size))
+    ):
         offset = part_size
         log.info("%s: resuming %s at byte %d of %d", conn.host, remote, offset, size)
     with sftp.guarded(part) as watchdog:
@@ -209,10 +228,14 @@ def upload(conn: SftpHost, local: Path, remote: str, sha256: str | None = None, 
     got = remote_sha256(conn, part, rename_to=(expected, remote))
     if got != expected:
         conn.run(["rm", "-f", "--", part], check=False)
-        raise TransferFailed(conn.host, f"{remote} on {conn.host} has sha256 {got}, expected "
-                             f"{expected}; the copy was removed. Check that {local} is the "
-                             "right file (fetch the kit again) and rerun")
+        raise TransferFailed(
+            conn.host,
+            f"{remote} on {conn.host} has sha256 {got}, expected "
+            f"{expected}; the copy was removed. Check that {local} is the "
+            "right file (fetch the kit again) and rerun",
+        )
     seconds = time.monotonic() - started
     log.info("%s: uploaded %s (%d bytes in %.1f s)", conn.host, remote, sent, seconds)
-    return UploadResult(conn.host, remote, "resumed" if offset else "uploaded", sent, seconds,
-                        expected)
+    return UploadResult(
+        conn.host, remote, "resumed" if offset else "uploaded", sent, seconds, expected
+    )

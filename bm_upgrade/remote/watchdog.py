@@ -34,16 +34,19 @@ class Watchdog:
         self._last = time.monotonic()
         self._done = threading.Event()
         self._fired = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="bm-upgrade-watchdog",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._watch, name="bm-upgrade-watchdog", daemon=True)
 
     def __enter__(self) -> Watchdog:
         self._last = time.monotonic()
         self._thread.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self._done.set()
 
     @property
@@ -68,5 +71,8 @@ class Watchdog:
         try:
             self._on_expiry()
         except Exception:  # a best-effort close of something already broken
-            log.debug("watchdog: closing after %.1f s without progress failed", self.limit_s,
-                      exc_info=True)
+            log.debug(
+                "watchdog: closing after %.1f s without progress failed",
+                self.limit_s,
+                exc_info=True,
+            )

@@ -16,15 +16,24 @@ from typing import Any
 def register(subparsers: Any) -> None:
     """Add the ``sandbox`` command and its ``up``, ``down``, ``verify`` subcommands."""
     sandbox = subparsers.add_parser(
-        "sandbox", help="a BigMemory Max 4.2 look-alike cluster on this machine")
+        "sandbox", help="a BigMemory Max 4.2 look-alike cluster on this machine"
+    )
     sub = sandbox.add_subparsers(dest="sandbox_command", required=True, metavar="ACTION")
 
     p = sub.add_parser("up", help="start a sandbox; writes DIR/inventory.yaml")
-    p.add_argument("topology", metavar="TOPOLOGY",
-                   help="a topology file, or a shipped name (small, demo, bench)")
+    p.add_argument(
+        "topology",
+        metavar="TOPOLOGY",
+        help="a topology file, or a shipped name (small, demo, bench)",
+    )
     p.add_argument("--dir", required=True, type=Path, metavar="DIR")
-    p.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
-                   help="give up (and stop everything) after this long (default 120)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="give up (and stop everything) after this long (default 120)",
+    )
     p.set_defaults(handler=_cmd_up)
 
     p = sub.add_parser("down", help="stop every process of a sandbox")
@@ -37,16 +46,23 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=_cmd_verify)
 
     p = sub.add_parser(
-        "fault", help="inject a fault (or --clear faults) for tests and rehearsals",
+        "fault",
+        help="inject a fault (or --clear faults) for tests and rehearsals",
         description="KIND: no-sync SERVER | crash-on-start VERSION|NAME | host-down HOST|NAME "
-                    "| kill NAME | expired-license license|NAME|HOST | slow-stop NAME "
-                    "[--seconds S]. --clear [TARGET] clears every fault (on TARGET); --list prints "
-                    "the faults in force.")
+        "| kill NAME | expired-license license|NAME|HOST | slow-stop NAME "
+        "[--seconds S]. --clear [TARGET] clears every fault (on TARGET); --list prints "
+        "the faults in force.",
+    )
     p.add_argument("--dir", required=True, type=Path, metavar="DIR")
     p.add_argument("--clear", action="store_true", help="clear faults instead of injecting")
     p.add_argument("--list", action="store_true", help="print the faults in force")
-    p.add_argument("--seconds", type=float, default=None, metavar="S",
-                   help="slow-stop: how much longer a stop takes (default 5)")
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        metavar="S",
+        help="slow-stop: how much longer a stop takes (default 5)",
+    )
     p.add_argument("args", nargs="*", metavar="KIND TARGET")
     p.set_defaults(handler=_cmd_fault)
 
@@ -55,8 +71,12 @@ def _cmd_up(args: argparse.Namespace) -> int:
     from bm_upgrade.sandbox import cluster, topology
 
     try:
-        inventory = cluster.up(args.topology, args.dir, timeout_s=args.timeout,
-                               progress=lambda msg: print(f"sandbox: {msg}", file=sys.stderr))
+        inventory = cluster.up(
+            args.topology,
+            args.dir,
+            timeout_s=args.timeout,
+            progress=lambda msg: print(f"sandbox: {msg}", file=sys.stderr),
+        )
     except topology.TopologyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -71,8 +91,7 @@ def _cmd_down(args: argparse.Namespace) -> int:
     from bm_upgrade.sandbox import cluster
 
     if not args.dir.is_dir():
-        print(f"error: {args.dir} is not a folder; give the --dir of `sandbox up`",
-              file=sys.stderr)
+        print(f"error: {args.dir} is not a folder; give the --dir of `sandbox up`", file=sys.stderr)
         return 2
     try:
         stopped = cluster.down(args.dir)
@@ -87,8 +106,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from bm_upgrade.sandbox import cluster
 
     if not (args.dir / "sandbox.json").is_file():
-        print(f"error: {args.dir} holds no sandbox (no sandbox.json); give the --dir of "
-              "`sandbox up`", file=sys.stderr)
+        print(
+            f"error: {args.dir} holds no sandbox (no sandbox.json); give the --dir of `sandbox up`",
+            file=sys.stderr,
+        )
         return 2
     try:
         result = cluster.verify(args.dir)
@@ -109,8 +130,11 @@ def _cmd_fault(args: argparse.Namespace) -> int:
 
     if args.list:
         if not (args.dir / "sandbox.json").is_file():
-            print(f"error: {args.dir} holds no sandbox (no sandbox.json); give the --dir of "
-                  "`sandbox up`", file=sys.stderr)
+            print(
+                f"error: {args.dir} holds no sandbox (no sandbox.json); give the --dir of "
+                "`sandbox up`",
+                file=sys.stderr,
+            )
             return 2
         for record in faults.active(args.dir):
             extra = f" ({record['seconds']:g} s)" if "seconds" in record else ""
@@ -129,8 +153,11 @@ def _cmd_fault(args: argparse.Namespace) -> int:
         print("\n".join(messages) or f"no fault to clear{f' on {target}' if target else ''}")
         return 0
     if len(args.args) != 2:
-        print(f"error: sandbox fault needs KIND TARGET (KIND: {', '.join(faults.KINDS)}), or "
-              "--clear [TARGET]", file=sys.stderr)
+        print(
+            f"error: sandbox fault needs KIND TARGET (KIND: {', '.join(faults.KINDS)}), or "
+            "--clear [TARGET]",
+            file=sys.stderr,
+        )
         return 2
     if args.seconds is not None and (args.seconds <= 0 or args.args[0] != "slow-stop"):
         print("error: --seconds goes with slow-stop only, and must be > 0", file=sys.stderr)

@@ -81,7 +81,8 @@ def region_stripes(sandbox: dict[str, Any], region: str) -> list[dict[str, Any]]
     for info in sandbox.get("servers", {}).values():
         if info.get("region") == region:
             stripes.setdefault(str(info["stripe"]), []).append(
-                [str(info["host"]), int(info["tsa_port"])])
+                [str(info["host"]), int(info["tsa_port"])]
+            )
     return [{"name": name, "servers": servers} for name, servers in stripes.items()]
 
 
@@ -90,13 +91,21 @@ def client_jars(lib_or_kit: Path) -> list[Path]:
     patterns = ("ehcache-ee-*.jar", "terracotta-toolkit-runtime-ee-*.jar")
     found = [jar for pattern in patterns for jar in sorted(lib_or_kit.rglob(pattern))]
     if len(found) != 2:
-        raise SandboxError(f"{lib_or_kit} must hold exactly one ehcache-ee-*.jar and one "
-                           f"terracotta-toolkit-runtime-ee-*.jar (found {len(found)} jars)")
+        raise SandboxError(
+            f"{lib_or_kit} must hold exactly one ehcache-ee-*.jar and one "
+            f"terracotta-toolkit-runtime-ee-*.jar (found {len(found)} jars)"
+        )
     return found
 
 
-def install_client_app(app_dir: Path, kit_root: Path, *, name: str, rate_per_s: float = 20.0,
-                       stripes: list[dict[str, Any]] | None = None) -> None:
+def install_client_app(
+    app_dir: Path,
+    kit_root: Path,
+    *,
+    name: str,
+    rate_per_s: float = 20.0,
+    stripes: list[dict[str, Any]] | None = None,
+) -> None:
     """Create the application in ``app_dir`` with the client jars of ``kit_root``.
 
     Args:
@@ -119,8 +128,7 @@ def install_client_app(app_dir: Path, kit_root: Path, *, name: str, rate_per_s: 
     if stripes is None:
         stripes = region_stripes(sandbox, region)
     if not stripes:
-        raise SandboxError(f"region {region!r} of client {name!r} has no servers in "
-                           "sandbox.json")
+        raise SandboxError(f"region {region!r} of client {name!r} has no servers in sandbox.json")
     jars = client_jars(kit_root / "apis")
     for folder in ("bin", "lib", "etc", "logs", "run"):
         (app_dir / folder).mkdir(parents=True, exist_ok=True)
@@ -131,15 +139,24 @@ def install_client_app(app_dir: Path, kit_root: Path, *, name: str, rate_per_s: 
     (app_dir / "bin" / "app.sh").chmod(0o755)
     ledger_dir = Path(sandbox.get("ledger_dir") or Path(sandbox["dir"]) / "ledgers")
     ledger_dir.mkdir(parents=True, exist_ok=True)
-    config = {"name": name, "region": region, "stripes": stripes, "rate_per_s": rate_per_s,
-              "ledger": str(ledger_dir / f"{name}.jsonl"), "journal": sandbox.get("journal"),
-              "sandbox_dir": sandbox.get("dir")}
-    (app_dir / "etc" / "app.json").write_text(json.dumps(config, indent=2) + "\n",
-                                              encoding="utf-8")
+    config = {
+        "name": name,
+        "region": region,
+        "stripes": stripes,
+        "rate_per_s": rate_per_s,
+        "ledger": str(ledger_dir / f"{name}.jsonl"),
+        "journal": sandbox.get("journal"),
+        "sandbox_dir": sandbox.get("dir"),
+    }
+    (app_dir / "etc" / "app.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
 def commands(app_dir: Path) -> dict[str, str]:
     """The inventory's start/stop/status commands of an application installed in app_dir."""
     script = shlex.quote(str(app_dir / "bin" / "app.sh"))
-    return {"start_command": f"{script} start", "stop_command": f"{script} stop",
-            "status_command": f"{script} status", "lib_dir": str(app_dir / "lib")}
+    return {
+        "start_command": f"{script} start",
+        "stop_command": f"{script} stop",
+        "status_command": f"{script} status",
+        "lib_dir": str(app_dir / "lib"),
+    }

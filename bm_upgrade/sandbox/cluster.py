@@ -41,8 +41,13 @@ class SandboxError(Exception):
 
 
 # -- up ---------------------------------------------------------------------------------------
-def up(topology_path: str | Path, directory: Path, *, timeout_s: float = 60.0,
-       progress: Callable[[str], None] | None = None) -> Path:
+def up(
+    topology_path: str | Path,
+    directory: Path,
+    *,
+    timeout_s: float = 60.0,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
     """Start the sandbox described by ``topology_path`` in ``directory``; return the inventory.
 
     Raises:
@@ -53,8 +58,10 @@ def up(topology_path: str | Path, directory: Path, *, timeout_s: float = 60.0,
     topology = load_topology(topology_path)
     directory = directory.resolve()
     if (directory / "sandbox.json").exists() and running_pids(directory):
-        raise SandboxError(f"a sandbox is already running in {directory}; run "
-                           f"`bm-upgrade sandbox down --dir {directory}` first")
+        raise SandboxError(
+            f"a sandbox is already running in {directory}; run "
+            f"`bm-upgrade sandbox down --dir {directory}` first"
+        )
     directory.mkdir(parents=True, exist_ok=True)
     try:
         return _up(topology, directory, timeout_s, say)
@@ -63,8 +70,7 @@ def up(topology_path: str | Path, directory: Path, *, timeout_s: float = 60.0,
         raise
 
 
-def _up(topology: Topology, directory: Path, timeout_s: float,
-        say: Callable[[str], None]) -> Path:
+def _up(topology: Topology, directory: Path, timeout_s: float, say: Callable[[str], None]) -> Path:
     start = time.monotonic()
     user = sshd.login_user()
     port = sshd.default_port()
@@ -81,10 +87,10 @@ def _up(topology: Topology, directory: Path, timeout_s: float,
     tarballs = {v: kits.build_kit(v, directory / "kits") for v in topology.kits}
     for tarball in tarballs.values():
         tarball.with_name(tarball.name + ".sha256").write_text(
-            f"{kits.sha256_of(tarball)}  {tarball.name}\n", encoding="utf-8")
+            f"{kits.sha256_of(tarball)}  {tarball.name}\n", encoding="utf-8"
+        )
     license_file = directory / "terracotta-license.key"
-    license.write_license(license_file,
-                          expiry=datetime.date.today() + datetime.timedelta(days=365))
+    license.write_license(license_file, expiry=datetime.date.today() + datetime.timedelta(days=365))
 
     say("laying out hosts")
     _lay_out_hosts(topology, directory, plan, tarballs[topology.version], license_file)
@@ -96,16 +102,33 @@ def _up(topology: Topology, directory: Path, timeout_s: float,
 
     say(f"starting {len(plan.hosts)} sshd and the kit server on {block}.0/24")
     http_pid = _start_detached(
-        [sshd.wrapper_python(), "-m", "http.server", str(KIT_PORT), "--bind", plan.kit_host,
-         "--directory", str(directory / "kits")],
-        directory / "run" / "kits-http.log", user, cwd=directory / "kits")
+        [
+            sshd.wrapper_python(),
+            "-m",
+            "http.server",
+            str(KIT_PORT),
+            "--bind",
+            plan.kit_host,
+            "--directory",
+            str(directory / "kits"),
+        ],
+        directory / "run" / "kits-http.log",
+        user,
+        cwd=directory / "kits",
+    )
     (directory / "run" / "kits-http.pid").write_text(f"{http_pid}\n", encoding="ascii")
 
     def start_host(address: str) -> sshd.SshdHandle:
         root = directory / "hosts" / address
-        return sshd.start_sshd(address, port, root, authorized_key=key.public_line,
-                               login_user=user, journal=directory / "journal.jsonl",
-                               wrapper=wrapper)
+        return sshd.start_sshd(
+            address,
+            port,
+            root,
+            authorized_key=key.public_line,
+            login_user=user,
+            journal=directory / "journal.jsonl",
+            wrapper=wrapper,
+        )
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         handles = list(pool.map(start_host, plan.hosts))
@@ -132,15 +155,17 @@ def _up(topology: Topology, directory: Path, timeout_s: float,
         _wait_clients_write(directory, [c.name for c in plan.clients], deadline)
     _start_wan(plan, user, deadline, say)
 
-    inventory = write_inventory(topology, directory, plan, user=user, port=port,
-                                key_file=key.private, tarballs=tarballs)
+    inventory = write_inventory(
+        topology, directory, plan, user=user, port=port, key_file=key.private, tarballs=tarballs
+    )
     sshd.give_to_user(directory / "inventory.yaml", user)
     say(f"up in {time.monotonic() - start:.1f} s; inventory: {inventory}")
     return inventory
 
 
-def _write_sandbox_json(topology: Topology, directory: Path, plan: HostPlan, *, block: str,
-                        user: str, port: int) -> None:
+def _write_sandbox_json(
+    topology: Topology, directory: Path, plan: HostPlan, *, block: str, user: str, port: int
+) -> None:
     data: dict[str, Any] = {
         "dir": str(directory),
         "journal": str(directory / "journal.jsonl"),
@@ -153,23 +178,33 @@ def _write_sandbox_json(topology: Topology, directory: Path, plan: HostPlan, *, 
         "kit_url": f"http://{plan.kit_host}:{KIT_PORT}/",
         "persistent": topology.persistent,
         "reconnect_window_s": topology.reconnect_window_s,
-        "timing": {"start_s": topology.timing.start_s, "election_s": topology.timing.election_s,
-                   "sync_s": topology.timing.sync_s,
-                   "sync_s_per_mb": topology.timing.sync_s_per_mb},
-        "servers": {s.name: {"region": s.region, "stripe": s.stripe, "host": s.host,
-                             "tsa_port": s.tsa_port, "management_port": s.management_port,
-                             "install_dir": str(s.install_dir)}
-                    for s in plan.servers},
+        "timing": {
+            "start_s": topology.timing.start_s,
+            "election_s": topology.timing.election_s,
+            "sync_s": topology.timing.sync_s,
+            "sync_s_per_mb": topology.timing.sync_s_per_mb,
+        },
+        "servers": {
+            s.name: {
+                "region": s.region,
+                "stripe": s.stripe,
+                "host": s.host,
+                "tsa_port": s.tsa_port,
+                "management_port": s.management_port,
+                "install_dir": str(s.install_dir),
+            }
+            for s in plan.servers
+        },
         "clients": {c.name: {"region": c.region, "host": c.host} for c in plan.clients},
         "orchestrators": wan.sandbox_json_entries(plan.orchestrators),
         "wan_master_region": topology.wan_master_region(),
     }
-    (directory / "sandbox.json").write_text(json.dumps(data, indent=2) + "\n",
-                                            encoding="utf-8")
+    (directory / "sandbox.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
-def _lay_out_hosts(topology: Topology, directory: Path, plan: HostPlan, tarball: Path,
-                   license_file: Path) -> None:
+def _lay_out_hosts(
+    topology: Topology, directory: Path, plan: HostPlan, tarball: Path, license_file: Path
+) -> None:
     from bm_upgrade.sandbox import kits, tcconfig
 
     def server_host(server: ServerPlan) -> None:
@@ -183,12 +218,18 @@ def _lay_out_hosts(topology: Topology, directory: Path, plan: HostPlan, tarball:
     if plan.orchestrators:
         wan.lay_out(topology, plan.orchestrators, tarball, license_file)
     for region in topology.regions:
-        stripes = [{"name": stripe, "servers": [s.tc_entry() for s in servers]}
-                   for stripe, servers in plan.stripes_of(region.name)]
+        stripes = [
+            {"name": stripe, "servers": [s.tc_entry() for s in servers]}
+            for stripe, servers in plan.stripes_of(region.name)
+        ]
         first = plan.servers_of(region.name)[0].tc_config
-        tcconfig.write_tc_config(first, stripes=stripes, persistent=topology.persistent,
-                                 reconnect_window_s=topology.reconnect_window_s,
-                                 election_s=topology.timing.election_s)
+        tcconfig.write_tc_config(
+            first,
+            stripes=stripes,
+            persistent=topology.persistent,
+            reconnect_window_s=topology.reconnect_window_s,
+            election_s=topology.timing.election_s,
+        )
         for server in plan.servers_of(region.name)[1:]:
             server.tc_config.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(first, server.tc_config)
@@ -207,19 +248,37 @@ def _lay_out_hosts(topology: Topology, directory: Path, plan: HostPlan, tarball:
 def _login_env(user: str) -> dict[str, str]:
     """The environment an SSH login gets, so `up` starts programs the way the tool does."""
     home = os.path.expanduser(f"~{user}")
-    return {"PATH": LOGIN_PATH, "HOME": home, "USER": user, "LOGNAME": user,
-            "SHELL": "/bin/sh", "LANG": "C.UTF-8"}
+    return {
+        "PATH": LOGIN_PATH,
+        "HOME": home,
+        "USER": user,
+        "LOGNAME": user,
+        "SHELL": "/bin/sh",
+        "LANG": "C.UTF-8",
+    }
 
 
 def _run_as(user: str, argv: list[str], cwd: Path, timeout_s: float = 30.0) -> str:
     switch = sshd.is_root() and user != "root"
-    result = subprocess.run(argv, cwd=cwd, env=_login_env(user), capture_output=True, text=True,
-                            timeout=timeout_s, check=False, stdin=subprocess.DEVNULL,
-                            user=user if switch else None, group=user if switch else None,
-                            extra_groups=[] if switch else None, start_new_session=True)
+    result = subprocess.run(
+        argv,
+        cwd=cwd,
+        env=_login_env(user),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        user=user if switch else None,
+        group=user if switch else None,
+        extra_groups=[] if switch else None,
+        start_new_session=True,
+    )
     if result.returncode != 0:
-        raise SandboxError(f"`{' '.join(argv)}` failed with exit code {result.returncode}: "
-                           f"{(result.stderr or result.stdout).strip()[-400:]}")
+        raise SandboxError(
+            f"`{' '.join(argv)}` failed with exit code {result.returncode}: "
+            f"{(result.stderr or result.stdout).strip()[-400:]}"
+        )
     return result.stdout
 
 
@@ -232,24 +291,37 @@ def _start_detached(argv: list[str], log: Path, user: str, cwd: Path) -> int:
 
 def _start_server(server: ServerPlan, user: str) -> None:
     pid = _start_detached(
-        [str(server.install_dir / "server" / "bin" / "start-tc-server.sh"),
-         "-f", str(server.tc_config), "-n", server.name],
-        server.console_log, user, cwd=server.root)
+        [
+            str(server.install_dir / "server" / "bin" / "start-tc-server.sh"),
+            "-f",
+            str(server.tc_config),
+            "-n",
+            server.name,
+        ],
+        server.console_log,
+        user,
+        cwd=server.root,
+    )
     pid_file = server.directory / "run" / f"script-server-{server.name}.pid"
     pid_file.write_text(f"{pid}\n", encoding="ascii")
 
 
 def _start_wan(plan: HostPlan, user: str, deadline: float, say: Callable[[str], None]) -> None:
     try:
-        wan.start_all(plan.orchestrators, lambda orch: _start_orchestrator(orch, user),
-                      deadline, say)
+        wan.start_all(
+            plan.orchestrators, lambda orch: _start_orchestrator(orch, user), deadline, say
+        )
     except TimeoutError as exc:
         raise SandboxError(str(exc)) from None
 
 
 def _start_orchestrator(orch: OrchestratorPlan, user: str) -> None:
-    _start_detached([str(orch.install_dir / "server" / "bin" / "start-wan.sh"),
-                     "-f", str(orch.wan_xml)], orch.console_log, user, cwd=orch.root)
+    _start_detached(
+        [str(orch.install_dir / "server" / "bin" / "start-wan.sh"), "-f", str(orch.wan_xml)],
+        orch.console_log,
+        user,
+        cwd=orch.root,
+    )
 
 
 def server_stat(host: str, port: int, timeout_s: float = 1.0) -> dict[str, Any] | None:
@@ -260,17 +332,22 @@ def server_stat(host: str, port: int, timeout_s: float = 1.0) -> dict[str, Any] 
 def _wait_states(servers: list[ServerPlan], states: set[str], deadline: float) -> None:
     pending = list(servers)
     while pending:
-        pending = [s for s in pending
-                   if (server_stat(s.host, s.management_port) or {}).get("state") not in states]
+        pending = [
+            s
+            for s in pending
+            if (server_stat(s.host, s.management_port) or {}).get("state") not in states
+        ]
         if not pending:
             return
         if time.monotonic() > deadline:
             server = pending[0]
             seen = (server_stat(server.host, server.management_port) or {}).get(
-                "state", "no answer")
+                "state", "no answer"
+            )
             raise SandboxError(
                 f"server {server.name} ({server.host}) did not reach {'/'.join(sorted(states))} "
-                f"in time (state: {seen}); see {server.console_log}")
+                f"in time (state: {seen}); see {server.console_log}"
+            )
         time.sleep(0.05)
 
 
@@ -281,8 +358,10 @@ def _wait_clients_write(directory: Path, clients: list[str], deadline: float) ->
         if not pending:
             return
         if time.monotonic() > deadline:
-            raise SandboxError(f"client {pending[0]} acknowledged no write in time; see its "
-                               "log under its host folder")
+            raise SandboxError(
+                f"client {pending[0]} acknowledged no write in time; see its "
+                "log under its host folder"
+            )
         time.sleep(0.05)
 
 
@@ -344,8 +423,9 @@ def down(directory: Path, timeout_s: float = 10.0) -> list[int]:
         pid_file.unlink(missing_ok=True)
     leftover = running_pids(directory)
     if leftover:
-        raise SandboxError(f"processes {leftover} under {directory} would not stop; kill them "
-                           "by hand")
+        raise SandboxError(
+            f"processes {leftover} under {directory} would not stop; kill them by hand"
+        )
     blocks.release_block(directory)
     return sorted(seen)
 
@@ -384,8 +464,9 @@ def verify(directory: Path) -> dict[str, Any]:
 
     directory = directory.resolve()
     if not (directory / "sandbox.json").exists():
-        raise SandboxError(f"no sandbox in {directory} (no sandbox.json); run "
-                           "`bm-upgrade sandbox up` first")
+        raise SandboxError(
+            f"no sandbox in {directory} (no sandbox.json); run `bm-upgrade sandbox up` first"
+        )
     info = json.loads((directory / "sandbox.json").read_text(encoding="utf-8"))
     clients = info.get("clients", {})
     first = _ledger(directory)
@@ -395,10 +476,11 @@ def verify(directory: Path) -> dict[str, Any]:
         last[(region, str(entry["stripe"]), str(entry["key"]))] = i
     actives = current_actives(directory)
     observed: dict[tuple[str, str, str], str | None] = {}
-    for (region, stripe, key) in last:
+    for region, stripe, key in last:
         active = actives.get((region, stripe))
-        observed[(region, stripe, key)] = None if active is None else protocol.read_key(
-            active["host"], active["tsa_port"], key)
+        observed[(region, stripe, key)] = (
+            None if active is None else protocol.read_key(active["host"], active["tsa_port"], key)
+        )
     later = _ledger(directory)
     per_stripe: dict[str, dict[str, int]] = {}
     lost_total = 0
@@ -410,13 +492,25 @@ def verify(directory: Path) -> dict[str, Any]:
         if observed[(region, stripe, key)] not in acceptable:
             counts["lost"] += 1
             lost_total += 1
-    return {"acked": len(last), "lost": lost_total, "writes": len(first),
-            "per_stripe": dict(sorted(per_stripe.items()))}
+    return {
+        "acked": len(last),
+        "lost": lost_total,
+        "writes": len(first),
+        "per_stripe": dict(sorted(per_stripe.items())),
+    }
 
 
 # -- inventory --------------------------------------------------------------------------------
-def write_inventory(topology: Topology, directory: Path, plan: HostPlan, *, user: str,
-                    port: int, key_file: Path, tarballs: dict[str, Path]) -> Path:
+def write_inventory(
+    topology: Topology,
+    directory: Path,
+    plan: HostPlan,
+    *,
+    user: str,
+    port: int,
+    key_file: Path,
+    tarballs: dict[str, Path],
+) -> Path:
     """Write ``DIR/inventory.yaml`` for this sandbox (what `bm-upgrade` then uses unchanged)."""
     import yaml
 
@@ -428,53 +522,94 @@ def write_inventory(topology: Topology, directory: Path, plan: HostPlan, *, user
     sync_s = max(30.0, 20 * (timing.sync_s + timing.election_s))
     regions = []
     for region in topology.regions:
-        regions.append({
-            "name": region.name,
-            "stripes": [{"name": stripe, "servers": [_server_entry(s) for s in servers]}
-                        for stripe, servers in plan.stripes_of(region.name)],
-            "clients": [_client_entry(c) for c in plan.clients if c.region == region.name],
-            "orchestrators": [wan.inventory_entry(o) for o in plan.orchestrators
-                              if o.region == region.name],
-        })
+        regions.append(
+            {
+                "name": region.name,
+                "stripes": [
+                    {"name": stripe, "servers": [_server_entry(s) for s in servers]}
+                    for stripe, servers in plan.stripes_of(region.name)
+                ],
+                "clients": [_client_entry(c) for c in plan.clients if c.region == region.name],
+                "orchestrators": [
+                    wan.inventory_entry(o) for o in plan.orchestrators if o.region == region.name
+                ],
+            }
+        )
     newest = max(topology.kits, key=lambda v: tuple(int(p) for p in v.split(".")))
     inventory = {
         "cluster": _cluster_name(topology, directory),
         "target_version": newest,
-        "kits": [{"version": v, "url": f"http://{plan.kit_host}:{KIT_PORT}/{t.name}",
-                  "sha256": kits.sha256_of(t)} for v, t in tarballs.items()],
+        "kits": [
+            {
+                "version": v,
+                "url": f"http://{plan.kit_host}:{KIT_PORT}/{t.name}",
+                "sha256": kits.sha256_of(t),
+            }
+            for v, t in tarballs.items()
+        ],
         "license_file": str(directory / "terracotta-license.key"),
-        "ssh": {"user": user, "port": port, "key_file": str(key_file), "use_agent": False,
-                "known_hosts": str(directory / "ssh" / "known_hosts"),
-                "connect_timeout_s": 5, "command_timeout_s": 60, "keepalive_s": 0},
+        "ssh": {
+            "user": user,
+            "port": port,
+            "key_file": str(key_file),
+            "use_agent": False,
+            "known_hosts": str(directory / "ssh" / "known_hosts"),
+            "connect_timeout_s": 5,
+            "command_timeout_s": 60,
+            "keepalive_s": 0,
+        },
         "probe_via": "rest",
         "persistent": topology.persistent,
         "wan_master_region": topology.wan_master_region(),
         "regions": regions,
         "window": {"enabled": False},
-        "policy": {"failback": True, "delete_dirty_backups": False, "keep_previous_kit": True,
-                   "client_batch_size": 1, "parallel_stripes": 1,
-                   "timeouts": {"stop_s": 30, "start_s": 60, "sync_s": sync_s,
-                                "failover_s": max(30.0, 10 * timing.election_s),
-                                "client_s": 60, "orchestrator_s": 60}},
+        "policy": {
+            "failback": True,
+            "delete_dirty_backups": False,
+            "keep_previous_kit": True,
+            "client_batch_size": 1,
+            "parallel_stripes": 1,
+            "timeouts": {
+                "stop_s": 30,
+                "start_s": 60,
+                "sync_s": sync_s,
+                "failover_s": max(30.0, 10 * timing.election_s),
+                "client_s": 60,
+                "orchestrator_s": 60,
+            },
+        },
     }
     path = directory / "inventory.yaml"
-    header = (f"# Written by `bm-upgrade sandbox up` for the sandbox in {directory}.\n"
-              "# Use it unchanged: bm-upgrade validate|plan|status|run " + str(path) + "\n")
+    header = (
+        f"# Written by `bm-upgrade sandbox up` for the sandbox in {directory}.\n"
+        "# Use it unchanged: bm-upgrade validate|plan|status|run " + str(path) + "\n"
+    )
     path.write_text(header + yaml.safe_dump(inventory, sort_keys=False), encoding="utf-8")
     return path
 
 
 def _server_entry(server: ServerPlan) -> dict[str, Any]:
-    return {"name": server.name, "host": server.host, "install_dir": str(server.install_dir),
-            "tc_config": str(server.tc_config), "data_dir": str(server.data_dir),
-            "tsa_port": server.tsa_port, "management_port": server.management_port,
-            "console_log": str(server.console_log)}
+    return {
+        "name": server.name,
+        "host": server.host,
+        "install_dir": str(server.install_dir),
+        "tc_config": str(server.tc_config),
+        "data_dir": str(server.data_dir),
+        "tsa_port": server.tsa_port,
+        "management_port": server.management_port,
+        "console_log": str(server.console_log),
+    }
 
 
 def _client_entry(client: ClientPlan) -> dict[str, Any]:
-    return {"name": client.name, "host": client.host, "lib_dir": str(client.lib_dir),
-            "stop_command": client.stop_command, "start_command": client.start_command,
-            "status_command": client.status_command}
+    return {
+        "name": client.name,
+        "host": client.host,
+        "lib_dir": str(client.lib_dir),
+        "stop_command": client.stop_command,
+        "start_command": client.start_command,
+        "status_command": client.status_command,
+    }
 
 
 def _cluster_name(topology: Topology, directory: Path) -> str:

@@ -35,8 +35,17 @@ BACKUP_PARENT = "dirty-objectdb-backup"
 BACKUP_PREFIX = "dirty-objectdb-"
 
 _ESCAPES: dict[int, str] = {i: f"\\u{i:04x}" for i in range(32)}
-_ESCAPES.update({ord('"'): '\\"', ord("\\"): "\\\\", ord("\n"): "\\n", ord("\r"): "\\r",
-                 ord("\t"): "\\t", ord("\b"): "\\b", ord("\f"): "\\f"})
+_ESCAPES.update(
+    {
+        ord('"'): '\\"',
+        ord("\\"): "\\\\",
+        ord("\n"): "\\n",
+        ord("\r"): "\\r",
+        ord("\t"): "\\t",
+        ord("\b"): "\\b",
+        ord("\f"): "\\f",
+    }
+)
 
 
 def json_string(text: str) -> str:
@@ -156,8 +165,13 @@ def journal_deleted(host: str, journal: str, scan_root: str, paths: list[str]) -
     """``dirty_backup`` {server, path, action: deleted} for each path (the compiled wrapper's
     ``--deleted`` hand-over: finding the server needs sandbox.json)."""
     for path in paths:
-        append(journal, "dirty_backup", server=server_for(scan_root, host, path), path=path,
-               action="deleted")
+        append(
+            journal,
+            "dirty_backup",
+            server=server_for(scan_root, host, path),
+            path=path,
+            action="deleted",
+        )
 
 
 def is_sftp(command: str) -> bool:
@@ -183,7 +197,7 @@ def run(command: str) -> int:
 def main(argv: list[str]) -> int:
     host, journal, scan_root = parse_args(argv)
     if "--deleted" in argv:
-        journal_deleted(host, journal, scan_root, argv[argv.index("--deleted") + 1:])
+        journal_deleted(host, journal, scan_root, argv[argv.index("--deleted") + 1 :])
         return 0
     command = os.environ.get("SSH_ORIGINAL_COMMAND")
     if command is None:

@@ -53,8 +53,10 @@ def _sandbox(directory: Path) -> dict[str, Any]:
     try:
         data: dict[str, Any] = json.loads((directory / "sandbox.json").read_text("utf-8"))
     except FileNotFoundError:
-        raise FaultError(f"{directory} holds no sandbox (no sandbox.json); give the --dir of "
-                         "`bm-upgrade sandbox up`") from None
+        raise FaultError(
+            f"{directory} holds no sandbox (no sandbox.json); give the --dir of "
+            "`bm-upgrade sandbox up`"
+        ) from None
     except (OSError, ValueError) as exc:
         raise FaultError(f"cannot read {directory / 'sandbox.json'}: {exc}") from None
     return data
@@ -69,8 +71,7 @@ def _nodes(info: dict[str, Any], kinds: tuple[str, ...]) -> dict[str, dict[str, 
 
 
 def _hosts(info: dict[str, Any]) -> set[str]:
-    return {str(e["host"]) for e in _nodes(info, ("servers", "clients", "orchestrators"))
-            .values()}
+    return {str(e["host"]) for e in _nodes(info, ("servers", "clients", "orchestrators")).values()}
 
 
 def fault_file(directory: Path, kind: str, target: str) -> Path:
@@ -104,20 +105,23 @@ def inject(directory: Path, kind: str, target: str, *, seconds: float | None = N
     record: dict[str, Any] = {"kind": kind, "target": target}
     if kind == "kill":
         message = _kill(directory, info, target)
-        journal.append(directory / "journal.jsonl", "fault", kind=kind, target=target,
-                       action="inject")
+        journal.append(
+            directory / "journal.jsonl", "fault", kind=kind, target=target, action="inject"
+        )
         return message
     if kind == "no-sync":
         _need(target, _nodes(info, ("servers",)), "a server name")
         message = f"server {target} will stay PASSIVE-UNINITIALIZED when it joins an active"
     elif kind == "crash-on-start":
         if not _VERSION_RE.match(target):
-            _need(target, _nodes(info, ("servers", "orchestrators")),
-                  "a kit version (e.g. 4.2.1) or a server / orchestrator name")
+            _need(
+                target,
+                _nodes(info, ("servers", "orchestrators")),
+                "a kit version (e.g. 4.2.1) or a server / orchestrator name",
+            )
         message = f"servers and orchestrators of {target} will exit 2 at start"
     elif kind == "slow-stop":
-        _need(target, _nodes(info, ("servers", "orchestrators")),
-              "a server or orchestrator name")
+        _need(target, _nodes(info, ("servers", "orchestrators")), "a server or orchestrator name")
         record["seconds"] = DEFAULT_SLOW_STOP_S if seconds is None else float(seconds)
         message = f"{target} will take {record['seconds']:g} s more to stop"
     elif kind == "host-down":
@@ -140,9 +144,14 @@ def inject(directory: Path, kind: str, target: str, *, seconds: float | None = N
     path = fault_file(directory, kind, target)
     path.write_text(json.dumps(record) + "\n", encoding="utf-8")
     path.chmod(0o644)
-    journal.append(directory / "journal.jsonl", "fault", kind=kind, target=target,
-                   action="inject", **{k: v for k, v in record.items()
-                                       if k in ("seconds", "host", "path")})
+    journal.append(
+        directory / "journal.jsonl",
+        "fault",
+        kind=kind,
+        target=target,
+        action="inject",
+        **{k: v for k, v in record.items() if k in ("seconds", "host", "path")},
+    )
     return message
 
 
@@ -162,15 +171,15 @@ def clear(directory: Path, target: str | None = None) -> list[str]:
         elif kind == "expired-license" and "original" in record:
             _rewrite(Path(record["path"]), str(record["original"]))
         fault_file(directory, kind, name).unlink(missing_ok=True)
-        journal.append(directory / "journal.jsonl", "fault", kind=kind, target=name,
-                       action="clear")
+        journal.append(directory / "journal.jsonl", "fault", kind=kind, target=name, action="clear")
         messages.append(f"cleared {kind} on {name}")
     return messages
 
 
 @contextlib.contextmanager
-def injected(directory: Path, kind: str, target: str, *,
-             seconds: float | None = None) -> Iterator[str]:
+def injected(
+    directory: Path, kind: str, target: str, *, seconds: float | None = None
+) -> Iterator[str]:
     """:func:`inject` for the duration of a ``with`` block (yields its sentence), then
     :func:`clear` on ``target``, whatever the block did."""
     message = inject(directory, kind, target, seconds=seconds)
@@ -200,8 +209,9 @@ def _need(target: str, nodes: dict[str, dict[str, Any]], what: str) -> dict[str,
 def _host_of(info: dict[str, Any], target: str) -> str:
     if target in _hosts(info):
         return target
-    node = _need(target, _nodes(info, ("servers", "clients", "orchestrators")),
-                 "a host address or node name")
+    node = _need(
+        target, _nodes(info, ("servers", "clients", "orchestrators")), "a host address or node name"
+    )
     return str(node["host"])
 
 
@@ -210,11 +220,11 @@ def _sshd_pids(directory: Path, host: str) -> list[int]:
     try:
         pid = int(pid_file.read_text(encoding="ascii").strip())
     except (OSError, ValueError):
-        raise FaultError(f"host {host} has no running sshd ({pid_file} is missing); is the "
-                         "sandbox up?") from None
+        raise FaultError(
+            f"host {host} has no running sshd ({pid_file} is missing); is the sandbox up?"
+        ) from None
     if not (processes.pid_alive(pid) and processes.belongs_to(pid, directory)):
-        raise FaultError(f"the sshd of host {host} (pid {pid}) is not running; is the "
-                         "sandbox up?")
+        raise FaultError(f"the sshd of host {host} (pid {pid}) is not running; is the sandbox up?")
     # The listener and its per-connection processes: open sessions hang too.
     return [pid, *[p for p in processes.children_of(pid) if _is_sshd(p)]]
 
@@ -233,8 +243,11 @@ def _license_path(directory: Path, info: dict[str, Any], target: str) -> Path:
     if target in _hosts(info):
         kit = directory / "hosts" / target / KIT_SUBPATH
     else:
-        node = _need(target, _nodes(info, ("servers", "orchestrators")),
-                     "'license', a server / orchestrator name or a host address")
+        node = _need(
+            target,
+            _nodes(info, ("servers", "orchestrators")),
+            "'license', a server / orchestrator name or a host address",
+        )
         kit = Path(node.get("install_dir") or directory / "hosts" / node["host"] / KIT_SUBPATH)
     key = kit / license.LICENSE_FILE_NAME
     if not key.is_file():
@@ -249,8 +262,9 @@ def _rewrite(path: Path, text: str) -> None:
 
 
 def _kill(directory: Path, info: dict[str, Any], target: str) -> str:
-    node = _need(target, _nodes(info, ("servers", "orchestrators")),
-                 "a server or orchestrator name")
+    node = _need(
+        target, _nodes(info, ("servers", "orchestrators")), "a server or orchestrator name"
+    )
     is_server = node["kind"] == "servers"
     pid_file = directory / "run" / f"{'server' if is_server else 'orchestrator'}-{target}.pid"
     try:
@@ -269,20 +283,43 @@ def _kill(directory: Path, info: dict[str, Any], target: str) -> str:
     # A killed process cannot journal its own end; say it for it, as it would have.
     log = directory / "journal.jsonl"
     if is_server:
-        journal.append(log, "server_state", region=node.get("region"), stripe=node.get("stripe"),
-                       server=target, state="STOP-STATE", version=version)
-        journal.append(log, "server_process", server=target, action="exit", version=version,
-                       exit_code=137)
+        journal.append(
+            log,
+            "server_state",
+            region=node.get("region"),
+            stripe=node.get("stripe"),
+            server=target,
+            state="STOP-STATE",
+            version=version,
+        )
+        journal.append(
+            log, "server_process", server=target, action="exit", version=version, exit_code=137
+        )
     else:
-        journal.append(log, "orchestrator_state", orchestrator=target, region=node.get("region"),
-                       role=node.get("role"), state="stopped", version=version)
+        journal.append(
+            log,
+            "orchestrator_state",
+            orchestrator=target,
+            region=node.get("region"),
+            role=node.get("role"),
+            state="stopped",
+            version=version,
+        )
         # A killed replica region's serving orchestrator leaves its replicas unserved.
-        if serving and serving.get("state") == "running" and \
-                node.get("region") != info.get("wan_master_region"):
+        if (
+            serving
+            and serving.get("state") == "running"
+            and node.get("region") != info.get("wan_master_region")
+        ):
             for cache in serving.get("caches", []):
                 if cache.get("state") != "INACTIVE":
-                    journal.append(log, "replica_cache", region=node.get("region"),
-                                   cache=cache.get("name"), state="INACTIVE")
+                    journal.append(
+                        log,
+                        "replica_cache",
+                        region=node.get("region"),
+                        cache=cache.get("name"),
+                        state="INACTIVE",
+                    )
     return f"killed {target} (pid {pid}, kill -9)"
 
 

@@ -67,10 +67,16 @@ class ServerPlan(_HostFolders):
 
     def tc_entry(self) -> dict[str, Any]:
         """The server's entry for tcconfig.write_tc_config."""
-        return {"name": self.name, "host": self.host, "data": str(self.data_dir),
-                "logs": str(self.logs_dir), "tsa_port": self.tsa_port,
-                "jmx_port": self.jmx_port, "group_port": self.group_port,
-                "management_port": self.management_port}
+        return {
+            "name": self.name,
+            "host": self.host,
+            "data": str(self.data_dir),
+            "logs": str(self.logs_dir),
+            "tsa_port": self.tsa_port,
+            "jmx_port": self.jmx_port,
+            "group_port": self.group_port,
+            "management_port": self.management_port,
+        }
 
 
 @dataclass(frozen=True)
@@ -129,8 +135,11 @@ class HostPlan:
 
     @property
     def hosts(self) -> list[str]:
-        return ([s.host for s in self.servers] + [c.host for c in self.clients]
-                + [o.host for o in self.orchestrators])
+        return (
+            [s.host for s in self.servers]
+            + [c.host for c in self.clients]
+            + [o.host for o in self.orchestrators]
+        )
 
     def servers_of(self, region: str) -> list[ServerPlan]:
         return [s for s in self.servers if s.region == region]
@@ -156,22 +165,46 @@ def plan_hosts(topology: Topology, directory: Path, block: str) -> HostPlan:
     for region in topology.regions:
         for s in range(1, region.stripes + 1):
             for m in range(region.mirrors + 1):
-                servers.append(ServerPlan(
-                    name=f"{region.name}-s{s}-{chr(ord('a') + m)}", region=region.name,
-                    stripe=f"stripe{s}", index=m, host=f"{block}.{next(numbers)}",
-                    directory=directory))
+                servers.append(
+                    ServerPlan(
+                        name=f"{region.name}-s{s}-{chr(ord('a') + m)}",
+                        region=region.name,
+                        stripe=f"stripe{s}",
+                        index=m,
+                        host=f"{block}.{next(numbers)}",
+                        directory=directory,
+                    )
+                )
     for region in topology.regions:
         for c in range(1, region.clients + 1):
-            clients.append(ClientPlan(name=f"{region.name}-app{c}", region=region.name,
-                                      host=f"{block}.{next(numbers)}", directory=directory))
+            clients.append(
+                ClientPlan(
+                    name=f"{region.name}-app{c}",
+                    region=region.name,
+                    host=f"{block}.{next(numbers)}",
+                    directory=directory,
+                )
+            )
     orchestrators: list[OrchestratorPlan] = []
     for region in topology.regions:
-        for role, count in (("master", region.orchestrators_master),
-                            ("standby", region.orchestrators_standby)):
+        for role, count in (
+            ("master", region.orchestrators_master),
+            ("standby", region.orchestrators_standby),
+        ):
             for o in range(1, count + 1):
-                orchestrators.append(OrchestratorPlan(
-                    name=f"{region.name}-wan-{role[0]}{o}", region=region.name, role=role,
-                    host=f"{block}.{next(numbers)}", directory=directory,
-                    replica_disconnect_behavior=region.replica_disconnect_behavior))
-    return HostPlan(servers=tuple(servers), clients=tuple(clients), kit_host=f"{block}.254",
-                    orchestrators=tuple(orchestrators))
+                orchestrators.append(
+                    OrchestratorPlan(
+                        name=f"{region.name}-wan-{role[0]}{o}",
+                        region=region.name,
+                        role=role,
+                        host=f"{block}.{next(numbers)}",
+                        directory=directory,
+                        replica_disconnect_behavior=region.replica_disconnect_behavior,
+                    )
+                )
+    return HostPlan(
+        servers=tuple(servers),
+        clients=tuple(clients),
+        kit_host=f"{block}.254",
+        orchestrators=tuple(orchestrators),
+    )

@@ -52,19 +52,25 @@ def version_properties(version: str) -> str:
     patch = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else 0
     built = date(2015, 4, 1) + timedelta(days=45 * patch)
     digest = hashlib.sha1(version.encode("utf-8")).hexdigest()  # noqa: S324 - not security
-    clock = f"{int(digest[8:10], 16) % 24:02d}{int(digest[10:12], 16) % 60:02d}" \
-            f"{int(digest[12:14], 16) % 60:02d}"
-    return (f"version={version}\n"
-            f"build.timestamp={built.strftime('%Y%m%d')}-{clock}\n"
-            f"build.revision={digest[:8]}\n"
-            f"build.branch={tccommon.major_minor(version)}.x\n"
-            f"ehcache.version={ehcache_version(version)}\n")
+    clock = (
+        f"{int(digest[8:10], 16) % 24:02d}{int(digest[10:12], 16) % 60:02d}"
+        f"{int(digest[12:14], 16) % 60:02d}"
+    )
+    return (
+        f"version={version}\n"
+        f"build.timestamp={built.strftime('%Y%m%d')}-{clock}\n"
+        f"build.revision={digest[:8]}\n"
+        f"build.branch={tccommon.major_minor(version)}.x\n"
+        f"ehcache.version={ehcache_version(version)}\n"
+    )
 
 
 def _jar(title: str, version: str, files: dict[str, bytes]) -> bytes:
-    manifest = (f"Manifest-Version: 1.0\r\nImplementation-Title: {title}\r\n"
-                f"Implementation-Version: {version}\r\nImplementation-Vendor: Terracotta, Inc.\r\n"
-                "\r\n").encode("ascii")
+    manifest = (
+        f"Manifest-Version: 1.0\r\nImplementation-Title: {title}\r\n"
+        f"Implementation-Version: {version}\r\nImplementation-Vendor: Terracotta, Inc.\r\n"
+        "\r\n"
+    ).encode("ascii")
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as jar:
         for name, data in sorted({"META-INF/MANIFEST.MF": manifest, **files}.items()):
@@ -85,20 +91,31 @@ def kit_contents(version: str) -> dict[str, tuple[bytes, int]]:
         files[f"server/lib/{source.name}"] = (source.read_bytes(), 0o644)
     files["server/lib/tc-version.properties"] = (version_properties(version).encode(), 0o644)
     apis = KIT_FILES / "apis"
-    toolkit = _jar("terracotta-toolkit-runtime-ee", version, {
-        "tcclient.py": (apis / "tcclient.py").read_bytes(),
-        "tccommon.py": (lib / "tccommon.py").read_bytes(),
-    })
-    ehcache = _jar("ehcache-ee", ehcache_version(version), {
-        "tcehcache.py": (apis / "tcehcache.py").read_bytes(),
-    })
+    toolkit = _jar(
+        "terracotta-toolkit-runtime-ee",
+        version,
+        {
+            "tcclient.py": (apis / "tcclient.py").read_bytes(),
+            "tccommon.py": (lib / "tccommon.py").read_bytes(),
+        },
+    )
+    ehcache = _jar(
+        "ehcache-ee",
+        ehcache_version(version),
+        {
+            "tcehcache.py": (apis / "tcehcache.py").read_bytes(),
+        },
+    )
     files[f"apis/toolkit/lib/{toolkit_jar_name(version)}"] = (toolkit, 0o644)
     files[f"apis/ehcache/lib/{ehcache_jar_name(version)}"] = (ehcache, 0o644)
     for sample in sorted((KIT_FILES / "config-samples").glob("*")):
         files[f"config-samples/{sample.name}"] = (sample.read_bytes(), 0o644)
-    files["README.txt"] = (f"BigMemory Max {version}\n\nThe license key "
-                           "(terracotta-license.key) is delivered separately; place it in "
-                           "this folder.\n".encode(), 0o644)
+    files["README.txt"] = (
+        f"BigMemory Max {version}\n\nThe license key "
+        "(terracotta-license.key) is delivered separately; place it in "
+        "this folder.\n".encode(),
+        0o644,
+    )
     return files
 
 
@@ -126,8 +143,10 @@ def build_kit(version: str, out_dir: Path) -> Path:
                 tar.addfile(info, io.BytesIO(content[0]))
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{top}.tar.gz"
-    with target.open("wb") as stream, \
-            gzip.GzipFile(filename="", mode="wb", fileobj=stream, mtime=0) as gz:
+    with (
+        target.open("wb") as stream,
+        gzip.GzipFile(filename="", mode="wb", fileobj=stream, mtime=0) as gz,
+    ):
         gz.write(raw.getvalue())
     return target
 

@@ -15,30 +15,51 @@ LICENSE_FILE_NAME = tccommon.LICENSE_FILE_NAME
 """The name a key must have in a kit root."""
 
 
-def render_license(*, expiry: datetime.date, product: str = "BigMemory Max",
-                   version: str = "4.2",
-                   capabilities: tuple[str, ...] = ("ehcache", "ehcache offheap", "TMC", "WAN"),
-                   max_clients: int = 100, licensee: str = "bm_upgrade sandbox") -> str:
+def render_license(
+    *,
+    expiry: datetime.date,
+    product: str = "BigMemory Max",
+    version: str = "4.2",
+    capabilities: tuple[str, ...] = ("ehcache", "ehcache offheap", "TMC", "WAN"),
+    max_clients: int = 100,
+    licensee: str = "bm_upgrade sandbox",
+) -> str:
     """The text of a signed license key."""
-    return tccommon.render_license({
-        "License type": "Commercial",
-        "License number": "4200001",
-        "Licensee": licensee,
-        "Product": product,
-        "Edition": "FX",
-        "Version": version,
-        "Capabilities": ", ".join(capabilities),
-        "Max Client Count": str(max_clients),
-        "Expiration date": expiry.isoformat(),
-    })
+    return tccommon.render_license(
+        {
+            "License type": "Commercial",
+            "License number": "4200001",
+            "Licensee": licensee,
+            "Product": product,
+            "Edition": "FX",
+            "Version": version,
+            "Capabilities": ", ".join(capabilities),
+            "Max Client Count": str(max_clients),
+            "Expiration date": expiry.isoformat(),
+        }
+    )
 
 
-def write_license(path: Path, *, expiry: datetime.date, product: str = "BigMemory Max",
-                  version: str = "4.2",
-                  capabilities: tuple[str, ...] = ("ehcache", "ehcache offheap", "TMC", "WAN"),
-                  max_clients: int = 100, licensee: str = "bm_upgrade sandbox") -> None:
+def write_license(
+    path: Path,
+    *,
+    expiry: datetime.date,
+    product: str = "BigMemory Max",
+    version: str = "4.2",
+    capabilities: tuple[str, ...] = ("ehcache", "ehcache offheap", "TMC", "WAN"),
+    max_clients: int = 100,
+    licensee: str = "bm_upgrade sandbox",
+) -> None:
     """Write a signed license key file at ``path`` (parents created)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_license(expiry=expiry, product=product, version=version,
-                                   capabilities=capabilities, max_clients=max_clients,
-                                   licensee=licensee), encoding="utf-8")
+    path.write_text(
+        render_license(
+            expiry=expiry,
+            product=product,
+            version=version,
+            capabilities=capabilities,
+            max_clients=max_clients,
+            licensee=licensee,
+        ),
+        encoding="utf-8",
+    )

@@ -97,9 +97,10 @@ def belongs_to(pid: int, folder: Path) -> bool:
     except OSError:
         return False
     words = [a.decode("utf-8", "replace") for a in args]
-    return (_under(cwd, prefix)
-            or any(_under(w, prefix) or f"={prefix}/" in w or f" {prefix}/" in w
-                   for w in words)) and pid_alive(pid)
+    return (
+        _under(cwd, prefix)
+        or any(_under(w, prefix) or f"={prefix}/" in w or f" {prefix}/" in w for w in words)
+    ) and pid_alive(pid)
 
 
 def processes_mentioning(folder: Path) -> list[int]:
@@ -109,8 +110,11 @@ def processes_mentioning(folder: Path) -> list[int]:
     DIR"` that runs us names DIR too, and is not part of the sandbox.
     """
     own = _ancestors()
-    return [int(entry) for entry in os.listdir("/proc")
-            if entry.isdigit() and int(entry) not in own and belongs_to(int(entry), folder)]
+    return [
+        int(entry)
+        for entry in os.listdir("/proc")
+        if entry.isdigit() and int(entry) not in own and belongs_to(int(entry), folder)
+    ]
 
 
 def stop_process_tree(pid: int, timeout_s: float = 5.0, root: Path | None = None) -> None:

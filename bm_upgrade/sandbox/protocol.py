@@ -40,11 +40,13 @@ def read_key(host: str, tsa_port: int, key: str, timeout_s: float = 2.0) -> str 
     return None if value is None else str(value)
 
 
-def read_keys(host: str, tsa_port: int, keys: list[str],
-              timeout_s: float = 10.0) -> dict[str, str | None]:
+def read_keys(
+    host: str, tsa_port: int, keys: list[str], timeout_s: float = 10.0
+) -> dict[str, str | None]:
     """The values of many keys in one request (absent keys map to None)."""
-    values: dict[str, Any] = _ask(host, tsa_port, {"op": "get_many", "keys": list(keys)},
-                                  timeout_s).get("values", {})
+    values: dict[str, Any] = _ask(
+        host, tsa_port, {"op": "get_many", "keys": list(keys)}, timeout_s
+    ).get("values", {})
     return {key: None if values.get(key) is None else str(values[key]) for key in keys}
 
 

@@ -116,15 +116,29 @@ def ensure_sandbox_user(name: str = SANDBOX_USER, home: Path = SANDBOX_USER_HOME
         pwd.getpwnam(name)
     except KeyError:
         result = subprocess.run(
-            ["useradd", "--system", "--shell", "/bin/sh", "--home-dir", str(home),
-             "--no-create-home", "--user-group", name],
-            capture_output=True, text=True, check=False)
+            [
+                "useradd",
+                "--system",
+                "--shell",
+                "/bin/sh",
+                "--home-dir",
+                str(home),
+                "--no-create-home",
+                "--user-group",
+                name,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         # Another process may have created it at the same time: only its absence is an error.
         try:
             pwd.getpwnam(name)
         except KeyError:
-            raise SshdError(f"cannot create the sandbox user {name!r}: "
-                            f"{result.stderr.strip() or result.returncode}") from None
+            raise SshdError(
+                f"cannot create the sandbox user {name!r}: "
+                f"{result.stderr.strip() or result.returncode}"
+            ) from None
     subprocess.run(["usermod", "-p", "*", name], capture_output=True, check=False)
     entry = pwd.getpwnam(name)
     home = Path(entry.pw_dir)
@@ -156,8 +170,7 @@ def give_to_user(path: Path, user: str) -> None:
     for folder, dirs, files in os.walk(path):
         os.chown(folder, entry.pw_uid, entry.pw_gid)
         for name in [*dirs, *files]:
-            os.chown(os.path.join(folder, name), entry.pw_uid, entry.pw_gid,
-                     follow_symlinks=False)
+            os.chown(os.path.join(folder, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
 
 
 # -- keys and known_hosts ---------------------------------------------------------------------
@@ -167,7 +180,10 @@ def _keygen(path: Path, comment: str) -> None:
         stale.unlink(missing_ok=True)
     result = subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
-        capture_output=True, text=True, check=False)
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode != 0:
         raise SshdError(f"ssh-keygen failed for {path}: {result.stderr.strip()}")
 
@@ -176,8 +192,9 @@ def create_client_key(path: Path, comment: str = "bm_upgrade-sandbox") -> Client
     """Create an ed25519 key pair without passphrase at ``path`` and ``path.pub``."""
     _keygen(path, comment)
     public = path.with_name(path.name + ".pub")
-    return ClientKey(private=path, public=public,
-                     public_line=public.read_text(encoding="utf-8").strip())
+    return ClientKey(
+        private=path, public=public, public_line=public.read_text(encoding="utf-8").strip()
+    )
 
 
 def known_hosts_line(address: str, port: int, host_key_pub: str) -> str:
@@ -216,8 +233,9 @@ def wait_for_port(address: str, port: int, timeout_s: float = 10.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not port_accepts(address, port):
         if time.monotonic() > deadline:
-            raise SshdError(f"nothing accepts connections on {address}:{port} after "
-                            f"{timeout_s:g} s")
+            raise SshdError(
+                f"nothing accepts connections on {address}:{port} after {timeout_s:g} s"
+            )
         time.sleep(0.02)
 
 
@@ -226,8 +244,10 @@ def sftp_server_path() -> str:
     for candidate in SFTP_SERVER_CANDIDATES:
         if os.access(candidate, os.X_OK):
             return candidate
-    raise SshdError("no sftp-server found (looked in "
-                    f"{', '.join(SFTP_SERVER_CANDIDATES)}); install openssh-server")
+    raise SshdError(
+        "no sftp-server found (looked in "
+        f"{', '.join(SFTP_SERVER_CANDIDATES)}); install openssh-server"
+    )
 
 
 def wrapper_python() -> str:
@@ -269,26 +289,44 @@ def install_wrapper(folder: Path, python: str | None = None) -> Path:
     source.chmod(0o644)
     compiled = folder / "cmdwrap.pyc"
     result = subprocess.run(
-        [python or wrapper_python(), "-S", "-I", "-c",
-         "import py_compile, sys; py_compile.compile(sys.argv[1], cfile=sys.argv[2], "
-         "doraise=True)", str(source), str(compiled)],
-        capture_output=True, check=False)
+        [
+            python or wrapper_python(),
+            "-S",
+            "-I",
+            "-c",
+            "import py_compile, sys; py_compile.compile(sys.argv[1], cfile=sys.argv[2], "
+            "doraise=True)",
+            str(source),
+            str(compiled),
+        ],
+        capture_output=True,
+        check=False,
+    )
     python_wrapper = compiled if result.returncode == 0 and compiled.exists() else source
     python_wrapper.chmod(0o644)
     compiler = c_compiler()
     if compiler is None or os.environ.get(WRAPPER_ENV) == "python":
         return python_wrapper
     binary = folder / "cmdwrap"
-    built = subprocess.run([compiler, "-O2", "-o", str(binary), str(CMDWRAP_C_SOURCE)],
-                           capture_output=True, check=False)
+    built = subprocess.run(
+        [compiler, "-O2", "-o", str(binary), str(CMDWRAP_C_SOURCE)],
+        capture_output=True,
+        check=False,
+    )
     if built.returncode != 0 or not binary.exists():
         return python_wrapper
     binary.chmod(0o755)
     return binary
 
 
-def force_command(wrapper: Path, *, host: str, scan_root: Path | None,
-                  journal: Path | None, python: str | None = None) -> str:
+def force_command(
+    wrapper: Path,
+    *,
+    host: str,
+    scan_root: Path | None,
+    journal: Path | None,
+    python: str | None = None,
+) -> str:
     """The ForceCommand line running the command wrapper (a shell command, quoted)."""
     python = python or wrapper_python()
     if wrapper.suffix in (".py", ".pyc"):
@@ -305,45 +343,64 @@ def force_command(wrapper: Path, *, host: str, scan_root: Path | None,
     return shlex.join(args)
 
 
-def sshd_config_text(*, address: str, port: int, host_key: Path, pid_file: Path,
-                     authorized_keys: Path, login_user: str, forced_command: str,
-                     sftp_server: str) -> str:
+def sshd_config_text(
+    *,
+    address: str,
+    port: int,
+    host_key: Path,
+    pid_file: Path,
+    authorized_keys: Path,
+    login_user: str,
+    forced_command: str,
+    sftp_server: str,
+) -> str:
     """The sshd_config of one sandbox host."""
     root_login = "prohibit-password" if login_user == "root" else "no"
-    return "\n".join([
-        f"ListenAddress {address}:{port}",
-        f"HostKey {host_key}",
-        f"PidFile {pid_file}",
-        f"AuthorizedKeysFile {authorized_keys}",
-        f"AllowUsers {login_user}",
-        f"PermitRootLogin {root_login}",
-        "UsePAM no",
-        # Keys and the sandbox folder live under /tmp-like folders other users can write.
-        "StrictModes no",
-        "PubkeyAuthentication yes",
-        "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no",
-        "HostbasedAuthentication no",
-        "UseDNS no",
-        "PrintMotd no",
-        "PrintLastLog no",
-        "X11Forwarding no",
-        "AllowTcpForwarding yes",
-        "PermitUserEnvironment no",
-        # The tool fans out: many sessions per connection, many connections at once.
-        "MaxSessions 64",
-        "MaxStartups 200:30:400",
-        "LoginGraceTime 30",
-        "LogLevel INFO",
-        f"Subsystem sftp {sftp_server}",
-        f"ForceCommand {forced_command}",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"ListenAddress {address}:{port}",
+            f"HostKey {host_key}",
+            f"PidFile {pid_file}",
+            f"AuthorizedKeysFile {authorized_keys}",
+            f"AllowUsers {login_user}",
+            f"PermitRootLogin {root_login}",
+            "UsePAM no",
+            # Keys and the sandbox folder live under /tmp-like folders other users can write.
+            "StrictModes no",
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "HostbasedAuthentication no",
+            "UseDNS no",
+            "PrintMotd no",
+            "PrintLastLog no",
+            "X11Forwarding no",
+            "AllowTcpForwarding yes",
+            "PermitUserEnvironment no",
+            # The tool fans out: many sessions per connection, many connections at once.
+            "MaxSessions 64",
+            "MaxStartups 200:30:400",
+            "LoginGraceTime 30",
+            "LogLevel INFO",
+            f"Subsystem sftp {sftp_server}",
+            f"ForceCommand {forced_command}",
+            "",
+        ]
+    )
 
 
-def start_sshd(address: str, port: int, root: Path, *, authorized_key: str | Path,
-               login_user: str, journal: Path | None = None, scan_root: Path | None = None,
-               wrapper: Path | None = None, timeout_s: float = 10.0) -> SshdHandle:
+def start_sshd(
+    address: str,
+    port: int,
+    root: Path,
+    *,
+    authorized_key: str | Path,
+    login_user: str,
+    journal: Path | None = None,
+    scan_root: Path | None = None,
+    wrapper: Path | None = None,
+    timeout_s: float = 10.0,
+) -> SshdHandle:
     """Start one real /usr/sbin/sshd on ``address:port`` with its files under ``root``.
 
     Args:
@@ -376,8 +433,11 @@ def start_sshd(address: str, port: int, root: Path, *, authorized_key: str | Pat
         _keygen(host_key, f"sandbox-host-{address}")
     host_key_pub = (ssh_dir / "ssh_host_ed25519_key.pub").read_text(encoding="utf-8").strip()
 
-    key_line = (Path(authorized_key).read_text(encoding="utf-8").strip()
-                if isinstance(authorized_key, Path) else authorized_key.strip())
+    key_line = (
+        Path(authorized_key).read_text(encoding="utf-8").strip()
+        if isinstance(authorized_key, Path)
+        else authorized_key.strip()
+    )
     authorized_keys = ssh_dir / "authorized_keys"
     authorized_keys.write_text(key_line + "\n", encoding="utf-8")
     authorized_keys.chmod(0o644)
@@ -390,12 +450,21 @@ def start_sshd(address: str, port: int, root: Path, *, authorized_key: str | Pat
     config = ssh_dir / "sshd_config"
     pid_file = run_dir / "sshd.pid"
     log_path = log_dir / "sshd.log"
-    config.write_text(sshd_config_text(
-        address=address, port=port, host_key=host_key, pid_file=pid_file,
-        authorized_keys=authorized_keys, login_user=login_user,
-        forced_command=force_command(wrapper, host=address, journal=journal,
-                                     scan_root=scan_root or root),
-        sftp_server=sftp_server_path()), encoding="utf-8")
+    config.write_text(
+        sshd_config_text(
+            address=address,
+            port=port,
+            host_key=host_key,
+            pid_file=pid_file,
+            authorized_keys=authorized_keys,
+            login_user=login_user,
+            forced_command=force_command(
+                wrapper, host=address, journal=journal, scan_root=scan_root or root
+            ),
+            sftp_server=sftp_server_path(),
+        ),
+        encoding="utf-8",
+    )
     if is_root() and login_user != "root":
         # sshd reads authorized_keys as the login user, and the wrapper runs as that user.
         grant_traverse(ssh_dir)
@@ -404,12 +473,18 @@ def start_sshd(address: str, port: int, root: Path, *, authorized_key: str | Pat
 
     # sshd daemonizes: the parent exits once the config is read (errors: non-zero), the
     # daemon binds, then writes its pid file.
-    result = subprocess.run([SSHD, "-f", str(config), "-E", str(log_path)],
-                            capture_output=True, text=True, check=False,
-                            stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [SSHD, "-f", str(config), "-E", str(log_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
     if result.returncode != 0:
-        raise SshdError(f"sshd for {address}:{port} refused to start: "
-                        f"{(result.stderr.strip() or _log_tail(log_path))}")
+        raise SshdError(
+            f"sshd for {address}:{port} refused to start: "
+            f"{(result.stderr.strip() or _log_tail(log_path))}"
+        )
     pid = _wait_for_pid(pid_file, address, port, log_path, timeout_s)
     deadline = time.monotonic() + timeout_s
     while not port_accepts(address, port):
@@ -417,9 +492,16 @@ def start_sshd(address: str, port: int, root: Path, *, authorized_key: str | Pat
             stop_process_tree(pid)
             raise SshdError(f"sshd for {address}:{port} did not come up: {_log_tail(log_path)}")
         time.sleep(0.01)
-    return SshdHandle(address=address, port=port, root=root, pid=pid,
-                      host_key_pub=host_key_pub, config_path=config, log_path=log_path,
-                      login_user=login_user)
+    return SshdHandle(
+        address=address,
+        port=port,
+        root=root,
+        pid=pid,
+        host_key_pub=host_key_pub,
+        config_path=config,
+        log_path=log_path,
+        login_user=login_user,
+    )
 
 
 def _prepare_journal(journal: Path, user: str) -> None:
@@ -433,8 +515,7 @@ def _prepare_journal(journal: Path, user: str) -> None:
         journal.chmod(0o666)
 
 
-def _wait_for_pid(pid_file: Path, address: str, port: int, log_path: Path,
-                  timeout_s: float) -> int:
+def _wait_for_pid(pid_file: Path, address: str, port: int, log_path: Path, timeout_s: float) -> int:
     deadline = time.monotonic() + timeout_s
     while True:
         with contextlib.suppress(FileNotFoundError, ValueError):
@@ -456,5 +537,3 @@ def _log_tail(log_path: Path, lines: int = 5) -> str:
     except FileNotFoundError:
         return "(no log)"
     return " | ".join(text.strip().splitlines()[-lines:]) or "(empty log)"
-
-

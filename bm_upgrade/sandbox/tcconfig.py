@@ -14,8 +14,14 @@ from bm_upgrade.sandbox.kit_files.server.lib import tccommon
 ConfigError = tccommon.ConfigError
 
 
-def write_tc_config(path: Path, *, stripes: list[dict[str, Any]], persistent: bool,
-                    reconnect_window_s: float, election_s: float) -> None:
+def write_tc_config(
+    path: Path,
+    *,
+    stripes: list[dict[str, Any]],
+    persistent: bool,
+    reconnect_window_s: float,
+    election_s: float,
+) -> None:
     """Write one region's tc-config.xml.
 
     Args:
@@ -27,6 +33,12 @@ def write_tc_config(path: Path, *, stripes: list[dict[str, Any]], persistent: bo
         election_s: ``election-time`` of every mirror group.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(tccommon.render_tc_config(stripes, persistent=persistent,
-                                              reconnect_window_s=reconnect_window_s,
-                                              election_s=election_s), encoding="utf-8")
+    path.write_text(
+        tccommon.render_tc_config(
+            stripes,
+            persistent=persistent,
+            reconnect_window_s=reconnect_window_s,
+            election_s=election_s,
+        ),
+        encoding="utf-8",
+    )

@@ -36,8 +36,15 @@ NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,23}$")
 CLUSTER_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
 MAX_HOSTS = 250  # one /24 loopback block; .254 serves the kits
 _TOP_KEYS = {"name", "version", "kits", "persistent", "reconnect_window_s", "regions", "timing"}
-_REGION_KEYS = {"name", "wan_role", "stripes", "mirrors", "clients", "orchestrators",
-                "replica_disconnect_behavior"}
+_REGION_KEYS = {
+    "name",
+    "wan_role",
+    "stripes",
+    "mirrors",
+    "clients",
+    "orchestrators",
+    "replica_disconnect_behavior",
+}
 _BEHAVIORS = ("reconnectResync", "remainDisconnected")
 WAN_PORT = 9889
 WAN_CACHES = ("orders", "sessions")
@@ -94,8 +101,9 @@ class Topology:
     reconnect_window_s: float = 10.0
 
     def host_count(self) -> int:
-        return sum(r.stripes * (1 + r.mirrors) + r.clients + r.orchestrator_count
-                   for r in self.regions)
+        return sum(
+            r.stripes * (1 + r.mirrors) + r.clients + r.orchestrator_count for r in self.regions
+        )
 
     def wan_master_region(self) -> str | None:
         """The master region of the WAN, when the topology has orchestrators."""
@@ -124,8 +132,9 @@ def load_topology(path_or_name: str | Path) -> Topology:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise TopologyError(file, ["no such file; give a path or one of the shipped names "
-                                   f"{shipped_names()}"]) from None
+        raise TopologyError(
+            file, [f"no such file; give a path or one of the shipped names {shipped_names()}"]
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise TopologyError(file, [f"cannot read the file ({exc})"]) from None
     try:
@@ -141,23 +150,32 @@ def parse_topology(data: Any, file: str = "<topology>") -> Topology:  # noqa: PL
     """Validate parsed YAML; raises TopologyError listing every problem."""
     issues: list[str] = []
     if not isinstance(data, dict):
-        raise TopologyError(file, ["the top level must be a mapping with version, kits, "
-                                   "persistent, regions (see the README)"])
+        raise TopologyError(
+            file,
+            [
+                "the top level must be a mapping with version, kits, "
+                "persistent, regions (see the README)"
+            ],
+        )
     _unknown(data, _TOP_KEYS, "", issues)
     version = data.get("version")
     if version is None:
         issues.append("version: required; the version the cluster runs at start, e.g. 4.2.0")
     elif not VERSION_RE.match(str(version)):
-        issues.append(f"version: {version!r} is not a BigMemory Max 4.2 maintenance version; "
-                      "write it like 4.2.0 (quote it if YAML reads it as a number)")
+        issues.append(
+            f"version: {version!r} is not a BigMemory Max 4.2 maintenance version; "
+            "write it like 4.2.0 (quote it if YAML reads it as a number)"
+        )
     kits = data.get("kits", [version] if version is not None else [])
     if not isinstance(kits, list) or not kits:
         issues.append("kits: must be a non-empty list of versions, e.g. [4.2.0, 4.2.1]")
         kits = []
     for i, kit in enumerate(kits):
         if not VERSION_RE.match(str(kit)):
-            issues.append(f"kits[{i}]: {kit!r} is not a 4.2 maintenance version; write it "
-                          "like 4.2.1 (the sandbox serves 4.2.x kits only)")
+            issues.append(
+                f"kits[{i}]: {kit!r} is not a 4.2 maintenance version; write it "
+                "like 4.2.1 (the sandbox serves 4.2.x kits only)"
+            )
     kits = [str(k) for k in kits]
     if len(set(kits)) != len(kits):
         issues.append("kits: a version is listed twice; list each once")
@@ -169,20 +187,29 @@ def parse_topology(data: Any, file: str = "<topology>") -> Topology:  # noqa: PL
     window = _number(data, "reconnect_window_s", 10.0, issues, "", low=0.1, high=600)
     name = data.get("name")
     if name is not None and not CLUSTER_RE.match(str(name)):
-        issues.append(f"name: {name!r} is not a valid cluster name; use letters, digits and "
-                      "'_', starting with a letter")
+        issues.append(
+            f"name: {name!r} is not a valid cluster name; use letters, digits and "
+            "'_', starting with a letter"
+        )
     regions = _regions(data.get("regions"), issues)
     timing = _timing(data.get("timing", {}), issues)
     topology = None
     if not issues:
-        topology = Topology(version=str(version), kits=tuple(kits), persistent=bool(persistent),
-                            regions=tuple(regions), timing=timing,
-                            name=None if name is None else str(name),
-                            reconnect_window_s=window)
+        topology = Topology(
+            version=str(version),
+            kits=tuple(kits),
+            persistent=bool(persistent),
+            regions=tuple(regions),
+            timing=timing,
+            name=None if name is None else str(name),
+            reconnect_window_s=window,
+        )
         if topology.host_count() > MAX_HOSTS:
-            issues.append(f"regions: {topology.host_count()} hosts (servers, clients, "
-                          "orchestrators) do not fit one loopback block; use at most "
-                          f"{MAX_HOSTS}")
+            issues.append(
+                f"regions: {topology.host_count()} hosts (servers, clients, "
+                "orchestrators) do not fit one loopback block; use at most "
+                f"{MAX_HOSTS}"
+            )
     if issues or topology is None:
         raise TopologyError(file, issues)
     return topology
@@ -191,12 +218,22 @@ def parse_topology(data: Any, file: str = "<topology>") -> Topology:  # noqa: PL
 def _unknown(data: dict[str, Any], known: set[str], prefix: str, issues: list[str]) -> None:
     for key in data:
         if key not in known:
-            issues.append(f"{prefix}{key}: unknown key; remove it or check its spelling "
-                          f"(known: {', '.join(sorted(known))})")
+            issues.append(
+                f"{prefix}{key}: unknown key; remove it or check its spelling "
+                f"(known: {', '.join(sorted(known))})"
+            )
 
 
-def _number(data: dict[str, Any], key: str, default: float, issues: list[str], prefix: str,
-            *, low: float, high: float) -> float:
+def _number(
+    data: dict[str, Any],
+    key: str,
+    default: float,
+    issues: list[str],
+    prefix: str,
+    *,
+    low: float,
+    high: float,
+) -> float:
     value = data.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
         issues.append(f"{prefix}{key}: {value!r} must be a number from {low:g} to {high:g}")
@@ -204,8 +241,16 @@ def _number(data: dict[str, Any], key: str, default: float, issues: list[str], p
     return float(value)
 
 
-def _count(data: dict[str, Any], key: str, default: int | None, issues: list[str], prefix: str,
-           *, low: int, high: int) -> int:
+def _count(
+    data: dict[str, Any],
+    key: str,
+    default: int | None,
+    issues: list[str],
+    prefix: str,
+    *,
+    low: int,
+    high: int,
+) -> int:
     value = data.get(key, default)
     if value is None:
         issues.append(f"{prefix}{key}: required; a whole number from {low} to {high}")
@@ -218,8 +263,9 @@ def _count(data: dict[str, Any], key: str, default: int | None, issues: list[str
 
 def _regions(raw: Any, issues: list[str]) -> list[RegionSpec]:
     if not isinstance(raw, list) or not raw:
-        issues.append("regions: required; a list of regions, each with name, stripes, "
-                      "mirrors, clients")
+        issues.append(
+            "regions: required; a list of regions, each with name, stripes, mirrors, clients"
+        )
         return []
     regions: list[RegionSpec] = []
     for i, region in enumerate(raw):
@@ -230,38 +276,51 @@ def _regions(raw: Any, issues: list[str]) -> list[RegionSpec]:
         _unknown(region, _REGION_KEYS, where, issues)
         name = str(region.get("name", ""))
         if not NAME_RE.match(name):
-            issues.append(f"{where}name: {region.get('name')!r} is not a valid region name; use "
-                          "up to 24 letters, digits, '-' or '_', starting with a letter")
+            issues.append(
+                f"{where}name: {region.get('name')!r} is not a valid region name; use "
+                "up to 24 letters, digits, '-' or '_', starting with a letter"
+            )
         role = region.get("wan_role")
         if role not in (None, "master", "replica"):
             issues.append(f"{where}wan_role: {role!r} must be master or replica (or omitted)")
         masters, standbys = _orchestrators(region, where, issues)
         behavior = region.get("replica_disconnect_behavior", _BEHAVIORS[0])
         if behavior not in _BEHAVIORS:
-            issues.append(f"{where}replica_disconnect_behavior: {behavior!r} must be "
-                          f"{' or '.join(_BEHAVIORS)}")
+            issues.append(
+                f"{where}replica_disconnect_behavior: {behavior!r} must be "
+                f"{' or '.join(_BEHAVIORS)}"
+            )
         if masters + standbys and role not in ("master", "replica"):
-            issues.append(f"{where}wan_role: a region with orchestrators needs wan_role: "
-                          "master or replica")
-        regions.append(RegionSpec(
-            name=name,
-            stripes=_count(region, "stripes", None, issues, where, low=1, high=16),
-            mirrors=_count(region, "mirrors", 1, issues, where, low=0, high=3),
-            clients=_count(region, "clients", 1, issues, where, low=0, high=32),
-            wan_role=role if isinstance(role, str) else None,
-            orchestrators_master=masters, orchestrators_standby=standbys,
-            replica_disconnect_behavior=str(behavior)))
+            issues.append(
+                f"{where}wan_role: a region with orchestrators needs wan_role: master or replica"
+            )
+        regions.append(
+            RegionSpec(
+                name=name,
+                stripes=_count(region, "stripes", None, issues, where, low=1, high=16),
+                mirrors=_count(region, "mirrors", 1, issues, where, low=0, high=3),
+                clients=_count(region, "clients", 1, issues, where, low=0, high=32),
+                wan_role=role if isinstance(role, str) else None,
+                orchestrators_master=masters,
+                orchestrators_standby=standbys,
+                replica_disconnect_behavior=str(behavior),
+            )
+        )
     names = [r.name for r in regions]
     for i, name in enumerate(names):
         if name and name in names[:i]:
-            issues.append(f"regions[{i}].name: region {name!r} is listed twice; give each "
-                          "region a unique name")
+            issues.append(
+                f"regions[{i}].name: region {name!r} is listed twice; give each "
+                "region a unique name"
+            )
     if sum(r.wan_role == "master" for r in regions) > 1:
         issues.append("regions: more than one region has wan_role: master; name one master")
     wan = [r for r in regions if r.orchestrator_count]
     if wan and not any(r.wan_role == "master" for r in wan):
-        issues.append("regions: orchestrators are configured but no region with orchestrators "
-                      "has wan_role: master; give the master region its orchestrators")
+        issues.append(
+            "regions: orchestrators are configured but no region with orchestrators "
+            "has wan_role: master; give the master region its orchestrators"
+        )
     return regions
 
 
@@ -275,22 +334,28 @@ def _orchestrators(region: dict[str, Any], where: str, issues: list[str]) -> tup
     masters = _count(raw, "master", 0, issues, where, low=0, high=3)
     standbys = _count(raw, "standby", 0, issues, where, low=0, high=3)
     if standbys and not masters:
-        issues.append(f"{where}master: a region with standby orchestrators needs at least one "
-                      "master orchestrator")
+        issues.append(
+            f"{where}master: a region with standby orchestrators needs at least one "
+            "master orchestrator"
+        )
     return masters, standbys
 
 
 def _timing(raw: Any, issues: list[str]) -> Timing:
     if not isinstance(raw, dict):
-        issues.append("timing: must be a mapping such as {start_s: 0.5, election_s: 1.0, "
-                      "sync_s: 1.0}")
+        issues.append(
+            "timing: must be a mapping such as {start_s: 0.5, election_s: 1.0, sync_s: 1.0}"
+        )
         return Timing()
     _unknown(raw, _TIMING_KEYS, "timing.", issues)
     defaults = Timing()
     return Timing(
         start_s=_number(raw, "start_s", defaults.start_s, issues, "timing.", low=0, high=600),
-        election_s=_number(raw, "election_s", defaults.election_s, issues, "timing.",
-                           low=0.05, high=600),
+        election_s=_number(
+            raw, "election_s", defaults.election_s, issues, "timing.", low=0.05, high=600
+        ),
         sync_s=_number(raw, "sync_s", defaults.sync_s, issues, "timing.", low=0, high=3600),
-        sync_s_per_mb=_number(raw, "sync_s_per_mb", defaults.sync_s_per_mb, issues, "timing.",
-                              low=0, high=600))
+        sync_s_per_mb=_number(
+            raw, "sync_s_per_mb", defaults.sync_s_per_mb, issues, "timing.", low=0, high=600
+        ),
+    )

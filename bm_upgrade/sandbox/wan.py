@@ -24,28 +24,43 @@ STATUS_PATH = "/wan/status"
 
 def sandbox_json_entries(plan: tuple[OrchestratorPlan, ...]) -> dict[str, dict[str, Any]]:
     """sandbox.json ``orchestrators``: how orchestrators (and faults) find each other."""
-    return {o.name: {"region": o.region, "role": o.role, "host": o.host, "port": o.port,
-                     "wan_xml": str(o.wan_xml), "install_dir": str(o.install_dir),
-                     "replica_disconnect_behavior": o.replica_disconnect_behavior}
-            for o in plan}
+    return {
+        o.name: {
+            "region": o.region,
+            "role": o.role,
+            "host": o.host,
+            "port": o.port,
+            "wan_xml": str(o.wan_xml),
+            "install_dir": str(o.install_dir),
+            "replica_disconnect_behavior": o.replica_disconnect_behavior,
+        }
+        for o in plan
+    }
 
 
-def lay_out(topology: Topology, plan: tuple[OrchestratorPlan, ...], tarball: Path,
-            license_file: Path) -> None:
+def lay_out(
+    topology: Topology, plan: tuple[OrchestratorPlan, ...], tarball: Path, license_file: Path
+) -> None:
     """Unpack the kit (plus the license) and write wan.xml on every orchestrator host."""
     from bm_upgrade.sandbox import kits
 
     master_region = topology.wan_master_region()
-    masters = [(o.host, o.port) for o in plan
-               if o.region == master_region and o.role == "master"]
+    masters = [(o.host, o.port) for o in plan if o.region == master_region and o.role == "master"]
     for orch in plan:
         kits.unpack_kit(tarball, orch.install_dir)
         shutil.copyfile(license_file, orch.install_dir / "terracotta-license.key")
         orch.wan_xml.parent.mkdir(parents=True, exist_ok=True)
         orch.console_log.parent.mkdir(parents=True, exist_ok=True)
-        orch.wan_xml.write_text(tcwanxml.render_wan_xml(
-            host=orch.host, port=orch.port, behavior=orch.replica_disconnect_behavior,
-            caches=list(WAN_CACHES), masters=masters), encoding="utf-8")
+        orch.wan_xml.write_text(
+            tcwanxml.render_wan_xml(
+                host=orch.host,
+                port=orch.port,
+                behavior=orch.replica_disconnect_behavior,
+                caches=list(WAN_CACHES),
+                masters=masters,
+            ),
+            encoding="utf-8",
+        )
 
 
 def status(host: str, port: int, timeout_s: float = 1.0) -> dict[str, Any] | None:
@@ -53,8 +68,12 @@ def status(host: str, port: int, timeout_s: float = 1.0) -> dict[str, Any] | Non
     return protocol.get_json(f"http://{host}:{port}{STATUS_PATH}", timeout_s)
 
 
-def start_all(plan: tuple[OrchestratorPlan, ...], start: Callable[[OrchestratorPlan], None],
-              deadline: float, say: Callable[[str], None]) -> None:
+def start_all(
+    plan: tuple[OrchestratorPlan, ...],
+    start: Callable[[OrchestratorPlan], None],
+    deadline: float,
+    say: Callable[[str], None],
+) -> None:
     """Masters first (the master region's first), then standbys; wait until every replica
     cache is ACTIVE. ``start`` starts one orchestrator detached.
 
@@ -72,12 +91,20 @@ def start_all(plan: tuple[OrchestratorPlan, ...], start: Callable[[OrchestratorP
     for orch in standbys:
         start(orch)
     _wait(standbys, lambda s: s.get("state") == "standby", "standby", deadline)
-    _wait(masters, lambda s: all(c.get("state") == "ACTIVE" for c in s.get("caches", [])),
-          "every cache ACTIVE", deadline)
+    _wait(
+        masters,
+        lambda s: all(c.get("state") == "ACTIVE" for c in s.get("caches", [])),
+        "every cache ACTIVE",
+        deadline,
+    )
 
 
-def _wait(orchs: list[OrchestratorPlan], ready: Callable[[dict[str, Any]], bool], what: str,
-          deadline: float) -> None:
+def _wait(
+    orchs: list[OrchestratorPlan],
+    ready: Callable[[dict[str, Any]], bool],
+    what: str,
+    deadline: float,
+) -> None:
     pending = list(orchs)
     while pending:
         pending = [o for o in pending if not ready(status(o.host, o.port) or {"state": None})]
@@ -86,14 +113,21 @@ def _wait(orchs: list[OrchestratorPlan], ready: Callable[[dict[str, Any]], bool]
         if time.monotonic() > deadline:
             orch = pending[0]
             seen = status(orch.host, orch.port)
-            raise TimeoutError(f"orchestrator {orch.name} ({orch.host}) did not reach {what} in "
-                               f"time (status: {seen or 'no answer'}); see {orch.console_log}")
+            raise TimeoutError(
+                f"orchestrator {orch.name} ({orch.host}) did not reach {what} in "
+                f"time (status: {seen or 'no answer'}); see {orch.console_log}"
+            )
         time.sleep(0.05)
 
 
 def inventory_entry(orch: OrchestratorPlan) -> dict[str, Any]:
     """The orchestrator's entry in DIR/inventory.yaml (bm_upgrade.inventory.Orchestrator)."""
-    return {"name": orch.name, "host": orch.host, "install_dir": str(orch.install_dir),
-            "wan_xml": str(orch.wan_xml), "role": orch.role,
-            "replica_disconnect_behavior": orch.replica_disconnect_behavior,
-            "console_log": str(orch.console_log)}
+    return {
+        "name": orch.name,
+        "host": orch.host,
+        "install_dir": str(orch.install_dir),
+        "wan_xml": str(orch.wan_xml),
+        "role": orch.role,
+        "replica_disconnect_behavior": orch.replica_disconnect_behavior,
+        "console_log": str(orch.console_log),
+    }

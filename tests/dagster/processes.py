@@ -21,19 +21,27 @@ BIN = Path(sys.executable).parent
 # Started from a background job, SIGINT may be ignored, and a Dagster server then ignores
 # shutdown. An ignored signal stays ignored across exec, a default one stays default: this
 # prelude resets both to default, then becomes the program (no preexec_fn, unsafe in threads).
-_DEFAULT_SIGNALS = ("import os, signal, sys; "
-                    "[signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGTERM)]; "
-                    "os.execv(sys.argv[1], sys.argv[1:])")
+_DEFAULT_SIGNALS = (
+    "import os, signal, sys; "
+    "[signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGTERM)]; "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
 
 
-def start(program: str, args: list[str], home: Path, log: Path,
-          env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def start(
+    program: str, args: list[str], home: Path, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """``program`` (one of the venv's dagster commands) with ``DAGSTER_HOME=home``."""
     full_env = {**os.environ, "DAGSTER_HOME": str(home), **(env or {})}
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-c", _DEFAULT_SIGNALS, str(BIN / program),
-                                 *args], env=full_env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-c", _DEFAULT_SIGNALS, str(BIN / program), *args],
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
@@ -56,8 +64,9 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
         proc.wait(timeout=timeout)
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str,
-               interval: float = 0.2) -> None:
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.2
+) -> None:
     """Poll ``predicate`` until true; fail the test naming ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

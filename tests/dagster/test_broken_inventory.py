@@ -35,11 +35,13 @@ def evaluate(defs: dg.Definitions, sensor: str) -> str:
 
 
 def test_one_broken_file_leaves_the_others_and_shows_its_error(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "good.yaml").write_text(yaml.safe_dump(minimal()), encoding="utf-8")
     bad = minimal(cluster="other")
-    bad["regions"][0]["stripes"].append({"name": "stripe.1",
-                                         "servers": [server("tsa-b1", "10.0.0.5")]})
+    bad["regions"][0]["stripes"].append(
+        {"name": "stripe.1", "servers": [server("tsa-b1", "10.0.0.5")]}
+    )
     bad["regions"][0]["stripes"][0]["name"] = "stripe-1"
     (tmp_path / "prod-eu.yaml").write_text(yaml.safe_dump(bad), encoding="utf-8")
     monkeypatch.setenv(INVENTORY_DIR_ENV, str(tmp_path))
@@ -52,11 +54,11 @@ def test_one_broken_file_leaves_the_others_and_shows_its_error(
     assert str(tmp_path / "prod-eu.yaml") in (sensor.description or "")
     message = evaluate(defs, "inventory_error_prod_eu")
     assert str(tmp_path / "prod-eu.yaml") in message
-    assert "regions[0].stripes[1].name" in message \
-        and "upgrade_mirrors_east_stripe_1" in message
+    assert "regions[0].stripes[1].name" in message and "upgrade_mirrors_east_stripe_1" in message
     # Fixed on disk: the sensor says so (the job comes with a reload of the code location).
-    (tmp_path / "prod-eu.yaml").write_text(yaml.safe_dump(minimal(cluster="other")),
-                                           encoding="utf-8")
+    (tmp_path / "prod-eu.yaml").write_text(
+        yaml.safe_dump(minimal(cluster="other")), encoding="utf-8"
+    )
     assert "reload the code location" in evaluate(defs, "inventory_error_prod_eu")
     assert names(build_definitions(tmp_path))[0] == ["upgrade_other", "upgrade_test"]
 
@@ -68,8 +70,10 @@ def test_two_files_of_one_cluster_keep_the_first(tmp_path: Path) -> None:
     jobs, sensors = names(defs)
     assert jobs == ["upgrade_test"] and "inventory_error_b" in sensors
     message = evaluate(defs, "inventory_error_b")
-    assert f"{tmp_path / 'b.yml'}: cluster: cluster 'test' is already the cluster of " \
-           f"{tmp_path / 'a.yaml'}" in message
+    assert (
+        f"{tmp_path / 'b.yml'}: cluster: cluster 'test' is already the cluster of "
+        f"{tmp_path / 'a.yaml'}" in message
+    )
 
 
 def test_only_broken_files_give_their_sensors_and_no_job(tmp_path: Path) -> None:
@@ -81,11 +85,17 @@ def test_only_broken_files_give_their_sensors_and_no_job(tmp_path: Path) -> None
     assert "malformed YAML" in evaluate(defs, "inventory_error_x_1_2")
 
 
-@pytest.mark.parametrize(("parts", "name"), [
-    (("upgrade", "eu-west.1", "stripe-2"), "upgrade_eu_west_1_stripe_2"), (("a", "b"), "a_b"),
-    (("upgrade", "r_1", "s.x-y"), "upgrade_r_1_s_x_y")])
-def test_the_inventory_names_steps_as_the_job_does(parts: tuple[str, ...], name: str,
-                                                    tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("parts", "name"),
+    [
+        (("upgrade", "eu-west.1", "stripe-2"), "upgrade_eu_west_1_stripe_2"),
+        (("a", "b"), "a_b"),
+        (("upgrade", "r_1", "s.x-y"), "upgrade_r_1_s_x_y"),
+    ],
+)
+def test_the_inventory_names_steps_as_the_job_does(
+    parts: tuple[str, ...], name: str, tmp_path: Path
+) -> None:
     assert graph_name(*parts) == name
     data = minimal()
     data["regions"][0]["name"] = "eu-west.1"
@@ -100,10 +110,27 @@ def test_the_inventory_names_steps_as_the_job_does(parts: tuple[str, ...], name:
     assert set(nodes) <= {node.name for node in graph.nodes}
 
 
-CRONS = ["0 2 * * 0", "0 1 * * sun", "30 23 * * 1-5", "*/15 3 * * *", "0 0 1 * *",
-         "0 4 1,15 * 6", "0 */6 * * 7", "0 12 * jan-mar mon", "0 0 29 2 *", "0 2 * * 1-7",
-         "99 99 * * 9", "0 0 31 2 *", "0 0 30 2 1", "0 0 31 4,6 *", "0 2 */0 * *",
-         "0 2 * *", "0 2 * * 0,7", "5/15 * * * *", "0 0 31 */2 *"]
+CRONS = [
+    "0 2 * * 0",
+    "0 1 * * sun",
+    "30 23 * * 1-5",
+    "*/15 3 * * *",
+    "0 0 1 * *",
+    "0 4 1,15 * 6",
+    "0 */6 * * 7",
+    "0 12 * jan-mar mon",
+    "0 0 29 2 *",
+    "0 2 * * 1-7",
+    "99 99 * * 9",
+    "0 0 31 2 *",
+    "0 0 30 2 1",
+    "0 0 31 4,6 *",
+    "0 2 */0 * *",
+    "0 2 * *",
+    "0 2 * * 0,7",
+    "5/15 * * * *",
+    "0 0 31 */2 *",
+]
 
 
 @pytest.mark.parametrize("cron", CRONS)

@@ -22,8 +22,9 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "inventory.yaml"
 
 
-def test_code_location_loads_from_the_env_folder(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_code_location_loads_from_the_env_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     shutil.copy(EXAMPLE, tmp_path / "prod.yaml")
     (tmp_path / "test.yml").write_text(yaml.safe_dump(minimal()))
     (tmp_path / "notes.txt").write_text("not an inventory")
@@ -36,9 +37,12 @@ def test_code_location_loads_from_the_env_folder(tmp_path: Path,
     # a sync-status sensor per cluster and the two run notifications.
     assert sorted(s.name for s in repo.schedule_defs) == ["window_prod_eu", "window_test"]
     assert sorted(s.name for s in repo.sensor_defs) == [
-        "notify_run_failure", "notify_run_success", "sync_status_prod_eu", "sync_status_test"]
-    assert module.defs.resolve_assets_def(["bm_upgrade", "prod_eu", "sync_status"]) \
-        is not None
+        "notify_run_failure",
+        "notify_run_success",
+        "sync_status_prod_eu",
+        "sync_status_test",
+    ]
+    assert module.defs.resolve_assets_def(["bm_upgrade", "prod_eu", "sync_status"]) is not None
 
 
 def test_missing_folder_gives_an_empty_code_location(tmp_path: Path) -> None:
@@ -50,10 +54,17 @@ def test_job_graph_follows_the_procedure() -> None:
     job = build_definitions(REPO / "examples").resolve_job_def("upgrade_prod_eu")
     names = {node.name for node in job.graph.nodes}
     stripes = [("frankfurt", "stripe1"), ("frankfurt", "stripe2"), ("dublin", "stripe1")]
-    assert names == {"preflight", "download", "stage_kit", "verify_servers",
-                     "restart_clients_1", "restart_clients_2", "wan_cycle", "report",
-                     *(f"{kind}_{r}_{s}" for r, s in stripes
-                       for kind in ("upgrade_mirrors", "failover"))}
+    assert names == {
+        "preflight",
+        "download",
+        "stage_kit",
+        "verify_servers",
+        "restart_clients_1",
+        "restart_clients_2",
+        "wan_cycle",
+        "report",
+        *(f"{kind}_{r}_{s}" for r, s in stripes for kind in ("upgrade_mirrors", "failover")),
+    }
     deps = job.graph.dependency_structure
 
     def upstream(node: str) -> set[str]:
@@ -61,15 +72,20 @@ def test_job_graph_follows_the_procedure() -> None:
 
     # Stripes side by side; within one, the failover after its own mirrors only.
     assert upstream("upgrade_mirrors_dublin_stripe1") == {"preflight", "stage_kit"}
-    assert upstream("failover_dublin_stripe1") == {"preflight", "stage_kit",
-                                                   "upgrade_mirrors_dublin_stripe1"}
-    assert upstream("verify_servers") == {"preflight"} | {f"failover_{r}_{s}"
-                                                         for r, s in stripes}
-    chain = [("stage_kit", "download"), ("download", "preflight"),
-             ("restart_clients_1", "verify_servers"),
-             ("restart_clients_2", "restart_clients_1"),
-             ("wan_cycle", "restart_clients_2"),
-             ("report", "wan_cycle")]
+    assert upstream("failover_dublin_stripe1") == {
+        "preflight",
+        "stage_kit",
+        "upgrade_mirrors_dublin_stripe1",
+    }
+    assert upstream("verify_servers") == {"preflight"} | {f"failover_{r}_{s}" for r, s in stripes}
+    chain = [
+        ("stage_kit", "download"),
+        ("download", "preflight"),
+        ("restart_clients_1", "verify_servers"),
+        ("restart_clients_2", "restart_clients_1"),
+        ("wan_cycle", "restart_clients_2"),
+        ("report", "wan_cycle"),
+    ]
     for node, before in chain:
         assert before in upstream(node)
     assert job.tags["cluster"] == "prod_eu"
@@ -89,8 +105,9 @@ def test_stripe_steps_never_spell_another_step() -> None:
     other node starts like a stripe's (inventory_checks.stripe_nodes)."""
     job = build_definitions(REPO / "examples").resolve_job_def("upgrade_prod_eu")
     others = [n.name for n in job.graph.nodes if "bm_upgrade/stripe" not in n.tags]
-    assert others and not [n for n in others
-                           if n.startswith((MIRRORS_NODE_PREFIX, FAILOVER_NODE_PREFIX))]
+    assert others and not [
+        n for n in others if n.startswith((MIRRORS_NODE_PREFIX, FAILOVER_NODE_PREFIX))
+    ]
 
 
 def test_config_defaults_come_from_the_inventory() -> None:
@@ -105,8 +122,9 @@ def test_config_defaults_come_from_the_inventory() -> None:
     assert settings.options.failback is False
     assert settings.inventory_for_run(inventory).policy.failback is False
     # A rollback's run: every step sees the run's target, not the inventory file's.
-    rollback = RunSettings.from_config(UpgradeConfig(**{**config, "target_version": "4.2.0"}),
-                                       inventory)
+    rollback = RunSettings.from_config(
+        UpgradeConfig(**{**config, "target_version": "4.2.0"}), inventory
+    )
     assert rollback.inventory_for_run(inventory).target_version == "4.2.0"
 
 
@@ -114,8 +132,9 @@ def test_executor_is_chosen_by_parallel_stripes() -> None:
     inventory = load_inventory(EXAMPLE)
     assert inventory.policy.parallel_stripes == 2
     assert executor_for(inventory).name == "multiprocess"
-    single = inventory.model_copy(update={"policy": inventory.policy.model_copy(
-        update={"parallel_stripes": 1})})
+    single = inventory.model_copy(
+        update={"policy": inventory.policy.model_copy(update={"parallel_stripes": 1})}
+    )
     assert executor_for(single) is dg.in_process_executor
 
 

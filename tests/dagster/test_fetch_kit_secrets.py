@@ -27,11 +27,12 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def settings_and_cluster(tmp_path: Path, *, dry_run: bool) -> tuple[RunSettings,
-                                                                    ClusterResource]:
+def settings_and_cluster(tmp_path: Path, *, dry_run: bool) -> tuple[RunSettings, ClusterResource]:
     data = minimal()
-    data["kits"][0]["url"] = (f"https://deploy:{TOKEN}@127.0.0.1:{closed_port()}/kits/"
-                              f"bigmemory-max-{data['kits'][0]['version']}.tar.gz?X-Sig={SIG}")
+    data["kits"][0]["url"] = (
+        f"https://deploy:{TOKEN}@127.0.0.1:{closed_port()}/kits/"
+        f"bigmemory-max-{data['kits'][0]['version']}.tar.gz?X-Sig={SIG}"
+    )
     path = tmp_path / "inventory.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     inventory = load_inventory(path)
@@ -52,8 +53,9 @@ def test_dry_run_metadata_shows_the_url_redacted(tmp_path: Path) -> None:
     assert TOKEN not in metadata and SIG not in metadata
 
 
-def test_a_failed_fetch_shows_no_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failed_fetch_shows_no_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
     settings, cluster = settings_and_cluster(tmp_path, dry_run=False)

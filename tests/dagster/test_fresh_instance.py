@@ -31,8 +31,9 @@ LOCATIONS = """
 def graphql(url: str, query: str) -> dict[str, Any] | None:
     """The answer's data, or None while the webserver does not answer yet."""
     body = json.dumps({"query": query}).encode()
-    request = urllib.request.Request(f"{url}/graphql", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{url}/graphql", data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             answer: dict[str, Any] = json.loads(response.read())
@@ -60,9 +61,12 @@ def start_both_and_check(home: Path, inventories: Path) -> None:
     env = {INVENTORY_DIR_ENV: str(inventories), INTERVAL_ENV: "3600"}
     module = ["-m", "bm_upgrade.definitions"]
     web_log, daemon_log = home / "webserver.log", home / "daemon.log"
-    started = [processes.start("dagster-webserver", ["-h", "127.0.0.1", "-p", str(port),
-                                                     *module], home, web_log, env),
-               processes.start("dagster-daemon", ["run", *module], home, daemon_log, env)]
+    started = [
+        processes.start(
+            "dagster-webserver", ["-h", "127.0.0.1", "-p", str(port), *module], home, web_log, env
+        ),
+        processes.start("dagster-daemon", ["run", *module], home, daemon_log, env),
+    ]
     try:
         entries: list[dict[str, Any]] = []
 
@@ -73,8 +77,9 @@ def start_both_and_check(home: Path, inventories: Path) -> None:
             entries[:] = data["workspaceOrError"]["locationEntries"]
             return bool(entries) and all(e["loadStatus"] == "LOADED" for e in entries)
 
-        processes.wait_until(loaded, 120, f"the code location to load (log: {web_log})",
-                             interval=0.5)
+        processes.wait_until(
+            loaded, 120, f"the code location to load (log: {web_log})", interval=0.5
+        )
         (entry,) = entries
         assert entry["locationOrLoadError"]["__typename"] == "RepositoryLocation", entry
 
@@ -85,10 +90,14 @@ def start_both_and_check(home: Path, inventories: Path) -> None:
                 beats = inst.get_daemon_heartbeats()
                 return required <= set(beats)
 
-            processes.wait_until(beating, 120, f"every daemon's heartbeat (log: {daemon_log})",
-                                 interval=0.5)
-            errors = {kind: beat.errors for kind, beat in inst.get_daemon_heartbeats().items()
-                      if beat.errors}
+            processes.wait_until(
+                beating, 120, f"every daemon's heartbeat (log: {daemon_log})", interval=0.5
+            )
+            errors = {
+                kind: beat.errors
+                for kind, beat in inst.get_daemon_heartbeats().items()
+                if beat.errors
+            }
         assert not errors, errors
         for log in (web_log, daemon_log):
             assert "alembic" not in log.read_text(errors="replace"), log.read_text()
@@ -138,12 +147,15 @@ OPEN_INSTANCE = "from bm_upgrade.defs.launch import instance; instance()"
 @pytest.mark.slow
 @pytest.mark.parametrize("attempt", range(3))
 def test_command_lines_starting_at_once_on_a_fresh_home_stamp_it_once(
-        tmp_path: Path, attempt: int) -> None:
+    tmp_path: Path, attempt: int
+) -> None:
     """Four processes open a fresh DAGSTER_HOME through `bm-upgrade run`'s own path
     (launch.instance) at the same moment: one at a time creates the storage, so every
     database ends at alembic's one head and every process succeeds."""
-    openers = [processes.start("python", ["-c", OPEN_INSTANCE], tmp_path,
-                               tmp_path / f"open{i}.log") for i in range(4)]
+    openers = [
+        processes.start("python", ["-c", OPEN_INSTANCE], tmp_path, tmp_path / f"open{i}.log")
+        for i in range(4)
+    ]
     try:
         codes = [proc.wait(timeout=120) for proc in openers]
     finally:

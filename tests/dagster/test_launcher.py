@@ -37,8 +37,9 @@ LOCATION = Path(__file__).with_name("queue_location.py")
 @contextmanager
 def worker() -> Iterator[subprocess.Popen[bytes]]:
     """A process standing in for a run worker (it waits for its stdin to close)."""
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
-                            stdin=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
     try:
         yield proc
     finally:
@@ -54,13 +55,20 @@ def kill(proc: subprocess.Popen[bytes]) -> None:
 
 
 def tags_of(pid: int) -> dict[str, str]:
-    return {WORKER_HOST_TAG: socket.gethostname(), WORKER_PID_TAG: str(pid),
-            WORKER_START_TAG: process_start(pid) or ""}
+    return {
+        WORKER_HOST_TAG: socket.gethostname(),
+        WORKER_PID_TAG: str(pid),
+        WORKER_START_TAG: process_start(pid) or "",
+    }
 
 
 def started_run(inst: dg.DagsterInstance, tags: dict[str, str]) -> dg.DagsterRun:
-    run = dg.DagsterRun(job_name="upgrade_test", run_id=str(uuid.uuid4()),
-                        status=dg.DagsterRunStatus.STARTED, tags=tags)
+    run = dg.DagsterRun(
+        job_name="upgrade_test",
+        run_id=str(uuid.uuid4()),
+        status=dg.DagsterRunStatus.STARTED,
+        tags=tags,
+    )
     return inst.add_run(run)
 
 
@@ -99,10 +107,12 @@ def test_this_process_records_itself() -> None:
     assert tags[WORKER_START_TAG] == process_start(os.getpid()) != ""
 
 
-def test_worker_on_another_host_or_unrecorded_is_never_failed(
-        inst: dg.DagsterInstance) -> None:
-    elsewhere = {WORKER_HOST_TAG: "not-" + socket.gethostname(), WORKER_PID_TAG: "1",
-                 WORKER_START_TAG: "x"}
+def test_worker_on_another_host_or_unrecorded_is_never_failed(inst: dg.DagsterInstance) -> None:
+    elsewhere = {
+        WORKER_HOST_TAG: "not-" + socket.gethostname(),
+        WORKER_PID_TAG: "1",
+        WORKER_START_TAG: "x",
+    }
     assert health(inst, started_run(inst, elsewhere)) == WorkerStatus.RUNNING
     assert health(inst, started_run(inst, {})) == WorkerStatus.RUNNING
 
@@ -111,8 +121,9 @@ def test_worker_from_dagsters_started_process_event(inst: dg.DagsterInstance) ->
     with worker() as proc:
         # A UI re-execution copies the parent's tags: the event of the run's own worker wins.
         run = started_run(inst, {**tags_of(os.getpid()), WORKER_START_TAG: "boot/1"})
-        inst.report_engine_event(f"Started process for run (pid: {proc.pid}).", run,
-                                 EngineEventData.in_process(proc.pid))
+        inst.report_engine_event(
+            f"Started process for run (pid: {proc.pid}).", run, EngineEventData.in_process(proc.pid)
+        )
         assert health(inst, run) == WorkerStatus.RUNNING
         kill(proc)
         assert health(inst, run) == WorkerStatus.FAILED
@@ -127,27 +138,33 @@ def test_daemon_marks_the_run_of_a_killed_worker_failed(tmp_path: Path) -> None:
     (home / "dagster.yaml").write_text(fast)
     prepare_instance(home)
     log = home / "daemon.log"
-    with worker() as dead, worker() as alive, \
-            dg.DagsterInstance.from_config(str(home)) as inst:
+    with worker() as dead, worker() as alive, dg.DagsterInstance.from_config(str(home)) as inst:
         gone = started_run(inst, tags_of(dead.pid))
         going = started_run(inst, tags_of(alive.pid))
         kill(dead)
         daemon = processes.start("dagster-daemon", ["run", "-f", str(LOCATION)], home, log)
         try:
+
             def status(run: dg.DagsterRun) -> dg.DagsterRunStatus:
                 found = inst.get_run_by_id(run.run_id)
                 assert found is not None
                 return found.status
 
-            processes.wait_until(lambda: status(gone) == dg.DagsterRunStatus.FAILURE, 90,
-                                 f"the daemon to mark the dead worker's run failed ({log})")
+            processes.wait_until(
+                lambda: status(gone) == dg.DagsterRunStatus.FAILURE,
+                90,
+                f"the daemon to mark the dead worker's run failed ({log})",
+            )
             checked = log.read_text().count(f"Checking run {going.run_id}")
             processes.wait_until(
-                lambda: log.read_text().count(f"Checking run {going.run_id}") > checked, 30,
-                "one more monitoring pass over the live worker's run")
+                lambda: log.read_text().count(f"Checking run {going.run_id}") > checked,
+                30,
+                "one more monitoring pass over the live worker's run",
+            )
             assert status(going) == dg.DagsterRunStatus.STARTED
         finally:
             processes.stop(daemon)
         messages = [e.message for e in inst.all_logs(gone.run_id)]
-        assert any(f"process {dead.pid} on {socket.gethostname()}, is gone" in m
-                   for m in messages), messages
+        assert any(
+            f"process {dead.pid} on {socket.gethostname()}, is gone" in m for m in messages
+        ), messages

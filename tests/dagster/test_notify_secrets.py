@@ -22,8 +22,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def posted(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, url: str,
-           payload: dict[str, Any] | None = None) -> str:
+def posted(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    url: str,
+    payload: dict[str, Any] | None = None,
+) -> str:
     monkeypatch.setenv(notify.WEBHOOK_ENV, url)
     caplog.clear()
     outcome = notify.post(payload if payload is not None else {"event": "run_failure"})
@@ -34,14 +38,18 @@ def posted(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, ur
     return outcome
 
 
-@pytest.mark.parametrize("url", [
-    # http.client's InvalidURL: a port that is not a number (the userinfo read as the port).
-    f"http://user:{TOKEN}@127.0.0.1/services/{TOKEN}",
-    # http.client's InvalidURL quoting the path and query ("can't contain control characters").
-    f"http://127.0.0.1:1/services/{TOKEN}?sig={SIG} x",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        # http.client's InvalidURL: a port that is not a number (the userinfo read as the port).
+        f"http://user:{TOKEN}@127.0.0.1/services/{TOKEN}",
+        # http.client's InvalidURL quoting the path and query ("can't contain control characters").
+        f"http://127.0.0.1:1/services/{TOKEN}?sig={SIG} x",
+    ],
+)
 def test_an_invalid_webhook_url_is_reported_without_it(
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, url: str) -> None:
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, url: str
+) -> None:
     caplog.set_level(logging.DEBUG)
     outcome = posted(monkeypatch, caplog, url)
     assert outcome.startswith("webhook not reachable (InvalidURL")
@@ -49,7 +57,8 @@ def test_an_invalid_webhook_url_is_reported_without_it(
 
 
 def test_an_unreachable_webhook_is_reported_without_it(
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     url = f"http://127.0.0.1:{free_port()}/services/{TOKEN}?sig={SIG}"
     outcome = posted(monkeypatch, caplog, url)
@@ -58,10 +67,12 @@ def test_an_unreachable_webhook_is_reported_without_it(
 
 
 def test_a_value_error_before_the_request_never_escapes(
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     circular: dict[str, Any] = {"event": "run_failure"}
     circular["self"] = circular  # json.dumps raises ValueError (before any request)
-    outcome = posted(monkeypatch, caplog,
-                     f"http://127.0.0.1:{free_port()}/services/{TOKEN}", circular)
+    outcome = posted(
+        monkeypatch, caplog, f"http://127.0.0.1:{free_port()}/services/{TOKEN}", circular
+    )
     assert outcome.startswith("webhook not reachable (ValueError")

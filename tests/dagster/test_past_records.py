@@ -19,13 +19,15 @@ JOB = "upgrade_test"
 
 
 def record(node: str, action: str, started: float, ended: float) -> StepRecord:
-    return StepRecord(node=node, action=action, found="", did=("done",), started=started,
-                      ended=ended)
+    return StepRecord(
+        node=node, action=action, found="", did=("done",), started=started, ended=ended
+    )
 
 
 def steps_job(steps: dict[str, list[StepRecord]]) -> dg.JobDefinition:
     """A job named like the cluster's, one node per entry, each storing its records as the
     upgrade's ops do (``records_metadata``)."""
+
     # Unannotated: Dagster cannot resolve a nested op's string annotation of ``context``.
     @dg.op
     def step(context) -> None:  # type: ignore[no-untyped-def]
@@ -48,14 +50,24 @@ def instance() -> Iterator[dg.DagsterInstance]:
 def test_runs_before_and_after_the_split_both_count(instance: dg.DagsterInstance) -> None:
     inv = parse_inventory(minimal(), "x")
     mirror, active = (s.name for s in inv.regions[0].stripes[0].servers)
-    old = {"upgrade_east_stripe1": [record(mirror, "stop", 0, 10),
-                                    record(mirror, "confirm-standby", 10, 30),
-                                    record(active, "failover-stop", 40, 45),
-                                    record(active, "confirm-standby", 45, 100)]}
-    new = {"upgrade_mirrors_east_stripe1": [record(mirror, "stop", 0, 5),
-                                            record(mirror, "confirm-standby", 5, 20)],
-           "failover_east_stripe1": [record(active, "failover-stop", 30, 35),
-                                     record(active, "confirm-standby", 35, 50)]}
+    old = {
+        "upgrade_east_stripe1": [
+            record(mirror, "stop", 0, 10),
+            record(mirror, "confirm-standby", 10, 30),
+            record(active, "failover-stop", 40, 45),
+            record(active, "confirm-standby", 45, 100),
+        ]
+    }
+    new = {
+        "upgrade_mirrors_east_stripe1": [
+            record(mirror, "stop", 0, 5),
+            record(mirror, "confirm-standby", 5, 20),
+        ],
+        "failover_east_stripe1": [
+            record(active, "failover-stop", 30, 35),
+            record(active, "confirm-standby", 35, 50),
+        ],
+    }
     for steps in (old, new):
         assert steps_job(steps).execute_in_process(instance=instance).success
     runs = [list(records) for records in past_records(instance, JOB)]

@@ -56,9 +56,13 @@ def add_run(inventory: Path, status: dg.DagsterRunStatus, tags: dict[str, str]) 
     with dg.DagsterInstance.get() as inst:
         parent = inst.get_run_by_id(real.run_id)
         assert parent is not None
-        inst.add_run(parent._replace(run_id=run_id, status=status,
-                                     tags={CLUSTER_TAG: "test", INVENTORY_TAG: str(inventory),
-                                           **tags}))
+        inst.add_run(
+            parent._replace(
+                run_id=run_id,
+                status=status,
+                tags={CLUSTER_TAG: "test", INVENTORY_TAG: str(inventory), **tags},
+            )
+        )
     return run_id
 
 
@@ -71,8 +75,9 @@ def status_of(run_id: str) -> dg.DagsterRunStatus:
 
 def dead_worker_tags() -> dict[str, str]:
     """The worker tags of a process that ran and is gone (reaped)."""
-    proc = subprocess.Popen([sys.executable, "-c", "import os; print(os.getpid())"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import os; print(os.getpid())"], stdout=subprocess.PIPE, text=True
+    )
     out, _ = proc.communicate(timeout=30)
     return {**worker_tags(), WORKER_PID_TAG: out.strip(), "bm_upgrade/worker_start": "gone"}
 
@@ -80,8 +85,11 @@ def dead_worker_tags() -> dict[str, str]:
 @pytest.mark.usefixtures("home")
 def test_a_run_whose_worker_runs_is_refused(inventory: Path) -> None:
     run_id = add_run(inventory, dg.DagsterRunStatus.STARTED, worker_tags())
-    with pytest.raises(UserError, match=rf"run {run_id} is still STARTED \(its worker, "
-                                        rf"process {os.getpid()} on .*, is running\)"):
+    with pytest.raises(
+        UserError,
+        match=rf"run {run_id} is still STARTED \(its worker, "
+        rf"process {os.getpid()} on .*, is running\)",
+    ):
         rerun(run_id)
     assert status_of(run_id) == dg.DagsterRunStatus.STARTED
 

@@ -64,8 +64,11 @@ def inventory(tmp_path: Path) -> Path:
 def create_run(inst: dg.DagsterInstance, path: Path) -> dg.DagsterRun:
     """A run of the inventory's job as every launcher creates one (not started yet)."""
     job = reconstructable(str(path)).get_definition()
-    tags = {CLUSTER_TAG: "test", INVENTORY_TAG: str(path),
-            INVENTORY_SHA_TAG: inventory_sha256(path)}
+    tags = {
+        CLUSTER_TAG: "test",
+        INVENTORY_TAG: str(path),
+        INVENTORY_SHA_TAG: inventory_sha256(path),
+    }
     return inst.create_run_for_job(job, run_config=dict(QUIET_CONSOLE), tags=tags)
 
 
@@ -108,9 +111,15 @@ def test_two_command_line_runs_at_once_only_one_runs(home: Path, inventory: Path
     """Two `bm-upgrade run` started side by side: exactly one reaches preflight; the other
     is refused, by the quick check before its run exists (exit 2) or by the claim (exit 1),
     naming the first either way."""
-    procs = [subprocess.Popen([sys.executable, "-m", "bm_upgrade.cli", "run", str(inventory)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bm_upgrade.cli", "run", str(inventory)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     try:
         ends = [proc.communicate(timeout=120) for proc in procs]
     finally:
@@ -124,24 +133,35 @@ def test_two_command_line_runs_at_once_only_one_runs(home: Path, inventory: Path
     winner_id = ends[winner][0].split("run_id: ", 1)[1].split()[0]
     assert procs[loser].returncode in (1, 2)
     # The command's own one line (besides Dagster's log of the run, when it had one).
-    said = [line for line in ends[loser][1].splitlines()
-            if line.startswith((f"failed: run {winner_id} of cluster test",
-                                f"error: run {winner_id} of cluster test"))]
+    said = [
+        line
+        for line in ends[loser][1].splitlines()
+        if line.startswith(
+            (f"failed: run {winner_id} of cluster test", f"error: run {winner_id} of cluster test")
+        )
+    ]
     assert said, ends[loser][1]
 
 
-def test_a_run_created_later_stops_for_one_going_elsewhere(home: Path,
-                                                           inventory: Path) -> None:
+def test_a_run_created_later_stops_for_one_going_elsewhere(home: Path, inventory: Path) -> None:
     """A run of the cluster that another process (the daemon's run worker, another
     `bm-upgrade run`) is executing was first: a run executed here stops naming it; another
     cluster's run is no obstacle."""
     with dg.DagsterInstance.get() as inst:
-        other = dg.DagsterRun(job_name="upgrade_other", run_id=str(uuid.uuid4()),
-                              status=dg.DagsterRunStatus.STARTED, tags={CLUSTER_TAG: "other"})
+        other = dg.DagsterRun(
+            job_name="upgrade_other",
+            run_id=str(uuid.uuid4()),
+            status=dg.DagsterRunStatus.STARTED,
+            tags={CLUSTER_TAG: "other"},
+        )
         inst.add_run(other)
         going = create_run(inst, inventory)
-        inst.run_storage.handle_run_event(going.run_id, dg.DagsterEvent(
-            event_type_value=dg.DagsterEventType.RUN_START.value, job_name=going.job_name))
+        inst.run_storage.handle_run_event(
+            going.run_id,
+            dg.DagsterEvent(
+                event_type_value=dg.DagsterEventType.RUN_START.value, job_name=going.job_name
+            ),
+        )
         later = create_run(inst, inventory)
         status, reason = execute(inst, inventory, later)
         assert status == "FAILURE"
@@ -156,7 +176,8 @@ def fail_in_preflight(path: Path) -> str:
 
 
 def test_rerun_refused_when_the_inventory_changed_unless_accepted(
-        home: Path, inventory: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home: Path, inventory: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     parent = fail_in_preflight(inventory)
     data = yaml.safe_load(inventory.read_text())
     data["ssh"]["connect_timeout_s"] = 1.5
@@ -170,9 +191,11 @@ def test_rerun_refused_when_the_inventory_changed_unless_accepted(
     with dg.DagsterInstance.get() as inst:
         assert [r.run_id for r in inst.get_runs()] == [parent]  # no run created
         # A re-execution from elsewhere (the UI's button) is refused by the run itself.
-        with dg.execute_job(reconstructable(str(inventory)), inst,
-                            reexecution_options=dg.ReexecutionOptions.from_failure(
-                                parent, inst)) as result:
+        with dg.execute_job(
+            reconstructable(str(inventory)),
+            inst,
+            reexecution_options=dg.ReexecutionOptions.from_failure(parent, inst),
+        ) as result:
             why = reason(result.all_events)
         assert f"changed since run {parent}" in why
         assert f"{INVENTORY_CHANGE_TAG}={now}" in why
@@ -198,13 +221,18 @@ def test_a_lost_claim_is_one_sentence_on_the_command_line(home: Path, inventory:
     was created between its quick check and its own run): the sentence, no traceback."""
     with dg.DagsterInstance.get() as inst:
         first = create_run(inst, inventory)
-        tags = {CLUSTER_TAG: "test", INVENTORY_TAG: str(inventory),
-                INVENTORY_SHA_TAG: inventory_sha256(inventory)}
-        outcome = _execute(reconstructable(str(inventory)), inst, dict(QUIET_CONSOLE), tags,
-                           on_run_id=None)
+        tags = {
+            CLUSTER_TAG: "test",
+            INVENTORY_TAG: str(inventory),
+            INVENTORY_SHA_TAG: inventory_sha256(inventory),
+        }
+        outcome = _execute(
+            reconstructable(str(inventory)), inst, dict(QUIET_CONSOLE), tags, on_run_id=None
+        )
         lost = [e.dagster_event for e in inst.all_logs(outcome.run_id) if e.dagster_event]
     assert not outcome.success and outcome.failure
-    assert outcome.failure.startswith(f"run {first.run_id} of cluster test (NOT_STARTED) "
-                                      "was created before this one")
+    assert outcome.failure.startswith(
+        f"run {first.run_id} of cluster test (NOT_STARTED) was created before this one"
+    )
     # The failure notification says the same, not "failed before any step ran".
     assert failure_of(lost) == (None, outcome.failure)

@@ -42,16 +42,19 @@ class Ticks:
     def __init__(self, sandbox: E2ESandbox) -> None:
         self.inventory = sandbox.inventory
         self.alerts: list[str] = []
-        self.sensor = build_status_sensor(self.inventory, str(sandbox.inventory_path),
-                                          alert=lambda _inv, message: self.alerts.append(
-                                              message))
+        self.sensor = build_status_sensor(
+            self.inventory,
+            str(sandbox.inventory_path),
+            alert=lambda _inv, message: self.alerts.append(message),
+        )
         self.cursor: str | None = None
 
     def tick(self) -> tuple[dict[str, Any] | None, str | None]:
         """(the observation's metadata or None, the skip message)."""
         with dg.DagsterInstance.get() as instance:
-            data = self.sensor.evaluate_tick(dg.build_sensor_context(instance=instance,
-                                                                     cursor=self.cursor))
+            data = self.sensor.evaluate_tick(
+                dg.build_sensor_context(instance=instance, cursor=self.cursor)
+            )
         self.cursor = data.cursor
         events = list(data.asset_events)
         if not events:
@@ -72,8 +75,7 @@ def test_first_look_records_every_node_then_nothing(sandbox: E2ESandbox, ticks: 
     assert first is not None
     state = first["state"]
     assert set(state) == set(sandbox.info["servers"])
-    assert sorted(n["state"] for n in state.values()) == ["ACTIVE-COORDINATOR",
-                                                          "PASSIVE-STANDBY"]
+    assert sorted(n["state"] for n in state.values()) == ["ACTIVE-COORDINATOR", "PASSIVE-STANDBY"]
     assert {n["version"] for n in state.values()} == {"4.2.0"}
     assert first["alerts"] == "none" and ticks.alerts == []
     again, skip = ticks.tick()
@@ -87,8 +89,10 @@ def test_a_mirror_out_of_standby_alerts_once(sandbox: E2ESandbox, ticks: Ticks) 
         assert not failed.success
         seen, _ = ticks.tick()
         assert seen is not None
-        assert any(line.startswith(f"- {mirror}: PASSIVE-STANDBY 4.2.0 -> ")
-                   for line in seen["changes"].splitlines()), seen["changes"]
+        assert any(
+            line.startswith(f"- {mirror}: PASSIVE-STANDBY 4.2.0 -> ")
+            for line in seen["changes"].splitlines()
+        ), seen["changes"]
         assert "mixed versions (4.2.0, 4.2.1)" in seen["alerts"]
         # A stripe without standby alerts once it has been so for the threshold (0.01 s
         # here), counted from the first look that saw it: the next look.
@@ -103,8 +107,9 @@ def test_a_mirror_out_of_standby_alerts_once(sandbox: E2ESandbox, ticks: Ticks) 
         # Mixed versions are expected while a run is going: not an alert then.
         with HostPool(sandbox.inventory.ssh) as pool:
             view = observe_cluster(sandbox.inventory, pool, clients=False)
-        going = watch_step(WatchMemory(), sandbox.inventory, view, 0.0, upgrading=True,
-                           no_standby_alert_s=3600)
+        going = watch_step(
+            WatchMemory(), sandbox.inventory, view, 0.0, upgrading=True, no_standby_alert_s=3600
+        )
         assert going.raised == []
     again = rerun(failed.run_id)
     assert again.success, again.failure

@@ -54,8 +54,9 @@ def run(instance: dg.DagsterInstance, *, fail: bool, parent: str | None = None) 
     os.environ[BOOM_ENV] = "1" if fail else "0"
     try:
         options = dg.ReexecutionOptions.from_failure(parent, instance) if parent else None
-        with dg.execute_job(dg.reconstructable(two_steps), instance,
-                            reexecution_options=options) as result:
+        with dg.execute_job(
+            dg.reconstructable(two_steps), instance, reexecution_options=options
+        ) as result:
             assert result.success is not fail
             return result.run_id
     finally:
@@ -65,7 +66,8 @@ def run(instance: dg.DagsterInstance, *, fail: bool, parent: str | None = None) 
 def test_an_earlier_failure_of_this_run_only(instance: dg.DagsterInstance) -> None:
     failed = run(instance, fail=True)
     assert earlier_failure(instance, failed, "fine") == (
-        f"step boom of this run failed ({SENTENCE}); fix that, then re-execute from failure")
+        f"step boom of this run failed ({SENTENCE}); fix that, then re-execute from failure"
+    )
     assert earlier_failure(instance, failed, "boom") is None, "its own failure"
     # The re-execution of the failed run: the parent's failure does not count.
     child = run(instance, fail=False, parent=failed)
@@ -78,8 +80,7 @@ def test_a_stop_tag_counts_only_for_the_run_it_names(instance: dg.DagsterInstanc
     a re-execution launched from the UI copies its parent's tags, and must not inherit it."""
     parent = run(instance, fail=True)
     assert requested_stop(instance, parent) is None
-    instance.add_run_tags(parent, stop_tag(parent, "the operator interrupted bm-upgrade "
-                                                   "(SIGTERM)"))
+    instance.add_run_tags(parent, stop_tag(parent, "the operator interrupted bm-upgrade (SIGTERM)"))
     assert requested_stop(instance, parent) == "the operator interrupted bm-upgrade (SIGTERM)"
     child = run(instance, fail=False, parent=parent)
     parent_run = instance.get_run_by_id(parent)
@@ -113,23 +114,28 @@ def previous_handlers() -> Iterator[list[int]]:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_in_a_step_requests_a_stop_then_reaches_the_previous_handler(
-        previous_handlers: list[int], signum: int) -> None:
+    previous_handlers: list[int], signum: int
+) -> None:
     with signals_request_stop("upgrade_mirrors_east_stripe1"):
         signal.raise_signal(signum)
         # Still running: the procedure finishes its server and refuses the next stop.
         assert previous_handlers == []
         reason = halt.stop_reason()
-    assert reason == (f"interrupted (step upgrade_mirrors_east_stripe1's process received "
-                      f"{signal.Signals(signum).name}: Ctrl-C, SIGTERM or a terminate of the "
-                      "run)")
+    assert reason == (
+        f"interrupted (step upgrade_mirrors_east_stripe1's process received "
+        f"{signal.Signals(signum).name}: Ctrl-C, SIGTERM or a terminate of the "
+        "run)"
+    )
     assert previous_handlers == [signum], "handed on once the step ended"
     signal.raise_signal(signal.SIGINT)
     assert previous_handlers == [signum, signal.SIGINT], "previous handlers restored"
 
 
 def test_a_step_that_failed_keeps_its_own_error(previous_handlers: list[int]) -> None:
-    with pytest.raises(RuntimeError, match="refused"), \
-            signals_request_stop("upgrade_mirrors_east_stripe1"):
+    with (
+        pytest.raises(RuntimeError, match="refused"),
+        signals_request_stop("upgrade_mirrors_east_stripe1"),
+    ):
         signal.raise_signal(signal.SIGINT)
         raise RuntimeError("next stop refused")
     assert previous_handlers == []

@@ -12,10 +12,11 @@ from tests.unit.inventories import minimal
 
 
 def test_memory_survives_its_cursor() -> None:
-    memory = WatchMemory(nodes={"s1": {"stripe": "east/stripe1", "state": "PASSIVE-STANDBY",
-                                       "version": "4.2.0"}},
-                         no_standby_since={"east/stripe2": 1700000000.5},
-                         alerts={"mixed-versions": "prod runs mixed versions"})
+    memory = WatchMemory(
+        nodes={"s1": {"stripe": "east/stripe1", "state": "PASSIVE-STANDBY", "version": "4.2.0"}},
+        no_standby_since={"east/stripe2": 1700000000.5},
+        alerts={"mixed-versions": "prod runs mixed versions"},
+    )
     assert WatchMemory.from_cursor(memory.to_cursor()) == memory
 
 
@@ -29,6 +30,7 @@ def test_interval_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(INTERVAL_ENV, "15")
     assert build_status_sensor(inventory, "x.yaml").minimum_interval_seconds == 15
     monkeypatch.setenv(INTERVAL_ENV, "soon")
-    with pytest.raises(BmUpgradeError, match=f"{INTERVAL_ENV}='soon' is not a positive "
-                                             "number of seconds"):
+    with pytest.raises(
+        BmUpgradeError, match=f"{INTERVAL_ENV}='soon' is not a positive number of seconds"
+    ):
         build_status_sensor(inventory, "x.yaml")

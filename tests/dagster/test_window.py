@@ -35,9 +35,19 @@ from bm_upgrade.window import (
 from tests.unit.inventories import minimal
 
 UTC = datetime.UTC
-CRONS = ["0 2 * * 0", "0 1 * * sun", "30 23 * * 1-5", "*/15 3 * * *", "0 0 1 * *",
-         "0 4 1,15 * 6", "5 2 * 3 0", "0 */6 * * 7", "0 12 * jan-mar mon", "0 2 */2 * 1",
-         "30 2 * 10,11 *"]
+CRONS = [
+    "0 2 * * 0",
+    "0 1 * * sun",
+    "30 23 * * 1-5",
+    "*/15 3 * * *",
+    "0 0 1 * *",
+    "0 4 1,15 * 6",
+    "5 2 * 3 0",
+    "0 */6 * * 7",
+    "0 12 * jan-mar mon",
+    "0 2 */2 * 1",
+    "30 2 * 10,11 *",
+]
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata"]
 
 
@@ -48,11 +58,14 @@ def inventory(**window: object) -> Inventory:
 
 
 @settings(max_examples=60, deadline=None)
-@given(cron=st.sampled_from(CRONS), zone=st.sampled_from(ZONES),
-       start=st.datetimes(min_value=datetime.datetime(2024, 1, 1),
-                          max_value=datetime.datetime(2030, 1, 1)))
-def test_openings_agree_with_dagsters_cron(cron: str, zone: str,
-                                           start: datetime.datetime) -> None:
+@given(
+    cron=st.sampled_from(CRONS),
+    zone=st.sampled_from(ZONES),
+    start=st.datetimes(
+        min_value=datetime.datetime(2024, 1, 1), max_value=datetime.datetime(2030, 1, 1)
+    ),
+)
+def test_openings_agree_with_dagsters_cron(cron: str, zone: str, start: datetime.datetime) -> None:
     after = start.replace(tzinfo=UTC)
     ours = openings(Window(cron=cron, timezone=zone), after)
     theirs = cron_string_iterator(after.timestamp(), cron, zone)
@@ -96,12 +109,18 @@ def test_a_repeated_time_opens_once_at_its_second_occurrence() -> None:
     assert [next(theirs).isoformat() for _ in got] == got
 
 
-@pytest.mark.parametrize("text, field", [("0 2 * *", "5 fields"), ("61 2 * * 0", "minute"),
-                                         ("0 2 * * funday", "day of week"),
-                                         ("0 5-2 * * *", "backwards"),
-                                         ("0 2 1-5,9-7 * *", "day of month range '9-7'"),
-                                         ("R 2 * * *", "random"),
-                                         ("0 2 */0 * *", "day of month")])
+@pytest.mark.parametrize(
+    "text, field",
+    [
+        ("0 2 * *", "5 fields"),
+        ("61 2 * * 0", "minute"),
+        ("0 2 * * funday", "day of week"),
+        ("0 5-2 * * *", "backwards"),
+        ("0 2 1-5,9-7 * *", "day of month range '9-7'"),
+        ("R 2 * * *", "random"),
+        ("0 2 */0 * *", "day of month"),
+    ],
+)
 def test_bad_cron_names_the_field(text: str, field: str) -> None:
     with pytest.raises(ValueError, match=field):
         Cron.parse(text)
@@ -121,25 +140,35 @@ def test_window_in_progress_and_the_next_one() -> None:
 def test_respect_window_outside_fails_saying_when_the_next_opens() -> None:
     window = Window(cron="0 2 * * 0", timezone="UTC", length_minutes=60)
     monday = datetime.datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-    with pytest.raises(StepFailed, match=r"none is open now.*next window opens "
-                                         r"2026-12-06T02:00:00\+00:00"):
+    with pytest.raises(
+        StepFailed,
+        match=r"none is open now.*next window opens "
+        r"2026-12-06T02:00:00\+00:00",
+    ):
         window_end_for_run(window, monday)
     sunday = datetime.datetime(2026, 12, 6, 2, 10, tzinfo=UTC)
-    assert window_end_for_run(window, sunday) == datetime.datetime(2026, 12, 6, 3, 0,
-                                                                   tzinfo=UTC)
+    assert window_end_for_run(window, sunday) == datetime.datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
     assert window_end_for_run(Window(enabled=False), monday) is None
 
 
 def test_guard_refuses_a_step_that_would_overrun() -> None:
     now = datetime.datetime(2026, 12, 6, 5, 0, tzinfo=UTC)
-    guard = WindowGuard(end=now + datetime.timedelta(minutes=30),
-                        expected={SERVER: (600.0, "the longest in 2 past run(s)"),
-                                  ACTIVE: (2400.0, "the timeouts")},
-                        next_opening=now + datetime.timedelta(days=7), clock=lambda: now)
+    guard = WindowGuard(
+        end=now + datetime.timedelta(minutes=30),
+        expected={
+            SERVER: (600.0, "the longest in 2 past run(s)"),
+            ACTIVE: (2400.0, "the timeouts"),
+        },
+        next_opening=now + datetime.timedelta(days=7),
+        clock=lambda: now,
+    )
     guard.check("s1", "stop of s1", SERVER)  # 10 min fit in 30
-    with pytest.raises(StepFailed, match=r"failover-stop of s2 was not started: it is "
-                                         r"expected to take 2400 s \(the timeouts\).*"
-                                         r"next window opens 2026-12-13T05:00") as err:
+    with pytest.raises(
+        StepFailed,
+        match=r"failover-stop of s2 was not started: it is "
+        r"expected to take 2400 s \(the timeouts\).*"
+        r"next window opens 2026-12-13T05:00",
+    ) as err:
         guard.check("s2", "failover-stop of s2", ACTIVE)
     assert err.value.node == "s2"
 
@@ -150,12 +179,16 @@ def test_outages_from_past_records_else_timeouts() -> None:
     mirror, active = servers[0], servers[1]
 
     def rec(node: str, action: str, start: float, end: float) -> dict[str, object]:
-        return {"node": node, "action": action, "started": start, "ended": end,
-                "skipped": False}
+        return {"node": node, "action": action, "started": start, "ended": end, "skipped": False}
 
-    run = [rec(mirror, "stop", 0, 2), rec(mirror, "install", 2, 3),
-           rec(mirror, "confirm-standby", 3, 10), rec(active, "failover-stop", 11, 12),
-           rec(active, "wait-failover", 12, 14), rec(active, "confirm-standby", 14, 30)]
+    run = [
+        rec(mirror, "stop", 0, 2),
+        rec(mirror, "install", 2, 3),
+        rec(mirror, "confirm-standby", 3, 10),
+        rec(active, "failover-stop", 11, 12),
+        rec(active, "wait-failover", 12, 14),
+        rec(active, "confirm-standby", 14, 30),
+    ]
     assert outage_spans(inv, run) == {SERVER: 10.0, ACTIVE: 19.0}
     timeouts = Timeouts()
     expected = expected_outages(inv, timeouts, [run, run[:2]])
@@ -191,15 +224,17 @@ def test_run_by_hand_ignores_the_window_unless_asked() -> None:
     settings = RunSettings.from_config(config, inv)
     monday = datetime.datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
     with dg.instance_for_test() as instance:
-        assert plan_window(instance, "upgrade_x", settings, inv, respect_window=False,
-                           now=monday).window_guard() is None
+        assert (
+            plan_window(
+                instance, "upgrade_x", settings, inv, respect_window=False, now=monday
+            ).window_guard()
+            is None
+        )
         with pytest.raises(StepFailed, match="none is open now"):
             plan_window(instance, "upgrade_x", settings, inv, respect_window=True, now=monday)
         sunday = datetime.datetime(2026, 12, 6, 2, 30, tzinfo=UTC)
-        planned = plan_window(instance, "upgrade_x", settings, inv, respect_window=True,
-                              now=sunday)
+        planned = plan_window(instance, "upgrade_x", settings, inv, respect_window=True, now=sunday)
         guard = planned.window_guard()
-        assert guard is not None and guard.end == datetime.datetime(2026, 12, 6, 3, 0,
-                                                                     tzinfo=UTC)
+        assert guard is not None and guard.end == datetime.datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
         assert guard.expected[SERVER][1] == "the timeouts"  # no past runs
         assert planned.next_opening == datetime.datetime(2026, 12, 13, 2, 0, tzinfo=UTC)

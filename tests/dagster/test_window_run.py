@@ -31,8 +31,7 @@ def sandbox(dagster_home: Path) -> Iterator[E2ESandbox]:
 
 
 def closes_in(minutes: float) -> str:
-    return (datetime.datetime.now(datetime.UTC)
-            + datetime.timedelta(minutes=minutes)).isoformat()
+    return (datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=minutes)).isoformat()
 
 
 def two_minutes_left() -> dict[str, object]:
@@ -56,6 +55,5 @@ def test_history_of_a_run_decides_the_next_window_check(sandbox: E2ESandbox) -> 
     by_hand = run_upgrade(sandbox.inventory_path)  # no window_end: the window is ignored
     assert by_hand.success, by_hand.failure
     # The sandbox's outages took seconds: with the same 2 minutes left, a rollback fits.
-    back = run_upgrade(sandbox.inventory_path, target="4.2.0",
-                       overrides=two_minutes_left())
+    back = run_upgrade(sandbox.inventory_path, target="4.2.0", overrides=two_minutes_left())
     assert back.success, back.failure

@@ -83,8 +83,7 @@ def e2e_sandbox(topology: str = "small") -> Iterator[E2ESandbox]:
 
 
 @contextlib.contextmanager
-def dagster_home_env(prefix: str = "bm-upgrade-dagster-",
-                     **extra_env: str) -> Iterator[Path]:
+def dagster_home_env(prefix: str = "bm-upgrade-dagster-", **extra_env: str) -> Iterator[Path]:
     """A Dagster instance of its own (DAGSTER_HOME) and kit cache (so test sessions running
     side by side never share a half-written kit), plus ``extra_env``; all restored after."""
     home = Path(tempfile.mkdtemp(prefix=prefix))

@@ -18,8 +18,7 @@ from typing import Any
 from bm_upgrade.inventory import Inventory
 
 ACTIVE, STANDBY, STOPPED = "ACTIVE-COORDINATOR", "PASSIVE-STANDBY", "STOP-STATE"
-DISRUPTIVE_COMMAND_WORDS = ("stop-tc-server.sh", "stop-wan.sh", "app.sh stop", "rm -rf",
-                            "mv --")
+DISRUPTIVE_COMMAND_WORDS = ("stop-tc-server.sh", "stop-wan.sh", "app.sh stop", "rm -rf", "mv --")
 
 
 _TIMED = re.compile(r"timeout -k [0-9.]+ [0-9.]+ sh -c (.+)", re.DOTALL)
@@ -72,9 +71,15 @@ class _Replay:
         return True
 
 
-def violations(journal: Path, inventory: Inventory, target: str, *,
-               since: float = 0.0, until: float = float("inf"),
-               crash_expected: Iterable[str] = ()) -> list[str]:
+def violations(
+    journal: Path,
+    inventory: Inventory,
+    target: str,
+    *,
+    since: float = 0.0,
+    until: float = float("inf"),
+    crash_expected: Iterable[str] = (),
+) -> list[str]:
     """Every safety rule broken between ``since`` (unix time the run started) and ``until``
     (when it ended; the sandbox's own shutdown afterwards is not the tool's doing).
 
@@ -103,29 +108,37 @@ def violations(journal: Path, inventory: Inventory, target: str, *,
             contacted.add(e["host"])
             if ".bm-upgrade-staging" in e["command"]:
                 staged.add(e["host"])
-            if first_disruption is None and any(w in e["command"]
-                                                for w in DISRUPTIVE_COMMAND_WORDS):
+            if first_disruption is None and any(
+                w in e["command"] for w in DISRUPTIVE_COMMAND_WORDS
+            ):
                 first_disruption = e
                 # Rule 1: preflight (every host contacted) and staging before any change.
                 if contacted != hosts or not hosts <= staged:
                     replay.problems.append(
                         f"rule 1: {e['command']!r} on {e['host']} ran before every host was "
                         f"probed and staged (probed {sorted(contacted)}, staged "
-                        f"{sorted(staged)})")
-        elif (kind == "server_process" and e.get("exit_code") == 2
-              and e["server"] not in crash_expected):
+                        f"{sorted(staged)})"
+                    )
+        elif (
+            kind == "server_process"
+            and e.get("exit_code") == 2
+            and e["server"] not in crash_expected
+        ):
             replay.problems.append(f"rule 4: {e['server']} exited 2 at start (license?)")
         elif kind == "client_process" and e["action"] == "stop" and not clients_started:
             clients_started = True
             if not replay.servers_ready():
                 replay.problems.append(
                     f"rule 5: client {e['client']} stopped while the servers were not all on "
-                    f"{target} with one ACTIVE + standbys ({replay.state}, {replay.version})")
+                    f"{target} with one ACTIVE + standbys ({replay.state}, {replay.version})"
+                )
         elif kind == "orchestrator_state":
             if e["state"] == "stopped" and e["orchestrator"] in roles:
                 if not replay.servers_ready():
-                    replay.problems.append(f"rule 6: orchestrator {e['orchestrator']} "
-                                           "stopped before the servers were ready")
+                    replay.problems.append(
+                        f"rule 6: orchestrator {e['orchestrator']} "
+                        "stopped before the servers were ready"
+                    )
                 orch_stops.append((e["orchestrator"], roles[e["orchestrator"]]))
             elif e["state"] in ("running", "standby"):
                 orch_start_versions.add(e["version"])
@@ -147,30 +160,51 @@ def _server_state(replay: _Replay, e: dict[str, Any], check: bool) -> None:
         others = [s for s in replay.members(name) if s != name]
         if others and not any(replay.state.get(s) == STANDBY for s in others):
             mirrors = {s: replay.state.get(s) for s in others}
-            replay.problems.append(f"rule 2: ACTIVE {name} stopped at {e['t']:.3f} with no "
-                                   f"PASSIVE-STANDBY mirror ({mirrors})")
+            replay.problems.append(
+                f"rule 2: ACTIVE {name} stopped at {e['t']:.3f} with no "
+                f"PASSIVE-STANDBY mirror ({mirrors})"
+            )
     replay.state[name] = new
     if e.get("version"):
         replay.version[name] = e["version"]
     if check and new == STOPPED:
         down = [s for s in replay.members(name) if replay.state.get(s) == STOPPED]
         if len(down) > 1:
-            replay.problems.append(f"rule 3: {down} of stripe {replay.stripe_of[name]} down "
-                                   f"together at {e['t']:.3f}")
+            replay.problems.append(
+                f"rule 3: {down} of stripe {replay.stripe_of[name]} down together at {e['t']:.3f}"
+            )
 
 
 def stops(journal: Path, since: float = 0.0) -> list[str]:
     """Servers whose process exited after ``since``, in order (not counting a dirty mirror's
     exit 11, after which its start script relaunches it)."""
-    return [e["server"] for e in read(journal) if e["event"] == "server_process"
-            and e["action"] == "exit" and e["t"] >= since and e.get("exit_code") != 11]
+    return [
+        e["server"]
+        for e in read(journal)
+        if e["event"] == "server_process"
+        and e["action"] == "exit"
+        and e["t"] >= since
+        and e.get("exit_code") != 11
+    ]
 
 
-def changing_commands(journal: Path, since: float = 0.0,
-                      words: Iterable[str] = ("stop-tc-server.sh", "start-tc-server.sh",
-                                              "tar -xzf", "app.sh stop", "app.sh start",
-                                              "stop-wan.sh", "start-wan.sh")) -> list[str]:
+def changing_commands(
+    journal: Path,
+    since: float = 0.0,
+    words: Iterable[str] = (
+        "stop-tc-server.sh",
+        "start-tc-server.sh",
+        "tar -xzf",
+        "app.sh stop",
+        "app.sh start",
+        "stop-wan.sh",
+        "start-wan.sh",
+    ),
+) -> list[str]:
     """Commands after ``since`` that stop, start or unpack anything."""
     words = tuple(words)
-    return [e["command"] for e in read(journal) if e["event"] == "command"
-            and e["t"] >= since and any(w in e["command"] for w in words)]
+    return [
+        e["command"]
+        for e in read(journal)
+        if e["event"] == "command" and e["t"] >= since and any(w in e["command"] for w in words)
+    ]

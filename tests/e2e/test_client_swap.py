@@ -59,8 +59,11 @@ def the_client(inv: Inventory) -> Client:
 
 
 def lib_jars(client: Client) -> list[str]:
-    return sorted(p.name for p in Path(client.lib_dir).iterdir()
-                  if p.name.startswith(("ehcache-ee-", "terracotta-toolkit-runtime-ee-")))
+    return sorted(
+        p.name
+        for p in Path(client.lib_dir).iterdir()
+        if p.name.startswith(("ehcache-ee-", "terracotta-toolkit-runtime-ee-"))
+    )
 
 
 def running_on(pool: HostPool, client: Client) -> tuple[bool | None, str | None]:
@@ -69,16 +72,24 @@ def running_on(pool: HostPool, client: Client) -> tuple[bool | None, str | None]
 
 
 def client_events(sandbox: E2ESandbox, since: float, action: str) -> list[dict[str, Any]]:
-    return [e for e in sandbox.journal(since)
-            if e["event"] == "client_process" and e["action"] == action]
+    return [
+        e
+        for e in sandbox.journal(since)
+        if e["event"] == "client_process" and e["action"] == action
+    ]
 
 
 def eventually(what: str, check: Callable[[], bool]) -> None:
     """Wait (10 s at most) until ``check()`` holds: a started application writes its pid
     and journal line a moment after app.sh returns."""
     log = logging.getLogger("tests.e2e.client_swap")
-    outcome = wait_for(lambda: Poll(True, "yes") if check() else Poll(now="not yet"),
-                       what=what, timeout_s=10, log=log, poll_s=0.05)
+    outcome = wait_for(
+        lambda: Poll(True, "yes") if check() else Poll(now="not yet"),
+        what=what,
+        timeout_s=10,
+        log=log,
+        poll_s=0.05,
+    )
     assert outcome.ok, what
 
 
@@ -106,17 +117,23 @@ def restored(small_sandbox: E2ESandbox, pool: HostPool) -> Iterator[Client]:
     eventually("client running on 4.2.0", lambda: running_on(pool, client) == (True, "4.2.0"))
 
 
-def ctx_for(inv: Inventory, pool: HostPool, staged: dict[str, StagedKit],
-            **kit: StagedKit) -> ServerOps:
+def ctx_for(
+    inv: Inventory, pool: HostPool, staged: dict[str, StagedKit], **kit: StagedKit
+) -> ServerOps:
     timeouts = inv.policy.timeouts.model_copy(update={"client_s": 20})
-    quick = inv.model_copy(update={"policy": inv.policy.model_copy(
-        update={"timeouts": timeouts})})
-    return ServerOps.create(quick, pool, target="4.2.1", staged={**staged, **kit},
-                            logger=logging.getLogger("tests.e2e.client_swap"))
+    quick = inv.model_copy(update={"policy": inv.policy.model_copy(update={"timeouts": timeouts})})
+    return ServerOps.create(
+        quick,
+        pool,
+        target="4.2.1",
+        staged={**staged, **kit},
+        logger=logging.getLogger("tests.e2e.client_swap"),
+    )
 
 
-def crafted_kit(staged: StagedKit, name: str,
-                change: Callable[[tarfile.TarInfo], tarfile.TarInfo | None]) -> StagedKit:
+def crafted_kit(
+    staged: StagedKit, name: str, change: Callable[[tarfile.TarInfo], tarfile.TarInfo | None]
+) -> StagedKit:
     """A copy of the staged kit, each member passed through ``change`` (None drops it),
     next to it on the client's host and owned like it."""
     source = Path(staged.kit_path)
@@ -141,61 +158,63 @@ def unreadable_toolkit(member: tarfile.TarInfo) -> tarfile.TarInfo:
 
 
 def test_a_failed_copy_keeps_the_old_jars_and_restarts_the_client(
-        small_sandbox: E2ESandbox, pool: HostPool, staged: dict[str, StagedKit],
-        restored: Client) -> None:
+    small_sandbox: E2ESandbox, pool: HostPool, staged: dict[str, StagedKit], restored: Client
+) -> None:
     """The toolkit jar cannot be read (cp fails after the ehcache jar was copied): the
     failure says the old jars are in place again, and the client runs on them again."""
     client = restored
     kit = crafted_kit(staged[client.host], "unreadable-toolkit.tar.gz", unreadable_toolkit)
     since = time.time()
     with pytest.raises(StepFailed) as failed:
-        upgrade_client(ctx_for(small_sandbox.inventory, pool, staged, **{client.host: kit}),
-                       client)
+        upgrade_client(ctx_for(small_sandbox.inventory, pool, staged, **{client.host: kit}), client)
     message = str(failed.value)
     assert f"client {client.name} on host {client.host} ({client.lib_dir})" in message
     assert "it holds its old jars again" in message and "started again on them" in message
     assert lib_jars(client) == OLD
     assert not [p for p in Path(client.lib_dir).iterdir() if p.name.startswith(TEMP_PREFIX)]
     assert running_on(pool, client) == (True, "4.2.0")
-    eventually("a start on 4.2.0 journaled", lambda: [
-        e["version"] for e in client_events(small_sandbox, since, "start")] == ["4.2.0"])
+    eventually(
+        "a start on 4.2.0 journaled",
+        lambda: [e["version"] for e in client_events(small_sandbox, since, "start")] == ["4.2.0"],
+    )
 
 
 def test_without_status_command_a_failed_copy_is_not_reported_as_upgraded(
-        small_sandbox: E2ESandbox, pool: HostPool, staged: dict[str, StagedKit],
-        restored: Client) -> None:
+    small_sandbox: E2ESandbox, pool: HostPool, staged: dict[str, StagedKit], restored: Client
+) -> None:
     """Same copy failure, no status_command: nothing may be read as "runs on 4.2.1" (the
     old swap deleted the old jars first and never saw the failed copy)."""
     client = restored.model_copy(update={"status_command": None})
     kit = crafted_kit(staged[client.host], "unreadable-toolkit.tar.gz", unreadable_toolkit)
     with pytest.raises(StepFailed) as failed:
-        upgrade_client(ctx_for(small_sandbox.inventory, pool, staged, **{client.host: kit}),
-                       client)
+        upgrade_client(ctx_for(small_sandbox.inventory, pool, staged, **{client.host: kit}), client)
     assert "it holds its old jars again" in str(failed.value)
     assert lib_jars(client) == OLD
     eventually("client running on 4.2.0", lambda: running_on(pool, restored) == (True, "4.2.0"))
 
 
 def test_a_kit_missing_a_jar_is_refused_before_the_client_stops(
-        small_sandbox: E2ESandbox, pool: HostPool, staged: dict[str, StagedKit],
-        restored: Client) -> None:
+    small_sandbox: E2ESandbox, pool: HostPool, staged: dict[str, StagedKit], restored: Client
+) -> None:
     client = restored
-    kit = crafted_kit(staged[client.host], "no-toolkit.tar.gz",
-                      lambda m: None if m.name.endswith(TOOLKIT) else m)
+    kit = crafted_kit(
+        staged[client.host], "no-toolkit.tar.gz", lambda m: None if m.name.endswith(TOOLKIT) else m
+    )
     since = time.time()
     with pytest.raises(StepFailed) as failed:
-        upgrade_client(ctx_for(small_sandbox.inventory, pool, staged, **{client.host: kit}),
-                       client)
+        upgrade_client(ctx_for(small_sandbox.inventory, pool, staged, **{client.host: kit}), client)
     message = str(failed.value)
-    assert "holds ehcache-ee-2.10.1.jar, not one ehcache-ee jar and " \
-           f"{TOOLKIT}" in message and "was not touched" in message, message
+    assert (
+        f"holds ehcache-ee-2.10.1.jar, not one ehcache-ee jar and {TOOLKIT}" in message
+        and "was not touched" in message
+    ), message
     assert client_events(small_sandbox, since, "stop") == []
     assert lib_jars(client) == OLD and running_on(pool, client) == (True, "4.2.0")
 
 
 def test_a_running_client_whose_lib_dir_holds_no_jar_set_is_not_stopped(
-        small_sandbox: E2ESandbox, pool: HostPool, staged: dict[str, StagedKit],
-        restored: Client) -> None:
+    small_sandbox: E2ESandbox, pool: HostPool, staged: dict[str, StagedKit], restored: Client
+) -> None:
     """A wrong lib_dir (the application runs, its folder holds no Terracotta jar): refused
     before the stop, nothing changed."""
     wrong = str(Path(restored.lib_dir).parent / "etc")
@@ -212,12 +231,13 @@ class _LosingSwap(Connection):
     """The client host's connection, whose jar swap loses every Terracotta jar and exits 0
     (what the old swap did when its copies failed unseen): the one seam faked here."""
 
-    def run(self, command: Command, timeout: float | None = None,
-            check: bool = True) -> Any:
+    def run(self, command: Command, timeout: float | None = None, check: bool = True) -> Any:
         if isinstance(command, str) and command.startswith("set -e") and TEMP_PREFIX in command:
             lib = command.rsplit("ls -1p -- ", 1)[1]
-            command = (f"rm -f -- {lib}/ehcache-ee-*.jar {lib}/terracotta-toolkit-runtime-ee-"
-                       f"*.jar; {echo_mark('lib')}; ls -1p -- {lib}")
+            command = (
+                f"rm -f -- {lib}/ehcache-ee-*.jar {lib}/terracotta-toolkit-runtime-ee-"
+                f"*.jar; {echo_mark('lib')}; ls -1p -- {lib}"
+            )
         return super().run(command, timeout=timeout, check=check)
 
 
@@ -231,8 +251,8 @@ class _Pool(HostPool):
 
 
 def test_a_swap_that_left_no_jar_is_refused_by_the_read_back(
-        small_sandbox: E2ESandbox, pool: HostPool, staged: dict[str, StagedKit],
-        restored: Client) -> None:
+    small_sandbox: E2ESandbox, pool: HostPool, staged: dict[str, StagedKit], restored: Client
+) -> None:
     """Without status_command, the read-back of lib_dir alone stands between a swap that
     exited 0 and "runs on the 4.2.1 jars": no complete set, so the client is not started."""
     client = restored.model_copy(update={"status_command": None})
@@ -248,13 +268,19 @@ def test_a_swap_that_left_no_jar_is_refused_by_the_read_back(
 
 
 def test_a_failing_stop_command_is_named_by_client_and_exit_code(
-        small_sandbox: E2ESandbox, pool: HostPool, staged: dict[str, StagedKit],
-        restored: Client, caplog: pytest.LogCaptureFixture) -> None:
+    small_sandbox: E2ESandbox,
+    pool: HostPool,
+    staged: dict[str, StagedKit],
+    restored: Client,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """The operator's stop command (which may hold a token) shows in the step's log only."""
     command = f"test -n {quote(SECRET)} && exit 3"
     client = restored.model_copy(update={"stop_command": command})
-    with caplog.at_level(logging.INFO, "tests.e2e.client_swap"), \
-            pytest.raises(StepFailed) as failed:
+    with (
+        caplog.at_level(logging.INFO, "tests.e2e.client_swap"),
+        pytest.raises(StepFailed) as failed,
+    ):
         upgrade_client(ctx_for(small_sandbox.inventory, pool, staged), client)
     text = "\n".join([str(failed.value), *getattr(failed.value, "__notes__", [])])
     assert f"the stop command of client {client.name} on host {client.host} exited 3" in text
@@ -264,9 +290,9 @@ def test_a_failing_stop_command_is_named_by_client_and_exit_code(
     assert running_on(pool, client) == (True, "4.2.0")
 
 
-def test_upgrade_puts_new_jars_in_before_old_out(small_sandbox: E2ESandbox, pool: HostPool,
-                                                 staged: dict[str, StagedKit],
-                                                 restored: Client) -> None:
+def test_upgrade_puts_new_jars_in_before_old_out(
+    small_sandbox: E2ESandbox, pool: HostPool, staged: dict[str, StagedKit], restored: Client
+) -> None:
     """The swap copies and renames the new jars before it removes an old one (the order of
     the command's parts, from the journal); the client runs on 4.2.1 afterwards and no step
     record quotes the operator's commands."""
@@ -275,9 +301,11 @@ def test_upgrade_puts_new_jars_in_before_old_out(small_sandbox: E2ESandbox, pool
     records = upgrade_client(ctx_for(small_sandbox.inventory, pool, staged), client)
     assert lib_jars(client) == NEW
     assert running_on(pool, client) == (True, "4.2.1")
-    swaps = [str(e["command"]) for e in small_sandbox.journal(since)
-             if e["event"] == "command" and e["host"] == client.host
-             and TEMP_PREFIX in str(e["command"])]
+    swaps = [
+        str(e["command"])
+        for e in small_sandbox.journal(since)
+        if e["event"] == "command" and e["host"] == client.host and TEMP_PREFIX in str(e["command"])
+    ]
     assert len(swaps) == 1, swaps
     lib = client.lib_dir.rstrip("/")
     swap = swaps[0]

@@ -68,8 +68,9 @@ def mirror_of(sb: E2ESandbox, region: int, stripe: int) -> str:
 
 def other_version(sb: E2ESandbox, server: str) -> str:
     """The kit ``server`` does not run now (by the journal): a target with work to do."""
-    last = [e["version"] for e in sb.journal() if e["event"] == "server_state"
-            and e["server"] == server]
+    last = [
+        e["version"] for e in sb.journal() if e["event"] == "server_state" and e["server"] == server
+    ]
     return "4.2.0" if last and last[-1] == "4.2.1" else "4.2.1"
 
 
@@ -90,24 +91,38 @@ def failures(run_id: str) -> dict[str, tuple[float, str]]:
 def server_stops(sb: E2ESandbox, since: float, servers: set[str]) -> list[tuple[float, str]]:
     """(time, server) of every exit of one of ``servers`` after ``since`` (not counting a
     dirty mirror's exit 11, after which its start script relaunches it)."""
-    return [(e["t"], e["server"]) for e in sb.journal(since) if e["event"] == "server_process"
-            and e["action"] == "exit" and e["server"] in servers and e.get("exit_code") != 11]
+    return [
+        (e["t"], e["server"])
+        for e in sb.journal(since)
+        if e["event"] == "server_process"
+        and e["action"] == "exit"
+        and e["server"] in servers
+        and e.get("exit_code") != 11
+    ]
 
 
 def servers_of(sb: E2ESandbox, *steps: str) -> set[str]:
-    return {s.name for r in sb.inventory.regions for st in r.stripes for s in st.servers
-            if set(stripe_nodes(r.name, st.name)) & set(steps)}
+    return {
+        s.name
+        for r in sb.inventory.regions
+        for st in r.stripes
+        for s in st.servers
+        if set(stripe_nodes(r.name, st.name)) & set(steps)
+    }
 
 
 def started_steps(run_id: str) -> list[str]:
     """The run's steps in the order they started."""
-    return [r.event_log_entry.dagster_event.step_key or ""
-            for r in step_events(run_id, dg.DagsterEventType.STEP_START)
-            if r.event_log_entry.dagster_event]
+    return [
+        r.event_log_entry.dagster_event.step_key or ""
+        for r in step_events(run_id, dg.DagsterEventType.STEP_START)
+        if r.event_log_entry.dagster_event
+    ]
 
 
-def assert_halted(sb: E2ESandbox, outcome: RunOutcome, since: float, target: str,
-                  *, grace_s: float) -> None:
+def assert_halted(
+    sb: E2ESandbox, outcome: RunOutcome, since: float, target: str, *, grace_s: float
+) -> None:
     """The faulty stripe failed on its mirror's sync; no other stripe's server was stopped
     after that failure was stored (``grace_s``: a stop whose check came just before it);
     every step refused names that failure; clients were not touched; the cluster is safe."""
@@ -120,18 +135,20 @@ def assert_halted(sb: E2ESandbox, outcome: RunOutcome, since: float, target: str
         if step in failed:
             assert f"not started: step {FAULTY} of this run failed (" in failed[step][1]
             assert failed[step][1].endswith("fix that, then re-execute from failure")
-    late = [(t - failed_at, s) for t, s in server_stops(sb, since, servers_of(sb, *OTHERS))
-            if t > failed_at + grace_s]
+    late = [
+        (t - failed_at, s)
+        for t, s in server_stops(sb, since, servers_of(sb, *OTHERS))
+        if t > failed_at + grace_s
+    ]
     assert late == [], f"servers of other stripes stopped after {FAULTY} failed: {late}"
     # The faulty stripe's failover waits for its mirrors, what comes after the stripes for
     # all of them: none of those started.
     started = set(started_steps(outcome.run_id))
-    assert started.isdisjoint({FAULTY_FAILOVER, "verify_servers", "restart_clients_1",
-                               "report"})
-    assert not [e for e in sb.journal(since) if e["event"] == "client_process"
-                and e["action"] == "stop"]
-    assert violations(sb.journal_path, sb.inventory, target, since=since,
-                      until=time.time()) == []
+    assert started.isdisjoint({FAULTY_FAILOVER, "verify_servers", "restart_clients_1", "report"})
+    assert not [
+        e for e in sb.journal(since) if e["event"] == "client_process" and e["action"] == "stop"
+    ]
+    assert violations(sb.journal_path, sb.inventory, target, since=since, until=time.time()) == []
     assert "down" not in server_states(sb).values()
 
 
@@ -166,22 +183,22 @@ def test_multiprocess_a_failed_stripe_stops_the_others(sb: E2ESandbox) -> None:
 def test_continue_on_failure_lets_the_other_stripes_go_on(sb: E2ESandbox) -> None:
     since = time.time()
     with faults.injected(sb.directory, "no-sync", mirror_of(sb, 0, 0)):
-        outcome = run_upgrade(sb.inventory_path,
-                              overrides={**QUICK, "continue_on_failure": True})
+        outcome = run_upgrade(sb.inventory_path, overrides={**QUICK, "continue_on_failure": True})
     assert not outcome.success
     assert list(failures(outcome.run_id)) == [FAULTY]
     # One stripe at a time in process: a stripe's failover starts right after its mirrors,
     # before another stripe's mirrors (the failover nodes' priority, defs/jobs.py).
     stripe_steps = [s for s in started_steps(outcome.run_id) if s in OTHERS]
     assert len(stripe_steps) == len(OTHERS)
-    assert set(zip(stripe_steps[::2], stripe_steps[1::2], strict=True)) \
-        == {OTHERS[:2], OTHERS[2:]}
+    assert set(zip(stripe_steps[::2], stripe_steps[1::2], strict=True)) == {OTHERS[:2], OTHERS[2:]}
     others = servers_of(sb, *OTHERS)
-    upgraded = {e["server"] for e in sb.journal(since) if e["event"] == "server_state"
-                and e["server"] in others and e["version"] == "4.2.1"}
+    upgraded = {
+        e["server"]
+        for e in sb.journal(since)
+        if e["event"] == "server_state" and e["server"] in others and e["version"] == "4.2.1"
+    }
     assert upgraded == others
-    assert violations(sb.journal_path, sb.inventory, "4.2.1", since=since,
-                      until=time.time()) == []
+    assert violations(sb.journal_path, sb.inventory, "4.2.1", since=since, until=time.time()) == []
     again = rerun(outcome.run_id)
     assert again.success, again.failure
 
@@ -196,19 +213,29 @@ def test_sigint_to_a_step_process_finishes_the_server_in_progress(sb: E2ESandbox
     since = time.time()
     run_ids: list[str] = []
     box: dict[str, RunOutcome] = {}
-    worker = threading.Thread(target=lambda: box.update(out=run_upgrade(
-        path, target=target, overrides=QUICK, on_run_id=run_ids.append)), daemon=True)
+    worker = threading.Thread(
+        target=lambda: box.update(
+            out=run_upgrade(path, target=target, overrides=QUICK, on_run_id=run_ids.append)
+        ),
+        daemon=True,
+    )
     worker.start()
     signalled = 0.0
     deadline = time.monotonic() + 120
     while worker.is_alive() and not signalled and time.monotonic() < deadline:
-        down = [e for e in sb.journal(since) if e["event"] == "server_process"
-                and e["action"] == "exit" and e["server"] == mirror]
-        pids = [r.event_log_entry.dagster_event.event_specific_data.metadata["pid"].text
-                for r in (step_events(run_ids[0], dg.DagsterEventType.STEP_WORKER_STARTED)
-                          if run_ids else [])
-                if r.event_log_entry.dagster_event
-                and r.event_log_entry.dagster_event.step_key == FAULTY]
+        down = [
+            e
+            for e in sb.journal(since)
+            if e["event"] == "server_process" and e["action"] == "exit" and e["server"] == mirror
+        ]
+        pids = [
+            r.event_log_entry.dagster_event.event_specific_data.metadata["pid"].text
+            for r in (
+                step_events(run_ids[0], dg.DagsterEventType.STEP_WORKER_STARTED) if run_ids else []
+            )
+            if r.event_log_entry.dagster_event
+            and r.event_log_entry.dagster_event.step_key == FAULTY
+        ]
         if down and pids:
             os.kill(int(pids[0]), signal.SIGINT)
             signalled = time.time()
@@ -221,14 +248,20 @@ def test_sigint_to_a_step_process_finishes_the_server_in_progress(sb: E2ESandbox
     states = server_states(sb)
     assert "down" not in states.values(), states
     sentence = failures(outcome.run_id)[FAULTY][1]
-    assert ("failover of stripe stripe1 not started: interrupted (step "
-            f"{FAULTY}'s process received SIGINT") in sentence, sentence
+    assert (
+        "failover of stripe stripe1 not started: interrupted (step "
+        f"{FAULTY}'s process received SIGINT"
+    ) in sentence, sentence
     assert "the mirror in progress was finished first" in sentence
     assert FAULTY_FAILOVER not in set(started_steps(outcome.run_id))
-    back = [e for e in sb.journal(signalled) if e["event"] == "server_state"
-            and e["server"] == mirror and e["state"] == "PASSIVE-STANDBY"]
+    back = [
+        e
+        for e in sb.journal(signalled)
+        if e["event"] == "server_state"
+        and e["server"] == mirror
+        and e["state"] == "PASSIVE-STANDBY"
+    ]
     assert back and back[-1]["version"] == target
-    assert violations(sb.journal_path, sb.inventory, target, since=since,
-                      until=time.time()) == []
+    assert violations(sb.journal_path, sb.inventory, target, since=since, until=time.time()) == []
     again = rerun(outcome.run_id)
     assert again.success, again.failure

@@ -47,12 +47,15 @@ def sandbox() -> Iterator[E2ESandbox]:
 
 def test_no_leftover_check_sees_a_process_of_the_instance(dagster_home: Path) -> None:
     """The leftover check below is able to fail."""
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()",
-                             str(dagster_home)], stdin=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()", str(dagster_home)],
+        stdin=subprocess.PIPE,
+    )
     try:
         # Its command line shows in /proc once the child has exec'ed: wait for it.
-        processes.wait_until(lambda: bool(leftovers(dagster_home)), 30,
-                             "the process to show in the leftover check")
+        processes.wait_until(
+            lambda: bool(leftovers(dagster_home)), 30, "the process to show in the leftover check"
+        )
         assert any(str(proc.pid) == line.split(":")[0] for line in leftovers(dagster_home))
     finally:
         proc.kill()
@@ -89,8 +92,13 @@ class Command:
 def bm_upgrade(args: list[str], folder: Path, name: str) -> Command:
     out, err = folder / f"{name}.out", folder / f"{name}.err"
     with out.open("wb") as o, err.open("wb") as e:
-        proc = subprocess.Popen([sys.executable, "-m", "bm_upgrade.cli", *args], stdout=o,
-                                stderr=e, stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bm_upgrade.cli", *args],
+            stdout=o,
+            stderr=e,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     return Command(proc, out, err)
 
 
@@ -98,9 +106,11 @@ def run_until_the_first_stop(sandbox: E2ESandbox, folder: Path) -> tuple[Command
     """`bm-upgrade run` started and seen to stop a server of the stripe (from the journal)."""
     since = time.time()
     command = bm_upgrade(["run", str(sandbox.inventory_path)], folder, "run")
-    processes.wait_until(lambda: bool(stops(sandbox.journal_path, since))
-                         or command.proc.poll() is not None, 180,
-                         "the run to stop the stripe's first server")
+    processes.wait_until(
+        lambda: bool(stops(sandbox.journal_path, since)) or command.proc.poll() is not None,
+        180,
+        "the run to stop the stripe's first server",
+    )
     assert command.proc.poll() is None, command.stderr[-3000:]
     return command, since
 
@@ -136,14 +146,17 @@ def rerun_completes(sandbox: E2ESandbox, run_id: str, folder: Path) -> Command:
     return again
 
 
-def test_ctrl_c_finishes_the_step_safely_and_rerun_completes(sandbox: E2ESandbox,
-                                                              tmp_path: Path,
-                                                              dagster_home: Path) -> None:
+def test_ctrl_c_finishes_the_step_safely_and_rerun_completes(
+    sandbox: E2ESandbox, tmp_path: Path, dagster_home: Path
+) -> None:
     command, since = run_until_the_first_stop(sandbox, tmp_path)
     try:
         os.killpg(command.proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
-        processes.wait_until(lambda: "SIGINT received" in command.stderr, 30,
-                             "the command to say it is finishing safely")
+        processes.wait_until(
+            lambda: "SIGINT received" in command.stderr,
+            30,
+            "the command to say it is finishing safely",
+        )
         handled = time.time()
         os.killpg(command.proc.pid, signal.SIGINT)  # a second Ctrl-C hurries nothing
         assert command.proc.wait(timeout=240) == 1, command.stderr[-3000:]
@@ -162,18 +175,22 @@ def test_ctrl_c_finishes_the_step_safely_and_rerun_completes(sandbox: E2ESandbox
     run_id = command.run_id()
     assert run_status(run_id) == dg.DagsterRunStatus.FAILURE
     # No stripe lost both servers, nothing was stopped once the signal was handled.
-    assert violations(sandbox.journal_path, sandbox.inventory, "4.2.1", since=since,
-                      until=ended) == []
+    assert (
+        violations(sandbox.journal_path, sandbox.inventory, "4.2.1", since=since, until=ended) == []
+    )
     assert stops(sandbox.journal_path, handled) == []
     rerun_completes(sandbox, run_id, tmp_path)
     # The re-execution starts from the failed step: the journal is checked from the run's
     # start (its probes and staging) to the rerun's end.
-    assert violations(sandbox.journal_path, sandbox.inventory, "4.2.1", since=since,
-                      until=time.time()) == []
+    assert (
+        violations(sandbox.journal_path, sandbox.inventory, "4.2.1", since=since, until=time.time())
+        == []
+    )
 
 
-def test_run_killed_with_sigkill_is_recognised_by_rerun(sandbox: E2ESandbox,
-                                                         tmp_path: Path) -> None:
+def test_run_killed_with_sigkill_is_recognised_by_rerun(
+    sandbox: E2ESandbox, tmp_path: Path
+) -> None:
     command, since = run_until_the_first_stop(sandbox, tmp_path)
     pid = command.proc.pid
     os.killpg(pid, signal.SIGKILL)
@@ -184,8 +201,10 @@ def test_run_killed_with_sigkill_is_recognised_by_rerun(sandbox: E2ESandbox,
     assert f"run {run_id} was left STARTED but its worker, process {pid} on " in again.stderr
     assert "is gone (killed?): marked it FAILURE" in again.stderr
     assert run_status(run_id) == dg.DagsterRunStatus.FAILURE
-    assert violations(sandbox.journal_path, sandbox.inventory, "4.2.1", since=since,
-                      until=time.time()) == []
+    assert (
+        violations(sandbox.journal_path, sandbox.inventory, "4.2.1", since=since, until=time.time())
+        == []
+    )
 
 
 def test_sigterm_to_the_command_alone_stops_the_step_processes_too(tmp_path: Path) -> None:
@@ -198,13 +217,18 @@ def test_sigterm_to_the_command_alone_stops_the_step_processes_too(tmp_path: Pat
         since = time.time()
         command = bm_upgrade(["run", str(variant)], tmp_path, "run")
         try:
-            processes.wait_until(lambda: bool(stops(sandbox.journal_path, since))
-                                 or command.proc.poll() is not None, 180,
-                                 "the run to stop a stripe's first server")
+            processes.wait_until(
+                lambda: bool(stops(sandbox.journal_path, since)) or command.proc.poll() is not None,
+                180,
+                "the run to stop a stripe's first server",
+            )
             assert command.proc.poll() is None, command.stderr[-3000:]
             os.kill(command.proc.pid, signal.SIGTERM)  # the command alone, not its group
-            processes.wait_until(lambda: "SIGTERM received" in command.stderr, 30,
-                                 "the command to say it is finishing safely")
+            processes.wait_until(
+                lambda: "SIGTERM received" in command.stderr,
+                30,
+                "the command to say it is finishing safely",
+            )
             tagged = time.time()
             assert command.proc.wait(timeout=240) == 1, command.stderr[-3000:]
         finally:
@@ -215,8 +239,10 @@ def test_sigterm_to_the_command_alone_stops_the_step_processes_too(tmp_path: Pat
         assert "Traceback" not in err
         run_id = command.run_id()
         assert run_status(run_id) == dg.DagsterRunStatus.FAILURE
-        assert violations(sandbox.journal_path, sandbox.inventory, "4.2.1", since=since,
-                          until=ended) == []
+        assert (
+            violations(sandbox.journal_path, sandbox.inventory, "4.2.1", since=since, until=ended)
+            == []
+        )
         # A step process checks the tag right before each stop; one that checked just
         # before the tag was written may still stop its server (then finishes it safely).
         assert stops(sandbox.journal_path, tagged + 1.0) == []

@@ -54,10 +54,24 @@ def mirror(inv: Inventory) -> Server:
 
 def with_server(inv: Inventory, name: str, **changes: Any) -> Inventory:
     """The inventory with server ``name``'s fields changed (as a wrong inventory would say)."""
-    regions = [region.model_copy(update={"stripes": [
-        stripe.model_copy(update={"servers": [
-            s.model_copy(update=changes) if s.name == name else s for s in stripe.servers]})
-        for stripe in region.stripes]}) for region in inv.regions]
+    regions = [
+        region.model_copy(
+            update={
+                "stripes": [
+                    stripe.model_copy(
+                        update={
+                            "servers": [
+                                s.model_copy(update=changes) if s.name == name else s
+                                for s in stripe.servers
+                            ]
+                        }
+                    )
+                    for stripe in region.stripes
+                ]
+            }
+        )
+        for region in inv.regions
+    ]
     return inv.model_copy(update={"regions": regions})
 
 
@@ -74,25 +88,35 @@ def unpacked(sandbox: E2ESandbox, since: float) -> list[str]:
     return [str(e["path"]) for e in sandbox.journal(since) if e["event"] == "kit_unpacked"]
 
 
-def install(pool: HostPool, server: Server, staged_kit: str, *, sha: str,
-            staged: dict[str, StagedKit]) -> None:
+def install(
+    pool: HostPool, server: Server, staged_kit: str, *, sha: str, staged: dict[str, StagedKit]
+) -> None:
     """install_kit of 4.2.1 from ``staged_kit``, the previous kit not kept."""
-    install_kit(pool.get(server.host), server, target="4.2.1", staged_kit=staged_kit,
-                staged_license=staged[server.host].license_path, keep_previous=False,
-                delete_backups=False, rec=StepRecorder(server.name, "install"),
-                kit_sha256=sha)
+    install_kit(
+        pool.get(server.host),
+        server,
+        target="4.2.1",
+        staged_kit=staged_kit,
+        staged_license=staged[server.host].license_path,
+        keep_previous=False,
+        delete_backups=False,
+        rec=StepRecorder(server.name, "install"),
+        kit_sha256=sha,
+    )
 
 
 def test_a_wrong_install_dir_is_refused_before_the_server_is_stopped(
-        small_sandbox: E2ESandbox, pool: HostPool, staged: dict[str, StagedKit]) -> None:
+    small_sandbox: E2ESandbox, pool: HostPool, staged: dict[str, StagedKit]
+) -> None:
     """install_dir names a data folder inside the kit root, and the server stops through an
     inventory stop_command (so the stop itself would succeed): the upgrade is refused before
     the stop, naming server, host and path; the folder is neither moved nor deleted."""
     base = small_sandbox.inventory
     real = mirror(base)
     folder = not_a_kit_folder(real)
-    stop = shell([f"{real.install_dir}/server/bin/stop-tc-server.sh", "-f", real.tc_config,
-                  "-n", real.name])
+    stop = shell(
+        [f"{real.install_dir}/server/bin/stop-tc-server.sh", "-f", real.tc_config, "-n", real.name]
+    )
     inv = with_server(base, real.name, install_dir=str(folder), stop_command=stop)
     ctx = ServerOps.create(inv, pool, target="4.2.1", staged=staged)
     since = time.time()
@@ -109,7 +133,8 @@ def test_a_wrong_install_dir_is_refused_before_the_server_is_stopped(
 
 
 def test_install_never_moves_or_deletes_a_folder_that_is_not_a_kit(
-        small_sandbox: E2ESandbox, pool: HostPool, staged: dict[str, StagedKit]) -> None:
+    small_sandbox: E2ESandbox, pool: HostPool, staged: dict[str, StagedKit]
+) -> None:
     """A server already down whose install_dir is not a kit root (no version.sh): the swap
     refuses, even with keep_previous_kit off, and nothing is unpacked, moved or deleted."""
     base = small_sandbox.inventory
@@ -130,7 +155,8 @@ def test_install_never_moves_or_deletes_a_folder_that_is_not_a_kit(
 
 
 def test_an_altered_staged_kit_is_refused_before_anything_changes(
-        small_sandbox: E2ESandbox, pool: HostPool, staged: dict[str, StagedKit]) -> None:
+    small_sandbox: E2ESandbox, pool: HostPool, staged: dict[str, StagedKit]
+) -> None:
     """The staged tarball changed on the host after staging (here: a copy with one more
     byte): its sha256 is checked right before the unpack, nothing is unpacked, the mirror's
     kit root keeps 4.2.0 and the mirror keeps running; the message names host and path."""
@@ -154,7 +180,8 @@ def test_an_altered_staged_kit_is_refused_before_anything_changes(
 
 
 def test_a_stripe_step_checks_the_staged_kit_and_restarts_the_mirror_on_its_old_kit(
-        small_sandbox: E2ESandbox, pool: HostPool, staged: dict[str, StagedKit]) -> None:
+    small_sandbox: E2ESandbox, pool: HostPool, staged: dict[str, StagedKit]
+) -> None:
     """Through the stripe procedure (not install_kit alone): the run's staged tarball was
     altered on the host after staging; the mirror is stopped, the checksum taken right before
     the unpack refuses it, and the mirror is started again on its untouched 4.2.0 kit and
@@ -164,9 +191,12 @@ def test_a_stripe_step_checks_the_staged_kit_and_restarts_the_mirror_on_its_old_
     good = staged[server.host]
     altered = Path(good.kit_path).with_name("altered-run-4.2.1.tar.gz")
     altered.write_bytes(Path(good.kit_path).read_bytes() + b"\0")
-    run_staged = {**staged, server.host: StagedKit(server.host, str(altered),
-                                                   good.license_path, good.kit_action,
-                                                   good.unpacked_bytes)}
+    run_staged = {
+        **staged,
+        server.host: StagedKit(
+            server.host, str(altered), good.license_path, good.kit_action, good.unpacked_bytes
+        ),
+    }
     ctx = ServerOps.create(inv, pool, target="4.2.1", staged=run_staged)
     since = time.time()
     try:
@@ -184,7 +214,8 @@ def test_a_stripe_step_checks_the_staged_kit_and_restarts_the_mirror_on_its_old_
 
 
 def test_a_failing_start_command_is_named_by_server_and_exit_code(
-        small_sandbox: E2ESandbox, pool: HostPool, caplog: pytest.LogCaptureFixture) -> None:
+    small_sandbox: E2ESandbox, pool: HostPool, caplog: pytest.LogCaptureFixture
+) -> None:
     """The operator's own start_command (which may carry a token) never reaches the failure
     text, which names the server, host and exit code; the command is in the step's log."""
     base = small_sandbox.inventory
@@ -202,18 +233,24 @@ def test_a_failing_start_command_is_named_by_server_and_exit_code(
 
 
 def test_a_failed_unpack_removes_the_work_folder(
-        small_sandbox: E2ESandbox, pool: HostPool, staged: dict[str, StagedKit]) -> None:
+    small_sandbox: E2ESandbox, pool: HostPool, staged: dict[str, StagedKit]
+) -> None:
     """A truncated tarball (with the checksum it has, so only the unpack can fail): the
     partial work folder is removed, the old kit is untouched, and the message says both."""
     inv = small_sandbox.inventory
     server = mirror(inv)
     whole = Path(staged[server.host].kit_path).read_bytes()
     truncated = Path(staged[server.host].kit_path).with_name("truncated-4.2.1.tar.gz")
-    truncated.write_bytes(whole[:len(whole) // 2])
+    truncated.write_bytes(whole[: len(whole) // 2])
     work = Path(KitSwap.for_server(server).work_dir)
     with pytest.raises(StepFailed) as failed:
-        install(pool, server, str(truncated),
-                sha=hashlib.sha256(truncated.read_bytes()).hexdigest(), staged=staged)
+        install(
+            pool,
+            server,
+            str(truncated),
+            sha=hashlib.sha256(truncated.read_bytes()).hexdigest(),
+            staged=staged,
+        )
     message = str(failed.value)
     assert "unpacking" in message and server.host in message
     assert f"the partial work folder {work} was removed" in message and "untouched" in message
@@ -224,7 +261,8 @@ def test_a_failed_unpack_removes_the_work_folder(
 
 
 def test_a_rerun_after_an_interrupted_swap_carries_the_operators_files(
-        small_sandbox: E2ESandbox, pool: HostPool, staged: dict[str, StagedKit]) -> None:
+    small_sandbox: E2ESandbox, pool: HostPool, staged: dict[str, StagedKit]
+) -> None:
     """The mirror was stopped and its kit root moved to .bm-upgrade-previous, but no new kit
     moved in (an interrupted swap): the rerun installs 4.2.1 with the operator's setenv.sh
     and in-kit tc-config.xml carried from the kept previous kit, says so, and the mirror
@@ -244,8 +282,10 @@ def test_a_rerun_after_an_interrupted_swap_carries_the_operators_files(
     records = upgrade_mirror(ctx, the_stripe(inv), server)
     install_record = next(r for r in records if r.action == "install")
     carried = [d for d in install_record.did if d.startswith("carried ")]
-    assert carried == [f"carried tc-config.xml, server/bin/setenv.sh from the kept previous "
-                       f"kit {previous} (the kit root was missing)"], install_record.did
+    assert carried == [
+        f"carried tc-config.xml, server/bin/setenv.sh from the kept previous "
+        f"kit {previous} (the kit root was missing)"
+    ], install_record.did
     assert "is missing" in install_record.found
     assert (root / "server" / "bin" / "setenv.sh").read_text(encoding="utf-8") == SETENV
     assert (root / "tc-config.xml").read_text(encoding="utf-8") == TC_CONFIG_IN_KIT
@@ -256,8 +296,7 @@ def test_a_rerun_after_an_interrupted_swap_carries_the_operators_files(
     assert Path(staged[server.host].license_path).stat().st_mode & 0o777 == 0o600
     assert kit_version_on_disk(server) == "4.2.1"
     assert unpacked(small_sandbox, since)  # the journal sees unpacks (the other tests' check)
-    assert kit_version_on_disk(server.model_copy(update={"install_dir": str(previous)})) \
-        == "4.2.0"
+    assert kit_version_on_disk(server.model_copy(update={"install_dir": str(previous)})) == "4.2.0"
     assert states(inv) == BOTH_RUNNING
     assert "BM_E2E_SETENV=carried-over" in environ_of(small_sandbox, server)
     assert small_sandbox.verify()["lost"] == 0

@@ -39,8 +39,7 @@ def staging(sb: E2ESandbox) -> list[Path]:
     return [Path(folder) for folder in staging_targets(sb.inventory).values()]
 
 
-def test_a_successful_run_removes_staging_and_keeps_the_previous_kit(
-        sandbox: E2ESandbox) -> None:
+def test_a_successful_run_removes_staging_and_keeps_the_previous_kit(sandbox: E2ESandbox) -> None:
     outcome = run_upgrade(sandbox.inventory_path)
     assert outcome.success, outcome.failure
     assert outcome.report and "## Staging" in outcome.report
@@ -50,8 +49,7 @@ def test_a_successful_run_removes_staging_and_keeps_the_previous_kit(
         assert (kept / "server" / "bin" / "version.sh").is_file(), kept
 
 
-def test_an_interrupted_rollback_is_resumed_by_a_run_to_its_target(
-        sandbox: E2ESandbox) -> None:
+def test_an_interrupted_rollback_is_resumed_by_a_run_to_its_target(sandbox: E2ESandbox) -> None:
     since = time.time()
     with faults.injected(sandbox.directory, "crash-on-start", "4.2.0"):
         outcome = run_upgrade(sandbox.inventory_path, target="4.2.0")
@@ -60,8 +58,17 @@ def test_an_interrupted_rollback_is_resumed_by_a_run_to_its_target(
     # Interrupted after the mirror's install: it holds 4.2.0 and is down; the active serves.
     assert "ACTIVE-COORDINATOR" in states(sandbox)
     mirror = sandbox.inventory.regions[0].stripes[0].servers[1].name
-    assert violations(sandbox.journal_path, sandbox.inventory, "4.2.0", since=since,
-                      until=time.time(), crash_expected=[mirror]) == []
+    assert (
+        violations(
+            sandbox.journal_path,
+            sandbox.inventory,
+            "4.2.0",
+            since=since,
+            until=time.time(),
+            crash_expected=[mirror],
+        )
+        == []
+    )
     # The failed run keeps its staged kit, private to the login user.
     for folder in staging(sandbox):
         assert os.stat(folder).st_mode & 0o777 == 0o700
@@ -78,7 +85,11 @@ def test_an_interrupted_rollback_is_resumed_by_a_run_to_its_target(
     assert again.success, again.failure
     assert set(versions(sandbox).values()) == {"4.2.0"}
     assert states(sandbox) == ["ACTIVE-COORDINATOR", "PASSIVE-STANDBY"]
-    assert violations(sandbox.journal_path, sandbox.inventory, "4.2.0", since=resumed_at,
-                      until=time.time()) == []
+    assert (
+        violations(
+            sandbox.journal_path, sandbox.inventory, "4.2.0", since=resumed_at, until=time.time()
+        )
+        == []
+    )
     assert sandbox.verify()["lost"] == 0
     assert [folder for folder in staging(sandbox) if folder.exists()] == []

@@ -54,15 +54,18 @@ log = logging.getLogger("tests.e2e.servers")
 
 def test_server_pids_match_only_that_servers_processes() -> None:
     server = server_model()
-    ps = "\n".join([
-        "  101 /bin/sh /opt/tc/bigmemory-max/server/bin/start-tc-server.sh -f "
-        "/etc/tc/tc-config.xml -n tsa-a1",
-        "  102 /usr/bin/python3 /opt/tc/bigmemory-max/server/lib/tcserver.py -f "
-        "/etc/tc/tc-config.xml -n tsa-a1",
-        "  103 /bin/sh stop-tc-server.sh -f /etc/tc/tc-config.xml -n tsa-a1",
-        "  104 /bin/sh start-tc-server.sh -f /etc/tc/tc-config.xml -n tsa-a10",
-        "  105 /bin/sh start-tc-server.sh -f /etc/other/tc-config.xml -n tsa-a1",
-        "  junk"])
+    ps = "\n".join(
+        [
+            "  101 /bin/sh /opt/tc/bigmemory-max/server/bin/start-tc-server.sh -f "
+            "/etc/tc/tc-config.xml -n tsa-a1",
+            "  102 /usr/bin/python3 /opt/tc/bigmemory-max/server/lib/tcserver.py -f "
+            "/etc/tc/tc-config.xml -n tsa-a1",
+            "  103 /bin/sh stop-tc-server.sh -f /etc/tc/tc-config.xml -n tsa-a1",
+            "  104 /bin/sh start-tc-server.sh -f /etc/tc/tc-config.xml -n tsa-a10",
+            "  105 /bin/sh start-tc-server.sh -f /etc/other/tc-config.xml -n tsa-a1",
+            "  junk",
+        ]
+    )
     assert server_pids(ps, server) == [101, 102]
 
 
@@ -71,8 +74,11 @@ def test_kit_swap_places_and_carried_files() -> None:
     assert swap.install_dir == "/opt/tc/bigmemory-max"
     assert swap.work_dir == "/opt/tc/.bm-upgrade-work/tsa-a1"  # one per server
     assert swap.previous_kit("4.2.0") == "/opt/tc/.bm-upgrade-previous/bigmemory-max-4.2.0"
-    assert carried_paths(server_model()) == ["tc-config.xml", "server/tc-config.xml",
-                                        "server/bin/setenv.sh"]
+    assert carried_paths(server_model()) == [
+        "tc-config.xml",
+        "server/tc-config.xml",
+        "server/bin/setenv.sh",
+    ]
     inside = server_model(tc_config="/opt/tc/bigmemory-max/conf/tc-config.xml")
     assert carried_paths(inside)[-1] == "conf/tc-config.xml"
 
@@ -81,11 +87,13 @@ def test_wait_for_ends_on_value_hopeless_or_timeout() -> None:
     looks = iter([Poll[int](now="starting"), Poll[int](now="syncing"), Poll(7, "done")])
     outcome = wait_for(lambda: next(looks), what="x", timeout_s=5, log=log, poll_s=0.01)
     assert outcome.value == 7 and outcome.ok
-    gone = wait_for(lambda: Poll[int](now="down", hopeless="x exited"), what="x", timeout_s=5,
-                    log=log)
+    gone = wait_for(
+        lambda: Poll[int](now="down", hopeless="x exited"), what="x", timeout_s=5, log=log
+    )
     assert not gone.ok and gone.why_not(5) == "x exited"
-    late = wait_for(lambda: Poll[int](now="syncing"), what="x", timeout_s=0.05, log=log,
-                    poll_s=0.01)
+    late = wait_for(
+        lambda: Poll[int](now="syncing"), what="x", timeout_s=0.05, log=log, poll_s=0.01
+    )
     assert not late.ok and late.why_not(0.05) == "still syncing after 0.05 s"
 
 
@@ -106,9 +114,13 @@ def test_each_plan_step_belongs_to_mirrors_active_or_failback() -> None:
     steps = stripe_steps(ctx, region, stripe, observed)
     owners = segment_of(steps, observed)
     parts = [(owners[i], s.action, s.node) for i, s in enumerate(steps) if not s.skipped]
-    assert parts[:5] == [("mirrors", "stop", b.name), ("mirrors", "install", b.name),
-                         ("mirrors", "start", b.name), ("mirrors", "confirm-standby", b.name),
-                         ("active", "failover-stop", a.name)]
+    assert parts[:5] == [
+        ("mirrors", "stop", b.name),
+        ("mirrors", "install", b.name),
+        ("mirrors", "start", b.name),
+        ("mirrors", "confirm-standby", b.name),
+        ("active", "failover-stop", a.name),
+    ]
     assert [p[0] for p in parts].index("failback") > [p[0] for p in parts].index("active")
     assert ("failback", "failback-stop", b.name) in parts
 
@@ -134,13 +146,18 @@ def kit_version_on_disk(server: Server) -> str:
 
 def states(inv: Inventory) -> dict[str, str | None]:
     """Each server's state as the sandbox's REST port says."""
-    return {s.name: (cluster.server_stat(s.host, s.management_port) or {}).get("state")
-            for s in the_stripe(inv).servers}
+    return {
+        s.name: (cluster.server_stat(s.host, s.management_port) or {}).get("state")
+        for s in the_stripe(inv).servers
+    }
 
 
 def stop_commands(events: list[dict[str, Any]]) -> list[tuple[float, str]]:
-    return [(float(e["t"]), str(e["host"])) for e in events
-            if e["event"] == "command" and "stop-tc-server.sh" in e["command"]]
+    return [
+        (float(e["t"]), str(e["host"]))
+        for e in events
+        if e["event"] == "command" and "stop-tc-server.sh" in e["command"]
+    ]
 
 
 def last_states_before(events: list[dict[str, Any]], t: float) -> dict[str, str]:
@@ -166,8 +183,11 @@ def assert_safety_rules(events: list[dict[str, Any]], inv: Inventory) -> None:
             assert len(down) <= 1, f"two servers down at {e['t']}: {down}"
     for host in by_host:
         # The caller's own lines, without the `timeout -k` wrapper every command runs in.
-        commands = [journal_check.untimed(str(e["command"])) for e in events
-                    if e["event"] == "command" and e["host"] == host]
+        commands = [
+            journal_check.untimed(str(e["command"]))
+            for e in events
+            if e["event"] == "command" and e["host"] == host
+        ]
         # A new kit root becomes the install folder (the swap) only once it holds the key,
         # so every start after a swap finds it: the key is copied into the work folder's kit
         # root earlier in the same command (joined by &&), or by an earlier command.
@@ -175,11 +195,14 @@ def assert_safety_rules(events: list[dict[str, Any]], inv: Inventory) -> None:
             swap = re.search(r"mv -- \S*/\.bm-upgrade-work/\S+ ", command)
             if swap is None:
                 continue
-            copied = re.search(r"cp -- \S+ \S*/\.bm-upgrade-work/\S+/terracotta-license\.key "
-                               r"&& ", command[:swap.start()])
-            assert copied or any(c.startswith("cp ") and "terracotta-license.key" in c
-                                 for c in commands[:i]), \
-                f"{host}: kit swapped in without its license key: {command}"
+            copied = re.search(
+                r"cp -- \S+ \S*/\.bm-upgrade-work/\S+/terracotta-license\.key "
+                r"&& ",
+                command[: swap.start()],
+            )
+            assert copied or any(
+                c.startswith("cp ") and "terracotta-license.key" in c for c in commands[:i]
+            ), f"{host}: kit swapped in without its license key: {command}"
 
 
 def environ_of(sandbox: E2ESandbox, server: Server) -> str:
@@ -192,8 +215,7 @@ def all_skipped(records: list[StepRecord]) -> bool:
 
 
 # -- against the sandbox, in order ------------------------------------------------------------
-def test_active_is_not_touched_before_its_mirror(small_sandbox: E2ESandbox,
-                                                 pool: HostPool) -> None:
+def test_active_is_not_touched_before_its_mirror(small_sandbox: E2ESandbox, pool: HostPool) -> None:
     """Fresh sandbox on 4.2.0: upgrading the active first is refused, nothing stops."""
     inv = small_sandbox.inventory
     ctx = ServerOps.create(inv, pool, target="4.2.1")
@@ -236,27 +258,35 @@ def test_upgrade_stripe_to_4_2_1(small_sandbox: E2ESandbox, pool: HostPool) -> N
         assert (kit_root / "terracotta-license.key").stat().st_size > 0
         assert "BM_E2E_SETENV=carried-over" in environ_of(small_sandbox, server)
         previous = Path(KitSwap.for_server(server).previous_kit("4.2.0"))
-        assert kit_version_on_disk(server.model_copy(update={"install_dir": str(previous)})) \
-            == "4.2.0"
+        assert (
+            kit_version_on_disk(server.model_copy(update={"install_dir": str(previous)})) == "4.2.0"
+        )
 
     events = small_sandbox.journal(since)
     stops = stop_commands(events)
     assert [host for _, host in stops] == [b.host, a.host]
     assert_safety_rules(events, inv)
-    assert journal_check.violations(small_sandbox.journal_path, inv, "4.2.1", since=staged_at,
-                                    until=ended) == []
+    assert (
+        journal_check.violations(
+            small_sandbox.journal_path, inv, "4.2.1", since=staged_at, until=ended
+        )
+        == []
+    )
     assert small_sandbox.verify()["lost"] == 0
 
 
-def test_fail_back_returns_the_active_to_the_first_server(small_sandbox: E2ESandbox,
-                                                         pool: HostPool) -> None:
+def test_fail_back_returns_the_active_to_the_first_server(
+    small_sandbox: E2ESandbox, pool: HostPool
+) -> None:
     """From: both on 4.2.1, east-s1-b ACTIVE. Failback makes east-s1-a ACTIVE again."""
     inv = small_sandbox.inventory
     ctx = ServerOps.create(inv, pool, target="4.2.1")
     since = time.time()
     records = fail_back(ctx, the_stripe(inv))
     assert next((r.action, r.node) for r in records if not r.skipped) == (
-        "failback-stop", "east-s1-b")
+        "failback-stop",
+        "east-s1-b",
+    )
     assert states(inv) == {"east-s1-a": "ACTIVE-COORDINATOR", "east-s1-b": "PASSIVE-STANDBY"}
     assert_safety_rules(small_sandbox.journal(since), inv)
     assert small_sandbox.verify()["lost"] == 0
@@ -270,13 +300,21 @@ def test_rerun_does_nothing(small_sandbox: E2ESandbox, pool: HostPool) -> None:
     since = time.time()
     records = upgrade_stripe(ctx, inv.regions[0], the_stripe(inv))
     assert all_skipped(records), [r.summary() for r in records]
-    assert {(r.action, r.node) for r in records} >= {("upgrade", "east-s1-a"),
-                                                    ("upgrade", "east-s1-b"),
-                                                    ("failback", "east-s1-a")}
+    assert {(r.action, r.node) for r in records} >= {
+        ("upgrade", "east-s1-a"),
+        ("upgrade", "east-s1-b"),
+        ("failback", "east-s1-a"),
+    }
     events = small_sandbox.journal(since)
-    touched = [e for e in events if e["event"] == "server_process" or (
-        e["event"] == "command" and ("stop-tc-server" in e["command"]
-                                     or "start-tc-server" in e["command"]))]
+    touched = [
+        e
+        for e in events
+        if e["event"] == "server_process"
+        or (
+            e["event"] == "command"
+            and ("stop-tc-server" in e["command"] or "start-tc-server" in e["command"])
+        )
+    ]
     assert touched == []
     assert journal_check.changing_commands(small_sandbox.journal_path, since) == []
     a, b = the_stripe(inv).servers
@@ -312,7 +350,8 @@ def test_rollback_to_4_2_0_over_ssh_probes(small_sandbox: E2ESandbox, pool: Host
 
 
 def test_no_takeover_restarts_the_old_active_and_a_rerun_resumes(
-        small_sandbox: E2ESandbox, pool: HostPool) -> None:
+    small_sandbox: E2ESandbox, pool: HostPool
+) -> None:
     """From: the stripe on 4.2.0, east-s1-a ACTIVE. With a failover timeout (0.5 s) shorter
     than the election (4 s, in tc-config, read by the mirror when it restarts on its new
     kit), nobody takes over in time: east-s1-a is started again on its 4.2.0 kit at once and
@@ -322,16 +361,19 @@ def test_no_takeover_restarts_the_old_active_and_a_rerun_resumes(
     inv = base.model_copy(update={"policy": base.policy.model_copy(update={"timeouts": hasty})})
     a, b = the_stripe(inv).servers
     staged = stage(small_sandbox, pool, "4.2.1")
-    configs = {Path(s.tc_config): Path(s.tc_config).read_text(encoding="utf-8")
-               for s in (a, b)}
+    configs = {Path(s.tc_config): Path(s.tc_config).read_text(encoding="utf-8") for s in (a, b)}
     since = time.time()
     try:
         for path, text in configs.items():
-            path.write_text(re.sub(r'election-time="[^"]*"', 'election-time="4"', text),
-                            encoding="utf-8")
+            path.write_text(
+                re.sub(r'election-time="[^"]*"', 'election-time="4"', text), encoding="utf-8"
+            )
         with pytest.raises(StepFailed) as failed:
-            upgrade_stripe(ServerOps.create(inv, pool, target="4.2.1", staged=staged),
-                           inv.regions[0], the_stripe(inv))
+            upgrade_stripe(
+                ServerOps.create(inv, pool, target="4.2.1", staged=staged),
+                inv.regions[0],
+                the_stripe(inv),
+            )
     finally:
         for path, text in configs.items():
             path.write_text(text, encoding="utf-8")
@@ -344,8 +386,11 @@ def test_no_takeover_restarts_the_old_active_and_a_rerun_resumes(
     assert watch.wait_state(a, {"PASSIVE-STANDBY", "ACTIVE-COORDINATOR"}, 30).ok
     assert small_sandbox.verify()["lost"] == 0
 
-    records = upgrade_stripe(ServerOps.create(base, pool, target="4.2.1", staged=staged),
-                             base.regions[0], the_stripe(base))
+    records = upgrade_stripe(
+        ServerOps.create(base, pool, target="4.2.1", staged=staged),
+        base.regions[0],
+        the_stripe(base),
+    )
     assert not all_skipped(records)
     assert [kit_version_on_disk(s) for s in (a, b)] == ["4.2.1", "4.2.1"]
     assert states(base) == {"east-s1-a": "ACTIVE-COORDINATOR", "east-s1-b": "PASSIVE-STANDBY"}
@@ -353,20 +398,28 @@ def test_no_takeover_restarts_the_old_active_and_a_rerun_resumes(
     assert small_sandbox.verify()["lost"] == 0
 
 
-def test_a_failed_install_restarts_the_mirror_on_its_old_kit(small_sandbox: E2ESandbox,
-                                                             pool: HostPool) -> None:
+def test_a_failed_install_restarts_the_mirror_on_its_old_kit(
+    small_sandbox: E2ESandbox, pool: HostPool
+) -> None:
     """From: the stripe on 4.2.1, east-s1-a ACTIVE. The 4.2.0 kit is missing on east-s1-b's
     host: the install fails before touching the old kit, east-s1-b is started again on it and
     the message says what to do; a rerun with the kit staged finishes the rollback."""
     inv = small_sandbox.inventory
     a, b = the_stripe(inv).servers
     staged = stage(small_sandbox, pool, "4.2.0")
-    missing = {**staged, b.host: StagedKit(b.host, staged[b.host].kit_path + ".gone",
-                                           staged[b.host].license_path, "uploaded")}
+    missing = {
+        **staged,
+        b.host: StagedKit(
+            b.host, staged[b.host].kit_path + ".gone", staged[b.host].license_path, "uploaded"
+        ),
+    }
     since = time.time()
     with pytest.raises(StepFailed) as failed:
-        upgrade_stripe(ServerOps.create(inv, pool, target="4.2.0", staged=missing),
-                       inv.regions[0], the_stripe(inv))
+        upgrade_stripe(
+            ServerOps.create(inv, pool, target="4.2.0", staged=missing),
+            inv.regions[0],
+            the_stripe(inv),
+        )
     message = str(failed.value)
     assert failed.value.node == "east-s1-b"
     assert "kit is not staged" in message and "staging step" in message, message
@@ -376,8 +429,9 @@ def test_a_failed_install_restarts_the_mirror_on_its_old_kit(small_sandbox: E2ES
     assert kit_version_on_disk(b) == "4.2.1"
     assert small_sandbox.verify()["lost"] == 0
 
-    records = upgrade_stripe(ServerOps.create(inv, pool, target="4.2.0", staged=staged),
-                             inv.regions[0], the_stripe(inv))
+    records = upgrade_stripe(
+        ServerOps.create(inv, pool, target="4.2.0", staged=staged), inv.regions[0], the_stripe(inv)
+    )
     assert not all_skipped(records)
     assert [kit_version_on_disk(s) for s in (a, b)] == ["4.2.0", "4.2.0"]
     assert states(inv) == {"east-s1-a": "ACTIVE-COORDINATOR", "east-s1-b": "PASSIVE-STANDBY"}
@@ -415,7 +469,8 @@ def single_sandbox() -> Iterator[E2ESandbox]:
 
 
 def test_a_stripe_without_mirror_needs_consent_then_restarts_on_the_target(
-        single_sandbox: E2ESandbox) -> None:
+    single_sandbox: E2ESandbox,
+) -> None:
     """Without consent the plan refuses and nothing stops; with it the lone ACTIVE is stopped
     (--force), upgraded and confirmed ACTIVE again, its data recovered from disk."""
     inv = single_sandbox.inventory
@@ -423,14 +478,19 @@ def test_a_stripe_without_mirror_needs_consent_then_restarts_on_the_target(
     with HostPool(inv.ssh) as hosts:
         since = time.time()
         with pytest.raises(PlanRefused, match="allow-downtime"):
-            upgrade_stripe(ServerOps.create(inv, hosts, target="4.2.1"), inv.regions[0],
-                           the_stripe(inv))
+            upgrade_stripe(
+                ServerOps.create(inv, hosts, target="4.2.1"), inv.regions[0], the_stripe(inv)
+            )
         assert stop_commands(single_sandbox.journal(since)) == []
         staged = stage(single_sandbox, hosts, "4.2.1")
         ctx = ServerOps.create(inv, hosts, target="4.2.1", staged=staged, allow_downtime=True)
         records = upgrade_stripe(ctx, inv.regions[0], the_stripe(inv))
     assert [r.action for r in records if not r.skipped] == [
-        "stop", "install", "start", "confirm-active"]
+        "stop",
+        "install",
+        "start",
+        "confirm-active",
+    ]
     assert kit_version_on_disk(server) == "4.2.1"
     assert states(inv) == {server.name: "ACTIVE-COORDINATOR"}
     assert single_sandbox.verify()["lost"] == 0

@@ -87,26 +87,35 @@ class Ui:
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(f"{self.url}/graphql", data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{self.url}/graphql",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=60) as response:
             answer: dict[str, Any] = json.loads(response.read())
         assert "errors" not in answer, answer["errors"]
         return answer["data"]
 
     def launch(self, config: dict[str, Any]) -> str:
-        params = {"selector": {"repositoryLocationName": self.location,
-                               "repositoryName": "__repository__",
-                               "jobName": "upgrade_small"},
-                  "runConfigData": {"ops": {"preflight": {"config": config}}}}
+        params = {
+            "selector": {
+                "repositoryLocationName": self.location,
+                "repositoryName": "__repository__",
+                "jobName": "upgrade_small",
+            },
+            "runConfigData": {"ops": {"preflight": {"config": config}}},
+        }
         result = self.graphql(LAUNCH, {"params": params})["launchRun"]
         assert result["__typename"] == "LaunchRunSuccess", result
         run_id: str = result["run"]["runId"]
         return run_id
 
     def reexecute_from_failure(self, parent: str) -> str:
-        result = self.graphql(REEXECUTE, {"params": {"parentRunId": parent,
-                                                     "strategy": "FROM_FAILURE"}})
+        result = self.graphql(
+            REEXECUTE, {"params": {"parentRunId": parent, "strategy": "FROM_FAILURE"}}
+        )
         result = result["launchRunReexecution"]
         assert result["__typename"] == "LaunchRunSuccess", result
         run_id: str = result["run"]["runId"]
@@ -120,8 +129,9 @@ class Ui:
             box.update(self.graphql(RUN, {"runId": run_id})["runOrError"])
             return box.get("status") in DONE
 
-        processes.wait_until(ended, timeout, f"run {run_id} to end (last: {box.get('status')})",
-                             interval=1.0)
+        processes.wait_until(
+            ended, timeout, f"run {run_id} to end (last: {box.get('status')})", interval=1.0
+        )
         return box
 
 
@@ -169,16 +179,32 @@ def ui(receiver: Receiver) -> Iterator[Ui]:
         shutil.copy(sandbox.inventory_path, inventories / "small.yaml")
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        env = {INVENTORY_DIR_ENV: str(inventories), CACHE_DIR_ENV: str(home / "kits"),
-               WEBHOOK_ENV: receiver.url, UI_URL_ENV: url, INTERVAL_ENV: "2"}
+        env = {
+            INVENTORY_DIR_ENV: str(inventories),
+            CACHE_DIR_ENV: str(home / "kits"),
+            WEBHOOK_ENV: receiver.url,
+            UI_URL_ENV: url,
+            INTERVAL_ENV: "2",
+        }
         module = ["-m", "bm_upgrade.definitions"]
-        started.append(processes.start("dagster-webserver", ["-h", "127.0.0.1", "-p",
-                                                             str(port), *module],
-                                       home, home / "webserver.log", env))
-        started.append(processes.start("dagster-daemon", ["run", *module], home,
-                                       home / "daemon.log", env))
-        processes.wait_until(lambda: _answers(f"{url}/server_info"), 90,
-                             f"the webserver (log: {home / 'webserver.log'})", interval=0.5)
+        started.append(
+            processes.start(
+                "dagster-webserver",
+                ["-h", "127.0.0.1", "-p", str(port), *module],
+                home,
+                home / "webserver.log",
+                env,
+            )
+        )
+        started.append(
+            processes.start("dagster-daemon", ["run", *module], home, home / "daemon.log", env)
+        )
+        processes.wait_until(
+            lambda: _answers(f"{url}/server_info"),
+            90,
+            f"the webserver (log: {home / 'webserver.log'})",
+            interval=0.5,
+        )
         probe = Ui(url, "", sandbox, receiver)
         (entry,) = probe.graphql(LOCATIONS)["workspaceOrError"]["locationEntries"]
         assert entry["locationOrLoadError"]["__typename"] != "PythonError", entry
@@ -206,9 +232,16 @@ def test_upgrade_launched_through_graphql_succeeds(ui: Ui) -> None:
     config = UpgradeConfig.defaults_for(ui.sandbox.inventory)  # what the launchpad shows
     run = ui.wait(ui.launch(config))
     assert run["status"] == "SUCCESS", run
-    assert executed(run) == {"preflight", "download", "stage_kit",
-                             "upgrade_mirrors_east_stripe1", "failover_east_stripe1",
-                             "verify_servers", "restart_clients_1", "report"}
+    assert executed(run) == {
+        "preflight",
+        "download",
+        "stage_kit",
+        "upgrade_mirrors_east_stripe1",
+        "failover_east_stripe1",
+        "verify_servers",
+        "restart_clients_1",
+        "report",
+    }
 
 
 def test_failed_run_reexecuted_from_failure_through_graphql(ui: Ui) -> None:
@@ -223,12 +256,19 @@ def test_failed_run_reexecuted_from_failure_through_graphql(ui: Ui) -> None:
     again = ui.wait(ui.reexecute_from_failure(failed_id))
     assert again["status"] == "SUCCESS", again
     # Only the failed step and what follows it ran again.
-    assert executed(again) == {"upgrade_mirrors_east_stripe1", "failover_east_stripe1",
-                               "verify_servers", "restart_clients_1", "report"}
+    assert executed(again) == {
+        "upgrade_mirrors_east_stripe1",
+        "failover_east_stripe1",
+        "verify_servers",
+        "restart_clients_1",
+        "report",
+    }
     # The daemon's run-failure sensor told the webhook, with a link into this UI.
-    processes.wait_until(lambda: any(b.get("run_id") == failed_id
-                                     for b in ui.receiver.bodies), 60,
-                         "the run-failure message at the webhook")
+    processes.wait_until(
+        lambda: any(b.get("run_id") == failed_id for b in ui.receiver.bodies),
+        60,
+        "the run-failure message at the webhook",
+    )
     message = next(b for b in ui.receiver.bodies if b.get("run_id") == failed_id)
     assert message["cluster"] == ui.sandbox.inventory.cluster
     assert message["failed_step"] == "upgrade_mirrors_east_stripe1" and message["reason"]
@@ -245,8 +285,12 @@ def test_sync_status_history_shows_in_the_ui(ui: Ui) -> None:
         asset = ui.graphql(OBSERVATIONS, {"key": key})["assetOrError"]
         if asset["__typename"] != "Asset":
             return []
-        return [e["mdStr"] for o in asset["assetObservations"] for e in o["metadataEntries"]
-                if e["label"] == "changes"]
+        return [
+            e["mdStr"]
+            for o in asset["assetObservations"]
+            for e in o["metadataEntries"]
+            if e["label"] == "changes"
+        ]
 
     processes.wait_until(lambda: len(changes()) >= 2, 60, "sync-status observations")
     text = "\n".join(changes())

@@ -38,8 +38,10 @@ def versions(sb: E2ESandbox) -> dict[str, str | None]:
     """Server -> version as the sandbox's own REST topology says (not the tool's probes)."""
     found: dict[str, str | None] = {name: None for name in sb.info["servers"]}
     for server in sb.info["servers"].values():
-        url = (f"http://{server['host']}:{server['management_port']}"
-               "/tc-management-api/v2/agents/topologies/servers")
+        url = (
+            f"http://{server['host']}:{server['management_port']}"
+            "/tc-management-api/v2/agents/topologies/servers"
+        )
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 data = json.loads(response.read())
@@ -64,8 +66,7 @@ def states(sb: E2ESandbox) -> list[str]:
 
 
 def assert_safe(sb: E2ESandbox, target: str, since: float) -> None:
-    assert violations(sb.journal_path, sb.inventory, target, since=since,
-                      until=time.time()) == []
+    assert violations(sb.journal_path, sb.inventory, target, since=since, until=time.time()) == []
     assert sb.verify()["lost"] == 0
 
 
@@ -84,7 +85,11 @@ def test_upgrade_through_the_cli(sandbox: E2ESandbox) -> None:
     since = time.time()
     result = subprocess.run(
         [sys.executable, "-m", "bm_upgrade.cli", "run", str(sandbox.inventory_path)],
-        capture_output=True, text=True, timeout=300, check=False)
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     first = result.stdout.splitlines()[0]
     assert first.startswith("run_id: ")
@@ -97,13 +102,20 @@ def test_upgrade_through_the_cli(sandbox: E2ESandbox) -> None:
     # The procedure's progress shows in the failover step's log in the UI (relayed to Dagster
     # off the step's thread), every line stored before the step's outcome.
     run_id = first.removeprefix("run_id: ").strip()
-    records = [r for r in dg.DagsterInstance.get().all_logs(run_id)
-               if r.step_key == "failover_east_stripe1"]
+    records = [
+        r
+        for r in dg.DagsterInstance.get().all_logs(run_id)
+        if r.step_key == "failover_east_stripe1"
+    ]
     lines = [r for r in records if r.dagster_event is None]
-    ended = next(r for r in records if r.dagster_event is not None
-                 and r.dagster_event.event_type_value == "STEP_SUCCESS")
-    assert any("waited" in r.user_message and f"{b} PASSIVE-STANDBY" in r.user_message
-               for r in lines), [r.user_message for r in lines]
+    ended = next(
+        r
+        for r in records
+        if r.dagster_event is not None and r.dagster_event.event_type_value == "STEP_SUCCESS"
+    )
+    assert any(
+        "waited" in r.user_message and f"{b} PASSIVE-STANDBY" in r.user_message for r in lines
+    ), [r.user_message for r in lines]
     assert any(r.user_message.startswith(f"failover-stop {a}") for r in lines)
     assert max(r.timestamp for r in lines) <= ended.timestamp
     assert records.index(ended) > max(records.index(r) for r in lines)
@@ -119,12 +131,16 @@ def test_a_second_run_changes_nothing(sandbox: E2ESandbox) -> None:
 
 def test_rollback_deleting_dirty_backups(sandbox: E2ESandbox) -> None:
     since = time.time()
-    outcome = run_upgrade(sandbox.inventory_path, target="4.2.0",
-                          overrides={"delete_dirty_backups": True})
+    outcome = run_upgrade(
+        sandbox.inventory_path, target="4.2.0", overrides={"delete_dirty_backups": True}
+    )
     assert outcome.success, outcome.failure
     assert set(versions(sandbox).values()) == {"4.2.0"}
-    deleted = [e for e in sandbox.journal(since)
-               if e["event"] == "dirty_backup" and e["action"] == "deleted"]
+    deleted = [
+        e
+        for e in sandbox.journal(since)
+        if e["event"] == "dirty_backup" and e["action"] == "deleted"
+    ]
     assert deleted, "the upgrade made dirty backups earlier; the rollback deletes them"
     assert_safe(sandbox, "4.2.0", since)
 
@@ -135,8 +151,11 @@ def test_a_mirror_that_never_syncs_then_rerun(sandbox: E2ESandbox) -> None:
     with faults.injected(sandbox.directory, "no-sync", b):
         outcome = run_upgrade(sandbox.inventory_path, overrides={"sync_timeout_s": 3.0})
     assert not outcome.success
-    assert outcome.failure and "upgrade_mirrors_east_stripe1" in outcome.failure \
+    assert (
+        outcome.failure
+        and "upgrade_mirrors_east_stripe1" in outcome.failure
         and b in outcome.failure
+    )
     assert a not in stops(sandbox.journal_path, since), "the active was stopped"
     before_rerun = time.time()
     again = rerun(outcome.run_id)
@@ -166,8 +185,17 @@ def test_a_kit_that_crashes_on_start_leaves_the_stripe_served(sandbox: E2ESandbo
     assert outcome.failure and "upgrade_mirrors_east_stripe1" in outcome.failure
     assert "ACTIVE-COORDINATOR" in states(sandbox), "the stripe lost its active"
     mirror = sandbox.inventory.regions[0].stripes[0].servers[1].name
-    assert violations(sandbox.journal_path, sandbox.inventory, "4.2.0", since=since,
-                      until=time.time(), crash_expected=[mirror]) == []
+    assert (
+        violations(
+            sandbox.journal_path,
+            sandbox.inventory,
+            "4.2.0",
+            since=since,
+            until=time.time(),
+            crash_expected=[mirror],
+        )
+        == []
+    )
     # Cleared: the rerun finishes the rollback.
     again = rerun(outcome.run_id)
     assert again.success, again.failure

@@ -50,8 +50,7 @@ def test_full_upgrade_of_two_regions_with_wan(wan: E2ESandbox) -> None:
     assert outcome.success, outcome.failure
     assert outcome.report and "Every node runs 4.2.1." in outcome.report
     inventory = wan.inventory
-    assert violations(wan.journal_path, inventory, "4.2.1", since=since,
-                      until=time.time()) == []
+    assert violations(wan.journal_path, inventory, "4.2.1", since=since, until=time.time()) == []
     result = wan.verify()
     assert result["lost"] == 0 and result["acked"] > 0
     events = read(wan.journal_path)
@@ -70,8 +69,9 @@ def test_full_upgrade_of_two_regions_with_wan(wan: E2ESandbox) -> None:
     windows: dict[str, list[float]] = {}
     for e in events:
         if e["t"] >= since and e["event"] == "server_process" and e["action"] == "exit":
-            stripe = next(f"{r.name}/{st.name}" for r, st, s in inventory.servers()
-                          if s.name == e["server"])
+            stripe = next(
+                f"{r.name}/{st.name}" for r, st, s in inventory.servers() if s.name == e["server"]
+            )
             windows.setdefault(stripe, []).append(e["t"])
     spans = sorted((min(ts), max(ts)) for ts in windows.values())
     assert any(a[1] > b[0] for a, b in itertools.pairwise(spans)), spans
@@ -97,8 +97,9 @@ def test_a_host_down_mid_run_then_rerun(wan: E2ESandbox) -> None:
     injector = threading.Thread(target=inject_when_servers_start, daemon=True)
     injector.start()
     try:
-        outcome = run_upgrade(wan.inventory_path, target="4.2.0",
-                              overrides={"client_timeout_s": 5.0})
+        outcome = run_upgrade(
+            wan.inventory_path, target="4.2.0", overrides={"client_timeout_s": 5.0}
+        )
     finally:
         done.set()
         injector.join(5)
@@ -106,8 +107,9 @@ def test_a_host_down_mid_run_then_rerun(wan: E2ESandbox) -> None:
     assert not outcome.success
     assert outcome.failure and client.host in outcome.failure
     assert "restart_clients" in outcome.failure
-    assert violations(wan.journal_path, wan.inventory, "4.2.0", since=since,
-                      until=time.time()) == []
+    assert (
+        violations(wan.journal_path, wan.inventory, "4.2.0", since=since, until=time.time()) == []
+    )
     again = rerun(outcome.run_id)
     assert again.success, again.failure
     assert wan.verify()["lost"] == 0
@@ -143,7 +145,12 @@ def test_an_orchestrator_whose_install_dir_is_not_a_kit_is_not_stopped(wan: E2ES
     message = str(failed.value)
     assert str(folder) in message and "not a BigMemory Max 4.x kit" in message
     assert f"{real.name} was not stopped" in message
-    stopped = [e for e in read(wan.journal_path) if float(e["t"]) >= since
-               and e["event"] == "orchestrator_state" and e["orchestrator"] == real.name]
+    stopped = [
+        e
+        for e in read(wan.journal_path)
+        if float(e["t"]) >= since
+        and e["event"] == "orchestrator_state"
+        and e["orchestrator"] == real.name
+    ]
     assert stopped == []
     folder.rmdir()

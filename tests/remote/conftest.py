@@ -45,9 +45,14 @@ class Host:
 
     def settings(self, **changes: object) -> SshSettings:
         base: dict[str, object] = {
-            "user": self.handle.login_user, "port": self.handle.port,
-            "key_file": str(self.key.private), "known_hosts": str(self.known_hosts),
-            "use_agent": False, "connect_timeout_s": 5.0, "command_timeout_s": 20.0}
+            "user": self.handle.login_user,
+            "port": self.handle.port,
+            "key_file": str(self.key.private),
+            "known_hosts": str(self.known_hosts),
+            "use_agent": False,
+            "connect_timeout_s": 5.0,
+            "command_timeout_s": 20.0,
+        }
         base.update(changes)
         return SshSettings.model_validate(base)
 
@@ -95,16 +100,20 @@ def client_dir(session_dir: Path) -> Path:
 
 def _start_host(base: Path, addr: str, client: Path) -> Host:
     user = sshd.login_user()
-    key = sshd.ClientKey(client / "id_ed25519", client / "id_ed25519.pub",
-                         (client / "id_ed25519.pub").read_text(encoding="utf-8").strip())
+    key = sshd.ClientKey(
+        client / "id_ed25519",
+        client / "id_ed25519.pub",
+        (client / "id_ed25519.pub").read_text(encoding="utf-8").strip(),
+    )
     root = base / "host"
     work = base / "work"
     for folder in (root, work):
         folder.mkdir(parents=True)
         sshd.give_to_user(folder, user)
     sshd.grant_traverse(work)
-    handle = sshd.start_sshd(addr, sshd.default_port(), root, authorized_key=key.public_line,
-                             login_user=user)
+    handle = sshd.start_sshd(
+        addr, sshd.default_port(), root, authorized_key=key.public_line, login_user=user
+    )
     known_hosts = client / "known_hosts"
     with known_hosts.open("a", encoding="utf-8") as fh:
         fh.write(handle.known_hosts_line() + "\n")
@@ -122,8 +131,7 @@ def host(session_dir: Path, address: Callable[[], str], client_dir: Path) -> Ite
 
 
 @pytest.fixture(scope="session")
-def second_host(session_dir: Path, address: Callable[[], str],
-                client_dir: Path) -> Iterator[Host]:
+def second_host(session_dir: Path, address: Callable[[], str], client_dir: Path) -> Iterator[Host]:
     """Another sshd (jump-host, fan-out and staging tests); same client key and known_hosts."""
     started = _start_host(session_dir / "host2", address(), client_dir)
     try:
@@ -177,17 +185,38 @@ class JsonServer:
 
 def stat_json(name: str, state: str, group: str = "stripe1", port: int = 9540) -> dict[str, str]:
     """The REST stat answer of docs/terracotta.md for a server in ``state``."""
-    role = "ACTIVE" if state == "ACTIVE-COORDINATOR" else (
-        "PASSIVE" if state.startswith("PASSIVE") else "UNKNOWN")
-    return {"health": "OK", "role": role, "state": state, "managementPort": str(port),
-            "serverGroupName": group, "name": name}
+    role = (
+        "ACTIVE"
+        if state == "ACTIVE-COORDINATOR"
+        else ("PASSIVE" if state.startswith("PASSIVE") else "UNKNOWN")
+    )
+    return {
+        "health": "OK",
+        "role": role,
+        "state": state,
+        "managementPort": str(port),
+        "serverGroupName": group,
+        "name": name,
+    }
 
 
 def topology_json(servers: dict[str, tuple[str, str]], group: str = "stripe1") -> object:
     """The topologies answer: ``servers`` maps name -> (state, version)."""
-    return {"entities": [{"serverGroupEntities": [{"name": group, "servers": [
-        {"attributes": {"Name": name, "State": state, "Version": version}}
-        for name, (state, version) in servers.items()]}]}]}
+    return {
+        "entities": [
+            {
+                "serverGroupEntities": [
+                    {
+                        "name": group,
+                        "servers": [
+                            {"attributes": {"Name": name, "State": state, "Version": version}}
+                            for name, (state, version) in servers.items()
+                        ],
+                    }
+                ]
+            }
+        ]
+    }
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -201,8 +230,7 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> No
 
 
 @pytest.fixture
-def own_host(session_dir: Path, address: Callable[[], str],
-             client_dir: Path) -> Iterator[Host]:
+def own_host(session_dir: Path, address: Callable[[], str], client_dir: Path) -> Iterator[Host]:
     """An sshd of the test's own, for tests that freeze or break their host."""
     started = _start_host(session_dir / f"own-{next(_numbers)}", address(), client_dir)
     try:

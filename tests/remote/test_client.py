@@ -75,8 +75,7 @@ def test_command_timeout(conn: Connection) -> None:
     assert conn.run(["echo", "still usable"]).stdout == "still usable\n"
 
 
-def test_quoting_with_spaces_quotes_and_command_substitution(conn: Connection,
-                                                           host: Host) -> None:
+def test_quoting_with_spaces_quotes_and_command_substitution(conn: Connection, host: Host) -> None:
     marker = host.work / "injected"
     nasty = host.work / f"dir with spaces 'single' \"double\" $(touch {marker}) `touch {marker}`"
     conn.run(["mkdir", "-p", str(nasty)])
@@ -91,8 +90,9 @@ def test_detached_start_survives_disconnect(host: Host) -> None:
     log = host.work / "detached dir" / "app's.log"
     with Connection(host.address, host.settings()) as first:
         first.run(["mkdir", "-p", str(log.parent)])
-        pid = first.start_detached(["sh", "-c", "echo started; exec sleep 30"], str(log),
-                                   cwd=str(host.work))
+        pid = first.start_detached(
+            ["sh", "-c", "echo started; exec sleep 30"], str(log), cwd=str(host.work)
+        )
     try:
         # The connection is closed: a fresh one still sees the program, as its own session.
         with Connection(host.address, host.settings()) as second:
@@ -127,13 +127,17 @@ def test_unknown_host_key_rejected(host: Host, tmp_path: Path) -> None:
 
 
 def test_unknown_host_key_accepted_when_the_inventory_says_so_but_never_recorded(
-        host: Host, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    host: Host, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """accept_unknown_host_keys lets the connection go on with a warning; only trust-hosts
     records keys, so the file stays as it was and the next strict connection still refuses."""
     known = tmp_path / "sub" / "known_hosts"
-    with caplog.at_level(logging.WARNING, logger="bm_upgrade.remote.hostkeys"), Connection(
-            host.address, host.settings(known_hosts=str(known),
-                                        accept_unknown_host_keys=True)) as c:
+    with (
+        caplog.at_level(logging.WARNING, logger="bm_upgrade.remote.hostkeys"),
+        Connection(
+            host.address, host.settings(known_hosts=str(known), accept_unknown_host_keys=True)
+        ) as c,
+    ):
         assert c.run(["true"]).ok
     assert not known.exists()
     assert "NOT CHECKED" in caplog.text and "bm-upgrade trust-hosts" in caplog.text
@@ -143,11 +147,13 @@ def test_unknown_host_key_accepted_when_the_inventory_says_so_but_never_recorded
 
 def test_changed_host_key_rejected(host: Host, second_host: Host, tmp_path: Path) -> None:
     wrong = tmp_path / "known_hosts"
-    sshd.write_known_hosts(wrong, [(host.address, host.handle.port,
-                                    second_host.handle.host_key_pub)])
+    sshd.write_known_hosts(
+        wrong, [(host.address, host.handle.port, second_host.handle.host_key_pub)]
+    )
     with pytest.raises(HostKeyRejected, match="CHANGED") as info:
-        Connection(host.address, host.settings(known_hosts=str(wrong),
-                                               accept_unknown_host_keys=True)).open()
+        Connection(
+            host.address, host.settings(known_hosts=str(wrong), accept_unknown_host_keys=True)
+        ).open()
     assert "ssh-keygen -R" in str(info.value)
 
 
@@ -167,24 +173,27 @@ def test_missing_key_file_and_passphrase(host: Host, tmp_path: Path) -> None:
     with pytest.raises(AuthenticationFailed, match="does not exist"):
         Connection(host.address, host.settings(key_file=str(tmp_path / "none"))).open()
     encrypted = tmp_path / "enc"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "s3cret pass", "-f",
-                    str(encrypted)], check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "s3cret pass", "-f", str(encrypted)], check=True
+    )
     with pytest.raises(AuthenticationFailed, match="is encrypted"):
         Connection(host.address, host.settings(key_file=str(encrypted))).open()
     with pytest.raises(AuthenticationFailed, match="BM_TEST_NO_SUCH_VAR"):
-        Connection(host.address, host.settings(
-            key_file=str(encrypted), key_passphrase_env="BM_TEST_NO_SUCH_VAR")).open()
+        Connection(
+            host.address,
+            host.settings(key_file=str(encrypted), key_passphrase_env="BM_TEST_NO_SUCH_VAR"),
+        ).open()
     secret = tmp_path / "pass"
     secret.write_text("s3cret pass\n")
     # Decrypts; the server then refuses this key (not authorized): an auth error, no leak.
     with pytest.raises(AuthenticationFailed, match="refused 1 key") as info:
-        Connection(host.address, host.settings(key_file=str(encrypted),
-                                               key_passphrase_file=str(secret))).open()
+        Connection(
+            host.address, host.settings(key_file=str(encrypted), key_passphrase_file=str(secret))
+        ).open()
     assert "s3cret" not in str(info.value)
 
 
-def test_host_down_names_the_host_after_retries(host: Host,
-                                               address: Callable[[], str]) -> None:
+def test_host_down_names_the_host_after_retries(host: Host, address: Callable[[], str]) -> None:
     down = address()
     conn = Connection(down, host.settings(), retries=3, backoff_s=0.01)
     with pytest.raises(HostUnreachable) as info:
@@ -196,8 +205,10 @@ def test_host_down_names_the_host_after_retries(host: Host,
 
 def test_unresolvable_host_is_not_retried(host: Host) -> None:
     conn = Connection("no-such-host.invalid", host.settings(), retries=5, backoff_s=1.0)
-    with connections_counted() as connects, \
-            pytest.raises(HostUnreachable, match="cannot resolve host name"):
+    with (
+        connections_counted() as connects,
+        pytest.raises(HostUnreachable, match="cannot resolve host name"),
+    ):
         conn.open()
     assert connects.call_count == 1  # not retried
 
@@ -213,7 +224,8 @@ def test_jump_host(host: Host, second_host: Host) -> None:
     jump = JumpHost(host=host.address, port=host.handle.port, user=host.handle.login_user)
     with Connection(second_host.address, second_host.settings(jump_host=jump)) as conn:
         assert conn.run(["sh", "-c", "echo $SSH_CONNECTION"]).stdout.split()[2] == (
-            second_host.address)
+            second_host.address
+        )
         # The hop's sshd saw the connection come from the jump host's sshd, itself local.
         assert conn.run(["echo", "via jump"]).stdout == "via jump\n"
 
@@ -228,8 +240,9 @@ def test_jump_host_cannot_reach_target(host: Host, address: Callable[[], str]) -
 def test_pool_fan_out_reports_each_host(host: Host, address: Callable[[], str]) -> None:
     down = address()
     with HostPool(host.settings(), retries=1) as pool:
-        outcome = pool.fan_out([host.address, down, host.address],
-                               lambda c: c.run(["echo", c.host]).stdout.strip())
+        outcome = pool.fan_out(
+            [host.address, down, host.address], lambda c: c.run(["echo", c.host]).stdout.strip()
+        )
         assert outcome.results == {host.address: host.address}
         assert list(outcome.errors) == [down]
         assert isinstance(outcome.errors[down], HostUnreachable)

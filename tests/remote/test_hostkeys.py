@@ -24,7 +24,8 @@ def name_of(host: Host) -> str:
 
 
 def test_known_host_showing_a_key_of_another_type_is_changed_and_not_recorded(
-        host: Host, tmp_path: Path) -> None:
+    host: Host, tmp_path: Path
+) -> None:
     known = tmp_path / "known_hosts"
     text = f"{name_of(host)} ssh-rsa {RSA.get_base64()}\n"
     known.write_text(text)
@@ -39,8 +40,9 @@ def test_known_host_showing_a_key_of_another_type_is_changed_and_not_recorded(
     assert known.read_text() == text
 
 
-def test_recorded_key_among_others_is_accepted_hashed_or_by_pattern(host: Host,
-                                                                    tmp_path: Path) -> None:
+def test_recorded_key_among_others_is_accepted_hashed_or_by_pattern(
+    host: Host, tmp_path: Path
+) -> None:
     own = host.handle.host_key_pub.split()
     hashed = paramiko.HostKeys.hash_host(name_of(host))
     pattern = known_hosts_name(host.address.rsplit(".", 1)[0] + ".*", host.handle.port)
@@ -66,8 +68,7 @@ def test_a_pool_never_writes_known_hosts(host: Host, second_host: Host, tmp_path
     known.write_text(text)
     settings = host.settings(known_hosts=str(known), accept_unknown_host_keys=True)
     with HostPool(settings, retries=1) as pool:
-        outcome = pool.fan_out([host.address, second_host.address],
-                               lambda c: c.run(["true"]).ok)
+        outcome = pool.fan_out([host.address, second_host.address], lambda c: c.run(["true"]).ok)
     assert outcome.values() == {host.address: True, second_host.address: True}
     assert known.read_text() == text
 
@@ -76,7 +77,7 @@ CORRUPT = {
     "bad base64": "{name} ssh-ed25519 AAAA!!notbase64\n",
     "a truncated key": "{name} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5\n",
     "a key of another type": "{name} ssh-rsa "
-                             "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n",
+    "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n",
     "too few fields": "{name} ssh-ed25519\n",
     "not UTF-8": "{name} ssh-ed25519 \udcff\n",
 }
@@ -84,14 +85,20 @@ CORRUPT = {
 
 @pytest.mark.parametrize("kind", sorted(CORRUPT))
 def test_corrupt_known_hosts_line_is_one_error_naming_file_and_line(
-        host: Host, tmp_path: Path, kind: str) -> None:
+    host: Host, tmp_path: Path, kind: str
+) -> None:
     known = tmp_path / "known_hosts"
-    lines = ["# comment", "", host.handle.known_hosts_line(),
-             CORRUPT[kind].format(name="other.example").rstrip("\n")]
+    lines = [
+        "# comment",
+        "",
+        host.handle.known_hosts_line(),
+        CORRUPT[kind].format(name="other.example").rstrip("\n"),
+    ]
     known.write_bytes("\n".join(lines).encode("utf-8", "surrogateescape") + b"\n")
     with pytest.raises(KnownHostsError) as info:
-        Connection(host.address, host.settings(known_hosts=str(known)), retries=3,
-                   backoff_s=5).open()
+        Connection(
+            host.address, host.settings(known_hosts=str(known)), retries=3, backoff_s=5
+        ).open()
     message = str(info.value)
     assert isinstance(info.value, UserError)  # the CLI exits 2: it is the user's file
     assert f"known_hosts file {known} line 4 is not a host key entry" in message
@@ -100,25 +107,31 @@ def test_corrupt_known_hosts_line_is_one_error_naming_file_and_line(
 
 
 def test_corrupt_known_hosts_stops_a_fan_out_once_not_per_host(
-        host: Host, address: Callable[[], str], tmp_path: Path) -> None:
+    host: Host, address: Callable[[], str], tmp_path: Path
+) -> None:
     known = tmp_path / "known_hosts"
     known.write_text(host.handle.known_hosts_line() + "\nbroken ssh-ed25519 !!\n")
-    with HostPool(host.settings(known_hosts=str(known)), retries=1) as pool, \
-            pytest.raises(KnownHostsError, match="line 2"):
+    with (
+        HostPool(host.settings(known_hosts=str(known)), retries=1) as pool,
+        pytest.raises(KnownHostsError, match="line 2"),
+    ):
         pool.fan_out([host.address, address()], lambda c: c.run(["true"]))
 
 
 def test_unsupported_key_types_and_ca_lines_are_skipped(tmp_path: Path, host: Host) -> None:
     known = tmp_path / "known_hosts"
-    known.write_text(f"@cert-authority *.example ssh-ed25519 {RSA.get_base64()}\n"
-                     f"{name_of(host)} sk-ssh-ed25519@openssh.com AAAAC3NzaC1lZDI1NTE5\n"
-                     f"{host.handle.known_hosts_line()}\n")
+    known.write_text(
+        f"@cert-authority *.example ssh-ed25519 {RSA.get_base64()}\n"
+        f"{name_of(host)} sk-ssh-ed25519@openssh.com AAAAC3NzaC1lZDI1NTE5\n"
+        f"{host.handle.known_hosts_line()}\n"
+    )
     with Connection(host.address, host.settings(known_hosts=str(known))) as conn:
         assert conn.run(["true"]).ok
 
 
 def test_record_appends_a_line_even_after_a_last_line_without_newline(
-        second_host: Host, tmp_path: Path) -> None:
+    second_host: Host, tmp_path: Path
+) -> None:
     known = tmp_path / "ssh" / "known_hosts"
     known.parent.mkdir()
     known.write_text(f"other.example ssh-rsa {RSA.get_base64()}")  # no final newline

@@ -55,8 +55,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.end_headers()
                 return
             self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(KIT_BYTES) - 1}/"
-                                              f"{len(KIT_BYTES)}")
+            self.send_header(
+                "Content-Range", f"bytes {start}-{len(KIT_BYTES) - 1}/{len(KIT_BYTES)}"
+            )
         else:
             self.send_response(200)
         body = KIT_BYTES[start:]
@@ -83,14 +84,15 @@ def server(kit_server: KitServer) -> KitServer:
     return kit_server
 
 
-def kit(server: KitServer, name: str = "bigmemory-max-4.2.1.tar.gz",
-        sha: str = KIT_SHA) -> Kit:
-    return Kit(version="4.2.1", url=f"http://127.0.0.1:{server.server_port}/kits/{name}",
-               sha256=sha)
+def kit(server: KitServer, name: str = "bigmemory-max-4.2.1.tar.gz", sha: str = KIT_SHA) -> Kit:
+    return Kit(
+        version="4.2.1", url=f"http://127.0.0.1:{server.server_port}/kits/{name}", sha256=sha
+    )
 
 
-def test_fetch_then_cached(server: KitServer, tmp_path: Path,
-                           caplog: pytest.LogCaptureFixture) -> None:
+def test_fetch_then_cached(
+    server: KitServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="bm_upgrade.procedure.kit")
     path = fetch_kit(kit(server), tmp_path)
     assert path == tmp_path / "bigmemory-max-4.2.1.tar.gz"
@@ -140,37 +142,67 @@ def test_file_url(tmp_path: Path) -> None:
 
 def inventory_for(host: Host, second: Host) -> Inventory:
     def server(name: str, addr: str, folder: Path) -> dict[str, Any]:
-        return {"name": name, "host": addr, "install_dir": str(folder / "bigmemory-max"),
-                "tc_config": str(folder / "tc-config.xml"), "data_dir": str(folder / name),
-                "tsa_port": 9510 if name.endswith("a") else 9610,
-                "management_port": 9540 if name.endswith("a") else 9640}
+        return {
+            "name": name,
+            "host": addr,
+            "install_dir": str(folder / "bigmemory-max"),
+            "tc_config": str(folder / "tc-config.xml"),
+            "data_dir": str(folder / name),
+            "tsa_port": 9510 if name.endswith("a") else 9610,
+            "management_port": 9540 if name.endswith("a") else 9640,
+        }
 
-    return Inventory.model_validate({
-        "cluster": "staging_test", "target_version": "4.2.1",
-        "kits": [{"version": "4.2.1", "url": "file:///kits/bigmemory-max-4.2.1.tar.gz",
-                  "sha256": KIT_SHA}],
-        "license_file": str(FIXTURES / "license-4.2.key"),
-        "ssh": host.settings().model_dump(), "persistent": True,
-        "regions": [{"name": "r1",
-                     "stripes": [{"name": "s1", "servers": [
-                         server("tsa-1a", host.address, host.work / "stage a"),
-                         server("tsa-1b", host.address, host.work / "stage b")]}],
-                     "clients": [{"name": "app", "host": second.address,
-                                  "lib_dir": str(second.work / "app" / "lib"),
-                                  "stop_command": "true", "start_command": "true"}]}],
-    })
+    return Inventory.model_validate(
+        {
+            "cluster": "staging_test",
+            "target_version": "4.2.1",
+            "kits": [
+                {
+                    "version": "4.2.1",
+                    "url": "file:///kits/bigmemory-max-4.2.1.tar.gz",
+                    "sha256": KIT_SHA,
+                }
+            ],
+            "license_file": str(FIXTURES / "license-4.2.key"),
+            "ssh": host.settings().model_dump(),
+            "persistent": True,
+            "regions": [
+                {
+                    "name": "r1",
+                    "stripes": [
+                        {
+                            "name": "s1",
+                            "servers": [
+                                server("tsa-1a", host.address, host.work / "stage a"),
+                                server("tsa-1b", host.address, host.work / "stage b"),
+                            ],
+                        }
+                    ],
+                    "clients": [
+                        {
+                            "name": "app",
+                            "host": second.address,
+                            "lib_dir": str(second.work / "app" / "lib"),
+                            "stop_command": "true",
+                            "start_command": "true",
+                        }
+                    ],
+                }
+            ],
+        }
+    )
 
 
 def test_staging_targets_one_per_host(host: Host, second_host: Host) -> None:
     inv = inventory_for(host, second_host)
     assert staging_targets(inv) == {
         host.address: str(host.work / "stage a" / STAGING_DIR_NAME),
-        second_host.address: str(second_host.work / "app" / STAGING_DIR_NAME)}
+        second_host.address: str(second_host.work / "app" / STAGING_DIR_NAME),
+    }
     assert staging_dir("/opt/tc/bigmemory-max/") == "/opt/tc/.bm-upgrade-staging"
 
 
-def test_stage_kit_and_license_once_per_host(host: Host, second_host: Host,
-                                             tmp_path: Path) -> None:
+def test_stage_kit_and_license_once_per_host(host: Host, second_host: Host, tmp_path: Path) -> None:
     inv = inventory_for(host, second_host)
     local = tmp_path / "bigmemory-max-4.2.1.tar.gz"
     local.write_bytes(KIT_BYTES)

@@ -78,8 +78,11 @@ def auth_server() -> Iterator[AuthServer]:
 
 
 def secret_kit(port: int, name: str) -> Kit:
-    return Kit(version="4.2.1", sha256=KIT_SHA,
-               url=f"http://{USER}:{TOKEN}@127.0.0.1:{port}/kits/{name}?X-Sig={SIG}")
+    return Kit(
+        version="4.2.1",
+        sha256=KIT_SHA,
+        url=f"http://{USER}:{TOKEN}@127.0.0.1:{port}/kits/{name}?X-Sig={SIG}",
+    )
 
 
 def assert_no_secret(*texts: str) -> None:
@@ -89,8 +92,9 @@ def assert_no_secret(*texts: str) -> None:
 
 
 # -- secrets in kit URLs ------------------------------------------------------------------------
-def test_a_failing_fetch_shows_no_secret(auth_server: AuthServer, tmp_path: Path,
-                                         caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failing_fetch_shows_no_secret(
+    auth_server: AuthServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     with pytest.raises(TransferFailed) as info:
         fetch_kit(secret_kit(auth_server.server_port, "missing.tar.gz"), tmp_path)
@@ -102,24 +106,26 @@ def test_a_failing_fetch_shows_no_secret(auth_server: AuthServer, tmp_path: Path
     assert_no_secret(message, caplog.text)
 
 
-def test_a_url_http_client_refuses_shows_no_secret(tmp_path: Path,
-                                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_a_url_http_client_refuses_shows_no_secret(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     # A space in the query: http.client's InvalidURL quotes the path and query.
-    bad = Kit(version="4.2.1", sha256=KIT_SHA,
-              url=f"http://127.0.0.1:1/kits/k.tar.gz?X-Sig={SIG} {TOKEN}")
+    bad = Kit(
+        version="4.2.1", sha256=KIT_SHA, url=f"http://127.0.0.1:1/kits/k.tar.gz?X-Sig={SIG} {TOKEN}"
+    )
     with pytest.raises(TransferFailed) as info:
         fetch_kit(bad, tmp_path)
     assert "InvalidURL" in str(info.value)
     assert_no_secret(str(info.value), caplog.text)
 
 
-def test_userinfo_is_sent_as_basic_auth(auth_server: AuthServer, tmp_path: Path,
-                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_userinfo_is_sent_as_basic_auth(
+    auth_server: AuthServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     auth_server.seen.clear()
-    path = fetch_kit(secret_kit(auth_server.server_port, "bigmemory-max-4.2.1.tar.gz"),
-                     tmp_path)
+    path = fetch_kit(secret_kit(auth_server.server_port, "bigmemory-max-4.2.1.tar.gz"), tmp_path)
     assert path.read_bytes() == KIT_BYTES
     assert auth_server.seen[0]["path"] == f"/kits/bigmemory-max-4.2.1.tar.gz?X-Sig={SIG}"
     assert_no_secret(caplog.text)
@@ -150,24 +156,36 @@ def test_kits_needed_follows_the_previous_kit_policy() -> None:
 
 
 def test_shortages_sum_per_filesystem_and_fail_closed() -> None:
-    needs = [Need("/opt/.bm-upgrade-staging", 600, "the staged tarball"),
-             Need("/opt", 500, "1 unpacked kit"), Need("/data", 10, "1 unpacked kit")]
-    free: dict[str, Free | str] = {"/opt/.bm-upgrade-staging": Free("/", 1000),
-                                   "/opt": Free("/", 1000),
-                                   "/data": "cannot read the free space of /data (df: gone)"}
+    needs = [
+        Need("/opt/.bm-upgrade-staging", 600, "the staged tarball"),
+        Need("/opt", 500, "1 unpacked kit"),
+        Need("/data", 10, "1 unpacked kit"),
+    ]
+    free: dict[str, Free | str] = {
+        "/opt/.bm-upgrade-staging": Free("/", 1000),
+        "/opt": Free("/", 1000),
+        "/data": "cannot read the free space of /data (df: gone)",
+    }
     problems = shortages("h1", needs, free)
     assert len(problems) == 2
     assert problems[0].startswith("h1: cannot read the free space of /data")
     assert "h1: /opt/.bm-upgrade-staging, /opt (/) has 1000 bytes" in problems[1]
     assert "the kit needs 1100 bytes" in problems[1]
-    assert shortages("h1", needs[:2], {**free, "/opt": Free("/", 2000),
-                                       "/opt/.bm-upgrade-staging": Free("/", 2000)}) == []
+    assert (
+        shortages(
+            "h1",
+            needs[:2],
+            {**free, "/opt": Free("/", 2000), "/opt/.bm-upgrade-staging": Free("/", 2000)},
+        )
+        == []
+    )
 
 
 def listing(folder: Path) -> list[tuple[str, int]]:
     """Names and modification times under ``folder`` (empty when it does not exist)."""
-    return sorted((str(p), p.stat().st_mtime_ns) for p in folder.rglob("*")) \
-        if folder.exists() else []
+    return (
+        sorted((str(p), p.stat().st_mtime_ns) for p in folder.rglob("*")) if folder.exists() else []
+    )
 
 
 def test_staging_refused_without_room(host: Host, second_host: Host, tmp_path: Path) -> None:
@@ -178,8 +196,15 @@ def test_staging_refused_without_room(host: Host, second_host: Host, tmp_path: P
     folder = host.work / "stage a"
     before = listing(folder / STAGING_DIR_NAME)
     with HostPool(inv.ssh) as pool, pytest.raises(StepFailed) as info:
-        stage_kit(pool, inv, inv.kits[0], local, Path(inv.license_file), options=options,
-                  unpacked_bytes=1 << 60)
+        stage_kit(
+            pool,
+            inv,
+            inv.kits[0],
+            local,
+            Path(inv.license_file),
+            options=options,
+            unpacked_bytes=1 << 60,
+        )
     message = str(info.value)
     assert f"{host.address}: " in message and str(folder) in message
     # Two kit roots on that host, both previous kits kept: two unpacked kits (plus the
@@ -193,8 +218,9 @@ def test_staging_refused_without_room(host: Host, second_host: Host, tmp_path: P
     assert listing(folder / STAGING_DIR_NAME) == before, "nothing uploaded"
 
 
-def test_staging_is_private_and_cleaned(host: Host, second_host: Host, tmp_path: Path,
-                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_staging_is_private_and_cleaned(
+    host: Host, second_host: Host, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="bm_upgrade.procedure.kit")
     inv = inventory_for(host, second_host)
     local = tmp_path / "bigmemory-max-4.2.1.tar.gz"
@@ -202,8 +228,14 @@ def test_staging_is_private_and_cleaned(host: Host, second_host: Host, tmp_path:
     previous = host.work / "stage a" / ".bm-upgrade-previous" / "bigmemory-max-4.2.0"
     previous.mkdir(parents=True, exist_ok=True)
     with HostPool(inv.ssh) as pool:
-        staged = stage_kit(pool, inv, inv.kits[0], local, Path(inv.license_file),
-                           options=PlanOptions(target_version="4.2.1"))
+        staged = stage_kit(
+            pool,
+            inv,
+            inv.kits[0],
+            local,
+            Path(inv.license_file),
+            options=PlanOptions(target_version="4.2.1"),
+        )
         for st in staged.values():
             assert os.stat(Path(st.kit_path).parent).st_mode & 0o777 == 0o700
             assert os.stat(st.license_path).st_mode & 0o777 == 0o600

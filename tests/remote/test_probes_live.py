@@ -24,8 +24,14 @@ from bm_upgrade.remote import Connection
 from tests.remote.conftest import Host, JsonServer, stat_json, topology_json
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
-STATES = ["START-STATE", "PASSIVE-UNINITIALIZED", "PASSIVE-STANDBY", "ACTIVE-COORDINATOR",
-          "RECOVERING", "STOP-STATE"]
+STATES = [
+    "START-STATE",
+    "PASSIVE-UNINITIALIZED",
+    "PASSIVE-STANDBY",
+    "ACTIVE-COORDINATOR",
+    "RECOVERING",
+    "STOP-STATE",
+]
 STAT = "/tc-management-api/v2/local/stat"
 TOPO = "/tc-management-api/v2/agents/topologies/servers"
 
@@ -45,10 +51,17 @@ def mgmt(address: Callable[[], str]) -> Iterator[JsonServer]:
         server.close()
 
 
-def server_model(host: str, install_dir: str = "/opt/kit", name: str = "tsa-a1",
-                 port: int = 9540) -> Server:
-    return Server(name=name, host=host, install_dir=install_dir, tc_config="/etc/tc.xml",
-                  data_dir="/var/tc/data", management_port=port)
+def server_model(
+    host: str, install_dir: str = "/opt/kit", name: str = "tsa-a1", port: int = 9540
+) -> Server:
+    return Server(
+        name=name,
+        host=host,
+        install_dir=install_dir,
+        tc_config="/etc/tc.xml",
+        data_dir="/var/tc/data",
+        management_port=port,
+    )
 
 
 def write_as_user(host: Host, path: Path, text: str, mode: int = 0o644) -> None:
@@ -61,8 +74,10 @@ def write_as_user(host: Host, path: Path, text: str, mode: int = 0o644) -> None:
 
 @pytest.mark.parametrize("state", STATES)
 def test_rest_probe_every_state(mgmt: JsonServer, state: str) -> None:
-    mgmt.routes = {STAT: stat_json("tsa-a1", state),
-                   TOPO: topology_json({"tsa-a1": (state, "4.2.1")})}
+    mgmt.routes = {
+        STAT: stat_json("tsa-a1", state),
+        TOPO: topology_json({"tsa-a1": (state, "4.2.1")}),
+    }
     status = probe_server_rest(server_model(str(mgmt.httpd.server_address[0])))
     assert status.reachable and status.state == state and status.version == "4.2.1"
     assert status.role == stat_json("tsa-a1", state)["role"]
@@ -88,24 +103,33 @@ def kit_dir(host: Host) -> Path:
     bin_dir = root / "server" / "bin"
     version = (FIXTURES / "version-sh-4.2.1.txt").read_text(encoding="utf-8")
     write_as_user(host, bin_dir / "version.sh", f"#!/bin/sh\necho '{version.strip()}'\n", 0o755)
-    write_as_user(host, bin_dir / "server-stat.sh",
-                  '#!/bin/sh\n[ "$1" = -s ] || exit 2\ncat "$(dirname "$0")/stat.txt"\n', 0o755)
+    write_as_user(
+        host,
+        bin_dir / "server-stat.sh",
+        '#!/bin/sh\n[ "$1" = -s ] || exit 2\ncat "$(dirname "$0")/stat.txt"\n',
+        0o755,
+    )
     return root
 
 
 @pytest.mark.parametrize("state", STATES)
-def test_ssh_probe_every_state(conn: Connection, host: Host, kit_dir: Path,
-                               state: str) -> None:
-    text = (FIXTURES / "server-stat-4.2.txt").read_text(encoding="utf-8").replace(
-        "ACTIVE-COORDINATOR", state)
+def test_ssh_probe_every_state(conn: Connection, host: Host, kit_dir: Path, state: str) -> None:
+    text = (
+        (FIXTURES / "server-stat-4.2.txt")
+        .read_text(encoding="utf-8")
+        .replace("ACTIVE-COORDINATOR", state)
+    )
     write_as_user(host, kit_dir / "server" / "bin" / "stat.txt", text)
     status = probe_server_ssh(conn, server_model(host.address, str(kit_dir)))
     assert status.reachable and status.state == state and status.version == "4.2.1"
 
 
 def test_ssh_probe_server_down(conn: Connection, host: Host, kit_dir: Path) -> None:
-    text = (FIXTURES / "server-stat-unreachable.txt").read_text(encoding="utf-8").replace(
-        "10.0.0.12", host.address)
+    text = (
+        (FIXTURES / "server-stat-unreachable.txt")
+        .read_text(encoding="utf-8")
+        .replace("10.0.0.12", host.address)
+    )
     write_as_user(host, kit_dir / "server" / "bin" / "stat.txt", text)
     status = probe_server_ssh(conn, server_model(host.address, str(kit_dir), name="tsa-a2"))
     assert not status.reachable and status.version is None
@@ -127,8 +151,14 @@ def test_client_probe(conn: Connection, host: Host) -> None:
     for jar in ("ehcache-ee-2.10.1.jar", "terracotta-toolkit-runtime-ee-4.2.0.jar"):
         write_as_user(host, lib / jar, "")
     flag = host.work / "app running"
-    client = Client(name="app", host=host.address, lib_dir=str(lib), stop_command="true",
-                    start_command="true", status_command=f"test -e '{flag}'")
+    client = Client(
+        name="app",
+        host=host.address,
+        lib_dir=str(lib),
+        stop_command="true",
+        start_command="true",
+        status_command=f"test -e '{flag}'",
+    )
     stopped = probe_client(conn, client)
     assert (stopped.running, stopped.jar_version) == (False, "4.2.0")
     write_as_user(host, flag, "")
@@ -137,14 +167,19 @@ def test_client_probe(conn: Connection, host: Host) -> None:
     assert probe_client(conn, no_status).running is None
 
 
-def test_orchestrator_probe(conn: Connection, host: Host,
-                            address: Callable[[], str]) -> None:
+def test_orchestrator_probe(conn: Connection, host: Host, address: Callable[[], str]) -> None:
     bind = address()
     wan_xml = host.work / "wan.xml"
-    write_as_user(host, wan_xml, (FIXTURES / "wan.xml").read_text(encoding="utf-8").replace(
-        "127.0.0.1", bind))
-    orch = Orchestrator(name="wan-f-master", host=host.address, install_dir="/opt/kit",
-                        wan_xml=str(wan_xml), role="master")
+    write_as_user(
+        host, wan_xml, (FIXTURES / "wan.xml").read_text(encoding="utf-8").replace("127.0.0.1", bind)
+    )
+    orch = Orchestrator(
+        name="wan-f-master",
+        host=host.address,
+        install_dir="/opt/kit",
+        wan_xml=str(wan_xml),
+        role="master",
+    )
     # Not running: nothing answers on the bind address.
     stopped = probe_orchestrator(conn, orch, timeout=2)
     assert not stopped.reachable and stopped.state == "stopped"
@@ -155,7 +190,10 @@ def test_orchestrator_probe(conn: Connection, host: Host,
     finally:
         server.close()
     assert running.reachable and (running.role, running.state, running.version) == (
-        "master", "running", "4.2.1")
+        "master",
+        "running",
+        "4.2.1",
+    )
     assert [c.state for c in running.caches] == ["ACTIVE", "RESYNCING"]
     missing = orch.model_copy(update={"wan_xml": str(host.work / "no wan.xml")})
     assert "exited 1" in (probe_orchestrator(conn, missing).error or "")

@@ -19,8 +19,18 @@ from bm_upgrade.remote.quoting import (
 )
 from tests.e2e.journal_check import untimed
 
-NASTY = ["/opt/my kit/bin", "it's", 'say "hi"', "$(touch /tmp/pwned)", "`id`", "a;b|c&d",
-         "*", "~", "new\nline", ""]
+NASTY = [
+    "/opt/my kit/bin",
+    "it's",
+    'say "hi"',
+    "$(touch /tmp/pwned)",
+    "`id`",
+    "a;b|c&d",
+    "*",
+    "~",
+    "new\nline",
+    "",
+]
 
 
 def test_shell_round_trips_nasty_values() -> None:
@@ -29,13 +39,18 @@ def test_shell_round_trips_nasty_values() -> None:
 
 
 def test_shell_runs_in_a_real_shell() -> None:
-    out = subprocess.run(["sh", "-c", shell(["printf", "%s\\0", *NASTY])],
-                         capture_output=True, check=True).stdout
+    out = subprocess.run(
+        ["sh", "-c", shell(["printf", "%s\\0", *NASTY])], capture_output=True, check=True
+    ).stdout
     assert out.decode().split("\0")[:-1] == NASTY
 
 
-@given(st.lists(st.text(alphabet=st.characters(blacklist_characters="\0",
-                                              blacklist_categories=("Cs",))), min_size=1))
+@given(
+    st.lists(
+        st.text(alphabet=st.characters(blacklist_characters="\0", blacklist_categories=("Cs",))),
+        min_size=1,
+    )
+)
 def test_shell_round_trip_property(argv: list[str]) -> None:
     assert shlex.split(shell(argv)) == argv
 
@@ -62,11 +77,17 @@ def test_marked_parts_split_in_a_real_shell_even_with_ps_in_the_output() -> None
     """A composite command's parts come back apart; the marker inside ps's line of the
     running shell is not taken for a marker; names with odd characters survive quoting."""
     odd = "east s1;$(id)"
-    command = "; ".join([
-        "ps -ww -eo pid=,args=", echo_mark(f"kit {odd}"), "printf 'a\\n\\n  b  \\n'",
-        echo_mark("empty"), echo_mark("last"), "echo z"])
-    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True,
-                         check=True).stdout
+    command = "; ".join(
+        [
+            "ps -ww -eo pid=,args=",
+            echo_mark(f"kit {odd}"),
+            "printf 'a\\n\\n  b  \\n'",
+            echo_mark("empty"),
+            echo_mark("last"),
+            "echo z",
+        ]
+    )
+    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True).stdout
     parts = split_marked(out)
     assert set(parts) == {"", f"kit {odd}", "empty", "last"}
     assert parts[f"kit {odd}"] == ["a", "b"]
@@ -76,8 +97,9 @@ def test_marked_parts_split_in_a_real_shell_even_with_ps_in_the_output() -> None
 
 
 @given(st.text(min_size=1).filter(lambda s: "\x00" not in s), st.floats(0.0, 1e7))
-def test_timed_runs_the_line_under_timeout_and_untimed_reads_it_back(line: str,
-                                                                     seconds: float) -> None:
+def test_timed_runs_the_line_under_timeout_and_untimed_reads_it_back(
+    line: str, seconds: float
+) -> None:
     """What a host's journal or ``ps`` shows of a timed command reads back as the line."""
     command = timed(line, seconds)
     words = shlex.split(command)
@@ -90,6 +112,5 @@ def test_timed_runs_the_line_under_timeout_and_untimed_reads_it_back(line: str,
 
 def test_timed_line_runs_in_a_real_shell() -> None:
     line = "printf '%s|' \"$0\" 'it'\"'\"'s'; exit 3"
-    done = subprocess.run(["sh", "-c", timed(line, 5)], capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run(["sh", "-c", timed(line, 5)], capture_output=True, text=True, check=False)
     assert (done.returncode, done.stdout) == (3, "sh|it's|")

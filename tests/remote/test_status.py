@@ -56,18 +56,39 @@ def client_lib(host: Host) -> Path:
     return lib
 
 
-def inventory(tmp_path: Path, host: Host, servers: list[dict[str, Any]], *,
-              client_host: str, client_lib: Path, probe_via: str = "rest") -> str:
+def inventory(
+    tmp_path: Path,
+    host: Host,
+    servers: list[dict[str, Any]],
+    *,
+    client_host: str,
+    client_lib: Path,
+    probe_via: str = "rest",
+) -> str:
     data = {
-        "cluster": "status_test", "target_version": "4.2.1",
+        "cluster": "status_test",
+        "target_version": "4.2.1",
         "kits": [{"version": "4.2.1", "url": "file:///kits/k.tar.gz", "sha256": "a" * 64}],
         "license_file": str(FIXTURES / "license-4.2.key"),
         "ssh": host.settings().model_dump(mode="json", exclude_none=True),
-        "probe_via": probe_via, "persistent": True,
-        "regions": [{"name": "east", "stripes": [{"name": "stripe1", "servers": servers}],
-                     "clients": [{"name": "app-1", "host": client_host,
-                                  "lib_dir": str(client_lib), "stop_command": "true",
-                                  "start_command": "true", "status_command": "true"}]}],
+        "probe_via": probe_via,
+        "persistent": True,
+        "regions": [
+            {
+                "name": "east",
+                "stripes": [{"name": "stripe1", "servers": servers}],
+                "clients": [
+                    {
+                        "name": "app-1",
+                        "host": client_host,
+                        "lib_dir": str(client_lib),
+                        "stop_command": "true",
+                        "start_command": "true",
+                        "status_command": "true",
+                    }
+                ],
+            }
+        ],
     }
     path = tmp_path / "inventory.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
@@ -75,30 +96,43 @@ def inventory(tmp_path: Path, host: Host, servers: list[dict[str, Any]], *,
 
 
 def rest_servers(mgmt: list[JsonServer]) -> list[dict[str, Any]]:
-    return [{"name": name, "host": server.httpd.server_address[0], "install_dir": "/opt/kit",
-             "tc_config": "/etc/tc.xml", "data_dir": f"/var/{name}"}
-            for name, server in zip(["tsa-1a", "tsa-1b"], mgmt, strict=True)]
+    return [
+        {
+            "name": name,
+            "host": server.httpd.server_address[0],
+            "install_dir": "/opt/kit",
+            "tc_config": "/etc/tc.xml",
+            "data_dir": f"/var/{name}",
+        }
+        for name, server in zip(["tsa-1a", "tsa-1b"], mgmt, strict=True)
+    ]
 
 
-def status(path: str, capsys: pytest.CaptureFixture[str],
-           as_json: bool = True) -> tuple[int, Any]:
+def status(path: str, capsys: pytest.CaptureFixture[str], as_json: bool = True) -> tuple[int, Any]:
     code = main(["status", path, "--json"] if as_json else ["status", path])
     out = capsys.readouterr().out
     return code, json.loads(out) if as_json else out
 
 
-def test_healthy_cluster(tmp_path: Path, host: Host, mgmt: list[JsonServer], client_lib: Path,
-                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_healthy_cluster(
+    tmp_path: Path,
+    host: Host,
+    mgmt: list[JsonServer],
+    client_lib: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     set_states(mgmt, [("ACTIVE-COORDINATOR", "4.2.1"), ("PASSIVE-STANDBY", "4.2.1")])
-    path = inventory(tmp_path, host, rest_servers(mgmt), client_host=host.address,
-                     client_lib=client_lib)
+    path = inventory(
+        tmp_path, host, rest_servers(mgmt), client_host=host.address, client_lib=client_lib
+    )
     code, data = status(path, capsys)
     assert code == 0, data["warnings"]
     assert data["healthy"] and data["warnings"] == []
     stripe = data["regions"][0]["stripes"][0]
     assert [(s["name"], s["role"], s["state"], s["version"]) for s in stripe["servers"]] == [
         ("tsa-1a", "ACTIVE", "ACTIVE-COORDINATOR", "4.2.1"),
-        ("tsa-1b", "PASSIVE", "PASSIVE-STANDBY", "4.2.1")]
+        ("tsa-1b", "PASSIVE", "PASSIVE-STANDBY", "4.2.1"),
+    ]
     assert data["regions"][0]["clients"][0]["jar_version"] == "4.2.1"
     code, text = status(path, capsys, as_json=False)
     assert code == 0
@@ -107,12 +141,16 @@ def test_healthy_cluster(tmp_path: Path, host: Host, mgmt: list[JsonServer], cli
 
 
 def test_degraded_mixed_and_unreachable(  # noqa: PLR0917 (pytest fixtures)
-        tmp_path: Path, host: Host, mgmt: list[JsonServer], client_lib: Path,
-        address: Callable[[], str], capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path,
+    host: Host,
+    mgmt: list[JsonServer],
+    client_lib: Path,
+    address: Callable[[], str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     set_states(mgmt, [("ACTIVE-COORDINATOR", "4.2.1"), ("PASSIVE-UNINITIALIZED", "4.2.0")])
     down = address()
-    path = inventory(tmp_path, host, rest_servers(mgmt), client_host=down,
-                     client_lib=client_lib)
+    path = inventory(tmp_path, host, rest_servers(mgmt), client_host=down, client_lib=client_lib)
     code, data = status(path, capsys)
     assert code == 1
     warnings = "\n".join(data["warnings"])
@@ -125,15 +163,19 @@ def test_degraded_mixed_and_unreachable(  # noqa: PLR0917 (pytest fixtures)
     assert code == 1 and "DEGRADED" in text
 
 
-def test_ssh_probe_and_server_down(tmp_path: Path, host: Host, client_lib: Path,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_ssh_probe_and_server_down(
+    tmp_path: Path, host: Host, client_lib: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     kit = host.work / "status kit"
     bin_dir = kit / "server" / "bin"
     bin_dir.mkdir(parents=True)
     stat = (FIXTURES / "server-stat-4.2.txt").read_text(encoding="utf-8")
-    scripts = {"server-stat.sh": f"#!/bin/sh\ncat <<'EOF'\n{stat}EOF\n",
-               "version.sh": "#!/bin/sh\ncat <<'EOF'\n" + (
-                   FIXTURES / "version-sh-4.2.1.txt").read_text(encoding="utf-8") + "EOF\n"}
+    scripts = {
+        "server-stat.sh": f"#!/bin/sh\ncat <<'EOF'\n{stat}EOF\n",
+        "version.sh": "#!/bin/sh\ncat <<'EOF'\n"
+        + (FIXTURES / "version-sh-4.2.1.txt").read_text(encoding="utf-8")
+        + "EOF\n",
+    }
     for name, text in scripts.items():
         (bin_dir / name).write_text(text, encoding="utf-8")
         (bin_dir / name).chmod(0o755)
@@ -142,19 +184,35 @@ def test_ssh_probe_and_server_down(tmp_path: Path, host: Host, client_lib: Path,
     # a link to the same scripts.
     kit_b = host.work / "status kit b"
     kit_b.symlink_to(kit)
-    servers = [{"name": name, "host": host.address, "install_dir": str(root),
-                "tc_config": "/etc/tc.xml", "data_dir": f"/var/{name}", "tsa_port": port,
-                "management_port": port + 30}
-               for name, port, root in (("tsa-a1", 9510, kit), ("tsa-a2", 9610, kit_b))]
-    path = inventory(tmp_path, host, servers, client_host=host.address, client_lib=client_lib,
-                     probe_via="ssh")
+    servers = [
+        {
+            "name": name,
+            "host": host.address,
+            "install_dir": str(root),
+            "tc_config": "/etc/tc.xml",
+            "data_dir": f"/var/{name}",
+            "tsa_port": port,
+            "management_port": port + 30,
+        }
+        for name, port, root in (("tsa-a1", 9510, kit), ("tsa-a2", 9610, kit_b))
+    ]
+    path = inventory(
+        tmp_path, host, servers, client_host=host.address, client_lib=client_lib, probe_via="ssh"
+    )
     code, data = status(path, capsys)
     assert code == 0, data["warnings"]
     assert [(s["state"], s["version"]) for s in data["regions"][0]["stripes"][0]["servers"]] == [
-        ("ACTIVE-COORDINATOR", "4.2.1"), ("PASSIVE-STANDBY", "4.2.1")]
+        ("ACTIVE-COORDINATOR", "4.2.1"),
+        ("PASSIVE-STANDBY", "4.2.1"),
+    ]
     (bin_dir / "server-stat.sh").write_text(
-        "#!/bin/sh\ncat <<'EOF'\n" + (FIXTURES / "server-stat-unreachable.txt").read_text(
-            encoding="utf-8").replace("10.0.0.12", host.address) + "EOF\n", encoding="utf-8")
+        "#!/bin/sh\ncat <<'EOF'\n"
+        + (FIXTURES / "server-stat-unreachable.txt")
+        .read_text(encoding="utf-8")
+        .replace("10.0.0.12", host.address)
+        + "EOF\n",
+        encoding="utf-8",
+    )
     code, data = status(path, capsys)
     assert code == 1
     assert "server tsa-a1 on " + host.address + " is unreachable" in "\n".join(data["warnings"])

@@ -42,8 +42,9 @@ def servers_of(data: dict[str, object]) -> list[tuple[str, str]]:
     return [(s["state"], s["version"]) for s in regions[0]["stripes"][0]["servers"]]
 
 
-def test_healthy_via_rest_and_ssh(inventory_path: Path, tmp_path: Path,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_healthy_via_rest_and_ssh(
+    inventory_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, data = status(inventory_path, capsys)
     assert code == 0, data["warnings"]
     assert servers_of(data) == [("ACTIVE-COORDINATOR", "4.2.0"), ("PASSIVE-STANDBY", "4.2.0")]
@@ -56,13 +57,21 @@ def test_healthy_via_rest_and_ssh(inventory_path: Path, tmp_path: Path,
     assert servers_of(data) == [("ACTIVE-COORDINATOR", "4.2.0"), ("PASSIVE-STANDBY", "4.2.0")]
 
 
-def test_degraded_when_the_mirror_stops(inventory_path: Path,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_degraded_when_the_mirror_stops(
+    inventory_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     inv = load_inventory(inventory_path)
     _, _, mirror = list(inv.servers())[1]
     with Connection(mirror.host, inv.ssh) as conn:
-        conn.run([f"{mirror.install_dir}/server/bin/stop-tc-server.sh", "-f", mirror.tc_config,
-                  "-n", mirror.name])
+        conn.run(
+            [
+                f"{mirror.install_dir}/server/bin/stop-tc-server.sh",
+                "-f",
+                mirror.tc_config,
+                "-n",
+                mirror.name,
+            ]
+        )
     code, data = status(inventory_path, capsys)
     assert code == 1
     assert any("no PASSIVE-STANDBY mirror" in str(w) for w in data["warnings"])  # type: ignore[attr-defined]

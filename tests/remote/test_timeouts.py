@@ -29,13 +29,16 @@ def read_pid(path: Path) -> int:
 
 
 def test_a_timed_out_command_and_its_children_are_killed_on_the_host(
-        conn: Connection, host: Host, tmp_path: Path) -> None:
+    conn: Connection, host: Host, tmp_path: Path
+) -> None:
     folder = host.work / f"timeout-{tmp_path.name}"
     folder.mkdir()
     os.chmod(folder, 0o777)
     shell_pid, child_pid = folder / "shell.pid", folder / "child.pid"
-    line = (f"sleep 30 & echo $! > {quote(str(child_pid))}; echo $$ > {quote(str(shell_pid))}; "
-            "exec sleep 30")
+    line = (
+        f"sleep 30 & echo $! > {quote(str(child_pid))}; echo $$ > {quote(str(shell_pid))}; "
+        "exec sleep 30"
+    )
     started = time.monotonic()
     with pytest.raises(CommandTimeout, match=r"did not finish within 1 s: sleep 30 &") as info:
         conn.run(line, timeout=1)
@@ -52,13 +55,15 @@ def test_a_timed_out_command_and_its_children_are_killed_on_the_host(
 
 
 def test_a_program_detached_by_a_command_that_times_out_keeps_running(
-        conn: Connection, host: Host, tmp_path: Path) -> None:
+    conn: Connection, host: Host, tmp_path: Path
+) -> None:
     folder = host.work / f"detached-{tmp_path.name}"
     folder.mkdir()
     os.chmod(folder, 0o777)
     pid_file = folder / "app.pid"
-    start = detached(["sh", "-c", f"echo $$ > {quote(str(pid_file))}; exec sleep 30"],
-                     str(folder / "app.log"))
+    start = detached(
+        ["sh", "-c", f"echo $$ > {quote(str(pid_file))}; exec sleep 30"], str(folder / "app.log")
+    )
     with pytest.raises(CommandTimeout):
         conn.run(f"{start}; sleep 30", timeout=1)
     pid = read_pid(pid_file)
@@ -75,7 +80,8 @@ def test_an_exit_status_of_124_in_time_is_an_exit_status(conn: Connection) -> No
 
 
 def test_an_upload_to_a_host_that_stopped_answering_fails_within_its_bound(
-        own_host: Host, tmp_path: Path) -> None:
+    own_host: Host, tmp_path: Path
+) -> None:
     payload = tmp_path / "kit.tar.gz"
     payload.write_bytes(os.urandom(4 * 1024 * 1024))
     dest = own_host.work / "kit.tar.gz"

@@ -73,8 +73,9 @@ def test_resume_a_partial_upload(conn: Connection, host: Host, payload: Path) ->
     assert dest.read_bytes() == payload.read_bytes()
 
 
-def test_partial_that_does_not_match_is_restarted(conn: Connection, host: Host,
-                                                  payload: Path) -> None:
+def test_partial_that_does_not_match_is_restarted(
+    conn: Connection, host: Host, payload: Path
+) -> None:
     dest = target(host, "restarted.tar.gz")
     part = Path(str(dest) + ".part")
     part.write_bytes(b"not the start of the kit")
@@ -84,8 +85,9 @@ def test_partial_that_does_not_match_is_restarted(conn: Connection, host: Host,
     assert dest.read_bytes() == payload.read_bytes()
 
 
-def test_different_file_at_destination_is_replaced(conn: Connection, host: Host,
-                                                   payload: Path) -> None:
+def test_different_file_at_destination_is_replaced(
+    conn: Connection, host: Host, payload: Path
+) -> None:
     dest = target(host, "replaced.tar.gz")
     dest.write_bytes(b"x" * payload.stat().st_size)
     own(dest, host)
@@ -93,8 +95,9 @@ def test_different_file_at_destination_is_replaced(conn: Connection, host: Host,
     assert dest.read_bytes() == payload.read_bytes()
 
 
-def test_checksum_mismatch_fails_and_leaves_nothing(conn: Connection, host: Host,
-                                                    payload: Path) -> None:
+def test_checksum_mismatch_fails_and_leaves_nothing(
+    conn: Connection, host: Host, payload: Path
+) -> None:
     dest = target(host, "mismatch.tar.gz")
     wrong = "0" * 64
     with pytest.raises(TransferFailed) as info:

@@ -23,17 +23,30 @@ FIXTURES = Path(__file__).parent.parent / "fixtures"
 
 
 def inventory(tmp_path: Path, hosts: list[Host], *, jump: Host | None = None) -> Path:
-    ssh = hosts[0].settings(known_hosts=str(tmp_path / "known_hosts")).model_dump(
-        mode="json", exclude_none=True)
+    ssh = (
+        hosts[0]
+        .settings(known_hosts=str(tmp_path / "known_hosts"))
+        .model_dump(mode="json", exclude_none=True)
+    )
     if jump is not None:
         ssh["jump_host"] = {"host": jump.address, "port": jump.handle.port}
-    servers = [{"name": f"tsa-{i}", "host": h.address, "install_dir": f"/opt/kit{i}",
-                "tc_config": f"/etc/tc{i}.xml", "data_dir": f"/var/tsa-{i}"}
-               for i, h in enumerate(hosts)]
+    servers = [
+        {
+            "name": f"tsa-{i}",
+            "host": h.address,
+            "install_dir": f"/opt/kit{i}",
+            "tc_config": f"/etc/tc{i}.xml",
+            "data_dir": f"/var/tsa-{i}",
+        }
+        for i, h in enumerate(hosts)
+    ]
     data: dict[str, Any] = {
-        "cluster": "trust_test", "target_version": "4.2.1",
+        "cluster": "trust_test",
+        "target_version": "4.2.1",
         "kits": [{"version": "4.2.1", "url": "file:///kits/k.tar.gz", "sha256": "a" * 64}],
-        "license_file": str(FIXTURES / "license-4.2.key"), "ssh": ssh, "persistent": True,
+        "license_file": str(FIXTURES / "license-4.2.key"),
+        "ssh": ssh,
+        "persistent": True,
         "regions": [{"name": "east", "stripes": [{"name": "stripe1", "servers": servers}]}],
     }
     path = tmp_path / "inventory.yaml"
@@ -43,22 +56,32 @@ def inventory(tmp_path: Path, hosts: list[Host], *, jump: Host | None = None) ->
 
 def keygen_fingerprint(host: Host) -> str:
     """What ``ssh-keygen -l`` prints for the host's public key (the operator's reference)."""
-    out = subprocess.run(["ssh-keygen", "-lf", "-"], input=host.handle.host_key_pub,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ssh-keygen", "-lf", "-"],
+        input=host.handle.host_key_pub,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return out.split()[1]
 
 
-def cli(args: list[str], capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
+def cli(
+    args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, str, str]:
     monkeypatch.setattr("sys.stdin", io.StringIO(""))  # no terminal
     code = main(args)
     out, err = capsys.readouterr()
     return code, out, err
 
 
-def test_no_terminal_then_yes_then_known(tmp_path: Path, host: Host, second_host: Host,
-                                        capsys: pytest.CaptureFixture[str],
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_terminal_then_yes_then_known(
+    tmp_path: Path,
+    host: Host,
+    second_host: Host,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     path = inventory(tmp_path, [host, second_host])
     known = tmp_path / "known_hosts"
 
@@ -73,7 +96,8 @@ def test_no_terminal_then_yes_then_known(tmp_path: Path, host: Host, second_host
     code, out, err = cli(["trust-hosts", str(path), "--yes"], capsys, monkeypatch)
     assert code == 0, err
     assert sorted(line.split() for line in known.read_text().splitlines()) == sorted(
-        h.handle.known_hosts_line().split()[:3] for h in (host, second_host))
+        h.handle.known_hosts_line().split()[:3] for h in (host, second_host)
+    )
     assert "0 host(s) already known, 2 recorded" in out
     for h in (host, second_host):  # what a run does now works, strictly checked
         with Connection(h.address, h.settings(known_hosts=str(known))) as conn:
@@ -87,9 +111,13 @@ def test_no_terminal_then_yes_then_known(tmp_path: Path, host: Host, second_host
     assert known.read_text() == recorded
 
 
-def test_a_changed_key_is_never_recorded(tmp_path: Path, host: Host, second_host: Host,
-                                         capsys: pytest.CaptureFixture[str],
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_changed_key_is_never_recorded(
+    tmp_path: Path,
+    host: Host,
+    second_host: Host,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     path = inventory(tmp_path, [host, second_host])
     known = tmp_path / "known_hosts"
     name = known_hosts_name(host.address, host.handle.port)
@@ -122,7 +150,8 @@ def test_the_operator_answers_per_host(tmp_path: Path, host: Host, second_host: 
     assert len(questions) == 2 and all("[y/N]" in q and "SHA256:" in q for q in questions)
     recorded = (tmp_path / "known_hosts").read_text().splitlines()
     assert [line.split()[0] for line in recorded] == [
-        known_hosts_name(host.address, host.handle.port)]
+        known_hosts_name(host.address, host.handle.port)
+    ]
     assert "not recorded" in out.getvalue() and "not trusted" in err.getvalue()
 
 
@@ -138,8 +167,11 @@ def test_jump_host_is_settled_first(tmp_path: Path, host: Host, second_host: Hos
 
 
 def test_corrupt_known_hosts_is_exit_2_before_any_connection(
-        tmp_path: Path, second_host: Host, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path,
+    second_host: Host,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     path = inventory(tmp_path, [second_host])
     (tmp_path / "known_hosts").write_text("# ok\nhost ssh-ed25519 not*base64\n")
     code, out, err = cli(["trust-hosts", str(path), "--yes"], capsys, monkeypatch)

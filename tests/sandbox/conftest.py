@@ -40,8 +40,9 @@ class SshHost:
         return self.handle.address
 
 
-def ssh_connect(address: str, port: int, user: str, key_file: Path,
-                known_hosts: Path) -> paramiko.SSHClient:
+def ssh_connect(
+    address: str, port: int, user: str, key_file: Path, known_hosts: Path
+) -> paramiko.SSHClient:
     """A paramiko client that rejects unknown host keys (TCP_NODELAY, as the tool does)."""
     client = paramiko.SSHClient()
     client.load_host_keys(str(known_hosts))
@@ -49,8 +50,16 @@ def ssh_connect(address: str, port: int, user: str, key_file: Path,
     sock = socket.create_connection((address, port), timeout=10)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
-        client.connect(address, port, username=user, key_filename=str(key_file), sock=sock,
-                       allow_agent=False, look_for_keys=False, timeout=10)
+        client.connect(
+            address,
+            port,
+            username=user,
+            key_filename=str(key_file),
+            sock=sock,
+            allow_agent=False,
+            look_for_keys=False,
+            timeout=10,
+        )
     except BaseException:
         client.close()
         sock.close()
@@ -58,8 +67,9 @@ def ssh_connect(address: str, port: int, user: str, key_file: Path,
     return client
 
 
-def ssh_run(client: paramiko.SSHClient, command: str, stdin: bytes = b"",
-            timeout_s: float = 30.0) -> tuple[int, str, str]:
+def ssh_run(
+    client: paramiko.SSHClient, command: str, stdin: bytes = b"", timeout_s: float = 30.0
+) -> tuple[int, str, str]:
     """Run ``command``; returns (exit code, stdout, stderr)."""
     transport = client.get_transport()
     assert transport is not None
@@ -129,12 +139,17 @@ def ssh_host(sandbox_tmp: Path, address_block: str) -> Iterator[SshHost]:
     root.mkdir()
     sshd.give_to_user(root, user)
     address = f"{address_block}.{_next_host_number()}"
-    handle = sshd.start_sshd(address, sshd.default_port(), root, authorized_key=key.public_line,
-                             login_user=user, journal=journal)
+    handle = sshd.start_sshd(
+        address,
+        sshd.default_port(),
+        root,
+        authorized_key=key.public_line,
+        login_user=user,
+        journal=journal,
+    )
     known_hosts = sshd.write_known_hosts(base / "client" / "known_hosts", [handle])
     try:
-        yield SshHost(handle=handle, key=key, known_hosts=known_hosts, journal=journal,
-                      user=user)
+        yield SshHost(handle=handle, key=key, known_hosts=known_hosts, journal=journal, user=user)
     finally:
         handle.stop()
 
@@ -175,8 +190,13 @@ class Sandbox:
         return dict(servers[name])
 
     def connect(self, host: str) -> paramiko.SSHClient:
-        return ssh_connect(host, self.port, self.user, self.directory / "ssh" / "id_ed25519",
-                           self.directory / "ssh" / "known_hosts")
+        return ssh_connect(
+            host,
+            self.port,
+            self.user,
+            self.directory / "ssh" / "id_ed25519",
+            self.directory / "ssh" / "known_hosts",
+        )
 
     def wait_acked_after(self, since: float, timeout_s: float = 15.0) -> None:
         """Until some client's ledger holds a write acknowledged after ``since`` (a journal

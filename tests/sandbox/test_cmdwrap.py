@@ -39,10 +39,14 @@ def _scenario(base: Path) -> Path:
     root = base / "hosts" / "127.9.9.1"
     (root / "opt/terracotta/bigmemory-max/server/lib").mkdir(parents=True)
     (root / "opt/terracotta/bigmemory-max/server/lib/tc-version.properties").write_text(
-        "version=4.2.0\n")
+        "version=4.2.0\n"
+    )
     (root / BACKUP).mkdir(parents=True)
-    (base / "sandbox.json").write_text(json.dumps({"servers": {
-        "east-s1-b": {"host": "127.9.9.1"}, "east-s1-a": {"host": "127.9.9.1"}}}))
+    (base / "sandbox.json").write_text(
+        json.dumps(
+            {"servers": {"east-s1-b": {"host": "127.9.9.1"}, "east-s1-a": {"host": "127.9.9.1"}}}
+        )
+    )
     return root
 
 
@@ -54,9 +58,13 @@ def _run_all(wrapper: list[str], base: Path) -> tuple[list[tuple[int, bytes]], l
         env = {**os.environ, "PATH": "/usr/bin:/bin"}
         env_b = {k.encode(): v.encode() for k, v in env.items()}
         env_b[b"SSH_ORIGINAL_COMMAND"] = command
-        done = subprocess.run([*wrapper, "--host", "127.9.9.1", "--journal", str(journal),
-                               "--scan-root", str(root)], env=env_b, cwd=root,
-                              capture_output=True, check=False)
+        done = subprocess.run(
+            [*wrapper, "--host", "127.9.9.1", "--journal", str(journal), "--scan-root", str(root)],
+            env=env_b,
+            cwd=root,
+            capture_output=True,
+            check=False,
+        )
         outcomes.append((done.returncode, done.stdout.replace(str(base).encode(), b"BASE")))
     lines = []
     for line in journal.read_text(encoding="utf-8").splitlines():
@@ -74,12 +82,15 @@ def wrappers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
     binary = sshd.install_wrapper(folder)
     assert binary.name == "cmdwrap", "a C compiler is there, yet the wrapper was not built"
     python = sshd.wrapper_python()
-    return {"python": [python, "-S", "-I", str(folder / "cmdwrap.pyc")],
-            "c": [str(binary), "--python", python, "--pyc", str(folder / "cmdwrap.pyc")]}
+    return {
+        "python": [python, "-S", "-I", str(folder / "cmdwrap.pyc")],
+        "c": [str(binary), "--python", python, "--pyc", str(folder / "cmdwrap.pyc")],
+    }
 
 
 def test_compiled_and_python_wrappers_journal_and_exit_alike(
-        wrappers: dict[str, list[str]], tmp_path: Path) -> None:
+    wrappers: dict[str, list[str]], tmp_path: Path
+) -> None:
     py_out, py_lines = _run_all(wrappers["python"], tmp_path / "py")
     c_out, c_lines = _run_all(wrappers["c"], tmp_path / "c")
     assert c_out == py_out
@@ -91,23 +102,41 @@ def test_compiled_and_python_wrappers_journal_and_exit_alike(
     assert commands[1] == COMMANDS[1].decode()
     assert commands[2] == COMMANDS[2].decode("utf-8", "surrogateescape")
     assert [e for e in py_lines if e["event"] != "command"] == [
-        {"event": "kit_unpacked", "host": "127.9.9.1",
-         "path": f"BASE/hosts/127.9.9.1/{KIT}", "version": "4.2.1"},
-        {"event": "dirty_backup", "server": "east-s1-a",
-         "path": f"BASE/hosts/127.9.9.1/{BACKUP}", "action": "deleted"}]
+        {
+            "event": "kit_unpacked",
+            "host": "127.9.9.1",
+            "path": f"BASE/hosts/127.9.9.1/{KIT}",
+            "version": "4.2.1",
+        },
+        {
+            "event": "dirty_backup",
+            "server": "east-s1-a",
+            "path": f"BASE/hosts/127.9.9.1/{BACKUP}",
+            "action": "deleted",
+        },
+    ]
 
 
 def test_without_a_command_both_give_a_login_shell(wrappers: dict[str, list[str]]) -> None:
     env = {k: v for k, v in os.environ.items() if k != "SSH_ORIGINAL_COMMAND"}
     env["SHELL"] = "/bin/sh"
-    outputs = {name: subprocess.run([*argv, "--host", "h"], env=env, input='echo "$0"\n',
-                                    capture_output=True, text=True, check=True).stdout
-               for name, argv in wrappers.items()}
+    outputs = {
+        name: subprocess.run(
+            [*argv, "--host", "h"],
+            env=env,
+            input='echo "$0"\n',
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for name, argv in wrappers.items()
+    }
     assert outputs["c"] == outputs["python"] == "-sh\n"
 
 
 def test_without_a_compiler_the_python_wrapper_is_installed(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: None)
     monkeypatch.delenv("CC", raising=False)
     wrapper = sshd.install_wrapper(tmp_path)

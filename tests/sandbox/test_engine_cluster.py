@@ -58,9 +58,18 @@ def _free_block() -> str:
 class Cluster:
     """A sandbox folder with one region of stripes; starts servers with the kit's scripts."""
 
-    def __init__(self, root: Path, kit_cache: Path, *, stripes: int = 1, servers: int = 2,
-                 persistent: bool = True, version: str = "4.2.0",
-                 reconnect_window_s: float = 5.0, sync_s: float = SYNC_S) -> None:
+    def __init__(
+        self,
+        root: Path,
+        kit_cache: Path,
+        *,
+        stripes: int = 1,
+        servers: int = 2,
+        persistent: bool = True,
+        version: str = "4.2.0",
+        reconnect_window_s: float = 5.0,
+        sync_s: float = SYNC_S,
+    ) -> None:
         self.root = root
         root.mkdir(parents=True)
         self.kit_cache = kit_cache
@@ -75,27 +84,52 @@ class Cluster:
                 name = f"tsa-{s}{'abcdefgh'[n - 1]}"
                 host = f"{self.block}.{10 * s + n}"
                 home = root / "hosts" / host
-                member = {"name": name, "host": host, "data": str(home / "data" / name),
-                          "logs": str(home / "logs" / name), "tsa_port": 9510,
-                          "jmx_port": 9520, "group_port": 9530, "management_port": 9540}
+                member = {
+                    "name": name,
+                    "host": host,
+                    "data": str(home / "data" / name),
+                    "logs": str(home / "logs" / name),
+                    "tsa_port": 9510,
+                    "jmx_port": 9520,
+                    "group_port": 9530,
+                    "management_port": 9540,
+                }
                 members.append(member)
                 self.servers[name] = {**member, "stripe": f"stripe{s}", "home": home}
             layout.append({"name": f"stripe{s}", "servers": members})
-        (root / "sandbox.json").write_text(json.dumps({
-            "dir": str(root), "journal": str(root / "journal.jsonl"),
-            "faults_dir": str(root / "faults"), "ledger_dir": str(root / "ledgers"),
-            "timing": {"start_s": 0.2, "election_s": ELECTION_S, "sync_s": sync_s},
-            "servers": {n: {"region": "east", "stripe": i["stripe"], "host": i["host"],
-                            "tsa_port": 9510, "management_port": 9540}
-                        for n, i in self.servers.items()},
-            "clients": {f"app-{n}": {"region": "east", "host": f"{self.block}.{200 + n}"}
-                        for n in range(1, 4)},
-        }))
+        (root / "sandbox.json").write_text(
+            json.dumps(
+                {
+                    "dir": str(root),
+                    "journal": str(root / "journal.jsonl"),
+                    "faults_dir": str(root / "faults"),
+                    "ledger_dir": str(root / "ledgers"),
+                    "timing": {"start_s": 0.2, "election_s": ELECTION_S, "sync_s": sync_s},
+                    "servers": {
+                        n: {
+                            "region": "east",
+                            "stripe": i["stripe"],
+                            "host": i["host"],
+                            "tsa_port": 9510,
+                            "management_port": 9540,
+                        }
+                        for n, i in self.servers.items()
+                    },
+                    "clients": {
+                        f"app-{n}": {"region": "east", "host": f"{self.block}.{200 + n}"}
+                        for n in range(1, 4)
+                    },
+                }
+            )
+        )
         for info in self.servers.values():
-            tcconfig.write_tc_config(info["home"] / "etc" / "tc-config.xml", stripes=layout,
-                                     persistent=persistent,
-                                     reconnect_window_s=reconnect_window_s,
-                                     election_s=ELECTION_S)
+            tcconfig.write_tc_config(
+                info["home"] / "etc" / "tc-config.xml",
+                stripes=layout,
+                persistent=persistent,
+                reconnect_window_s=reconnect_window_s,
+                election_s=ELECTION_S,
+            )
             self.install(info["name"], version)
 
     # ---------------------------------------------------------------- kits
@@ -108,9 +142,11 @@ class Cluster:
         root = self.kit(name)
         shutil.rmtree(root, ignore_errors=True)
         shutil.copytree(self.kit_cache / version, root, symlinks=True)
-        license.write_license(root / "terracotta-license.key",
-                              expiry=datetime.date.today() + datetime.timedelta(days=365),
-                              version=license_version or ".".join(version.split(".")[:2]))
+        license.write_license(
+            root / "terracotta-license.key",
+            expiry=datetime.date.today() + datetime.timedelta(days=365),
+            version=license_version or ".".join(version.split(".")[:2]),
+        )
 
     def config(self, name: str) -> Path:
         return self.servers[name]["home"] / "etc" / "tc-config.xml"
@@ -124,17 +160,31 @@ class Cluster:
         console.parent.mkdir(parents=True, exist_ok=True)
         with console.open("ab") as out:
             proc = subprocess.Popen(
-                [str(self.kit(name) / "server/bin/start-tc-server.sh"), "-f",
-                 str(self.config(name)), "-n", name],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, env=ENV)
+                [
+                    str(self.kit(name) / "server/bin/start-tc-server.sh"),
+                    "-f",
+                    str(self.config(name)),
+                    "-n",
+                    name,
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=ENV,
+            )
         self.procs[name] = proc
         return proc
 
     def script(self, name: str, script: str, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(self.kit(name) / "server/bin" / script), *args],
-                              capture_output=True, text=True, timeout=30, env=ENV,
-                              check=False)
+        return subprocess.run(
+            [str(self.kit(name) / "server/bin" / script), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=ENV,
+            check=False,
+        )
 
     def stop(self, name: str, force: bool = False) -> subprocess.CompletedProcess[str]:
         args = ["-f", str(self.config(name)), "-n", name] + (["--force"] if force else [])
@@ -157,8 +207,13 @@ class Cluster:
 
     def close(self) -> None:
         for app in self.clients:
-            subprocess.run([str(app / "bin/app.sh"), "stop"], capture_output=True, timeout=30,
-                           env=ENV, check=False)
+            subprocess.run(
+                [str(app / "bin/app.sh"), "stop"],
+                capture_output=True,
+                timeout=30,
+                env=ENV,
+                check=False,
+            )
         for name in list(self.procs):
             self.kill(name)
         for pid_file in (self.root / "run").glob("*.pid"):
@@ -167,12 +222,14 @@ class Cluster:
 
     # ---------------------------------------------------------------- observing
 
-    def rest(self, name: str, path: str, method: str = "GET",
-             body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    def rest(
+        self, name: str, path: str, method: str = "GET", body: dict[str, Any] | None = None
+    ) -> tuple[int, Any]:
         info = self.servers[name]
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"http://{info['host']}:9540{API}{path}",
-                                         data=data, method=method)
+        request = urllib.request.Request(
+            f"http://{info['host']}:9540{API}{path}", data=data, method=method
+        )
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
                 return response.status, json.loads(response.read())
@@ -210,8 +267,11 @@ class Cluster:
             time.sleep(0.02)
 
     def events(self, event: str, **match: Any) -> list[dict[str, Any]]:
-        return [e for e in journal.read(self.root / "journal.jsonl")
-                if e["event"] == event and all(e.get(k) == v for k, v in match.items())]
+        return [
+            e
+            for e in journal.read(self.root / "journal.jsonl")
+            if e["event"] == event and all(e.get(k) == v for k, v in match.items())
+        ]
 
     def write(self, name: str, key: str, value: str) -> None:
         protocol.write_key(self.servers[name]["host"], 9510, key, value)
@@ -257,8 +317,9 @@ def test_election_then_sync_to_standby(make_cluster: Callable[..., Cluster]) -> 
     assert took >= ELECTION_S * 0.5
     cluster.wait_state("tsa-1b", "PASSIVE-STANDBY")
     states = [(e["server"], e["state"]) for e in cluster.events("server_state")]
-    assert states.index(("tsa-1b", "PASSIVE-UNINITIALIZED")) < \
-        states.index(("tsa-1b", "PASSIVE-STANDBY"))
+    assert states.index(("tsa-1b", "PASSIVE-UNINITIALIZED")) < states.index(
+        ("tsa-1b", "PASSIVE-STANDBY")
+    )
     uninit = cluster.events("server_state", server="tsa-1b", state="PASSIVE-UNINITIALIZED")[0]
     standby = cluster.events("server_state", server="tsa-1b", state="PASSIVE-STANDBY")[0]
     assert standby["t"] - uninit["t"] >= SYNC_S * 0.9  # how close to sync_s: make bench
@@ -294,24 +355,34 @@ def test_server_stat_output_exactly(pair: Cluster) -> None:
         "tsa-1b.port: 9540\ntsa-1b.group name: stripe1\n\n"
         f"{down}.health: unknown\n{down}.role: unknown\n{down}.state: unknown\n"
         f"{down}.port: 9540\n{down}.group name: unknown\n"
-        f"{down}.error: Connection refused to {down}:9540. Is the TSA running?\n\n")
+        f"{down}.error: Connection refused to {down}:9540. Is the TSA running?\n\n"
+    )
     by_config = pair.script("tsa-1b", "server-stat.sh", "-f", str(pair.config("tsa-1b")))
     assert by_config.returncode == 0
     assert by_config.stdout == "\n".join(result.stdout.split("\n")[:12]) + "\n"
 
 
 def test_rest_stat_topology_and_config(pair: Cluster) -> None:
-    assert pair.rest("tsa-1a", "/local/stat") == (200, {
-        "health": "OK", "role": "ACTIVE", "state": "ACTIVE-COORDINATOR",
-        "managementPort": "9540", "serverGroupName": "stripe1", "name": "tsa-1a"})
+    assert pair.rest("tsa-1a", "/local/stat") == (
+        200,
+        {
+            "health": "OK",
+            "role": "ACTIVE",
+            "state": "ACTIVE-COORDINATOR",
+            "managementPort": "9540",
+            "serverGroupName": "stripe1",
+            "name": "tsa-1a",
+        },
+    )
     assert pair.rest("tsa-1b", "/local/stat")[1]["role"] == "PASSIVE"
     status, topology = pair.rest("tsa-1b", "/agents/topologies/servers")
     assert status == 200
     group = topology["entities"][0]["serverGroupEntities"][0]
     assert group["name"] == "stripe1"
-    assert [(s["attributes"]["Name"], s["attributes"]["State"], s["attributes"]["Version"])
-            for s in group["servers"]] == [("tsa-1a", "ACTIVE-COORDINATOR", "4.2.0"),
-                                           ("tsa-1b", "PASSIVE-STANDBY", "4.2.0")]
+    assert [
+        (s["attributes"]["Name"], s["attributes"]["State"], s["attributes"]["Version"])
+        for s in group["servers"]
+    ] == [("tsa-1a", "ACTIVE-COORDINATOR", "4.2.0"), ("tsa-1b", "PASSIVE-STANDBY", "4.2.0")]
     host = pair.servers["tsa-1a"]["host"]
     with urllib.request.urlopen(f"http://{host}:9510/config", timeout=5) as response:
         assert response.read().decode() == pair.config("tsa-1a").read_text()
@@ -337,9 +408,11 @@ def test_stop_script_messages(make_cluster: Callable[..., Cluster]) -> None:
     # an active without a standby is not stopped without --force
     refused = cluster.stop("tsa-1a")
     assert refused.returncode == 1
-    assert refused.stdout.startswith("Stop refused. Response code 409: Server tsa-1a is "
-                                     "ACTIVE-COORDINATOR and stripe stripe1 has no mirror in "
-                                     "PASSIVE-STANDBY")
+    assert refused.stdout.startswith(
+        "Stop refused. Response code 409: Server tsa-1a is "
+        "ACTIVE-COORDINATOR and stripe stripe1 has no mirror in "
+        "PASSIVE-STANDBY"
+    )
     assert "--force" in refused.stdout
     assert cluster.state("tsa-1a") == "ACTIVE-COORDINATOR"
     forced = cluster.stop("tsa-1a", force=True)
@@ -347,12 +420,15 @@ def test_stop_script_messages(make_cluster: Callable[..., Cluster]) -> None:
     assert cluster.wait_exit("tsa-1a") == 0
     host = cluster.servers["tsa-1a"]["host"]
     gone = cluster.stop("tsa-1a")
-    assert (gone.returncode, gone.stdout) == (1, (
-        f"Unable to connect to host '{host}', port 9540. Are you sure there is a Terracotta "
-        "server instance running there?\n"))
+    assert (gone.returncode, gone.stdout) == (
+        1,
+        (
+            f"Unable to connect to host '{host}', port 9540. Are you sure there is a Terracotta "
+            "server instance running there?\n"
+        ),
+    )
     assert cluster.events("server_state", server="tsa-1a")[-1]["state"] == "STOP-STATE"
-    assert cluster.events("server_process", server="tsa-1a", action="exit")[-1][
-        "exit_code"] == 0
+    assert cluster.events("server_process", server="tsa-1a", action="exit")[-1]["exit_code"] == 0
     assert not (cluster.root / "run/server-tsa-1a.pid").exists()
 
 
@@ -392,8 +468,11 @@ def test_no_failover_to_an_uninitialized_mirror(make_cluster: Callable[..., Clus
     assert cluster.stop("tsa-1a").stdout.startswith("Stop refused. Response code 409")
     cluster.kill("tsa-1a")
     # Logged when the link ends, where a standby would start its election instead.
-    cluster.wait_log("tsa-1b", "Lost the active tsa-1a before the sync completed; this server "
-                     "cannot take over and waits for an active")
+    cluster.wait_log(
+        "tsa-1b",
+        "Lost the active tsa-1a before the sync completed; this server "
+        "cannot take over and waits for an active",
+    )
     assert cluster.state("tsa-1b") == "PASSIVE-UNINITIALIZED"
     assert not cluster.events("server_state", server="tsa-1b", state="ACTIVE-COORDINATOR")
 
@@ -410,8 +489,9 @@ def test_dirty_backup_on_a_persistent_mirror_restart(make_cluster: Callable[...,
     assert len(backups) == 1
     assert len(backups[0].name) == len("dirty-objectdb-") + 16
     assert '"k"' in (backups[0] / "store.jsonl").read_text()
-    exits = [e["exit_code"] for e in cluster.events("server_process", server="tsa-1b",
-                                                    action="exit")]
+    exits = [
+        e["exit_code"] for e in cluster.events("server_process", server="tsa-1b", action="exit")
+    ]
     assert exits == [11]  # the SIGKILLed run journaled nothing; the dirty run asked a restart
     assert len(cluster.events("server_process", server="tsa-1b", action="start")) == 3
     assert cluster.events("dirty_backup", server="tsa-1b")[0]["path"] == str(backups[0])
@@ -453,8 +533,9 @@ def test_non_persistent_stripe_loses_its_data(make_cluster: Callable[..., Cluste
 
 
 @pytest.mark.parametrize("problem", ["missing", "expired", "product", "signature"])
-def test_start_refused_without_a_valid_license(make_cluster: Callable[..., Cluster],
-                                               problem: str) -> None:
+def test_start_refused_without_a_valid_license(
+    make_cluster: Callable[..., Cluster], problem: str
+) -> None:
     cluster = make_cluster(servers=1)
     key = cluster.kit("tsa-1a") / "terracotta-license.key"
     if problem == "missing":
@@ -462,21 +543,27 @@ def test_start_refused_without_a_valid_license(make_cluster: Callable[..., Clust
     elif problem == "signature":
         key.write_text(key.read_text().replace("Licensee = ", "Licensee = x"))
     else:
-        license.write_license(key, expiry=datetime.date(2020, 1, 1) if problem == "expired"
-                              else datetime.date(2099, 1, 1),
-                              product="Ehcache" if problem == "product" else "BigMemory Max")
+        license.write_license(
+            key,
+            expiry=datetime.date(2020, 1, 1) if problem == "expired" else datetime.date(2099, 1, 1),
+            product="Ehcache" if problem == "product" else "BigMemory Max",
+        )
     cluster.start("tsa-1a")
     assert cluster.wait_exit("tsa-1a") == 2
     console = (cluster.servers["tsa-1a"]["home"] / "logs/tsa-1a.console.log").read_text()
-    reason = {"missing": "is missing", "expired": "expired on 2020-01-01",
-              "product": "is for product 'Ehcache'", "signature": "invalid signature"}[problem]
+    reason = {
+        "missing": "is missing",
+        "expired": "expired on 2020-01-01",
+        "product": "is for product 'Ehcache'",
+        "signature": "invalid signature",
+    }[problem]
     assert "FATAL - License key" in console and reason in console
-    assert cluster.events("server_process", server="tsa-1a", action="exit")[0][
-        "exit_code"] == 2
+    assert cluster.events("server_process", server="tsa-1a", action="exit")[0]["exit_code"] == 2
 
 
 def test_minor_version_refused_but_maintenance_mix_works(
-        make_cluster: Callable[..., Cluster]) -> None:
+    make_cluster: Callable[..., Cluster],
+) -> None:
     cluster = make_cluster(servers=3)
     cluster.install("tsa-1b", "4.3.0")
     cluster.install("tsa-1c", "4.2.1")
@@ -490,8 +577,10 @@ def test_minor_version_refused_but_maintenance_mix_works(
     cluster.wait_state("tsa-1c", "PASSIVE-STANDBY")
     status, topology = cluster.rest("tsa-1a", "/agents/topologies/servers")
     assert status == 200
-    versions = {s["attributes"]["Name"]: s["attributes"]["Version"]
-                for s in topology["entities"][0]["serverGroupEntities"][0]["servers"]}
+    versions = {
+        s["attributes"]["Name"]: s["attributes"]["Version"]
+        for s in topology["entities"][0]["serverGroupEntities"][0]["servers"]
+    }
     assert versions == {"tsa-1a": "4.2.0", "tsa-1c": "4.2.1"}
 
 
@@ -514,12 +603,12 @@ def _ledger(cluster: Cluster, client: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def _wait_ledger(cluster: Cluster, client: str, count: int, timeout: float = 15.0,
-                 **match: Any) -> None:
+def _wait_ledger(
+    cluster: Cluster, client: str, count: int, timeout: float = 15.0, **match: Any
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        rows = [r for r in _ledger(cluster, client)
-                if all(r.get(k) == v for k, v in match.items())]
+        rows = [r for r in _ledger(cluster, client) if all(r.get(k) == v for k, v in match.items())]
         if len(rows) >= count:
             return
         time.sleep(0.05)
@@ -527,18 +616,27 @@ def _wait_ledger(cluster: Cluster, client: str, count: int, timeout: float = 15.
 
 
 def _app(app: Path, command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(app / "bin/app.sh"), command], capture_output=True, text=True,
-                          timeout=30, env=ENV, check=False)
+    return subprocess.run(
+        [str(app / "bin/app.sh"), command],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=ENV,
+        check=False,
+    )
 
 
 def test_no_acknowledged_write_lost_across_failover_under_load(
-        make_cluster: Callable[..., Cluster]) -> None:
+    make_cluster: Callable[..., Cluster],
+) -> None:
     cluster = make_cluster(stripes=2)
     started_pair(cluster, "tsa-1a", "tsa-1b")
     started_pair(cluster, "tsa-2a", "tsa-2b")
     app = cluster.install_client("app-1", "4.2.0", rate=60)
     assert sorted(p.name for p in (app / "lib").iterdir()) == [
-        "ehcache-ee-2.10.0.jar", "terracotta-toolkit-runtime-ee-4.2.0.jar"]
+        "ehcache-ee-2.10.0.jar",
+        "terracotta-toolkit-runtime-ee-4.2.0.jar",
+    ]
     assert _app(app, "start").returncode == 0
     assert _app(app, "status").returncode == 0
     _wait_ledger(cluster, "app-1", 10, stripe="stripe1")
@@ -557,15 +655,14 @@ def test_no_acknowledged_write_lost_across_failover_under_load(
         host = cluster.servers[server]["host"]
         assert protocol.read_keys(host, 9510, list(mine)) == mine
         assert all(protocol.stripe_for_key(key, 2) == int(stripe[-1]) - 1 for key in mine)
-    assert cluster.events("client_process", client="app-1", action="start")[0][
-        "version"] == "4.2.0"
-    assert cluster.events("client_process", client="app-1", action="stop")[0][
-        "exit_code"] == 0
+    assert cluster.events("client_process", client="app-1", action="start")[0]["version"] == "4.2.0"
+    assert cluster.events("client_process", client="app-1", action="stop")[0]["exit_code"] == 0
     assert not (cluster.root / "run/client-app-1.pid").exists()
 
 
 def test_client_refuses_a_server_of_another_minor_version(
-        make_cluster: Callable[..., Cluster]) -> None:
+    make_cluster: Callable[..., Cluster],
+) -> None:
     cluster = make_cluster(servers=1)
     cluster.start("tsa-1a")
     cluster.wait_state("tsa-1a", "ACTIVE-COORDINATOR")
@@ -592,8 +689,7 @@ def test_client_upgrade_is_replacing_its_jars(make_cluster: Callable[..., Cluste
         shutil.copy(jar, app / "lib" / jar.name)
     assert _app(app, "start").returncode == 0
     _wait_ledger(cluster, "app-3", 3)
-    assert cluster.events("client_process", client="app-3", action="start")[0][
-        "version"] == "4.2.1"
+    assert cluster.events("client_process", client="app-3", action="start")[0]["version"] == "4.2.1"
     # the only server goes away for longer than the reconnect window: the client gives up
     cluster.stop("tsa-1a", force=True)
     deadline = time.monotonic() + 10

@@ -57,34 +57,54 @@ def test_license_file_has_the_contract_format(tmp_path: Path) -> None:
     assert tccommon.check_license(path, "4.2.1", TODAY) is None
 
 
-@pytest.mark.parametrize(("change", "expected"), [
-    ("missing", "is missing"),
-    ("expired", "expired on 2025-12-31"),
-    ("product", "is for product 'Ehcache', not 'BigMemory Max'"),
-    ("version", "is for version 4.3; it does not cover 4.2.1"),
-    ("tampered", "invalid signature"),
-])
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ("missing", "is missing"),
+        ("expired", "expired on 2025-12-31"),
+        ("product", "is for product 'Ehcache', not 'BigMemory Max'"),
+        ("version", "is for version 4.3; it does not cover 4.2.1"),
+        ("tampered", "invalid signature"),
+    ],
+)
 def test_license_refusals(tmp_path: Path, change: str, expected: str) -> None:
     path = tmp_path / "terracotta-license.key"
     expiry = datetime.date(2025, 12, 31) if change == "expired" else datetime.date(2027, 1, 1)
-    license.write_license(path, expiry=expiry,
-                          product="Ehcache" if change == "product" else "BigMemory Max",
-                          version="4.3" if change == "version" else "4.2")
+    license.write_license(
+        path,
+        expiry=expiry,
+        product="Ehcache" if change == "product" else "BigMemory Max",
+        version="4.3" if change == "version" else "4.2",
+    )
     if change == "missing":
         path.unlink()
     if change == "tampered":
-        path.write_text(path.read_text().replace("Max Client Count = 100",
-                                                 "Max Client Count = 9999"))
+        path.write_text(
+            path.read_text().replace("Max Client Count = 100", "Max Client Count = 9999")
+        )
     problem = tccommon.check_license(path, "4.2.1", TODAY)
     assert problem is not None and expected in problem
 
 
 def test_tc_config_round_trip_and_defaults(tmp_path: Path) -> None:
-    server = {"name": "tsa-a1", "host": "127.0.0.2", "data": "/d/a1", "logs": "/l/a1",
-              "tsa_port": 9510, "jmx_port": 9520, "group_port": 9530, "management_port": 9540}
+    server = {
+        "name": "tsa-a1",
+        "host": "127.0.0.2",
+        "data": "/d/a1",
+        "logs": "/l/a1",
+        "tsa_port": 9510,
+        "jmx_port": 9520,
+        "group_port": 9530,
+        "management_port": 9540,
+    }
     path = tmp_path / "tc-config.xml"
-    tcconfig.write_tc_config(path, stripes=[{"name": "stripe1", "servers": [server]}],
-                             persistent=True, reconnect_window_s=2.5, election_s=0.3)
+    tcconfig.write_tc_config(
+        path,
+        stripes=[{"name": "stripe1", "servers": [server]}],
+        persistent=True,
+        reconnect_window_s=2.5,
+        election_s=0.3,
+    )
     text = path.read_text()
     assert text.startswith('<tc:tc-config xmlns:tc="http://www.terracotta.org/config">')
     assert '<mirror-group group-name="stripe1" election-time="0.3">' in text
@@ -97,7 +117,8 @@ def test_tc_config_round_trip_and_defaults(tmp_path: Path) -> None:
     plain = tccommon.parse_tc_config(
         '<tc:tc-config xmlns:tc="http://www.terracotta.org/config"><servers>'
         '<server host="h1" name="s1"><tsa-port>9610</tsa-port></server>'
-        '<server host="h2" name="s2"/></servers></tc:tc-config>')
+        '<server host="h2" name="s2"/></servers></tc:tc-config>'
+    )
     s1, s2 = plain["stripes"][0]["servers"]
     assert (s1["jmx_port"], s1["group_port"], s1["management_port"]) == (9620, 9630, 9640)
     assert (s2["tsa_port"], s2["management_port"]) == (9510, 9540)
@@ -107,9 +128,11 @@ def test_tc_config_round_trip_and_defaults(tmp_path: Path) -> None:
 
 def test_tc_config_errors_say_what_is_wrong() -> None:
     with pytest.raises(tccommon.ConfigError, match="both <server> and <mirror-group>"):
-        tccommon.parse_tc_config('<tc-config><servers><server name="a"/>'
-                                 '<mirror-group><server name="b"/></mirror-group>'
-                                 '</servers></tc-config>')
+        tccommon.parse_tc_config(
+            '<tc-config><servers><server name="a"/>'
+            '<mirror-group><server name="b"/></mirror-group>'
+            "</servers></tc-config>"
+        )
     with pytest.raises(tccommon.ConfigError, match="not well-formed"):
         tccommon.parse_tc_config("<tc-config>")
 
@@ -129,16 +152,22 @@ def test_kit_is_deterministic_and_laid_out(tmp_path: Path) -> None:
         jar = tar.extractfile(jar_member)
         assert jar is not None
         with zipfile.ZipFile(io.BytesIO(jar.read())) as archive:
-            assert "Implementation-Version: 4.2.1" in archive.read(
-                "META-INF/MANIFEST.MF").decode()
+            assert "Implementation-Version: 4.2.1" in archive.read("META-INF/MANIFEST.MF").decode()
             assert {"tcclient.py", "tccommon.py"} <= set(archive.namelist())
     root = tmp_path / "kit"
     kits.unpack_kit(first, root)
-    assert (root / "server/lib/tc-version.properties").read_text().splitlines()[0] == \
-        "version=4.2.1"
+    assert (root / "server/lib/tc-version.properties").read_text().splitlines()[
+        0
+    ] == "version=4.2.1"
     assert (root / "apis/ehcache/lib/ehcache-ee-2.10.1.jar").is_file()
-    for script in ("start-tc-server.sh", "stop-tc-server.sh", "server-stat.sh", "version.sh",
-                   "start-wan.sh", "stop-wan.sh"):
+    for script in (
+        "start-tc-server.sh",
+        "stop-tc-server.sh",
+        "server-stat.sh",
+        "version.sh",
+        "start-wan.sh",
+        "stop-wan.sh",
+    ):
         assert os.access(root / "server/bin" / script, os.X_OK)
     with pytest.raises(kits.KitError, match="not empty"):
         kits.unpack_kit(first, root)
@@ -147,13 +176,18 @@ def test_kit_is_deterministic_and_laid_out(tmp_path: Path) -> None:
 def test_version_sh_prints_exactly_one_line(tmp_path: Path) -> None:
     root = tmp_path / "kit"
     kits.unpack_kit(kits.build_kit("4.2.1", tmp_path), root)
-    out = subprocess.run([str(root / "server/bin/version.sh")], capture_output=True,
-                         text=True, check=True, env={"PATH": "/usr/bin:/bin"}).stdout
-    assert out == ("Terracotta Enterprise 4.2.1, as of 20150516-055104 "
-                   "(Revision cc2fcfc2 from 4.2.x)\n")
+    out = subprocess.run(
+        [str(root / "server/bin/version.sh")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin"},
+    ).stdout
+    assert out == (
+        "Terracotta Enterprise 4.2.1, as of 20150516-055104 (Revision cc2fcfc2 from 4.2.x)\n"
+    )
 
 
 def test_sandbox_json_is_found_from_below(tmp_path: Path) -> None:
     (tmp_path / "sandbox.json").write_text(json.dumps({"dir": str(tmp_path)}))
-    assert tccommon.find_sandbox(tmp_path / "hosts" / "127.0.0.1" / "etc") == {
-        "dir": str(tmp_path)}
+    assert tccommon.find_sandbox(tmp_path / "hosts" / "127.0.0.1" / "etc") == {"dir": str(tmp_path)}

@@ -44,14 +44,20 @@ def fault(sandbox: Sandbox, *args: str, capsys: pytest.CaptureFixture[str]) -> t
 
 def fault_events(sandbox: Sandbox) -> list[tuple[str, str, str]]:
     lines = (sandbox.directory / "journal.jsonl").read_text(encoding="utf-8").splitlines()
-    return [(e["kind"], e["target"], e["action"]) for e in map(json.loads, lines)
-            if e["event"] == "fault"]
+    return [
+        (e["kind"], e["target"], e["action"])
+        for e in map(json.loads, lines)
+        if e["event"] == "fault"
+    ]
 
 
 def journal_events(sandbox: Sandbox, event: str, **match: str) -> list[dict[str, Any]]:
     lines = (sandbox.directory / "journal.jsonl").read_text(encoding="utf-8").splitlines()
-    return [e for e in map(json.loads, lines)
-            if e["event"] == event and all(e.get(k) == v for k, v in match.items())]
+    return [
+        e
+        for e in map(json.loads, lines)
+        if e["event"] == event and all(e.get(k) == v for k, v in match.items())
+    ]
 
 
 def start_foreground(node: Node) -> tuple[int, str]:
@@ -75,7 +81,8 @@ def restart_mirror(node: Node) -> None:
 
 
 def test_no_sync_keeps_a_mirror_uninitialized_until_cleared(
-        sandbox: Sandbox, nodes: tuple[Node, Node], capsys: pytest.CaptureFixture[str]) -> None:
+    sandbox: Sandbox, nodes: tuple[Node, Node], capsys: pytest.CaptureFixture[str]
+) -> None:
     _, mirror = nodes
     code, out = fault(sandbox, "no-sync", mirror.name, capsys=capsys)
     assert code == 0, out
@@ -84,8 +91,9 @@ def test_no_sync_keeps_a_mirror_uninitialized_until_cleared(
     mirror.wait_state("PASSIVE-UNINITIALIZED")
     # The mirror journals nothing while the fault holds its sync: it is watched for three
     # sync times from its journaled PASSIVE-UNINITIALIZED.
-    joined = journal_events(sandbox, "server_state", server=mirror.name,
-                            state="PASSIVE-UNINITIALIZED")[-1]["t"]
+    joined = journal_events(
+        sandbox, "server_state", server=mirror.name, state="PASSIVE-UNINITIALIZED"
+    )[-1]["t"]
     while time.time() < joined + 3 * SYNC_S:
         assert mirror.stat()["state"] == "PASSIVE-UNINITIALIZED"
     assert fault(sandbox, "--list", capsys=capsys) == (0, f"no-sync {mirror.name}\n")
@@ -93,18 +101,22 @@ def test_no_sync_keeps_a_mirror_uninitialized_until_cleared(
     assert code == 0 and "cleared no-sync" in out
     assert fault(sandbox, "--list", capsys=capsys) == (0, "")
     mirror.wait_state("PASSIVE-STANDBY")
-    cleared = [e for e in journal_events(sandbox, "fault", target=mirror.name)
-               if e["action"] == "clear"][-1]["t"]
-    synced = journal_events(sandbox, "server_state", server=mirror.name,
-                            state="PASSIVE-STANDBY")[-1]["t"]
+    cleared = [
+        e for e in journal_events(sandbox, "fault", target=mirror.name) if e["action"] == "clear"
+    ][-1]["t"]
+    synced = journal_events(sandbox, "server_state", server=mirror.name, state="PASSIVE-STANDBY")[
+        -1
+    ]["t"]
     assert synced > cleared
     assert ("no-sync", mirror.name, "inject") in fault_events(sandbox)
     assert ("no-sync", mirror.name, "clear") in fault_events(sandbox)
 
 
 def test_injected_clears_its_fault_even_when_the_block_fails(sandbox: Sandbox) -> None:
-    with pytest.raises(RuntimeError, match="the block failed"), \
-            faults.injected(sandbox.directory, "no-sync", "east-s1-b") as said:
+    with (
+        pytest.raises(RuntimeError, match="the block failed"),
+        faults.injected(sandbox.directory, "no-sync", "east-s1-b") as said,
+    ):
         assert "east-s1-b" in said
         assert [f["kind"] for f in faults.active(sandbox.directory)] == ["no-sync"]
         raise RuntimeError("the block failed")
@@ -113,7 +125,8 @@ def test_injected_clears_its_fault_even_when_the_block_fails(sandbox: Sandbox) -
 
 
 def test_crash_on_start_makes_a_kit_version_exit_2(
-        sandbox: Sandbox, nodes: tuple[Node, Node], capsys: pytest.CaptureFixture[str]) -> None:
+    sandbox: Sandbox, nodes: tuple[Node, Node], capsys: pytest.CaptureFixture[str]
+) -> None:
     _, mirror = nodes
     assert fault(sandbox, "crash-on-start", "4.2.0", capsys=capsys)[0] == 0
     assert mirror.stop()[0] == 0
@@ -127,7 +140,8 @@ def test_crash_on_start_makes_a_kit_version_exit_2(
 
 
 def test_expired_license_refuses_the_start_and_clear_restores_the_key(
-        sandbox: Sandbox, nodes: tuple[Node, Node], capsys: pytest.CaptureFixture[str]) -> None:
+    sandbox: Sandbox, nodes: tuple[Node, Node], capsys: pytest.CaptureFixture[str]
+) -> None:
     _, mirror = nodes
     key = mirror.kit / "terracotta-license.key"
     original = key.read_text(encoding="utf-8")
@@ -154,7 +168,8 @@ def test_expired_license_refuses_the_start_and_clear_restores_the_key(
 
 
 def test_slow_stop_keeps_the_server_up_for_the_given_time(
-        sandbox: Sandbox, nodes: tuple[Node, Node], capsys: pytest.CaptureFixture[str]) -> None:
+    sandbox: Sandbox, nodes: tuple[Node, Node], capsys: pytest.CaptureFixture[str]
+) -> None:
     _, mirror = nodes
     assert fault(sandbox, "slow-stop", mirror.name, "--seconds", "1.5", capsys=capsys)[0] == 0
     drains = mirror.console.read_text(encoding="utf-8").count(DRAIN)
@@ -174,7 +189,8 @@ def test_slow_stop_keeps_the_server_up_for_the_given_time(
 
 
 def test_host_down_makes_ssh_hang_until_cleared(
-        sandbox: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
     clients = sandbox.info["clients"]
     assert isinstance(clients, dict)
     host = clients["east-app1"]["host"]
@@ -191,50 +207,72 @@ def test_host_down_makes_ssh_hang_until_cleared(
     assert ("host-down", "east-app1", "clear") in fault_events(sandbox)
 
 
-def _connect_with_timeout(host: str, sandbox: Sandbox, key: Path, known: Path,
-                          timeout_s: float) -> None:
+def _connect_with_timeout(
+    host: str, sandbox: Sandbox, key: Path, known: Path, timeout_s: float
+) -> None:
     client = paramiko.SSHClient()
     client.load_host_keys(str(known))
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
     sock = socket.create_connection((host, sandbox.port), timeout=timeout_s)
     try:
-        client.connect(host, sandbox.port, username=sandbox.user, key_filename=str(key),
-                       sock=sock, allow_agent=False, look_for_keys=False, timeout=timeout_s,
-                       banner_timeout=timeout_s, auth_timeout=timeout_s)
+        client.connect(
+            host,
+            sandbox.port,
+            username=sandbox.user,
+            key_filename=str(key),
+            sock=sock,
+            allow_agent=False,
+            look_for_keys=False,
+            timeout=timeout_s,
+            banner_timeout=timeout_s,
+            auth_timeout=timeout_s,
+        )
     finally:
         client.close()
         sock.close()
 
 
 def test_kill_the_active_fails_over_and_loses_no_acknowledged_write(
-        sandbox: Sandbox, nodes: tuple[Node, Node], capsys: pytest.CaptureFixture[str]) -> None:
+    sandbox: Sandbox, nodes: tuple[Node, Node], capsys: pytest.CaptureFixture[str]
+) -> None:
     active, mirror = nodes
     code, out = fault(sandbox, "kill", active.name, capsys=capsys)
     assert code == 0 and "kill -9" in out
     mirror.wait_state("ACTIVE-COORDINATOR")
     lines = (sandbox.directory / "journal.jsonl").read_text(encoding="utf-8").splitlines()
-    exits = [e for e in map(json.loads, lines)
-             if e["event"] == "server_process" and e["server"] == active.name
-             and e["action"] == "exit"]
+    exits = [
+        e
+        for e in map(json.loads, lines)
+        if e["event"] == "server_process" and e["server"] == active.name and e["action"] == "exit"
+    ]
     assert exits[-1]["exit_code"] == 137 and exits[-1]["version"] == "4.2.0"
     code, out = fault(sandbox, "kill", active.name, capsys=capsys)
     assert code == 2 and "not running" in out
     restart_mirror(active)
     lines = (sandbox.directory / "journal.jsonl").read_text(encoding="utf-8").splitlines()
-    back = [e for e in map(json.loads, lines) if e["event"] == "server_state"
-            and e["server"] == active.name and e["state"] == "PASSIVE-STANDBY"][-1]
+    back = [
+        e
+        for e in map(json.loads, lines)
+        if e["event"] == "server_state"
+        and e["server"] == active.name
+        and e["state"] == "PASSIVE-STANDBY"
+    ][-1]
     sandbox.wait_acked_after(back["t"])  # writes replicated to the returned mirror count too
     assert cluster.verify(sandbox.directory)["lost"] == 0
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["melt", "east-s1-a"], "unknown fault kind 'melt'"),
-    (["no-sync", "nobody"], "'nobody' is not a server name"),
-    (["kill"], "needs KIND TARGET"),
-    (["no-sync", "east-s1-a", "--seconds", "2"], "--seconds goes with slow-stop only"),
-])
-def test_mistakes_get_one_clear_message(sandbox: Sandbox, args: list[str], message: str,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["melt", "east-s1-a"], "unknown fault kind 'melt'"),
+        (["no-sync", "nobody"], "'nobody' is not a server name"),
+        (["kill"], "needs KIND TARGET"),
+        (["no-sync", "east-s1-a", "--seconds", "2"], "--seconds goes with slow-stop only"),
+    ],
+)
+def test_mistakes_get_one_clear_message(
+    sandbox: Sandbox, args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out = fault(sandbox, *args, capsys=capsys)
     assert code == 2
     assert message in out and "Traceback" not in out

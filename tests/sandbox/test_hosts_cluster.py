@@ -28,9 +28,11 @@ def test_up_writes_an_inventory_the_tool_accepts(small_sandbox: Sandbox) -> None
         assert (root / "terracotta-license.key").exists()
         assert Path(server.tc_config).exists()
     client = inventory.regions[0].clients[0]
-    assert sorted(p.name for p in Path(client.lib_dir).iterdir()) == [
-        "ehcache-ee-2.10.0.jar", "terracotta-toolkit-runtime-ee-4.2.0.jar"] or \
-        len(list(Path(client.lib_dir).glob("*.jar"))) == 2
+    assert (
+        sorted(p.name for p in Path(client.lib_dir).iterdir())
+        == ["ehcache-ee-2.10.0.jar", "terracotta-toolkit-runtime-ee-4.2.0.jar"]
+        or len(list(Path(client.lib_dir).glob("*.jar"))) == 2
+    )
 
 
 def test_kits_are_served_over_http_with_their_sha256(small_sandbox: Sandbox) -> None:
@@ -54,8 +56,10 @@ def test_every_host_answers_ssh_with_the_inventory_settings(small_sandbox: Sandb
             connection.close()
         assert code == 0, err
         assert out.startswith("Terracotta Enterprise 4.2.0")
-    events = [json.loads(line) for line in
-              (small_sandbox.directory / "journal.jsonl").read_text().splitlines()]
+    events = [
+        json.loads(line)
+        for line in (small_sandbox.directory / "journal.jsonl").read_text().splitlines()
+    ]
     commands = [e for e in events if e["event"] == "command"]
     assert {e["host"] for e in commands} >= {s.host for _, _, s in inventory.servers()}
 

@@ -65,9 +65,11 @@ class Node:
             time.sleep(0.05)
 
     def start(self) -> None:
-        command = (f"nohup {shlex.quote(str(self.kit / 'server/bin/start-tc-server.sh'))} "
-                   f"-f {shlex.quote(str(self.config))} -n {shlex.quote(self.name)} "
-                   f">>{shlex.quote(str(self.console))} 2>&1 </dev/null &")
+        command = (
+            f"nohup {shlex.quote(str(self.kit / 'server/bin/start-tc-server.sh'))} "
+            f"-f {shlex.quote(str(self.config))} -n {shlex.quote(self.name)} "
+            f">>{shlex.quote(str(self.console))} 2>&1 </dev/null &"
+        )
         assert self.run(command)[0] == 0
 
     def stop(self, *extra: str) -> tuple[int, str, str]:
@@ -98,13 +100,19 @@ def _events(sandbox: Sandbox, event: str) -> list[dict[str, object]]:
 
 def test_up_elected_the_first_server_and_synced_the_mirror(nodes: tuple[Node, Node]) -> None:
     first, second = nodes
-    assert first.stat() == {"health": "OK", "role": "ACTIVE", "state": "ACTIVE-COORDINATOR",
-                            "port": str(first.info["management_port"]), "group name": "stripe1"}
+    assert first.stat() == {
+        "health": "OK",
+        "role": "ACTIVE",
+        "state": "ACTIVE-COORDINATOR",
+        "port": str(first.info["management_port"]),
+        "group name": "stripe1",
+    }
     assert second.stat()["state"] == "PASSIVE-STANDBY"
 
 
 def test_the_stop_script_refuses_to_stop_an_active_without_standby(
-        sandbox: Sandbox, nodes: tuple[Node, Node]) -> None:
+    sandbox: Sandbox, nodes: tuple[Node, Node]
+) -> None:
     first, second = nodes
     code, out, _ = second.stop()
     assert code == 0 and "Stop success" in out
@@ -117,7 +125,8 @@ def test_the_stop_script_refuses_to_stop_an_active_without_standby(
 
 
 def test_failover_and_failback_by_hand_lose_no_acknowledged_write(
-        sandbox: Sandbox, nodes: tuple[Node, Node]) -> None:
+    sandbox: Sandbox, nodes: tuple[Node, Node]
+) -> None:
     first, second = nodes
     timing = sandbox.info["timing"]
     assert isinstance(timing, dict)
@@ -140,8 +149,11 @@ def test_failover_and_failback_by_hand_lose_no_acknowledged_write(
     second.start()
     second.wait_state("PASSIVE-STANDBY")
 
-    standby = [e for e in _events(sandbox, "server_state") if e["server"] == second.name
-               and e["state"] == "PASSIVE-STANDBY"][-1]
+    standby = [
+        e
+        for e in _events(sandbox, "server_state")
+        if e["server"] == second.name and e["state"] == "PASSIVE-STANDBY"
+    ][-1]
     sandbox.wait_acked_after(float(str(standby["t"])))  # clients wrote to the final pair
     result = cluster.verify(sandbox.directory)
     assert result["lost"] == 0, result

@@ -26,14 +26,20 @@ def _journal(host: SshHost) -> list[dict[str, object]]:
 
 @pytest.fixture(scope="module")
 def client(ssh_host: SshHost) -> paramiko.SSHClient:
-    connection = ssh_connect(ssh_host.address, ssh_host.handle.port, ssh_host.user,
-                             ssh_host.key.private, ssh_host.known_hosts)
+    connection = ssh_connect(
+        ssh_host.address,
+        ssh_host.handle.port,
+        ssh_host.user,
+        ssh_host.key.private,
+        ssh_host.known_hosts,
+    )
     yield connection
     connection.close()
 
 
 def test_command_runs_as_login_user_and_is_journaled_before_it_runs(
-        ssh_host: SshHost, client: paramiko.SSHClient) -> None:
+    ssh_host: SshHost, client: paramiko.SSHClient
+) -> None:
     command = f"id -un; cat {ssh_host.journal}"
     code, out, err = ssh_run(client, command)
     assert code == 0, err
@@ -41,8 +47,9 @@ def test_command_runs_as_login_user_and_is_journaled_before_it_runs(
     assert lines[0] == ssh_host.user
     # The command saw its own journal line: it was written before the command ran.
     seen = [json.loads(line) for line in lines[1:]]
-    assert {"event": "command", "host": ssh_host.address, "command": command}.items() <= \
-        seen[-1].items()
+    assert {"event": "command", "host": ssh_host.address, "command": command}.items() <= seen[
+        -1
+    ].items()
     assert isinstance(seen[-1]["t"], float)
 
 
@@ -60,8 +67,9 @@ def test_the_wrapper_leaves_no_trace_in_the_environment(client: paramiko.SSHClie
     assert "PATH=" in out
 
 
-def test_any_command_string_is_journaled_exactly(ssh_host: SshHost,
-                                                 client: paramiko.SSHClient) -> None:
+def test_any_command_string_is_journaled_exactly(
+    ssh_host: SshHost, client: paramiko.SSHClient
+) -> None:
     command = "printf '%s\\n' \"quote\\\" back\\\\slash\" 'tab\there' 'é ü ✓'\n# second line\x01"
     code, out, _ = ssh_run(client, command)
     assert code == 0
@@ -70,13 +78,14 @@ def test_any_command_string_is_journaled_exactly(ssh_host: SshHost,
 
 
 def test_journal_line_matches_json_dumps() -> None:
-    text = "a\"b\\c\n\t\x00\x1f é \udcff"
+    text = 'a"b\\c\n\t\x00\x1f é \udcff'
     assert json.loads(cmdwrap.json_string(text)) == text
-    assert cmdwrap.json_string("x\"y") == json.dumps("x\"y", ensure_ascii=False)
+    assert cmdwrap.json_string('x"y') == json.dumps('x"y', ensure_ascii=False)
 
 
-def test_sftp_upload_and_download(ssh_host: SshHost, client: paramiko.SSHClient,
-                                  tmp_path: Path) -> None:
+def test_sftp_upload_and_download(
+    ssh_host: SshHost, client: paramiko.SSHClient, tmp_path: Path
+) -> None:
     payload = os.urandom(3 * 1024 * 1024)
     local = tmp_path / "kit.tar.gz"
     local.write_bytes(payload)
@@ -94,22 +103,31 @@ def test_sftp_upload_and_download(ssh_host: SshHost, client: paramiko.SSHClient,
     assert not any("sftp" in str(e.get("command", "")) for e in _journal(ssh_host))
 
 
-def test_kit_unpacked_and_dirty_backup_deleted_are_journaled(ssh_host: SshHost,
-                                                             client: paramiko.SSHClient) -> None:
+def test_kit_unpacked_and_dirty_backup_deleted_are_journaled(
+    ssh_host: SshHost, client: paramiko.SSHClient
+) -> None:
     root = ssh_host.handle.root
-    backup = root / "var" / "tc" / "tsa-1" / "data" / "dirty-objectdb-backup" / \
-        "dirty-objectdb-2024010112000000"
+    backup = (
+        root
+        / "var"
+        / "tc"
+        / "tsa-1"
+        / "data"
+        / "dirty-objectdb-backup"
+        / "dirty-objectdb-2024010112000000"
+    )
     code, _, err = ssh_run(client, f"mkdir -p {backup}")
     assert code == 0, err
     kit = root / "opt" / "terracotta" / "bigmemory-max-4.2.1"
     code, _, err = ssh_run(
-        client, f"mkdir -p {kit}/server/lib && echo version=4.2.1 > "
-                f"{kit}/server/lib/tc-version.properties && rm -r {backup}")
+        client,
+        f"mkdir -p {kit}/server/lib && echo version=4.2.1 > "
+        f"{kit}/server/lib/tc-version.properties && rm -r {backup}",
+    )
     assert code == 0, err
     events = _journal(ssh_host)
     kits = [e for e in events if e["event"] == "kit_unpacked"]
-    assert kits[-1] == {**kits[-1], "host": ssh_host.address, "path": str(kit),
-                        "version": "4.2.1"}
+    assert kits[-1] == {**kits[-1], "host": ssh_host.address, "path": str(kit), "version": "4.2.1"}
     dirty = [e for e in events if e["event"] == "dirty_backup"]
     assert dirty[-1]["path"] == str(backup)
     assert dirty[-1]["action"] == "deleted"
@@ -122,28 +140,40 @@ def test_known_hosts_is_enforced_with_reject_policy(ssh_host: SshHost, tmp_path:
     empty = tmp_path / "empty_known_hosts"
     empty.write_text("")
     with pytest.raises(paramiko.SSHException, match="not found in known_hosts"):
-        ssh_connect(ssh_host.address, ssh_host.handle.port, ssh_host.user,
-                    ssh_host.key.private, empty)
+        ssh_connect(
+            ssh_host.address, ssh_host.handle.port, ssh_host.user, ssh_host.key.private, empty
+        )
     other = sshd.create_client_key(tmp_path / "other_host_key")
-    wrong = sshd.write_known_hosts(tmp_path / "wrong_known_hosts", [
-        (ssh_host.address, ssh_host.handle.port, other.public_line)])
+    wrong = sshd.write_known_hosts(
+        tmp_path / "wrong_known_hosts",
+        [(ssh_host.address, ssh_host.handle.port, other.public_line)],
+    )
     with pytest.raises(paramiko.BadHostKeyException):
-        ssh_connect(ssh_host.address, ssh_host.handle.port, ssh_host.user,
-                    ssh_host.key.private, wrong)
+        ssh_connect(
+            ssh_host.address, ssh_host.handle.port, ssh_host.user, ssh_host.key.private, wrong
+        )
 
 
 def test_an_unknown_client_key_is_refused(ssh_host: SshHost, tmp_path: Path) -> None:
     stranger = sshd.create_client_key(tmp_path / "stranger")
     with pytest.raises(paramiko.AuthenticationException):
-        ssh_connect(ssh_host.address, ssh_host.handle.port, ssh_host.user, stranger.private,
-                    ssh_host.known_hosts)
+        ssh_connect(
+            ssh_host.address,
+            ssh_host.handle.port,
+            ssh_host.user,
+            stranger.private,
+            ssh_host.known_hosts,
+        )
 
 
 def test_known_hosts_line_form() -> None:
-    assert sshd.known_hosts_line("127.1.2.3", 22, "ssh-ed25519 AAAA c") == \
-        "127.1.2.3 ssh-ed25519 AAAA"
-    assert sshd.known_hosts_line("127.1.2.3", 2222, "ssh-ed25519 AAAA c") == \
-        "[127.1.2.3]:2222 ssh-ed25519 AAAA"
+    assert (
+        sshd.known_hosts_line("127.1.2.3", 22, "ssh-ed25519 AAAA c") == "127.1.2.3 ssh-ed25519 AAAA"
+    )
+    assert (
+        sshd.known_hosts_line("127.1.2.3", 2222, "ssh-ed25519 AAAA c")
+        == "[127.1.2.3]:2222 ssh-ed25519 AAAA"
+    )
 
 
 def test_stop_ends_the_listener_and_its_sessions(host_tmp: Path, fresh_address: str) -> None:
@@ -153,8 +183,9 @@ def test_stop_ends_the_listener_and_its_sessions(host_tmp: Path, fresh_address: 
     root = tmp_path / "host"
     root.mkdir()
     sshd.give_to_user(root, user)
-    handle = sshd.start_sshd(fresh_address, sshd.default_port(), root,
-                             authorized_key=key.public, login_user=user)
+    handle = sshd.start_sshd(
+        fresh_address, sshd.default_port(), root, authorized_key=key.public, login_user=user
+    )
     known = sshd.write_known_hosts(tmp_path / "known_hosts", [handle])
     connection = ssh_connect(fresh_address, handle.port, user, key.private, known)
     try:
@@ -162,8 +193,9 @@ def test_stop_ends_the_listener_and_its_sessions(host_tmp: Path, fresh_address: 
         session.exec_command("sleep 60")
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and not any(
-                Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep")
-                for pid in processes.children_of(handle.pid)):
+            Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep")
+            for pid in processes.children_of(handle.pid)
+        ):
             time.sleep(0.02)
         pids = [handle.pid, *processes.children_of(handle.pid)]
         assert len(pids) >= 4  # listener, connection, wrapper, sleep
@@ -176,23 +208,41 @@ def test_stop_ends_the_listener_and_its_sessions(host_tmp: Path, fresh_address: 
 
 
 def test_a_second_sshd_on_a_taken_address_fails_with_its_reason(
-        ssh_host: SshHost, host_tmp: Path) -> None:
+    ssh_host: SshHost, host_tmp: Path
+) -> None:
     tmp_path = host_tmp
     with pytest.raises(sshd.SshdError, match=ssh_host.address):
-        sshd.start_sshd(ssh_host.address, ssh_host.handle.port, tmp_path / "dup",
-                        authorized_key=ssh_host.key.public_line, login_user=ssh_host.user,
-                        timeout_s=3)
+        sshd.start_sshd(
+            ssh_host.address,
+            ssh_host.handle.port,
+            tmp_path / "dup",
+            authorized_key=ssh_host.key.public_line,
+            login_user=ssh_host.user,
+            timeout_s=3,
+        )
 
 
 def test_config_for_an_ordinary_user() -> None:
     text = sshd.sshd_config_text(
-        address="127.3.4.5", port=2222, host_key=Path("/h/key"), pid_file=Path("/h/pid"),
-        authorized_keys=Path("/h/ak"), login_user="alice", forced_command="/w x",
-        sftp_server="/usr/lib/openssh/sftp-server")
+        address="127.3.4.5",
+        port=2222,
+        host_key=Path("/h/key"),
+        pid_file=Path("/h/pid"),
+        authorized_keys=Path("/h/ak"),
+        login_user="alice",
+        forced_command="/w x",
+        sftp_server="/usr/lib/openssh/sftp-server",
+    )
     lines = text.splitlines()
-    for expected in ("ListenAddress 127.3.4.5:2222", "AllowUsers alice", "PermitRootLogin no",
-                     "UsePAM no", "StrictModes no", "ForceCommand /w x",
-                     "Subsystem sftp /usr/lib/openssh/sftp-server"):
+    for expected in (
+        "ListenAddress 127.3.4.5:2222",
+        "AllowUsers alice",
+        "PermitRootLogin no",
+        "UsePAM no",
+        "StrictModes no",
+        "ForceCommand /w x",
+        "Subsystem sftp /usr/lib/openssh/sftp-server",
+    ):
         assert expected in lines
 
 
@@ -210,8 +260,9 @@ def test_address_blocks_never_collide(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become an ordinary user")
-def test_an_ordinary_user_runs_its_own_sshd_on_a_high_port(host_tmp: Path,
-                                                           fresh_address: str) -> None:
+def test_an_ordinary_user_runs_its_own_sshd_on_a_high_port(
+    host_tmp: Path, fresh_address: str
+) -> None:
     """The non-root path for real: bmsandbox starts sshd on port 2222 and logs in as itself."""
     tmp_path = host_tmp
     user = sshd.login_user()
@@ -224,8 +275,11 @@ def test_an_ordinary_user_runs_its_own_sshd_on_a_high_port(host_tmp: Path,
     # A copy of the sandbox package the user can read: the checkout itself may sit in a
     # folder only root may enter (CI clones into a fresh 0700 temp folder).
     package_root = base / "pkg"
-    shutil.copytree(Path(sshd.__file__).resolve().parent, package_root / "bm_upgrade" / "sandbox",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        Path(sshd.__file__).resolve().parent,
+        package_root / "bm_upgrade" / "sandbox",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     (package_root / "bm_upgrade" / "__init__.py").write_text("")
     sshd.give_to_user(base, user)
     script = (
@@ -239,16 +293,23 @@ def test_an_ordinary_user_runs_its_own_sshd_on_a_high_port(host_tmp: Path,
     )
     result = subprocess.run(
         [sshd.wrapper_python(), "-S", "-c", script, str(package_root), str(base), fresh_address],
-        capture_output=True, text=True, user=entry.pw_uid, group=entry.pw_gid,
-        env={"PATH": "/usr/bin:/bin", "HOME": entry.pw_dir}, check=False, timeout=30)
+        capture_output=True,
+        text=True,
+        user=entry.pw_uid,
+        group=entry.pw_gid,
+        env={"PATH": "/usr/bin:/bin", "HOME": entry.pw_dir},
+        check=False,
+        timeout=30,
+    )
     if result.returncode != 0 and "Permission denied" in result.stderr:
         pytest.skip(f"the checkout is not readable by {user}: {result.stderr.strip()[-200:]}")
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
     try:
         assert info["port"] == sshd.NON_ROOT_DEFAULT_PORT and info["user"] == user
-        connection = ssh_connect(fresh_address, info["port"], user, base / "id",
-                                 base / "known_hosts")
+        connection = ssh_connect(
+            fresh_address, info["port"], user, base / "id", base / "known_hosts"
+        )
         try:
             assert ssh_run(connection, "id -un")[1].strip() == user
         finally:

@@ -31,18 +31,39 @@ def _issues(data: object) -> list[str]:
 
 
 def test_every_problem_is_reported_with_its_field() -> None:
-    issues = _issues({
-        "version": "4.3.0", "kits": ["4.2.0", "4.2.0"], "persistent": "yes", "colour": 1,
-        "regions": [{"name": "east", "stripes": 0, "mirrors": 5, "wan_role": "boss",
-                     "orchestrators": {"master": 1, "standby": 9}},
-                    {"name": "east", "stripes": 1}],
-        "timing": {"sync_s": -1, "speed": 2}})
+    issues = _issues(
+        {
+            "version": "4.3.0",
+            "kits": ["4.2.0", "4.2.0"],
+            "persistent": "yes",
+            "colour": 1,
+            "regions": [
+                {
+                    "name": "east",
+                    "stripes": 0,
+                    "mirrors": 5,
+                    "wan_role": "boss",
+                    "orchestrators": {"master": 1, "standby": 9},
+                },
+                {"name": "east", "stripes": 1},
+            ],
+            "timing": {"sync_s": -1, "speed": 2},
+        }
+    )
     text = "\n".join(issues)
-    for field in ("version:", "kits:", "persistent:", "colour: unknown key",
-                  "regions[0].stripes:", "regions[0].mirrors:", "regions[0].wan_role:",
-                  "regions[0].orchestrators.standby: 9 must be a whole number from 0 to 3",
-                  "regions[1].name: region 'east' is listed twice", "timing.sync_s:",
-                  "timing.speed: unknown key"):
+    for field in (
+        "version:",
+        "kits:",
+        "persistent:",
+        "colour: unknown key",
+        "regions[0].stripes:",
+        "regions[0].mirrors:",
+        "regions[0].wan_role:",
+        "regions[0].orchestrators.standby: 9 must be a whole number from 0 to 3",
+        "regions[1].name: region 'east' is listed twice",
+        "timing.sync_s:",
+        "timing.speed: unknown key",
+    ):
         assert field in text, field
 
 
@@ -50,14 +71,20 @@ def test_missing_keys_and_wrong_shapes() -> None:
     assert any(i.startswith("version: required") for i in _issues({"regions": []}))
     assert any(i.startswith("regions: required") for i in _issues({"version": "4.2.0"}))
     assert "top level must be a mapping" in str(_issues([1, 2])[0])
-    assert any("start version 4.2.0 is not listed" in i for i in _issues(
-        {"version": "4.2.0", "kits": ["4.2.1"], "regions": [{"name": "a", "stripes": 1}]}))
+    assert any(
+        "start version 4.2.0 is not listed" in i
+        for i in _issues(
+            {"version": "4.2.0", "kits": ["4.2.1"], "regions": [{"name": "a", "stripes": 1}]}
+        )
+    )
 
 
 def test_a_topology_too_big_for_one_block_is_refused() -> None:
     regions = [{"name": f"r{i}", "stripes": 16, "mirrors": 3, "clients": 32} for i in range(3)]
-    assert any("do not fit one loopback block" in i
-               for i in _issues({"version": "4.2.0", "regions": regions}))
+    assert any(
+        "do not fit one loopback block" in i
+        for i in _issues({"version": "4.2.0", "regions": regions})
+    )
 
 
 def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
@@ -73,15 +100,19 @@ def test_hosts_get_distinct_addresses_and_names(tmp_path: Path) -> None:
     plan = plan_hosts(load_topology("demo"), tmp_path, "127.150.3")
     assert len(plan.hosts) == len(set(plan.hosts)) == 16
     assert [s.name for s in plan.servers_of("east")] == [
-        "east-s1-a", "east-s1-b", "east-s2-a", "east-s2-b"]
+        "east-s1-a",
+        "east-s1-b",
+        "east-s2-a",
+        "east-s2-b",
+    ]
     assert [stripe for stripe, _ in plan.stripes_of("west")] == ["stripe1", "stripe2"]
     assert plan.kit_host == "127.150.3.254"
-    assert plan.servers[0].tc_config == tmp_path / "hosts" / "127.150.3.1" / "etc" / \
-        "tc-config.xml"
+    assert plan.servers[0].tc_config == tmp_path / "hosts" / "127.150.3.1" / "etc" / "tc-config.xml"
 
 
 def test_cli_exit_2_with_one_message_for_a_bad_topology(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "topo.yaml"
     bad.write_text("version: 4.2.0\nregions: [{name: east, stripes: many}]\n")
     assert main(["sandbox", "up", str(bad), "--dir", str(tmp_path / "sb")]) == 2
@@ -92,7 +123,8 @@ def test_cli_exit_2_with_one_message_for_a_bad_topology(
 
 
 def test_cli_down_and_verify_on_a_folder_without_sandbox(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["sandbox", "verify", "--dir", str(tmp_path)]) == 2
     assert "no sandbox.json" in capsys.readouterr().err
     assert main(["sandbox", "down", "--dir", str(tmp_path / "nope")]) == 2

@@ -73,16 +73,26 @@ def _restore(orchs: dict[str, Orch]) -> None:
 
 
 def test_up_runs_masters_with_standbys_and_active_replicas(
-        sandbox: Sandbox, baseline: dict[str, Orch]) -> None:
+    sandbox: Sandbox, baseline: dict[str, Orch]
+) -> None:
     east, west = baseline["east-wan-m1"].status(), baseline["west-wan-m1"].status()
-    assert east == {"name": "east-wan-m1", "role": "master", "state": "running",
-                    "version": "4.2.0", "region": "east",
-                    "caches": [{"name": "orders", "state": "ACTIVE"},
-                               {"name": "sessions", "state": "ACTIVE"}]}
+    assert east == {
+        "name": "east-wan-m1",
+        "role": "master",
+        "state": "running",
+        "version": "4.2.0",
+        "region": "east",
+        "caches": [{"name": "orders", "state": "ACTIVE"}, {"name": "sessions", "state": "ACTIVE"}],
+    }
     assert west is not None and west["region"] == "west"
     assert baseline["east-wan-s1"].status() == {
-        "name": "east-wan-s1", "role": "standby", "state": "standby", "version": "4.2.0",
-        "region": "east", "caches": []}
+        "name": "east-wan-s1",
+        "role": "standby",
+        "state": "standby",
+        "version": "4.2.0",
+        "region": "east",
+        "caches": [],
+    }
     # The upgrade tool's own parser reads it, and the inventory `up` wrote says the same.
     from bm_upgrade.inventory import load_inventory
 
@@ -91,12 +101,16 @@ def test_up_runs_masters_with_standbys_and_active_replicas(
     entry = next(o for r in inventory.regions for o in r.orchestrators if o.name == "west-wan-m1")
     assert entry.role == "master" and entry.wan_xml == str(baseline["west-wan-m1"].wan_xml)
     parsed = orchestrator_status_from_json(entry, west)
-    assert (parsed.state, parsed.version, [c.state for c in parsed.caches]) == \
-        ("running", "4.2.0", ["ACTIVE", "ACTIVE"])
+    assert (parsed.state, parsed.version, [c.state for c in parsed.caches]) == (
+        "running",
+        "4.2.0",
+        ["ACTIVE", "ACTIVE"],
+    )
 
 
 def test_masters_stopped_first_standbys_take_over_and_replicas_resync(
-        sandbox: Sandbox, baseline: dict[str, Orch]) -> None:
+    sandbox: Sandbox, baseline: dict[str, Orch]
+) -> None:
     since = time.time()
     code, out = baseline["east-wan-m1"].stop()
     assert (code, out.strip()) == (0, "Stop success. Response code 200")
@@ -106,8 +120,7 @@ def test_masters_stopped_first_standbys_take_over_and_replicas_resync(
     baseline["west-wan-m1"].wait_caches("ACTIVE")
     # West lost its master region's orchestrator, then resynced from the standby.
     assert cache_states(sandbox, "west", since) == ["INACTIVE", "RESYNCING", "ACTIVE"]
-    assert "Taking over as the serving orchestrator of region east" in \
-        baseline["east-wan-s1"].log()
+    assert "Taking over as the serving orchestrator of region east" in baseline["east-wan-s1"].log()
     states = orchestrator_states(sandbox, since)
     assert states.index(("east-wan-m1", "stopped")) < states.index(("east-wan-s1", "running"))
 
@@ -121,7 +134,8 @@ def test_masters_stopped_first_standbys_take_over_and_replicas_resync(
 
 
 def test_standbys_stopped_first_no_takeover_then_master_region_first(
-        sandbox: Sandbox, baseline: dict[str, Orch]) -> None:
+    sandbox: Sandbox, baseline: dict[str, Orch]
+) -> None:
     since = time.time()
     for name in ("east-wan-s1", "west-wan-s1", "east-wan-m1", "west-wan-m1"):
         assert baseline[name].stop()[0] == 0
@@ -148,12 +162,12 @@ def test_standbys_stopped_first_no_takeover_then_master_region_first(
 
 
 def test_a_killed_master_is_taken_over_like_a_stopped_one(
-        sandbox: Sandbox, baseline: dict[str, Orch]) -> None:
+    sandbox: Sandbox, baseline: dict[str, Orch]
+) -> None:
     from bm_upgrade.cli import main
 
     since = time.time()
-    assert main(["sandbox", "fault", "--dir", str(sandbox.directory), "kill",
-                 "east-wan-m1"]) == 0
+    assert main(["sandbox", "fault", "--dir", str(sandbox.directory), "kill", "east-wan-m1"]) == 0
     baseline["east-wan-s1"].wait_state("running")
     baseline["west-wan-m1"].wait_caches("ACTIVE")
     assert ("east-wan-m1", "stopped") in orchestrator_states(sandbox, since)
@@ -166,8 +180,7 @@ def test_a_killed_master_is_taken_over_like_a_stopped_one(
     # for it, then its standby takes over and resyncs them.
     baseline["west-wan-m1"].wait_caches("ACTIVE")
     since = time.time()
-    assert main(["sandbox", "fault", "--dir", str(sandbox.directory), "kill",
-                 "west-wan-m1"]) == 0
+    assert main(["sandbox", "fault", "--dir", str(sandbox.directory), "kill", "west-wan-m1"]) == 0
     baseline["west-wan-s1"].wait_state("running")
     baseline["west-wan-s1"].wait_caches("ACTIVE")
     assert cache_states(sandbox, "west", since) == ["INACTIVE", "RESYNCING", "ACTIVE"]
@@ -178,20 +191,24 @@ def _kit(sandbox: Sandbox, orch: Orch, version: str, name: str) -> Path:
     root = orch.kit.parent / name
     if not root.exists():
         kits.unpack_kit(sandbox.directory / "kits" / f"bigmemory-max-{version}.tar.gz", root)
-        shutil.copyfile(sandbox.directory / "terracotta-license.key",
-                        root / license.LICENSE_FILE_NAME)
+        shutil.copyfile(
+            sandbox.directory / "terracotta-license.key", root / license.LICENSE_FILE_NAME
+        )
         sshd.give_to_user(root, sandbox.user)
     return root
 
 
 def test_orchestrators_of_different_versions_do_not_connect(
-        sandbox: Sandbox, baseline: dict[str, Orch]) -> None:
+    sandbox: Sandbox, baseline: dict[str, Orch]
+) -> None:
     west, east = baseline["west-wan-m1"], baseline["east-wan-m1"]
     for name in ("west-wan-s1", "west-wan-m1"):  # standby first: no takeover
         assert baseline[name].stop()[0] == 0
         baseline[name].wait_state(None)
-    refusal = ("Refusing to connect to orchestrator east-wan-m1 (version 4.2.0): all "
-               "orchestrators must run the same version (this one runs 4.2.1)")
+    refusal = (
+        "Refusing to connect to orchestrator east-wan-m1 (version 4.2.0): all "
+        "orchestrators must run the same version (this one runs 4.2.1)"
+    )
     refused_before = west.log().count(refusal)
     since = time.time()
     west.start(_kit(sandbox, west, "4.2.1", "bigmemory-max-4.2.1"))
@@ -217,7 +234,8 @@ def test_orchestrators_of_different_versions_do_not_connect(
 
 
 def test_an_orchestrator_refuses_to_start_without_a_wan_license(
-        sandbox: Sandbox, baseline: dict[str, Orch]) -> None:
+    sandbox: Sandbox, baseline: dict[str, Orch]
+) -> None:
     standby = baseline["east-wan-s1"]
     assert standby.stop()[0] == 0
     standby.wait_state(None)
@@ -225,13 +243,19 @@ def test_an_orchestrator_refuses_to_start_without_a_wan_license(
     key = kit / license.LICENSE_FILE_NAME
     text = key.read_text(encoding="utf-8")
     try:
-        license.write_license(key, expiry=datetime.date.today() + datetime.timedelta(days=365),
-                              capabilities=("ehcache", "ehcache offheap", "TMC"))
+        license.write_license(
+            key,
+            expiry=datetime.date.today() + datetime.timedelta(days=365),
+            capabilities=("ehcache", "ehcache offheap", "TMC"),
+        )
         code, out = standby.start_foreground(kit)
         assert code == 2, out
         assert f"FATAL - License key {key} does not carry the WAN capability" in out
-        events = [e for e in journal(sandbox) if e["event"] == "orchestrator_state"
-                  and e["state"] == "failed"]
+        events = [
+            e
+            for e in journal(sandbox)
+            if e["event"] == "orchestrator_state" and e["state"] == "failed"
+        ]
         assert events and "WAN capability" in events[-1]["reason"]
         key.unlink()
         code, out = standby.start_foreground(kit)
@@ -248,7 +272,8 @@ def _fault(sandbox: Sandbox, *args: str) -> int:
 
 
 def test_orchestrator_faults_crash_on_start_expired_license_slow_stop(
-        sandbox: Sandbox, baseline: dict[str, Orch], capsys: pytest.CaptureFixture[str]) -> None:
+    sandbox: Sandbox, baseline: dict[str, Orch], capsys: pytest.CaptureFixture[str]
+) -> None:
     standby = baseline["east-wan-s1"]
     assert standby.stop()[0] == 0
     standby.wait_state(None)

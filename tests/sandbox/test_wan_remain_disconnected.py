@@ -55,13 +55,15 @@ def restart(orch: Orch) -> None:
 
 def test_the_wan_xml_says_remain_disconnected(orchs: dict[str, Orch]) -> None:
     text = orchs["north-wan-m1"].wan_xml.read_text(encoding="utf-8")
-    assert ("<wan:replicaDisconnectBehavior>remainDisconnected"
-            "</wan:replicaDisconnectBehavior>") in text
+    assert (
+        "<wan:replicaDisconnectBehavior>remainDisconnected</wan:replicaDisconnectBehavior>"
+    ) in text
     orchs["north-wan-m1"].wait_caches("ACTIVE")
 
 
 def test_replicas_stay_standalone_after_the_master_region_returns(
-        sandbox: Sandbox, orchs: dict[str, Orch]) -> None:
+    sandbox: Sandbox, orchs: dict[str, Orch]
+) -> None:
     east, standby, north = orchs["east-wan-m1"], orchs["east-wan-s1"], orchs["north-wan-m1"]
     assert standby.stop()[0] == 0  # no takeover: the master region goes away entirely
     standby.wait_state(None)
@@ -86,7 +88,8 @@ def test_replicas_stay_standalone_after_the_master_region_returns(
 
 
 def test_a_standby_takeover_leaves_the_replicas_standalone(
-        sandbox: Sandbox, orchs: dict[str, Orch]) -> None:
+    sandbox: Sandbox, orchs: dict[str, Orch]
+) -> None:
     east, standby, north = orchs["east-wan-m1"], orchs["east-wan-s1"], orchs["north-wan-m1"]
     north.wait_caches("ACTIVE")
     said = north.log().count(STANDALONE)

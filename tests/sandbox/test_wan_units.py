@@ -32,23 +32,36 @@ def test_the_shipped_wan_topology_plans_orchestrators_after_clients() -> None:
     assert topology.host_count() == 4 + 2 + 4
     plan = plan_hosts(topology, Path("/sandbox"), "127.1.2")
     assert [(o.name, o.role, o.host) for o in plan.orchestrators] == [
-        ("east-wan-m1", "master", "127.1.2.7"), ("east-wan-s1", "standby", "127.1.2.8"),
-        ("west-wan-m1", "master", "127.1.2.9"), ("west-wan-s1", "standby", "127.1.2.10")]
+        ("east-wan-m1", "master", "127.1.2.7"),
+        ("east-wan-s1", "standby", "127.1.2.8"),
+        ("west-wan-m1", "master", "127.1.2.9"),
+        ("west-wan-s1", "standby", "127.1.2.10"),
+    ]
     assert plan.hosts[-1] == "127.1.2.10"
     assert plan.orchestrators[0].wan_xml == Path("/sandbox/hosts/127.1.2.7/etc/wan.xml")
 
 
 def test_orchestrator_keys_are_checked_with_their_field() -> None:
-    text = _issues(_topology(
-        {"name": "east", "stripes": 1, "orchestrators": {"standby": 1, "spare": 1}},
-        {"name": "west", "stripes": 1, "wan_role": "replica",
-         "orchestrators": {"master": 1}, "replica_disconnect_behavior": "sulk"}))
-    for issue in ("regions[0].orchestrators.spare: unknown key",
-                  "regions[0].orchestrators.master: a region with standby orchestrators needs",
-                  "regions[0].wan_role: a region with orchestrators needs wan_role",
-                  "regions[1].replica_disconnect_behavior: 'sulk' must be reconnectResync or "
-                  "remainDisconnected",
-                  "no region with orchestrators has wan_role: master"):
+    text = _issues(
+        _topology(
+            {"name": "east", "stripes": 1, "orchestrators": {"standby": 1, "spare": 1}},
+            {
+                "name": "west",
+                "stripes": 1,
+                "wan_role": "replica",
+                "orchestrators": {"master": 1},
+                "replica_disconnect_behavior": "sulk",
+            },
+        )
+    )
+    for issue in (
+        "regions[0].orchestrators.spare: unknown key",
+        "regions[0].orchestrators.master: a region with standby orchestrators needs",
+        "regions[0].wan_role: a region with orchestrators needs wan_role",
+        "regions[1].replica_disconnect_behavior: 'sulk' must be reconnectResync or "
+        "remainDisconnected",
+        "no region with orchestrators has wan_role: master",
+    ):
         assert issue in text, issue
 
 
@@ -58,28 +71,46 @@ def test_wan_role_without_orchestrators_stays_inert() -> None:
 
 
 def test_wan_xml_round_trips_and_the_tool_reads_its_bind() -> None:
-    text = tcwanxml.render_wan_xml(host="127.1.2.9", port=9889, behavior="remainDisconnected",
-                                   caches=["orders", "sessions"],
-                                   masters=[("127.1.2.7", 9889)])
+    text = tcwanxml.render_wan_xml(
+        host="127.1.2.9",
+        port=9889,
+        behavior="remainDisconnected",
+        caches=["orders", "sessions"],
+        masters=[("127.1.2.7", 9889)],
+    )
     assert tcwanxml.parse_wan_xml(text) == {
-        "host": "127.1.2.9", "port": 9889, "mode": "unidirectional",
+        "host": "127.1.2.9",
+        "port": 9889,
+        "mode": "unidirectional",
         "behavior": "remainDisconnected",
-        "caches": [{"name": "orders", "masters": [("127.1.2.7", 9889)]},
-                   {"name": "sessions", "masters": [("127.1.2.7", 9889)]}]}
+        "caches": [
+            {"name": "orders", "masters": [("127.1.2.7", 9889)]},
+            {"name": "sessions", "masters": [("127.1.2.7", 9889)]},
+        ],
+    }
     assert parse_wan_bind(text) == ("127.1.2.9", 9889)
     fixture = tcwanxml.parse_wan_xml((FIXTURES / "wan.xml").read_text(encoding="utf-8"))
-    assert (fixture["host"], fixture["port"], fixture["behavior"]) == \
-        ("127.0.0.1", 9889, "reconnectResync")
+    assert (fixture["host"], fixture["port"], fixture["behavior"]) == (
+        "127.0.0.1",
+        9889,
+        "reconnectResync",
+    )
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("<wan:config", "not well-formed"),
-    ('<config><cacheManager><cache name="a"/></cacheManager></config>', "no <bind"),
-    ('<config><bind host="h" port="x"/></config>', "is not a number"),
-    ('<config><bind host="h"/><replicaDisconnectBehavior>sulk</replicaDisconnectBehavior>'
-     "</config>", "'sulk' must be one of"),
-    ('<config><bind host="h"/></config>', "no <cache>"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("<wan:config", "not well-formed"),
+        ('<config><cacheManager><cache name="a"/></cacheManager></config>', "no <bind"),
+        ('<config><bind host="h" port="x"/></config>', "is not a number"),
+        (
+            '<config><bind host="h"/><replicaDisconnectBehavior>sulk</replicaDisconnectBehavior>'
+            "</config>",
+            "'sulk' must be one of",
+        ),
+        ('<config><bind host="h"/></config>', "no <cache>"),
+    ],
+)
 def test_a_bad_wan_xml_says_what_is_wrong(text: str, message: str) -> None:
     with pytest.raises(tcwanxml.WanConfigError, match=message):
         tcwanxml.parse_wan_xml(text)

@@ -42,8 +42,10 @@ class Orch:
     def start(self, kit: Path | None = None) -> None:
         """``nohup start-wan.sh -f wan.xml >>console &`` from ``kit`` (default: its own)."""
         script = (kit or self.kit) / "server" / "bin" / "start-wan.sh"
-        command = (f"nohup {shlex.quote(str(script))} -f {shlex.quote(str(self.wan_xml))} "
-                   f">>{shlex.quote(str(self.console))} 2>&1 </dev/null &")
+        command = (
+            f"nohup {shlex.quote(str(script))} -f {shlex.quote(str(self.wan_xml))} "
+            f">>{shlex.quote(str(self.console))} 2>&1 </dev/null &"
+        )
         assert self.run(command)[0] == 0
 
     def start_foreground(self, kit: Path) -> tuple[int, str]:
@@ -59,8 +61,9 @@ class Orch:
     def status(self) -> dict[str, Any] | None:
         return wan.status(self.host, self.port)
 
-    def wait(self, check: Callable[[dict[str, Any] | None], bool], what: str,
-             timeout_s: float = 15.0) -> float:
+    def wait(
+        self, check: Callable[[dict[str, Any] | None], bool], what: str, timeout_s: float = 15.0
+    ) -> float:
         start = time.monotonic()
         while True:
             seen = self.status()
@@ -74,8 +77,13 @@ class Orch:
         return self.wait(lambda s: (s or {}).get("state") == state, str(state), timeout_s)
 
     def wait_caches(self, state: str, timeout_s: float = 15.0) -> float:
-        return self.wait(lambda s: bool(s and s["caches"]) and all(
-            c["state"] == state for c in (s or {})["caches"]), f"caches {state}", timeout_s)
+        return self.wait(
+            lambda s: (
+                bool(s and s["caches"]) and all(c["state"] == state for c in (s or {})["caches"])
+            ),
+            f"caches {state}",
+            timeout_s,
+        )
 
     def log(self) -> str:
         return self.console.read_text(encoding="utf-8")
@@ -87,8 +95,9 @@ class Orch:
             assert time.monotonic() < deadline, f"{self.name}: {text!r} not logged {count}x"
             time.sleep(0.05)
 
-    def holds(self, check: Callable[[dict[str, Any] | None], bool], what: str,
-              seconds: float) -> None:
+    def holds(
+        self, check: Callable[[dict[str, Any] | None], bool], what: str, seconds: float
+    ) -> None:
         """``check`` is true of /wan/status at every look for ``seconds``: for a decision the
         orchestrator journals nothing about (it polls every 0.1 s), observed throughout."""
         deadline = time.monotonic() + seconds
@@ -105,23 +114,30 @@ def journal(sandbox: Sandbox, since: float = 0.0) -> list[dict[str, Any]]:
 
 def cache_states(sandbox: Sandbox, region: str, since: float) -> list[str]:
     """The journaled states of the region's ``orders`` replica cache since ``since``."""
-    return [e["state"] for e in journal(sandbox, since)
-            if e["event"] == "replica_cache" and e["region"] == region
-            and e["cache"] == "orders"]
+    return [
+        e["state"]
+        for e in journal(sandbox, since)
+        if e["event"] == "replica_cache" and e["region"] == region and e["cache"] == "orders"
+    ]
 
 
 def orchestrator_states(sandbox: Sandbox, since: float) -> list[tuple[str, str]]:
-    return [(e["orchestrator"], e["state"]) for e in journal(sandbox, since)
-            if e["event"] == "orchestrator_state"]
+    return [
+        (e["orchestrator"], e["state"])
+        for e in journal(sandbox, since)
+        if e["event"] == "orchestrator_state"
+    ]
 
 
-def wait_stopped(sandbox: Sandbox, names: Iterable[str], since: float,
-                 timeout_s: float = 15.0) -> None:
+def wait_stopped(
+    sandbox: Sandbox, names: Iterable[str], since: float, timeout_s: float = 15.0
+) -> None:
     """Until each of ``names`` journaled ``stopped`` since ``since``: its last act (after it
     left its poll loop), so nothing it decides comes later."""
     deadline = time.monotonic() + timeout_s
-    while missing := set(names) - {o for o, s in orchestrator_states(sandbox, since)
-                                   if s == "stopped"}:
+    while missing := set(names) - {
+        o for o, s in orchestrator_states(sandbox, since) if s == "stopped"
+    }:
         assert time.monotonic() < deadline, f"not journaled stopped: {sorted(missing)}"
         time.sleep(0.05)
 

@@ -61,8 +61,10 @@ def minimal(**overrides: Any) -> dict[str, Any]:
             {
                 "name": "east",
                 "stripes": [
-                    {"name": "stripe1",
-                     "servers": [server("tsa-a1", "10.0.0.1"), server("tsa-a2", "10.0.0.2")]},
+                    {
+                        "name": "stripe1",
+                        "servers": [server("tsa-a1", "10.0.0.1"), server("tsa-a2", "10.0.0.2")],
+                    },
                 ],
                 "clients": [client("app1", "10.0.1.1")],
             }
@@ -79,17 +81,23 @@ def two_regions_wan() -> dict[str, Any]:
     for r, name in enumerate(("east", "west")):
         stripes = []
         for s in range(2):
-            stripes.append({
-                "name": f"stripe{s + 1}",
-                "servers": [server(f"{name}-s{s + 1}-{i}", f"10.{r}.{s}.{i}") for i in (1, 2)],
-            })
-        regions.append({
-            "name": name,
-            "stripes": stripes,
-            "clients": [client(f"{name}-app{i}", f"10.{r}.9.{i}") for i in (1, 2)],
-            "orchestrators": [orchestrator(f"{name}-wan-m", f"10.{r}.8.1", "master"),
-                              orchestrator(f"{name}-wan-s", f"10.{r}.8.2", "standby")],
-        })
+            stripes.append(
+                {
+                    "name": f"stripe{s + 1}",
+                    "servers": [server(f"{name}-s{s + 1}-{i}", f"10.{r}.{s}.{i}") for i in (1, 2)],
+                }
+            )
+        regions.append(
+            {
+                "name": name,
+                "stripes": stripes,
+                "clients": [client(f"{name}-app{i}", f"10.{r}.9.{i}") for i in (1, 2)],
+                "orchestrators": [
+                    orchestrator(f"{name}-wan-m", f"10.{r}.8.1", "master"),
+                    orchestrator(f"{name}-wan-s", f"10.{r}.8.2", "standby"),
+                ],
+            }
+        )
     data["regions"] = regions
     data["wan_master_region"] = "east"
     return data
@@ -104,17 +112,31 @@ def unanswered(folder: Path, name: str) -> Path:
     of it fails in preflight without a sandbox."""
     (folder / "known_hosts").write_text("")
     (folder / "id").write_text("")
-    data = minimal(license_file=str(LICENSE_FIXTURE), regions=[{
-        "name": "east",
-        "stripes": [{"name": "stripe1", "servers": [server("tsa-a1", "127.0.0.1"),
-                                                    server("tsa-a2", "127.0.0.2")]}],
-        "clients": [client("app1", "127.0.0.3")]}])
+    data = minimal(
+        license_file=str(LICENSE_FIXTURE),
+        regions=[
+            {
+                "name": "east",
+                "stripes": [
+                    {
+                        "name": "stripe1",
+                        "servers": [server("tsa-a1", "127.0.0.1"), server("tsa-a2", "127.0.0.2")],
+                    }
+                ],
+                "clients": [client("app1", "127.0.0.3")],
+            }
+        ],
+    )
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
-    data["ssh"] = {"user": "tc", "key_file": str(folder / "id"),
-                   "known_hosts": str(folder / "known_hosts"), "port": port,
-                   "connect_timeout_s": 2.0}
+    data["ssh"] = {
+        "user": "tc",
+        "key_file": str(folder / "id"),
+        "known_hosts": str(folder / "known_hosts"),
+        "port": port,
+        "connect_timeout_s": 2.0,
+    }
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -123,8 +145,12 @@ def unanswered(folder: Path, name: str) -> Path:
 def server_model(**extra: Any) -> Server:
     """A validated :class:`Server` (tsa-a1 on 10.0.0.1, kit root /opt/tc/bigmemory-max/);
     ``extra`` overrides fields."""
-    fields: dict[str, Any] = {"name": "tsa-a1", "host": "10.0.0.1",
-                              "install_dir": "/opt/tc/bigmemory-max/",
-                              "tc_config": "/etc/tc/tc-config.xml", "data_dir": "/var/tc/data"}
+    fields: dict[str, Any] = {
+        "name": "tsa-a1",
+        "host": "10.0.0.1",
+        "install_dir": "/opt/tc/bigmemory-max/",
+        "tc_config": "/etc/tc/tc-config.xml",
+        "data_dir": "/var/tc/data",
+    }
     fields.update(extra)
     return Server(**fields)

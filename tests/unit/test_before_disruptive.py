@@ -20,8 +20,10 @@ from tests.unit.inventories import minimal
 
 NOW = datetime.datetime(2030, 1, 1, 2, 0, tzinfo=datetime.UTC)
 STEP = "stop of tsa-a2 (stripe stripe1)"
-EARLIER = ("step upgrade_mirrors_east_stripe2 of this run failed (tsa-w1b did not reach "
-           "PASSIVE-STANDBY within 3 s); fix that, then re-execute from failure")
+EARLIER = (
+    "step upgrade_mirrors_east_stripe2 of this run failed (tsa-w1b did not reach "
+    "PASSIVE-STANDBY within 3 s); fix that, then re-execute from failure"
+)
 
 
 class FakeFailures:
@@ -41,8 +43,11 @@ def ops(halted: Any = None, minutes_left: float | None = None) -> ServerOps:
     ctx = ServerOps.create(inventory, cast(HostPool, None))
     ctx.halted = halted
     if minutes_left is not None:
-        ctx.window = WindowGuard(NOW + datetime.timedelta(minutes=minutes_left),
-                                 {SERVER: (600.0, "the timeouts")}, clock=lambda: NOW)
+        ctx.window = WindowGuard(
+            NOW + datetime.timedelta(minutes=minutes_left),
+            {SERVER: (600.0, "the timeouts")},
+            clock=lambda: NOW,
+        )
     return ctx
 
 
@@ -71,8 +76,11 @@ def test_a_requested_stop_comes_first_and_says_nothing_changed() -> None:
     halt.request_stop("interrupted (SIGINT)")
     halt.request_stop("a second reason is not kept")
     failures = FakeFailures(EARLIER)
-    with pytest.raises(StepFailed, match=r"^stop of tsa-a2 \(stripe stripe1\) not started: "
-                       r"interrupted \(SIGINT\); nothing was changed by this step; rerun"):
+    with pytest.raises(
+        StepFailed,
+        match=r"^stop of tsa-a2 \(stripe stripe1\) not started: "
+        r"interrupted \(SIGINT\); nothing was changed by this step; rerun",
+    ):
         ops(failures).before_disruptive("tsa-a2", STEP, SERVER)
     assert failures.asked == 0
 

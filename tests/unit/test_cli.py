@@ -20,8 +20,13 @@ EXAMPLE = REPO / "examples" / "inventory.yaml"
 
 
 def bm(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bm_upgrade.cli", *args],
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "bm_upgrade.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def write(tmp_path: Path, data: object, name: str = "inv.yaml") -> Path:
@@ -45,8 +50,11 @@ def test_validate_rejects_with_every_named_field(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "hunter2" not in result.stderr
-    for field in ("target_version", "regions[0].stripes[0].servers[0].management_port",
-                  "ssh.password"):
+    for field in (
+        "target_version",
+        "regions[0].stripes[0].servers[0].management_port",
+        "ssh.password",
+    ):
         assert f"{path}: {field}:" in result.stderr
 
 
@@ -76,12 +84,17 @@ def test_plan_prints_the_procedure_in_order() -> None:
     positions = [out.index(f"\n{phase}\n") for phase in order]
     assert positions == sorted(positions)
     # Mirror first, then the active through a controlled failover, then failback.
-    stripe1 = [line.split()[1:3] for line in out.splitlines()
-               if "[frankfurt/stripe1]" in line]
+    stripe1 = [line.split()[1:3] for line in out.splitlines() if "[frankfurt/stripe1]" in line]
     assert stripe1[:8] == [
-        ["stop", "tsa-f1b"], ["install", "tsa-f1b"], ["start", "tsa-f1b"],
-        ["confirm-standby", "tsa-f1b"], ["failover-stop", "tsa-f1a"],
-        ["wait-failover", "tsa-f1b"], ["install", "tsa-f1a"], ["start", "tsa-f1a"]]
+        ["stop", "tsa-f1b"],
+        ["install", "tsa-f1b"],
+        ["start", "tsa-f1b"],
+        ["confirm-standby", "tsa-f1b"],
+        ["failover-stop", "tsa-f1a"],
+        ["wait-failover", "tsa-f1b"],
+        ["install", "tsa-f1a"],
+        ["start", "tsa-f1a"],
+    ]
     assert stripe1[9] == ["failback-stop", "tsa-f1b"]
 
 
@@ -138,8 +151,8 @@ def runs_in(home: Path) -> list[str]:
 
 
 def test_run_and_rerun_without_a_usable_dagster_home(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     assert main(["rerun", "0123"]) == 2
     err = capsys.readouterr().err
@@ -155,18 +168,22 @@ def test_run_and_rerun_without_a_usable_dagster_home(
 
 
 def test_run_to_a_version_without_a_kit_stops_before_any_run(
-        tmp_path: Path, dagster_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, dagster_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = write(tmp_path, minimal(license_file=str(LICENSE)))
     assert main(["run", str(path), "--to", "4.2.999"]) == 2
     err = capsys.readouterr().err
-    assert err == (f"error: --to 4.2.999: no kit of version 4.2.999 is listed under kits in "
-                   f"{path} (it lists 4.2.1, 4.2.0); add its url and sha256 there, or choose "
-                   "one of those\n")
+    assert err == (
+        f"error: --to 4.2.999: no kit of version 4.2.999 is listed under kits in "
+        f"{path} (it lists 4.2.1, 4.2.0); add its url and sha256 there, or choose "
+        "one of those\n"
+    )
     assert runs_in(dagster_home) == []  # no run, so no host was contacted
 
 
 def test_run_without_its_license_file_stops_before_any_run(
-        tmp_path: Path, dagster_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, dagster_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     missing = tmp_path / "terracotta-license.key"
     path = write(tmp_path, minimal(license_file=str(missing)))
     assert main(["run", str(path), "--dry-run"]) == 2
@@ -180,7 +197,8 @@ def test_run_without_its_license_file_stops_before_any_run(
 
 
 def test_run_with_a_corrupt_known_hosts_line_stops_before_any_run(
-        tmp_path: Path, dagster_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, dagster_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     known = tmp_path / "known_hosts"
     known.write_text("tsa-1.example.com ssh-ed25519 not-base64!!\n", encoding="utf-8")
     data = minimal(license_file=str(LICENSE))

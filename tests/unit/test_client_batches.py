@@ -18,7 +18,9 @@ def test_a_smaller_run_size_gives_the_last_node_the_rest() -> None:
     clients = [c for r in inv.regions for c in r.clients]
     batches = client_batches(clients, 1, 2)
     assert [[c.name for c in b] for b in batches] == [
-        ["east-app1"], ["east-app2", "west-app1", "west-app2"]]
+        ["east-app1"],
+        ["east-app2", "west-app1", "west-app2"],
+    ]
 
 
 def test_a_larger_run_size_leaves_later_nodes_empty() -> None:

@@ -45,8 +45,14 @@ def test_models_are_frozen() -> None:
 
 def test_duplicate_region_names() -> None:
     data = minimal()
-    data["regions"].append(dict(data["regions"][0], name="east", stripes=[
-        {"name": "stripe9", "servers": [server("tsa-z", "10.9.0.1")]}], clients=[]))
+    data["regions"].append(
+        dict(
+            data["regions"][0],
+            name="east",
+            stripes=[{"name": "stripe9", "servers": [server("tsa-z", "10.9.0.1")]}],
+            clients=[],
+        )
+    )
     path, message = only_issue(data)
     assert path == "regions[1].name"
     assert "'east'" in message and "unique" in message
@@ -55,7 +61,8 @@ def test_duplicate_region_names() -> None:
 def test_duplicate_stripe_names() -> None:
     data = minimal()
     data["regions"][0]["stripes"].append(
-        {"name": "stripe1", "servers": [server("tsa-b1", "10.0.0.5")]})
+        {"name": "stripe1", "servers": [server("tsa-b1", "10.0.0.5")]}
+    )
     path, message = only_issue(data)
     assert path == "regions[0].stripes[1].name"
     assert "stripe" in message and "unique" in message
@@ -92,11 +99,12 @@ SECOND_KIT = "/opt/terracotta/tsa-a2/bigmemory-max"
 
 def test_same_host_same_port() -> None:
     data = minimal()
-    data["regions"][0]["stripes"][0]["servers"][1].update(host="10.0.0.1",
-                                                          install_dir=SECOND_KIT)
+    data["regions"][0]["stripes"][0]["servers"][1].update(host="10.0.0.1", install_dir=SECOND_KIT)
     issues = dict(issues_of(data))
-    assert set(issues) == {"regions[0].stripes[0].servers[1].tsa_port",
-                           "regions[0].stripes[0].servers[1].management_port"}
+    assert set(issues) == {
+        "regions[0].stripes[0].servers[1].tsa_port",
+        "regions[0].stripes[0].servers[1].management_port",
+    }
     message = issues["regions[0].stripes[0].servers[1].tsa_port"]
     assert "9510" in message and "tsa-a1" in message and "10.0.0.1" in message
 
@@ -114,8 +122,7 @@ def test_same_host_implied_port_collision() -> None:
     # tsa_port 9520 on the same host collides with tsa-a1's implied jmx port (9510 + 10).
     data = minimal()
     second = data["regions"][0]["stripes"][0]["servers"][1]
-    second.update(host="10.0.0.1", tsa_port=9520, management_port=9640,
-                  install_dir=SECOND_KIT)
+    second.update(host="10.0.0.1", tsa_port=9520, management_port=9640, install_dir=SECOND_KIT)
     path, message = only_issue(data)
     assert path == "regions[0].stripes[0].servers[1].tsa_port"
     assert "9520" in message
@@ -124,8 +131,13 @@ def test_same_host_implied_port_collision() -> None:
 def test_same_host_same_data_dir() -> None:
     data = minimal()
     second = data["regions"][0]["stripes"][0]["servers"][1]
-    second.update(host="10.0.0.1", tsa_port=9610, management_port=9640,
-                  data_dir="/var/lib/terracotta/tsa-a1/data/", install_dir=SECOND_KIT)
+    second.update(
+        host="10.0.0.1",
+        tsa_port=9610,
+        management_port=9640,
+        data_dir="/var/lib/terracotta/tsa-a1/data/",
+        install_dir=SECOND_KIT,
+    )
     path, message = only_issue(data)
     assert path == "regions[0].stripes[0].servers[1].data_dir"
     assert "tsa-a1" in message and "own" in message
@@ -134,14 +146,17 @@ def test_same_host_same_data_dir() -> None:
 def test_two_servers_on_one_host_with_distinct_ports_and_data_are_fine() -> None:
     data = minimal()
     second = data["regions"][0]["stripes"][0]["servers"][1]
-    second.update(host="10.0.0.1", tsa_port=9610, management_port=9640,
-                  install_dir=SECOND_KIT)
+    second.update(host="10.0.0.1", tsa_port=9610, management_port=9640, install_dir=SECOND_KIT)
     inv = parse_inventory(data, "x")
-    on_host = {s.name: (s.tsa_port, s.management_port, s.data_dir, s.install_dir)
-               for _, _, s in inv.servers() if s.host == "10.0.0.1"}
+    on_host = {
+        s.name: (s.tsa_port, s.management_port, s.data_dir, s.install_dir)
+        for _, _, s in inv.servers()
+        if s.host == "10.0.0.1"
+    }
     assert on_host == {
         "tsa-a1": (9510, 9540, "/var/lib/terracotta/tsa-a1/data", "/opt/terracotta/bigmemory-max"),
-        "tsa-a2": (9610, 9640, "/var/lib/terracotta/tsa-a2/data", SECOND_KIT)}
+        "tsa-a2": (9610, 9640, "/var/lib/terracotta/tsa-a2/data", SECOND_KIT),
+    }
 
 
 def test_wan_needs_master_region() -> None:
@@ -256,8 +271,11 @@ def test_wrong_types_name_their_field() -> None:
     data["regions"][0]["stripes"][0]["servers"][0]["management_port"] = "nine"
     data["policy"] = {"client_batch_size": 0, "failback": "sometimes"}
     issues = dict(issues_of(data))
-    assert set(issues) == {"regions[0].stripes[0].servers[0].management_port",
-                           "policy.client_batch_size", "policy.failback"}
+    assert set(issues) == {
+        "regions[0].stripes[0].servers[0].management_port",
+        "policy.client_batch_size",
+        "policy.failback",
+    }
     assert "'nine'" in issues["regions[0].stripes[0].servers[0].management_port"]
 
 

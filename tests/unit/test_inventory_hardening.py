@@ -35,8 +35,7 @@ BAD_PATHS = [
 
 @pytest.mark.parametrize("field", ["install_dir", "tc_config", "data_dir", "console_log"])
 @pytest.mark.parametrize("value, expected", BAD_PATHS)
-def test_server_paths_are_absolute_and_normalised(field: str, value: str,
-                                                  expected: str) -> None:
+def test_server_paths_are_absolute_and_normalised(field: str, value: str, expected: str) -> None:
     data = minimal()
     data["regions"][0]["stripes"][0]["servers"][0][field] = value
     path, message = only_issue(data)
@@ -44,10 +43,15 @@ def test_server_paths_are_absolute_and_normalised(field: str, value: str,
     assert expected in message
 
 
-@pytest.mark.parametrize("where, field", [("clients", "lib_dir"),
-                                          ("orchestrators", "install_dir"),
-                                          ("orchestrators", "wan_xml"),
-                                          ("orchestrators", "console_log")])
+@pytest.mark.parametrize(
+    "where, field",
+    [
+        ("clients", "lib_dir"),
+        ("orchestrators", "install_dir"),
+        ("orchestrators", "wan_xml"),
+        ("orchestrators", "console_log"),
+    ],
+)
 def test_client_and_orchestrator_paths_are_checked(where: str, field: str) -> None:
     data = two_regions_wan()
     data["regions"][1][where][0][field] = "/opt/app/../lib"
@@ -64,9 +68,14 @@ def test_a_trailing_slash_is_fine() -> None:
     assert first.install_dir.rstrip("/") == "/opt/tc/bigmemory-max"
 
 
-@pytest.mark.parametrize("field, inside", [("data_dir", "/opt/terracotta/bigmemory-max/data"),
-                                           ("tc_config", "/opt/terracotta/bigmemory-max/tc.xml"),
-                                           ("data_dir", "/opt/terracotta/bigmemory-max")])
+@pytest.mark.parametrize(
+    "field, inside",
+    [
+        ("data_dir", "/opt/terracotta/bigmemory-max/data"),
+        ("tc_config", "/opt/terracotta/bigmemory-max/tc.xml"),
+        ("data_dir", "/opt/terracotta/bigmemory-max"),
+    ],
+)
 def test_data_and_tc_config_never_inside_the_kit_root(field: str, inside: str) -> None:
     data = minimal()
     data["regions"][0]["stripes"][0]["servers"][0][field] = inside
@@ -86,24 +95,39 @@ def test_wan_xml_never_inside_the_kit_root() -> None:
 def test_data_inside_another_nodes_kit_root_on_the_same_host() -> None:
     data = minimal()
     second = data["regions"][0]["stripes"][0]["servers"][1]
-    second.update(host="10.0.0.1", tsa_port=9610, management_port=9640,
-                  install_dir="/opt/tc-b", data_dir="/opt/terracotta/bigmemory-max/b-data")
+    second.update(
+        host="10.0.0.1",
+        tsa_port=9610,
+        management_port=9640,
+        install_dir="/opt/tc-b",
+        data_dir="/opt/terracotta/bigmemory-max/b-data",
+    )
     path, message = only_issue(data)
     assert path == "regions[0].stripes[0].servers[1].data_dir"
     assert "kit root of 'tsa-a1'" in message and SERVER in message
 
 
-@pytest.mark.parametrize("install_dir", ["/opt/terracotta/bigmemory-max",
-                                         "/opt/terracotta/bigmemory-max/",
-                                         "/opt/terracotta/bigmemory-max/inner",
-                                         "/opt/terracotta"])
+@pytest.mark.parametrize(
+    "install_dir",
+    [
+        "/opt/terracotta/bigmemory-max",
+        "/opt/terracotta/bigmemory-max/",
+        "/opt/terracotta/bigmemory-max/inner",
+        "/opt/terracotta",
+    ],
+)
 def test_two_servers_of_one_host_never_share_a_kit_root(install_dir: str) -> None:
     data = minimal()
     second = data["regions"][0]["stripes"][0]["servers"][1]
     # The same host, spelled in another case: still one host.
     data["regions"][0]["stripes"][0]["servers"][0]["host"] = "tsa1.example.com"
-    second.update(host="TSA1.example.com", tsa_port=9610, management_port=9640,
-                  install_dir=install_dir, data_dir="/var/tsa-a2")
+    second.update(
+        host="TSA1.example.com",
+        tsa_port=9610,
+        management_port=9640,
+        install_dir=install_dir,
+        data_dir="/var/tsa-a2",
+    )
     path, message = only_issue(data)
     assert path == "regions[0].stripes[0].servers[1].install_dir"
     assert "'tsa-a1'" in message and "its own install_dir" in message
@@ -161,7 +185,8 @@ def test_a_file_over_one_mib_is_refused_unread(tmp_path: Path) -> None:
 
 def test_anchors_within_the_limits_still_work(tmp_path: Path) -> None:
     merged = tmp_path / "merged.yaml"
-    merged.write_text(f"""\
+    merged.write_text(
+        f"""\
 cluster: test
 target_version: 4.2.1
 kits: [{{version: 4.2.1, url: "http://127.0.0.1/k.tar.gz", sha256: "{KIT_SHA}"}}]
@@ -176,7 +201,9 @@ regions:
           - &tsa {{name: tsa-a1, host: 10.0.0.1, install_dir: /opt/tc, tc_config: /etc/tc.xml,
                   data_dir: /var/tc/a1}}
           - {{<<: *tsa, name: tsa-a2, host: 10.0.0.2, data_dir: /var/tc/a2}}
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     inventory = load_inventory(merged)
     assert [s.install_dir for _, _, s in inventory.servers()] == ["/opt/tc", "/opt/tc"]
 
@@ -187,7 +214,8 @@ def stripes(*names: tuple[str, str]) -> dict[str, Any]:
     regions: dict[str, list[dict[str, Any]]] = {}
     for i, (region, stripe) in enumerate(names):
         regions.setdefault(region, []).append(
-            {"name": stripe, "servers": [server(f"tsa-{i}", f"10.1.0.{i + 1}")]})
+            {"name": stripe, "servers": [server(f"tsa-{i}", f"10.1.0.{i + 1}")]}
+        )
     data["regions"] = [{"name": r, "stripes": s} for r, s in regions.items()]
     return data
 
@@ -206,8 +234,10 @@ def test_region_and_stripe_names_that_collide_as_job_steps() -> None:
     assert "upgrade_mirrors_a_b_c" in message and "failover_a_b_c" in message
 
 
-@pytest.mark.parametrize("region, stripe", [("clients", "1"), ("mirrors", "east"),
-                                            ("wan", "cycle"), ("restart", "clients_1")])
+@pytest.mark.parametrize(
+    "region, stripe",
+    [("clients", "1"), ("mirrors", "east"), ("wan", "cycle"), ("restart", "clients_1")],
+)
 def test_a_stripe_named_like_another_step_is_accepted(region: str, stripe: str) -> None:
     # Stripe steps are upgrade_mirrors_* and failover_*: no name spells a fixed step (region
     # clients, stripe 1 was upgrade_clients_1, the first client batch, before the split).
@@ -216,11 +246,16 @@ def test_a_stripe_named_like_another_step_is_accepted(region: str, stripe: str) 
     assert parse_inventory(data, "x").regions[0].stripes[0].name == stripe
 
 
-@pytest.mark.parametrize("cron, expected", [("99 99 * * 9", "minute '99' is not a number"),
-                                            ("0 0 31 2 *", "February has no 30th or 31st"),
-                                            ("0 0 31 4,6 *", "never fires"),
-                                            ("0 0 30 2 1", "February has no 30th"),
-                                            ("0 2 * *", "5 fields")])
+@pytest.mark.parametrize(
+    "cron, expected",
+    [
+        ("99 99 * * 9", "minute '99' is not a number"),
+        ("0 0 31 2 *", "February has no 30th or 31st"),
+        ("0 0 31 4,6 *", "never fires"),
+        ("0 0 30 2 1", "February has no 30th"),
+        ("0 2 * *", "5 fields"),
+    ],
+)
 def test_an_impossible_cron_is_refused_at_load(cron: str, expected: str) -> None:
     path, message = only_issue(minimal(window={"cron": cron}))
     assert path == "window.cron"
@@ -232,14 +267,30 @@ def test_graph_name() -> None:
 
 
 # -- F: hosts -------------------------------------------------------------------------------
-BAD_HOSTS = [("tsa 1", "not a valid host name"), ("tsa1;reboot", "not a valid host name"),
-             ("$(reboot)", "not a valid host name"), ("tc@tsa1", "ssh.user"),
-             ("http://tsa1:9540", "URL"), ("tsa1/x", "URL"), ("[fd00::1]", "without brackets"),
-             ("-oProxyCommand=x", "not a valid host name"), ("a..b", "not a valid host name"),
-             ("10.0.0.999", "not a valid IPv4"), ("tsa_1", "not a valid host name"),
-             ("x" * 64 + ".example.com", "not a valid host name")]
-GOOD_HOSTS = ["tsa-f1a.example.com", "TSA1.Example.COM.", "localhost", "10.0.0.1", "fd00::1",
-              "::1", "fe80::1%eth0", "1a.example.com"]
+BAD_HOSTS = [
+    ("tsa 1", "not a valid host name"),
+    ("tsa1;reboot", "not a valid host name"),
+    ("$(reboot)", "not a valid host name"),
+    ("tc@tsa1", "ssh.user"),
+    ("http://tsa1:9540", "URL"),
+    ("tsa1/x", "URL"),
+    ("[fd00::1]", "without brackets"),
+    ("-oProxyCommand=x", "not a valid host name"),
+    ("a..b", "not a valid host name"),
+    ("10.0.0.999", "not a valid IPv4"),
+    ("tsa_1", "not a valid host name"),
+    ("x" * 64 + ".example.com", "not a valid host name"),
+]
+GOOD_HOSTS = [
+    "tsa-f1a.example.com",
+    "TSA1.Example.COM.",
+    "localhost",
+    "10.0.0.1",
+    "fd00::1",
+    "::1",
+    "fe80::1%eth0",
+    "1a.example.com",
+]
 
 
 @pytest.mark.parametrize("host, expected", BAD_HOSTS)
@@ -250,8 +301,12 @@ def test_bad_hosts_are_refused_everywhere(host: str, expected: str) -> None:
     data["regions"][0]["orchestrators"][0]["host"] = host
     data["ssh"]["jump_host"] = {"host": host}
     issues = dict(issues_of(data))
-    assert set(issues) == {f"{SERVER}.host", "regions[0].clients[0].host",
-                           "regions[0].orchestrators[0].host", "ssh.jump_host.host"}
+    assert set(issues) == {
+        f"{SERVER}.host",
+        "regions[0].clients[0].host",
+        "regions[0].orchestrators[0].host",
+        "ssh.jump_host.host",
+    }
     for message in issues.values():
         assert repr(host) in message and expected in message
 
@@ -274,13 +329,18 @@ def test_url_host_brackets_ipv6_only() -> None:
 # -- the sandbox's inventories --------------------------------------------------------------
 def topology_files() -> list[Path]:
     repo = Path(__file__).resolve().parents[2]
-    return sorted([*(repo / "bm_upgrade" / "sandbox" / "topologies").glob("*.yaml"),
-                   *(repo / "tests" / "e2e" / "topologies").glob("*.yaml")])
+    return sorted(
+        [
+            *(repo / "bm_upgrade" / "sandbox" / "topologies").glob("*.yaml"),
+            *(repo / "tests" / "e2e" / "topologies").glob("*.yaml"),
+        ]
+    )
 
 
 @pytest.mark.parametrize("topology_file", topology_files(), ids=lambda p: p.stem)
-def test_every_sandbox_topology_writes_a_valid_inventory(topology_file: Path,
-                                                         tmp_path: Path) -> None:
+def test_every_sandbox_topology_writes_a_valid_inventory(
+    topology_file: Path, tmp_path: Path
+) -> None:
     from bm_upgrade.sandbox.cluster import write_inventory
     from bm_upgrade.sandbox.hosts import plan_hosts
     from bm_upgrade.sandbox.topology import load_topology
@@ -293,9 +353,16 @@ def test_every_sandbox_topology_writes_a_valid_inventory(topology_file: Path,
         tarball = directory / f"bigmemory-max-{version}.tar.gz"
         tarball.write_bytes(b"kit")
         tarballs[version] = tarball
-    path = write_inventory(topology, directory, plan, user="tc", port=2222,
-                           key_file=directory / "id", tarballs=tarballs)
+    path = write_inventory(
+        topology,
+        directory,
+        plan,
+        user="tc",
+        port=2222,
+        key_file=directory / "id",
+        tarballs=tarballs,
+    )
     inventory = load_inventory(path)
-    assert sorted((s.name, s.host) for _, _, s in inventory.servers()) == \
-        sorted((s.name, s.host) for s in plan.servers)
-
+    assert sorted((s.name, s.host) for _, _, s in inventory.servers()) == sorted(
+        (s.name, s.host) for s in plan.servers
+    )

@@ -17,10 +17,12 @@ def test_each_server_has_its_own_work_folder() -> None:
 
 def test_newest_previous_is_the_first_kept_kit_of_that_kit_root() -> None:
     swap = KitSwap.for_server(server_model(install_dir="/opt/tc/tsa"))
-    listing = ["/opt/tc/.bm-upgrade-previous/tsa-1-4.2.1",  # another kit root's (tsa-1)
-               "/opt/tc/.bm-upgrade-previous/tsa-notes",
-               "/opt/tc/.bm-upgrade-previous/tsa-4.2.0",
-               "/opt/tc/.bm-upgrade-previous/tsa-unknown"]
+    listing = [
+        "/opt/tc/.bm-upgrade-previous/tsa-1-4.2.1",  # another kit root's (tsa-1)
+        "/opt/tc/.bm-upgrade-previous/tsa-notes",
+        "/opt/tc/.bm-upgrade-previous/tsa-4.2.0",
+        "/opt/tc/.bm-upgrade-previous/tsa-unknown",
+    ]
     assert swap.newest_previous(listing) == "/opt/tc/.bm-upgrade-previous/tsa-4.2.0"
     assert swap.newest_previous(listing[3:]) == "/opt/tc/.bm-upgrade-previous/tsa-unknown"
     assert swap.newest_previous(listing[:2]) is None

@@ -18,8 +18,10 @@ def write(tmp_path: Path, **changes: str) -> Path:
     text = FIXTURE.read_text(encoding="utf-8")
     for key, value in changes.items():
         field = key.replace("_", " ").capitalize()
-        lines = [f"{field} = {value}" if line.startswith(f"{field} =") else line
-                 for line in text.splitlines()]
+        lines = [
+            f"{field} = {value}" if line.startswith(f"{field} =") else line
+            for line in text.splitlines()
+        ]
         text = "\n".join(lines) + "\n"
     path = tmp_path / "terracotta-license.key"
     path.write_text(text, encoding="utf-8")
@@ -49,14 +51,15 @@ def test_missing_file_is_a_user_error_naming_it(tmp_path: Path) -> None:
 
 def test_expired(tmp_path: Path) -> None:
     path = write(tmp_path, expiration_date="2027-05-31")
-    with pytest.raises(LicenseError, match="expires on 2027-05-31, before the maintenance "
-                                           "window ends on 2027-06-01"):
+    with pytest.raises(
+        LicenseError,
+        match="expires on 2027-05-31, before the maintenance window ends on 2027-06-01",
+    ):
         check_license(path, "4.2.1", False, WINDOW_END)
 
 
 def test_expiring_on_the_last_day_is_fine(tmp_path: Path) -> None:
-    lic = check_license(write(tmp_path, expiration_date="2027-06-01"), "4.2.1", False,
-                        WINDOW_END)
+    lic = check_license(write(tmp_path, expiration_date="2027-06-01"), "4.2.1", False, WINDOW_END)
     assert lic.expires == WINDOW_END
     assert license_problems(lic, "4.2.1", False, WINDOW_END) == []
     assert len(license_problems(lic, "4.2.1", False, WINDOW_END.replace(day=2))) == 1
@@ -83,14 +86,22 @@ def test_lacks_wan_only_matters_with_orchestrators(tmp_path: Path) -> None:
 
 
 def test_every_problem_is_listed(tmp_path: Path) -> None:
-    lic = load_license(write(tmp_path, product="X", version="4.3",
-                             expiration_date="2020-01-01", capabilities="ehcache"))
+    lic = load_license(
+        write(
+            tmp_path,
+            product="X",
+            version="4.3",
+            expiration_date="2020-01-01",
+            capabilities="ehcache",
+        )
+    )
     problems = license_problems(lic, "4.2.1", True, WINDOW_END)
     assert problems == [
         "it is for product 'X', not 'BigMemory Max'",
         "it covers version 4.3, not 4.2 (the target 4.2.1)",
         "it expires on 2020-01-01, before the maintenance window ends on 2027-06-01",
-        "it lacks the WAN capability the cluster's orchestrators need (capabilities: ehcache)"]
+        "it lacks the WAN capability the cluster's orchestrators need (capabilities: ehcache)",
+    ]
 
 
 def test_not_a_license(tmp_path: Path) -> None:

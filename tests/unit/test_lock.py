@@ -30,8 +30,10 @@ def pins() -> dict[str, tuple[str, list[str]]]:
 
 def test_every_dependency_is_pinned_within_its_range_with_hashes() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    wanted = [Requirement(r) for r in
-              [*project["dependencies"], *project["optional-dependencies"]["test"]]]
+    wanted = [
+        Requirement(r)
+        for r in [*project["dependencies"], *project["optional-dependencies"]["test"]]
+    ]
     locked = pins()
     for req in wanted:
         version, hashes = locked[canonicalize_name(req.name)]

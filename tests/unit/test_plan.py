@@ -42,13 +42,15 @@ def inventories(draw: st.DrawFn, allow_single: bool = True) -> Inventory:
         region: dict[str, Any] = {
             "name": f"region{r}",
             "stripes": stripes,
-            "clients": [client(f"r{r}c{i}", f"10.{r}.9.{i}")
-                        for i in range(draw(st.integers(0, 3)))],
+            "clients": [
+                client(f"r{r}c{i}", f"10.{r}.9.{i}") for i in range(draw(st.integers(0, 3)))
+            ],
         }
         if wan:
-            region["orchestrators"] = [orchestrator(f"r{r}wan{i}", f"10.{r}.8.{i}",
-                                                    "master" if i == 0 else "standby")
-                                       for i in range(draw(st.integers(1, 3)))]
+            region["orchestrators"] = [
+                orchestrator(f"r{r}wan{i}", f"10.{r}.8.{i}", "master" if i == 0 else "standby")
+                for i in range(draw(st.integers(1, 3)))
+            ]
         if draw(st.booleans()):
             region["persistent"] = draw(st.booleans())
         regions.append(region)
@@ -66,8 +68,11 @@ def healthy_states(draw: st.DrawFn, inv: Inventory) -> State:
         for stripe in region.stripes:
             active = draw(st.sampled_from([s.name for s in stripe.servers]))
             for srv in stripe.servers:
-                state[srv.name] = NodeState(True, draw(st.sampled_from([OLD, TARGET])),
-                                            ACTIVE if srv.name == active else STANDBY)
+                state[srv.name] = NodeState(
+                    True,
+                    draw(st.sampled_from([OLD, TARGET])),
+                    ACTIVE if srv.name == active else STANDBY,
+                )
         for node in [*region.clients, *region.orchestrators]:
             state[node.name] = NodeState(True, draw(st.sampled_from([OLD, TARGET])))
     return state
@@ -77,11 +82,13 @@ def options_for(inv: Inventory, **extra: Any) -> PlanOptions:
     return PlanOptions.from_inventory(inv, allow_downtime=True, accept_data_loss=True, **extra)
 
 
-plan_options = st.fixed_dictionaries({
-    "failback": st.booleans(),
-    "delete_dirty_backups": st.booleans(),
-    "client_batch_size": st.integers(1, 4),
-})
+plan_options = st.fixed_dictionaries(
+    {
+        "failback": st.booleans(),
+        "delete_dirty_backups": st.booleans(),
+        "client_batch_size": st.integers(1, 4),
+    }
+)
 
 
 # -- the model ------------------------------------------------------------------------------
@@ -130,13 +137,16 @@ class Cluster:
             if seen.state == ACTIVE and len(self.stripe_of[name].servers) > 1:
                 # Safety rule 2: an ACTIVE stops only while a mirror is PASSIVE-STANDBY.
                 assert action != "stop"
-                assert any(self.state[o].running and self.state[o].state == STANDBY
-                           for o in self.others(name)), f"{name} stopped with no standby"
+                assert any(
+                    self.state[o].running and self.state[o].state == STANDBY
+                    for o in self.others(name)
+                ), f"{name} stopped with no standby"
             self.state[name] = NodeState(False, seen.version, None)
         elif action == "wait-failover":
             assert seen.running and seen.state == STANDBY
-            assert not any(self.state[o].state == ACTIVE and self.state[o].running
-                           for o in self.others(name))
+            assert not any(
+                self.state[o].state == ACTIVE and self.state[o].running for o in self.others(name)
+            )
             self.state[name] = replace(seen, state=ACTIVE)
         elif action == "install":
             assert not seen.running
@@ -146,12 +156,14 @@ class Cluster:
             # Safety rule 4 in the model: start only on the installed target kit.
             assert seen.version == step_target(step)
             single = len(self.stripe_of[name].servers) == 1
-            self.state[name] = NodeState(True, seen.version,
-                                         "START-STATE" if single else UNINITIALIZED)
+            self.state[name] = NodeState(
+                True, seen.version, "START-STATE" if single else UNINITIALIZED
+            )
         elif action == "confirm-standby":
             assert seen.running and seen.state in {UNINITIALIZED, STANDBY}
-            assert any(self.state[o].running and self.state[o].state == ACTIVE
-                       for o in self.others(name)), "a standby needs an active"
+            assert any(
+                self.state[o].running and self.state[o].state == ACTIVE for o in self.others(name)
+            ), "a standby needs an active"
             self.state[name] = replace(seen, state=STANDBY)
         elif action == "confirm-active":
             assert seen.running
@@ -172,8 +184,7 @@ def run(inv: Inventory, state: State, steps: list[Step]) -> Cluster:
 
 
 # -- properties -----------------------------------------------------------------------------
-SETTINGS = settings(max_examples=150, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @SETTINGS
@@ -216,10 +227,14 @@ def test_mirrors_before_their_active(data: st.DataObject) -> None:
         for other in stripe.servers:
             if other.name == srv.name:
                 continue
-            mirror_steps = [i for i, s in enumerate(todo) if s.node == other.name
-                            and s.action in {"stop", "install", "confirm-standby"}]
-            upgrade_steps = [i for i in mirror_steps if i < first_active_stop
-                             or todo[i].action == "install"]
+            mirror_steps = [
+                i
+                for i, s in enumerate(todo)
+                if s.node == other.name and s.action in {"stop", "install", "confirm-standby"}
+            ]
+            upgrade_steps = [
+                i for i in mirror_steps if i < first_active_stop or todo[i].action == "install"
+            ]
             assert all(i < first_active_stop for i in upgrade_steps), (srv.name, other.name)
 
 
@@ -232,8 +247,11 @@ def test_phase_order(data: st.DataObject) -> None:
     steps = list(plan.steps)
 
     def indexes(phase: str, action: str | None = None) -> list[int]:
-        return [i for i, s in enumerate(steps)
-                if s.phase == phase and (action is None or s.action == action)]
+        return [
+            i
+            for i, s in enumerate(steps)
+            if s.phase == phase and (action is None or s.action == action)
+        ]
 
     server_steps = indexes("servers")
     kit_stage = indexes("kit", "stage")
@@ -248,23 +266,25 @@ def test_phase_order(data: st.DataObject) -> None:
     assert all(i < j for i in indexes("preflight") + kit_stage for j in stops)
     # Standby orchestrators stop before master ones.
     roles = {o.name: o.role for r in inv.regions for o in r.orchestrators}
-    orch_stops = [(i, roles[s.node]) for i, s in enumerate(steps)
-                  if s.phase == "orchestrators" and s.action == "stop"]
+    orch_stops = [
+        (i, roles[s.node])
+        for i, s in enumerate(steps)
+        if s.phase == "orchestrators" and s.action == "stop"
+    ]
     standby_stops = [i for i, role in orch_stops if role == "standby"]
     master_stops = [i for i, role in orch_stops if role == "master"]
     assert all(i < j for i in standby_stops for j in master_stops)
     # Every orchestrator is installed before any starts (rule 6: one version).
-    installs = [i for i, s in enumerate(steps) if s.phase == "orchestrators"
-                and s.action == "install"]
-    starts = [i for i, s in enumerate(steps) if s.phase == "orchestrators"
-              and s.action == "start"]
+    installs = [
+        i for i, s in enumerate(steps) if s.phase == "orchestrators" and s.action == "install"
+    ]
+    starts = [i for i, s in enumerate(steps) if s.phase == "orchestrators" and s.action == "start"]
     assert all(i < j for i in installs for j in starts)
 
 
 @SETTINGS
 @given(data=st.data())
-def test_replan_from_any_intermediate_state_yields_the_remaining_steps(
-        data: st.DataObject) -> None:
+def test_replan_from_any_intermediate_state_yields_the_remaining_steps(data: st.DataObject) -> None:
     inv = data.draw(inventories())
     state = data.draw(healthy_states(inv))
     opts = options_for(inv, **data.draw(plan_options))
@@ -296,7 +316,8 @@ def test_a_finished_cluster_plans_nothing(data: st.DataObject) -> None:
 def test_stripe_without_mirror_is_refused_without_consent() -> None:
     data = minimal()
     data["regions"][0]["stripes"].append(
-        {"name": "lonely", "servers": [server("tsa-x", "10.0.0.9")]})
+        {"name": "lonely", "servers": [server("tsa-x", "10.0.0.9")]}
+    )
     inv = parse_inventory(data, "x")
     with pytest.raises(PlanRefused) as caught:
         make_plan(inv)
@@ -305,7 +326,11 @@ def test_stripe_without_mirror_is_refused_without_consent() -> None:
     assert "east/lonely" in reason and "--allow-downtime" in reason
     plan = make_plan(inv, options=PlanOptions.from_inventory(inv, allow_downtime=True))
     assert [s.action for s in plan.todo() if s.node == "tsa-x"] == [
-        "stop", "install", "start", "confirm-active"]
+        "stop",
+        "install",
+        "start",
+        "confirm-active",
+    ]
 
 
 def test_non_persistent_stripe_without_mirror_needs_both_consents() -> None:
@@ -320,10 +345,15 @@ def test_non_persistent_stripe_without_mirror_needs_both_consents() -> None:
     with pytest.raises(PlanRefused) as caught:
         make_plan(inv, options=PlanOptions.from_inventory(inv, accept_data_loss=True))
     assert "--allow-downtime" in caught.value.reasons[0]
-    plan = make_plan(inv, options=PlanOptions.from_inventory(inv, allow_downtime=True,
-                                                             accept_data_loss=True))
+    plan = make_plan(
+        inv, options=PlanOptions.from_inventory(inv, allow_downtime=True, accept_data_loss=True)
+    )
     assert [s.action for s in plan.todo() if s.node == "tsa-x"] == [
-        "stop", "install", "start", "confirm-active"]
+        "stop",
+        "install",
+        "start",
+        "confirm-active",
+    ]
 
 
 def test_persistent_flag_per_region_overrides_cluster() -> None:
@@ -333,7 +363,11 @@ def test_persistent_flag_per_region_overrides_cluster() -> None:
     inv = parse_inventory(data, "x")
     plan = make_plan(inv, options=PlanOptions.from_inventory(inv, allow_downtime=True))
     assert [s.action for s in plan.todo() if s.node == "tsa-x"] == [
-        "stop", "install", "start", "confirm-active"]
+        "stop",
+        "install",
+        "start",
+        "confirm-active",
+    ]
     # The cluster-wide flag alone (non-persistent) would also want --accept-data-loss.
     data["regions"][0]["persistent"] = False
     inv = parse_inventory(data, "x")
@@ -343,9 +377,11 @@ def test_persistent_flag_per_region_overrides_cluster() -> None:
 
 def test_not_a_maintenance_upgrade_is_refused() -> None:
     inv = parse_inventory(minimal(), "x")
-    observed = {"tsa-a1": NodeState(True, "4.1.3", ACTIVE),
-                "tsa-a2": NodeState(True, "4.2.0", STANDBY),
-                "app1": NodeState(True, "4.3.0")}
+    observed = {
+        "tsa-a1": NodeState(True, "4.1.3", ACTIVE),
+        "tsa-a2": NodeState(True, "4.2.0", STANDBY),
+        "app1": NodeState(True, "4.3.0"),
+    }
     with pytest.raises(PlanRefused) as caught:
         make_plan(inv, observed)
     reasons = caught.value.reasons
@@ -362,26 +398,38 @@ def test_target_without_kit_is_a_user_error() -> None:
 
 def test_rollback_to_an_older_kit_is_a_rolling_downgrade() -> None:
     inv = parse_inventory(minimal(), "x")
-    observed = {"tsa-a1": NodeState(True, "4.2.1", ACTIVE),
-                "tsa-a2": NodeState(True, "4.2.1", STANDBY),
-                "app1": NodeState(True, "4.2.1")}
+    observed = {
+        "tsa-a1": NodeState(True, "4.2.1", ACTIVE),
+        "tsa-a2": NodeState(True, "4.2.1", STANDBY),
+        "app1": NodeState(True, "4.2.1"),
+    }
     plan = make_plan(inv, observed, PlanOptions.from_inventory(inv, target_version="4.2.0"))
     assert [(s.node, s.action) for s in plan.todo() if s.phase == "servers"] == [
-        ("tsa-a2", "stop"), ("tsa-a2", "install"), ("tsa-a2", "start"),
-        ("tsa-a2", "confirm-standby"), ("tsa-a1", "failover-stop"),
-        ("tsa-a2", "wait-failover"), ("tsa-a1", "install"), ("tsa-a1", "start"),
-        ("tsa-a1", "confirm-standby")]
+        ("tsa-a2", "stop"),
+        ("tsa-a2", "install"),
+        ("tsa-a2", "start"),
+        ("tsa-a2", "confirm-standby"),
+        ("tsa-a1", "failover-stop"),
+        ("tsa-a2", "wait-failover"),
+        ("tsa-a1", "install"),
+        ("tsa-a1", "start"),
+        ("tsa-a1", "confirm-standby"),
+    ]
 
 
 def test_skipped_steps_say_why() -> None:
     inv = parse_inventory(minimal(), "x")
-    observed = {"tsa-a1": NodeState(True, OLD, ACTIVE),
-                "tsa-a2": NodeState(True, TARGET, STANDBY),
-                "app1": NodeState(True, OLD)}
+    observed = {
+        "tsa-a1": NodeState(True, OLD, ACTIVE),
+        "tsa-a2": NodeState(True, TARGET, STANDBY),
+        "app1": NodeState(True, OLD),
+    }
     plan = make_plan(inv, observed)
     skipped = [(s.node, s.reason) for s in plan.steps if s.skipped]
-    assert skipped == [("10.0.0.2", "every node on 10.0.0.2 already runs 4.2.1"),
-                       ("tsa-a2", "already runs 4.2.1 and is PASSIVE-STANDBY")]
+    assert skipped == [
+        ("10.0.0.2", "every node on 10.0.0.2 already runs 4.2.1"),
+        ("tsa-a2", "already runs 4.2.1 and is PASSIVE-STANDBY"),
+    ]
     servers = [(s.node, s.action) for s in plan.todo() if s.phase == "servers"]
     assert servers[0] == ("tsa-a1", "failover-stop")
 

@@ -21,10 +21,13 @@ class NoHosts:
         raise AssertionError(f"preflight contacted a host ({name})")
 
 
-@pytest.mark.parametrize(("target", "said"), [
-    ("4.2.999", "target_version 4.2.999: no kit of version 4.2.999 is listed under kits"),
-    ("4.3.0", "target_version 4.3.0: no kit of version 4.3.0"),
-])
+@pytest.mark.parametrize(
+    ("target", "said"),
+    [
+        ("4.2.999", "target_version 4.2.999: no kit of version 4.2.999 is listed under kits"),
+        ("4.3.0", "target_version 4.3.0: no kit of version 4.3.0"),
+    ],
+)
 def test_a_target_without_a_kit_is_refused_before_any_host(target: str, said: str) -> None:
     inventory = Inventory.model_validate(minimal())
     options = PlanOptions.from_inventory(inventory, target_version=target)

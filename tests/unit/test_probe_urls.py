@@ -24,8 +24,11 @@ from bm_upgrade.probes import (
 )
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
-ROUTES = {STAT_PATH: "rest-stat.json", TOPOLOGY_PATH: "rest-topology.json",
-          WAN_STATUS_PATH: "wan-status.json"}
+ROUTES = {
+    STAT_PATH: "rest-stat.json",
+    TOPOLOGY_PATH: "rest-topology.json",
+    WAN_STATUS_PATH: "wan-status.json",
+}
 
 
 def _ipv6_loopback() -> bool:
@@ -82,9 +85,14 @@ class _NoSsh:
 
 def test_the_rest_probe_reaches_an_ipv6_server() -> None:
     with served_on_ipv6() as port:
-        server = Server(name="tsa-a1", host="::1", install_dir="/opt/tc/bigmemory-max",
-                        tc_config="/etc/tc/tc-config.xml", data_dir="/var/tc/data",
-                        management_port=port)
+        server = Server(
+            name="tsa-a1",
+            host="::1",
+            install_dir="/opt/tc/bigmemory-max",
+            tc_config="/etc/tc/tc-config.xml",
+            data_dir="/var/tc/data",
+            management_port=port,
+        )
         status = probe_server_rest(server, timeout=5.0)
     assert status.reachable, status.error
     assert (status.state, status.version) == ("ACTIVE-COORDINATOR", "4.2.1")
@@ -94,9 +102,14 @@ def test_an_unreachable_ipv6_server_is_named_by_a_valid_url() -> None:
     with socket.socket(socket.AF_INET6) as closed:  # a port nobody listens on
         closed.bind(("::1", 0))
         port = closed.getsockname()[1]
-        server = Server(name="tsa-a1", host="::1", install_dir="/opt/tc/bigmemory-max",
-                        tc_config="/etc/tc/tc-config.xml", data_dir="/var/tc/data",
-                        management_port=port)
+        server = Server(
+            name="tsa-a1",
+            host="::1",
+            install_dir="/opt/tc/bigmemory-max",
+            tc_config="/etc/tc/tc-config.xml",
+            data_dir="/var/tc/data",
+            management_port=port,
+        )
         status = probe_server_rest(server, timeout=5.0)
     assert not status.reachable
     assert f"http://[::1]:{port}{STAT_PATH}" in (status.error or "")
@@ -105,8 +118,9 @@ def test_an_unreachable_ipv6_server_is_named_by_a_valid_url() -> None:
 
 
 def test_the_wan_probe_reaches_an_ipv6_bind_address() -> None:
-    orch = Orchestrator(name="wan-f-master", host="::1", install_dir="/opt/k",
-                        wan_xml="/etc/wan.xml", role="master")
+    orch = Orchestrator(
+        name="wan-f-master", host="::1", install_dir="/opt/k", wan_xml="/etc/wan.xml", role="master"
+    )
     with served_on_ipv6() as port:
         status = probe_orchestrator(_NoSsh(), orch, timeout=5.0, bind=("::1", port))
     assert status.reachable, status.error

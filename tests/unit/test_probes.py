@@ -28,8 +28,14 @@ from bm_upgrade.probes import (
 from bm_upgrade.procedure.waits import look_on_host, server_pids
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
-STATES = ["START-STATE", "PASSIVE-UNINITIALIZED", "PASSIVE-STANDBY", "ACTIVE-COORDINATOR",
-          "RECOVERING", "STOP-STATE"]
+STATES = [
+    "START-STATE",
+    "PASSIVE-UNINITIALIZED",
+    "PASSIVE-STANDBY",
+    "ACTIVE-COORDINATOR",
+    "RECOVERING",
+    "STOP-STATE",
+]
 
 
 def fixture(name: str) -> str:
@@ -37,16 +43,25 @@ def fixture(name: str) -> str:
 
 
 def server(name: str, host: str = "10.0.0.11", port: int = 9540) -> Server:
-    return Server(name=name, host=host, install_dir="/opt/tc/bigmemory-max",
-                  tc_config="/etc/tc/tc-config.xml", data_dir=f"/var/tc/{name}/data",
-                  management_port=port)
+    return Server(
+        name=name,
+        host=host,
+        install_dir="/opt/tc/bigmemory-max",
+        tc_config="/etc/tc/tc-config.xml",
+        data_dir=f"/var/tc/{name}/data",
+        management_port=port,
+    )
 
 
 def status(name: str, state: str, reachable: bool = True) -> ServerStatus:
-    role = "ACTIVE" if state == "ACTIVE-COORDINATOR" else (
-        "PASSIVE" if state.startswith("PASSIVE") else "unknown")
-    return ServerStatus(name, "h", "OK" if reachable else "unknown", role, state, "4.2.1",
-                        reachable)
+    role = (
+        "ACTIVE"
+        if state == "ACTIVE-COORDINATOR"
+        else ("PASSIVE" if state.startswith("PASSIVE") else "unknown")
+    )
+    return ServerStatus(
+        name, "h", "OK" if reachable else "unknown", role, state, "4.2.1", reachable
+    )
 
 
 def test_server_stat_two_blocks() -> None:
@@ -57,15 +72,23 @@ def test_server_stat_two_blocks() -> None:
 
 
 def test_server_stat_status_by_name() -> None:
-    st = server_status_from_stat(server("tsa-a2", "10.0.0.12"), fixture("server-stat-4.2.txt"),
-                                 "4.2.1")
+    st = server_status_from_stat(
+        server("tsa-a2", "10.0.0.12"), fixture("server-stat-4.2.txt"), "4.2.1"
+    )
     assert (st.health, st.role, st.state, st.version, st.reachable, st.group) == (
-        "OK", "PASSIVE", "PASSIVE-STANDBY", "4.2.1", True, "stripe1")
+        "OK",
+        "PASSIVE",
+        "PASSIVE-STANDBY",
+        "4.2.1",
+        True,
+        "stripe1",
+    )
 
 
 def test_server_stat_unreachable_is_matched_by_host_and_has_no_version() -> None:
-    st = server_status_from_stat(server("tsa-a2", "10.0.0.12"),
-                                 fixture("server-stat-unreachable.txt"), "4.2.1")
+    st = server_status_from_stat(
+        server("tsa-a2", "10.0.0.12"), fixture("server-stat-unreachable.txt"), "4.2.1"
+    )
     assert not st.reachable
     assert (st.health, st.role, st.state, st.version) == ("unknown",) * 3 + (None,)
     assert st.error is not None and "Connection refused to 10.0.0.12:9540" in st.error
@@ -73,10 +96,16 @@ def test_server_stat_unreachable_is_matched_by_host_and_has_no_version() -> None
 
 @pytest.mark.parametrize("state", STATES)
 def test_server_stat_every_state(state: str) -> None:
-    role = {"ACTIVE-COORDINATOR": "ACTIVE", "PASSIVE-UNINITIALIZED": "PASSIVE",
-            "PASSIVE-STANDBY": "PASSIVE"}.get(state, "UNKNOWN")
-    text = fixture("server-stat-4.2.txt").replace("ACTIVE-COORDINATOR", state).replace(
-        "tsa-a1.role: ACTIVE", f"tsa-a1.role: {role}")
+    role = {
+        "ACTIVE-COORDINATOR": "ACTIVE",
+        "PASSIVE-UNINITIALIZED": "PASSIVE",
+        "PASSIVE-STANDBY": "PASSIVE",
+    }.get(state, "UNKNOWN")
+    text = (
+        fixture("server-stat-4.2.txt")
+        .replace("ACTIVE-COORDINATOR", state)
+        .replace("tsa-a1.role: ACTIVE", f"tsa-a1.role: {role}")
+    )
     st = server_status_from_stat(server("tsa-a1"), text, "4.2.0")
     assert (st.state, st.role, st.reachable) == (state, role, True)
 
@@ -91,7 +120,12 @@ def test_rest_stat_and_topology() -> None:
     topo = json.loads(fixture("rest-topology.json"))
     st = server_status_from_rest(server("tsa-a1"), stat, topo)
     assert (st.health, st.role, st.state, st.version, st.group) == (
-        "OK", "ACTIVE", "ACTIVE-COORDINATOR", "4.2.1", "stripe1")
+        "OK",
+        "ACTIVE",
+        "ACTIVE-COORDINATOR",
+        "4.2.1",
+        "stripe1",
+    )
     assert version_from_topology(topo, "tsa-a2") == "4.2.0"
     assert version_from_topology(topo, "nobody") is None
     assert server_status_from_rest(server("tsa-a1"), stat, None).version is None
@@ -113,13 +147,15 @@ def test_wan_bind_and_status() -> None:
     assert parse_wan_bind(fixture("wan.xml")) == ("127.0.0.1", 9889)
     with pytest.raises(ValueError, match="bind"):
         parse_wan_bind("<config/>")
-    orch = Orchestrator(name="wan-f-master", host="h", install_dir="/opt/k",
-                        wan_xml="/etc/wan.xml", role="master")
+    orch = Orchestrator(
+        name="wan-f-master", host="h", install_dir="/opt/k", wan_xml="/etc/wan.xml", role="master"
+    )
     st = orchestrator_status_from_json(orch, json.loads(fixture("wan-status.json")))
-    assert (st.role, st.state, st.version, st.region) == ("master", "running", "4.2.1",
-                                                          "frankfurt")
-    assert [(c.name, c.state) for c in st.caches] == [("orders", "ACTIVE"),
-                                                      ("sessions", "RESYNCING")]
+    assert (st.role, st.state, st.version, st.region) == ("master", "running", "4.2.1", "frankfurt")
+    assert [(c.name, c.state) for c in st.caches] == [
+        ("orders", "ACTIVE"),
+        ("sessions", "RESYNCING"),
+    ]
 
 
 def _stripe(n: int) -> Stripe:
@@ -127,19 +163,27 @@ def _stripe(n: int) -> Stripe:
 
 
 def test_stripe_health_good() -> None:
-    health = stripe_health(_stripe(3), [status("s0", "ACTIVE-COORDINATOR"),
-                                        status("s1", "PASSIVE-STANDBY"),
-                                        status("s2", "PASSIVE-STANDBY")])
+    health = stripe_health(
+        _stripe(3),
+        [
+            status("s0", "ACTIVE-COORDINATOR"),
+            status("s1", "PASSIVE-STANDBY"),
+            status("s2", "PASSIVE-STANDBY"),
+        ],
+    )
     assert health.healthy and health.active == "s0" and health.standbys == ["s1", "s2"]
 
 
-@pytest.mark.parametrize(("states", "expected"), [
-    (["ACTIVE-COORDINATOR", "PASSIVE-UNINITIALIZED"], "not PASSIVE-STANDBY"),
-    (["PASSIVE-STANDBY", "PASSIVE-STANDBY"], "no ACTIVE"),
-    (["ACTIVE-COORDINATOR", "ACTIVE-COORDINATOR"], "split brain"),
-    (["ACTIVE-COORDINATOR", "RECOVERING"], "no PASSIVE-STANDBY mirror"),
-    (["START-STATE", "STOP-STATE"], "no ACTIVE"),
-])
+@pytest.mark.parametrize(
+    ("states", "expected"),
+    [
+        (["ACTIVE-COORDINATOR", "PASSIVE-UNINITIALIZED"], "not PASSIVE-STANDBY"),
+        (["PASSIVE-STANDBY", "PASSIVE-STANDBY"], "no ACTIVE"),
+        (["ACTIVE-COORDINATOR", "ACTIVE-COORDINATOR"], "split brain"),
+        (["ACTIVE-COORDINATOR", "RECOVERING"], "no PASSIVE-STANDBY mirror"),
+        (["START-STATE", "STOP-STATE"], "no ACTIVE"),
+    ],
+)
 def test_stripe_health_problems(states: list[str], expected: str) -> None:
     health = stripe_health(_stripe(2), [status(f"s{i}", s) for i, s in enumerate(states)])
     assert not health.healthy
@@ -147,8 +191,9 @@ def test_stripe_health_problems(states: list[str], expected: str) -> None:
 
 
 def test_stripe_health_unreachable_mirror() -> None:
-    health = stripe_health(_stripe(2), [status("s0", "ACTIVE-COORDINATOR"),
-                                        status("s1", "unknown", reachable=False)])
+    health = stripe_health(
+        _stripe(2), [status("s0", "ACTIVE-COORDINATOR"), status("s1", "unknown", reachable=False)]
+    )
     assert any("s1" in p and "unreachable" in p for p in health.problems)
 
 
@@ -174,8 +219,14 @@ def test_an_answer_cut_off_midway_is_unreachable_not_a_crash() -> None:
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
-        server = Server(name="tsa-x", host="127.0.0.1", install_dir="/opt/k", tc_config="/etc/t",
-                        data_dir="/d", management_port=httpd.server_address[1])
+        server = Server(
+            name="tsa-x",
+            host="127.0.0.1",
+            install_dir="/opt/k",
+            tc_config="/etc/t",
+            data_dir="/d",
+            management_port=httpd.server_address[1],
+        )
         status = probe_server_rest(server, timeout=2.0)
         assert not status.reachable
         assert status.error and "broke off" in status.error
@@ -195,12 +246,18 @@ class _LocalRunner:
 
     host = "localhost"
 
-    def run(self, command: str | list[str], timeout: float | None = None,
-            check: bool = True) -> _Done:
+    def run(
+        self, command: str | list[str], timeout: float | None = None, check: bool = True
+    ) -> _Done:
         assert isinstance(command, str)
-        done = subprocess.run(["sh", "-c", command], capture_output=True, text=True,
-                              env={**os.environ, "COLUMNS": "40"}, timeout=timeout,
-                              check=False)
+        done = subprocess.run(
+            ["sh", "-c", command],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "40"},
+            timeout=timeout,
+            check=False,
+        )
         return _Done(done.returncode, done.stdout)
 
 
@@ -213,10 +270,17 @@ def test_a_server_process_is_found_whatever_the_width_of_ps(tmp_path: Path) -> N
     version_sh.write_text("#!/bin/sh\necho 'Terracotta Enterprise 4.2.1, as of 2015'\n")
     version_sh.chmod(0o755)
     tc_config = str(kit.parent / "etc" / "tc-config.xml")
-    srv = Server(name="east-s1-a", host="localhost", install_dir=str(kit),
-                 tc_config=tc_config, data_dir=str(tmp_path / "data"), management_port=9540)
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-f",
-                             tc_config, "-n", srv.name])
+    srv = Server(
+        name="east-s1-a",
+        host="localhost",
+        install_dir=str(kit),
+        tc_config=tc_config,
+        data_dir=str(tmp_path / "data"),
+        management_port=9540,
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "-f", tc_config, "-n", srv.name]
+    )
     try:
         listing, kits = look_on_host(_LocalRunner(), [srv])
         assert server_pids(listing, srv) == [proc.pid]

@@ -65,10 +65,13 @@ class FakeCluster:
     started server is ACTIVE when no other one is. :attr:`ran` records (host, what) in order.
     """
 
-    def __init__(self, inventory: Inventory, kits: dict[str, str],
-                 states: dict[str, list[str]]) -> None:
-        self.servers = {s.name: FakeServer(s, kits[s.name], states[s.name], kits[s.name])
-                        for _, _, s in inventory.servers()}
+    def __init__(
+        self, inventory: Inventory, kits: dict[str, str], states: dict[str, list[str]]
+    ) -> None:
+        self.servers = {
+            s.name: FakeServer(s, kits[s.name], states[s.name], kits[s.name])
+            for _, _, s in inventory.servers()
+        }
         self.ran: list[tuple[str, str]] = []
         self.takeover = True
         self.install: Install = self.unexpected
@@ -82,10 +85,19 @@ class FakeCluster:
     def probe(self, server: Server, timeout: float) -> ServerStatus:
         fake = self.servers[server.name]
         if fake.runs is None:
-            return ServerStatus(server.name, server.host, "unknown", "unknown", "unknown",
-                                None, False, error="connection refused")
-        return ServerStatus(server.name, server.host, "OK", "unknown", fake.state(),
-                            fake.runs, True)
+            return ServerStatus(
+                server.name,
+                server.host,
+                "unknown",
+                "unknown",
+                "unknown",
+                None,
+                False,
+                error="connection refused",
+            )
+        return ServerStatus(
+            server.name, server.host, "OK", "unknown", fake.state(), fake.runs, True
+        )
 
     def stop(self, fake: FakeServer) -> None:
         was, fake.runs, fake.answers = fake.answers[0], None, ["unknown"]
@@ -122,8 +134,11 @@ class FakeHost:
             return Done(0, "4242\n")
         if line.startswith("ps -ww -eo"):
             self.cluster.ran.append((self.host, "ps"))
-            out = [f"{4242 + i} java -f {f.server.tc_config} -n {f.server.name}"
-                   for i, f in enumerate(mine) if f.runs]
+            out = [
+                f"{4242 + i} java -f {f.server.tc_config} -n {f.server.name}"
+                for i, f in enumerate(mine)
+                if f.runs
+            ]
             for f in mine:
                 if f"{MARK}kit {f.server.name}" in line:
                     out += [f"{MARK}kit {f.server.name}", version_sh(f.kit)]
@@ -141,9 +156,11 @@ def version_sh(version: str | None) -> str:
     return f"Terracotta Enterprise {version}, as of 20150901 (Revision 1)" if version else ""
 
 
-def stripe(kits: dict[str, str], states: dict[str, list[str]],
-           halted: Callable[[], str | None] | None = None,
-           ) -> tuple[StepContext, FakeCluster]:
+def stripe(
+    kits: dict[str, str],
+    states: dict[str, list[str]],
+    halted: Callable[[], str | None] | None = None,
+) -> tuple[StepContext, FakeCluster]:
     inventory = Inventory.model_validate(minimal(policy={"timeouts": TIMEOUTS}))
     cluster = FakeCluster(inventory, kits, states)
     ctx = StepContext.create(inventory, cluster, target="4.2.1")
@@ -161,15 +178,15 @@ def no_stop_requested() -> Iterator[None]:
 def test_the_active_is_not_stopped_while_no_mirror_is_passive_standby() -> None:
     # The two looks that plan the step see the mirror in sync; the look right before the
     # stop does not (it restarted itself).
-    ctx, cluster = stripe({A: "4.2.0", B: "4.2.1"},
-                          {A: [ACTIVE], B: [STANDBY, STANDBY, SYNCING]})
+    ctx, cluster = stripe({A: "4.2.0", B: "4.2.1"}, {A: [ACTIVE], B: [STANDBY, STANDBY, SYNCING]})
     region = ctx.inventory.regions[0]
     with pytest.raises(StepFailed) as caught:
         failover(ctx, region, region.stripes[0])
     assert caught.value.node == A
     assert str(caught.value).startswith(
         f"{A} (ACTIVE) was not stopped: no mirror of stripe stripe1 was {STANDBY} "
-        f"(still {B} {SYNCING} after 0.1 s); the stripe keeps running on {A}")
+        f"(still {B} {SYNCING} after 0.1 s); the stripe keeps running on {A}"
+    )
     assert cluster.ran == []
     assert (cluster.servers[A].runs, cluster.servers[A].answers) == ("4.2.0", [ACTIVE])
 
@@ -184,9 +201,12 @@ def test_no_takeover_within_failover_s_starts_the_old_active_on_its_old_kit() ->
     assert str(caught.value).startswith(
         f"no mirror of stripe stripe1 became {ACTIVE} within 0.1 s of the stop (still "
         f"{A} unknown, {B} {STANDBY} after 0.1 s); started {A} on its 4.2.0 kit again at "
-        f"once and {A} is {ACTIVE} again; check the mirror's console log")
-    assert cluster.did("stop") + cluster.did("start") == [("10.0.0.1", "stop"),
-                                                          ("10.0.0.1", "start")]
+        f"once and {A} is {ACTIVE} again; check the mirror's console log"
+    )
+    assert cluster.did("stop") + cluster.did("start") == [
+        ("10.0.0.1", "stop"),
+        ("10.0.0.1", "start"),
+    ]
     assert cluster.did("install") == []
     assert (cluster.servers[A].runs, cluster.servers[A].answers) == ("4.2.0", [ACTIVE])
 
@@ -205,9 +225,14 @@ def test_a_failed_install_with_the_old_kit_untouched_starts_the_server_again() -
     assert str(caught.value) == (
         "on 10.0.0.2: command did not finish within 300 s: the look at the kit root; check "
         "the host's load or raise the timeout in the inventory's policy.timeouts; "
-        f"{B} was started again on its untouched 4.2.0 kit")
+        f"{B} was started again on its untouched 4.2.0 kit"
+    )
     assert [w for host, w in cluster.ran if host == "10.0.0.2" and w != "ps"] == [
-        "stop", "install", "version", "start"]
+        "stop",
+        "install",
+        "version",
+        "start",
+    ]
     assert (cluster.servers[B].runs, cluster.servers[B].answers) == ("4.2.0", [STANDBY])
 
 
@@ -231,12 +256,18 @@ EARLIER = "step upgrade_mirrors_east_stripe2 of this run failed; fix that, then 
 
 @pytest.mark.parametrize("how", ["requested stop", "earlier failure"])
 def test_a_halted_run_stops_nothing_and_says_why(how: str) -> None:
-    ctx, cluster = stripe({A: "4.2.0", B: "4.2.0"}, {A: [ACTIVE], B: [STANDBY]},
-                          halted=lambda: EARLIER if how == "earlier failure" else None)
+    ctx, cluster = stripe(
+        {A: "4.2.0", B: "4.2.0"},
+        {A: [ACTIVE], B: [STANDBY]},
+        halted=lambda: EARLIER if how == "earlier failure" else None,
+    )
     if how == "requested stop":
         halt.request_stop("interrupted (SIGINT)")
-    why = (EARLIER if how == "earlier failure" else
-           "interrupted (SIGINT); nothing was changed by this step; rerun")
+    why = (
+        EARLIER
+        if how == "earlier failure"
+        else "interrupted (SIGINT); nothing was changed by this step; rerun"
+    )
     region = ctx.inventory.regions[0]
     with pytest.raises(StepFailed) as caught:
         upgrade_mirrors(ctx, region, region.stripes[0])
@@ -248,11 +279,15 @@ def test_a_halted_run_stops_nothing_and_says_why(how: str) -> None:
 def test_a_failure_found_during_the_standby_wait_stops_nothing() -> None:
     # Asked before the step (nothing yet), then again right before the stop.
     answers = iter([None, EARLIER])
-    ctx, cluster = stripe({A: "4.2.0", B: "4.2.1"}, {A: [ACTIVE], B: [STANDBY]},
-                          halted=lambda: next(answers))
+    ctx, cluster = stripe(
+        {A: "4.2.0", B: "4.2.1"}, {A: [ACTIVE], B: [STANDBY]}, halted=lambda: next(answers)
+    )
     region = ctx.inventory.regions[0]
-    with pytest.raises(StepFailed, match=rf"^stop of {A} \(the ACTIVE of stripe stripe1\) "
-                       f"not started: {EARLIER}"):
+    with pytest.raises(
+        StepFailed,
+        match=rf"^stop of {A} \(the ACTIVE of stripe stripe1\) "
+        f"not started: {EARLIER}",
+    ):
         failover(ctx, region, region.stripes[0])
     assert cluster.ran == []
 

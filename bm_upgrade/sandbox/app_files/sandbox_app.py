@@ -31,15 +31,18 @@ class App:
 
     def __init__(self, app_dir: Path) -> None:
         self.config: dict[str, Any] = json.loads(
-            (app_dir / "etc" / "app.json").read_text(encoding="utf-8"))
+            (app_dir / "etc" / "app.json").read_text(encoding="utf-8")
+        )
         self.tcehcache, self.tcclient = _load_library(app_dir / "lib")
         self.tccommon = importlib.import_module("tccommon")
         self.name = str(self.config["name"])
         self.stopping = threading.Event()
-        stripes = [(s["name"], [(h, int(p)) for h, p in s["servers"]])
-                   for s in self.config["stripes"]]
-        self.cache = self.tcehcache.ClusteredCache(stripes, client=self.name,
-                                                   stopping=self.stopping)
+        stripes = [
+            (s["name"], [(h, int(p)) for h, p in s["servers"]]) for s in self.config["stripes"]
+        ]
+        self.cache = self.tcehcache.ClusteredCache(
+            stripes, client=self.name, stopping=self.stopping
+        )
         self.version = str(self.cache.version)
         self.failure: Any = None
         self.acked = 0
@@ -68,9 +71,17 @@ class App:
                     self.failure = exc
                     self.stopping.set()
                 return
-            self.tccommon.append_line(self.config["ledger"], {
-                "t": time.time(), "key": key, "value": value, "stripe": stripe,
-                "region": self.config.get("region", ""), "client": self.name})
+            self.tccommon.append_line(
+                self.config["ledger"],
+                {
+                    "t": time.time(),
+                    "key": key,
+                    "value": value,
+                    "stripe": stripe,
+                    "region": self.config.get("region", ""),
+                    "client": self.name,
+                },
+            )
             self.acked += 1
             due += interval
             self.stopping.wait(max(0.0, due - time.monotonic()))
@@ -78,11 +89,14 @@ class App:
     def run(self) -> int:
         """Write until SIGTERM or a failure; returns the exit code."""
         journal = self.config.get("journal")
-        self.tccommon.journal_append(journal, "client_process", client=self.name,
-                                     action="start", version=self.version)
+        self.tccommon.journal_append(
+            journal, "client_process", client=self.name, action="start", version=self.version
+        )
         self.log(f"started with client library {self.version}")
-        threads = [threading.Thread(target=self._writer, args=(i,), daemon=True)
-                   for i in range(len(self.cache.stripes))]
+        threads = [
+            threading.Thread(target=self._writer, args=(i,), daemon=True)
+            for i in range(len(self.cache.stripes))
+        ]
         for thread in threads:
             thread.start()
         self.stopping.wait()
@@ -95,9 +109,15 @@ class App:
             code, reason = int(self.failure.code), str(self.failure)
             self.log(f"ERROR: {reason}")
         self.log(f"stopped after {self.acked} acknowledged writes")
-        self.tccommon.journal_append(journal, "client_process", client=self.name,
-                                     action="stop", version=self.version, exit_code=code,
-                                     reason=reason)
+        self.tccommon.journal_append(
+            journal,
+            "client_process",
+            client=self.name,
+            action="stop",
+            version=self.version,
+            exit_code=code,
+            reason=reason,
+        )
         return code
 
 
@@ -107,8 +127,9 @@ def main() -> int:
     app = App(app_dir)
     signal.signal(signal.SIGTERM, lambda *_: app.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: app.stopping.set())
-    pid_file = app.tccommon.write_pid_file({"dir": app.config.get("sandbox_dir")}, "client",
-                                           app.name)
+    pid_file = app.tccommon.write_pid_file(
+        {"dir": app.config.get("sandbox_dir")}, "client", app.name
+    )
     try:
         return App.run(app)
     finally:

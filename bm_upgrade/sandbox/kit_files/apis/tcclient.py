@@ -51,9 +51,16 @@ def client_version() -> str:
 class StripeClient:
     """A connection to whichever server of one stripe is ACTIVE-COORDINATOR."""
 
-    def __init__(self, stripe: str, servers: list[tuple[str, int]], *, client: str,
-                 version: str, reconnect_window_s: float = 120.0,
-                 stopping: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        stripe: str,
+        servers: list[tuple[str, int]],
+        *,
+        client: str,
+        version: str,
+        reconnect_window_s: float = 120.0,
+        stopping: threading.Event | None = None,
+    ) -> None:
         self.stripe = stripe
         self.servers = servers
         self.client = client
@@ -78,8 +85,9 @@ class StripeClient:
             return False
         stream = sock.makefile("rb")
         try:
-            sock.sendall(tccommon.encode({"op": "hello", "client": self.client,
-                                          "version": self.version}))
+            sock.sendall(
+                tccommon.encode({"op": "hello", "client": self.client, "version": self.version})
+            )
             answer = tccommon.decode(stream.readline(tccommon.MAX_LINE) or b"{}")
         except (OSError, ValueError):
             sock.close()
@@ -87,13 +95,17 @@ class StripeClient:
         if answer.get("ok"):
             self._sock, self._stream = sock, stream
             self.connected_to = f"{host}:{port}"
-            self.reconnect_window_s = float(answer.get("reconnect_window_s",
-                                                       self.reconnect_window_s))
+            self.reconnect_window_s = float(
+                answer.get("reconnect_window_s", self.reconnect_window_s)
+            )
             return True
         sock.close()
         if answer.get("error") == "version":
-            raise ClientError(f"server {host}:{port} of stripe {self.stripe} refused client "
-                              f"{self.client} ({self.version}): {answer.get('message')}", 2)
+            raise ClientError(
+                f"server {host}:{port} of stripe {self.stripe} refused client "
+                f"{self.client} ({self.version}): {answer.get('message')}",
+                2,
+            )
         return False
 
     def _connect(self) -> None:
@@ -104,9 +116,12 @@ class StripeClient:
                 if self._try(host, port):
                     return
             if time.monotonic() > deadline:
-                raise ClientError(f"no active server of stripe {self.stripe} answered within "
-                                  f"the reconnect window ({self.reconnect_window_s:g} s); "
-                                  "restart the client", 3)
+                raise ClientError(
+                    f"no active server of stripe {self.stripe} answered within "
+                    f"the reconnect window ({self.reconnect_window_s:g} s); "
+                    "restart the client",
+                    3,
+                )
             self.stopping.wait(RETRY_PAUSE_S)
         raise ClientError("stopping", 0)
 

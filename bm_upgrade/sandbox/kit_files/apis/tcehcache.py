@@ -21,13 +21,19 @@ else:
 class ClusteredCache:
     """A cache whose entries live on the stripes of a Terracotta Server Array."""
 
-    def __init__(self, stripes: list[tuple[str, list[tuple[str, int]]]], *, client: str,
-                 stopping: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        stripes: list[tuple[str, list[tuple[str, int]]]],
+        *,
+        client: str,
+        stopping: threading.Event | None = None,
+    ) -> None:
         self.version = tcclient.client_version()
         self.stopping = stopping or threading.Event()
         self.stripes = [
-            tcclient.StripeClient(name, servers, client=client, version=self.version,
-                                  stopping=self.stopping)
+            tcclient.StripeClient(
+                name, servers, client=client, version=self.version, stopping=self.stopping
+            )
             for name, servers in stripes
         ]
 

@@ -78,16 +78,22 @@ class Replicator:
         name = str(hello.get("name", "?"))
         version = str(hello.get("version", ""))
         if tccommon.major_minor(version) != tccommon.major_minor(server.version):
-            server.log(f"Refusing {name}: it runs {version}, this stripe runs "
-                       f"{server.version} (a different minor version cannot join)")
-            sock.sendall(tccommon.encode({"op": "refused", "reason": "version",
-                                          "version": server.version}))
+            server.log(
+                f"Refusing {name}: it runs {version}, this stripe runs "
+                f"{server.version} (a different minor version cannot join)"
+            )
+            sock.sendall(
+                tccommon.encode({"op": "refused", "reason": "version", "version": server.version})
+            )
             return
         link = PassiveLink(name, sock)
         with server.lock:
             if server.state != server.ACTIVE:
-                sock.sendall(tccommon.encode({"op": "refused", "reason": "not-active",
-                                              "state": server.state}))
+                sock.sendall(
+                    tccommon.encode(
+                        {"op": "refused", "reason": "not-active", "state": server.state}
+                    )
+                )
                 return
             old = self.links.pop(name, None)
             self.links[name] = link
@@ -134,8 +140,7 @@ class Replicator:
             snapshot = dict(server.store.data)
             link.standby = True
             link.acked = self.seq
-            link.send({"op": "snapshot", "data": snapshot, "epoch": server.epoch,
-                       "seq": self.seq})
+            link.send({"op": "snapshot", "data": snapshot, "epoch": server.epoch, "seq": self.seq})
 
     def put(self, key: str, value: str, timeout_s: float = 30.0) -> bool:
         """Apply a write and wait until every standby mirror has it; False if not active."""

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 # ---------------------------------------------------------------- versions
 
+
 def boot_time_left(start_s: float) -> float:
     """What is left of a boot of ``start_s`` seconds, counted from this process's exec.
 
@@ -51,15 +52,13 @@ def boot_time_left(start_s: float) -> float:
     return max(0.0, start_s - max(0.0, booted_for))
 
 
-def serve_http(handler: type[BaseHTTPRequestHandler], host: str,
-               port: int) -> ThreadingHTTPServer:
+def serve_http(handler: type[BaseHTTPRequestHandler], host: str, port: int) -> ThreadingHTTPServer:
     """Serve ``handler`` on ``host:port`` from a daemon thread (raises OSError if taken)."""
     from http.server import ThreadingHTTPServer  # only the programs that serve pay for it
 
     httpd = ThreadingHTTPServer((host, port), handler)
     httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.5},
-                     daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True).start()
     return httpd
 
 
@@ -84,6 +83,7 @@ def read_properties(path: Path) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------- journal
+
 
 def journal_append(journal: str | os.PathLike[str] | None, event: str, **fields: Any) -> None:
     """Append one event to the journal as one JSON line, in one O_APPEND write.
@@ -150,6 +150,7 @@ def remove_pid_file(path: Path | None) -> None:
 
 # ---------------------------------------------------------------- faults
 
+
 def fault(sandbox: dict[str, Any] | None, kind: str, *targets: str) -> dict[str, Any] | None:
     """The sandbox fault ``kind`` recorded on any of ``targets`` (``DIR/faults/<kind>@<t>.json``),
     or None. Written by bm_upgrade.sandbox.faults; outside a sandbox there are none."""
@@ -172,8 +173,15 @@ LICENSE_PRODUCT = "BigMemory Max"
 # The kit's programs know this key; a real product would use a public-key signature.
 _LICENSE_HMAC_KEY = b"bm_upgrade-sandbox-license-v1"
 _LICENSE_ORDER = (
-    "License type", "License number", "Licensee", "Product", "Edition", "Version",
-    "Capabilities", "Max Client Count", "Expiration date",
+    "License type",
+    "License number",
+    "Licensee",
+    "Product",
+    "Edition",
+    "Version",
+    "Capabilities",
+    "Max Client Count",
+    "Expiration date",
 )
 
 
@@ -185,8 +193,9 @@ def _license_signature(body_lines: list[str]) -> str:
 def render_license(fields: dict[str, str]) -> str:
     """The text of a signed license key holding ``fields`` (keys of ``_LICENSE_ORDER``)."""
     body = [f"{key} = {fields[key]}" for key in _LICENSE_ORDER]
-    return "\n".join(["# Terracotta license key", *body,
-                      f"Signature = {_license_signature(body)}", ""])
+    return "\n".join(
+        ["# Terracotta license key", *body, f"Signature = {_license_signature(body)}", ""]
+    )
 
 
 def parse_license(text: str) -> tuple[dict[str, str], list[str]]:
@@ -210,8 +219,10 @@ def check_license(path: Path, version: str, today: datetime.date | None = None) 
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return f"License key not found: {path} is missing; place terracotta-license.key " \
-               "in the kit root"
+        return (
+            f"License key not found: {path} is missing; place terracotta-license.key "
+            "in the kit root"
+        )
     except (OSError, UnicodeDecodeError) as exc:
         return f"License key {path} cannot be read: {exc}"
     return _license_problem(path, text, version, today or datetime.date.today())
@@ -220,8 +231,10 @@ def check_license(path: Path, version: str, today: datetime.date | None = None) 
 def _license_problem(path: Path, text: str, version: str, today: datetime.date) -> str | None:
     fields, body = parse_license(text)
     if not hmac.compare_digest(fields.get("Signature", ""), _license_signature(body)):
-        return f"License key {path} has an invalid signature (the file was altered or is " \
-               "not a Terracotta license key)"
+        return (
+            f"License key {path} has an invalid signature (the file was altered or is "
+            "not a Terracotta license key)"
+        )
     product = fields.get("Product", "")
     licensed = fields.get("Version", "")
     problem = None
@@ -283,7 +296,9 @@ def _server(element: ET.Element, index: int) -> dict[str, Any]:
     data = _child(element, "data")
     logs = _child(element, "logs")
     return {
-        "name": name, "host": host, "index": index,
+        "name": name,
+        "host": host,
+        "index": index,
         "data": (data.text or "").strip() if data is not None else "data",
         "logs": (logs.text or "").strip() if logs is not None else "logs",
         "tsa_port": tsa,
@@ -317,8 +332,9 @@ def parse_tc_config(text: str) -> dict[str, Any]:
         for element in plain:
             group_servers.append(_server(element, index))
             index += 1
-        stripes.append({"name": "default-group", "election_s": DEFAULT_ELECTION_S,
-                        "servers": group_servers})
+        stripes.append(
+            {"name": "default-group", "election_s": DEFAULT_ELECTION_S, "servers": group_servers}
+        )
     for number, group in enumerate(groups, start=1):
         group_servers = []
         for element in _children(group, "server"):
@@ -328,16 +344,22 @@ def parse_tc_config(text: str) -> dict[str, Any]:
             election = float(group.get("election-time") or DEFAULT_ELECTION_S)
         except ValueError:
             raise ConfigError("election-time of a <mirror-group> is not a number") from None
-        stripes.append({"name": group.get("group-name") or f"group{number}",
-                        "election_s": election, "servers": group_servers})
+        stripes.append(
+            {
+                "name": group.get("group-name") or f"group{number}",
+                "election_s": election,
+                "servers": group_servers,
+            }
+        )
     if not any(stripe["servers"] for stripe in stripes):
         raise ConfigError("no <server> is configured")
     restartable = _child(servers, "restartable")
     persistent = restartable is not None and restartable.get("enabled", "false") == "true"
     window = _child(servers, "client-reconnect-window")
     try:
-        reconnect = float((window.text or "").strip()) if window is not None else \
-            DEFAULT_RECONNECT_WINDOW_S
+        reconnect = (
+            float((window.text or "").strip()) if window is not None else DEFAULT_RECONNECT_WINDOW_S
+        )
     except ValueError:
         raise ConfigError("<client-reconnect-window> is not a number") from None
     return {"stripes": stripes, "persistent": persistent, "reconnect_window_s": reconnect}
@@ -347,33 +369,43 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def render_tc_config(stripes: list[dict[str, Any]], *, persistent: bool,
-                     reconnect_window_s: float, election_s: float) -> str:
+def render_tc_config(
+    stripes: list[dict[str, Any]], *, persistent: bool, reconnect_window_s: float, election_s: float
+) -> str:
     """tc-config.xml text in the format of docs/terracotta.md: one <mirror-group> per stripe."""
+
     def esc(value: object) -> str:
-        return (str(value).replace("&", "&amp;").replace("<", "&lt;")
-                .replace(">", "&gt;").replace('"', "&quot;"))
+        return (
+            str(value)
+            .replace("&", "&amp;")
+            .replace("<", "&lt;")
+            .replace(">", "&gt;")
+            .replace('"', "&quot;")
+        )
 
     lines = [f'<tc:tc-config xmlns:tc="{TC_NS}">', "  <servers>"]
     for stripe in stripes:
-        lines.append(f'    <mirror-group group-name="{esc(stripe["name"])}" '
-                     f'election-time="{_number(election_s)}">')
+        lines.append(
+            f'    <mirror-group group-name="{esc(stripe["name"])}" '
+            f'election-time="{_number(election_s)}">'
+        )
         for server in stripe["servers"]:
             lines += [
                 f'      <server host="{esc(server["host"])}" name="{esc(server["name"])}">',
-                f'        <data>{esc(server["data"])}</data>',
-                f'        <logs>{esc(server["logs"])}</logs>',
-                f'        <tsa-port>{int(server["tsa_port"])}</tsa-port>',
-                f'        <jmx-port>{int(server["jmx_port"])}</jmx-port>',
-                f'        <tsa-group-port>{int(server["group_port"])}</tsa-group-port>',
-                f'        <management-port>{int(server["management_port"])}</management-port>',
+                f"        <data>{esc(server['data'])}</data>",
+                f"        <logs>{esc(server['logs'])}</logs>",
+                f"        <tsa-port>{int(server['tsa_port'])}</tsa-port>",
+                f"        <jmx-port>{int(server['jmx_port'])}</jmx-port>",
+                f"        <tsa-group-port>{int(server['group_port'])}</tsa-group-port>",
+                f"        <management-port>{int(server['management_port'])}</management-port>",
                 '        <dataStorage size="64m"><offheap size="64m"/></dataStorage>',
                 "      </server>",
             ]
         lines.append("    </mirror-group>")
     lines.append(f'    <restartable enabled="{"true" if persistent else "false"}"/>')
-    lines.append(f"    <client-reconnect-window>{_number(reconnect_window_s)}"
-                 "</client-reconnect-window>")
+    lines.append(
+        f"    <client-reconnect-window>{_number(reconnect_window_s)}</client-reconnect-window>"
+    )
     lines += ["  </servers>", "</tc:tc-config>", ""]
     return "\n".join(lines)
 
@@ -403,8 +435,9 @@ def connect(host: str, port: int, timeout_s: float) -> socket.socket:
     return sock
 
 
-def request(host: str, port: int, message: dict[str, Any],
-            timeout_s: float = 2.0) -> dict[str, Any]:
+def request(
+    host: str, port: int, message: dict[str, Any], timeout_s: float = 2.0
+) -> dict[str, Any]:
     """Send one message on a new connection and return the one answer.
 
     Raises OSError (refused, timed out, closed) or ValueError (garbled answer).

@@ -24,8 +24,9 @@ class UsageError(Exception):
     """Bad arguments or configuration; the message says what to pass."""
 
 
-def _call(host: str, port: int, method: str, path: str,
-          body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+def _call(
+    host: str, port: int, method: str, path: str, body: dict[str, Any] | None = None
+) -> tuple[int, dict[str, Any]]:
     """One REST call; raises OSError when the server cannot be reached."""
     conn = http.client.HTTPConnection(host, port, timeout=TIMEOUT_S)
     try:
@@ -85,15 +86,20 @@ def stop(argv: list[str]) -> int:
         name = servers[0]["name"]
     match = [s for s in servers if s["name"] == name]
     if not match:
-        raise UsageError(f"server {name!r} is not defined in {options['config']}; "
-                         "pass -n with one of: " + ", ".join(s["name"] for s in servers))
+        raise UsageError(
+            f"server {name!r} is not defined in {options['config']}; "
+            "pass -n with one of: " + ", ".join(s["name"] for s in servers)
+        )
     host, port = match[0]["host"], int(match[0]["management_port"])
     try:
-        status, data = _call(host, port, "POST", f"{API}/local/shutdown",
-                             {"forceStop": bool(options["force"])})
+        status, data = _call(
+            host, port, "POST", f"{API}/local/shutdown", {"forceStop": bool(options["force"])}
+        )
     except OSError:
-        print(f"Unable to connect to host '{host}', port {port}. Are you sure there is a "
-              "Terracotta server instance running there?")
+        print(
+            f"Unable to connect to host '{host}', port {port}. Are you sure there is a "
+            "Terracotta server instance running there?"
+        )
         return 1
     if status == 200:
         print(f"Stop success. Response code {status}")
@@ -112,8 +118,7 @@ def _targets(options: dict[str, Any]) -> list[tuple[str, int]]:
             targets.append((host, int(port)))
         return targets
     if options.get("config"):
-        return [(s["host"], int(s["management_port"]))
-                for s in _config_servers(options["config"])]
+        return [(s["host"], int(s["management_port"])) for s in _config_servers(options["config"])]
     raise UsageError("pass -s <host>:<port>[,<host>:<port>...] or -f <tc-config.xml>")
 
 
@@ -125,14 +130,18 @@ def stat(argv: list[str]) -> int:
             if status != 200:
                 raise ConnectionError(f"HTTP {status}")
         except OSError:
-            print(f"{host}.health: unknown\n{host}.role: unknown\n{host}.state: unknown\n"
-                  f"{host}.port: {port}\n{host}.group name: unknown\n"
-                  f"{host}.error: Connection refused to {host}:{port}. Is the TSA running?\n")
+            print(
+                f"{host}.health: unknown\n{host}.role: unknown\n{host}.state: unknown\n"
+                f"{host}.port: {port}\n{host}.group name: unknown\n"
+                f"{host}.error: Connection refused to {host}:{port}. Is the TSA running?\n"
+            )
             continue
         name = data.get("name", host)
-        print(f"{name}.health: {data.get('health')}\n{name}.role: {data.get('role')}\n"
-              f"{name}.state: {data.get('state')}\n{name}.port: {data.get('managementPort')}\n"
-              f"{name}.group name: {data.get('serverGroupName')}\n")
+        print(
+            f"{name}.health: {data.get('health')}\n{name}.role: {data.get('role')}\n"
+            f"{name}.state: {data.get('state')}\n{name}.port: {data.get('managementPort')}\n"
+            f"{name}.group name: {data.get('serverGroupName')}\n"
+        )
     return 0
 
 

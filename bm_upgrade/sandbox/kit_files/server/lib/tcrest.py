@@ -42,18 +42,26 @@ def topology(server: Server) -> dict[str, Any]:
                 status: dict[str, Any] | None = server.status()
             else:
                 try:
-                    status = tccommon.request(member["host"], member["group_port"],
-                                              {"op": "status"}, timeout_s=1.0)
+                    status = tccommon.request(
+                        member["host"], member["group_port"], {"op": "status"}, timeout_s=1.0
+                    )
                 except (OSError, ValueError):
                     status = None
             if status is None:
                 continue
-            members.append({"attributes": {
-                "Name": member["name"], "Host": member["host"],
-                "TSAPort": member["tsa_port"], "ManagementPort": member["management_port"],
-                "State": status["state"], "Role": role_of(str(status["state"])),
-                "Version": status["version"],
-            }})
+            members.append(
+                {
+                    "attributes": {
+                        "Name": member["name"],
+                        "Host": member["host"],
+                        "TSAPort": member["tsa_port"],
+                        "ManagementPort": member["management_port"],
+                        "State": status["state"],
+                        "Role": role_of(str(status["state"])),
+                        "Version": status["version"],
+                    }
+                }
+            )
         groups.append({"name": stripe["name"], "servers": members})
     return {"entities": [{"serverGroupEntities": groups}]}
 
@@ -81,9 +89,17 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0].rstrip("/")
         if path == f"{API}/local/stat":
             state = self.tc.state
-            self._json(200, {"health": "OK", "role": role_of(state), "state": state,
-                             "managementPort": str(self.tc.me["management_port"]),
-                             "serverGroupName": self.tc.stripe["name"], "name": self.tc.name})
+            self._json(
+                200,
+                {
+                    "health": "OK",
+                    "role": role_of(state),
+                    "state": state,
+                    "managementPort": str(self.tc.me["management_port"]),
+                    "serverGroupName": self.tc.stripe["name"],
+                    "name": self.tc.name,
+                },
+            )
         elif path == f"{API}/agents/topologies/servers":
             self._json(200, topology(self.tc))
         elif path == f"{API}/local/config":

@@ -60,8 +60,9 @@ class Server:
         self.epoch = 0
         self.props = tccommon.read_properties(kit_root / "server" / "lib" / "tc-version.properties")
         self.version = self.props.get("version", "0.0.0")
-        self.sandbox = tccommon.find_sandbox(self.config_path.parent) or \
-            tccommon.find_sandbox(kit_root)
+        self.sandbox = tccommon.find_sandbox(self.config_path.parent) or tccommon.find_sandbox(
+            kit_root
+        )
         self.journal = (self.sandbox or {}).get("journal")
         self.log_file: Path | None = None
         self.replicator = Replicator(self)
@@ -76,8 +77,12 @@ class Server:
             self.config = tccommon.parse_tc_config(self.config_text)
         except tccommon.ConfigError as exc:
             raise StartupError(f"Invalid configuration {config_path}: {exc}") from None
-        found = [(stripe, member) for stripe in self.config["stripes"]
-                 for member in stripe["servers"] if member["name"] == name]
+        found = [
+            (stripe, member)
+            for stripe in self.config["stripes"]
+            for member in stripe["servers"]
+            if member["name"] == name
+        ]
         if not found:
             raise StartupError(f"Server '{name}' is not defined in {config_path}")
         self.stripe, self.me = found[0]
@@ -123,24 +128,37 @@ class Server:
             self.log(f"Becoming State[ {state} ]")
         else:
             self.log(f"Moved to State[ {state} ]")
-        self.event("server_state", region=self.region, stripe=self.stripe_name,
-                   server=self.name, state=state, version=self.version)
+        self.event(
+            "server_state",
+            region=self.region,
+            stripe=self.stripe_name,
+            server=self.name,
+            state=state,
+            version=self.version,
+        )
 
     def status(self) -> dict[str, Any]:
         """What peers and the topology endpoint learn about this server."""
         meta = self.store.read_meta()
-        return {"name": self.name, "state": self.state, "version": self.version,
-                "group": self.stripe["name"], "epoch": max(self.epoch, int(meta["epoch"])),
-                "was_active": bool(meta["was_active"]) or self.state == self.ACTIVE,
-                "index": self.me["index"]}
+        return {
+            "name": self.name,
+            "state": self.state,
+            "version": self.version,
+            "group": self.stripe["name"],
+            "epoch": max(self.epoch, int(meta["epoch"])),
+            "was_active": bool(meta["was_active"]) or self.state == self.ACTIVE,
+            "index": self.me["index"],
+        }
 
     def shutdown_refusal(self, force: bool) -> str | None:
         """Why a non-forced stop is refused (an ACTIVE without a PASSIVE-STANDBY), or None."""
         if force or self.state != self.ACTIVE or self.replicator.standby_names():
             return None
-        return (f"Server {self.name} is ACTIVE-COORDINATOR and stripe {self.stripe['name']} "
-                "has no mirror in PASSIVE-STANDBY; stopping it would make the stripe "
-                "unavailable. Use --force to stop it anyway.")
+        return (
+            f"Server {self.name} is ACTIVE-COORDINATOR and stripe {self.stripe['name']} "
+            "has no mirror in PASSIVE-STANDBY; stopping it would make the stripe "
+            "unavailable. Use --force to stop it anyway."
+        )
 
     def request_stop(self, code: int) -> None:
         """Ask the life cycle to stop with ``code`` (from REST, a signal, or a fatal error)."""
@@ -161,8 +179,10 @@ class Server:
             sock.bind((self.me["host"], port))
         except OSError as exc:
             sock.close()
-            raise StartupError(f"Cannot bind {self.me['host']}:{port}: {exc.strerror}; "
-                               "is another server using that port?") from None
+            raise StartupError(
+                f"Cannot bind {self.me['host']}:{port}: {exc.strerror}; "
+                "is another server using that port?"
+            ) from None
         sock.listen(64)
         self._sockets.append(sock)
         threading.Thread(target=self._accept, args=(sock, handler), daemon=True).start()
@@ -215,8 +235,10 @@ class Server:
             body, status = self.config_text.encode("utf-8"), "200 OK"
         else:
             body, status = b"Not Found\n", "404 Not Found"
-        head = (f"HTTP/1.1 {status}\r\nContent-Type: text/xml\r\nContent-Length: {len(body)}"
-                "\r\nConnection: close\r\n\r\n").encode("ascii")
+        head = (
+            f"HTTP/1.1 {status}\r\nContent-Type: text/xml\r\nContent-Length: {len(body)}"
+            "\r\nConnection: close\r\n\r\n"
+        ).encode("ascii")
         conn.sendall(head + body)
 
     def _client_request(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -226,14 +248,24 @@ class Server:
         if op == "hello":
             version = str(message.get("version", ""))
             if tccommon.major_minor(version) != tccommon.major_minor(self.version):
-                self.log(f"Refusing client {message.get('client')}: client version {version} "
-                         f"is not compatible with server version {self.version}")
-                return {"ok": False, "error": "version", "version": self.version,
-                        "message": f"client {version} cannot connect to server "
-                                   f"{self.version}: different minor version"}
-            return {"ok": True, "server": self.name, "group": self.stripe["name"],
+                self.log(
+                    f"Refusing client {message.get('client')}: client version {version} "
+                    f"is not compatible with server version {self.version}"
+                )
+                return {
+                    "ok": False,
+                    "error": "version",
                     "version": self.version,
-                    "reconnect_window_s": self.config["reconnect_window_s"]}
+                    "message": f"client {version} cannot connect to server "
+                    f"{self.version}: different minor version",
+                }
+            return {
+                "ok": True,
+                "server": self.name,
+                "group": self.stripe["name"],
+                "version": self.version,
+                "reconnect_window_s": self.config["reconnect_window_s"],
+            }
         if op == "put":
             if self.replicator.put(str(message["key"]), str(message["value"])):
                 return {"ok": True}
@@ -252,16 +284,19 @@ class Server:
         logs = self._path(self.me["logs"])
         logs.mkdir(parents=True, exist_ok=True)
         self.log_file = logs / "terracotta-server.log"
-        self.log(f"Terracotta Enterprise {self.version}; server {self.name}, "
-                 f"group {self.stripe['name']}, config {self.config_path}")
+        self.log(
+            f"Terracotta Enterprise {self.version}; server {self.name}, "
+            f"group {self.stripe['name']}, config {self.config_path}"
+        )
         # What a JVM takes to boot before it checks its license and binds its ports.
         self.stopping.wait(tccommon.boot_time_left(self.start_s))
         if tccommon.fault(self.sandbox, "crash-on-start", self.version, self.name):
-            raise StartupError(f"Server {self.name} {self.version} crashed at start: "
-                               "java.lang.ExceptionInInitializerError (sandbox fault "
-                               "crash-on-start)")
-        problem = tccommon.check_license(self.kit_root / tccommon.LICENSE_FILE_NAME,
-                                         self.version)
+            raise StartupError(
+                f"Server {self.name} {self.version} crashed at start: "
+                "java.lang.ExceptionInInitializerError (sandbox fault "
+                "crash-on-start)"
+            )
+        problem = tccommon.check_license(self.kit_root / tccommon.LICENSE_FILE_NAME, self.version)
         if problem:
             raise StartupError(problem)
         self._listen(self.me["tsa_port"], self._serve_tsa)
@@ -270,8 +305,10 @@ class Server:
         try:
             self._httpd = tcrest.start_rest(self)
         except OSError as exc:
-            raise StartupError(f"Cannot bind {self.me['host']}:{self.me['management_port']}: "
-                               f"{exc.strerror}; is another server using that port?") from None
+            raise StartupError(
+                f"Cannot bind {self.me['host']}:{self.me['management_port']}: "
+                f"{exc.strerror}; is another server using that port?"
+            ) from None
         self.store.data_dir.mkdir(parents=True, exist_ok=True)
         self.set_state(self.START)
 
@@ -279,8 +316,9 @@ class Server:
         statuses = {}
         for peer in self.peers:
             try:
-                statuses[peer["name"]] = tccommon.request(peer["host"], peer["group_port"],
-                                                          {"op": "status"}, timeout_s=1.0)
+                statuses[peer["name"]] = tccommon.request(
+                    peer["host"], peer["group_port"], {"op": "status"}, timeout_s=1.0
+                )
             except (OSError, ValueError):
                 continue
         return statuses
@@ -302,8 +340,9 @@ class Server:
             eligible = [c for c in candidates if c["was_active"] or not seen_cluster]
             if mine not in eligible:
                 return False
-            winner = max(eligible, key=lambda c: (c["was_active"], int(c["epoch"]),
-                                                  -int(c["index"])))
+            winner = max(
+                eligible, key=lambda c: (c["was_active"], int(c["epoch"]), -int(c["index"]))
+            )
         else:
             winner = min(candidates, key=lambda c: int(c["index"]))
         return bool(winner["name"] == self.name)
@@ -318,8 +357,9 @@ class Server:
                 if self._join(active) == "takeover":
                     self._become_active(recovered=False)
                     break
-            elif (self.state == self.START and time.monotonic() >= deadline
-                  and self._i_win(statuses)):
+            elif (
+                self.state == self.START and time.monotonic() >= deadline and self._i_win(statuses)
+            ):
                 self._become_active(recovered=self.store.persistent)
                 break
             self.stopping.wait(POLL_S)
@@ -346,12 +386,15 @@ class Server:
             raise StartupError(
                 f"Cannot join stripe {self.stripe['name']}: its active {active['name']} runs "
                 f"{active['version']} and this server runs {self.version} (a different minor "
-                "version)")
+                "version)"
+            )
         if self.state == self.START and self.store.has_disk_data():
             backup = self.store.move_to_dirty_backup()
             self.store.write_meta(int(self.store.read_meta()["epoch"]), was_active=False)
-            self.log(f"Data in {self.store.objectdb} is dirty (an active is running); moved it "
-                     f"to {backup}; restarting")
+            self.log(
+                f"Data in {self.store.objectdb} is dirty (an active is running); moved it "
+                f"to {backup}; restarting"
+            )
             self.event("dirty_backup", server=self.name, path=str(backup), action="created")
             self.request_stop(EXIT_RESTART)
             return "stopped"
@@ -363,13 +406,13 @@ class Server:
         sock.settimeout(None)
         self.set_state(self.UNINITIALIZED)
         # Sandbox fault no-sync: joined, but the sync never starts until the fault is cleared.
-        while tccommon.fault(self.sandbox, "no-sync", self.name) and \
-                not self.stopping.wait(0.2):
+        while tccommon.fault(self.sandbox, "no-sync", self.name) and not self.stopping.wait(0.2):
             pass
         try:
             with sock, sock.makefile("rb") as stream:
-                sock.sendall(tccommon.encode({"op": "join", "name": self.name,
-                                              "version": self.version}))
+                sock.sendall(
+                    tccommon.encode({"op": "join", "name": self.name, "version": self.version})
+                )
                 self._mirror(sock, stream)
         except (OSError, ValueError, KeyError):
             pass
@@ -397,16 +440,20 @@ class Server:
                 sock.sendall(tccommon.encode({"op": "synced"}))
             elif op == "refused":
                 if message.get("reason") == "version":
-                    raise StartupError(f"The active of stripe {self.stripe['name']} runs "
-                                       f"{message.get('version')}; this server runs "
-                                       f"{self.version} (a different minor version)")
+                    raise StartupError(
+                        f"The active of stripe {self.stripe['name']} runs "
+                        f"{message.get('version')}; this server runs "
+                        f"{self.version} (a different minor version)"
+                    )
                 return
 
     def _after_active_lost(self, old: dict[str, Any]) -> str:
         """The link to the active ended: fail over if we are a standby and it is gone."""
         if self.state != self.STANDBY:
-            self.log(f"Lost the active {old['name']} before the sync completed; this server "
-                     "cannot take over and waits for an active")
+            self.log(
+                f"Lost the active {old['name']} before the sync completed; this server "
+                "cannot take over and waits for an active"
+            )
             return "retry"
         self.log(f"Lost the active {old['name']}; election in {self.election_s:g} s")
         if self.stopping.wait(self.election_s):
@@ -448,14 +495,17 @@ def main(argv: list[str]) -> int:
     """Run one server; returns its exit code."""
     config, name = _parse_args(argv)
     kit_root = Path(__file__).resolve().parent.parent.parent
-    sandbox = tccommon.find_sandbox(Path(config).resolve().parent) or \
-        tccommon.find_sandbox(kit_root)
+    sandbox = tccommon.find_sandbox(Path(config).resolve().parent) or tccommon.find_sandbox(
+        kit_root
+    )
     journal = (sandbox or {}).get("journal")
-    version = tccommon.read_properties(
-        kit_root / "server" / "lib" / "tc-version.properties").get("version", "0.0.0")
+    version = tccommon.read_properties(kit_root / "server" / "lib" / "tc-version.properties").get(
+        "version", "0.0.0"
+    )
     pid_file = tccommon.write_pid_file(sandbox, "server", name or "server")
-    tccommon.journal_append(journal, "server_process", server=name, action="start",
-                            version=version, exit_code=None)
+    tccommon.journal_append(
+        journal, "server_process", server=name, action="start", version=version, exit_code=None
+    )
     server: Server | None = None
     code = 0
     try:
@@ -479,8 +529,9 @@ def main(argv: list[str]) -> int:
     finally:
         if server is not None:
             server.finish()
-        tccommon.journal_append(journal, "server_process", server=name, action="exit",
-                                version=version, exit_code=code)
+        tccommon.journal_append(
+            journal, "server_process", server=name, action="exit", version=version, exit_code=code
+        )
         tccommon.remove_pid_file(pid_file)
     return code
 

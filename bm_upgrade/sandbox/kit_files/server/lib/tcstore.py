@@ -86,8 +86,7 @@ class Store:
         self.objectdb.mkdir(parents=True, exist_ok=True)
         if self._log is not None:
             self._log.close()
-        self._log = (self.objectdb / "store.jsonl").open("w" if truncate else "a",
-                                                         encoding="utf-8")
+        self._log = (self.objectdb / "store.jsonl").open("w" if truncate else "a", encoding="utf-8")
 
     # ------------------------------------------------------------ data
 

@@ -43,20 +43,24 @@ class Orchestrator:
     def __init__(self, wan_xml: Path, kit_root: Path) -> None:
         self.kit_root = kit_root
         self.version = tccommon.read_properties(
-            kit_root / "server" / "lib" / "tc-version.properties").get("version", "0.0.0")
+            kit_root / "server" / "lib" / "tc-version.properties"
+        ).get("version", "0.0.0")
         try:
             self.config = tcwanxml.parse_wan_xml(wan_xml.read_text(encoding="utf-8"))
         except OSError as exc:
             raise StartupError(f"Cannot read the WAN configuration {wan_xml}: {exc}") from None
         except tcwanxml.WanConfigError as exc:
             raise StartupError(f"Invalid WAN configuration {wan_xml}: {exc}") from None
-        self.sandbox = tccommon.find_sandbox(wan_xml.resolve().parent) or \
-            tccommon.find_sandbox(kit_root) or {}
+        self.sandbox = (
+            tccommon.find_sandbox(wan_xml.resolve().parent) or tccommon.find_sandbox(kit_root) or {}
+        )
         self.journal = self.sandbox.get("journal")
         everyone: dict[str, dict[str, Any]] = self.sandbox.get("orchestrators", {})
         bind = (self.config["host"], self.config["port"])
-        self.name = next((n for n, o in everyone.items()
-                          if (o["host"], int(o["port"])) == bind), f"{bind[0]}:{bind[1]}")
+        self.name = next(
+            (n for n, o in everyone.items() if (o["host"], int(o["port"])) == bind),
+            f"{bind[0]}:{bind[1]}",
+        )
         me = everyone.get(self.name, {})
         self.region = str(me.get("region", ""))
         self.role = str(me.get("role", "master"))
@@ -90,9 +94,15 @@ class Orchestrator:
             return
         self.state = state
         self.log(f"Orchestrator {self.name} state: {state.upper()}")
-        tccommon.journal_append(self.journal, "orchestrator_state", orchestrator=self.name,
-                                region=self.region, role=self.role, state=state,
-                                version=self.version)
+        tccommon.journal_append(
+            self.journal,
+            "orchestrator_state",
+            orchestrator=self.name,
+            region=self.region,
+            role=self.role,
+            state=state,
+            version=self.version,
+        )
 
     def set_caches(self, state: str) -> None:
         """Every cache to ``state``: logged; journaled as ``replica_cache`` in replica regions."""
@@ -102,26 +112,40 @@ class Orchestrator:
                 self.caches[cache] = state
                 self.log(f"{'Replica cache' if replica else 'Cache'} {cache} state: {state}")
                 if replica:
-                    tccommon.journal_append(self.journal, "replica_cache", region=self.region,
-                                            cache=cache, state=state)
+                    tccommon.journal_append(
+                        self.journal, "replica_cache", region=self.region, cache=cache, state=state
+                    )
 
     def status(self) -> dict[str, Any]:
         """What ``GET /wan/status`` answers (a standby serves, and lists, no cache)."""
-        caches = [{"name": c, "state": s} for c, s in self.caches.items()] \
-            if self.state == RUNNING else []
-        return {"name": self.name, "role": self.role, "state": self.state,
-                "version": self.version, "region": self.region, "caches": caches}
+        caches = (
+            [{"name": c, "state": s} for c, s in self.caches.items()]
+            if self.state == RUNNING
+            else []
+        )
+        return {
+            "name": self.name,
+            "role": self.role,
+            "state": self.state,
+            "version": self.version,
+            "region": self.region,
+            "caches": caches,
+        }
 
     # ------------------------------------------------------------ life cycle
 
     def start(self) -> None:
         """Check the license, bind the status port, enter the first state."""
-        self.log(f"WAN orchestrator {self.name} {self.version} (region {self.region or '-'}, "
-                 f"role {self.role}) starting on {self.config['host']}:{self.config['port']}")
+        self.log(
+            f"WAN orchestrator {self.name} {self.version} (region {self.region or '-'}, "
+            f"role {self.role}) starting on {self.config['host']}:{self.config['port']}"
+        )
         self.stopping.wait(tccommon.boot_time_left(self.start_s))
         if tccommon.fault(self.sandbox, "crash-on-start", self.version, self.name):
-            raise StartupError(f"Orchestrator {self.name} {self.version} crashed at start "
-                               "(sandbox fault crash-on-start)")
+            raise StartupError(
+                f"Orchestrator {self.name} {self.version} crashed at start "
+                "(sandbox fault crash-on-start)"
+            )
         key = self.kit_root / tccommon.LICENSE_FILE_NAME
         problem = tccommon.check_license(key, self.version)
         if problem is None:
@@ -134,9 +158,10 @@ class Orchestrator:
         try:
             self._httpd = tcwanhttp.serve(self)
         except OSError as exc:
-            raise StartupError(f"Cannot bind {self.config['host']}:{self.config['port']}: "
-                               f"{exc.strerror}; is another orchestrator using that port?"
-                               ) from None
+            raise StartupError(
+                f"Cannot bind {self.config['host']}:{self.config['port']}: "
+                f"{exc.strerror}; is another orchestrator using that port?"
+            ) from None
         self.set_state(RUNNING if self.role == "master" else STANDBY)
         if self.role != "master":
             self.master_lost_at = time.monotonic()
@@ -165,8 +190,9 @@ class Orchestrator:
             self._replica_tick()
 
     def _standby_tick(self) -> None:
-        masters = [n for n, p in self.peers.items()
-                   if p["region"] == self.region and p["role"] == "master"]
+        masters = [
+            n for n, p in self.peers.items() if p["region"] == self.region and p["role"] == "master"
+        ]
         running = [n for n in masters if (self._peer(n) or {}).get("state") == RUNNING]
         now = time.monotonic()
         if running:
@@ -178,21 +204,28 @@ class Orchestrator:
         elif self.state == STANDBY:
             if self.master_lost_at is None:
                 self.master_lost_at = now
-                self.log(f"No master orchestrator of region {self.region} is running; taking "
-                         f"over in {self.takeover_s:g} s")
+                self.log(
+                    f"No master orchestrator of region {self.region} is running; taking "
+                    f"over in {self.takeover_s:g} s"
+                )
             elif now - self.master_lost_at >= self.takeover_s and not self._earlier_standby():
                 self.log(f"Taking over as the serving orchestrator of region {self.region}")
                 self.set_state(RUNNING)
 
     def _earlier_standby(self) -> bool:
         """A standby of this region listed before this one answers: it takes over, not us."""
-        return any(self._peer(n) is not None for n, p in self.peers.items()
-                   if p["region"] == self.region and p["role"] != "master" and n < self.name)
+        return any(
+            self._peer(n) is not None
+            for n, p in self.peers.items()
+            if p["region"] == self.region and p["role"] != "master" and n < self.name
+        )
 
     def _source(self) -> dict[str, Any] | None:
         """The master region's serving orchestrator (a master before a standby), or None."""
-        names = sorted((n for n, p in self.peers.items() if p["region"] == self.master_region),
-                       key=lambda n: self.peers[n]["role"] != "master")
+        names = sorted(
+            (n for n, p in self.peers.items() if p["region"] == self.master_region),
+            key=lambda n: self.peers[n]["role"] != "master",
+        )
         for name in names:
             status = self._peer(name)
             if status and status.get("state") == RUNNING:
@@ -204,9 +237,12 @@ class Orchestrator:
         if source is not None and source.get("version") != self.version:
             if source["run"] not in self.refused:
                 self.refused.add(source["run"])
-                self.log(f"Refusing to connect to orchestrator {source['name']} "
-                         f"(version {source['version']}): all orchestrators must run the same "
-                         f"version (this one runs {self.version})", "WARN")
+                self.log(
+                    f"Refusing to connect to orchestrator {source['name']} "
+                    f"(version {source['version']}): all orchestrators must run the same "
+                    f"version (this one runs {self.version})",
+                    "WARN",
+                )
             source = None
         run = None if source is None else str(source["run"])
         source_name = "" if source is None else str(source["name"])
@@ -216,8 +252,11 @@ class Orchestrator:
                 self.log(f"Disconnected from the master region {self.master_region}")
                 self.standalone = behavior == "remainDisconnected"
                 if self.standalone:
-                    self.log("Replica caches remain disconnected (remainDisconnected); restart "
-                             "this orchestrator to resync them", "WARN")
+                    self.log(
+                        "Replica caches remain disconnected (remainDisconnected); restart "
+                        "this orchestrator to resync them",
+                        "WARN",
+                    )
             self.link = None
             self.set_caches(INACTIVE)
         elif self.standalone:
@@ -225,15 +264,20 @@ class Orchestrator:
         elif run != self.link:
             if self.link is not None and behavior == "remainDisconnected":
                 self.standalone, self.link = True, None
-                self.log(f"The master region's orchestrator changed to {source_name}; "
-                         "replica caches remain disconnected (remainDisconnected); restart "
-                         "this orchestrator to resync them", "WARN")
+                self.log(
+                    f"The master region's orchestrator changed to {source_name}; "
+                    "replica caches remain disconnected (remainDisconnected); restart "
+                    "this orchestrator to resync them",
+                    "WARN",
+                )
                 self.set_caches(INACTIVE)
                 return
             self.link = run
             self.resync_until = time.monotonic() + self.resync_s
-            self.log(f"Connected to orchestrator {source_name} of the master region; "
-                     "clearing and resyncing every replica cache")
+            self.log(
+                f"Connected to orchestrator {source_name} of the master region; "
+                "clearing and resyncing every replica cache"
+            )
             self.set_caches(RESYNCING)
         elif time.monotonic() >= self.resync_until:
             self.set_caches(ACTIVE)
@@ -273,9 +317,16 @@ def run(argv: list[str]) -> int:
         message = f"FATAL - {exc}"
         if orch is not None:
             orch.log(str(exc), "FATAL")
-            tccommon.journal_append(orch.journal, "orchestrator_state", orchestrator=orch.name,
-                                    region=orch.region, role=orch.role, state="failed",
-                                    version=orch.version, reason=str(exc))
+            tccommon.journal_append(
+                orch.journal,
+                "orchestrator_state",
+                orchestrator=orch.name,
+                region=orch.region,
+                role=orch.role,
+                state="failed",
+                version=orch.version,
+                reason=str(exc),
+            )
         else:
             print(message)
         code = EXIT_STARTUP

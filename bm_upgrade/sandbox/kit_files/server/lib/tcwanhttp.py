@@ -25,8 +25,9 @@ else:
 PEER_TIMEOUT_S = 0.5
 
 
-def call(host: str, port: int, path: str, method: str = "GET",
-         timeout_s: float = PEER_TIMEOUT_S) -> tuple[int, dict[str, Any]]:
+def call(
+    host: str, port: int, path: str, method: str = "GET", timeout_s: float = PEER_TIMEOUT_S
+) -> tuple[int, dict[str, Any]]:
     """One HTTP call to an orchestrator; raises OSError when it does not answer."""
     conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
     try:
@@ -96,8 +97,10 @@ def stop(argv: list[str]) -> int:
     try:
         code, _ = call(host, port, "/wan/shutdown", "POST", timeout_s=5.0)
     except OSError:
-        print(f"Unable to connect to host '{host}', port {port}. Are you sure there is a WAN "
-              "orchestrator running there?")
+        print(
+            f"Unable to connect to host '{host}', port {port}. Are you sure there is a WAN "
+            "orchestrator running there?"
+        )
         return 1
     print(f"Stop success. Response code {code}")
     return 0 if code == 200 else 1

@@ -55,34 +55,58 @@ def parse_wan_xml(text: str) -> dict[str, Any]:
     if mode not in MODES:
         raise WanConfigError(f"<replicationMode> {mode!r} must be one of {', '.join(MODES)}")
     if behavior not in BEHAVIORS:
-        raise WanConfigError(f"<replicaDisconnectBehavior> {behavior!r} must be one of "
-                             f"{', '.join(BEHAVIORS)}")
+        raise WanConfigError(
+            f"<replicaDisconnectBehavior> {behavior!r} must be one of {', '.join(BEHAVIORS)}"
+        )
     caches = []
     for cache in (e for e in root.iter() if _local(e.tag) == "cache"):
         if not cache.get("name"):
             raise WanConfigError("a <cache> has no name attribute")
-        masters = [(str(m.get("host")), int(m.get("port") or DEFAULT_PORT))
-                   for m in cache if _local(m.tag) == "master" and m.get("host")]
+        masters = [
+            (str(m.get("host")), int(m.get("port") or DEFAULT_PORT))
+            for m in cache
+            if _local(m.tag) == "master" and m.get("host")
+        ]
         caches.append({"name": str(cache.get("name")), "masters": masters})
     if not caches:
         raise WanConfigError("no <cache> under <cacheManager>")
-    return {"host": str(bind.get("host")), "port": port, "mode": mode, "behavior": behavior,
-            "caches": caches}
+    return {
+        "host": str(bind.get("host")),
+        "port": port,
+        "mode": mode,
+        "behavior": behavior,
+        "caches": caches,
+    }
 
 
-def render_wan_xml(*, host: str, port: int, behavior: str, caches: list[str],
-                   masters: list[tuple[str, int]], mode: str = "unidirectional") -> str:
+def render_wan_xml(
+    *,
+    host: str,
+    port: int,
+    behavior: str,
+    caches: list[str],
+    masters: list[tuple[str, int]],
+    mode: str = "unidirectional",
+) -> str:
     """wan.xml text: bind, mode, disconnect behavior, each cache with its masters."""
-    def esc(value: object) -> str:
-        return (str(value).replace("&", "&amp;").replace("<", "&lt;")
-                .replace(">", "&gt;").replace('"', "&quot;"))
 
-    lines = ['<?xml version="1.0" encoding="UTF-8"?>',
-             f'<wan:config xmlns:wan="{WAN_NS}">',
-             f'  <wan:bind host="{esc(host)}" port="{int(port)}"/>',
-             f"  <wan:replicationMode>{esc(mode)}</wan:replicationMode>",
-             f"  <wan:replicaDisconnectBehavior>{esc(behavior)}</wan:replicaDisconnectBehavior>",
-             "  <wan:cacheManager>"]
+    def esc(value: object) -> str:
+        return (
+            str(value)
+            .replace("&", "&amp;")
+            .replace("<", "&lt;")
+            .replace(">", "&gt;")
+            .replace('"', "&quot;")
+        )
+
+    lines = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        f'<wan:config xmlns:wan="{WAN_NS}">',
+        f'  <wan:bind host="{esc(host)}" port="{int(port)}"/>',
+        f"  <wan:replicationMode>{esc(mode)}</wan:replicationMode>",
+        f"  <wan:replicaDisconnectBehavior>{esc(behavior)}</wan:replicaDisconnectBehavior>",
+        "  <wan:cacheManager>",
+    ]
     for cache in caches:
         refs = "".join(f'<wan:master host="{esc(h)}" port="{int(p)}"/>' for h, p in masters)
         lines.append(f'    <wan:cache name="{esc(cache)}">{refs}</wan:cache>')
