@@ -44,8 +44,8 @@ setup: $(STAMP)
 	@$(BIN)/python -c 'import pathlib, sys; from bm_upgrade.defs.launch import INSTANCE_YAML, prepare_instance; path = prepare_instance(pathlib.Path(sys.argv[1])); same = path.read_text() == INSTANCE_YAML; print("Dagster instance settings:", path, "" if same else "(your own, kept: compare it with deploy/dagster.yaml, whose run queue allows one run per cluster)")' '$(DAGSTER_HOME)'
 
 lint: setup
-	$(BIN)/ruff check bm_upgrade tests bench scripts
-	$(BIN)/ruff format --check bm_upgrade tests bench scripts
+	$(BIN)/ruff check bm_upgrade tests bench
+	$(BIN)/ruff format --check bm_upgrade tests bench
 	$(BIN)/mypy
 
 test: setup lint
