@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import shutil
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -113,7 +114,8 @@ def test_stripe_steps_never_spell_another_step() -> None:
 def test_config_defaults_come_from_the_inventory() -> None:
     inventory = load_inventory(EXAMPLE)
     job = build_definitions(REPO / "examples").resolve_job_def("upgrade_prod_eu")
-    defaults = job.run_config_schema.config_type.fields["ops"].default_value
+    schema: Any = job.run_config_schema.config_type
+    defaults = schema.fields["ops"].default_value
     config = defaults["preflight"]["config"]
     assert config["target_version"] == "4.2.1"
     assert config["failback"] is True and config["client_batch_size"] == 1
@@ -140,7 +142,8 @@ def test_executor_is_chosen_by_parallel_stripes() -> None:
 
 def test_no_secret_in_the_run_config_schema() -> None:
     job = build_definitions(REPO / "examples").resolve_job_def("upgrade_prod_eu")
-    text = str(job.run_config_schema.config_type.fields)
+    schema: Any = job.run_config_schema.config_type
+    text = str(schema.fields)
     for word in ("passphrase", "password", "key_file"):
         assert word not in text
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -72,7 +72,7 @@ def create_run(inst: dg.DagsterInstance, path: Path) -> dg.DagsterRun:
     return inst.create_run_for_job(job, run_config=dict(QUIET_CONSOLE), tags=tags)
 
 
-def reason(events: list[dg.DagsterEvent]) -> str:
+def reason(events: Sequence[dg.DagsterEvent]) -> str:
     """Why a run failed: its first failed step's reason, or why its setup failed."""
     for event in events:
         if event.event_type_value == "RESOURCE_INIT_FAILURE":

@@ -88,7 +88,7 @@ def test_second_run_of_a_cluster_waits_for_the_first(home: Path) -> None:
             return [k for k in keys if status(k) in IN_PROGRESS]
 
         processes.wait_until(
-            lambda: len(started(["a1", "a2"])) == 1 and started(["b"]),
+            lambda: len(started(["a1", "a2"])) == 1 and bool(started(["b"])),
             60,
             f"one run of each cluster to start (daemon log: {log})",
         )

@@ -12,6 +12,7 @@ from dagster._utils.schedules import cron_string_iterator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bm_upgrade.cron import Cron
 from bm_upgrade.defs.config import RunSettings, UpgradeConfig
 from bm_upgrade.defs.schedules import build_window_schedule, schedule_name
 from bm_upgrade.defs.window_plan import plan_window
@@ -22,7 +23,6 @@ from bm_upgrade.window import (
     CLIENT,
     ORCHESTRATORS,
     SERVER,
-    Cron,
     WindowGuard,
     current_window_end,
     expected_outages,

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -203,6 +204,12 @@ def test_continue_on_failure_lets_the_other_stripes_go_on(sb: E2ESandbox) -> Non
     assert again.success, again.failure
 
 
+def _metadata(event: dg.DagsterEvent) -> Any:
+    """A STEP_WORKER_STARTED event's metadata (the step process's pid)."""
+    data: Any = event.event_specific_data
+    return data.metadata
+
+
 def test_sigint_to_a_step_process_finishes_the_server_in_progress(sb: E2ESandbox) -> None:
     """SIGINT to a stripe's mirrors step process once its mirror is down: the mirror comes
     back on the target, the active is not stopped (the stripe's failover step never starts),
@@ -229,7 +236,7 @@ def test_sigint_to_a_step_process_finishes_the_server_in_progress(sb: E2ESandbox
             if e["event"] == "server_process" and e["action"] == "exit" and e["server"] == mirror
         ]
         pids = [
-            r.event_log_entry.dagster_event.event_specific_data.metadata["pid"].text
+            _metadata(r.event_log_entry.dagster_event)["pid"].text
             for r in (
                 step_events(run_ids[0], dg.DagsterEventType.STEP_WORKER_STARTED) if run_ids else []
             )

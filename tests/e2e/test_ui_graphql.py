@@ -96,7 +96,8 @@ class Ui:
         with urllib.request.urlopen(request, timeout=60) as response:
             answer: dict[str, Any] = json.loads(response.read())
         assert "errors" not in answer, answer["errors"]
-        return answer["data"]
+        data: dict[str, Any] = answer["data"]
+        return data
 
     def launch(self, config: dict[str, Any]) -> str:
         params = {

@@ -63,7 +63,8 @@ def test_full_upgrade_of_two_regions_with_wan(wan: E2ESandbox) -> None:
         elif e["event"] == "client_process" and e["action"] == "start":
             last_version[e["client"]] = e["version"]
     nodes = [s.name for _, _, s in inventory.servers()]
-    nodes += [n.name for r in inventory.regions for n in [*r.clients, *r.orchestrators]]
+    nodes += [c.name for r in inventory.regions for c in r.clients]
+    nodes += [o.name for r in inventory.regions for o in r.orchestrators]
     assert {n: last_version.get(n) for n in nodes} == dict.fromkeys(nodes, "4.2.1")
     # Stripes ran side by side: the two stripes of a region overlapped in time.
     windows: dict[str, list[float]] = {}

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,7 +51,9 @@ def _scenario(base: Path) -> Path:
     return root
 
 
-def _run_all(wrapper: list[str], base: Path) -> tuple[list[tuple[int, bytes]], list[dict]]:
+def _run_all(
+    wrapper: list[str], base: Path
+) -> tuple[list[tuple[int, bytes]], list[dict[str, Any]]]:
     root = _scenario(base)
     journal = base / "journal.jsonl"
     outcomes = []

@@ -135,7 +135,7 @@ class Cluster:
     # ---------------------------------------------------------------- kits
 
     def kit(self, name: str) -> Path:
-        return self.servers[name]["home"] / "bigmemory-max"
+        return Path(self.servers[name]["home"]) / "bigmemory-max"
 
     def install(self, name: str, version: str, license_version: str | None = None) -> None:
         """Put kit ``version`` (and a license for it) in the server's kit root."""
@@ -149,7 +149,7 @@ class Cluster:
         )
 
     def config(self, name: str) -> Path:
-        return self.servers[name]["home"] / "etc" / "tc-config.xml"
+        return Path(self.servers[name]["home"]) / "etc" / "tc-config.xml"
 
     # ---------------------------------------------------------------- processes
 

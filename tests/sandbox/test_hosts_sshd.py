@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import paramiko
@@ -25,7 +26,7 @@ def _journal(host: SshHost) -> list[dict[str, object]]:
 
 
 @pytest.fixture(scope="module")
-def client(ssh_host: SshHost) -> paramiko.SSHClient:
+def client(ssh_host: SshHost) -> Iterator[paramiko.SSHClient]:
     connection = ssh_connect(
         ssh_host.address,
         ssh_host.handle.port,

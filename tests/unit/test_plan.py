@@ -73,8 +73,9 @@ def healthy_states(draw: st.DrawFn, inv: Inventory) -> State:
                     draw(st.sampled_from([OLD, TARGET])),
                     ACTIVE if srv.name == active else STANDBY,
                 )
-        for node in [*region.clients, *region.orchestrators]:
-            state[node.name] = NodeState(True, draw(st.sampled_from([OLD, TARGET])))
+        names = [c.name for c in region.clients] + [o.name for o in region.orchestrators]
+        for name in names:
+            state[name] = NodeState(True, draw(st.sampled_from([OLD, TARGET])))
     return state
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -239,6 +240,7 @@ def test_an_answer_cut_off_midway_is_unreachable_not_a_crash() -> None:
 class _Done:
     exit_code: int
     stdout: str
+    stderr: str = ""
 
 
 class _LocalRunner:
@@ -247,7 +249,7 @@ class _LocalRunner:
     host = "localhost"
 
     def run(
-        self, command: str | list[str], timeout: float | None = None, check: bool = True
+        self, command: str | Sequence[str], timeout: float | None = None, check: bool = True
     ) -> _Done:
         assert isinstance(command, str)
         done = subprocess.run(
