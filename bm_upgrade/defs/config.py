@@ -119,16 +119,6 @@ class RunSettings:
 
     @classmethod
     def from_config(cls, config: UpgradeConfig, inventory: Inventory) -> RunSettings:
-        options = replace(
-            PlanOptions.from_inventory(inventory),
-            target_version=config.target_version,
-            failback=config.failback,
-            delete_dirty_backups=config.delete_dirty_backups,
-            keep_previous_kit=config.keep_previous_kit,
-            client_batch_size=config.client_batch_size,
-            allow_downtime=config.allow_downtime,
-            accept_data_loss=config.accept_data_loss,
-        )
         timeouts = Timeouts(
             stop_s=config.stop_timeout_s,
             start_s=config.start_timeout_s,
@@ -136,6 +126,18 @@ class RunSettings:
             failover_s=config.failover_timeout_s,
             client_s=config.client_timeout_s,
             orchestrator_s=config.orchestrator_timeout_s,
+        )
+        options = PlanOptions.from_inventory(
+            inventory,
+            target_version=config.target_version,
+            failback=config.failback,
+            delete_dirty_backups=config.delete_dirty_backups,
+            keep_previous_kit=config.keep_previous_kit,
+            client_batch_size=config.client_batch_size,
+            allow_downtime=config.allow_downtime,
+            accept_data_loss=config.accept_data_loss,
+            continue_on_failure=config.continue_on_failure,
+            timeouts=timeouts,
         )
         window_end = (
             datetime.datetime.fromisoformat(config.window_end) if config.window_end else None

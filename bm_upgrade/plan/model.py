@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from bm_upgrade.inventory import Inventory
+from bm_upgrade.inventory import Inventory, Timeouts
 
 Phase = Literal["preflight", "kit", "servers", "verify", "clients", "orchestrators", "report"]
 PHASES: tuple[Phase, ...] = (
@@ -45,7 +45,9 @@ class NodeState:
 
 @dataclass(frozen=True)
 class PlanOptions:
-    """Choices for one plan; defaults come from the inventory's policy."""
+    """The run's options, built once per run: the target and every choice of the
+    inventory's ``policy`` (:class:`~bm_upgrade.inventory.Policy`), with the run's overrides
+    applied. Every step reads these, never the inventory's policy or target."""
 
     target_version: str
     failback: bool = False
@@ -55,21 +57,20 @@ class PlanOptions:
     parallel_stripes: int = 1
     allow_downtime: bool = False
     accept_data_loss: bool = False
+    continue_on_failure: bool = False
+    timeouts: Timeouts = field(default_factory=Timeouts)
 
     @classmethod
     def from_inventory(cls, inventory: Inventory, **overrides: Any) -> PlanOptions:
-        """Options from the inventory's target and policy; ``None`` overrides are ignored."""
-        policy = inventory.policy
+        """The inventory's target and policy, then ``overrides`` (``None`` ones ignored):
+        any policy field by its name, ``target_version`` and ``timeouts``."""
         values: dict[str, Any] = {
-            "target_version": inventory.target_version,
-            "failback": policy.failback,
-            "delete_dirty_backups": policy.delete_dirty_backups,
-            "keep_previous_kit": policy.keep_previous_kit,
-            "client_batch_size": policy.client_batch_size,
-            "parallel_stripes": policy.parallel_stripes,
-            "allow_downtime": policy.allow_downtime,
-            "accept_data_loss": policy.accept_data_loss,
+            name: getattr(inventory.policy, name) for name in type(inventory.policy).model_fields
         }
+        values["target_version"] = inventory.target_version
+        unknown = set(overrides) - set(values)
+        if unknown:
+            raise TypeError(f"not a run option: {', '.join(sorted(unknown))}")
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

@@ -50,7 +50,7 @@ def run_client_command(
     command = client.start_command if which == "start" else client.stop_command
     what = f"{which} command of client {client.name} on host {client.host}"
     ctx.log.info("client %s: running its %s command: %s", client.name, which, command)
-    timeout = ctx.inventory.policy.timeouts.client_s
+    timeout = ctx.options.timeouts.client_s
     try:
         result = conn.run(command, timeout=timeout, check=False)
     except CommandTimeout:
@@ -80,7 +80,7 @@ def run_client_command(
 def _wait_client(
     ctx: ServerOps, conn: Connection, client: Client, *, running: bool, version: str | None = None
 ) -> ClientStatus:
-    timeout = ctx.inventory.policy.timeouts.client_s
+    timeout = ctx.options.timeouts.client_s
 
     def check() -> Poll[ClientStatus]:
         status = probe_client(conn, client)
@@ -151,7 +151,7 @@ def _reason(exc: RemoteError) -> str:
 def upgrade_client(ctx: ServerOps, client: Client) -> list[StepRecord]:
     """Upgrade one client, doing only what its real state still needs."""
     conn = ctx.pool.get(client.host)
-    timeout = ctx.inventory.policy.timeouts.client_s
+    timeout = ctx.options.timeouts.client_s
     status = probe_client(conn, client)
     if not status.reachable:
         raise StepFailed(

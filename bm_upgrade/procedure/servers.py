@@ -413,7 +413,7 @@ def _act_start(
         rec.saw(f"{server.name} already runs")
         return
     start_server(ctx, server, rec)
-    timeout = ctx.inventory.policy.timeouts.start_s
+    timeout = ctx.options.timeouts.start_s
     outcome = ctx.wait_state(server, None, timeout)
     if not outcome.ok:
         raise StepFailed(
@@ -462,13 +462,13 @@ def _confirm(
 def _act_confirm_standby(
     ctx: StepContext, stripe: Stripe, server: Server, seen: Mapping[str, Seen], rec: StepRecorder
 ) -> None:
-    _confirm(ctx, server, seen, rec, state=STANDBY, timeout=ctx.inventory.policy.timeouts.sync_s)
+    _confirm(ctx, server, seen, rec, state=STANDBY, timeout=ctx.options.timeouts.sync_s)
 
 
 def _act_confirm_active(
     ctx: StepContext, stripe: Stripe, server: Server, seen: Mapping[str, Seen], rec: StepRecorder
 ) -> None:
-    timeouts = ctx.inventory.policy.timeouts
+    timeouts = ctx.options.timeouts
     _confirm(ctx, server, seen, rec, state=ACTIVE, timeout=timeouts.start_s + timeouts.failover_s)
 
 
@@ -502,7 +502,7 @@ def _stop_active(
         now = ", ".join(f"{st.name} {st.state}" for st in states)
         return Poll(standby, now)
 
-    timeout = ctx.inventory.policy.timeouts.sync_s
+    timeout = ctx.options.timeouts.sync_s
     outcome = wait_for(
         check,
         what=f"a PASSIVE-STANDBY mirror before stopping {server.name}",
@@ -544,7 +544,7 @@ def _act_failback_stop(
 def _act_wait_failover(
     ctx: StepContext, stripe: Stripe, server: Server, seen: Mapping[str, Seen], rec: StepRecorder
 ) -> None:
-    timeouts = ctx.inventory.policy.timeouts
+    timeouts = ctx.options.timeouts
     outcome = ctx.wait_active(stripe, timeouts.failover_s)
     if outcome.value is not None:
         rec.done(f"confirmed {outcome.value.name} {ACTIVE} after {outcome.waited_s:.1f} s")

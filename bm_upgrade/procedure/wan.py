@@ -104,7 +104,7 @@ def observe(wan: WanWatch) -> dict[str, tuple[Orchestrator, OrchestratorStatus, 
 def _stop(wan: WanWatch, orch: Orchestrator, rec: StepRecorder) -> None:
     ctx = wan.ctx
     conn = ctx.pool.get(orch.host)
-    timeout = ctx.inventory.policy.timeouts.orchestrator_s
+    timeout = ctx.options.timeouts.orchestrator_s
     # Only an orchestrator whose kit root proved to be a 4.x kit is stopped: its kit root
     # is swapped next (docs/safety.md rule 9).
     result = conn.run(
@@ -156,7 +156,7 @@ def _start(wan: WanWatch, orch: Orchestrator, rec: StepRecorder) -> None:
             "then rerun",
         )
     rec.done(f"started {orch.name} detached (pid {detached_pid(conn, output)})")
-    timeout = ctx.inventory.policy.timeouts.orchestrator_s
+    timeout = ctx.options.timeouts.orchestrator_s
     alive_checked = time.monotonic()  # just launched: its process list is read a bit later
 
     def check() -> Poll[OrchestratorStatus]:
@@ -191,7 +191,7 @@ def _start(wan: WanWatch, orch: Orchestrator, rec: StepRecorder) -> None:
 def confirm_wan(wan: WanWatch, rec: StepRecorder) -> None:
     """Every orchestrator answers on the target; every replica cache is ACTIVE again."""
     ctx = wan.ctx
-    timeout = ctx.inventory.policy.timeouts.orchestrator_s
+    timeout = ctx.options.timeouts.orchestrator_s
     orchs = [o for r in ctx.inventory.regions for o in r.orchestrators]
 
     def check() -> Poll[bool]:

@@ -451,3 +451,27 @@ def test_plan_is_a_pure_function() -> None:
     first = make_plan(inv)
     assert first == make_plan(inv)
     assert [s.as_dict() for s in first.steps] == [s.as_dict() for s in make_plan(inv).steps]
+
+
+def test_run_options_carry_every_policy_field_and_take_overrides() -> None:
+    """PlanOptions is the run's one options object: every policy field, by the same name,
+    so a new policy field cannot be forgotten by a run; overrides win, None ones do not."""
+    from dataclasses import fields
+
+    from bm_upgrade.inventory import Policy, Timeouts
+
+    assert {f.name for f in fields(PlanOptions)} == {*Policy.model_fields, "target_version"}
+    inventory = parse_inventory(minimal(), "x")
+    options = PlanOptions.from_inventory(
+        inventory,
+        target_version="4.2.0",
+        failback=True,
+        client_batch_size=None,
+        timeouts=Timeouts(sync_s=5),
+    )
+    assert options.target_version == "4.2.0"
+    assert options.failback is True
+    assert options.client_batch_size == inventory.policy.client_batch_size
+    assert options.timeouts.sync_s == 5
+    with pytest.raises(TypeError, match="not a run option: colour"):
+        PlanOptions.from_inventory(inventory, colour="blue")
