@@ -8,12 +8,15 @@ environment variable or a file.
 
 - nodes.py: kits, regions, stripes, servers, clients, orchestrators (field-level checks).
 - settings.py: SSH access, maintenance window, timeouts, policy.
-- cluster.py: :class:`Inventory`, its views and its JSON Schema.
+- cluster.py: :class:`Inventory`, its views (every stripe, server, client, orchestrator,
+  host) and its JSON Schema.
+- kitroot.py: :class:`KitRoot`, the paths derived from a node's ``install_dir``.
 - cross_field.py: the checks no single field shows (unique names, ports, WAN, kits).
 - loading.py: reading a file (bounded YAML) and turning pydantic's errors into located issues.
 """
 
 from bm_upgrade.inventory.cluster import Inventory, json_schema
+from bm_upgrade.inventory.kitroot import KitRoot
 from bm_upgrade.inventory.loading import issues_from_validation, load_inventory, parse_inventory
 from bm_upgrade.inventory.nodes import (
     NAME_PATTERN,
@@ -35,6 +38,7 @@ __all__ = [
     "Inventory",
     "JumpHost",
     "Kit",
+    "KitRoot",
     "Orchestrator",
     "Policy",
     "Region",

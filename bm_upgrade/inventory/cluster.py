@@ -8,7 +8,16 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from bm_upgrade.inventory.cross_field import CrossFieldIssues, cross_field_issues
-from bm_upgrade.inventory.nodes import VERSION_PATTERN, FrozenModel, Kit, Region, Server, Stripe
+from bm_upgrade.inventory.nodes import (
+    VERSION_PATTERN,
+    Client,
+    FrozenModel,
+    Kit,
+    Orchestrator,
+    Region,
+    Server,
+    Stripe,
+)
 from bm_upgrade.inventory.settings import Policy, SshSettings, Window
 
 
@@ -45,24 +54,40 @@ class Inventory(FrozenModel):
     def region_persistent(self, region: Region) -> bool:
         return self.persistent if region.persistent is None else region.persistent
 
-    def servers(self) -> Iterator[tuple[Region, Stripe, Server]]:
+    def stripes(self) -> Iterator[tuple[Region, Stripe]]:
+        """Every stripe with its region, in inventory order."""
         for region in self.regions:
             for stripe in region.stripes:
-                for server in stripe.servers:
-                    yield region, stripe, server
+                yield region, stripe
+
+    def servers(self) -> Iterator[tuple[Region, Stripe, Server]]:
+        """Every server with its region and stripe, in inventory order."""
+        for region, stripe in self.stripes():
+            for server in stripe.servers:
+                yield region, stripe, server
+
+    def clients(self) -> Iterator[tuple[Region, Client]]:
+        """Every client with its region, in inventory order."""
+        for region in self.regions:
+            for client in region.clients:
+                yield region, client
+
+    def orchestrators(self) -> Iterator[tuple[Region, Orchestrator]]:
+        """Every WAN orchestrator with its region, in inventory order."""
+        for region in self.regions:
+            for orch in region.orchestrators:
+                yield region, orch
+
+    def nodes(self) -> Iterator[Server | Client | Orchestrator]:
+        """Every node in inventory order: per region its servers, clients, orchestrators."""
+        for region in self.regions:
+            yield from (server for stripe in region.stripes for server in stripe.servers)
+            yield from region.clients
+            yield from region.orchestrators
 
     def hosts(self) -> list[str]:
         """Every distinct host, in inventory order."""
-        seen: dict[str, None] = {}
-        for region in self.regions:
-            for stripe in region.stripes:
-                for server in stripe.servers:
-                    seen.setdefault(server.host, None)
-            for client in region.clients:
-                seen.setdefault(client.host, None)
-            for orch in region.orchestrators:
-                seen.setdefault(orch.host, None)
-        return list(seen)
+        return list(dict.fromkeys(node.host for node in self.nodes()))
 
     def has_wan(self) -> bool:
         return any(region.orchestrators for region in self.regions)

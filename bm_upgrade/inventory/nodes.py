@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bm_upgrade.inventory.kitroot import KitRoot
 from bm_upgrade.inventory_checks import REMOTE_PATH_FIELDS, host_problem, remote_path_problem
 
 VERSION_PATTERN = r"^4\.2\.\d+(\.\d+)*$"
@@ -98,6 +99,16 @@ class Server(_Node):
     start_command: str | None = None
     stop_command: str | None = None
 
+    @property
+    def kit_root(self) -> KitRoot:
+        return KitRoot.of(self.install_dir)
+
+    @property
+    def console_log_path(self) -> str:
+        """Where a detached start writes the console: ``console_log``, else beside the kit
+        root."""
+        return self.console_log or self.kit_root.console_log(self.name)
+
     def ports(self) -> list[int]:
         """Every port the server binds (tc-config defaults: tsa, +10 jmx, +20 group)."""
         return [
@@ -148,6 +159,16 @@ class Orchestrator(_Node):
         "reconnectResync"
     )
     console_log: str | None = None
+
+    @property
+    def kit_root(self) -> KitRoot:
+        return KitRoot.of(self.install_dir)
+
+    @property
+    def console_log_path(self) -> str:
+        """Where a detached start writes the console: ``console_log``, else beside the kit
+        root."""
+        return self.console_log or self.kit_root.console_log(self.name)
 
 
 class Region(FrozenModel):
