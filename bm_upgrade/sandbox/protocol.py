@@ -1,4 +1,5 @@
-"""Talk to sandbox servers the way a client does (for ``sandbox verify`` and tests).
+"""Talk to sandbox servers the way a client does (for ``sandbox verify`` and tests), and read
+their REST stat the way the tool does.
 
 The wire protocol (newline-delimited JSON on the tsa-port and tsa-group-port) is described in
 ENGINE.md and implemented once, in the kit's shared module.
@@ -14,6 +15,7 @@ from typing import Any
 from bm_upgrade.sandbox.kit_files.server.lib import tccommon
 
 stripe_for_key = tccommon.stripe_for_key
+STAT_PATH = "/tc-management-api/v2/local/stat"
 
 
 class NotActive(Exception):
@@ -64,3 +66,8 @@ def get_json(url: str, timeout_s: float = 1.0) -> dict[str, Any] | None:
     except (OSError, ValueError, http.client.HTTPException):  # URLError is an OSError
         return None
     return data if isinstance(data, dict) else None
+
+
+def server_stat(host: str, port: int, timeout_s: float = 1.0) -> dict[str, Any] | None:
+    """The server's REST stat, or None when it does not answer."""
+    return get_json(f"http://{host}:{port}{STAT_PATH}", timeout_s)

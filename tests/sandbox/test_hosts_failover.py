@@ -165,12 +165,12 @@ def test_failover_and_failback_by_hand_lose_no_acknowledged_write(
 
 def test_down_leaves_no_process_behind(sandbox: Sandbox, nodes: tuple[Node, Node]) -> None:
     directory = sandbox.directory
-    pids = set(cluster.recorded_pids(directory)) | set(cluster.processes_under(directory))
+    pids = set(cluster.recorded_pids(directory)) | set(processes.processes_mentioning(directory))
     assert len(pids) >= 6  # 3 sshd, 2 server scripts + programs, client, kit server
     nodes[0].ssh.close()
     nodes[1].ssh.close()
     cluster.down(directory)
     assert [pid for pid in pids if processes.pid_alive(pid)] == []
-    assert cluster.processes_under(directory) == []
+    assert processes.processes_mentioning(directory) == []
     assert not (directory / "address-block").exists()
     cluster.down(directory)  # idempotent
