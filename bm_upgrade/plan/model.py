@@ -1,4 +1,5 @@
-"""The plan's vocabulary: what was observed of a node, the options, a step, a plan."""
+"""The plan's vocabulary: what was observed of a node, the options, a step's action and
+segment, a step, a plan, and the builder every planner adds its steps to."""
 
 from __future__ import annotations
 
@@ -21,10 +22,44 @@ PHASES: tuple[Phase, ...] = (
 ACTIVE = "ACTIVE-COORDINATOR"
 STANDBY = "PASSIVE-STANDBY"
 
+Action = Literal[
+    # cluster and kit
+    "preflight",
+    "fetch",
+    "stage",
+    "verify-servers",
+    "confirm-wan",
+    "report",
+    # one node
+    "stop",
+    "install",
+    "replace-jars",
+    "start",
+    # a server
+    "confirm-standby",
+    "confirm-active",
+    "failover-stop",
+    "failback-stop",
+    "wait-failover",
+    # a node already done (always skipped)
+    "upgrade",
+    "failback",
+]
+"""What a step does. The procedure dispatches on it (``procedure/server_actions.py``), and the
+window guard knows which ones start an outage (:data:`bm_upgrade.window.DISRUPTIVE`)."""
+
+Segment = Literal["mirrors", "failover", "failback"]
+"""Which stripe op does a server step: ``upgrade_mirrors`` the mirrors, ``failover`` the
+active and the failback. A server step of no segment brings back a server that is down or
+confirms one still starting: whichever op looks first does it (docs/safety.md rule 3)."""
+SEGMENTS: tuple[Segment, ...] = ("mirrors", "failover", "failback")
+"""The segments in the order a stripe goes through them."""
+
 
 @dataclass(frozen=True)
 class NodeState:
-    """What was observed of one node (server, client or orchestrator).
+    """What was observed of one node (server, client or orchestrator): the plan's input,
+    the same shape for every kind of node, whether probed or assumed.
 
     Attributes:
         running: the process is up.
@@ -83,6 +118,7 @@ class Step:
         phase: one of PHASES.
         node: the server/client/orchestrator/host it acts on (the cluster for cluster steps).
         action: what it does (``stop``, ``install``, ``start``, ``confirm-standby``, ...).
+        segment: for a server step, the stripe op that does it (see :data:`Segment`).
         waits_for: what must be true before the step counts as done.
         stage: steps of one stage may overlap; stages run in order.
         lane: the parallel group: steps of one lane run in order, lanes of a stage in parallel.
@@ -95,13 +131,14 @@ class Step:
 
     phase: Phase
     node: str
-    action: str
+    action: Action
     waits_for: str
     stage: int
     lane: str
     kind: Literal["change", "check"] = "change"
     region: str | None = None
     stripe: str | None = None
+    segment: Segment | None = None
     skipped: bool = False
     reason: str = ""
     detail: str = ""
@@ -129,3 +166,29 @@ class Plan:
     def todo(self) -> list[Step]:
         """The change steps that are not skipped, in order."""
         return [s for s in self.steps if s.kind == "change" and not s.skipped]
+
+
+class Builder:
+    """Accumulates steps, numbering stages as phases and batches open."""
+
+    def __init__(self) -> None:
+        self.steps: list[Step] = []
+        self.stage = -1
+
+    def next_stage(self) -> None:
+        self.stage += 1
+
+    def add(
+        self, phase: Phase, node: str, action: Action, waits_for: str, lane: str, **extra: Any
+    ) -> None:
+        self.steps.append(
+            Step(
+                phase=phase,
+                node=node,
+                action=action,
+                waits_for=waits_for,
+                stage=self.stage,
+                lane=lane,
+                **extra,
+            )
+        )

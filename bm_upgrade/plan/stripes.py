@@ -1,39 +1,21 @@
 """One stripe's server steps: mirrors first, then the active through a controlled failover,
-then an optional failback; planned against the state each step is expected to leave."""
+then an optional failback; planned against the state each step is expected to leave, each
+step tagged with the segment (the stripe op) that does it."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from bm_upgrade.inventory import Region, Server, Stripe
-from bm_upgrade.plan.model import ACTIVE, STANDBY, NodeState, Phase, PlanOptions, Step
-
-
-class Builder:
-    """Accumulates steps, numbering stages as phases and batches open."""
-
-    def __init__(self) -> None:
-        self.steps: list[Step] = []
-        self.stage = -1
-
-    def next_stage(self) -> None:
-        self.stage += 1
-
-    def add(
-        self, phase: Phase, node: str, action: str, waits_for: str, lane: str, **extra: Any
-    ) -> None:
-        self.steps.append(
-            Step(
-                phase=phase,
-                node=node,
-                action=action,
-                waits_for=waits_for,
-                stage=self.stage,
-                lane=lane,
-                **extra,
-            )
-        )
+from bm_upgrade.plan.model import (
+    ACTIVE,
+    STANDBY,
+    Action,
+    Builder,
+    NodeState,
+    PlanOptions,
+    Segment,
+)
 
 
 def _server_state(server: Server, stripe: Stripe, observed: Mapping[str, NodeState]) -> NodeState:
@@ -51,6 +33,7 @@ class StripePlanner:
 
     It keeps the state each step is expected to leave behind, so every decision is taken
     against the state at that point of the plan: that is what keeps one server down at most.
+    Each rule adds its steps under its own segment (:data:`~bm_upgrade.plan.model.Segment`).
     """
 
     def __init__(
@@ -69,18 +52,24 @@ class StripePlanner:
         self.single = len(stripe.servers) == 1
         self.preferred = stripe.preferred_active()
         self.state = {s.name: _server_state(s, stripe, observed) for s in stripe.servers}
+        self.segment: Segment | None = None
 
     def plan(self) -> None:
+        self.segment = None
         self.bring_back_down_servers()
         self.confirm_starting_servers()
+        self.segment = "mirrors"
         self.upgrade_mirrors()
+        self.segment = "failover"
         self.upgrade_active()
         if self.options.failback:
+            self.segment = "failback"
             self.fail_back()
 
     # -- rules, in the order they apply ----------------------------------------------------
     def bring_back_down_servers(self) -> None:
-        """A server that is down is brought back first: never two down at once."""
+        """A server that is down is brought back first: never two down at once (no segment:
+        whichever stripe op looks first does it)."""
         for name, seen in list(self.state.items()):
             if seen.running:
                 continue
@@ -91,7 +80,8 @@ class StripePlanner:
             self.bring_back(name)
 
     def confirm_starting_servers(self) -> None:
-        """A server on the target still starting or syncing is confirmed before going on."""
+        """A server on the target still starting or syncing is confirmed before going on (no
+        segment, as above)."""
         for name, seen in list(self.state.items()):
             if seen.running and seen.version == self.target and seen.state not in (ACTIVE, STANDBY):
                 self.confirm(name)
@@ -160,7 +150,7 @@ class StripePlanner:
 
     # -- building blocks -------------------------------------------------------------------
     def add(
-        self, server: str, action: str, waits_for: str, *, skip: str = "", detail: str = ""
+        self, server: str, action: Action, waits_for: str, *, skip: str = "", detail: str = ""
     ) -> None:
         self.b.add(
             "servers",
@@ -170,6 +160,7 @@ class StripePlanner:
             lane=f"servers/{self.region.name}/{self.stripe.name}",
             region=self.region.name,
             stripe=self.stripe.name,
+            segment=self.segment,
             skipped=bool(skip),
             reason=skip,
             detail=detail,
@@ -226,7 +217,7 @@ class StripePlanner:
             )
             self.set(name, True, self.target, STANDBY)
 
-    def fail_over_from(self, name: str, action: str, waits_for: str) -> None:
+    def fail_over_from(self, name: str, action: Action, waits_for: str) -> None:
         self.add(name, action, waits_for)
         self.set(name, False, self.state[name].version, None)
         successor = self.takeover_candidate(name)
