@@ -27,7 +27,7 @@ import yaml
 
 from bm_upgrade.inventory import load_inventory
 from bm_upgrade.remote import HostPool
-from bm_upgrade.sandbox import cluster, processes, sshd
+from bm_upgrade.sandbox import cluster, logins, processes, wrapper
 
 TOPOLOGY = Path(cluster.__file__).parent / "topologies" / "bench.yaml"
 
@@ -80,9 +80,9 @@ def command_costs(directory: Path, inventory_path: Path) -> None:
             f"{median_ms(lambda: conn.run('true')):.1f} ms median"
         )
     folder = directory / "bench-wrappers"
-    python = sshd.wrapper_python()
+    python = wrapper.wrapper_python()
     wrappers = {"python": [python, "-S", "-I", str(folder / "cmdwrap.pyc")]}
-    if sshd.install_wrapper(folder).name == "cmdwrap":
+    if wrapper.install_wrapper(folder).name == "cmdwrap":
         wrappers["compiled"] = [
             str(folder / "cmdwrap"),
             "--python",
@@ -134,7 +134,7 @@ def main() -> None:
         inventory = yaml.safe_load(inventory_path.read_text())
         mirror = inventory["regions"][0]["stripes"][0]["servers"][1]
         bin_dir = Path(mirror["install_dir"]) / "server" / "bin"
-        user = sshd.login_user()
+        user = logins.login_user()
         since = time.time()
         run = ["runuser", "-u", user, "--"] if user != getpass.getuser() else []
         subprocess.run(

@@ -28,7 +28,7 @@ import paramiko
 from bm_upgrade.inventory import SshSettings
 from bm_upgrade.remote import Connection
 from bm_upgrade.remote.transfer import _send, file_sha256
-from bm_upgrade.sandbox import blocks, sshd
+from bm_upgrade.sandbox import blocks, logins, sshd, sshkeys
 
 
 def best_of(repeat: int, action: Callable[[], None], before: Callable[[], None]) -> float:
@@ -43,19 +43,19 @@ def best_of(repeat: int, action: Callable[[], None], before: Callable[[], None])
 
 def start_host(
     base: Path, address: str
-) -> tuple[sshd.SshdHandle, SshSettings, sshd.ClientKey, Path]:
+) -> tuple[sshd.SshdHandle, SshSettings, sshkeys.ClientKey, Path]:
     """One sandbox sshd at ``address`` whose login user may write ``base/work``."""
-    user = sshd.login_user()
-    key = sshd.create_client_key(base / "client" / "id_ed25519")
+    user = logins.login_user()
+    key = sshkeys.create_client_key(base / "client" / "id_ed25519")
     root, work = base / "host", base / "work"
     for folder in (root, work):
         folder.mkdir(parents=True)
-        sshd.give_to_user(folder, user)
-    sshd.grant_traverse(work)
+        logins.give_to_user(folder, user)
+    logins.grant_traverse(work)
     handle = sshd.start_sshd(
-        address, sshd.default_port(), root, authorized_key=key.public_line, login_user=user
+        address, logins.default_port(), root, authorized_key=key.public_line, login_user=user
     )
-    known = sshd.write_known_hosts(base / "client" / "known_hosts", [handle])
+    known = sshkeys.write_known_hosts(base / "client" / "known_hosts", [handle])
     settings = SshSettings(
         user=user,
         port=handle.port,

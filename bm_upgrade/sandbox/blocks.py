@@ -15,7 +15,7 @@ import random
 import tempfile
 from pathlib import Path
 
-from bm_upgrade.sandbox.sshd import SshdError
+from bm_upgrade.sandbox.logins import SshdError
 
 BLOCKS_DIR = Path(tempfile.gettempdir()) / "bm-sandbox-address-blocks"
 BLOCK_MARKER = "address-block"
@@ -85,6 +85,3 @@ def _owner_holds(owner: Path, block: str) -> bool:
         return (owner / BLOCK_MARKER).read_text(encoding="ascii").strip() == block
     except OSError:
         return False
-
-
-# -- ports ------------------------------------------------------------------------------------

@@ -2,39 +2,35 @@
 
 Usable on its own (tests of the SSH layer) and by :mod:`bm_upgrade.sandbox.cluster`::
 
-    key = create_client_key(tmp / "id_ed25519")
-    handle = start_sshd("127.1.2.3", default_port(), tmp / "host",
-                        authorized_key=key.public_line, login_user=login_user())
-    write_known_hosts(tmp / "known_hosts", [handle])
+    key = sshkeys.create_client_key(tmp / "id_ed25519")
+    handle = start_sshd("127.1.2.3", logins.default_port(), tmp / "host",
+                        authorized_key=key.public_line, login_user=logins.login_user())
+    sshkeys.write_known_hosts(tmp / "known_hosts", [handle])
     ...
     handle.stop()
 
 Each sshd has its own host key, config, pid file, log and authorized_keys under its root
 folder, ``UsePAM no``, ``StrictModes no`` (so keys under /tmp work) and a ``ForceCommand``
-that runs :mod:`bm_upgrade.sandbox.cmdwrap`: every command is journaled before it runs, the
-sftp subsystem is exec'ed unchanged. As root it listens on port 22 and logs users in as the
-unprivileged ``bmsandbox`` (created if missing, with a shell that reads no startup files);
-as an ordinary user it listens on a port >= 1024 and logs that user in.
+that runs the command wrapper (:mod:`bm_upgrade.sandbox.wrapper`): every command is journaled
+before it runs, the sftp subsystem is exec'ed unchanged. Who logs in, and on which port:
+:mod:`bm_upgrade.sandbox.logins`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import getpass
 import os
 import pwd
-import shlex
-import shutil
 import socket
-import stat
 import subprocess
-import sys
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bm_upgrade.sandbox.logins import SshdError, grant_traverse, is_root
 from bm_upgrade.sandbox.processes import pid_alive, stop_process_tree
+from bm_upgrade.sandbox.sshkeys import keygen, known_hosts_line
+from bm_upgrade.sandbox.wrapper import force_command, install_wrapper
 
 SSHD = "/usr/sbin/sshd"
 SFTP_SERVER_CANDIDATES = (
@@ -42,24 +38,6 @@ SFTP_SERVER_CANDIDATES = (
     "/usr/libexec/openssh/sftp-server",
     "/usr/libexec/sftp-server",
 )
-SANDBOX_USER = "bmsandbox"
-SANDBOX_USER_HOME = Path("/var/lib/bmsandbox")
-NON_ROOT_DEFAULT_PORT = 2222
-CMDWRAP_SOURCE = Path(__file__).with_name("cmdwrap.py")
-CMDWRAP_C_SOURCE = Path(__file__).with_name("cmdwrap.c")
-
-
-class SshdError(Exception):
-    """sshd (or a helper it needs) could not be set up or started; the message says why."""
-
-
-@dataclass(frozen=True)
-class ClientKey:
-    """An ed25519 key pair the tool logs in with."""
-
-    private: Path
-    public: Path
-    public_line: str
 
 
 @dataclass
@@ -82,140 +60,6 @@ class SshdHandle:
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop the listener and every session it spawned (by PID); idempotent."""
         stop_process_tree(self.pid, timeout_s, root=self.root)
-
-
-# -- users and permissions --------------------------------------------------------------------
-def is_root() -> bool:
-    return os.geteuid() == 0
-
-
-def login_user() -> str:
-    """The user sandbox hosts log in as: ``bmsandbox`` as root (created if missing), else
-    the current user."""
-    if is_root():
-        return ensure_sandbox_user()
-    return getpass.getuser()
-
-
-def default_port() -> int:
-    """22 as root; an unprivileged port otherwise (only root may bind below 1024)."""
-    return 22 if is_root() else NON_ROOT_DEFAULT_PORT
-
-
-def ensure_sandbox_user(name: str = SANDBOX_USER, home: Path = SANDBOX_USER_HOME) -> str:
-    """Create (if missing) the unprivileged system user sandbox logins use.
-
-    Its shell is /bin/sh and its home holds no startup file, so a command does not pay for a
-    login shell that reads a heavy .bashrc. Its password field is
-    ``*`` (no password, yet not "locked": with ``UsePAM no`` sshd refuses locked accounts even
-    for key logins).
-    """
-    if not is_root():
-        raise SshdError(f"only root can create the sandbox user {name!r}")
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        result = subprocess.run(
-            [
-                "useradd",
-                "--system",
-                "--shell",
-                "/bin/sh",
-                "--home-dir",
-                str(home),
-                "--no-create-home",
-                "--user-group",
-                name,
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        # Another process may have created it at the same time: only its absence is an error.
-        try:
-            pwd.getpwnam(name)
-        except KeyError:
-            raise SshdError(
-                f"cannot create the sandbox user {name!r}: "
-                f"{result.stderr.strip() or result.returncode}"
-            ) from None
-    subprocess.run(["usermod", "-p", "*", name], capture_output=True, check=False)
-    entry = pwd.getpwnam(name)
-    home = Path(entry.pw_dir)
-    home.mkdir(parents=True, exist_ok=True)
-    os.chown(home, entry.pw_uid, entry.pw_gid)
-    home.chmod(0o755)
-    return name
-
-
-def grant_traverse(path: Path) -> None:
-    """Let every user traverse (not list) each existing ancestor of ``path``.
-
-    pytest's tmp folders (``/tmp/pytest-of-root``) are mode 0700; the login user must reach
-    authorized_keys, the command wrapper and the sandbox folder below them.
-    """
-    for folder in [path, *path.parents]:
-        if not folder.exists() or folder == Path("/"):
-            continue
-        mode = folder.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
-
-
-def give_to_user(path: Path, user: str) -> None:
-    """Make ``path`` (recursively) owned by ``user`` when running as root; no-op otherwise."""
-    if not is_root() or user == "root":
-        return
-    entry = pwd.getpwnam(user)
-    for folder, dirs, files in os.walk(path):
-        os.chown(folder, entry.pw_uid, entry.pw_gid)
-        for name in [*dirs, *files]:
-            os.chown(os.path.join(folder, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
-
-
-# -- keys and known_hosts ---------------------------------------------------------------------
-def _keygen(path: Path, comment: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in (path, path.with_name(path.name + ".pub")):
-        stale.unlink(missing_ok=True)
-    result = subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise SshdError(f"ssh-keygen failed for {path}: {result.stderr.strip()}")
-
-
-def create_client_key(path: Path, comment: str = "bm_upgrade-sandbox") -> ClientKey:
-    """Create an ed25519 key pair without passphrase at ``path`` and ``path.pub``."""
-    _keygen(path, comment)
-    public = path.with_name(path.name + ".pub")
-    return ClientKey(
-        private=path, public=public, public_line=public.read_text(encoding="utf-8").strip()
-    )
-
-
-def known_hosts_line(address: str, port: int, host_key_pub: str) -> str:
-    """``addr key`` for port 22, ``[addr]:port key`` otherwise (what ssh and paramiko look up)."""
-    name = address if port == 22 else f"[{address}]:{port}"
-    key_type, key_b64 = host_key_pub.split()[:2]
-    return f"{name} {key_type} {key_b64}"
-
-
-def write_known_hosts(path: Path, hosts: Iterable[SshdHandle | tuple[str, int, str]]) -> Path:
-    """Write a known_hosts file for ``hosts`` (handles or ``(address, port, host_key_pub)``)."""
-    lines = []
-    for host in hosts:
-        if isinstance(host, SshdHandle):
-            lines.append(host.known_hosts_line())
-        else:
-            lines.append(known_hosts_line(*host))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    path.chmod(0o644)
-    return path
 
 
 # -- ports ------------------------------------------------------------------------------------
@@ -241,6 +85,7 @@ def wait_for_port(address: str, port: int, timeout_s: float = 10.0) -> None:
 
 # -- sshd -------------------------------------------------------------------------------------
 def sftp_server_path() -> str:
+    """The machine's OpenSSH sftp-server (sshd's sftp subsystem)."""
     for candidate in SFTP_SERVER_CANDIDATES:
         if os.access(candidate, os.X_OK):
             return candidate
@@ -248,99 +93,6 @@ def sftp_server_path() -> str:
         "no sftp-server found (looked in "
         f"{', '.join(SFTP_SERVER_CANDIDATES)}); install openssh-server"
     )
-
-
-def wrapper_python() -> str:
-    """A python3 every login user can run (the venv's may live under a private home)."""
-    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
-        if os.access(candidate, os.X_OK):
-            return candidate
-    return sys.executable
-
-
-WRAPPER_ENV = "BM_SANDBOX_CMDWRAP"
-"""``python`` makes sandboxes use the Python command wrapper even where a C compiler exists."""
-
-
-def c_compiler() -> str | None:
-    """A C compiler to build the command wrapper with (``$CC``, cc, gcc, clang), if any."""
-    for candidate in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if candidate and shutil.which(candidate):
-            return shutil.which(candidate)
-    return None
-
-
-def install_wrapper(folder: Path, python: str | None = None) -> Path:
-    """Install the command wrapper into ``folder`` (readable by every user); returns what
-    the ForceCommand runs (see :func:`force_command`).
-
-    The wrapper is compiled from ``cmdwrap.c`` when a C compiler is at hand (it skips
-    Python's start-up on every command, and a sandbox upgrade runs hundreds of commands;
-    ``bench/bench_sandbox.py`` prints both wrappers' cost), unless
-    ``BM_SANDBOX_CMDWRAP=python``. ``cmdwrap.py`` is installed either
-    way, byte-compiled: it is the fallback, and the compiled wrapper hands it the rare
-    dirty-backup deletions. Running the ``.pyc`` saves the compiling Python does for a
-    script on every start (a main script is never cached); the ``.py`` is used if byte-compiling
-    fails.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    source = folder / "cmdwrap.py"
-    shutil.copyfile(CMDWRAP_SOURCE, source)
-    source.chmod(0o644)
-    compiled = folder / "cmdwrap.pyc"
-    result = subprocess.run(
-        [
-            python or wrapper_python(),
-            "-S",
-            "-I",
-            "-c",
-            "import py_compile, sys; py_compile.compile(sys.argv[1], cfile=sys.argv[2], "
-            "doraise=True)",
-            str(source),
-            str(compiled),
-        ],
-        capture_output=True,
-        check=False,
-    )
-    python_wrapper = compiled if result.returncode == 0 and compiled.exists() else source
-    python_wrapper.chmod(0o644)
-    compiler = c_compiler()
-    if compiler is None or os.environ.get(WRAPPER_ENV) == "python":
-        return python_wrapper
-    binary = folder / "cmdwrap"
-    built = subprocess.run(
-        [compiler, "-O2", "-o", str(binary), str(CMDWRAP_C_SOURCE)],
-        capture_output=True,
-        check=False,
-    )
-    if built.returncode != 0 or not binary.exists():
-        return python_wrapper
-    binary.chmod(0o755)
-    return binary
-
-
-def force_command(
-    wrapper: Path,
-    *,
-    host: str,
-    scan_root: Path | None,
-    journal: Path | None,
-    python: str | None = None,
-) -> str:
-    """The ForceCommand line running the command wrapper (a shell command, quoted)."""
-    python = python or wrapper_python()
-    if wrapper.suffix in (".py", ".pyc"):
-        args = [python, "-S", "-I", str(wrapper), "--host", host]
-    else:
-        fallback = wrapper.with_name("cmdwrap.pyc")
-        if not fallback.exists():
-            fallback = wrapper.with_name("cmdwrap.py")
-        args = [str(wrapper), "--python", python, "--pyc", str(fallback), "--host", host]
-    if journal is not None:
-        args += ["--journal", str(journal)]
-    if scan_root is not None:
-        args += ["--scan-root", str(scan_root)]
-    return shlex.join(args)
 
 
 def sshd_config_text(
@@ -405,15 +157,17 @@ def start_sshd(
 
     Args:
         address: a loopback address such as 127.5.6.7 (any 127.x.y.z works without setup).
-        port: 22 needs root; see :func:`default_port`.
+        port: 22 needs root; see :func:`~bm_upgrade.sandbox.logins.default_port`.
         root: the host's folder; sshd's files go to ``root/etc/ssh``, ``root/run``,
             ``root/logs``.
         authorized_key: the client's public key line, or a path to its ``.pub`` file.
-        login_user: the only user allowed in (see :func:`login_user`).
+        login_user: the only user allowed in (see
+            :func:`~bm_upgrade.sandbox.logins.login_user`).
         journal: journal file commands are appended to before they run (none: not journaled).
         scan_root: folder the wrapper scans for unpacked kits / deleted dirty backups after
             each command (default: ``root``).
-        wrapper: the command wrapper from :func:`install_wrapper`, shared by several hosts
+        wrapper: the command wrapper from
+            :func:`~bm_upgrade.sandbox.wrapper.install_wrapper`, shared by several hosts
             (default: installed into ``root/etc/ssh``).
 
     Raises:
@@ -430,7 +184,7 @@ def start_sshd(
 
     host_key = ssh_dir / "ssh_host_ed25519_key"
     if not host_key.exists():
-        _keygen(host_key, f"sandbox-host-{address}")
+        keygen(host_key, f"sandbox-host-{address}")
     host_key_pub = (ssh_dir / "ssh_host_ed25519_key.pub").read_text(encoding="utf-8").strip()
 
     key_line = (

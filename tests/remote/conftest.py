@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import pytest
 
 from bm_upgrade.inventory import SshSettings
-from bm_upgrade.sandbox import blocks, processes, sshd
+from bm_upgrade.sandbox import blocks, logins, processes, sshd, sshkeys
 
 
 @dataclass
@@ -34,7 +34,7 @@ class Host:
     """A running sshd and what a client needs to log in to it."""
 
     handle: sshd.SshdHandle
-    key: sshd.ClientKey
+    key: sshkeys.ClientKey
     known_hosts: Path
     work: Path
     """A folder on the host the login user may write (the host is this machine)."""
@@ -93,14 +93,14 @@ def address(block: str) -> Iterator[Callable[[], str]]:
 def client_dir(session_dir: Path) -> Path:
     """The client side: one key every test host accepts, one known_hosts listing them all."""
     folder = session_dir / "client"
-    sshd.create_client_key(folder / "id_ed25519")
+    sshkeys.create_client_key(folder / "id_ed25519")
     (folder / "known_hosts").write_text("", encoding="utf-8")
     return folder
 
 
 def _start_host(base: Path, addr: str, client: Path) -> Host:
-    user = sshd.login_user()
-    key = sshd.ClientKey(
+    user = logins.login_user()
+    key = sshkeys.ClientKey(
         client / "id_ed25519",
         client / "id_ed25519.pub",
         (client / "id_ed25519.pub").read_text(encoding="utf-8").strip(),
@@ -109,10 +109,10 @@ def _start_host(base: Path, addr: str, client: Path) -> Host:
     work = base / "work"
     for folder in (root, work):
         folder.mkdir(parents=True)
-        sshd.give_to_user(folder, user)
-    sshd.grant_traverse(work)
+        logins.give_to_user(folder, user)
+    logins.grant_traverse(work)
     handle = sshd.start_sshd(
-        addr, sshd.default_port(), root, authorized_key=key.public_line, login_user=user
+        addr, logins.default_port(), root, authorized_key=key.public_line, login_user=user
     )
     known_hosts = client / "known_hosts"
     with known_hosts.open("a", encoding="utf-8") as fh:

@@ -24,7 +24,7 @@ from bm_upgrade.errors import (
 )
 from bm_upgrade.inventory import JumpHost
 from bm_upgrade.remote import Connection, HostPool, shell
-from bm_upgrade.sandbox import sshd
+from bm_upgrade.sandbox import sshkeys
 from tests.remote.conftest import Host, pid_alive, stop_pid
 
 
@@ -147,7 +147,7 @@ def test_unknown_host_key_accepted_when_the_inventory_says_so_but_never_recorded
 
 def test_changed_host_key_rejected(host: Host, second_host: Host, tmp_path: Path) -> None:
     wrong = tmp_path / "known_hosts"
-    sshd.write_known_hosts(
+    sshkeys.write_known_hosts(
         wrong, [(host.address, host.handle.port, second_host.handle.host_key_pub)]
     )
     with pytest.raises(HostKeyRejected, match="CHANGED") as info:
@@ -158,7 +158,7 @@ def test_changed_host_key_rejected(host: Host, second_host: Host, tmp_path: Path
 
 
 def test_wrong_key_is_not_retried(host: Host, tmp_path: Path) -> None:
-    other = sshd.create_client_key(tmp_path / "other_key")
+    other = sshkeys.create_client_key(tmp_path / "other_key")
     settings = host.settings(key_file=str(other.private))
     conn = Connection(host.address, settings, retries=5, backoff_s=1.0)
     with connections_counted() as connects, pytest.raises(AuthenticationFailed) as info:

@@ -14,7 +14,7 @@ import pytest
 from bm_upgrade.errors import TransferFailed
 from bm_upgrade.remote import Connection
 from bm_upgrade.remote.transfer import file_sha256, remote_sha256
-from bm_upgrade.sandbox import sshd
+from bm_upgrade.sandbox import logins
 from tests.remote.conftest import Host
 
 
@@ -41,7 +41,7 @@ def own(path: Path, host: Host) -> None:
 def target(host: Host, name: str) -> Path:
     folder = host.work / "uploads with space"
     folder.mkdir(exist_ok=True)
-    sshd.give_to_user(folder, host.handle.login_user)
+    logins.give_to_user(folder, host.handle.login_user)
     return folder / name
 
 

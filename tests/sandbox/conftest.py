@@ -22,7 +22,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from bm_upgrade.sandbox import blocks, sshd
+from bm_upgrade.sandbox import blocks, logins, sshd, sshkeys
 
 
 @dataclass
@@ -30,7 +30,7 @@ class SshHost:
     """A running sandbox sshd plus what a client needs to log in."""
 
     handle: sshd.SshdHandle
-    key: sshd.ClientKey
+    key: sshkeys.ClientKey
     known_hosts: Path
     journal: Path
     user: str
@@ -132,22 +132,22 @@ def address_block(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def ssh_host(sandbox_tmp: Path, address_block: str) -> Iterator[SshHost]:
     """One real sshd on a fresh address of the session's block, journaling commands."""
     base = new_folder(sandbox_tmp, "sshd-host")
-    user = sshd.login_user()
-    key = sshd.create_client_key(base / "client" / "id_ed25519")
+    user = logins.login_user()
+    key = sshkeys.create_client_key(base / "client" / "id_ed25519")
     journal = base / "journal.jsonl"
     root = base / "host"
     root.mkdir()
-    sshd.give_to_user(root, user)
+    logins.give_to_user(root, user)
     address = f"{address_block}.{_next_host_number()}"
     handle = sshd.start_sshd(
         address,
-        sshd.default_port(),
+        logins.default_port(),
         root,
         authorized_key=key.public_line,
         login_user=user,
         journal=journal,
     )
-    known_hosts = sshd.write_known_hosts(base / "client" / "known_hosts", [handle])
+    known_hosts = sshkeys.write_known_hosts(base / "client" / "known_hosts", [handle])
     try:
         yield SshHost(handle=handle, key=key, known_hosts=known_hosts, journal=journal, user=user)
     finally:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bm_upgrade.sandbox import sshd
+from bm_upgrade.sandbox import wrapper
 
 KIT = "opt/terracotta/bigmemory-max-4.2.1"
 BACKUP = "var/terracotta/east-s1-a/data/dirty-objectdb-backup/dirty-objectdb-2026010112000000"
@@ -79,12 +79,12 @@ def _run_all(
 
 @pytest.fixture(scope="module")
 def wrappers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
-    if sshd.c_compiler() is None:
+    if wrapper.c_compiler() is None:
         pytest.skip("no C compiler here: sandboxes use the Python wrapper")
     folder = tmp_path_factory.mktemp("wrappers")
-    binary = sshd.install_wrapper(folder)
+    binary = wrapper.install_wrapper(folder)
     assert binary.name == "cmdwrap", "a C compiler is there, yet the wrapper was not built"
-    python = sshd.wrapper_python()
+    python = wrapper.wrapper_python()
     return {
         "python": [python, "-S", "-I", str(folder / "cmdwrap.pyc")],
         "c": [str(binary), "--python", python, "--pyc", str(folder / "cmdwrap.pyc")],
@@ -142,7 +142,7 @@ def test_without_a_compiler_the_python_wrapper_is_installed(
 ) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: None)
     monkeypatch.delenv("CC", raising=False)
-    wrapper = sshd.install_wrapper(tmp_path)
-    assert wrapper.suffix in (".pyc", ".py")
-    line = sshd.force_command(wrapper, host="127.9.9.1", scan_root=tmp_path, journal=None)
-    assert line.split()[1:4] == ["-S", "-I", str(wrapper)]
+    installed = wrapper.install_wrapper(tmp_path)
+    assert installed.suffix in (".pyc", ".py")
+    line = wrapper.force_command(installed, host="127.9.9.1", scan_root=tmp_path, journal=None)
+    assert line.split()[1:4] == ["-S", "-I", str(installed)]

@@ -16,7 +16,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from bm_upgrade.sandbox import blocks, cmdwrap, processes, sshd
+from bm_upgrade.sandbox import blocks, cmdwrap, logins, processes, sshd, sshkeys, wrapper
 
 from .conftest import SshHost, ssh_connect, ssh_run
 
@@ -144,8 +144,8 @@ def test_known_hosts_is_enforced_with_reject_policy(ssh_host: SshHost, tmp_path:
         ssh_connect(
             ssh_host.address, ssh_host.handle.port, ssh_host.user, ssh_host.key.private, empty
         )
-    other = sshd.create_client_key(tmp_path / "other_host_key")
-    wrong = sshd.write_known_hosts(
+    other = sshkeys.create_client_key(tmp_path / "other_host_key")
+    wrong = sshkeys.write_known_hosts(
         tmp_path / "wrong_known_hosts",
         [(ssh_host.address, ssh_host.handle.port, other.public_line)],
     )
@@ -156,7 +156,7 @@ def test_known_hosts_is_enforced_with_reject_policy(ssh_host: SshHost, tmp_path:
 
 
 def test_an_unknown_client_key_is_refused(ssh_host: SshHost, tmp_path: Path) -> None:
-    stranger = sshd.create_client_key(tmp_path / "stranger")
+    stranger = sshkeys.create_client_key(tmp_path / "stranger")
     with pytest.raises(paramiko.AuthenticationException):
         ssh_connect(
             ssh_host.address,
@@ -169,25 +169,26 @@ def test_an_unknown_client_key_is_refused(ssh_host: SshHost, tmp_path: Path) -> 
 
 def test_known_hosts_line_form() -> None:
     assert (
-        sshd.known_hosts_line("127.1.2.3", 22, "ssh-ed25519 AAAA c") == "127.1.2.3 ssh-ed25519 AAAA"
+        sshkeys.known_hosts_line("127.1.2.3", 22, "ssh-ed25519 AAAA c")
+        == "127.1.2.3 ssh-ed25519 AAAA"
     )
     assert (
-        sshd.known_hosts_line("127.1.2.3", 2222, "ssh-ed25519 AAAA c")
+        sshkeys.known_hosts_line("127.1.2.3", 2222, "ssh-ed25519 AAAA c")
         == "[127.1.2.3]:2222 ssh-ed25519 AAAA"
     )
 
 
 def test_stop_ends_the_listener_and_its_sessions(host_tmp: Path, fresh_address: str) -> None:
     tmp_path = host_tmp
-    user = sshd.login_user()
-    key = sshd.create_client_key(tmp_path / "id")
+    user = logins.login_user()
+    key = sshkeys.create_client_key(tmp_path / "id")
     root = tmp_path / "host"
     root.mkdir()
-    sshd.give_to_user(root, user)
+    logins.give_to_user(root, user)
     handle = sshd.start_sshd(
-        fresh_address, sshd.default_port(), root, authorized_key=key.public, login_user=user
+        fresh_address, logins.default_port(), root, authorized_key=key.public, login_user=user
     )
-    known = sshd.write_known_hosts(tmp_path / "known_hosts", [handle])
+    known = sshkeys.write_known_hosts(tmp_path / "known_hosts", [handle])
     connection = ssh_connect(fresh_address, handle.port, user, key.private, known)
     try:
         session = connection.get_transport().open_session()  # type: ignore[union-attr]
@@ -212,7 +213,7 @@ def test_a_second_sshd_on_a_taken_address_fails_with_its_reason(
     ssh_host: SshHost, host_tmp: Path
 ) -> None:
     tmp_path = host_tmp
-    with pytest.raises(sshd.SshdError, match=ssh_host.address):
+    with pytest.raises(logins.SshdError, match=ssh_host.address):
         sshd.start_sshd(
             ssh_host.address,
             ssh_host.handle.port,
@@ -266,13 +267,13 @@ def test_an_ordinary_user_runs_its_own_sshd_on_a_high_port(
 ) -> None:
     """The non-root path for real: bmsandbox starts sshd on port 2222 and logs in as itself."""
     tmp_path = host_tmp
-    user = sshd.login_user()
+    user = logins.login_user()
     entry = pwd.getpwnam(user)
     base = tmp_path / "nonroot"
     base.mkdir()
-    sshd.grant_traverse(base)
-    sshd.create_client_key(base / "id")
-    sshd.give_to_user(base, user)
+    logins.grant_traverse(base)
+    sshkeys.create_client_key(base / "id")
+    logins.give_to_user(base, user)
     # A copy of the sandbox package the user can read: the checkout itself may sit in a
     # folder only root may enter (CI clones into a fresh 0700 temp folder).
     package_root = base / "pkg"
@@ -282,18 +283,18 @@ def test_an_ordinary_user_runs_its_own_sshd_on_a_high_port(
         ignore=shutil.ignore_patterns("__pycache__"),
     )
     (package_root / "bm_upgrade" / "__init__.py").write_text("")
-    sshd.give_to_user(base, user)
+    logins.give_to_user(base, user)
     script = (
         "import json, sys; sys.path.insert(0, sys.argv[1]);"
-        "from pathlib import Path; from bm_upgrade.sandbox import sshd;"
+        "from pathlib import Path; from bm_upgrade.sandbox import logins, sshd, sshkeys;"
         "b = Path(sys.argv[2]);"
-        "h = sshd.start_sshd(sys.argv[3], sshd.default_port(), b / 'host',"
-        " authorized_key=b / 'id.pub', login_user=sshd.login_user(), journal=b / 'j.jsonl');"
-        "sshd.write_known_hosts(b / 'known_hosts', [h]);"
+        "h = sshd.start_sshd(sys.argv[3], logins.default_port(), b / 'host',"
+        " authorized_key=b / 'id.pub', login_user=logins.login_user(), journal=b / 'j.jsonl');"
+        "sshkeys.write_known_hosts(b / 'known_hosts', [h]);"
         "print(json.dumps({'pid': h.pid, 'port': h.port, 'user': h.login_user}))"
     )
     result = subprocess.run(
-        [sshd.wrapper_python(), "-S", "-c", script, str(package_root), str(base), fresh_address],
+        [wrapper.wrapper_python(), "-S", "-c", script, str(package_root), str(base), fresh_address],
         capture_output=True,
         text=True,
         user=entry.pw_uid,
@@ -307,7 +308,7 @@ def test_an_ordinary_user_runs_its_own_sshd_on_a_high_port(
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
     try:
-        assert info["port"] == sshd.NON_ROOT_DEFAULT_PORT and info["user"] == user
+        assert info["port"] == logins.NON_ROOT_DEFAULT_PORT and info["user"] == user
         connection = ssh_connect(
             fresh_address, info["port"], user, base / "id", base / "known_hosts"
         )

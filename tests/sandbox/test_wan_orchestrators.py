@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bm_upgrade.probes import orchestrator_status_from_json
-from bm_upgrade.sandbox import kits, license, sshd
+from bm_upgrade.sandbox import kits, license, logins
 
 from .conftest import Sandbox
 from .wan_helpers import (
@@ -194,7 +194,7 @@ def _kit(sandbox: Sandbox, orch: Orch, version: str, name: str) -> Path:
         shutil.copyfile(
             sandbox.directory / "terracotta-license.key", root / license.LICENSE_FILE_NAME
         )
-        sshd.give_to_user(root, sandbox.user)
+        logins.give_to_user(root, sandbox.user)
     return root
 
 

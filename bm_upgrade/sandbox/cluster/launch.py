@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bm_upgrade.sandbox import sshd, wan
+from bm_upgrade.sandbox import logins, wan
 from bm_upgrade.sandbox.hosts import HostPlan, OrchestratorPlan, ServerPlan
 from bm_upgrade.sandbox.protocol import server_stat
 
@@ -38,7 +38,7 @@ def _login_env(user: str) -> dict[str, str]:
 
 def run_as(user: str, argv: list[str], cwd: Path, timeout_s: float = 30.0) -> str:
     """Run ``argv`` as ``user`` and return its output; raises SandboxError on a non-zero exit."""
-    switch = sshd.is_root() and user != "root"
+    switch = logins.is_root() and user != "root"
     result = subprocess.run(
         argv,
         cwd=cwd,

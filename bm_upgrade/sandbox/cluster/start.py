@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bm_upgrade.sandbox import blocks, sshd
+from bm_upgrade.sandbox import blocks, logins, sshd, sshkeys, wrapper
 from bm_upgrade.sandbox.cluster import launch, layout
 from bm_upgrade.sandbox.cluster.inventory_file import write_inventory
 from bm_upgrade.sandbox.cluster.launch import SandboxError
@@ -53,8 +53,8 @@ def up(
 
 def _up(topology: Topology, directory: Path, timeout_s: float, say: Callable[[str], None]) -> Path:
     start = time.monotonic()
-    user = sshd.login_user()
-    port = sshd.default_port()
+    user = logins.login_user()
+    port = logins.default_port()
     block = blocks.reserve_block(directory)
     plan = plan_hosts(topology, directory, block)
     for folder in ("run", "ledgers", "faults", "kits", "ssh", "hosts", "cache"):
@@ -68,15 +68,15 @@ def _up(topology: Topology, directory: Path, timeout_s: float, say: Callable[[st
     say("laying out hosts")
     layout.lay_out_hosts(topology, directory, plan, tarballs[topology.version])
 
-    sshd.grant_traverse(directory)
-    sshd.give_to_user(directory, user)
-    key = sshd.create_client_key(directory / "ssh" / "id_ed25519")
-    wrapper = sshd.install_wrapper(directory / "ssh")
+    logins.grant_traverse(directory)
+    logins.give_to_user(directory, user)
+    key = sshkeys.create_client_key(directory / "ssh" / "id_ed25519")
+    command_wrapper = wrapper.install_wrapper(directory / "ssh")
 
     say(f"starting {len(plan.hosts)} sshd and the kit server on {block}.0/24")
     http_pid = launch.start_detached(
         [
-            sshd.wrapper_python(),
+            wrapper.wrapper_python(),
             "-m",
             "http.server",
             str(layout.KIT_PORT),
@@ -100,12 +100,12 @@ def _up(topology: Topology, directory: Path, timeout_s: float, say: Callable[[st
             authorized_key=key.public_line,
             login_user=user,
             journal=directory / "journal.jsonl",
-            wrapper=wrapper,
+            wrapper=command_wrapper,
         )
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         handles = list(pool.map(start_host, plan.hosts))
-    sshd.write_known_hosts(directory / "ssh" / "known_hosts", handles)
+    sshkeys.write_known_hosts(directory / "ssh" / "known_hosts", handles)
     sshd.wait_for_port(plan.kit_host, layout.KIT_PORT, timeout_s=10)
 
     deadline = start + timeout_s
@@ -131,6 +131,6 @@ def _up(topology: Topology, directory: Path, timeout_s: float, say: Callable[[st
     inventory = write_inventory(
         topology, directory, plan, user=user, port=port, key_file=key.private, tarballs=tarballs
     )
-    sshd.give_to_user(directory / "inventory.yaml", user)
+    logins.give_to_user(directory / "inventory.yaml", user)
     say(f"up in {time.monotonic() - start:.1f} s; inventory: {inventory}")
     return inventory
