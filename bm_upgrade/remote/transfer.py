@@ -14,7 +14,7 @@ one), so this module does not import the client; the client imports it for ``upl
 
 Speed: paramiko's default 32 KiB SFTP writes are slower than OpenSSH ``scp``; 252 KiB requests
 (OpenSSH's sftp-server accepts messages up to 256 KiB) with pipelining and the AES-GCM cipher
-chosen in :mod:`bm_upgrade.remote.client` are faster (``bench/bench_upload.py`` prints both
+chosen in :mod:`bm_upgrade.remote.connect` are faster (``bench/bench_upload.py`` prints both
 against ``scp``).
 """
 
