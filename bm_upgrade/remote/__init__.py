@@ -6,8 +6,9 @@
 - :class:`HostPool` (pool.py): one connection per host; ``fan_out`` over a group of hosts.
 - quoting.py: every value placed in a command is quoted (``shell(argv)``).
 - transfer.py: uploads with skip / resume / sha256 check.
-- hostkeys.py, auth.py: known_hosts checking and the keys offered; keyscan.py: first contact
-  (``bm-upgrade trust-hosts``), the one place a host key is recorded.
+- hostkeys.py, known_hosts.py, auth.py: host-key checking, reading known_hosts, and the keys
+  offered; keyscan.py: first contact (``bm-upgrade trust-hosts``), the one place a host key
+  is recorded.
 - watchdog.py: a deadline for the paramiko calls that wait without one.
 """
 

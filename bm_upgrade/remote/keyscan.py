@@ -10,7 +10,8 @@ from pathlib import Path
 
 from bm_upgrade.inventory import SshSettings
 from bm_upgrade.remote.client import Connection
-from bm_upgrade.remote.hostkeys import HostKeyChecker, HostKeyFinding, KnownHosts
+from bm_upgrade.remote.hostkeys import HostKeyChecker, HostKeyFinding
+from bm_upgrade.remote.known_hosts import KnownHosts
 
 
 def check_known_hosts(settings: SshSettings) -> None:

@@ -13,7 +13,8 @@ import pytest
 
 from bm_upgrade.errors import HostKeyRejected, UserError
 from bm_upgrade.remote import Connection, HostPool, KnownHostsError
-from bm_upgrade.remote.hostkeys import HostKeyChecker, known_hosts_name
+from bm_upgrade.remote.hostkeys import HostKeyChecker
+from bm_upgrade.remote.known_hosts import known_hosts_name
 from tests.remote.conftest import Host
 
 RSA = paramiko.RSAKey.generate(2048)

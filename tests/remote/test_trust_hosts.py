@@ -15,7 +15,7 @@ import yaml
 
 from bm_upgrade.cli import main
 from bm_upgrade.remote import Connection
-from bm_upgrade.remote.hostkeys import known_hosts_name
+from bm_upgrade.remote.known_hosts import known_hosts_name
 from bm_upgrade.trust import trust_hosts
 from tests.remote.conftest import Host
 
