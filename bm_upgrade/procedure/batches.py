@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from bm_upgrade.inventory import Client, Inventory
 from bm_upgrade.procedure.clients import upgrade_clients
 from bm_upgrade.procedure.records import StepRecord
-from bm_upgrade.procedure.servers import ServerOps
+from bm_upgrade.procedure.servers import StepContext
 
 
 def client_batches(clients: Sequence[Client], size: int, nodes: int) -> list[list[Client]]:
@@ -25,11 +25,11 @@ def client_batches(clients: Sequence[Client], size: int, nodes: int) -> list[lis
 
 def clients_of_node(inventory: Inventory, size: int, nodes: int, index: int) -> list[Client]:
     """The clients of batch node ``index`` (from 0) of ``nodes``, every region's in order."""
-    clients = [c for r in inventory.regions for c in r.clients]
+    clients = [client for _, client in inventory.clients()]
     return client_batches(clients, size, nodes)[index]
 
 
-def upgrade_in_batches(ctx: ServerOps, clients: Sequence[Client], size: int) -> list[StepRecord]:
+def upgrade_in_batches(ctx: StepContext, clients: Sequence[Client], size: int) -> list[StepRecord]:
     """Upgrade ``clients`` batch after batch of ``size`` (one batch unless the node took the
     rest of a run's smaller batches)."""
     records: list[StepRecord] = []

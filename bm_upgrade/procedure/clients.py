@@ -11,6 +11,10 @@ from the target kit staged on the client's host and are checked before the clien
 the swap puts the new jars in before it takes the old ones out and reads ``lib_dir`` back
 (:mod:`bm_upgrade.procedure.jarswap`).
 
+The steps reach hosts only through the context's
+:class:`~bm_upgrade.procedure.waits.Hosts`, so tests/unit/test_client_branches.py drives
+these branches with a scripted fake host.
+
 The operator's own start, stop and status commands may carry anything (paths, tokens): they
 appear only in the step's log, never in a failure's text or a step's record, which name the
 client, its host and the exit code instead.
@@ -20,18 +24,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Literal
 
-from bm_upgrade.errors import BmUpgradeError, CommandTimeout, RemoteError, StepFailed
+from bm_upgrade.errors import CommandTimeout, RemoteError, StepFailed
 from bm_upgrade.inventory import Client
-from bm_upgrade.probes import ClientStatus, probe_client
+from bm_upgrade.probes import ClientStatus, Runner, probe_client
 from bm_upgrade.procedure.jarswap import SwapFailed, prepare_swap, swap_jars
 from bm_upgrade.procedure.observe import require_servers_ready
 from bm_upgrade.procedure.records import StepRecord, StepRecorder, skipped
-from bm_upgrade.procedure.servers import ServerOps
+from bm_upgrade.procedure.servers import StepContext
+from bm_upgrade.procedure.side_by_side import side_by_side
 from bm_upgrade.procedure.waits import Poll, wait_for
-from bm_upgrade.remote import Connection
 from bm_upgrade.window import CLIENT
+
+HOSTS_AT_ONCE = 8
+"""Client hosts of one batch worked on at once (one thread each; a host's clients go one
+after another)."""
 
 
 def _jars(status: ClientStatus) -> str:
@@ -39,7 +48,7 @@ def _jars(status: ClientStatus) -> str:
 
 
 def run_client_command(
-    ctx: ServerOps, conn: Connection, client: Client, which: Literal["start", "stop"]
+    ctx: StepContext, conn: Runner, client: Client, which: Literal["start", "stop"]
 ) -> None:
     """Run the client's own start or stop command; the command goes to the log only.
 
@@ -78,7 +87,7 @@ def run_client_command(
 
 
 def _wait_client(
-    ctx: ServerOps, conn: Connection, client: Client, *, running: bool, version: str | None = None
+    ctx: StepContext, conn: Runner, client: Client, *, running: bool, version: str | None = None
 ) -> ClientStatus:
     timeout = ctx.options.timeouts.client_s
 
@@ -110,7 +119,7 @@ def _wait_client(
 
 
 def _after_failed_swap(
-    ctx: ServerOps, conn: Connection, client: Client, exc: SwapFailed, *, was_running: bool
+    ctx: StepContext, conn: Runner, client: Client, exc: SwapFailed, *, was_running: bool
 ) -> StepFailed:
     """The error of a failed swap, after starting the client again on its old jars when it
     ran before and they are complete; never on an incomplete set."""
@@ -148,7 +157,7 @@ def _reason(exc: RemoteError) -> str:
     return f"a command exited {exit_code}" if exit_code is not None else type(exc).__name__
 
 
-def upgrade_client(ctx: ServerOps, client: Client) -> list[StepRecord]:
+def upgrade_client(ctx: StepContext, client: Client) -> list[StepRecord]:
     """Upgrade one client, doing only what its real state still needs."""
     conn = ctx.pool.get(client.host)
     timeout = ctx.options.timeouts.client_s
@@ -223,8 +232,10 @@ def upgrade_client(ctx: ServerOps, client: Client) -> list[StepRecord]:
     return records
 
 
-def upgrade_clients(ctx: ServerOps, batch: Sequence[Client]) -> list[StepRecord]:
-    """Upgrade one batch of clients side by side, after checking the servers are ready.
+def upgrade_clients(ctx: StepContext, batch: Sequence[Client]) -> list[StepRecord]:
+    """Upgrade one batch of clients, after checking the servers are ready (docs/safety.md
+    rule 5); the clients of different hosts side by side, those of one host one after
+    another.
 
     Raises:
         StepFailed: the servers are not ready (nothing touched), or a client failed (the
@@ -235,18 +246,9 @@ def upgrade_clients(ctx: ServerOps, batch: Sequence[Client]) -> list[StepRecord]
     for client in batch:
         by_host.setdefault(client.host, []).append(client)
 
-    def one_host(conn: Connection) -> list[StepRecord]:
-        out: list[StepRecord] = []
-        for client in by_host[conn.host]:
-            out += upgrade_client(ctx, client)
-        return out
+    def one_host(clients: list[Client]) -> list[StepRecord]:
+        return [record for client in clients for record in upgrade_client(ctx, client)]
 
-    result = ctx.pool.fan_out(by_host, one_host)
-    records = [r for recs in result.results.values() for r in recs]
-    if result.errors:
-        first: BmUpgradeError = next(iter(result.errors.values()))
-        for host, exc in result.errors.items():
-            if exc is not first:
-                first.add_note(f"also failed on {host}: {exc}")
-        raise first
-    return records
+    work = {host: partial(one_host, clients) for host, clients in by_host.items()}
+    done = side_by_side(work, at_most=HOSTS_AT_ONCE).values()
+    return [record for records in done.values() for record in records]

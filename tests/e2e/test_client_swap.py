@@ -31,7 +31,7 @@ from bm_upgrade.probes import probe_client
 from bm_upgrade.procedure.clients import upgrade_client
 from bm_upgrade.procedure.jarswap import TEMP_PREFIX
 from bm_upgrade.procedure.kit import StagedKit, fetch_kit, stage_kit
-from bm_upgrade.procedure.servers import ServerOps
+from bm_upgrade.procedure.servers import StepContext
 from bm_upgrade.procedure.waits import Poll, wait_for
 from bm_upgrade.remote import Connection, HostPool
 from bm_upgrade.remote.quoting import Command, echo_mark, quote
@@ -119,15 +119,14 @@ def restored(small_sandbox: E2ESandbox, pool: HostPool) -> Iterator[Client]:
 
 def ctx_for(
     inv: Inventory, pool: HostPool, staged: dict[str, StagedKit], **kit: StagedKit
-) -> ServerOps:
-    timeouts = inv.policy.timeouts.model_copy(update={"client_s": 20})
-    quick = inv.model_copy(update={"policy": inv.policy.model_copy(update={"timeouts": timeouts})})
-    return ServerOps.create(
-        quick,
+) -> StepContext:
+    return StepContext.create(
+        inv,
         pool,
         target="4.2.1",
         staged={**staged, **kit},
         logger=logging.getLogger("tests.e2e.client_swap"),
+        timeouts=inv.policy.timeouts.model_copy(update={"client_s": 20}),
     )
 
 

@@ -16,9 +16,9 @@ import yaml
 from bm_upgrade.defs.launch import rerun, run_upgrade
 from bm_upgrade.errors import StepFailed
 from bm_upgrade.procedure.records import StepRecorder
-from bm_upgrade.procedure.servers import ServerOps
-from bm_upgrade.procedure.wan import WanWatch
+from bm_upgrade.procedure.servers import StepContext
 from bm_upgrade.procedure.wan import _stop as wan_stop
+from bm_upgrade.procedure.wan_watch import WanWatch
 from bm_upgrade.remote import HostPool
 from bm_upgrade.sandbox import faults
 from tests.e2e.conftest import E2ESandbox, e2e_sandbox
@@ -63,8 +63,8 @@ def test_full_upgrade_of_two_regions_with_wan(wan: E2ESandbox) -> None:
         elif e["event"] == "client_process" and e["action"] == "start":
             last_version[e["client"]] = e["version"]
     nodes = [s.name for _, _, s in inventory.servers()]
-    nodes += [c.name for r in inventory.regions for c in r.clients]
-    nodes += [o.name for r in inventory.regions for o in r.orchestrators]
+    nodes += [c.name for _, c in inventory.clients()]
+    nodes += [o.name for _, o in inventory.orchestrators()]
     assert {n: last_version.get(n) for n in nodes} == dict.fromkeys(nodes, "4.2.1")
     # Stripes ran side by side: the two stripes of a region overlapped in time.
     windows: dict[str, list[float]] = {}
@@ -138,7 +138,7 @@ def test_an_orchestrator_whose_install_dir_is_not_a_kit_is_not_stopped(wan: E2ES
     wrong = real.model_copy(update={"install_dir": str(folder)})
     since = time.time()
     with HostPool(inventory.ssh) as pool:
-        ctx = ServerOps.create(inventory, pool)
+        ctx = StepContext.create(inventory, pool)
         watch = WanWatch(ctx)
         with pytest.raises(StepFailed) as failed:
             wan_stop(watch, wrong, StepRecorder(real.name, "stop"))
