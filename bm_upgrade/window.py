@@ -11,12 +11,13 @@ from __future__ import annotations
 import datetime
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
 
 from bm_upgrade.cron import Cron
 from bm_upgrade.errors import StepFailed
 from bm_upgrade.inventory import Inventory, Timeouts, Window
+from bm_upgrade.plan.model import Action
 
 
 def utcnow() -> datetime.datetime:
@@ -79,9 +80,23 @@ def window_end_for_run(window: Window, now: datetime.datetime) -> datetime.datet
 
 
 # -- will the next step fit? ------------------------------------------------------------------
-SERVER, ACTIVE, CLIENT, ORCHESTRATORS = "server", "active", "client", "orchestrators"
-DISRUPTIVE = {"stop": SERVER, "failover-stop": ACTIVE, "failback-stop": ACTIVE}
-"""Server actions that take a server down, and the kind of outage they start."""
+Outage = Literal["server", "active", "client", "orchestrators"]
+"""A kind of outage a disruptive step starts: a server (a mirror) down, an ACTIVE down
+through a failover, a client down, the WAN orchestrators down."""
+SERVER: Final = "server"
+ACTIVE: Final = "active"
+CLIENT: Final = "client"
+ORCHESTRATORS: Final = "orchestrators"
+
+DISRUPTIVE: Mapping[Action, Outage] = {
+    "stop": SERVER,
+    "failover-stop": ACTIVE,
+    "failback-stop": ACTIVE,
+}
+"""Actions that take a node down, and the kind of outage they start on a server (a client's
+or an orchestrator's stop starts its own kind)."""
+CLUSTER_STEPS: Mapping[Action, Outage] = {"confirm-wan": ORCHESTRATORS}
+"""Cluster steps that end an outage: the WAN cycle's last step."""
 
 
 def timeout_estimates(timeouts: Timeouts) -> dict[str, float]:
@@ -95,11 +110,10 @@ def timeout_estimates(timeouts: Timeouts) -> dict[str, float]:
     }
 
 
-def _kinds(inventory: Inventory) -> dict[str, str]:
-    kinds = {s.name: SERVER for _, _, s in inventory.servers()}
-    for region in inventory.regions:
-        kinds.update({c.name: CLIENT for c in region.clients})
-        kinds.update({o.name: ORCHESTRATORS for o in region.orchestrators})
+def _kinds(inventory: Inventory) -> dict[str, Outage]:
+    kinds: dict[str, Outage] = {s.name: SERVER for _, _, s in inventory.servers()}
+    kinds.update({c.name: CLIENT for _, c in inventory.clients()})
+    kinds.update({o.name: ORCHESTRATORS for _, o in inventory.orchestrators()})
     return kinds
 
 
@@ -110,11 +124,13 @@ def outage_spans(inventory: Inventory, records: Iterable[Mapping[str, Any]]) -> 
     kinds = _kinds(inventory)
     done = sorted((r for r in records if not r.get("skipped")), key=lambda r: r["started"])
     spans: dict[str, float] = {}
-    open_since: dict[str, tuple[str, float, float]] = {}  # node -> (kind, start, last end)
+    open_since: dict[str, tuple[Outage, float, float]] = {}  # node -> (kind, start, last end)
     for r in done:
-        kind = kinds.get(r["node"], ORCHESTRATORS if r["action"] == "confirm-wan" else "")
+        kind = kinds.get(r["node"]) or CLUSTER_STEPS.get(r["action"])
+        if kind is None:
+            continue
         node = "*" if kind == ORCHESTRATORS else r["node"]
-        stops = r["action"] == "stop" or r["action"] in DISRUPTIVE
+        stops = r["action"] in DISRUPTIVE
         if stops and node in open_since and node != "*":
             k, start, end = open_since.pop(node)
             spans[k] = max(spans.get(k, 0.0), end - start)
@@ -156,7 +172,7 @@ class WindowGuard:
     next_opening: datetime.datetime | None = None
     clock: Callable[[], datetime.datetime] = field(default=utcnow)
 
-    def check(self, node: str, step: str, kind: str) -> None:
+    def check(self, node: str, step: str, kind: Outage) -> None:
         """Raises: StepFailed naming the step that would overrun and the next window."""
         seconds, basis = self.expected[kind]
         now = self.clock()

@@ -45,7 +45,7 @@ Action = Literal[
     "upgrade",
     "failback",
 ]
-"""What a step does. The procedure dispatches on it (``procedure/server_actions.py``), and the
+"""What a step does. The server procedure dispatches on it (``procedure/servers.py``), and the
 window guard knows which ones start an outage (:data:`bm_upgrade.window.DISRUPTIVE`)."""
 
 Segment = Literal["mirrors", "failover", "failback"]

@@ -5,13 +5,12 @@ Nothing is changed: each function looks at the cluster once and plans on what it
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from bm_upgrade.inventory import Inventory, Region, Stripe
-from bm_upgrade.plan import ACTIVE, PlanOptions, Step, make_plan
+from bm_upgrade.plan import PlanOptions, Segment, Step, make_plan
 from bm_upgrade.procedure.observe import observe_cluster
 from bm_upgrade.procedure.records import StepRecord, skipped
-from bm_upgrade.procedure.servers import segments_for
 from bm_upgrade.remote import HostPool
 
 
@@ -41,25 +40,18 @@ def would_stripe(
     *,
     region: Region,
     stripe: Stripe,
-    segments: set[str],
+    segments: Collection[Segment],
 ) -> list[StepRecord]:
-    """One stripe step's plan: the steps of the stripe's ``segments`` (``mirrors``;
-    ``active`` and ``failback``) on the servers as seen now."""
+    """One stripe op's plan: the stripe's steps of ``segments`` on the servers as seen now.
+    A step of no segment (a server to bring back first) is shown by the op that does it
+    first in a run, the one of the ``mirrors`` segment."""
     view = observe_cluster(inventory, pool, clients=False, orchestrators=False)
-    states = view.node_states()
-    plan = make_plan(inventory, states, options)
-    steps = [
-        s
-        for s in plan.steps
-        if s.phase == "servers" and (s.region, s.stripe) == (region.name, stripe.name)
+    plan = make_plan(inventory, view.node_states(), options)
+    shown = {*segments, None} if "mirrors" in segments else set(segments)
+    return [
+        _would(step)
+        for step in plan.steps
+        if step.phase == "servers"
+        and (step.region, step.stripe) == (region.name, stripe.name)
+        and step.segment in shown
     ]
-    active = next(
-        (
-            s.name
-            for s in stripe.servers
-            if (state := states.get(s.name)) is not None and state.state == ACTIVE
-        ),
-        None,
-    )
-    owners = segments_for(steps, active)
-    return [_would(step) for index, step in enumerate(steps) if owners[index] in segments]

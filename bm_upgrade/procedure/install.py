@@ -1,5 +1,5 @@
 """One server on its host: stop it and start it (its kit swap is
-:mod:`bm_upgrade.procedure.kit_swap`'s, re-exported here).
+:mod:`bm_upgrade.procedure.kit_swap`'s).
 
 Stopping uses the kit's stop script (or the inventory's ``stop_command``), with ``--force``
 only for a stripe of one server whose downtime the operator consented to, and waits until the
@@ -13,82 +13,27 @@ root holds the license key, detached with the kit's start script (or the invento
 
 from __future__ import annotations
 
-import posixpath
-
 from bm_upgrade.errors import CommandFailed, CommandTimeout, RemoteError, StepFailed
 from bm_upgrade.inventory import Server
-from bm_upgrade.license import LICENSE_FILE_NAME
 from bm_upgrade.probes import Runner
-from bm_upgrade.procedure.kit_swap import (
-    CARRIED,
-    NOT_A_KIT,
-    PREVIOUS_DIR_NAME,
-    WORK_DIR_NAME,
-    KitLook,
-    KitSwap,
-    carried_paths,
-    delete_dirty_backups,
-    install_kit,
-    kit_root_guard,
-    look_at_kit,
-    not_a_kit,
-)
+from bm_upgrade.procedure.context import StepContext
+from bm_upgrade.procedure.kit_swap import NOT_A_KIT, kit_root_guard, not_a_kit
 from bm_upgrade.procedure.records import StepRecorder
-from bm_upgrade.procedure.waits import Watch
-from bm_upgrade.remote.quoting import (
-    detached,
-    echo_mark,
-    printed_pid,
-    quote,
-    shell,
-    split_marked,
-)
-
-__all__ = [
-    "CARRIED",
-    "PREVIOUS_DIR_NAME",
-    "WORK_DIR_NAME",
-    "KitLook",
-    "KitSwap",
-    "carried_paths",
-    "console_log",
-    "console_tail",
-    "delete_dirty_backups",
-    "detached_pid",
-    "install_kit",
-    "look_at_kit",
-    "start_licensed",
-    "start_server",
-    "stop_server",
-]
+from bm_upgrade.remote.quoting import detached, echo_mark, printed_pid, quote, shell, split_marked
 
 
-# -- stop and start ---------------------------------------------------------------------------
-def console_log(server: Server) -> str:
-    """Where a detached start writes the console (inventory default: next to the kit root)."""
-    return server.console_log or posixpath.join(
-        posixpath.dirname(server.install_dir.rstrip("/")) or "/", f"{server.name}.console.log"
-    )
-
-
-def _script(server: Server, name: str) -> str:
-    return posixpath.join(server.install_dir.rstrip("/"), "server", "bin", name)
-
-
-def console_tail(watch: Watch, server: Server) -> str:
+def console_tail(ctx: StepContext, server: Server) -> str:
     """The last lines of the server's console log, on one line (for a failure message)."""
-    log_path = console_log(server)
+    log_path = server.console_log_path
     try:
-        out = (
-            watch.pool.get(server.host).run(["tail", "-n", "3", "--", log_path], check=False).stdout
-        )
+        out = ctx.pool.get(server.host).run(["tail", "-n", "3", "--", log_path], check=False).stdout
     except RemoteError:
         return f"(cannot read {log_path})"
     return f"last lines of {log_path}: " + (" | ".join(out.strip().splitlines()) or "(empty)")
 
 
 def stop_server(
-    watch: Watch, server: Server, rec: StepRecorder, *, downtime_consented: bool = False
+    ctx: StepContext, server: Server, rec: StepRecorder, *, downtime_consented: bool = False
 ) -> None:
     """Stop the server with its stop script and wait until it exited.
 
@@ -100,16 +45,17 @@ def stop_server(
     Raises:
         StepFailed: the kit root is not a proven 4.x kit, the script refused (an ACTIVE
             without a PASSIVE-STANDBY mirror) or failed, or the process did not exit within
-            ``policy.timeouts.stop_s``; in each case but the last nothing was stopped.
+            ``timeouts.stop_s``; in each case but the last nothing was stopped.
     """
-    conn = watch.pool.get(server.host)
-    timeout = watch.inventory.policy.timeouts.stop_s
+    conn = ctx.pool.get(server.host)
+    timeouts = ctx.options.timeouts
+    timeout = timeouts.stop_s
     force = ["--force"] if downtime_consented else []
     command = kit_root_guard(server.install_dir) + (
         server.stop_command
         or shell(
             [
-                _script(server, "stop-tc-server.sh"),
+                server.kit_root.script("stop-tc-server.sh"),
                 "-f",
                 server.tc_config,
                 "-n",
@@ -128,8 +74,8 @@ def stop_server(
     if (
         result.exit_code != 0
         and "refused" not in said.lower()
-        and watch.alive(server)
-        and watch.wait_state(server, None, watch.inventory.policy.timeouts.start_s).ok
+        and ctx.alive(server)
+        and ctx.wait_state(server, None, timeouts.start_s).ok
     ):
         result = conn.run(command, timeout=timeout, check=False)
         said = _first_line(result.stdout + result.stderr, result.exit_code)
@@ -141,7 +87,7 @@ def stop_server(
                 f"{server.host} ({said}); it still runs; make its stripe healthy "
                 "(`bm-upgrade status`), then rerun",
             )
-        if not watch.alive(server):
+        if not ctx.alive(server):
             rec.saw(f"{server.name} was not running ({said})")
             return
         raise StepFailed(
@@ -151,13 +97,13 @@ def stop_server(
             f"{server.management_port}, then rerun",
         )
     rec.done(f"ran the stop script ({said})")
-    outcome = watch.wait_stopped(server, timeout)
+    outcome = ctx.wait_stopped(server, timeout)
     if not outcome.ok:
         raise StepFailed(
             server.name,
             f"{server.name} on {server.host} did not stop within "
             f"{timeout:g} s of its stop script ({outcome.why_not(timeout)}); check "
-            f"its console log {console_log(server)}, stop it by hand, then rerun",
+            f"its console log {server.console_log_path}, stop it by hand, then rerun",
         )
     rec.done(f"{server.name} exited after {outcome.waited_s:.1f} s")
 
@@ -168,29 +114,28 @@ def _first_line(output: str, exit_code: int) -> str:
     )
 
 
-def start_server(watch: Watch, server: Server, rec: StepRecorder) -> None:
+def start_server(ctx: StepContext, server: Server, rec: StepRecorder) -> None:
     """Launch the server detached, only once its kit root holds the license key; does not
-    wait for it (see :meth:`Watch.wait_state`). An inventory ``start_command`` must return
-    once the server is launched (``systemctl start ...``), not run it in the foreground.
+    wait for it (see :meth:`~bm_upgrade.procedure.waits.Watch.wait_state`). An inventory
+    ``start_command`` must return once the server is launched (``systemctl start ...``), not
+    run it in the foreground.
 
     Raises:
         StepFailed: no license key in the kit root (nothing was started).
     """
-    conn = watch.pool.get(server.host)
-    license_path = posixpath.join(server.install_dir.rstrip("/"), LICENSE_FILE_NAME)
+    conn = ctx.pool.get(server.host)
+    kit_root = server.kit_root
+    license_path = kit_root.license
+    log_path = server.console_log_path
+    timeout = ctx.options.timeouts.start_s
     if server.start_command:
-        command = server.start_command
+        output = _operators_start(ctx, server, license_path, timeout)
     else:
-        log_path = console_log(server)
         command = detached(
-            [_script(server, "start-tc-server.sh"), "-f", server.tc_config, "-n", server.name],
+            [kit_root.script("start-tc-server.sh"), "-f", server.tc_config, "-n", server.name],
             log_path,
-            cwd=posixpath.dirname(server.install_dir.rstrip("/")) or "/",
+            cwd=kit_root.parent,
         )
-    timeout = watch.inventory.policy.timeouts.start_s
-    if server.start_command:
-        output = _operators_start(watch, server, license_path, timeout)
-    else:
         output = start_licensed(conn, command, license_path, timeout=timeout)
     if output is None:
         raise StepFailed(
@@ -207,20 +152,22 @@ def start_server(watch: Watch, server: Server, rec: StepRecorder) -> None:
         )
 
 
-def _operators_start(watch: Watch, server: Server, license_path: str, timeout: float) -> str | None:
+def _operators_start(
+    ctx: StepContext, server: Server, license_path: str, timeout: float
+) -> str | None:
     """The inventory's own ``start_command`` of ``server``, license-guarded: the command and
     its output go to the step's log only; a failure names the server, host and exit code.
 
     Raises:
         StepFailed: it exited non-zero, did not finish, or the host could not be reached.
     """
-    conn = watch.pool.get(server.host)
-    watch.log.info("%s: running its start command: %s", server.name, server.start_command)
+    conn = ctx.pool.get(server.host)
+    ctx.log.info("%s: running its start command: %s", server.name, server.start_command)
     what = f"the start command of {server.name} on {server.host}"
     try:
         return start_licensed(conn, str(server.start_command), license_path, timeout=timeout)
     except CommandFailed as exc:
-        watch.log.info(
+        ctx.log.info(
             "%s: its start command exited %d; stdout: %s; stderr: %s",
             server.name,
             exc.exit_code,

@@ -6,34 +6,28 @@ while nothing changes, a progress line every few seconds, so an operator watchin
 knows what the run waits for and for how long. It never raises for a timeout: the caller
 knows what failed and what the operator can do, and turns the outcome into one sentence.
 
-:meth:`Watch.observe` is the one look every step starts from: each server's probe (REST or
-``server-stat.sh`` per ``inventory.probe_via``); for a server that does not answer with its
-version, also whether a process of it runs on its host and the kit installed in its kit root
-(``version.sh``), in one SSH command per host. A server answering with its version is taken
-at its word, so with REST probes a healthy stripe costs no SSH command at all (an SSH command
-costs a channel on the open connection plus whatever the host's login does; a REST probe is
-one local HTTP request; ``bench/bench_sandbox.py`` prints what a command costs).
+:meth:`Watch.observe_servers` is the one look every step starts from: each server's probe
+(REST or ``server-stat.sh`` per ``inventory.probe_via``); for a server that does not answer
+with its version, also whether a process of it runs on its host and the kit installed in its
+kit root (``version.sh``), in one SSH command per host (:mod:`bm_upgrade.procedure.seen`). A
+server answering with its version is taken at its word, so with REST probes a healthy stripe
+costs no SSH command at all (an SSH command costs a channel on the open connection plus
+whatever the host's login does; a REST probe is one local HTTP request;
+``bench/bench_sandbox.py`` prints what a command costs).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from bm_upgrade.inventory import Inventory, Server, Stripe
-from bm_upgrade.plan import ACTIVE, NodeState
-from bm_upgrade.probes import (
-    Runner,
-    ServerStatus,
-    parse_version,
-    probe_server_rest,
-    probe_server_ssh,
-)
-from bm_upgrade.remote.quoting import echo_mark, shell, split_marked
+from bm_upgrade.plan import ACTIVE
+from bm_upgrade.probes import Runner, ServerStatus, probe_server_rest, probe_server_ssh
+from bm_upgrade.procedure.seen import PS, Seen, look_on_host, server_pids
 
 T = TypeVar("T")
 
@@ -153,93 +147,6 @@ def wait_for(
         time.sleep(min(poll_s, max(0.0, deadline - now)))
 
 
-# -- looking at servers -----------------------------------------------------------------------
-@dataclass(frozen=True)
-class Seen:
-    """One server as observed: its probe, whether a process of it runs, its installed kit.
-
-    ``alive`` comes from the host's process list, so a server still booting (not answering
-    yet) or restarting itself (a dirty mirror's exit 11) counts as running, never as down.
-    """
-
-    server: Server
-    status: ServerStatus
-    alive: bool
-    installed: str | None
-
-    @classmethod
-    def answering(cls, server: Server, status: ServerStatus) -> Seen:
-        """A server that answered its probe with its version: it runs (``alive``), and the
-        kit that matters is the one it runs (``installed``: the plan uses the running
-        version of a running server; the kit root counts only once it is down)."""
-        return cls(server, status, True, status.version)
-
-    @property
-    def running(self) -> bool:
-        return self.status.reachable or self.alive
-
-    @property
-    def node_state(self) -> NodeState:
-        """What the plan needs: running, version (the running one when known), state."""
-        if self.status.reachable:
-            return NodeState(True, self.status.version or self.installed, self.status.state)
-        return NodeState(self.alive, self.installed, None)
-
-    def describe(self) -> str:
-        version = self.node_state.version or "unknown version"
-        if self.status.reachable:
-            return f"{self.server.name} {self.status.state} on {version}"
-        if self.alive:
-            return f"{self.server.name} starting (not answering yet) on {version}"
-        return f"{self.server.name} down (kit {version})"
-
-
-def describe(seen: Mapping[str, Seen]) -> str:
-    """The stripe as observed, in words (for records and messages)."""
-    return ", ".join(s.describe() for s in seen.values()) or "no server"
-
-
-def server_pids(ps_output: str, server: Server) -> list[int]:
-    """Pids of ``server``'s processes in ``ps -eo pid=,args=`` output.
-
-    A server process (the start script and the server it runs) carries ``-f <tc-config>`` and
-    ``-n <name>``; the stop script carries them too but never outlives its own command.
-    """
-    pids: list[int] = []
-    for line in ps_output.splitlines():
-        pid, _, args = line.strip().partition(" ")
-        argv = args.split()
-        if not pid.isdigit() or "stop-tc-server" in args:
-            continue
-        named = any(a == "-n" and b == server.name for a, b in itertools.pairwise(argv))
-        if named and server.tc_config in argv:
-            pids.append(int(pid))
-    return pids
-
-
-_PS = ["ps", "-ww", "-eo", "pid=,args="]
-"""Every process with its whole command line: without ``-ww``, ps cuts lines at ``$COLUMNS``
-when that is set (a login profile may export it) or at the width of a terminal on one of its
-standard streams, and the tc-config path may be cut off."""
-
-
-def look_on_host(conn: Runner, servers: list[Server]) -> tuple[str, dict[str, str | None]]:
-    """The host's process list and the kit installed for each of ``servers`` (``version.sh``),
-    in one SSH command: ``ps``, then a marker line and ``version.sh`` per server."""
-    parts = [shell(_PS)]
-    for server in servers:
-        parts.append(echo_mark(f"kit {server.name}"))
-        parts.append(
-            shell([f"{server.install_dir.rstrip('/')}/server/bin/version.sh"]) + " 2>/dev/null"
-        )
-    sections = split_marked(conn.run("; ".join(parts), timeout=30.0, check=False).stdout)
-    kits = {
-        server.name: parse_version("\n".join(sections.get(f"kit {server.name}", [])))
-        for server in servers
-    }
-    return "\n".join(sections[""]), kits
-
-
 class Watch:
     """How steps look at servers: probes (REST or ``server-stat.sh`` per
     ``inventory.probe_via``), the hosts' process lists, ``version.sh``; once or until a state.
@@ -287,16 +194,13 @@ class Watch:
 
     def alive(self, server: Server) -> bool:
         """A process of ``server`` runs on its host."""
-        listing = self.pool.get(server.host).run(_PS, timeout=30.0)
+        listing = self.pool.get(server.host).run(PS, timeout=30.0)
         return bool(server_pids(listing.stdout, server))
 
-    def observe(self, stripe: Stripe) -> dict[str, Seen]:
-        """Every server of the stripe (see :meth:`observe_servers`)."""
-        return self.observe_servers(list(stripe.servers))
-
-    def observe_servers(self, servers: list[Server]) -> dict[str, Seen]:
+    def observe_servers(self, servers: Iterable[Server]) -> dict[str, Seen]:
         """Each server's probe; for those not answering with their version, the process
         list and installed kit of their host, in one SSH command per host."""
+        servers = list(servers)
         statuses = {server.name: self.probe(server) for server in servers}
         pending: dict[str, list[Server]] = {}
         for server in servers:

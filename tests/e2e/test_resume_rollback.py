@@ -19,7 +19,6 @@ import pytest
 from bm_upgrade.defs.launch import run_upgrade
 from bm_upgrade.license import LICENSE_FILE_NAME
 from bm_upgrade.procedure.kit import staging_targets
-from bm_upgrade.procedure.kit_swap import KitSwap
 from bm_upgrade.sandbox import faults
 from tests.e2e.conftest import E2ESandbox, e2e_sandbox
 from tests.e2e.journal_check import violations
@@ -45,7 +44,7 @@ def test_a_successful_run_removes_staging_and_keeps_the_previous_kit(sandbox: E2
     assert outcome.report and "## Staging" in outcome.report
     assert [folder for folder in staging(sandbox) if folder.exists()] == []
     for _, _, server in sandbox.inventory.servers():
-        kept = Path(KitSwap.for_server(server).previous_kit("4.2.0"))
+        kept = Path(server.kit_root.previous_kit("4.2.0"))
         assert (kept / "server" / "bin" / "version.sh").is_file(), kept
 
 

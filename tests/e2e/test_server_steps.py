@@ -20,21 +20,13 @@ from typing import Any
 import pytest
 
 from bm_upgrade.errors import PlanRefused, StepFailed
-from bm_upgrade.inventory import Inventory, Server, Stripe, load_inventory
-from bm_upgrade.probes import ServerStatus
-from bm_upgrade.procedure.install import KitSwap, carried_paths
+from bm_upgrade.inventory import Inventory, Server, Stripe
 from bm_upgrade.procedure.kit import StagedKit, fetch_kit, stage_kit
+from bm_upgrade.procedure.kit_swap import carried_paths
 from bm_upgrade.procedure.records import StepRecord
-from bm_upgrade.procedure.servers import (
-    ServerOps,
-    fail_back,
-    segment_of,
-    stripe_steps,
-    upgrade_active,
-    upgrade_mirror,
-    upgrade_stripe,
-)
-from bm_upgrade.procedure.waits import Poll, Seen, server_pids, wait_for
+from bm_upgrade.procedure.seen import server_pids
+from bm_upgrade.procedure.servers import ServerOps, failover, upgrade_mirrors
+from bm_upgrade.procedure.waits import Poll, wait_for
 from bm_upgrade.remote import HostPool
 from bm_upgrade.remote.quoting import quote
 from bm_upgrade.sandbox import cluster
@@ -45,7 +37,6 @@ from tests.unit.inventories import server_model
 pytestmark = pytest.mark.e2e
 
 SETENV = "BM_E2E_SETENV=carried-over\nexport BM_E2E_SETENV\n"
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "inventory.yaml"
 log = logging.getLogger("tests.e2e.servers")
 
 
@@ -69,11 +60,7 @@ def test_server_pids_match_only_that_servers_processes() -> None:
     assert server_pids(ps, server) == [101, 102]
 
 
-def test_kit_swap_places_and_carried_files() -> None:
-    swap = KitSwap.for_server(server_model())
-    assert swap.install_dir == "/opt/tc/bigmemory-max"
-    assert swap.work_dir == "/opt/tc/.bm-upgrade-work/tsa-a1"  # one per server
-    assert swap.previous_kit("4.2.0") == "/opt/tc/.bm-upgrade-previous/bigmemory-max-4.2.0"
+def test_carried_files() -> None:
     assert carried_paths(server_model()) == [
         "tc-config.xml",
         "server/tc-config.xml",
@@ -97,34 +84,6 @@ def test_wait_for_ends_on_value_hopeless_or_timeout() -> None:
     assert not late.ok and late.why_not(0.05) == "still syncing after 0.05 s"
 
 
-def test_each_plan_step_belongs_to_mirrors_active_or_failback() -> None:
-    """On a fresh 4.2.0 stripe the plan's steps split into the three functions' parts, in
-    order; the procedure runs the plan made on what it saw, never its own order."""
-    inv = load_inventory(EXAMPLE)
-    region = inv.regions[0]
-    stripe = region.stripes[0]
-    a, b = stripe.servers
-
-    def seen(server: Server, state: str) -> Seen:
-        status = ServerStatus(server.name, server.host, "OK", "", state, "4.2.0", True)
-        return Seen(server, status, True, "4.2.0")
-
-    observed = {a.name: seen(a, "ACTIVE-COORDINATOR"), b.name: seen(b, "PASSIVE-STANDBY")}
-    ctx = ServerOps.create(inv, HostPool(inv.ssh), target="4.2.1", failback=True)
-    steps = stripe_steps(ctx, region, stripe, observed)
-    owners = segment_of(steps, observed)
-    parts = [(owners[i], s.action, s.node) for i, s in enumerate(steps) if not s.skipped]
-    assert parts[:5] == [
-        ("mirrors", "stop", b.name),
-        ("mirrors", "install", b.name),
-        ("mirrors", "start", b.name),
-        ("mirrors", "confirm-standby", b.name),
-        ("active", "failover-stop", a.name),
-    ]
-    assert [p[0] for p in parts].index("failback") > [p[0] for p in parts].index("active")
-    assert ("failback", "failback-stop", b.name) in parts
-
-
 # -- helpers ----------------------------------------------------------------------------------
 def stage(sandbox: E2ESandbox, pool: HostPool, version: str) -> dict[str, StagedKit]:
     """Fetch the kit from the sandbox's kit server and stage it with the license key."""
@@ -137,6 +96,12 @@ def stage(sandbox: E2ESandbox, pool: HostPool, version: str) -> dict[str, Staged
 
 def the_stripe(inv: Inventory) -> Stripe:
     return inv.regions[0].stripes[0]
+
+
+def mirrors_then_failover(ctx: ServerOps, inv: Inventory) -> list[StepRecord]:
+    """The stripe's two steps in the job's order, as one run does them."""
+    region, stripe = inv.regions[0], the_stripe(inv)
+    return upgrade_mirrors(ctx, region, stripe) + failover(ctx, region, stripe)
 
 
 def kit_version_on_disk(server: Server) -> str:
@@ -216,18 +181,20 @@ def all_skipped(records: list[StepRecord]) -> bool:
 
 # -- against the sandbox, in order ------------------------------------------------------------
 def test_active_is_not_touched_before_its_mirror(small_sandbox: E2ESandbox, pool: HostPool) -> None:
-    """Fresh sandbox on 4.2.0: upgrading the active first is refused, nothing stops."""
+    """Fresh sandbox on 4.2.0: the failover step before the mirrors step is refused, nothing
+    stops."""
     inv = small_sandbox.inventory
     ctx = ServerOps.create(inv, pool, target="4.2.1")
     since = time.time()
     with pytest.raises(StepFailed) as failed:
-        upgrade_active(ctx, the_stripe(inv))
-    assert "east-s1-b" in str(failed.value) and "upgrade_mirror" in str(failed.value)
+        failover(ctx, inv.regions[0], the_stripe(inv))
+    assert failed.value.node == "east-s1-b"
+    assert "run upgrade_mirrors_east_stripe1 (upgrade_mirrors) for it first" in str(failed.value)
     assert stop_commands(small_sandbox.journal(since)) == []
     assert states(inv) == {"east-s1-a": "ACTIVE-COORDINATOR", "east-s1-b": "PASSIVE-STANDBY"}
 
 
-def test_upgrade_stripe_to_4_2_1(small_sandbox: E2ESandbox, pool: HostPool) -> None:
+def test_upgrade_a_stripe_to_4_2_1(small_sandbox: E2ESandbox, pool: HostPool) -> None:
     """4.2.0 -> 4.2.1 without failback: mirror first, then the active through a failover;
     the operator's setenv.sh is carried into the new kits; no acknowledged write is lost."""
     inv = small_sandbox.inventory
@@ -239,7 +206,7 @@ def test_upgrade_stripe_to_4_2_1(small_sandbox: E2ESandbox, pool: HostPool) -> N
     staged = stage(small_sandbox, pool, "4.2.1")
     ctx = ServerOps.create(inv, pool, target="4.2.1", staged=staged, failback=False)
     since = time.time()
-    records = upgrade_stripe(ctx, inv.regions[0], the_stripe(inv))
+    records = mirrors_then_failover(ctx, inv)
     ended = time.time()
 
     done = [(r.action, r.node) for r in records if not r.skipped]
@@ -257,7 +224,7 @@ def test_upgrade_stripe_to_4_2_1(small_sandbox: E2ESandbox, pool: HostPool) -> N
         assert (kit_root / "server" / "bin" / "setenv.sh").read_text() == SETENV
         assert (kit_root / "terracotta-license.key").stat().st_size > 0
         assert "BM_E2E_SETENV=carried-over" in environ_of(small_sandbox, server)
-        previous = Path(KitSwap.for_server(server).previous_kit("4.2.0"))
+        previous = Path(server.kit_root.previous_kit("4.2.0"))
         assert (
             kit_version_on_disk(server.model_copy(update={"install_dir": str(previous)})) == "4.2.0"
         )
@@ -278,11 +245,12 @@ def test_upgrade_stripe_to_4_2_1(small_sandbox: E2ESandbox, pool: HostPool) -> N
 def test_fail_back_returns_the_active_to_the_first_server(
     small_sandbox: E2ESandbox, pool: HostPool
 ) -> None:
-    """From: both on 4.2.1, east-s1-b ACTIVE. Failback makes east-s1-a ACTIVE again."""
+    """From: both on 4.2.1, east-s1-b ACTIVE. The failover step with failback asked makes
+    east-s1-a ACTIVE again."""
     inv = small_sandbox.inventory
-    ctx = ServerOps.create(inv, pool, target="4.2.1")
+    ctx = ServerOps.create(inv, pool, target="4.2.1", failback=True)
     since = time.time()
-    records = fail_back(ctx, the_stripe(inv))
+    records = failover(ctx, inv.regions[0], the_stripe(inv))
     assert next((r.action, r.node) for r in records if not r.skipped) == (
         "failback-stop",
         "east-s1-b",
@@ -298,7 +266,7 @@ def test_rerun_does_nothing(small_sandbox: E2ESandbox, pool: HostPool) -> None:
     inv = small_sandbox.inventory
     ctx = ServerOps.create(inv, pool, target="4.2.1")
     since = time.time()
-    records = upgrade_stripe(ctx, inv.regions[0], the_stripe(inv))
+    records = mirrors_then_failover(ctx, inv)
     assert all_skipped(records), [r.summary() for r in records]
     assert {(r.action, r.node) for r in records} >= {
         ("upgrade", "east-s1-a"),
@@ -317,11 +285,15 @@ def test_rerun_does_nothing(small_sandbox: E2ESandbox, pool: HostPool) -> None:
     ]
     assert touched == []
     assert journal_check.changing_commands(small_sandbox.journal_path, since) == []
-    a, b = the_stripe(inv).servers
-    assert all_skipped(upgrade_mirror(ctx, the_stripe(inv), b))
-    assert all_skipped(upgrade_mirror(ctx, the_stripe(inv), a))  # the ACTIVE: not a mirror
-    assert all_skipped(upgrade_active(ctx, the_stripe(inv)))
-    assert all_skipped(fail_back(ctx, the_stripe(inv)))
+    mirrors = upgrade_mirrors(ctx, inv.regions[0], the_stripe(inv))
+    assert all_skipped(mirrors) and {(r.action, r.node) for r in mirrors} == {
+        ("upgrade", "east-s1-b")
+    }
+    active = failover(ctx, inv.regions[0], the_stripe(inv))
+    assert all_skipped(active) and {(r.action, r.node) for r in active} == {
+        ("upgrade", "east-s1-a"),
+        ("failback", "east-s1-a"),
+    }
     assert journal_check.changing_commands(small_sandbox.journal_path, since) == []
 
 
@@ -332,7 +304,7 @@ def test_rollback_to_4_2_0_over_ssh_probes(small_sandbox: E2ESandbox, pool: Host
     staged = stage(small_sandbox, pool, "4.2.0")
     ctx = ServerOps.create(inv, pool, target="4.2.0", staged=staged, delete_dirty_backups=True)
     since = time.time()
-    records = upgrade_stripe(ctx, inv.regions[0], the_stripe(inv))
+    records = mirrors_then_failover(ctx, inv)
     assert not all_skipped(records)
     installs = [d for r in records if r.action == "install" for d in r.did]
     assert any("dirty-objectdb backup(s)" in d for d in installs), installs
@@ -346,7 +318,7 @@ def test_rollback_to_4_2_0_over_ssh_probes(small_sandbox: E2ESandbox, pool: Host
     assert_safety_rules(events, inv)
     assert any(e["event"] == "dirty_backup" and e["action"] == "deleted" for e in events)
     assert small_sandbox.verify()["lost"] == 0
-    assert os.path.isdir(KitSwap.for_server(a).previous_kit("4.2.1"))
+    assert os.path.isdir(a.kit_root.previous_kit("4.2.1"))
 
 
 def test_no_takeover_restarts_the_old_active_and_a_rerun_resumes(
@@ -369,11 +341,7 @@ def test_no_takeover_restarts_the_old_active_and_a_rerun_resumes(
                 re.sub(r'election-time="[^"]*"', 'election-time="4"', text), encoding="utf-8"
             )
         with pytest.raises(StepFailed) as failed:
-            upgrade_stripe(
-                ServerOps.create(inv, pool, target="4.2.1", staged=staged),
-                inv.regions[0],
-                the_stripe(inv),
-            )
+            mirrors_then_failover(ServerOps.create(inv, pool, target="4.2.1", staged=staged), inv)
     finally:
         for path, text in configs.items():
             path.write_text(text, encoding="utf-8")
@@ -386,10 +354,8 @@ def test_no_takeover_restarts_the_old_active_and_a_rerun_resumes(
     assert watch.wait_state(a, {"PASSIVE-STANDBY", "ACTIVE-COORDINATOR"}, 30).ok
     assert small_sandbox.verify()["lost"] == 0
 
-    records = upgrade_stripe(
-        ServerOps.create(base, pool, target="4.2.1", staged=staged),
-        base.regions[0],
-        the_stripe(base),
+    records = mirrors_then_failover(
+        ServerOps.create(base, pool, target="4.2.1", staged=staged), base
     )
     assert not all_skipped(records)
     assert [kit_version_on_disk(s) for s in (a, b)] == ["4.2.1", "4.2.1"]
@@ -415,11 +381,7 @@ def test_a_failed_install_restarts_the_mirror_on_its_old_kit(
     }
     since = time.time()
     with pytest.raises(StepFailed) as failed:
-        upgrade_stripe(
-            ServerOps.create(inv, pool, target="4.2.0", staged=missing),
-            inv.regions[0],
-            the_stripe(inv),
-        )
+        mirrors_then_failover(ServerOps.create(inv, pool, target="4.2.0", staged=missing), inv)
     message = str(failed.value)
     assert failed.value.node == "east-s1-b"
     assert "kit is not staged" in message and "staging step" in message, message
@@ -429,9 +391,7 @@ def test_a_failed_install_restarts_the_mirror_on_its_old_kit(
     assert kit_version_on_disk(b) == "4.2.1"
     assert small_sandbox.verify()["lost"] == 0
 
-    records = upgrade_stripe(
-        ServerOps.create(inv, pool, target="4.2.0", staged=staged), inv.regions[0], the_stripe(inv)
-    )
+    records = mirrors_then_failover(ServerOps.create(inv, pool, target="4.2.0", staged=staged), inv)
     assert not all_skipped(records)
     assert [kit_version_on_disk(s) for s in (a, b)] == ["4.2.0", "4.2.0"]
     assert states(inv) == {"east-s1-a": "ACTIVE-COORDINATOR", "east-s1-b": "PASSIVE-STANDBY"}
@@ -478,13 +438,11 @@ def test_a_stripe_without_mirror_needs_consent_then_restarts_on_the_target(
     with HostPool(inv.ssh) as hosts:
         since = time.time()
         with pytest.raises(PlanRefused, match="allow-downtime"):
-            upgrade_stripe(
-                ServerOps.create(inv, hosts, target="4.2.1"), inv.regions[0], the_stripe(inv)
-            )
+            mirrors_then_failover(ServerOps.create(inv, hosts, target="4.2.1"), inv)
         assert stop_commands(single_sandbox.journal(since)) == []
         staged = stage(single_sandbox, hosts, "4.2.1")
         ctx = ServerOps.create(inv, hosts, target="4.2.1", staged=staged, allow_downtime=True)
-        records = upgrade_stripe(ctx, inv.regions[0], the_stripe(inv))
+        records = mirrors_then_failover(ctx, inv)
     assert [r.action for r in records if not r.skipped] == [
         "stop",
         "install",

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from bm_upgrade.errors import PlanRefused, UserError
 from bm_upgrade.inventory import Inventory, parse_inventory
-from bm_upgrade.plan import ACTIVE, STANDBY, NodeState, PlanOptions, Step, make_plan
+from bm_upgrade.plan import ACTIVE, SEGMENTS, STANDBY, NodeState, PlanOptions, Step, make_plan
+from bm_upgrade.procedure.servers import ACTIONS
 from tests.unit.inventories import client, minimal, orchestrator, server
 
 OLD, TARGET = "4.2.0", "4.2.1"
@@ -312,6 +313,56 @@ def test_a_finished_cluster_plans_nothing(data: st.DataObject) -> None:
     again = make_plan(inv, done, opts)
     assert again.todo() == []
     assert all(s.reason for s in again.steps if s.skipped)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_every_server_step_carries_its_segment_in_order(data: st.DataObject) -> None:
+    """From any state the plan passes through, a stripe's steps run: those of no segment
+    (a server to bring back or to confirm), then mirrors, failover, failback; each segment
+    opens with a stop, so an op that meets an earlier segment's step has stopped nothing; a
+    healthy stripe has no step without a segment."""
+    inv = data.draw(inventories())
+    state = data.draw(healthy_states(inv))
+    opts = options_for(inv, **data.draw(plan_options))
+    todo = make_plan(inv, state, opts).todo()
+    model = run(inv, state, todo[: data.draw(st.integers(0, len(todo)))])
+    steps = make_plan(inv, model.state, opts).steps
+    for region, stripe in inv.stripes():
+        mine = [s for s in steps if (s.region, s.stripe) == (region.name, stripe.name)]
+        assert all(s.phase == "servers" for s in mine)
+        order = [-1 if s.segment is None else SEGMENTS.index(s.segment) for s in mine]
+        assert order == sorted(order), [(s.segment, s.action, s.node) for s in mine]
+        for segment in SEGMENTS:
+            first = next((s for s in mine if s.segment == segment and not s.skipped), None)
+            assert first is None or first.action in {"stop", "failover-stop", "failback-stop"}
+        healthy = all(
+            model.state[s.name].running and model.state[s.name].state in {ACTIVE, STANDBY}
+            for s in stripe.servers
+        )
+        if healthy:
+            assert all(s.segment is not None for s in mine)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_the_server_procedure_knows_every_server_action_the_plan_asks_for(
+    data: st.DataObject,
+) -> None:
+    """Every server step to do has its action in the procedure's dispatch; the actions it
+    has none for (``upgrade``, ``failback``) only ever mark a server already done."""
+    inv = data.draw(inventories())
+    state = data.draw(healthy_states(inv))
+    opts = options_for(inv, **data.draw(plan_options))
+    todo = make_plan(inv, state, opts).todo()
+    model = run(inv, state, todo[: data.draw(st.integers(0, len(todo)))])
+    for step in make_plan(inv, model.state, opts).steps:
+        if step.phase != "servers":
+            continue
+        if step.skipped:
+            assert step.action in {"upgrade", "failback"}
+        else:
+            assert step.action in ACTIONS
 
 
 def test_stripe_without_mirror_is_refused_without_consent() -> None:

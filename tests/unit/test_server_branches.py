@@ -3,14 +3,16 @@ a scripted fake cluster at the procedure's one seam (no process, no sshd, no soc
 ACTIVE is not stopped while no mirror is PASSIVE-STANDBY; with no takeover within
 ``failover_s`` the old active is started again on its old kit; a failed install that left the
 old kit untouched starts the server again (and one that did not, does not); a halted run
-starts nothing. The same branches against the sandbox: tests/e2e/test_server_steps.py,
+starts nothing; and each step takes only its own segment's steps (a server to bring back
+is either's; the failover step refuses a mirror still to upgrade and does the failback). The
+same branches against the sandbox: tests/e2e/test_server_steps.py,
 tests/e2e/test_kit_swap_safety.py, tests/e2e/test_halt_on_failure.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -62,7 +64,8 @@ class FakeCluster:
     The hosts know the stop and start scripts, ``ps``, ``version.sh`` and ``tail``; every
     other command is the kit swap's and goes to :attr:`install` (by default: not expected).
     A stopped ACTIVE hands its role to a PASSIVE-STANDBY server when :attr:`takeover`; a
-    started server is ACTIVE when no other one is. :attr:`ran` records (host, what) in order.
+    started server is ACTIVE when no other one is, else it answers :attr:`sync_looks` looks
+    PASSIVE-UNINITIALIZED, then PASSIVE-STANDBY. :attr:`ran` records (host, what) in order.
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class FakeCluster:
         }
         self.ran: list[tuple[str, str]] = []
         self.takeover = True
+        self.sync_looks = 0
         self.install: Install = self.unexpected
 
     def unexpected(self, fake: FakeServer, command: str) -> Done:
@@ -109,7 +113,10 @@ class FakeCluster:
     def start(self, fake: FakeServer) -> None:
         others = [f for f in self.servers.values() if f is not fake and f.runs]
         fake.runs = fake.kit
-        fake.answers = [STANDBY if any(f.answers[0] == ACTIVE for f in others) else ACTIVE]
+        if any(f.answers[0] == ACTIVE for f in others):
+            fake.answers = [SYNCING] * self.sync_looks + [STANDBY]
+        else:
+            fake.answers = [ACTIVE]
 
     def did(self, what: str) -> list[tuple[str, str]]:
         return [(host, w) for host, w in self.ran if w == what]
@@ -176,9 +183,9 @@ def no_stop_requested() -> Iterator[None]:
 
 
 def test_the_active_is_not_stopped_while_no_mirror_is_passive_standby() -> None:
-    # The two looks that plan the step see the mirror in sync; the look right before the
-    # stop does not (it restarted itself).
-    ctx, cluster = stripe({A: "4.2.0", B: "4.2.1"}, {A: [ACTIVE], B: [STANDBY, STANDBY, SYNCING]})
+    # The look that plans the step sees the mirror in sync; the look right before the stop
+    # does not (it restarted itself).
+    ctx, cluster = stripe({A: "4.2.0", B: "4.2.1"}, {A: [ACTIVE], B: [STANDBY, SYNCING]})
     region = ctx.inventory.regions[0]
     with pytest.raises(StepFailed) as caught:
         failover(ctx, region, region.stripes[0])
@@ -292,14 +299,63 @@ def test_a_failure_found_during_the_standby_wait_stops_nothing() -> None:
     assert cluster.ran == []
 
 
-def test_a_mirror_that_finishes_its_sync_between_two_looks_is_not_a_bug() -> None:
-    """Re-executing the mirrors step while the upgraded mirror still syncs: the step's first
-    look plans its confirm-standby, the mirror's own look already sees it PASSIVE-STANDBY (it
-    synced in between) and has nothing to do; the step looks again and ends, stopping nothing
-    (the active is the failover step's)."""
-    ctx, cluster = stripe({A: "4.2.0", B: "4.2.1"}, {A: [ACTIVE], B: [SYNCING, STANDBY]})
+def test_a_mirror_still_syncing_is_confirmed_and_the_active_left_alone() -> None:
+    """Re-executing the mirrors step while the upgraded mirror still syncs: the step's look
+    plans its confirm-standby (a step of no segment: the op that looks first does it), which
+    waits for the sync; nothing is stopped or installed, and the active is the failover
+    step's."""
+    ctx, cluster = stripe({A: "4.2.0", B: "4.2.1"}, {A: [ACTIVE], B: [SYNCING, SYNCING, STANDBY]})
     region = ctx.inventory.regions[0]
     records = upgrade_mirrors(ctx, region, region.stripes[0])
-    assert all(r.skipped for r in records)
+    assert [(r.action, r.node, r.skipped) for r in records] == [("confirm-standby", B, False)]
+    assert records[0].did[0].startswith(f"confirmed {B} {STANDBY} after ")
     assert cluster.did("stop") == [] and cluster.did("install") == []
+    assert (cluster.servers[A].answers, cluster.servers[B].answers) == ([ACTIVE], [STANDBY])
+
+
+def test_the_mirrors_step_brings_back_a_down_mirror_and_leaves_the_active() -> None:
+    """A mirror down on the target kit (an earlier run installed it): the mirrors step starts
+    and confirms it (steps of no segment), then stops at the failover's first step."""
+    ctx, cluster = stripe({A: "4.2.0", B: "4.2.1"}, {A: [ACTIVE], B: [STANDBY]})
+    cluster.servers[B].runs = None
+    cluster.sync_looks = 2
+    region = ctx.inventory.regions[0]
+    records = upgrade_mirrors(ctx, region, region.stripes[0])
+    assert [(r.action, r.node) for r in records] == [("start", B), ("confirm-standby", B)]
+    assert cluster.did("stop") == [] and cluster.did("install") == []
+    assert (cluster.servers[A].answers, cluster.servers[B].answers) == ([ACTIVE], [STANDBY])
+
+
+def test_the_failover_step_refuses_a_mirror_still_to_upgrade() -> None:
+    ctx, cluster = stripe({A: "4.2.0", B: "4.2.0"}, {A: [ACTIVE], B: [STANDBY]})
+    region = ctx.inventory.regions[0]
+    with pytest.raises(StepFailed) as caught:
+        failover(ctx, region, region.stripes[0])
+    assert caught.value.node == B
+    assert str(caught.value) == (
+        f"mirror {B} of stripe stripe1 is not on 4.2.1 yet and mirrors are upgraded before "
+        "the active; run upgrade_mirrors_east_stripe1 (upgrade_mirrors) for it first "
+        "(nothing was stopped)"
+    )
+    assert cluster.ran == []
+
+
+def test_the_failover_step_fails_back_and_the_mirrors_step_does_not() -> None:
+    """Both on the target, the preferred server a mirror: the mirrors step has nothing to do;
+    the failover step, with failback asked, stops the ACTIVE once the preferred server is
+    PASSIVE-STANDBY and brings the stopped one back as its mirror."""
+    ctx, cluster = stripe({A: "4.2.1", B: "4.2.1"}, {A: [STANDBY], B: [ACTIVE]})
+    ctx.options = replace(ctx.options, failback=True)
+    cluster.sync_looks = 2
+    region = ctx.inventory.regions[0]
+    mirrors = upgrade_mirrors(ctx, region, region.stripes[0])
+    assert [(r.action, r.node, r.skipped) for r in mirrors] == [("upgrade", A, True)]
+    assert cluster.ran == []
+    records = failover(ctx, region, region.stripes[0])
+    assert [(r.action, r.node) for r in records] == [
+        ("failback-stop", B),
+        ("start", B),
+        ("confirm-standby", B),
+    ]
+    assert cluster.did("stop") == [("10.0.0.2", "stop")] and cluster.did("install") == []
     assert (cluster.servers[A].answers, cluster.servers[B].answers) == ([ACTIVE], [STANDBY])
