@@ -14,7 +14,6 @@ import ipaddress
 import posixpath
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 from bm_upgrade.errors import FieldIssue
 
@@ -54,17 +53,6 @@ def remote_path_problem(path: str) -> str | None:
             f"{normal!r} if that is the folder you mean"
         )
     return None
-
-
-def clean_path(path: str) -> str:
-    """``path`` without its trailing ``/`` (for comparing normalised paths)."""
-    return path.rstrip("/") or "/"
-
-
-def is_inside(path: str, root: str) -> bool:
-    """Whether ``path`` is ``root`` or lies under it (both normalised)."""
-    path, root = clean_path(path), clean_path(root)
-    return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 # -- hosts ----------------------------------------------------------------------------------
@@ -151,60 +139,3 @@ def stripe_node_issues(stripes: Iterable[tuple[str, str, str]]) -> Iterator[Fiel
                 f"become the job steps {mirrors} and {failover} ('-' and "
                 "'.' become '_'); rename one of them",
             )
-
-
-# -- kit roots ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class NodeFolders:
-    """The folders of one node on its host, as the kit-root check needs them."""
-
-    path: str
-    """Field path of the node (``regions[0].stripes[1].servers[0]``)."""
-    name: str
-    host: str
-    kit_root: str
-    """Its ``install_dir``: the folder an upgrade moves aside (or deletes) and replaces."""
-    kept_out: tuple[tuple[str, str], ...]
-    """``(field, path)`` of what must survive a swap: data folder, tc-config, wan.xml."""
-
-
-def kit_root_issues(nodes: Iterable[NodeFolders]) -> Iterator[FieldIssue]:
-    """docs/safety.md rule 9 on the inventory: no data folder, tc-config or wan.xml inside a kit
-    root on its host, and no two nodes of one host with the same (or nested) kit root."""
-    by_host: dict[str, list[NodeFolders]] = {}
-    for node in nodes:
-        by_host.setdefault(canonical_host(node.host), []).append(node)
-    for group in by_host.values():
-        for index, node in enumerate(group):
-            for field, path in node.kept_out:
-                for owner in group:
-                    if is_inside(path, owner.kit_root):
-                        whose = (
-                            "its own kit root"
-                            if owner is node
-                            else f"the kit root of {owner.name!r} ({owner.path})"
-                        )
-                        yield FieldIssue(
-                            f"{node.path}.{field}",
-                            f"{path} lies inside {owner.kit_root}, {whose} on "
-                            f"host {node.host}, which an upgrade moves aside or "
-                            f"deletes; keep the {field} outside every "
-                            "install_dir",
-                        )
-            # One kit root per node rather than a per-host lock: a lock would only take turns
-            # at swapping one folder, and the second swap would still replace (and move
-            # aside) the kit the first node has just started from. With a root each, two
-            # steps never swap the same kit root at once, whatever runs side by side.
-            for other in group[:index]:
-                if is_inside(node.kit_root, other.kit_root) or is_inside(
-                    other.kit_root, node.kit_root
-                ):
-                    yield FieldIssue(
-                        f"{node.path}.install_dir",
-                        f"{node.kit_root} on host {node.host} overlaps the kit "
-                        f"root {other.kit_root} of {other.name!r} "
-                        f"({other.path}); give each server and orchestrator on "
-                        "one host its own install_dir, none inside another, so "
-                        "two upgrade steps never swap the same kit root",
-                    )
-                    break

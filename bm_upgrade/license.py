@@ -15,10 +15,18 @@ from pathlib import Path
 
 from bm_upgrade.errors import LicenseError
 from bm_upgrade.inventory import major_minor
+from bm_upgrade.inventory.kitroot import LICENSE_FILE_NAME
+
+__all__ = [
+    "LICENSE_FILE_NAME",
+    "License",
+    "check_license",
+    "license_problems",
+    "load_license",
+    "parse_license",
+]
 
 PRODUCT = "BigMemory Max"
-LICENSE_FILE_NAME = "terracotta-license.key"
-"""The exact name the key must have in a kit root."""
 
 
 @dataclass(frozen=True)

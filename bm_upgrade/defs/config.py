@@ -3,24 +3,50 @@
 Only the ``preflight`` op takes it; preflight turns it into :class:`RunSettings`, which every
 later op receives as an input. So the launchpad shows one block of settings, and a
 re-execution from failure reuses the parent run's settings with its outputs.
+
+The run config reads like the inventory's ``policy:``: every policy field a run may override,
+by the same name, with ``timeouts`` as a block of its own. :class:`UpgradeConfig` declares
+them once; the defaults from the inventory and the run's options are made from that
+declaration, field by field, whatever the fields are.
 """
 
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import dagster as dg
-from pydantic import Field
+from pydantic import ConfigDict, Field, ValidationError
 
-from bm_upgrade.inventory import Inventory, Timeouts
+from bm_upgrade.errors import UserError
+from bm_upgrade.inventory import Inventory, Policy
 from bm_upgrade.plan import PlanOptions
 from bm_upgrade.window import WindowGuard
 
 
+class TimeoutsConfig(dg.Config):
+    """How long each wait may take, in seconds (the inventory's ``policy.timeouts``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stop_s: float = Field(default=120.0, gt=0)
+    start_s: float = Field(default=300.0, gt=0)
+    sync_s: float = Field(default=1800.0, gt=0)
+    failover_s: float = Field(default=120.0, gt=0)
+    client_s: float = Field(default=300.0, gt=0)
+    orchestrator_s: float = Field(default=600.0, gt=0)
+
+
 class UpgradeConfig(dg.Config):
-    """What one upgrade run does. Defaults come from the inventory's target and policy."""
+    """What one upgrade run does. Defaults come from the inventory's target and policy.
+
+    ``parallel_stripes`` is not here: it shapes the job's graph and executor when the code
+    location loads (defs/jobs.py), so a run cannot change it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
     target_version: str = Field(description="Version to install (4.2.N); older = rollback.")
     dry_run: bool = Field(default=False, description="Probe and report every step; change nothing.")
@@ -34,50 +60,65 @@ class UpgradeConfig(dg.Config):
     accept_data_loss: bool = False
     continue_on_failure: bool = Field(
         default=False,
-        description="After a step of the run "
-        "failed, let other stripes still stop servers; off: "
-        "every later disruptive step ends safely, naming the "
-        "failure.",
+        description="After a step of the run failed, let other stripes still stop servers; "
+        "off: every later disruptive step ends safely, naming the failure.",
     )
-    stop_timeout_s: float = 120.0
-    start_timeout_s: float = 300.0
-    sync_timeout_s: float = 1800.0
-    failover_timeout_s: float = 120.0
-    client_timeout_s: float = 300.0
-    orchestrator_timeout_s: float = 600.0
+    timeouts: TimeoutsConfig = Field(
+        default_factory=TimeoutsConfig, description="How long each wait may take, in seconds."
+    )
     window_end: str | None = Field(
         default=None,
-        description="ISO time the maintenance "
-        "window closes (set by the schedule); none: run by hand.",
+        description="ISO time the maintenance window closes (set by the schedule); none: run "
+        "by hand.",
     )
     respect_window: bool = Field(
         default=False,
-        description="A run started by hand without "
-        "window_end: run only inside the inventory's window, and "
-        "check every disruptive step fits before it closes.",
+        description="A run started by hand without window_end: run only inside the "
+        "inventory's window, and check every disruptive step fits before it closes.",
     )
 
     @classmethod
     def defaults_for(cls, inventory: Inventory) -> dict[str, Any]:
-        """The inventory's values, as the job's default run config for preflight."""
-        policy, t = inventory.policy, inventory.policy.timeouts
+        """The inventory's target and policy, as the job's default run config for preflight."""
         return {
             "target_version": inventory.target_version,
             "dry_run": False,
-            "failback": policy.failback,
-            "delete_dirty_backups": policy.delete_dirty_backups,
-            "keep_previous_kit": policy.keep_previous_kit,
-            "client_batch_size": policy.client_batch_size,
-            "allow_downtime": policy.allow_downtime,
-            "accept_data_loss": policy.accept_data_loss,
-            "continue_on_failure": policy.continue_on_failure,
-            "stop_timeout_s": t.stop_s,
-            "start_timeout_s": t.start_s,
-            "sync_timeout_s": t.sync_s,
-            "failover_timeout_s": t.failover_s,
-            "client_timeout_s": t.client_s,
-            "orchestrator_timeout_s": t.orchestrator_s,
+            **inventory.policy.model_dump(include=set(RUN_POLICY_FIELDS)),
         }
+
+
+RUN_POLICY_FIELDS = tuple(
+    name for name in UpgradeConfig.model_fields if name in Policy.model_fields
+)
+"""The policy fields a run may override: those :class:`UpgradeConfig` declares."""
+
+
+def checked_config(config: Mapping[str, Any], *, fix: str) -> UpgradeConfig:
+    """``config`` (a run's preflight config) as Dagster would take it, checked before the
+    run exists.
+
+    Args:
+        fix: what the operator does about a wrong key (ends the message).
+
+    Raises:
+        UserError: naming each key that is not run config or whose value does not fit.
+    """
+    try:
+        return UpgradeConfig(**config)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = ".".join(str(part) for part in error["loc"])
+            if error["type"] == "extra_forbidden":
+                problems.append(f"{key} is not a run config key")
+            else:
+                problems.append(f"{key}={error.get('input')!r}: {error['msg']}")
+        keys = ", ".join(UpgradeConfig.model_fields)
+        timeouts = ", ".join(TimeoutsConfig.model_fields)
+        raise UserError(
+            f"run config: {'; '.join(problems)} (its keys: {keys}; under timeouts: "
+            f"{timeouts}); {fix}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -85,7 +126,8 @@ class RunSettings:
     """The run's settings as plain data (passed between ops; picklable)."""
 
     options: PlanOptions
-    timeouts: Timeouts
+    """The target and every policy choice, the run's overrides applied: what every step reads
+    (never the inventory's policy or target)."""
     dry_run: bool
     window_end: datetime.datetime | None
     before: dict[str, str | None] = field(default_factory=dict)
@@ -94,9 +136,6 @@ class RunSettings:
     """Kind of outage -> (seconds, basis), for the window check of disruptive steps."""
     next_opening: datetime.datetime | None = None
     """When the maintenance window after this run's opens (for the window check's message)."""
-    continue_on_failure: bool = False
-    """Other stripes go on after a step failed (else no new disruptive work: docs/safety.md
-    rule 12)."""
 
     def with_before(self, versions: dict[str, str | None]) -> RunSettings:
         return replace(self, before=dict(versions))
@@ -119,52 +158,18 @@ class RunSettings:
 
     @classmethod
     def from_config(cls, config: UpgradeConfig, inventory: Inventory) -> RunSettings:
-        timeouts = Timeouts(
-            stop_s=config.stop_timeout_s,
-            start_s=config.start_timeout_s,
-            sync_s=config.sync_timeout_s,
-            failover_s=config.failover_timeout_s,
-            client_s=config.client_timeout_s,
-            orchestrator_s=config.orchestrator_timeout_s,
-        )
+        """The run's settings: the inventory's policy with the run config's values (checked
+        as the inventory's own policy is), and the run config's target."""
+        chosen = config.model_dump(include=set(RUN_POLICY_FIELDS))
+        policy = Policy.model_validate({**inventory.policy.model_dump(), **chosen})
         options = PlanOptions.from_inventory(
             inventory,
             target_version=config.target_version,
-            failback=config.failback,
-            delete_dirty_backups=config.delete_dirty_backups,
-            keep_previous_kit=config.keep_previous_kit,
-            client_batch_size=config.client_batch_size,
-            allow_downtime=config.allow_downtime,
-            accept_data_loss=config.accept_data_loss,
-            continue_on_failure=config.continue_on_failure,
-            timeouts=timeouts,
+            **{name: getattr(policy, name) for name in chosen},
         )
         window_end = (
             datetime.datetime.fromisoformat(config.window_end) if config.window_end else None
         )
         if window_end is not None and window_end.tzinfo is None:
             window_end = window_end.replace(tzinfo=datetime.UTC)
-        return cls(
-            options,
-            timeouts,
-            config.dry_run,
-            window_end,
-            continue_on_failure=config.continue_on_failure,
-        )
-
-    def inventory_for_run(self, inventory: Inventory) -> Inventory:
-        """The inventory with this run's target, timeouts and policy choices applied, so no
-        step can read the inventory file's target where the run's (``--to``) is meant."""
-        policy = inventory.policy.model_copy(
-            update={
-                "timeouts": self.timeouts,
-                "failback": self.options.failback,
-                "delete_dirty_backups": self.options.delete_dirty_backups,
-                "keep_previous_kit": self.options.keep_previous_kit,
-                "client_batch_size": self.options.client_batch_size,
-                "continue_on_failure": self.continue_on_failure,
-            }
-        )
-        return inventory.model_copy(
-            update={"policy": policy, "target_version": self.options.target_version}
-        )
+        return cls(options, config.dry_run, window_end)

@@ -32,19 +32,19 @@ import dagster as dg
 
 from bm_upgrade.defs import runclaim
 from bm_upgrade.defs.config import UpgradeConfig
-from bm_upgrade.defs.ops import (
-    BATCH_TAG,
-    REGION_TAG,
-    STRIPE_TAG,
-    download_op,
+from bm_upgrade.defs.disruptive_ops import (
     failover_op,
+    restart_clients_op,
+    upgrade_mirrors_op,
+    wan_cycle_op,
+)
+from bm_upgrade.defs.op_context import BATCH_TAG, REGION_TAG, STRIPE_TAG
+from bm_upgrade.defs.ops import (
+    download_op,
     preflight_op,
     report_op,
-    restart_clients_op,
     stage_kit_op,
-    upgrade_mirrors_op,
     verify_servers_op,
-    wan_cycle_op,
 )
 from bm_upgrade.defs.resources import ClusterResource
 from bm_upgrade.defs.runclaim import INVENTORY_SHA_TAG, going_records, inventory_sha256
@@ -95,6 +95,8 @@ the highest ``dagster/priority`` first (in process as with processes)."""
 
 def executor_for(inventory: Inventory) -> dg.ExecutorDefinition:
     """In-process for one stripe at a time, else forkserver processes (see the module)."""
+    # The inventory's value by design: the executor is chosen when the code location loads,
+    # so parallel_stripes is not run config (defs/config.py).
     parallel = inventory.policy.parallel_stripes
     if parallel <= 1:
         return dg.in_process_executor
@@ -112,17 +114,18 @@ def build_upgrade_job(inventory: Inventory, inventory_path: str) -> dg.JobDefini
     # definitions must be unique across the code location, which holds many clusters. The
     # ops read what they work on from their node's tags.
     stripes = []
-    for region in inventory.regions:
-        for stripe in region.stripes:
-            where = {REGION_TAG: region.name, STRIPE_TAG: stripe.name}
-            mirrors, failover = stripe_nodes(region.name, stripe.name)
-            stripes.append(
-                (
-                    upgrade_mirrors_op.alias(mirrors).tag(where),
-                    failover_op.alias(failover).tag({**where, **FAILOVER_PRIORITY}),
-                )
+    for region, stripe in inventory.stripes():
+        where = {REGION_TAG: region.name, STRIPE_TAG: stripe.name}
+        mirrors, failover = stripe_nodes(region.name, stripe.name)
+        stripes.append(
+            (
+                upgrade_mirrors_op.alias(mirrors).tag(where),
+                failover_op.alias(failover).tag({**where, **FAILOVER_PRIORITY}),
             )
-    clients = [c for region in inventory.regions for c in region.clients]
+        )
+    clients = [client for _, client in inventory.clients()]
+    # The inventory's batch size shapes the graph when the code location loads; a run's
+    # own size (run config) regroups the clients over these nodes (procedure/batches.py).
     size = inventory.policy.client_batch_size
     batch_ops = [
         restart_clients_op.alias(f"restart_clients_{i + 1}").tag(

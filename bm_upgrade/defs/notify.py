@@ -26,6 +26,7 @@ from typing import Any
 import dagster as dg
 
 from bm_upgrade.defs.jobs import CLUSTER_TAG
+from bm_upgrade.defs.sensors import status_asset_key
 from bm_upgrade.defs.stopping import failure_reason
 from bm_upgrade.inventory import Inventory
 from bm_upgrade.redact import redact_text, redact_urls
@@ -151,7 +152,7 @@ def notify_run_success(context: dg.RunStatusSensorContext) -> None:
 
 def post_alert(inventory: Inventory, message: str) -> None:
     """An alert of a sync-status sensor, to the webhook (what happened goes to the log)."""
-    key = "/".join(["bm_upgrade", inventory.cluster, "sync_status"])
+    key = status_asset_key(inventory).to_user_string()
     outcome = post(
         {
             "event": "status_alert",

@@ -25,7 +25,8 @@ import dagster as dg
 from bm_upgrade.defs.jobs import runs_going
 from bm_upgrade.errors import BmUpgradeError, UserError
 from bm_upgrade.inventory import Inventory, load_inventory
-from bm_upgrade.procedure.watch import WatchMemory, WatchResult, observe_for_watch, watch_step
+from bm_upgrade.procedure.observe import observe_cluster
+from bm_upgrade.procedure.watch import WatchMemory, WatchResult, watch_step
 from bm_upgrade.redact import redact_urls
 from bm_upgrade.remote import HostPool
 
@@ -73,12 +74,16 @@ def look(
     no_standby_alert_s: float,
     now: float | None = None,
 ) -> WatchResult:
-    """One tick's work: probe the cluster, compare with the memory."""
+    """One tick's work: probe the servers and orchestrators, compare with the memory.
+
+    A server that answers its probe is taken at its word (state, version); only one that does
+    not is looked at over SSH, so with REST probes a healthy cluster costs no SSH session for
+    its servers.
+    """
     with HostPool(inventory.ssh) as pool:
-        view = observe_for_watch(inventory, pool)
+        view = observe_cluster(inventory, pool, clients=False)
     return watch_step(
         memory,
-        inventory,
         view,
         time.time() if now is None else now,
         upgrading=bool(runs_going(instance, inventory.cluster)),
@@ -87,10 +92,11 @@ def look(
 
 
 def observation(inventory: Inventory, result: WatchResult) -> dg.AssetObservation:
+    stripes = {server.name: f"{r.name}/{s.name}" for r, s, server in inventory.servers()}
     rows = ["| node | stripe | role | state | version |", "|---|---|---|---|---|"]
     for name, node in result.memory.nodes.items():
         rows.append(
-            f"| {name} | {node.get('stripe') or '-'} | {node.get('role') or '-'} | "
+            f"| {name} | {stripes.get(name, '-')} | {node.get('role') or '-'} | "
             f"{node.get('state') or '-'} | {node.get('version') or '-'} |"
         )
     return dg.AssetObservation(

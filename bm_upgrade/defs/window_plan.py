@@ -40,5 +40,7 @@ def plan_window(
         end = window_end_for_run(inventory.window, now)
     if end is None:
         return settings
-    expected = expected_outages(inventory, settings.timeouts, past_records(instance, job_name))
+    expected = expected_outages(
+        inventory, settings.options.timeouts, past_records(instance, job_name)
+    )
     return settings.with_window(end, expected, next_opening(inventory.window, end))

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from bm_upgrade.errors import FieldIssue
-from bm_upgrade.inventory.nodes import Kit, Region
-from bm_upgrade.inventory_checks import NodeFolders, kit_root_issues, stripe_node_issues
+from bm_upgrade.inventory.nodes import Client, Kit, Orchestrator, Region, Server, Stripe
+from bm_upgrade.inventory_checks import canonical_host, stripe_node_issues
 
 
 class CrossFieldIssues(ValueError):
@@ -35,11 +35,29 @@ def cross_field_issues(
     yield from _kit_issues(kits, target_version)
     # The job names a step per stripe after it: names must stay apart once '-' and '.' are '_'.
     yield from stripe_node_issues(
-        (f"regions[{ri}].stripes[{si}].name", region.name, stripe.name)
-        for ri, region in enumerate(regions)
-        for si, stripe in enumerate(region.stripes)
+        (f"{path}.name", region.name, stripe.name) for path, region, stripe in _stripes(regions)
     )
-    yield from kit_root_issues(_node_folders(regions))
+    yield from _kit_root_issues(regions)
+
+
+def _stripes(regions: Sequence[Region]) -> Iterator[tuple[str, Region, Stripe]]:
+    """Every stripe with its field path (``regions[0].stripes[1]``), in inventory order."""
+    for ri, region in enumerate(regions):
+        for si, stripe in enumerate(region.stripes):
+            yield f"regions[{ri}].stripes[{si}]", region, stripe
+
+
+def _nodes(regions: Sequence[Region]) -> Iterator[tuple[str, Server | Client | Orchestrator]]:
+    """Every node with its field path, in inventory order (per region: servers, clients,
+    orchestrators, as :meth:`Inventory.nodes <bm_upgrade.inventory.Inventory.nodes>`)."""
+    for ri, region in enumerate(regions):
+        for si, stripe in enumerate(region.stripes):
+            for vi, server in enumerate(stripe.servers):
+                yield f"regions[{ri}].stripes[{si}].servers[{vi}]", server
+        for ci, client in enumerate(region.clients):
+            yield f"regions[{ri}].clients[{ci}]", client
+        for oi, orch in enumerate(region.orchestrators):
+            yield f"regions[{ri}].orchestrators[{oi}]", orch
 
 
 def _region_name_issues(regions: Sequence[Region]) -> Iterator[FieldIssue]:
@@ -56,19 +74,17 @@ def _region_name_issues(regions: Sequence[Region]) -> Iterator[FieldIssue]:
 
 def _stripe_server_issues(regions: Sequence[Region]) -> Iterator[FieldIssue]:
     """Stripes without a server, or with more than one preferred active."""
-    for ri, region in enumerate(regions):
-        for si, stripe in enumerate(region.stripes):
-            if not stripe.servers:
-                yield FieldIssue(
-                    f"regions[{ri}].stripes[{si}].servers",
-                    f"stripe {stripe.name!r} has no server; list at least one",
-                )
-            if sum(s.preferred_active for s in stripe.servers) > 1:
-                yield FieldIssue(
-                    f"regions[{ri}].stripes[{si}].servers",
-                    f"stripe {stripe.name!r} has more than one preferred_active "
-                    "server; mark at most one",
-                )
+    for path, _, stripe in _stripes(regions):
+        if not stripe.servers:
+            yield FieldIssue(
+                f"{path}.servers", f"stripe {stripe.name!r} has no server; list at least one"
+            )
+        if sum(s.preferred_active for s in stripe.servers) > 1:
+            yield FieldIssue(
+                f"{path}.servers",
+                f"stripe {stripe.name!r} has more than one preferred_active "
+                "server; mark at most one",
+            )
 
 
 def _node_name_issues(regions: Sequence[Region]) -> Iterator[FieldIssue]:
@@ -77,19 +93,10 @@ def _node_name_issues(regions: Sequence[Region]) -> Iterator[FieldIssue]:
     # how steps, logs and the journal name a node.
     node_paths: dict[str, list[str]] = {}
     stripe_paths: dict[str, list[str]] = {}
-    for ri, region in enumerate(regions):
-        for si, stripe in enumerate(region.stripes):
-            stripe_paths.setdefault(f"{region.name}/{stripe.name}", []).append(
-                f"regions[{ri}].stripes[{si}].name"
-            )
-            for vi, server in enumerate(stripe.servers):
-                node_paths.setdefault(server.name, []).append(
-                    f"regions[{ri}].stripes[{si}].servers[{vi}].name"
-                )
-        for ci, client in enumerate(region.clients):
-            node_paths.setdefault(client.name, []).append(f"regions[{ri}].clients[{ci}].name")
-        for oi, orch in enumerate(region.orchestrators):
-            node_paths.setdefault(orch.name, []).append(f"regions[{ri}].orchestrators[{oi}].name")
+    for path, region, stripe in _stripes(regions):
+        stripe_paths.setdefault(f"{region.name}/{stripe.name}", []).append(f"{path}.name")
+    for path, node in _nodes(regions):
+        node_paths.setdefault(node.name, []).append(f"{path}.name")
     for name, paths in stripe_paths.items():
         for path in paths[1:]:
             yield FieldIssue(
@@ -109,38 +116,37 @@ def _port_and_data_issues(regions: Sequence[Region]) -> Iterator[FieldIssue]:
     """No two servers on one host may share a port or a data folder."""
     port_owner: dict[tuple[str, int], str] = {}
     data_owner: dict[tuple[str, str], str] = {}
-    for ri, region in enumerate(regions):
-        for si, stripe in enumerate(region.stripes):
-            for vi, server in enumerate(stripe.servers):
-                base = f"regions[{ri}].stripes[{si}].servers[{vi}]"
-                for field, port in (
-                    ("tsa_port", server.tsa_port),
-                    ("management_port", server.management_port),
-                ):
-                    # tsa_port also implies jmx (+10) and group (+20) ports.
-                    implied = [port] if field == "management_port" else server.ports()[:3]
-                    for p in implied:
-                        owner = port_owner.get((server.host, p))
-                        if owner is not None and owner != server.name:
-                            yield FieldIssue(
-                                f"{base}.{field}",
-                                f"port {p} on host {server.host} is already used by "
-                                f"server {owner!r}; give each server on one host "
-                                "distinct ports",
-                            )
-                            break
-                    for p in implied:
-                        port_owner.setdefault((server.host, p), server.name)
-                data_key = (server.host, server.data_dir.rstrip("/"))
-                owner = data_owner.get(data_key)
-                if owner is not None:
+    for base, server in _nodes(regions):
+        if not isinstance(server, Server):
+            continue
+        for field, port in (
+            ("tsa_port", server.tsa_port),
+            ("management_port", server.management_port),
+        ):
+            # tsa_port also implies jmx (+10) and group (+20) ports.
+            implied = [port] if field == "management_port" else server.ports()[:3]
+            for p in implied:
+                owner = port_owner.get((server.host, p))
+                if owner is not None and owner != server.name:
                     yield FieldIssue(
-                        f"{base}.data_dir",
-                        f"data folder {server.data_dir} on host {server.host} is "
-                        f"already used by server {owner!r}; give each server its own",
+                        f"{base}.{field}",
+                        f"port {p} on host {server.host} is already used by "
+                        f"server {owner!r}; give each server on one host "
+                        "distinct ports",
                     )
-                else:
-                    data_owner[data_key] = server.name
+                    break
+            for p in implied:
+                port_owner.setdefault((server.host, p), server.name)
+        data_key = (server.host, server.data_dir.rstrip("/"))
+        owner = data_owner.get(data_key)
+        if owner is not None:
+            yield FieldIssue(
+                f"{base}.data_dir",
+                f"data folder {server.data_dir} on host {server.host} is "
+                f"already used by server {owner!r}; give each server its own",
+            )
+        else:
+            data_owner[data_key] = server.name
 
 
 def _wan_issues(regions: Sequence[Region], wan_master_region: str | None) -> Iterator[FieldIssue]:
@@ -191,23 +197,49 @@ def _kit_issues(kits: Sequence[Kit], target_version: str) -> Iterator[FieldIssue
         seen_kits.add(kit.version)
 
 
-def _node_folders(regions: Sequence[Region]) -> Iterator[NodeFolders]:
-    """Every node that runs from a kit root, with what must stay outside kit roots."""
-    for ri, region in enumerate(regions):
-        for si, stripe in enumerate(region.stripes):
-            for vi, server in enumerate(stripe.servers):
-                yield NodeFolders(
-                    f"regions[{ri}].stripes[{si}].servers[{vi}]",
-                    server.name,
-                    server.host,
-                    server.install_dir,
-                    (("data_dir", server.data_dir), ("tc_config", server.tc_config)),
-                )
-        for oi, orch in enumerate(region.orchestrators):
-            yield NodeFolders(
-                f"regions[{ri}].orchestrators[{oi}]",
-                orch.name,
-                orch.host,
-                orch.install_dir,
-                (("wan_xml", orch.wan_xml),),
-            )
+def _kept_out(node: Server | Orchestrator) -> tuple[tuple[str, str], ...]:
+    """``(field, path)`` of what must survive a swap of the node's kit root: its data folder
+    and tc-config, or an orchestrator's wan.xml."""
+    if isinstance(node, Server):
+        return (("data_dir", node.data_dir), ("tc_config", node.tc_config))
+    return (("wan_xml", node.wan_xml),)
+
+
+def _kit_root_issues(regions: Sequence[Region]) -> Iterator[FieldIssue]:
+    """docs/safety.md rule 9 on the inventory: no data folder, tc-config or wan.xml inside a kit
+    root on its host, and no two nodes of one host with the same (or nested) kit root."""
+    by_host: dict[str, list[tuple[str, Server | Orchestrator]]] = {}
+    for path, node in _nodes(regions):
+        if not isinstance(node, Client):
+            by_host.setdefault(canonical_host(node.host), []).append((path, node))
+    for group in by_host.values():
+        for index, (path, node) in enumerate(group):
+            for field, kept in _kept_out(node):
+                for owner_path, owner in group:
+                    if owner.kit_root.holds(kept):
+                        whose = (
+                            "its own kit root"
+                            if owner is node
+                            else f"the kit root of {owner.name!r} ({owner_path})"
+                        )
+                        yield FieldIssue(
+                            f"{path}.{field}",
+                            f"{kept} lies inside {owner.install_dir}, {whose} on "
+                            f"host {node.host}, which an upgrade moves aside or "
+                            f"deletes; keep the {field} outside every install_dir",
+                        )
+            # One kit root per node rather than a per-host lock: a lock would only take turns
+            # at swapping one folder, and the second swap would still replace (and move
+            # aside) the kit the first node has just started from. With a root each, two
+            # steps never swap the same kit root at once, whatever runs side by side.
+            for other_path, other in group[:index]:
+                if other.kit_root.holds(node.install_dir) or node.kit_root.holds(other.install_dir):
+                    yield FieldIssue(
+                        f"{path}.install_dir",
+                        f"{node.install_dir} on host {node.host} overlaps the kit "
+                        f"root {other.install_dir} of {other.name!r} "
+                        f"({other_path}); give each server and orchestrator on "
+                        "one host its own install_dir, none inside another, so "
+                        "two upgrade steps never swap the same kit root",
+                    )
+                    break

@@ -9,6 +9,7 @@ the same file system, so moving a kit in or out is a rename (docs/architecture.m
 from __future__ import annotations
 
 import posixpath
+import re
 from dataclasses import dataclass
 
 LICENSE_FILE_NAME = "terracotta-license.key"
@@ -60,6 +61,20 @@ class KitRoot:
     def previous_kit(self, version: str | None) -> str:
         """Where this kit root goes when replaced: ``<previous_dir>/<name>-<version>``."""
         return posixpath.join(self.previous_dir, f"{self.name}-{version or 'unknown'}")
+
+    def newest_previous(self, listing: list[str]) -> str | None:
+        """The first of ``listing`` (paths, newest first) that is a kept previous kit of this
+        kit root: ``<name>-<version>`` or ``<name>-unknown`` in :attr:`previous_dir`."""
+        kept = re.compile(rf"^{re.escape(self.name)}-(?:\d+(?:\.\d+)+|unknown)$")
+        return next(
+            (
+                path
+                for path in listing
+                if posixpath.dirname(path) == self.previous_dir
+                and kept.match(posixpath.basename(path))
+            ),
+            None,
+        )
 
     def work_dir(self, node: str) -> str:
         """One node's scratch folder for a swap (never shared, even by nodes that wrongly

@@ -1,47 +1,65 @@
 """One look at the whole cluster: every server, client and orchestrator, as the plan needs it.
 
-Preflight, verify, dry runs and the report all start from :func:`observe_cluster`; the server
-steps look again, stripe by stripe, before every step (:mod:`bm_upgrade.procedure.waits`).
+Preflight, verify, dry runs, the report, ``bm-upgrade status`` and the sync-status sensor all
+start from :func:`observe_cluster`, whose view carries the one health check of that look
+(:mod:`bm_upgrade.procedure.health`); the server steps look again, stripe by stripe, before
+every step (:mod:`bm_upgrade.procedure.waits`).
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from bm_upgrade.errors import RemoteError, StepFailed
-from bm_upgrade.inventory import Inventory, Server
+from bm_upgrade.inventory import Client, Inventory, Orchestrator, Server
 from bm_upgrade.plan import NodeState
 from bm_upgrade.probes import (
     ClientStatus,
     OrchestratorStatus,
-    StripeHealth,
+    ServerStatus,
     probe_client,
     probe_orchestrator,
-    stripe_health,
 )
-from bm_upgrade.procedure.waits import Seen, Watch
-from bm_upgrade.remote import HostPool
+from bm_upgrade.procedure.health import Health, check
+from bm_upgrade.procedure.seen import Seen
+from bm_upgrade.procedure.verify import server_problems
+from bm_upgrade.procedure.waits import Hosts, Watch
+from bm_upgrade.remote import Connection, HostPool
 
 
 @dataclass
 class ClusterView:
-    """What was seen of every node at one moment.
+    """What was seen of the nodes of ``inventory`` at one moment.
 
     Attributes:
         servers: per server name, probe + process + installed kit.
         clients: per client name.
         orchestrators: per orchestrator name.
-        health: per ``region/stripe``, whether it has one ACTIVE and standby mirrors.
-        unreachable: per host, why it could not be reached.
+        unreachable: per host, why it could not be reached (its nodes are in none of the
+            above).
     """
 
+    inventory: Inventory
     servers: dict[str, Seen] = field(default_factory=dict)
     clients: dict[str, ClientStatus] = field(default_factory=dict)
     orchestrators: dict[str, OrchestratorStatus] = field(default_factory=dict)
-    health: dict[str, StripeHealth] = field(default_factory=dict)
     unreachable: dict[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def health(self) -> Health:
+        """The one health check of this look (made when first read, once the look is done)."""
+        return check(self)
+
+    def server_status(self, server: Server) -> ServerStatus:
+        """The server's probe answer; on an unreachable host, an unreachable status saying
+        why."""
+        seen = self.servers.get(server.name)
+        if seen is None:
+            return ServerStatus.unreachable(server, self.unreachable.get(server.host))
+        return seen.status
 
     def node_states(self) -> dict[str, NodeState]:
         """The observed state per node, as :func:`bm_upgrade.plan.make_plan` takes it."""
@@ -61,12 +79,17 @@ class ClusterView:
         return {name: state.version for name, state in self.node_states().items()}
 
     def as_dict(self) -> dict[str, Any]:
-        """A JSON-able summary (for metadata and reports)."""
+        """A JSON-able summary (for metadata, reports and the sync-status sensor's memory).
+
+        A server's ``state`` is its probed state, else ``starting`` (a process of it runs)
+        or ``stopped``; an orchestrator not answering is ``stopped``.
+        """
         return {
             "servers": {
                 name: {
-                    "state": seen.status.state if seen.status.reachable else None,
-                    "running": seen.running,
+                    "state": seen.status.state
+                    if seen.status.reachable
+                    else ("starting" if seen.alive else "stopped"),
                     "version": seen.node_state.version,
                 }
                 for name, seen in self.servers.items()
@@ -77,7 +100,7 @@ class ClusterView:
             },
             "orchestrators": {
                 name: {
-                    "state": o.state,
+                    "state": o.state if o.reachable else "stopped",
                     "role": o.role,
                     "version": o.version,
                     "caches": {c.name: c.state for c in o.caches},
@@ -96,51 +119,32 @@ def unreachable_hosts(pool: HostPool, hosts: list[str]) -> dict[str, str]:
     return {host: str(error) for host, error in result.errors.items()}
 
 
-def _hosts_of(
-    inventory: Inventory, *, servers: bool, clients: bool, orchestrators: bool
-) -> list[str]:
-    hosts: list[str] = []
-    for region in inventory.regions:
-        if servers:
-            hosts += [s.host for stripe in region.stripes for s in stripe.servers]
-        if clients:
-            hosts += [c.host for c in region.clients]
-        if orchestrators:
-            hosts += [o.host for o in region.orchestrators]
-    return list(dict.fromkeys(hosts))
-
-
 PARALLEL = 8
 """Nodes looked at side by side (threads: the probes wait on the network, not the CPU)."""
 
 
-def observe_cluster(
-    inventory: Inventory,
-    pool: HostPool,
-    *,
-    servers: bool = True,
-    clients: bool = True,
-    orchestrators: bool = True,
-    reach_all: bool = False,
-) -> ClusterView:
-    """Probe every node of the cluster (or only the kinds asked for), side by side.
+def _probe_on_host(conn: Connection, nodes: list[Client | Orchestrator]) -> list[Any]:
+    """The clients and orchestrators of one host, once its connection is open (a host that
+    cannot be reached raises here, once, rather than once per node)."""
+    conn.open()
+    return [
+        probe_client(conn, node) if isinstance(node, Client) else probe_orchestrator(conn, node)
+        for node in nodes
+        if node.host == conn.host
+    ]
+
+
+def _look_at_servers(view: ClusterView, hosts: Hosts) -> None:
+    """Every server of the view's inventory not on a host known unreachable, side by side,
+    into ``view``.
 
     A server answering its probe with its version is taken at its word (no SSH command, see
-    :meth:`~bm_upgrade.procedure.waits.Watch.observe_servers`); a host that had to be asked
-    over SSH and could not be reached goes to ``unreachable``. With ``reach_all`` every host
-    of the kinds asked for is first checked over SSH (preflight: every host reachable), and
-    nodes on unreachable hosts are not probed.
+    :meth:`~bm_upgrade.procedure.waits.Watch.observe_servers`), so with REST probes a healthy
+    cluster costs no SSH session for its servers; a host that had to be asked over SSH and
+    could not be reached goes to ``unreachable``.
     """
-    view = ClusterView()
-    if reach_all:
-        view.unreachable = unreachable_hosts(
-            pool,
-            _hosts_of(inventory, servers=servers, clients=clients, orchestrators=orchestrators),
-        )
-    watch = Watch(inventory, pool)
-    server_list = [srv for _, _, srv in inventory.servers()] if servers else []
-    client_list = [c for r in inventory.regions for c in r.clients] if clients else []
-    orch_list = [o for r in inventory.regions for o in r.orchestrators] if orchestrators else []
+    watch = Watch(view.inventory, hosts)
+    servers = [s for _, _, s in view.inventory.servers() if s.host not in view.unreachable]
 
     def server_seen(server: Server) -> Seen | RemoteError:
         try:
@@ -148,50 +152,70 @@ def observe_cluster(
         except RemoteError as exc:
             return exc
 
-    def reachable(host: str) -> bool:
-        return host not in view.unreachable
-
     with ThreadPoolExecutor(max_workers=PARALLEL) as ex:
-        seen_servers = ex.map(server_seen, [s for s in server_list if reachable(s.host)])
-        seen_clients = ex.map(
-            lambda c: probe_client(pool.get(c.host), c),
-            [c for c in client_list if reachable(c.host)],
-        )
-        seen_orchs = ex.map(
-            lambda o: probe_orchestrator(pool.get(o.host), o),
-            [o for o in orch_list if reachable(o.host)],
-        )
-        for server, seen in zip(
-            [s for s in server_list if reachable(s.host)], seen_servers, strict=True
-        ):
+        for server, seen in zip(servers, ex.map(server_seen, servers), strict=True):
             if isinstance(seen, RemoteError):
                 view.unreachable[seen.host] = str(seen)
             else:
                 view.servers[server.name] = seen
-        view.clients.update({c.name: c for c in seen_clients})
-        view.orchestrators.update({o.name: o for o in seen_orchs})
-    for region in inventory.regions:
-        for stripe in region.stripes:
-            if servers and all(s.name in view.servers for s in stripe.servers):
-                view.health[f"{region.name}/{stripe.name}"] = stripe_health(
-                    stripe, [view.servers[s.name].status for s in stripe.servers]
-                )
+
+
+def observe_cluster(
+    inventory: Inventory,
+    pool: HostPool,
+    *,
+    clients: bool = True,
+    orchestrators: bool = True,
+    reach_all: bool = False,
+) -> ClusterView:
+    """Probe every server of the cluster, and its clients and orchestrators unless asked not
+    to, side by side.
+
+    Servers as :func:`_look_at_servers` says; clients and orchestrators are read over SSH,
+    one connection per host (a host that cannot be reached goes to ``unreachable``). With
+    ``reach_all`` every host of the kinds asked for is first checked over SSH (preflight:
+    every host reachable), and nodes on unreachable hosts are not probed.
+    """
+    others: list[Client | Orchestrator] = []
+    if clients:
+        others += [client for _, client in inventory.clients()]
+    if orchestrators:
+        others += [orch for _, orch in inventory.orchestrators()]
+    view = ClusterView(inventory)
+    if reach_all:
+        hosts = [server.host for _, _, server in inventory.servers()]
+        view.unreachable = unreachable_hosts(
+            pool, list(dict.fromkeys(hosts + [node.host for node in others]))
+        )
+    others = [node for node in others if node.host not in view.unreachable]
+    with ThreadPoolExecutor(max_workers=1) as ex:
+        by_host = ex.submit(
+            pool.fan_out, [node.host for node in others], lambda c: _probe_on_host(c, others)
+        )
+        _look_at_servers(view, pool)
+        outcome = by_host.result()
+    view.unreachable.update({host: str(exc) for host, exc in outcome.errors.items()})
+    found = {status.name: status for statuses in outcome.results.values() for status in statuses}
+    for node in others:
+        status = found.get(node.name)
+        if isinstance(status, ClientStatus):
+            view.clients[node.name] = status
+        elif isinstance(status, OrchestratorStatus):
+            view.orchestrators[node.name] = status
     return view
 
 
-def require_servers_ready(inventory: Inventory, pool: HostPool, target: str, who: str) -> None:
+def require_servers_ready(inventory: Inventory, hosts: Hosts, target: str, who: str) -> None:
     """docs/safety.md rules 5 and 6: every server of every region on ``target``, every stripe one
     ACTIVE plus PASSIVE-STANDBY mirrors, before ``who`` (clients, orchestrators) is touched.
+    It looks at the servers only, over any :class:`~bm_upgrade.procedure.waits.Hosts`.
 
     Raises:
         StepFailed: naming what is not ready; nothing was touched.
     """
-    view = observe_cluster(inventory, pool, clients=False, orchestrators=False)
-    problems = [f"{host} unreachable ({why})" for host, why in view.unreachable.items()]
-    problems += [p for health in view.health.values() for p in health.problems]
-    problems += [
-        seen.describe() for seen in view.servers.values() if seen.node_state.version != target
-    ]
+    view = ClusterView(inventory)
+    _look_at_servers(view, hosts)
+    problems = server_problems(view, target)
     if problems:
         raise StepFailed(
             who,

@@ -65,31 +65,29 @@ def stripe_problems(
     """
     errors: list[str] = []
     warnings: list[str] = []
-    for region in inventory.regions:
-        for stripe in region.stripes:
-            key = f"{region.name}/{stripe.name}"
-            health = view.health.get(key)
-            if health is None:
-                continue  # its hosts are unreachable: reported as such
-            split_brain = any("split brain" in p for p in health.problems)
-            if health.active is None or split_brain:
-                errors.extend(f"{key}: {p}" for p in health.problems)
+    for region, stripe in inventory.stripes():
+        key = f"{region.name}/{stripe.name}"
+        health = view.health.get(key)
+        if health is None:
+            continue  # its hosts are unreachable: reported as such
+        split_brain = any("split brain" in p for p in health.problems)
+        if health.active is None or split_brain:
+            errors.extend(f"{key}: {p}" for p in health.problems)
+            continue
+        for server in stripe.servers:
+            if server.name == health.active or server.name in health.standbys:
                 continue
-            for server in stripe.servers:
-                seen = view.servers[server.name]
-                state = seen.node_state
-                if server.name == health.active or server.name in health.standbys:
-                    continue
-                if state.version == target:
-                    warnings.append(
-                        f"{key}: {seen.describe()}: an earlier run stopped there; "
-                        "it is brought back first"
-                    )
-                else:
-                    errors.append(
-                        f"{key}: {seen.describe()}, not PASSIVE-STANDBY; let it "
-                        "sync (or start it) before upgrading"
-                    )
+            seen = view.servers[server.name]
+            if seen.node_state.version == target:
+                warnings.append(
+                    f"{key}: {seen.describe()}: an earlier run stopped there; "
+                    "it is brought back first"
+                )
+            else:
+                errors.append(
+                    f"{key}: {seen.describe()}, not PASSIVE-STANDBY; let it "
+                    "sync (or start it) before upgrading"
+                )
     return errors, warnings
 
 

@@ -34,6 +34,9 @@ class MatrixRow:
 
 @dataclass(frozen=True)
 class Report:
+    """The run's report. ``rows``: the servers, then the clients, then the orchestrators,
+    each in inventory order."""
+
     cluster: str
     target: str
     dry_run: bool
@@ -73,36 +76,32 @@ class Report:
                     state,
                 )
             )
-        for region in inventory.regions:
-            for client in region.clients:
-                c = after.clients.get(client.name)
-                state = (
+        for region, client in inventory.clients():
+            c = after.clients.get(client.name)
+            rows.append(
+                MatrixRow(
+                    "client",
+                    region.name,
+                    client.name,
+                    settings.before.get(client.name),
+                    versions.get(client.name),
                     "unknown"
                     if c is None or c.running is None
-                    else ("running" if c.running else "stopped")
+                    else ("running" if c.running else "stopped"),
                 )
-                rows.append(
-                    MatrixRow(
-                        "client",
-                        region.name,
-                        client.name,
-                        settings.before.get(client.name),
-                        versions.get(client.name),
-                        state,
-                    )
+            )
+        for region, orch in inventory.orchestrators():
+            o = after.orchestrators.get(orch.name)
+            rows.append(
+                MatrixRow(
+                    "orchestrator",
+                    region.name,
+                    orch.name,
+                    settings.before.get(orch.name),
+                    versions.get(orch.name),
+                    (o.state if o and o.state else "down") + f" ({orch.role})",
                 )
-            for orch in region.orchestrators:
-                o = after.orchestrators.get(orch.name)
-                rows.append(
-                    MatrixRow(
-                        "orchestrator",
-                        region.name,
-                        orch.name,
-                        settings.before.get(orch.name),
-                        versions.get(orch.name),
-                        (o.state if o and o.state else "down") + f" ({orch.role})",
-                    )
-                )
+            )
         problems = [
             f"{r.node} runs {r.after or 'unknown'}, not {target}"
             for r in rows

@@ -17,13 +17,13 @@ A check that cannot read a number fails: it never counts as passed.
 from __future__ import annotations
 
 import gzip
-import posixpath
-from collections.abc import Collection, Mapping
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from bm_upgrade.errors import StepFailed
-from bm_upgrade.inventory import Inventory
+from bm_upgrade.inventory import Inventory, KitRoot, Orchestrator, Server
 from bm_upgrade.plan import PlanOptions
 from bm_upgrade.probes import Runner
 from bm_upgrade.remote.quoting import echo_mark, quote, split_marked
@@ -133,10 +133,6 @@ def describe(host: str, needs: list[Need], free: Mapping[str, Free | str]) -> st
     )
 
 
-def _parent(install_dir: str) -> str:
-    return posixpath.dirname(install_dir.rstrip("/")) or "/"
-
-
 def room_needs(
     inventory: Inventory,
     host: str,
@@ -151,18 +147,24 @@ def room_needs(
     part of the tarball in ``folder``, and the new kits beside the kit roots of the nodes in
     ``pending`` (None: every node) still to be swapped."""
     needs = [Need(folder, tarball_missing, f"the staged tarball ({tarball_missing} bytes)")]
-    roots: dict[str, list[int]] = {}  # parent folder -> [servers, orchestrators]
-    for _, _, server in inventory.servers():
-        if server.host == host and (pending is None or server.name in pending):
-            roots.setdefault(_parent(server.install_dir), [0, 0])[0] += 1
-    for region in inventory.regions:
-        for orch in region.orchestrators:
-            if orch.host == host and (pending is None or orch.name in pending):
-                roots.setdefault(_parent(orch.install_dir), [0, 0])[1] += 1
+
+    def parents(nodes: Iterable[Server | Orchestrator]) -> Counter[str]:
+        """How many of ``nodes`` still to swap on ``host`` have their kit root in each
+        folder."""
+        return Counter(
+            node.kit_root.parent
+            for node in nodes
+            if node.host == host and (pending is None or node.name in pending)
+        )
+
+    servers = parents(server for _, _, server in inventory.servers())
+    orchestrators = parents(orch for _, orch in inventory.orchestrators())
     keep = options.keep_previous_kit if options is not None else True
     parallel = options.parallel_stripes if options is not None else 1
-    for parent, (servers, orchestrators) in roots.items():
-        count = kits_needed(servers, orchestrators, keep_previous=keep, parallel_stripes=parallel)
+    for parent in dict.fromkeys([*servers, *orchestrators]):
+        count = kits_needed(
+            servers[parent], orchestrators[parent], keep_previous=keep, parallel_stripes=parallel
+        )
         kept = "the previous kits kept" if keep else "each previous kit removed after its swap"
         needs.append(
             Need(parent, count * unpacked, f"{count} unpacked kit(s) of {unpacked} bytes, {kept}")
@@ -171,10 +173,11 @@ def room_needs(
 
 
 def check_unpack_room(
-    conn: Runner, node: str, install_dir: str, staged_kit: str, unpacked_bytes: int | None = None
+    conn: Runner, node: str, kit_root: KitRoot, staged_kit: str, unpacked_bytes: int | None = None
 ) -> str:
-    """Right before a kit root's unpack: its parent folder has room for the unpacked kit;
-    returns what it saw, in words (for the step's record). One command.
+    """Right before a kit root's unpack: its parent folder (where the work folder is) has
+    room for the unpacked kit; returns what it saw, in words (for the step's record). One
+    command.
 
     Args:
         unpacked_bytes: the kit's unpacked size (``StagedKit.unpacked_bytes``); when unknown,
@@ -184,7 +187,7 @@ def check_unpack_room(
     Raises:
         StepFailed: no room, or the free space cannot be read (nothing was changed).
     """
-    parent = posixpath.dirname(install_dir.rstrip("/")) or "/"
+    parent = kit_root.parent
     isize = (
         f"wc -c < {quote(staged_kit)}; tail -c 4 -- {quote(staged_kit)} | od -An -tu1"
         if unpacked_bytes is None

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from bm_upgrade.procedure.observe import ClusterView
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bm_upgrade.procedure.observe import ClusterView
 
 
 def server_problems(view: ClusterView, target: str) -> list[str]:
     """What keeps ``view``'s servers from being all on ``target`` with one ACTIVE and
-    PASSIVE-STANDBY mirrors per stripe: servers on another version, unhealthy stripes,
-    unreachable hosts (empty: none)."""
+    PASSIVE-STANDBY mirrors per stripe (docs/safety.md rules 5 and 6): servers on another
+    version, the stripes' problems of the view's health check, unreachable hosts (empty:
+    none). The ``verify_servers`` step and the check before the first client or orchestrator
+    is touched raise on it."""
     wrong = [s.describe() for s in view.servers.values() if s.node_state.version != target]
-    unhealthy = [p for h in view.health.values() for p in h.problems]
-    return wrong + unhealthy + list(view.unreachable.values())
+    return wrong + view.health.stripe_problems() + list(view.unreachable.values())

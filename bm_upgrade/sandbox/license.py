@@ -9,9 +9,9 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
-from bm_upgrade.sandbox.kit_files.server.lib import tccommon
+from bm_upgrade.sandbox.kit_files.server.lib import tckey
 
-LICENSE_FILE_NAME = tccommon.LICENSE_FILE_NAME
+LICENSE_FILE_NAME = tckey.LICENSE_FILE_NAME
 """The name a key must have in a kit root."""
 
 
@@ -25,7 +25,7 @@ def render_license(
     licensee: str = "bm_upgrade sandbox",
 ) -> str:
     """The text of a signed license key."""
-    return tccommon.render_license(
+    return tckey.render_license(
         {
             "License type": "Commercial",
             "License number": "4200001",

@@ -1,6 +1,6 @@
 """tc-config.xml for the sandbox's regions (the format of docs/terracotta.md).
 
-The writer and the reader live in the kit's shared module: the server program reads what
+The writer and the reader live in the kit's ``tcconfigxml.py``: the server program reads what
 this writes, and both must agree on every element.
 """
 
@@ -9,9 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bm_upgrade.sandbox.kit_files.server.lib import tccommon
-
-ConfigError = tccommon.ConfigError
+from bm_upgrade.sandbox.kit_files.server.lib import tcconfigxml
 
 
 def write_tc_config(
@@ -34,7 +32,7 @@ def write_tc_config(
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
-        tccommon.render_tc_config(
+        tcconfigxml.render_tc_config(
             stripes,
             persistent=persistent,
             reconnect_window_s=reconnect_window_s,

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from bm_upgrade.definitions import INVENTORY_DIR_ENV
-from bm_upgrade.defs.launch import INSTANCE_YAML, prepare_instance
+from bm_upgrade.defs.instance import INSTANCE_YAML, prepare_instance
 from bm_upgrade.defs.sensors import INTERVAL_ENV
 from tests.dagster import processes
 from tests.unit.inventories import minimal
@@ -141,7 +141,7 @@ def test_prepare_instance_stamps_every_database_once(tmp_path: Path) -> None:
         assert len(heads) == 1, (db, heads)
 
 
-OPEN_INSTANCE = "from bm_upgrade.defs.launch import instance; instance()"
+OPEN_INSTANCE = "from bm_upgrade.defs.instance import instance; instance()"
 
 
 @pytest.mark.slow
@@ -150,8 +150,8 @@ def test_command_lines_starting_at_once_on_a_fresh_home_stamp_it_once(
     tmp_path: Path, attempt: int
 ) -> None:
     """Four processes open a fresh DAGSTER_HOME through `bm-upgrade run`'s own path
-    (launch.instance) at the same moment: one at a time creates the storage, so every
-    database ends at alembic's one head and every process succeeds."""
+    (defs/instance.py's ``instance``) at the same moment: one at a time creates the storage, so
+    every database ends at alembic's one head and every process succeeds."""
     openers = [
         processes.start("python", ["-c", OPEN_INSTANCE], tmp_path, tmp_path / f"open{i}.log")
         for i in range(4)

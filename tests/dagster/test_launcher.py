@@ -20,7 +20,7 @@ import pytest
 from dagster._core.events import EngineEventData
 from dagster._core.launcher import WorkerStatus
 
-from bm_upgrade.defs.launch import INSTANCE_YAML, prepare_instance
+from bm_upgrade.defs.instance import INSTANCE_YAML, prepare_instance
 from bm_upgrade.defs.launcher import (
     WORKER_HOST_TAG,
     WORKER_PID_TAG,

@@ -20,6 +20,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from bm_upgrade.cli import main
 from bm_upgrade.defs.jobs import CLUSTER_TAG, INVENTORY_TAG
 from bm_upgrade.defs.launch import rerun, run_upgrade
 from bm_upgrade.defs.launcher import WORKER_PID_TAG, worker_tags
@@ -47,9 +48,15 @@ def inventory(tmp_path: Path) -> Path:
     return unanswered(tmp_path, "rerun")
 
 
-def add_run(inventory: Path, status: dg.DagsterRunStatus, tags: dict[str, str]) -> str:
+def add_run(
+    inventory: Path,
+    status: dg.DagsterRunStatus,
+    tags: dict[str, str],
+    config: dict[str, object] | None = None,
+) -> str:
     """A run of the inventory's job in ``status``: a copy of a real run (one that failed in
-    preflight), so that it has the execution plan a re-execution starts from."""
+    preflight), so that it has the execution plan a re-execution starts from; ``config``
+    replaces its preflight config."""
     real = run_upgrade(inventory)
     assert real.failure and UNREACHABLE in real.failure
     run_id = str(uuid.uuid4())
@@ -61,6 +68,9 @@ def add_run(inventory: Path, status: dg.DagsterRunStatus, tags: dict[str, str]) 
                 run_id=run_id,
                 status=status,
                 tags={CLUSTER_TAG: "test", INVENTORY_TAG: str(inventory), **tags},
+                run_config=parent.run_config
+                if config is None
+                else {**parent.run_config, "ops": {"preflight": {"config": config}}},
             )
         )
     return run_id
@@ -114,6 +124,25 @@ def test_a_canceled_run_is_re_executed_and_a_successful_one_refused(inventory: P
     done = add_run(inventory, dg.DagsterRunStatus.SUCCESS, {})
     with pytest.raises(UserError, match="ended SUCCESS, not FAILURE or CANCELED"):
         rerun(done)
+
+
+@pytest.mark.usefixtures("home")
+def test_a_run_whose_config_is_not_run_config_any_more_is_refused_naming_the_key(
+    inventory: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run made with run config keys this version does not take (flat timeout keys, as
+    before the run config read like the inventory's policy): one message, exit code 2,
+    nothing re-executed."""
+    config = {"target_version": "4.2.1", "sync_timeout_s": 3.0}
+    run_id = add_run(inventory, dg.DagsterRunStatus.FAILURE, {}, config=config)
+    with dg.DagsterInstance.get() as inst:
+        runs_before = len(inst.get_runs())
+    assert main(["rerun", run_id]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: run config: sync_timeout_s is not a run config key")
+    assert f"run {run_id} cannot be re-executed; start a new run with `bm-upgrade run " in err
+    with dg.DagsterInstance.get() as inst:
+        assert len(inst.get_runs()) == runs_before
 
 
 def test_signals_ask_for_a_safe_stop_and_never_raise() -> None:

@@ -22,14 +22,9 @@ import pytest
 import yaml
 
 from bm_upgrade.cli import main
-from bm_upgrade.defs.launch import (
-    QUIET_CONSOLE,
-    _execute,
-    prepare_instance,
-    reconstructable,
-    rerun,
-    run_upgrade,
-)
+from bm_upgrade.defs.execution import QUIET_CONSOLE, execute_here, reconstructable
+from bm_upgrade.defs.instance import prepare_instance
+from bm_upgrade.defs.launch import rerun, run_upgrade
 from bm_upgrade.defs.notify import failure_of
 from bm_upgrade.defs.runclaim import (
     CLUSTER_TAG,
@@ -226,7 +221,7 @@ def test_a_lost_claim_is_one_sentence_on_the_command_line(home: Path, inventory:
             INVENTORY_TAG: str(inventory),
             INVENTORY_SHA_TAG: inventory_sha256(inventory),
         }
-        outcome = _execute(
+        outcome = execute_here(
             reconstructable(str(inventory)), inst, dict(QUIET_CONSOLE), tags, on_run_id=None
         )
         lost = [e.dagster_event for e in inst.all_logs(outcome.run_id) if e.dagster_event]

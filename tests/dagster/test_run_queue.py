@@ -14,7 +14,8 @@ import dagster as dg
 import pytest
 import yaml
 
-from bm_upgrade.defs.launch import prepare_instance, run_upgrade
+from bm_upgrade.defs.instance import prepare_instance
+from bm_upgrade.defs.launch import run_upgrade
 from bm_upgrade.errors import UserError
 from tests.dagster import processes
 from tests.unit.inventories import minimal

@@ -85,7 +85,7 @@ def test_first_look_records_every_node_then_nothing(sandbox: E2ESandbox, ticks: 
 def test_a_mirror_out_of_standby_alerts_once(sandbox: E2ESandbox, ticks: Ticks) -> None:
     mirror = sandbox.inventory.regions[0].stripes[0].servers[1].name
     with faults.injected(sandbox.directory, "no-sync", mirror):
-        failed = run_upgrade(sandbox.inventory_path, overrides={"sync_timeout_s": 3.0})
+        failed = run_upgrade(sandbox.inventory_path, overrides={"timeouts": {"sync_s": 3.0}})
         assert not failed.success
         seen, _ = ticks.tick()
         assert seen is not None
@@ -107,9 +107,7 @@ def test_a_mirror_out_of_standby_alerts_once(sandbox: E2ESandbox, ticks: Ticks) 
         # Mixed versions are expected while a run is going: not an alert then.
         with HostPool(sandbox.inventory.ssh) as pool:
             view = observe_cluster(sandbox.inventory, pool, clients=False)
-        going = watch_step(
-            WatchMemory(), sandbox.inventory, view, 0.0, upgrading=True, no_standby_alert_s=3600
-        )
+        going = watch_step(WatchMemory(), view, 0.0, upgrading=True, no_standby_alert_s=3600)
         assert going.raised == []
     again = rerun(failed.run_id)
     assert again.success, again.failure

@@ -13,7 +13,7 @@ from tests.unit.inventories import minimal
 
 def test_memory_survives_its_cursor() -> None:
     memory = WatchMemory(
-        nodes={"s1": {"stripe": "east/stripe1", "state": "PASSIVE-STANDBY", "version": "4.2.0"}},
+        nodes={"s1": {"state": "PASSIVE-STANDBY", "version": "4.2.0"}},
         no_standby_since={"east/stripe2": 1700000000.5},
         alerts={"mixed-versions": "prod runs mixed versions"},
     )

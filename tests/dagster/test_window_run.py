@@ -35,7 +35,7 @@ def closes_in(minutes: float) -> str:
 
 
 def two_minutes_left() -> dict[str, object]:
-    return {"window_end": closes_in(2), "sync_timeout_s": 600.0}
+    return {"window_end": closes_in(2), "timeouts": {"sync_s": 600.0}}
 
 
 def test_a_stop_that_would_outlast_the_window_is_not_started(sandbox: E2ESandbox) -> None:

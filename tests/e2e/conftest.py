@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from bm_upgrade.defs.launch import ensure_instance_yaml
+from bm_upgrade.defs.instance import ensure_instance_yaml
 from bm_upgrade.inventory import Inventory, load_inventory
 from bm_upgrade.procedure.kit import CACHE_DIR_ENV
 from bm_upgrade.remote import HostPool

@@ -33,7 +33,7 @@ TOPOLOGY = Path(__file__).parent / "topologies" / "halt3.yaml"
 FAULTY = "upgrade_mirrors_east_stripe1"
 FAULTY_FAILOVER = "failover_east_stripe1"
 OTHERS = (*stripe_nodes("east", "stripe2"), *stripe_nodes("west", "stripe1"))
-QUICK = {"sync_timeout_s": 3.0, "failover_timeout_s": 10.0}
+QUICK = {"timeouts": {"sync_s": 3.0, "failover_s": 10.0}}
 
 
 @pytest.fixture(scope="module")

@@ -20,10 +20,11 @@ import pytest
 
 from bm_upgrade.errors import StepFailed
 from bm_upgrade.inventory import Inventory, Server
-from bm_upgrade.procedure.install import KitSwap, install_kit, start_server, stop_server
+from bm_upgrade.procedure.install import start_server, stop_server
 from bm_upgrade.procedure.kit import StagedKit
+from bm_upgrade.procedure.kit_swap import install_kit
 from bm_upgrade.procedure.records import StepRecorder
-from bm_upgrade.procedure.servers import ServerOps, upgrade_mirror
+from bm_upgrade.procedure.servers import ServerOps, upgrade_mirrors
 from bm_upgrade.remote import HostPool
 from bm_upgrade.remote.quoting import shell
 from tests.e2e import journal_check
@@ -77,7 +78,7 @@ def with_server(inv: Inventory, name: str, **changes: Any) -> Inventory:
 
 def not_a_kit_folder(server: Server) -> Path:
     """A data folder inside the server's kit root, with a file in it."""
-    folder = Path(server.install_dir) / "data-folder"
+    folder = Path(server.kit_root.path) / "data-folder"
     folder.mkdir(exist_ok=True)
     (folder / "precious.dat").write_text("keep me\n", encoding="utf-8")
     return folder
@@ -114,14 +115,12 @@ def test_a_wrong_install_dir_is_refused_before_the_server_is_stopped(
     base = small_sandbox.inventory
     real = mirror(base)
     folder = not_a_kit_folder(real)
-    stop = shell(
-        [f"{real.install_dir}/server/bin/stop-tc-server.sh", "-f", real.tc_config, "-n", real.name]
-    )
+    stop = shell([real.kit_root.script("stop-tc-server.sh"), "-f", real.tc_config, "-n", real.name])
     inv = with_server(base, real.name, install_dir=str(folder), stop_command=stop)
     ctx = ServerOps.create(inv, pool, target="4.2.1", staged=staged)
     since = time.time()
     with pytest.raises(StepFailed) as failed:
-        upgrade_mirror(ctx, the_stripe(inv), mirror(inv))
+        upgrade_mirrors(ctx, inv.regions[0], the_stripe(inv))
     message = str(failed.value)
     assert real.name in message and real.host in message and str(folder) in message
     assert "not a BigMemory Max 4.x kit" in message and "was not stopped" in message
@@ -129,7 +128,7 @@ def test_a_wrong_install_dir_is_refused_before_the_server_is_stopped(
     assert journal_check.stops(small_sandbox.journal_path, since) == []
     assert states(base) == BOTH_RUNNING
     assert (folder / "precious.dat").read_text(encoding="utf-8") == "keep me\n"
-    assert not (Path(real.install_dir) / ".bm-upgrade-previous").exists()
+    assert not Path(mirror(inv).kit_root.previous_dir).exists()
 
 
 def test_install_never_moves_or_deletes_a_folder_that_is_not_a_kit(
@@ -149,7 +148,7 @@ def test_install_never_moves_or_deletes_a_folder_that_is_not_a_kit(
     assert str(folder) in str(failed.value) and "neither moved nor deleted" in str(failed.value)
     assert (folder / "precious.dat").read_text(encoding="utf-8") == "keep me\n"
     assert sorted(p.name for p in folder.iterdir()) == ["precious.dat"]
-    assert not (Path(real.install_dir) / ".bm-upgrade-previous").exists()
+    assert not Path(wrong.kit_root.previous_dir).exists()
     assert unpacked(small_sandbox, since) == []
     shutil.rmtree(folder)
 
@@ -173,7 +172,7 @@ def test_an_altered_staged_kit_is_refused_before_anything_changes(
     assert server.host in message and str(altered) in message and kit.sha256 in message
     assert "untouched" in message and "stage it again" in message
     assert unpacked(small_sandbox, since) == []
-    assert not Path(KitSwap.for_server(server).work_dir).exists()
+    assert not Path(server.kit_root.work_dir(server.name)).exists()
     assert kit_version_on_disk(server) == "4.2.0"
     assert states(inv) == BOTH_RUNNING
     altered.unlink()
@@ -201,7 +200,7 @@ def test_a_stripe_step_checks_the_staged_kit_and_restarts_the_mirror_on_its_old_
     since = time.time()
     try:
         with pytest.raises(StepFailed) as failed:
-            upgrade_mirror(ctx, the_stripe(inv), server)
+            upgrade_mirrors(ctx, inv.regions[0], the_stripe(inv))
         message = str(failed.value)
         assert server.host in message and "sha256" in message
         assert "started again on its untouched 4.2.0 kit" in message
@@ -242,7 +241,7 @@ def test_a_failed_unpack_removes_the_work_folder(
     whole = Path(staged[server.host].kit_path).read_bytes()
     truncated = Path(staged[server.host].kit_path).with_name("truncated-4.2.1.tar.gz")
     truncated.write_bytes(whole[: len(whole) // 2])
-    work = Path(KitSwap.for_server(server).work_dir)
+    work = Path(server.kit_root.work_dir(server.name))
     with pytest.raises(StepFailed) as failed:
         install(
             pool,
@@ -269,17 +268,17 @@ def test_a_rerun_after_an_interrupted_swap_carries_the_operators_files(
     syncs again with its setenv.sh in force."""
     inv = small_sandbox.inventory
     server = mirror(inv)
-    root = Path(server.install_dir)
+    root = Path(server.kit_root.path)
     (root / "server" / "bin" / "setenv.sh").write_text(SETENV, encoding="utf-8")
     (root / "tc-config.xml").write_text(TC_CONFIG_IN_KIT, encoding="utf-8")
     ctx = ServerOps.create(inv, pool, target="4.2.1", staged=staged)
     stop_server(ctx, server, StepRecorder(server.name, "stop"))
-    previous = Path(KitSwap.for_server(server).previous_kit("4.2.0"))
+    previous = Path(server.kit_root.previous_kit("4.2.0"))
     previous.parent.mkdir(exist_ok=True)
     root.rename(previous)
     since = time.time()
 
-    records = upgrade_mirror(ctx, the_stripe(inv), server)
+    records = upgrade_mirrors(ctx, inv.regions[0], the_stripe(inv))
     install_record = next(r for r in records if r.action == "install")
     carried = [d for d in install_record.did if d.startswith("carried ")]
     assert carried == [

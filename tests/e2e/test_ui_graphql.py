@@ -24,7 +24,7 @@ import pytest
 
 from bm_upgrade.definitions import INVENTORY_DIR_ENV
 from bm_upgrade.defs.config import UpgradeConfig
-from bm_upgrade.defs.launch import prepare_instance
+from bm_upgrade.defs.instance import prepare_instance
 from bm_upgrade.defs.notify import UI_URL_ENV, WEBHOOK_ENV
 from bm_upgrade.defs.sensors import INTERVAL_ENV
 from bm_upgrade.procedure.kit import CACHE_DIR_ENV

@@ -149,7 +149,7 @@ def test_a_mirror_that_never_syncs_then_rerun(sandbox: E2ESandbox) -> None:
     a, b = (s.name for s in sandbox.inventory.regions[0].stripes[0].servers)
     since = time.time()
     with faults.injected(sandbox.directory, "no-sync", b):
-        outcome = run_upgrade(sandbox.inventory_path, overrides={"sync_timeout_s": 3.0})
+        outcome = run_upgrade(sandbox.inventory_path, overrides={"timeouts": {"sync_s": 3.0}})
     assert not outcome.success
     assert (
         outcome.failure

@@ -99,7 +99,7 @@ def test_a_host_down_mid_run_then_rerun(wan: E2ESandbox) -> None:
     injector.start()
     try:
         outcome = run_upgrade(
-            wan.inventory_path, target="4.2.0", overrides={"client_timeout_s": 5.0}
+            wan.inventory_path, target="4.2.0", overrides={"timeouts": {"client_s": 5.0}}
         )
     finally:
         done.set()

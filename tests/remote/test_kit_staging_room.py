@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 
 from bm_upgrade.errors import StepFailed, TransferFailed
-from bm_upgrade.inventory import Kit
+from bm_upgrade.inventory import Kit, KitRoot
+from bm_upgrade.inventory.kitroot import STAGING_DIR_NAME
 from bm_upgrade.plan import PlanOptions
-from bm_upgrade.procedure.kit import STAGING_DIR_NAME, clean_staging, fetch_kit, stage_kit
+from bm_upgrade.procedure.kit import clean_staging, fetch_kit, stage_kit
 from bm_upgrade.procedure.room import (
     Free,
     Need,
@@ -249,7 +250,7 @@ def test_staging_is_private_and_cleaned(
 
 
 def test_room_checked_again_right_before_an_unpack(host: Host) -> None:
-    kit_root = str(host.work / "room" / "bigmemory-max")
+    kit_root = KitRoot.of(str(host.work / "room" / "bigmemory-max"))
     staged = host.work / "room-staged.tar.gz"
     staged.write_bytes(gzip.compress(b"k" * 50_000))
     staged.chmod(0o644)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bm_upgrade.sandbox import journal, kits, license, tcconfig
-from bm_upgrade.sandbox.kit_files.server.lib import tccommon
+from bm_upgrade.sandbox.kit_files.server.lib import tccommon, tcconfigxml, tckey
 
 TODAY = datetime.date(2026, 1, 1)
 
@@ -54,7 +54,7 @@ def test_license_file_has_the_contract_format(tmp_path: Path) -> None:
         "Expiration date = 2027-12-31",
     ]
     assert lines[10].startswith("Signature = ") and len(lines[10].split()[-1]) == 64
-    assert tccommon.check_license(path, "4.2.1", TODAY) is None
+    assert tckey.check_license(path, "4.2.1", TODAY) is None
 
 
 @pytest.mark.parametrize(
@@ -82,7 +82,7 @@ def test_license_refusals(tmp_path: Path, change: str, expected: str) -> None:
         path.write_text(
             path.read_text().replace("Max Client Count = 100", "Max Client Count = 9999")
         )
-    problem = tccommon.check_license(path, "4.2.1", TODAY)
+    problem = tckey.check_license(path, "4.2.1", TODAY)
     assert problem is not None and expected in problem
 
 
@@ -108,13 +108,13 @@ def test_tc_config_round_trip_and_defaults(tmp_path: Path) -> None:
     text = path.read_text()
     assert text.startswith('<tc:tc-config xmlns:tc="http://www.terracotta.org/config">')
     assert '<mirror-group group-name="stripe1" election-time="0.3">' in text
-    parsed = tccommon.parse_tc_config(path.read_text(encoding="utf-8"))
+    parsed = tcconfigxml.parse_tc_config(path.read_text(encoding="utf-8"))
     assert parsed["persistent"] is True and parsed["reconnect_window_s"] == 2.5
     stripe = parsed["stripes"][0]
     assert stripe["name"] == "stripe1" and stripe["election_s"] == 0.3
     assert {k: stripe["servers"][0][k] for k in server} == server
 
-    plain = tccommon.parse_tc_config(
+    plain = tcconfigxml.parse_tc_config(
         '<tc:tc-config xmlns:tc="http://www.terracotta.org/config"><servers>'
         '<server host="h1" name="s1"><tsa-port>9610</tsa-port></server>'
         '<server host="h2" name="s2"/></servers></tc:tc-config>'
@@ -127,14 +127,14 @@ def test_tc_config_round_trip_and_defaults(tmp_path: Path) -> None:
 
 
 def test_tc_config_errors_say_what_is_wrong() -> None:
-    with pytest.raises(tccommon.ConfigError, match="both <server> and <mirror-group>"):
-        tccommon.parse_tc_config(
+    with pytest.raises(tcconfigxml.ConfigError, match="both <server> and <mirror-group>"):
+        tcconfigxml.parse_tc_config(
             '<tc-config><servers><server name="a"/>'
             '<mirror-group><server name="b"/></mirror-group>'
             "</servers></tc-config>"
         )
-    with pytest.raises(tccommon.ConfigError, match="not well-formed"):
-        tccommon.parse_tc_config("<tc-config>")
+    with pytest.raises(tcconfigxml.ConfigError, match="not well-formed"):
+        tcconfigxml.parse_tc_config("<tc-config>")
 
 
 def test_kit_is_deterministic_and_laid_out(tmp_path: Path) -> None:

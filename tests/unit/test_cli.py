@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from bm_upgrade.cli import main
-from bm_upgrade.defs.launch import ensure_instance_yaml
+from bm_upgrade.defs.instance import ensure_instance_yaml
 from tests.unit.inventories import minimal, server
 
 REPO = Path(__file__).resolve().parents[2]

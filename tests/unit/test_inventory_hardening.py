@@ -65,7 +65,7 @@ def test_a_trailing_slash_is_fine() -> None:
     data["regions"][0]["stripes"][0]["servers"][0]["install_dir"] = "/opt/tc/bigmemory-max/"
     inv = parse_inventory(data, "x")
     first = next(s for _, _, s in inv.servers())
-    assert first.install_dir.rstrip("/") == "/opt/tc/bigmemory-max"
+    assert first.kit_root.path == "/opt/tc/bigmemory-max"
 
 
 @pytest.mark.parametrize(

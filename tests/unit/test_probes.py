@@ -1,5 +1,6 @@
 """Parsers of server-stat.sh, the REST stat/topology JSON, version.sh, wan.xml and /wan/status,
-on the exact formats of docs/terracotta.md (saved under tests/fixtures/), and stripe health."""
+on the exact formats of docs/terracotta.md (saved under tests/fixtures/), and one stripe's
+health from its servers' answers."""
 
 from __future__ import annotations
 
@@ -16,17 +17,16 @@ import pytest
 from bm_upgrade.inventory import Orchestrator, Server, Stripe
 from bm_upgrade.probes import (
     ServerStatus,
-    jar_version,
     orchestrator_status_from_json,
     parse_server_stat,
     parse_version,
     parse_wan_bind,
     server_status_from_rest,
     server_status_from_stat,
-    stripe_health,
     version_from_topology,
 )
-from bm_upgrade.procedure.waits import look_on_host, server_pids
+from bm_upgrade.procedure.health import stripe_health
+from bm_upgrade.procedure.seen import look_on_host, server_pids
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 STATES = [
@@ -138,12 +138,6 @@ def test_version_sh() -> None:
     assert parse_version("command not found") is None
 
 
-def test_jar_version_from_listing() -> None:
-    listing = "ehcache-ee-2.10.1.jar\nterracotta-toolkit-runtime-ee-4.2.1.jar\napp.jar\n"
-    assert jar_version(listing) == "4.2.1"
-    assert jar_version("app.jar\n") is None
-
-
 def test_wan_bind_and_status() -> None:
     assert parse_wan_bind(fixture("wan.xml")) == ("127.0.0.1", 9889)
     with pytest.raises(ValueError, match="bind"):
@@ -203,7 +197,6 @@ def test_an_answer_cut_off_midway_is_unreachable_not_a_crash() -> None:
     import http.server
     import threading
 
-    from bm_upgrade.inventory import Server
     from bm_upgrade.probes import probe_server_rest
 
     class Cut(http.server.BaseHTTPRequestHandler):

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bm_upgrade.sandbox.kit_files.server.lib import tccommon
+    from bm_upgrade.sandbox.kit_files.server.lib import tcconfigxml
 else:
-    import tccommon
+    import tcconfigxml
 
 API = "/tc-management-api/v2"
 TIMEOUT_S = 5.0
@@ -69,8 +69,8 @@ def _config_servers(path: str) -> list[dict[str, Any]]:
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        config = tccommon.parse_tc_config(text)
-    except tccommon.ConfigError as exc:
+        config = tcconfigxml.parse_tc_config(text)
+    except tcconfigxml.ConfigError as exc:
         raise UsageError(f"invalid configuration {path}: {exc}") from None
     return [server for stripe in config["stripes"] for server in stripe["servers"]]
 

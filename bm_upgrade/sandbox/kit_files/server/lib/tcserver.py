@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import os
 import signal
 import socket
@@ -21,22 +22,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
-    from bm_upgrade.sandbox.kit_files.server.lib import tccommon, tcrest
+    from bm_upgrade.sandbox.kit_files.server.lib import (
+        tccommon,
+        tcconfigxml,
+        tckey,
+        tcpassive,
+        tcrest,
+        tctsa,
+    )
     from bm_upgrade.sandbox.kit_files.server.lib.tcactive import Replicator
     from bm_upgrade.sandbox.kit_files.server.lib.tcstore import Store
 else:
     import tccommon
+    import tcconfigxml
+    import tckey
+    import tcpassive
     import tcrest
+    import tctsa
     from tcactive import Replicator
     from tcstore import Store
 
-EXIT_STARTUP = 2
-EXIT_RESTART = 11
 POLL_S = 0.05
-
-
-class StartupError(Exception):
-    """The server cannot start; the message is the log line saying why."""
 
 
 class Server:
@@ -66,17 +72,19 @@ class Server:
         self.journal = (self.sandbox or {}).get("journal")
         self.log_file: Path | None = None
         self.replicator = Replicator(self)
-        self._active_sock: socket.socket | None = None
+        self.active_sock: socket.socket | None = None
         self._sockets: list[socket.socket] = []
         self._httpd: Any = None
         try:
             self.config_text = self.config_path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise StartupError(f"Cannot read the configuration {config_path}: {exc}") from None
+            raise tccommon.StartupError(
+                f"Cannot read the configuration {config_path}: {exc}"
+            ) from None
         try:
-            self.config = tccommon.parse_tc_config(self.config_text)
-        except tccommon.ConfigError as exc:
-            raise StartupError(f"Invalid configuration {config_path}: {exc}") from None
+            self.config = tcconfigxml.parse_tc_config(self.config_text)
+        except tcconfigxml.ConfigError as exc:
+            raise tccommon.StartupError(f"Invalid configuration {config_path}: {exc}") from None
         found = [
             (stripe, member)
             for stripe in self.config["stripes"]
@@ -84,7 +92,7 @@ class Server:
             if member["name"] == name
         ]
         if not found:
-            raise StartupError(f"Server '{name}' is not defined in {config_path}")
+            raise tccommon.StartupError(f"Server '{name}' is not defined in {config_path}")
         self.stripe, self.me = found[0]
         self.peers = [m for m in self.stripe["servers"] if m["name"] != name]
         timing = (self.sandbox or {}).get("timing", {})
@@ -165,7 +173,7 @@ class Server:
         if not self.stopping.is_set():
             self.exit_code = code
             self.stopping.set()
-        sock = self._active_sock
+        sock = self.active_sock
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
@@ -179,7 +187,7 @@ class Server:
             sock.bind((self.me["host"], port))
         except OSError as exc:
             sock.close()
-            raise StartupError(
+            raise tccommon.StartupError(
                 f"Cannot bind {self.me['host']}:{port}: {exc.strerror}; "
                 "is another server using that port?"
             ) from None
@@ -215,68 +223,6 @@ class Server:
                 self.replicator.serve_join(conn, stream, message)
                 return
 
-    def _serve_tsa(self, conn: socket.socket, stream: BinaryIO) -> None:
-        first = True
-        while True:
-            line = stream.readline(tccommon.MAX_LINE)
-            if not line:
-                return
-            if first and line.startswith(b"GET "):
-                self._serve_config_http(conn, stream, line)
-                return
-            first = False
-            conn.sendall(tccommon.encode(self._client_request(tccommon.decode(line))))
-
-    def _serve_config_http(self, conn: socket.socket, stream: BinaryIO, line: bytes) -> None:
-        while stream.readline(65536) not in (b"\r\n", b"\n", b""):
-            pass  # skip the request headers
-        path = line.split()[1].decode("ascii", "replace") if len(line.split()) > 1 else "/"
-        if path.split("?")[0] == "/config":
-            body, status = self.config_text.encode("utf-8"), "200 OK"
-        else:
-            body, status = b"Not Found\n", "404 Not Found"
-        head = (
-            f"HTTP/1.1 {status}\r\nContent-Type: text/xml\r\nContent-Length: {len(body)}"
-            "\r\nConnection: close\r\n\r\n"
-        ).encode("ascii")
-        conn.sendall(head + body)
-
-    def _client_request(self, message: dict[str, Any]) -> dict[str, Any]:
-        op = message.get("op")
-        if self.state != self.ACTIVE:
-            return {"ok": False, "error": "not-active", "state": self.state}
-        if op == "hello":
-            version = str(message.get("version", ""))
-            if tccommon.major_minor(version) != tccommon.major_minor(self.version):
-                self.log(
-                    f"Refusing client {message.get('client')}: client version {version} "
-                    f"is not compatible with server version {self.version}"
-                )
-                return {
-                    "ok": False,
-                    "error": "version",
-                    "version": self.version,
-                    "message": f"client {version} cannot connect to server "
-                    f"{self.version}: different minor version",
-                }
-            return {
-                "ok": True,
-                "server": self.name,
-                "group": self.stripe["name"],
-                "version": self.version,
-                "reconnect_window_s": self.config["reconnect_window_s"],
-            }
-        if op == "put":
-            if self.replicator.put(str(message["key"]), str(message["value"])):
-                return {"ok": True}
-            return {"ok": False, "error": "not-active", "state": self.state}
-        if op == "get":
-            return {"ok": True, "value": self.store.data.get(str(message["key"]))}
-        if op == "get_many":
-            keys = [str(key) for key in message.get("keys", [])]
-            return {"ok": True, "values": {key: self.store.data.get(key) for key in keys}}
-        return {"ok": False, "error": "bad-request", "message": f"unknown op {op!r}"}
-
     # ------------------------------------------------------------ life cycle
 
     def start(self) -> None:
@@ -291,28 +237,29 @@ class Server:
         # What a JVM takes to boot before it checks its license and binds its ports.
         self.stopping.wait(tccommon.boot_time_left(self.start_s))
         if tccommon.fault(self.sandbox, "crash-on-start", self.version, self.name):
-            raise StartupError(
+            raise tccommon.StartupError(
                 f"Server {self.name} {self.version} crashed at start: "
                 "java.lang.ExceptionInInitializerError (sandbox fault "
                 "crash-on-start)"
             )
-        problem = tccommon.check_license(self.kit_root / tccommon.LICENSE_FILE_NAME, self.version)
+        problem = tckey.check_license(self.kit_root / tckey.LICENSE_FILE_NAME, self.version)
         if problem:
-            raise StartupError(problem)
-        self._listen(self.me["tsa_port"], self._serve_tsa)
+            raise tccommon.StartupError(problem)
+        self._listen(self.me["tsa_port"], functools.partial(tctsa.serve_tsa, self))
         self._listen(self.me["group_port"], self._serve_group)
         self._listen(self.me["jmx_port"], lambda conn, stream: None)
         try:
             self._httpd = tcrest.start_rest(self)
         except OSError as exc:
-            raise StartupError(
+            raise tccommon.StartupError(
                 f"Cannot bind {self.me['host']}:{self.me['management_port']}: "
                 f"{exc.strerror}; is another server using that port?"
             ) from None
         self.store.data_dir.mkdir(parents=True, exist_ok=True)
         self.set_state(self.START)
 
-    def _peer_statuses(self) -> dict[str, dict[str, Any]]:
+    def peer_statuses(self) -> dict[str, dict[str, Any]]:
+        """The status of every peer that answers on its tsa-group-port."""
         statuses = {}
         for peer in self.peers:
             try:
@@ -351,10 +298,10 @@ class Server:
         """The life cycle until stopped; returns the exit code."""
         deadline = time.monotonic() + self.election_s
         while not self.stopping.is_set():
-            statuses = self._peer_statuses()
+            statuses = self.peer_statuses()
             active = next((s for s in statuses.values() if s["state"] == self.ACTIVE), None)
             if active is not None:
-                if self._join(active) == "takeover":
+                if tcpassive.join(self, active) == "takeover":
                     self._become_active(recovered=False)
                     break
             elif (
@@ -378,93 +325,6 @@ class Server:
             self.epoch = max(self.epoch, int(self.store.read_meta()["epoch"])) + 1
             self.store.write_meta(self.epoch, was_active=True)
         self.set_state(self.ACTIVE)
-
-    def _join(self, active: dict[str, Any]) -> str:
-        """Be a mirror of ``active`` until the link ends; 'takeover' when we must fail over."""
-        peer = next(p for p in self.peers if p["name"] == active["name"])
-        if tccommon.major_minor(str(active["version"])) != tccommon.major_minor(self.version):
-            raise StartupError(
-                f"Cannot join stripe {self.stripe['name']}: its active {active['name']} runs "
-                f"{active['version']} and this server runs {self.version} (a different minor "
-                "version)"
-            )
-        if self.state == self.START and self.store.has_disk_data():
-            backup = self.store.move_to_dirty_backup()
-            self.store.write_meta(int(self.store.read_meta()["epoch"]), was_active=False)
-            self.log(
-                f"Data in {self.store.objectdb} is dirty (an active is running); moved it "
-                f"to {backup}; restarting"
-            )
-            self.event("dirty_backup", server=self.name, path=str(backup), action="created")
-            self.request_stop(EXIT_RESTART)
-            return "stopped"
-        try:
-            sock = tccommon.connect(peer["host"], peer["group_port"], 2.0)
-        except OSError:
-            return "retry"
-        self._active_sock = sock
-        sock.settimeout(None)
-        self.set_state(self.UNINITIALIZED)
-        # Sandbox fault no-sync: joined, but the sync never starts until the fault is cleared.
-        while tccommon.fault(self.sandbox, "no-sync", self.name) and not self.stopping.wait(0.2):
-            pass
-        try:
-            with sock, sock.makefile("rb") as stream:
-                sock.sendall(
-                    tccommon.encode({"op": "join", "name": self.name, "version": self.version})
-                )
-                self._mirror(sock, stream)
-        except (OSError, ValueError, KeyError):
-            pass
-        finally:
-            self._active_sock = None
-        if self.stopping.is_set():
-            return "stopped"
-        return self._after_active_lost(active)
-
-    def _mirror(self, sock: socket.socket, stream: BinaryIO) -> None:
-        while True:
-            line = stream.readline(tccommon.MAX_LINE)
-            if not line:
-                return
-            message = tccommon.decode(line)
-            op = message.get("op")
-            if op == "rep":
-                self.store.put(str(message["key"]), str(message["value"]))
-                sock.sendall(tccommon.encode({"op": "ack", "seq": message["seq"]}))
-            elif op == "snapshot":
-                self.store.replace_all({str(k): str(v) for k, v in message["data"].items()})
-                self.epoch = int(message["epoch"])
-                self.store.write_meta(self.epoch, was_active=False)
-                self.set_state(self.STANDBY)
-                sock.sendall(tccommon.encode({"op": "synced"}))
-            elif op == "refused":
-                if message.get("reason") == "version":
-                    raise StartupError(
-                        f"The active of stripe {self.stripe['name']} runs "
-                        f"{message.get('version')}; this server runs "
-                        f"{self.version} (a different minor version)"
-                    )
-                return
-
-    def _after_active_lost(self, old: dict[str, Any]) -> str:
-        """The link to the active ended: fail over if we are a standby and it is gone."""
-        if self.state != self.STANDBY:
-            self.log(
-                f"Lost the active {old['name']} before the sync completed; this server "
-                "cannot take over and waits for an active"
-            )
-            return "retry"
-        self.log(f"Lost the active {old['name']}; election in {self.election_s:g} s")
-        if self.stopping.wait(self.election_s):
-            return "stopped"
-        statuses = self._peer_statuses()
-        if any(s["state"] == self.ACTIVE for s in statuses.values()):
-            self.set_state(self.UNINITIALIZED)  # another server won: resync from it
-            return "retry"
-        standbys = [self.status()] + [s for s in statuses.values() if s["state"] == self.STANDBY]
-        first = min(standbys, key=lambda s: int(s["index"]))
-        return "takeover" if first["name"] == self.name else "retry"
 
     def finish(self) -> None:
         """Leave the stripe: close links and listeners, journal STOP-STATE."""
@@ -519,13 +379,13 @@ def main(argv: list[str]) -> int:
             seconds = float(slow.get("seconds", 5.0))
             server.log(f"Stopping; flushing takes {seconds:g} s (sandbox fault slow-stop)")
             time.sleep(seconds)
-    except StartupError as exc:
+    except tccommon.StartupError as exc:
         line = f"FATAL - {exc}"
         if server is not None:
             server.log(line)
         else:
             sys.stdout.write(line + "\n")
-        code = EXIT_STARTUP
+        code = tccommon.EXIT_STARTUP
     finally:
         if server is not None:
             server.finish()

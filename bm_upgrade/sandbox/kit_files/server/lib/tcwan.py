@@ -21,20 +21,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bm_upgrade.sandbox.kit_files.server.lib import tccommon, tcwanhttp, tcwanxml
+    from bm_upgrade.sandbox.kit_files.server.lib import tccommon, tckey, tcwanhttp, tcwanxml
 else:
     import tccommon
+    import tckey
     import tcwanhttp
     import tcwanxml
 
-EXIT_STARTUP = 2
 POLL_S = 0.1
 RUNNING, STANDBY, STOPPED = "running", "standby", "stopped"
 ACTIVE, INACTIVE, RESYNCING = "ACTIVE", "INACTIVE", "RESYNCING"
-
-
-class StartupError(Exception):
-    """The orchestrator cannot start; the message is the FATAL log line."""
 
 
 class Orchestrator:
@@ -48,9 +44,11 @@ class Orchestrator:
         try:
             self.config = tcwanxml.parse_wan_xml(wan_xml.read_text(encoding="utf-8"))
         except OSError as exc:
-            raise StartupError(f"Cannot read the WAN configuration {wan_xml}: {exc}") from None
+            raise tccommon.StartupError(
+                f"Cannot read the WAN configuration {wan_xml}: {exc}"
+            ) from None
         except tcwanxml.WanConfigError as exc:
-            raise StartupError(f"Invalid WAN configuration {wan_xml}: {exc}") from None
+            raise tccommon.StartupError(f"Invalid WAN configuration {wan_xml}: {exc}") from None
         self.sandbox = (
             tccommon.find_sandbox(wan_xml.resolve().parent) or tccommon.find_sandbox(kit_root) or {}
         )
@@ -142,23 +140,23 @@ class Orchestrator:
         )
         self.stopping.wait(tccommon.boot_time_left(self.start_s))
         if tccommon.fault(self.sandbox, "crash-on-start", self.version, self.name):
-            raise StartupError(
+            raise tccommon.StartupError(
                 f"Orchestrator {self.name} {self.version} crashed at start "
                 "(sandbox fault crash-on-start)"
             )
-        key = self.kit_root / tccommon.LICENSE_FILE_NAME
-        problem = tccommon.check_license(key, self.version)
+        key = self.kit_root / tckey.LICENSE_FILE_NAME
+        problem = tckey.check_license(key, self.version)
         if problem is None:
-            fields, _ = tccommon.parse_license(key.read_text(encoding="utf-8"))
+            fields, _ = tckey.parse_license(key.read_text(encoding="utf-8"))
             capabilities = [c.strip() for c in fields.get("Capabilities", "").split(",")]
             if "WAN" not in capabilities:
                 problem = f"License key {key} does not carry the WAN capability"
         if problem:
-            raise StartupError(problem)
+            raise tccommon.StartupError(problem)
         try:
             self._httpd = tcwanhttp.serve(self)
         except OSError as exc:
-            raise StartupError(
+            raise tccommon.StartupError(
                 f"Cannot bind {self.config['host']}:{self.config['port']}: "
                 f"{exc.strerror}; is another orchestrator using that port?"
             ) from None
@@ -313,7 +311,7 @@ def run(argv: list[str]) -> int:
         signal.signal(signal.SIGTERM, lambda *_: orch.request_stop(143) if orch else None)
         orch.start()
         code = orch.run()
-    except StartupError as exc:
+    except tccommon.StartupError as exc:
         message = f"FATAL - {exc}"
         if orch is not None:
             orch.log(str(exc), "FATAL")
@@ -329,7 +327,7 @@ def run(argv: list[str]) -> int:
             )
         else:
             print(message)
-        code = EXIT_STARTUP
+        code = tccommon.EXIT_STARTUP
     finally:
         if orch is not None:
             orch.finish()

@@ -1,0 +1,183 @@
+"""The remote reads: the raw text of a server, client or orchestrator, fetched and parsed.
+
+Over HTTP (urllib; the management REST port, the orchestrator's status port) or by running
+the kit's scripts through a :class:`Runner` (a :class:`bm_upgrade.remote.Connection`). A node
+that cannot be read comes back as a model saying so (``reachable`` False, ``error`` why),
+never as an exception: the caller decides what an unreachable node means.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import urllib.error
+import urllib.request
+import xml.etree.ElementTree as ET
+from dataclasses import replace
+from typing import Any, Protocol
+
+from bm_upgrade.errors import CommandTimeout, RemoteError
+from bm_upgrade.inventory import Client, KitRoot, Orchestrator, Server
+from bm_upgrade.inventory_checks import url_host
+from bm_upgrade.probes.models import ClientStatus, OrchestratorStatus, ServerStatus
+from bm_upgrade.probes.parsers import (
+    jar_set_version,
+    orchestrator_status_from_json,
+    parse_version,
+    parse_wan_bind,
+    server_status_from_rest,
+    server_status_from_stat,
+    terracotta_jars,
+)
+from bm_upgrade.remote.quoting import Command, Ran, shell
+
+STAT_PATH = "/tc-management-api/v2/local/stat"
+TOPOLOGY_PATH = "/tc-management-api/v2/agents/topologies/servers"
+WAN_STATUS_PATH = "/wan/status"
+
+
+class Runner(Protocol):
+    """What probes need from a connection: run a command on its host."""
+
+    host: str
+
+    def run(self, command: Command, timeout: float | None = None, check: bool = True) -> Ran: ...
+
+
+def http_json(url: str, timeout: float = 5.0) -> dict[str, Any]:
+    """GET ``url`` and decode its JSON object.
+
+    Raises:
+        OSError: not reachable (urllib's URLError is an OSError), cut off mid-answer (a
+            server stopping while it answers: http.client's errors are mapped here), or not
+            a JSON object.
+    """
+    if not url.startswith(("http://", "https://")):
+        raise OSError(f"not an http(s) URL: {url}")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+            body = response.read()
+    except http.client.HTTPException as exc:
+        raise OSError(f"{url} broke off its answer ({exc!r})") from exc
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise OSError(f"{url} did not answer JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise OSError(f"{url} answered {type(data).__name__}, not a JSON object")
+    return data
+
+
+def probe_server_rest(server: Server, timeout: float = 5.0) -> ServerStatus:
+    """A server's status from its management REST port."""
+    base = f"http://{url_host(server.host)}:{server.management_port}"
+    try:
+        stat = http_json(base + STAT_PATH, timeout)
+    except OSError as exc:
+        return ServerStatus.unreachable(server, f"{base}{STAT_PATH}: {getattr(exc, 'reason', exc)}")
+    try:
+        topology: dict[str, Any] | None = http_json(base + TOPOLOGY_PATH, timeout)
+    except OSError:
+        topology = None  # an old agent without topologies: version stays unknown
+    return server_status_from_rest(server, stat, topology)
+
+
+def kit_version(conn: Runner, install_dir: str, timeout: float = 30.0) -> str | None:
+    """The version of the kit at ``install_dir`` on the connection's host (``version.sh``)."""
+    result = conn.run([KitRoot.of(install_dir).script("version.sh")], timeout=timeout, check=False)
+    return parse_version(result.stdout) if result.exit_code == 0 else None
+
+
+def probe_server_ssh(conn: Runner, server: Server, timeout: float = 30.0) -> ServerStatus:
+    """A server's status from ``server-stat.sh`` (and ``version.sh``) run on its host."""
+    script = server.kit_root.script("server-stat.sh")
+    try:
+        result = conn.run(
+            [script, "-s", f"{server.host}:{server.management_port}"], timeout=timeout, check=False
+        )
+    except RemoteError as exc:
+        return ServerStatus.unreachable(server, str(exc))
+    if result.exit_code != 0 and not result.stdout.strip():
+        return ServerStatus.unreachable(
+            server, f"{script} exited {result.exit_code} on {server.host}"
+        )
+    status = server_status_from_stat(server, result.stdout, None)
+    if not status.reachable:
+        return status
+    try:
+        version = kit_version(conn, server.install_dir, timeout)
+    except RemoteError:
+        version = None
+    return replace(status, version=version)
+
+
+def probe_client(conn: Runner, client: Client, timeout: float = 30.0) -> ClientStatus:
+    """A client's state: its status_command's exit code, and the Terracotta jars in lib_dir.
+
+    The operator's status_command never appears in ``error`` (it may carry anything): the
+    error names the client and what went wrong; the command itself is logged at DEBUG by the
+    connection.
+    """
+    running: bool | None = None
+    if client.status_command:
+        try:
+            running = conn.run(client.status_command, timeout=timeout, check=False).exit_code == 0
+        except CommandTimeout as exc:
+            return ClientStatus.unknown(
+                client,
+                f"the status command of client {client.name} on "
+                f"host {client.host} did not finish within "
+                f"{exc.timeout_s:g} s",
+            )
+        except RemoteError as exc:
+            return ClientStatus.unknown(
+                client,
+                f"cannot run the status command of client "
+                f"{client.name} on host {client.host} "
+                f"({type(exc).__name__})",
+            )
+    try:
+        listing = conn.run(shell(["ls", "-1p", "--", client.lib_dir]), timeout=timeout, check=False)
+    except RemoteError as exc:
+        return ClientStatus.unknown(client, str(exc))
+    jars = terracotta_jars(listing.stdout)
+    return ClientStatus(client.name, client.host, running, jar_set_version(jars), jars=tuple(jars))
+
+
+def read_wan_bind(conn: Runner, orch: Orchestrator) -> tuple[str, int]:
+    """The ``<bind>`` address of the orchestrator's status port, from its wan.xml.
+
+    Raises:
+        RemoteError: the wan.xml could not be read.
+        ValueError: it has no usable ``<bind>`` (the message names the file).
+    """
+    xml_text = conn.run(shell(["cat", "--", orch.wan_xml]), timeout=30.0).stdout
+    try:
+        return parse_wan_bind(xml_text)
+    except (ValueError, ET.ParseError) as exc:
+        raise ValueError(f"cannot read <bind> from {orch.wan_xml}: {exc}") from exc
+
+
+def probe_orchestrator(
+    conn: Runner, orch: Orchestrator, timeout: float = 5.0, bind: tuple[str, int] | None = None
+) -> OrchestratorStatus:
+    """An orchestrator's status from ``GET /wan/status`` on its wan.xml ``<bind>`` address
+    (``bind``, when the caller already read it, saves reading wan.xml over SSH again)."""
+    if bind is None:
+        try:
+            bind = read_wan_bind(conn, orch)
+        except (RemoteError, ValueError) as exc:
+            return OrchestratorStatus(orch.name, orch.host, reachable=False, error=str(exc))
+    host, port = bind
+    url = f"http://{url_host(host)}:{port}{WAN_STATUS_PATH}"
+    try:
+        data = http_json(url, timeout)
+    except OSError as exc:
+        return OrchestratorStatus(
+            orch.name,
+            orch.host,
+            reachable=False,
+            state="stopped",
+            error=f"{url}: {getattr(exc, 'reason', exc)}",
+        )
+    return orchestrator_status_from_json(orch, data)

@@ -1,0 +1,111 @@
+"""The staged kit unpacked into one node's own work folder, before anything of its kit root is
+moved: the tarball's sha256 checked on the host first (a staged kit may have lain there for
+days), then the unpacked kit's ``version.sh`` read. A failed unpack removes the work folder,
+and the old kit root is untouched (docs/safety.md rule 8). One command, every value quoted.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+from bm_upgrade.errors import StepFailed
+from bm_upgrade.inventory import Orchestrator, Server
+from bm_upgrade.probes import Runner, parse_version
+from bm_upgrade.remote.quoting import echo_mark, quote, shell, split_marked
+
+
+def _unpack_script(staged_kit: str, work: str, kit_sha256: str | None) -> str:
+    """Check the staged tarball's sha256 (when known), then unpack it into a fresh ``work``
+    folder, removing that folder again when the unpack fails; prints the work folder's top
+    entries, then (marker ``version``) the first one's ``version.sh``."""
+    kit, folder = quote(staged_kit), quote(work)
+    check = ""
+    if kit_sha256:
+        # The same command as remote.transfer's: openssl is fast, sha256sum the fallback.
+        check = (
+            f"if command -v openssl >/dev/null 2>&1; then "
+            f"sum=$(openssl dgst -sha256 -r < {kit}); else sum=$(sha256sum < {kit}); "
+            f'fi; sum=${{sum%% *}}; if [ "$sum" != {quote(kit_sha256.lower())} ]; then '
+            f'{echo_mark("sha256")}; echo "$sum"; exit 0; fi; '
+        )
+    unpack = " && ".join(
+        [
+            shell(["rm", "-rf", "--", work]),
+            shell(["mkdir", "-p", work]),
+            shell(["tar", "-xzf", staged_kit, "-C", work]),
+        ]
+    )
+    return (
+        check + f"err=$( {{ {unpack}; }} 2>&1 ) || {{ {echo_mark('unpack-failed')}; "
+        f"printf '%s\\n' \"$err\" | tail -n 3; rm -rf -- {folder} 2>/dev/null; "
+        f"if [ -e {folder} ]; then {echo_mark('work-left')}; fi; exit 0; }}; "
+        f"ls -A -- {folder}; {echo_mark('version')}; "
+        # The single top folder's version.sh (more than one top folder is refused).
+        f'for d in {folder}/*; do "$d/server/bin/version.sh" 2>/dev/null; break; done; '
+        "true"
+    )
+
+
+def unpack_kit(
+    conn: Runner,
+    node: Server | Orchestrator,
+    staged_kit: str,
+    work: str,
+    *,
+    target: str,
+    kit_sha256: str | None,
+    timeout_s: float,
+) -> str:
+    """Unpack into a fresh ``work`` folder; return the new kit root (its single top folder),
+    once its ``version.sh`` printed ``target``.
+
+    Raises:
+        StepFailed: the staged kit's sha256 is not ``kit_sha256``, the unpack failed, or the
+            kit is not one top folder holding ``target``; the old kit root is untouched and
+            the work folder removed.
+    """
+    sections = split_marked(
+        conn.run(_unpack_script(staged_kit, work, kit_sha256), timeout=timeout_s).stdout
+    )
+    untouched = f"{node.name}'s old kit in {node.kit_root.path} is untouched"
+    if "sha256" in sections:
+        found = (sections["sha256"] or ["(unreadable)"])[0]
+        raise StepFailed(
+            node.name,
+            f"the staged kit {staged_kit} on {node.host} has "
+            f"sha256 {found}, not the inventory's {kit_sha256} for {target}: it "
+            f"changed after it was staged; nothing was unpacked and {untouched}; "
+            "rerun to stage it again",
+        )
+    if "unpack-failed" in sections:
+        said = " | ".join(sections["unpack-failed"]) or "no message"
+        removed = (
+            f"the partial work folder {work} could not be removed (remove it by hand)"
+            if "work-left" in sections
+            else f"the partial work folder {work} was removed"
+        )
+        raise StepFailed(
+            node.name,
+            f"unpacking {staged_kit} on {node.host} failed "
+            f"({said}); {removed} and {untouched}; make room on {node.host} "
+            "(or stage the kit again), then rerun",
+        )
+    tops = sections[""]
+    version = parse_version("\n".join(sections.get("version", [])))
+    if len(tops) == 1 and version == target:
+        return posixpath.join(work, tops[0])
+    conn.run(["rm", "-rf", "--", work], check=False)
+    if len(tops) != 1:
+        raise StepFailed(
+            node.name,
+            f"{staged_kit} on {node.host} does not hold one top "
+            f"folder (found {tops}); it is not a BigMemory Max kit; the work "
+            f"folder was removed and {untouched}; check kits[].url, then rerun",
+        )
+    raise StepFailed(
+        node.name,
+        f"the staged kit {staged_kit} on {node.host} is "
+        f"{version or 'not a readable kit'}, not {target}; the work folder was "
+        f"removed and {untouched}; check kits[] in the inventory and stage the "
+        "kit again, then rerun",
+    )
