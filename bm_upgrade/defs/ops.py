@@ -22,7 +22,6 @@ from bm_upgrade.procedure.kit import StagedKit, clean_staging, fetch_kit, stage_
 from bm_upgrade.procedure.observe import observe_cluster
 from bm_upgrade.procedure.preflight import preflight
 from bm_upgrade.procedure.report import Report, render_report
-from bm_upgrade.procedure.verify import server_problems
 from bm_upgrade.redact import redact_url
 
 
@@ -133,7 +132,7 @@ def verify_servers_op(
     with one_sentence(), relayed_logs(), cluster.pool(inventory) as pool:
         view = observe_cluster(inventory, pool, clients=False, orchestrators=False)
     target = settings.options.target_version
-    problems = server_problems(view, target)
+    problems = view.server_problems(target)
     context.add_output_metadata({"servers": dg.MetadataValue.json(view.as_dict()["servers"])})
     if not settings.dry_run and problems:
         raise dg.Failure(

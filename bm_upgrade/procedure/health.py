@@ -12,14 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from bm_upgrade.inventory import Client, Orchestrator, Server, Stripe
+from bm_upgrade.inventory import Client, Inventory, Orchestrator, Server, Stripe
 from bm_upgrade.plan import ACTIVE, STANDBY
-from bm_upgrade.probes import ServerStatus
-
-if TYPE_CHECKING:
-    from bm_upgrade.procedure.observe import ClusterView
+from bm_upgrade.probes import OrchestratorStatus, ServerStatus
+from bm_upgrade.procedure.seen import Seen
 
 RUNNING_ORCHESTRATOR = {"running", "standby"}
 """The states of an orchestrator doing its job (the master runs, the other stands by)."""
@@ -106,8 +103,7 @@ class Health(Mapping[str, StripeHealth]):
         return [p for verdict in self.stripes.values() for p in verdict.problems]
 
 
-def _orchestrator_problems(view: ClusterView, orch: Orchestrator) -> list[str]:
-    status = view.orchestrators.get(orch.name)
+def _orchestrator_problems(status: OrchestratorStatus | None, orch: Orchestrator) -> list[str]:
     if status is None:
         return []  # not looked at, or its host is unreachable (reported as such)
     problems = []
@@ -121,46 +117,62 @@ def _orchestrator_problems(view: ClusterView, orch: Orchestrator) -> list[str]:
     return problems
 
 
-def _version(view: ClusterView, node: Server | Client | Orchestrator) -> str | None:
+def _version(
+    servers: Mapping[str, Seen],
+    orchestrators: Mapping[str, OrchestratorStatus],
+    node: Server | Client | Orchestrator,
+) -> str | None:
     """A server's running version (or its kit root's, stopped); an orchestrator's."""
     if isinstance(node, Server):
-        seen = view.servers.get(node.name)
+        seen = servers.get(node.name)
         return seen.node_state.version if seen else None
-    if isinstance(node, Orchestrator) and node.name in view.orchestrators:
-        return view.orchestrators[node.name].version
+    if isinstance(node, Orchestrator) and node.name in orchestrators:
+        return orchestrators[node.name].version
     return None
 
 
-def check(view: ClusterView) -> Health:
-    """The health of ``view``, a look at its inventory's nodes. A server on an unreachable
+def check(
+    inventory: Inventory,
+    servers: Mapping[str, Seen],
+    orchestrators: Mapping[str, OrchestratorStatus],
+    unreachable: Mapping[str, str],
+) -> Health:
+    """The health of one look at ``inventory``'s nodes: ``servers`` and ``orchestrators``
+    as seen, by name, and the ``unreachable`` hosts with why. A server on an unreachable
     host counts as unreachable; clients and orchestrators not looked at count as fine."""
-    inventory = view.inventory
+
+    def server_status(server: Server) -> ServerStatus:
+        seen = servers.get(server.name)
+        if seen is None:
+            return ServerStatus.unreachable(server, unreachable.get(server.host))
+        return seen.status
+
     stripes: dict[str, StripeHealth] = {}
     unmirrored: list[str] = []
     without_standby: dict[str, str] = {}
     for region, stripe in inventory.stripes():
         key = f"{region.name}/{stripe.name}"
-        stripes[key] = stripe_health(stripe, [view.server_status(s) for s in stripe.servers])
+        stripes[key] = stripe_health(stripe, [server_status(s) for s in stripe.servers])
         if len(stripe.servers) == 1:
             unmirrored.append(key)
         elif not stripes[key].standbys:
             without_standby[key] = ", ".join(
-                view.servers[s.name].describe()
-                if s.name in view.servers
-                else f"{s.name} unreachable"
+                servers[s.name].describe() if s.name in servers else f"{s.name} unreachable"
                 for s in stripe.servers
             )
-    orchestrators: dict[str, list[str]] = {}
+    orchestrator_problems: dict[str, list[str]] = {}
     for region, orch in inventory.orchestrators():
-        orchestrators.setdefault(region.name, []).extend(_orchestrator_problems(view, orch))
+        orchestrator_problems.setdefault(region.name, []).extend(
+            _orchestrator_problems(orchestrators.get(orch.name), orch)
+        )
     versions: dict[str, list[str]] = {}
     for node in inventory.nodes():
-        if version := _version(view, node):
+        if version := _version(servers, orchestrators, node):
             versions.setdefault(version, []).append(node.name)
     return Health(
         stripes,
         unmirrored,
         without_standby,
         versions,
-        {region: problems for region, problems in orchestrators.items() if problems},
+        {region: problems for region, problems in orchestrator_problems.items() if problems},
     )

@@ -25,7 +25,6 @@ from bm_upgrade.probes import (
 )
 from bm_upgrade.procedure.health import Health, check
 from bm_upgrade.procedure.seen import Seen
-from bm_upgrade.procedure.verify import server_problems
 from bm_upgrade.procedure.waits import Hosts, Watch
 from bm_upgrade.remote import Connection, HostPool
 
@@ -51,7 +50,16 @@ class ClusterView:
     @cached_property
     def health(self) -> Health:
         """The one health check of this look (made when first read, once the look is done)."""
-        return check(self)
+        return check(self.inventory, self.servers, self.orchestrators, self.unreachable)
+
+    def server_problems(self, target: str) -> list[str]:
+        """What keeps the servers from being all on ``target`` with one ACTIVE and
+        PASSIVE-STANDBY mirrors per stripe (docs/safety.md rules 5 and 6): servers on another
+        version, the stripes' problems of the health check, unreachable hosts (empty: none).
+        The ``verify_servers`` step and the check before the first client or orchestrator is
+        touched raise on it."""
+        wrong = [s.describe() for s in self.servers.values() if s.node_state.version != target]
+        return wrong + self.health.stripe_problems() + list(self.unreachable.values())
 
     def server_status(self, server: Server) -> ServerStatus:
         """The server's probe answer; on an unreachable host, an unreachable status saying
@@ -215,7 +223,7 @@ def require_servers_ready(inventory: Inventory, hosts: Hosts, target: str, who: 
     """
     view = ClusterView(inventory)
     _look_at_servers(view, hosts)
-    problems = server_problems(view, target)
+    problems = view.server_problems(target)
     if problems:
         raise StepFailed(
             who,

@@ -7,12 +7,15 @@ import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from bm_upgrade.sandbox.logins import SshdError
 
-if TYPE_CHECKING:
-    from bm_upgrade.sandbox.sshd import SshdHandle
+
+class ListedHost(Protocol):
+    """A host that can say its own known_hosts line (an sshd handle)."""
+
+    def known_hosts_line(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ def known_hosts_line(address: str, port: int, host_key_pub: str) -> str:
     return f"{name} {key_type} {key_b64}"
 
 
-def write_known_hosts(path: Path, hosts: Iterable[SshdHandle | tuple[str, int, str]]) -> Path:
+def write_known_hosts(path: Path, hosts: Iterable[ListedHost | tuple[str, int, str]]) -> Path:
     """Write a known_hosts file for ``hosts`` (handles or ``(address, port, host_key_pub)``)."""
     lines = []
     for host in hosts:

@@ -11,7 +11,6 @@ from bm_upgrade.inventory import Inventory
 from bm_upgrade.probes import CacheState, OrchestratorStatus, ServerStatus
 from bm_upgrade.procedure.observe import ClusterView
 from bm_upgrade.procedure.seen import Seen
-from bm_upgrade.procedure.verify import server_problems
 from bm_upgrade.procedure.watch import WatchMemory, watch_step
 from bm_upgrade.status import render_text, status_report, warnings
 from tests.unit.inventories import minimal, server, two_regions_wan
@@ -52,9 +51,9 @@ def test_a_healthy_stripe_reads_healthy_everywhere() -> None:
     assert view.health.versions == {"4.2.1": ["tsa-a1", "tsa-a2"]}
     assert not view.health.mixed and view.health.without_standby == {}
     assert warnings(view) == []
-    assert server_problems(view, "4.2.1") == []
+    assert view.server_problems("4.2.1") == []
     assert alerts(view) == []
-    assert server_problems(view, "4.2.2") == [
+    assert view.server_problems("4.2.2") == [
         "tsa-a1 ACTIVE-COORDINATOR on 4.2.1",
         "tsa-a2 PASSIVE-STANDBY on 4.2.1",
     ]
@@ -65,7 +64,7 @@ def test_a_mixed_version_stripe() -> None:
     assert view.health["east/stripe1"].healthy
     assert view.health.versions == {"4.2.1": ["tsa-a1"], "4.2.0": ["tsa-a2"]}
     assert warnings(view) == ["mixed versions: 4.2.0 (tsa-a2); 4.2.1 (tsa-a1)"]
-    assert server_problems(view, "4.2.1") == ["tsa-a2 PASSIVE-STANDBY on 4.2.0"]
+    assert view.server_problems("4.2.1") == ["tsa-a2 PASSIVE-STANDBY on 4.2.0"]
     assert alerts(view) == [
         "test runs mixed versions (4.2.0, 4.2.1) and no upgrade run is going: finish the "
         "upgrade (re-execute the failed run) or roll back"
@@ -111,7 +110,7 @@ def test_an_unhealthy_stripe(
     assert view.health["east/stripe1"].problems == problems
     shown = warnings(view)
     assert shown[: len(problems)] == [f"east/{p}" for p in problems]
-    assert server_problems(view, "4.2.1") == problems + list(view.unreachable.values())
+    assert view.server_problems("4.2.1") == problems + list(view.unreachable.values())
     assert not status_report(view)["healthy"]
 
 
@@ -181,7 +180,7 @@ def test_orchestrators_count_in_versions_and_their_problems_by_region() -> None:
         "host 10.1.8.2 is unreachable: no route",
     ]
     # A server is checked by the server check; orchestrators are not its business.
-    assert server_problems(view, "4.2.1") == ["no route"]
+    assert view.server_problems("4.2.1") == ["no route"]
     rendered = render_text(status_report(view))
     assert "east-wan-m       10.0.8.1               master   running        4.2.0" in rendered
     assert rendered.endswith("status: DEGRADED (4 warning(s))")
