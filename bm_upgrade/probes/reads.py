@@ -17,7 +17,8 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from bm_upgrade.errors import CommandTimeout, RemoteError
-from bm_upgrade.inventory import Client, KitRoot, Orchestrator, Server
+from bm_upgrade.inventory import Client, Orchestrator, Server
+from bm_upgrade.inventory.scripts import script_argv
 from bm_upgrade.inventory_checks import url_host
 from bm_upgrade.probes.models import ClientStatus, OrchestratorStatus, ServerStatus
 from bm_upgrade.probes.parsers import (
@@ -82,30 +83,28 @@ def probe_server_rest(server: Server, timeout: float = 5.0) -> ServerStatus:
     return server_status_from_rest(server, stat, topology)
 
 
-def kit_version(conn: Runner, install_dir: str, timeout: float = 30.0) -> str | None:
-    """The version of the kit at ``install_dir`` on the connection's host (``version.sh``)."""
-    result = conn.run([KitRoot.of(install_dir).script("version.sh")], timeout=timeout, check=False)
+def kit_version(conn: Runner, node: Server | Orchestrator, timeout: float = 30.0) -> str | None:
+    """The version of ``node``'s kit root on the connection's host (``version.sh``)."""
+    result = conn.run(script_argv(node, "version.sh"), timeout=timeout, check=False)
     return parse_version(result.stdout) if result.exit_code == 0 else None
 
 
 def probe_server_ssh(conn: Runner, server: Server, timeout: float = 30.0) -> ServerStatus:
     """A server's status from ``server-stat.sh`` (and ``version.sh``) run on its host."""
-    script = server.kit_root.script("server-stat.sh")
+    argv = script_argv(server, "server-stat.sh", "-s", f"{server.host}:{server.management_port}")
     try:
-        result = conn.run(
-            [script, "-s", f"{server.host}:{server.management_port}"], timeout=timeout, check=False
-        )
+        result = conn.run(argv, timeout=timeout, check=False)
     except RemoteError as exc:
         return ServerStatus.unreachable(server, str(exc))
     if result.exit_code != 0 and not result.stdout.strip():
         return ServerStatus.unreachable(
-            server, f"{script} exited {result.exit_code} on {server.host}"
+            server, f"server-stat.sh exited {result.exit_code} on {server.host}"
         )
     status = server_status_from_stat(server, result.stdout, None)
     if not status.reachable:
         return status
     try:
-        version = kit_version(conn, server.install_dir, timeout)
+        version = kit_version(conn, server, timeout)
     except RemoteError:
         version = None
     return replace(status, version=version)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from bm_upgrade.errors import CommandFailed, CommandTimeout, RemoteError, StepFailed
 from bm_upgrade.inventory import Server
+from bm_upgrade.inventory.scripts import script_argv
 from bm_upgrade.probes import Runner
 from bm_upgrade.procedure.context import StepContext
 from bm_upgrade.procedure.kit_swap import NOT_A_KIT, kit_root_guard, not_a_kit
@@ -51,17 +52,12 @@ def stop_server(
     timeouts = ctx.options.timeouts
     timeout = timeouts.stop_s
     force = ["--force"] if downtime_consented else []
-    command = kit_root_guard(server.install_dir) + (
+    command = kit_root_guard(server) + (
         server.stop_command
         or shell(
-            [
-                server.kit_root.script("stop-tc-server.sh"),
-                "-f",
-                server.tc_config,
-                "-n",
-                server.name,
-                *force,
-            ]
+            script_argv(
+                server, "stop-tc-server.sh", "-f", server.tc_config, "-n", server.name, *force
+            )
         )
     )
     result = conn.run(command, timeout=timeout, check=False)
@@ -132,7 +128,7 @@ def start_server(ctx: StepContext, server: Server, rec: StepRecorder) -> None:
         output = _operators_start(ctx, server, license_path, timeout)
     else:
         command = detached(
-            [kit_root.script("start-tc-server.sh"), "-f", server.tc_config, "-n", server.name],
+            script_argv(server, "start-tc-server.sh", "-f", server.tc_config, "-n", server.name),
             log_path,
             cwd=kit_root.parent,
         )

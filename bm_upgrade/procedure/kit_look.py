@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bm_upgrade.errors import StepFailed
-from bm_upgrade.inventory import KitRoot, Orchestrator, Server
+from bm_upgrade.inventory import Orchestrator, Server
+from bm_upgrade.inventory.scripts import script_argv
 from bm_upgrade.probes import Runner, parse_version
 from bm_upgrade.remote.quoting import echo_mark, quote, shell, split_marked
 
@@ -25,11 +26,11 @@ def proven_kit(version: str | None) -> bool:
     return version is not None and version.split(".")[0] == "4"
 
 
-def kit_root_guard(install_dir: str) -> str:
+def kit_root_guard(node: Server | Orchestrator) -> str:
     """A command prefix that ends the command at once (exit 0, printing the marker
     :data:`NOT_A_KIT`, then what ``version.sh`` printed) unless the kit root's own
     ``server/bin/version.sh`` prints a 4.x version; costs no command of its own."""
-    script = quote(KitRoot.of(install_dir).script("version.sh"))
+    script = shell(script_argv(node, "version.sh"))
     return (
         f'bm_kit=$({script} 2>/dev/null); case "$bm_kit" in '
         "*'Terracotta Enterprise 4.'[0-9]*) ;; "
@@ -74,9 +75,12 @@ class KitLook:
         return parse_version("\n".join(self.printed))
 
 
-def look_at_kit(conn: Runner, root: KitRoot, staged_kit: str, staged_license: str) -> KitLook:
+def look_at_kit(
+    conn: Runner, node: Server | Orchestrator, staged_kit: str, staged_license: str
+) -> KitLook:
     """The kit root's version, which of the kit root, its license and the staged files exist,
     and, when the kit root is missing, the previous kits kept beside it, in one command."""
+    root = node.kit_root
     tests = {
         "root_exists": ["test", "-e", root.path],
         "root_license": ["test", "-s", root.license],
@@ -90,7 +94,7 @@ def look_at_kit(conn: Runner, root: KitRoot, staged_kit: str, staged_license: st
     )
     script = (
         "; ".join(
-            [echo_mark("version"), shell([root.script("version.sh")]) + " 2>/dev/null"]
+            [echo_mark("version"), shell(script_argv(node, "version.sh")) + " 2>/dev/null"]
             + [f"{shell(argv)} && {echo_mark(name)}" for name, argv in tests.items()]
             + [previous]
         )

@@ -32,6 +32,7 @@ import posixpath
 
 from bm_upgrade.errors import StepFailed
 from bm_upgrade.inventory import KitRoot, Orchestrator, Server
+from bm_upgrade.inventory.scripts import script_argv
 from bm_upgrade.probes import Runner, parse_version
 from bm_upgrade.procedure.kit_look import (
     NOT_A_KIT,
@@ -120,7 +121,7 @@ def install_kit(
         RemoteError: a command failed (the old kit root is untouched unless the swap ran).
     """
     root = server.kit_root
-    look = look_at_kit(conn, root, staged_kit, staged_license)
+    look = look_at_kit(conn, server, staged_kit, staged_license)
     dirty = server if delete_backups and isinstance(server, Server) else None
     if look.current == target:
         rec.saw(f"the kit root already holds {target}")
@@ -152,7 +153,7 @@ def install_kit(
     aside = root.previous_kit(look.current)
     moved = aside if look.root_exists else None
     script = _swap_script(
-        root,
+        server,
         work,
         new_root,
         carried_paths(server),
@@ -222,7 +223,7 @@ def _license_into(staged_license: str, kit_root: KitRoot) -> list[str]:
 
 
 def _swap_script(
-    root: KitRoot,
+    node: Server | Orchestrator,
     work: str,
     new_root: str,
     paths: list[str],
@@ -236,6 +237,7 @@ def _swap_script(
     license key in ``new_root``, move the old kit root to ``aside`` (when it exists) and the
     new one in its place, remove the old one unless kept, then (marker ``installed``) read
     the installed kit's ``version.sh``."""
+    root = node.kit_root
     steps = [] if carry_from is None else [_carry_script(carry_from, new_root, paths)]
     steps += _license_into(staged_license, KitRoot.of(new_root))
     if aside is not None:
@@ -247,7 +249,7 @@ def _swap_script(
     steps += [shell(["mv", "--", new_root, root.path]), shell(["rmdir", "--", work])]
     if aside is not None and not keep_previous:
         steps.append(shell(["rm", "-rf", "--", aside]))
-    steps += [echo_mark("installed"), shell([root.script("version.sh")])]
+    steps += [echo_mark("installed"), shell(script_argv(node, "version.sh"))]
     return " && ".join(steps)
 
 

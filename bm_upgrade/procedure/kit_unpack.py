@@ -10,15 +10,19 @@ import posixpath
 
 from bm_upgrade.errors import StepFailed
 from bm_upgrade.inventory import Orchestrator, Server
+from bm_upgrade.inventory.scripts import script_env
 from bm_upgrade.probes import Runner, parse_version
 from bm_upgrade.remote.quoting import echo_mark, quote, shell, split_marked
 
 
-def _unpack_script(staged_kit: str, work: str, kit_sha256: str | None) -> str:
+def _unpack_script(
+    node: Server | Orchestrator, staged_kit: str, work: str, kit_sha256: str | None
+) -> str:
     """Check the staged tarball's sha256 (when known), then unpack it into a fresh ``work``
     folder, removing that folder again when the unpack fails; prints the work folder's top
     entries, then (marker ``version``) the first one's ``version.sh``."""
     kit, folder = quote(staged_kit), quote(work)
+    env = "".join(quote(word) + " " for word in script_env(node))
     check = ""
     if kit_sha256:
         # The same command as remote.transfer's: openssl is fast, sha256sum the fallback.
@@ -41,7 +45,7 @@ def _unpack_script(staged_kit: str, work: str, kit_sha256: str | None) -> str:
         f"if [ -e {folder} ]; then {echo_mark('work-left')}; fi; exit 0; }}; "
         f"ls -A -- {folder}; {echo_mark('version')}; "
         # The single top folder's version.sh (more than one top folder is refused).
-        f'for d in {folder}/*; do "$d/server/bin/version.sh" 2>/dev/null; break; done; '
+        f'for d in {folder}/*; do {env}"$d/server/bin/version.sh" 2>/dev/null; break; done; '
         "true"
     )
 
@@ -65,7 +69,7 @@ def unpack_kit(
             the work folder removed.
     """
     sections = split_marked(
-        conn.run(_unpack_script(staged_kit, work, kit_sha256), timeout=timeout_s).stdout
+        conn.run(_unpack_script(node, staged_kit, work, kit_sha256), timeout=timeout_s).stdout
     )
     untouched = f"{node.name}'s old kit in {node.kit_root.path} is untouched"
     if "sha256" in sections:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bm_upgrade.inventory import Server
+from bm_upgrade.inventory.scripts import script_argv
 from bm_upgrade.plan import NodeState
 from bm_upgrade.probes import Runner, ServerStatus, parse_version
 from bm_upgrade.remote.quoting import echo_mark, shell, split_marked
@@ -90,7 +91,7 @@ def look_on_host(conn: Runner, servers: list[Server]) -> tuple[str, dict[str, st
     parts = [shell(PS)]
     for server in servers:
         parts.append(echo_mark(f"kit {server.name}"))
-        parts.append(shell([server.kit_root.script("version.sh")]) + " 2>/dev/null")
+        parts.append(shell(script_argv(server, "version.sh")) + " 2>/dev/null")
     sections = split_marked(conn.run("; ".join(parts), timeout=30.0, check=False).stdout)
     kits = {
         server.name: parse_version("\n".join(sections.get(f"kit {server.name}", [])))

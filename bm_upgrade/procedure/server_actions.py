@@ -104,7 +104,7 @@ def install(
             unpacked_bytes=ctx.unpacked_bytes(server.host),
         )
     except (StepFailed, RemoteError) as exc:
-        if me.installed is None or kit_version(conn, server.install_dir) != me.installed:
+        if me.installed is None or kit_version(conn, server) != me.installed:
             raise
         # The old kit is untouched: bring the server back on it, so the stripe keeps its
         # mirror while the operator fixes the cause.
@@ -158,7 +158,7 @@ def confirm(
             f"{serving(seen, server.name)}; see {server.console_log_path}, then "
             "rerun (or roll back to the previous version)",
         )
-    version = kit_version(ctx.pool.get(server.host), server.install_dir)
+    version = kit_version(ctx.pool.get(server.host), server)
     running = outcome.value.version
     if version != ctx.target or (running is not None and running != ctx.target):
         raise StepFailed(

@@ -23,6 +23,7 @@ from functools import partial
 
 from bm_upgrade.errors import RemoteError, StepFailed
 from bm_upgrade.inventory import Orchestrator
+from bm_upgrade.inventory.scripts import script_argv
 from bm_upgrade.plan import Action, Step, make_plan
 from bm_upgrade.probes import OrchestratorStatus, probe_orchestrator
 from bm_upgrade.procedure.install import detached_pid, start_licensed
@@ -47,8 +48,7 @@ def _stop(wan: WanWatch, orch: Orchestrator, rec: StepRecorder) -> None:
     # Only an orchestrator whose kit root proved to be a 4.x kit is stopped: its kit root
     # is swapped next (docs/safety.md rule 9).
     result = conn.run(
-        kit_root_guard(orch.install_dir)
-        + shell([orch.kit_root.script("stop-wan.sh"), "-f", orch.wan_xml]),
+        kit_root_guard(orch) + shell(script_argv(orch, "stop-wan.sh", "-f", orch.wan_xml)),
         timeout=timeout,
         check=False,
     )
@@ -81,7 +81,7 @@ def _start(wan: WanWatch, orch: Orchestrator, rec: StepRecorder) -> None:
     output = start_licensed(
         conn,
         detached(
-            [root.script("start-wan.sh"), "-f", orch.wan_xml],
+            script_argv(orch, "start-wan.sh", "-f", orch.wan_xml),
             orch.console_log_path,
             cwd=root.parent,
         ),

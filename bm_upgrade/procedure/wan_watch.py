@@ -86,8 +86,6 @@ def observe(wan: WanWatch) -> dict[str, Seen]:
         if status.reachable:
             state = NodeState(True, status.version)
         else:
-            state = NodeState(
-                wan.alive(orch), kit_version(wan.ctx.pool.get(orch.host), orch.install_dir)
-            )
+            state = NodeState(wan.alive(orch), kit_version(wan.ctx.pool.get(orch.host), orch))
         seen[orch.name] = (orch, status, state)
     return seen

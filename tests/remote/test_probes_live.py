@@ -120,7 +120,7 @@ def test_ssh_probe_every_state(conn: Connection, host: Host, kit_dir: Path, stat
         .replace("ACTIVE-COORDINATOR", state)
     )
     write_as_user(host, kit_dir / "server" / "bin" / "stat.txt", text)
-    status = probe_server_ssh(conn, server_model(host.address, str(kit_dir)))
+    status = probe_server_ssh(conn, server_model(host=host.address, install_dir=str(kit_dir)))
     assert status.reachable and status.state == state and status.version == "4.2.1"
 
 
@@ -142,8 +142,13 @@ def test_ssh_probe_without_kit(conn: Connection, host: Host) -> None:
 
 
 def test_kit_version(conn: Connection, kit_dir: Path, host: Host) -> None:
-    assert kit_version(conn, str(kit_dir)) == "4.2.1"
-    assert kit_version(conn, str(host.work / "nothing here")) is None
+    assert kit_version(conn, server_model(host=host.address, install_dir=str(kit_dir))) == "4.2.1"
+    assert (
+        kit_version(
+            conn, server_model(host=host.address, install_dir=str(host.work / "nothing here"))
+        )
+        is None
+    )
 
 
 def test_client_probe(conn: Connection, host: Host) -> None:

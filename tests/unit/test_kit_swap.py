@@ -49,6 +49,6 @@ def test_only_a_4x_version_proves_a_kit_root() -> None:
 
 
 def test_the_guard_runs_the_kit_roots_own_version_script() -> None:
-    guard = kit_root_guard("/opt/tc/bigmemory-max/")
+    guard = kit_root_guard(server_model(install_dir="/opt/tc/bigmemory-max/"))
     assert guard.startswith("bm_kit=$(/opt/tc/bigmemory-max/server/bin/version.sh 2>/dev/null)")
     assert "'Terracotta Enterprise 4.'[0-9]*) ;;" in guard
