@@ -68,7 +68,7 @@ def register(subparsers: Any) -> None:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    from bm_upgrade.sandbox import cluster, topology
+    from bm_upgrade.sandbox import cluster, topology_model
 
     try:
         inventory = cluster.up(
@@ -77,7 +77,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
             timeout_s=args.timeout,
             progress=lambda msg: print(f"sandbox: {msg}", file=sys.stderr),
         )
-    except topology.TopologyError as exc:
+    except topology_model.TopologyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (cluster.SandboxError, OSError) as exc:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bm_upgrade.sandbox.topology import WAN_PORT, Topology
+from bm_upgrade.sandbox.topology_model import WAN_PORT, Topology
 
 
 class _OnHost:

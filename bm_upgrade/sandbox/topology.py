@@ -24,17 +24,17 @@ A name (``small``, ``demo``) instead of a path loads a topology shipped in ``top
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from bm_upgrade.sandbox.topology_model import MAX_HOSTS, RegionSpec, Timing, Topology, TopologyError
+
 SHIPPED = Path(__file__).with_name("topologies")
 VERSION_RE = re.compile(r"^4\.2\.\d+$")
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,23}$")
 CLUSTER_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
-MAX_HOSTS = 250  # one /24 loopback block; .254 serves the kits
 _TOP_KEYS = {"name", "version", "kits", "persistent", "reconnect_window_s", "regions", "timing"}
 _REGION_KEYS = {
     "name",
@@ -46,70 +46,7 @@ _REGION_KEYS = {
     "replica_disconnect_behavior",
 }
 _BEHAVIORS = ("reconnectResync", "remainDisconnected")
-WAN_PORT = 9889
-WAN_CACHES = ("orders", "sessions")
 _TIMING_KEYS = {"start_s", "election_s", "sync_s", "sync_s_per_mb"}
-
-
-class TopologyError(Exception):
-    """The topology file cannot be used; ``issues`` lists every problem (field: fix)."""
-
-    def __init__(self, file: str, issues: list[str]) -> None:
-        self.file = file
-        self.issues = list(issues)
-        lines = [f"{file}: {len(self.issues)} problem(s) in this topology:"]
-        lines += [f"  - {file}: {issue}" for issue in self.issues]
-        super().__init__("\n".join(lines))
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Sandbox time scale, in seconds (kept small in tests)."""
-
-    start_s: float = 0.5
-    election_s: float = 1.0
-    sync_s: float = 1.0
-    sync_s_per_mb: float = 0.0
-
-
-@dataclass(frozen=True)
-class RegionSpec:
-    name: str
-    stripes: int
-    mirrors: int
-    clients: int
-    wan_role: str | None = None
-    orchestrators_master: int = 0
-    orchestrators_standby: int = 0
-    replica_disconnect_behavior: str = "reconnectResync"
-
-    @property
-    def orchestrator_count(self) -> int:
-        return self.orchestrators_master + self.orchestrators_standby
-
-
-@dataclass(frozen=True)
-class Topology:
-    """A validated topology."""
-
-    version: str
-    kits: tuple[str, ...]
-    persistent: bool
-    regions: tuple[RegionSpec, ...]
-    timing: Timing = field(default_factory=Timing)
-    name: str | None = None
-    reconnect_window_s: float = 10.0
-
-    def host_count(self) -> int:
-        return sum(
-            r.stripes * (1 + r.mirrors) + r.clients + r.orchestrator_count for r in self.regions
-        )
-
-    def wan_master_region(self) -> str | None:
-        """The master region of the WAN, when the topology has orchestrators."""
-        if not any(r.orchestrator_count for r in self.regions):
-            return None
-        return next((r.name for r in self.regions if r.wan_role == "master"), None)
 
 
 def resolve(path_or_name: str | Path) -> Path:

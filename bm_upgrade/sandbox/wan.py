@@ -17,7 +17,7 @@ from typing import Any
 from bm_upgrade.sandbox import protocol
 from bm_upgrade.sandbox.hosts import OrchestratorPlan
 from bm_upgrade.sandbox.kit_files.server.lib import tcwanxml
-from bm_upgrade.sandbox.topology import WAN_CACHES, Topology
+from bm_upgrade.sandbox.topology_model import WAN_CACHES, Topology
 
 STATUS_PATH = "/wan/status"
 

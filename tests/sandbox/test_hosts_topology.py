@@ -9,7 +9,8 @@ import pytest
 from bm_upgrade.cli import main
 from bm_upgrade.sandbox import topology
 from bm_upgrade.sandbox.hosts import plan_hosts
-from bm_upgrade.sandbox.topology import TopologyError, load_topology, parse_topology
+from bm_upgrade.sandbox.topology import load_topology, parse_topology
+from bm_upgrade.sandbox.topology_model import TopologyError
 
 
 @pytest.mark.parametrize("name", ["small", "demo", "bench"])

@@ -11,7 +11,8 @@ from bm_upgrade.probes import parse_wan_bind
 from bm_upgrade.sandbox import faults
 from bm_upgrade.sandbox.hosts import plan_hosts
 from bm_upgrade.sandbox.kit_files.server.lib import tcwanxml
-from bm_upgrade.sandbox.topology import TopologyError, load_topology, parse_topology
+from bm_upgrade.sandbox.topology import load_topology, parse_topology
+from bm_upgrade.sandbox.topology_model import TopologyError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 

@@ -16,7 +16,7 @@ import yaml
 from bm_upgrade.sandbox import kits, license, wan
 from bm_upgrade.sandbox.cluster.layout import KIT_PORT
 from bm_upgrade.sandbox.hosts import ClientPlan, HostPlan, ServerPlan
-from bm_upgrade.sandbox.topology import Topology
+from bm_upgrade.sandbox.topology_model import Topology
 
 
 def write_inventory(

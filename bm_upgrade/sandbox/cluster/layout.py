@@ -17,7 +17,7 @@ from typing import Any
 
 from bm_upgrade.sandbox import clientapp, kits, license, tcconfig, wan
 from bm_upgrade.sandbox.hosts import HostPlan, ServerPlan
-from bm_upgrade.sandbox.topology import Topology
+from bm_upgrade.sandbox.topology_model import Topology
 
 KIT_PORT = 8080
 

@@ -19,7 +19,8 @@ from bm_upgrade.sandbox.cluster.inventory_file import write_inventory
 from bm_upgrade.sandbox.cluster.launch import SandboxError
 from bm_upgrade.sandbox.cluster.stop import down, running_pids
 from bm_upgrade.sandbox.hosts import plan_hosts
-from bm_upgrade.sandbox.topology import Topology, load_topology
+from bm_upgrade.sandbox.topology import load_topology
+from bm_upgrade.sandbox.topology_model import Topology
 
 
 def up(

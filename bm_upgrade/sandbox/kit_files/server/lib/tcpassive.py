@@ -15,10 +15,11 @@ import socket
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
-    from bm_upgrade.sandbox.kit_files.server.lib import tccommon
+    from bm_upgrade.sandbox.kit_files.server.lib import tccommon, tcelect
     from bm_upgrade.sandbox.kit_files.server.lib.tcserver import Server
 else:
     import tccommon
+    import tcelect
 
 EXIT_RESTART = 11
 """The server's exit code for "restart me" (a dirty mirror); start-tc-server.sh relaunches it."""
@@ -106,7 +107,7 @@ def _after_active_lost(server: Server, old: dict[str, Any]) -> str:
     server.log(f"Lost the active {old['name']}; election in {server.election_s:g} s")
     if server.stopping.wait(server.election_s):
         return "stopped"
-    statuses = server.peer_statuses()
+    statuses = tcelect.peer_statuses(server)
     if any(s["state"] == server.ACTIVE for s in statuses.values()):
         server.set_state(server.UNINITIALIZED)  # another server won: resync from it
         return "retry"

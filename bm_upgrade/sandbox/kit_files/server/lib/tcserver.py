@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     from bm_upgrade.sandbox.kit_files.server.lib import (
         tccommon,
         tcconfigxml,
+        tcelect,
         tckey,
+        tclisten,
         tcpassive,
         tcrest,
         tctsa,
@@ -35,7 +37,9 @@ if TYPE_CHECKING:
 else:
     import tccommon
     import tcconfigxml
+    import tcelect
     import tckey
+    import tclisten
     import tcpassive
     import tcrest
     import tctsa
@@ -73,7 +77,6 @@ class Server:
         self.log_file: Path | None = None
         self.replicator = Replicator(self)
         self.active_sock: socket.socket | None = None
-        self._sockets: list[socket.socket] = []
         self._httpd: Any = None
         try:
             self.config_text = self.config_path.read_text(encoding="utf-8")
@@ -95,6 +98,7 @@ class Server:
             raise tccommon.StartupError(f"Server '{name}' is not defined in {config_path}")
         self.stripe, self.me = found[0]
         self.peers = [m for m in self.stripe["servers"] if m["name"] != name]
+        self.listeners = tclisten.Listeners(self.me["host"])
         timing = (self.sandbox or {}).get("timing", {})
         self.election_s = float(self.stripe["election_s"])
         self.start_s = float(timing.get("start_s", 0.0))
@@ -178,39 +182,6 @@ class Server:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
-    # ------------------------------------------------------------ listeners
-
-    def _listen(self, port: int, handler: Any) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.me["host"], port))
-        except OSError as exc:
-            sock.close()
-            raise tccommon.StartupError(
-                f"Cannot bind {self.me['host']}:{port}: {exc.strerror}; "
-                "is another server using that port?"
-            ) from None
-        sock.listen(64)
-        self._sockets.append(sock)
-        threading.Thread(target=self._accept, args=(sock, handler), daemon=True).start()
-
-    def _accept(self, sock: socket.socket, handler: Any) -> None:
-        while True:
-            try:
-                conn, _ = sock.accept()
-            except OSError:
-                return
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            threading.Thread(target=self._serve_conn, args=(conn, handler), daemon=True).start()
-
-    def _serve_conn(self, conn: socket.socket, handler: Any) -> None:
-        try:
-            with conn, conn.makefile("rb") as stream:
-                handler(conn, stream)
-        except (OSError, ValueError, KeyError):
-            pass  # a peer or client that went away mid-message; it will reconnect
-
     def _serve_group(self, conn: socket.socket, stream: BinaryIO) -> None:
         while True:
             line = stream.readline(tccommon.MAX_LINE)
@@ -245,9 +216,9 @@ class Server:
         problem = tckey.check_license(self.kit_root / tckey.LICENSE_FILE_NAME, self.version)
         if problem:
             raise tccommon.StartupError(problem)
-        self._listen(self.me["tsa_port"], functools.partial(tctsa.serve_tsa, self))
-        self._listen(self.me["group_port"], self._serve_group)
-        self._listen(self.me["jmx_port"], lambda conn, stream: None)
+        self.listeners.listen(self.me["tsa_port"], functools.partial(tctsa.serve_tsa, self))
+        self.listeners.listen(self.me["group_port"], self._serve_group)
+        self.listeners.listen(self.me["jmx_port"], lambda conn, stream: None)
         try:
             self._httpd = tcrest.start_rest(self)
         except OSError as exc:
@@ -258,54 +229,20 @@ class Server:
         self.store.data_dir.mkdir(parents=True, exist_ok=True)
         self.set_state(self.START)
 
-    def peer_statuses(self) -> dict[str, dict[str, Any]]:
-        """The status of every peer that answers on its tsa-group-port."""
-        statuses = {}
-        for peer in self.peers:
-            try:
-                statuses[peer["name"]] = tccommon.request(
-                    peer["host"], peer["group_port"], {"op": "status"}, timeout_s=1.0
-                )
-            except (OSError, ValueError):
-                continue
-        return statuses
-
-    def _i_win(self, statuses: dict[str, dict[str, Any]]) -> bool:
-        """The election: may this START-STATE server become the active now?
-
-        A PASSIVE-STANDBY peer is about to take over, so nobody else may. Persistent: the last
-        active (highest epoch) recovers; a server that has seen a cluster but was not its active
-        waits for it; fresh servers elect the first in tc-config order. Non-persistent: the
-        first in tc-config order among the START-STATE servers.
-        """
-        if any(s["state"] == self.STANDBY for s in statuses.values()):
-            return False
-        mine = self.status()
-        candidates = [mine] + [s for s in statuses.values() if s["state"] == self.START]
-        if self.store.persistent:
-            seen_cluster = any(int(c["epoch"]) > 0 for c in candidates)
-            eligible = [c for c in candidates if c["was_active"] or not seen_cluster]
-            if mine not in eligible:
-                return False
-            winner = max(
-                eligible, key=lambda c: (c["was_active"], int(c["epoch"]), -int(c["index"]))
-            )
-        else:
-            winner = min(candidates, key=lambda c: int(c["index"]))
-        return bool(winner["name"] == self.name)
-
     def run(self) -> int:
         """The life cycle until stopped; returns the exit code."""
         deadline = time.monotonic() + self.election_s
         while not self.stopping.is_set():
-            statuses = self.peer_statuses()
+            statuses = tcelect.peer_statuses(self)
             active = next((s for s in statuses.values() if s["state"] == self.ACTIVE), None)
             if active is not None:
                 if tcpassive.join(self, active) == "takeover":
                     self._become_active(recovered=False)
                     break
             elif (
-                self.state == self.START and time.monotonic() >= deadline and self._i_win(statuses)
+                self.state == self.START
+                and time.monotonic() >= deadline
+                and tcelect.wins(self, statuses)
             ):
                 self._become_active(recovered=self.store.persistent)
                 break
@@ -329,8 +266,7 @@ class Server:
     def finish(self) -> None:
         """Leave the stripe: close links and listeners, journal STOP-STATE."""
         self.replicator.close_all()
-        for sock in self._sockets:
-            sock.close()
+        self.listeners.close()
         if self._httpd is not None:
             self._httpd.server_close()
         self.store.close()
