@@ -71,6 +71,8 @@ def make_plan(
     inventory: Inventory,
     observed: Mapping[str, NodeState] | None = None,
     options: PlanOptions | None = None,
+    *,
+    persistent: Mapping[str, bool] | None = None,
 ) -> Plan:
     """The ordered plan for one cluster.
 
@@ -80,6 +82,8 @@ def make_plan(
             other than the target (with the stripe's preferred server ACTIVE and the others
             PASSIVE-STANDBY).
         options: defaults from the inventory.
+        persistent: per ``region/stripe``, the persistence read from its tc-config (what the
+            data-loss refusal goes by; a stripe not in it goes by the inventory).
 
     Raises:
         UserError: the target has no kit in the inventory.
@@ -93,7 +97,7 @@ def make_plan(
             f"no kit of version {target} is listed under kits in the inventory of "
             f"{inventory.cluster}; add its url and sha256, or choose another --to"
         )
-    reasons = refusals(inventory, options, observed)
+    reasons = refusals(inventory, options, observed, persistent)
     if reasons:
         raise PlanRefused(reasons)
 

@@ -1,5 +1,6 @@
-"""Why an upgrade must not start: downtime or data loss without consent, or a change that is
-not a maintenance upgrade (docs/safety.md rule 7)."""
+"""Why an upgrade must not start: downtime or data loss without consent, a change that is not a
+maintenance upgrade, or a cluster of mixed versions that is not a resumed upgrade
+(docs/safety.md rule 7; docs/terracotta.md, "The procedure", preparation)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,44 @@ from bm_upgrade.inventory import Inventory, major_minor
 from bm_upgrade.plan.model import NodeState, PlanOptions
 
 
+def version_mix(inventory: Inventory, observed: Mapping[str, NodeState], target: str) -> str | None:
+    """Why the versions the nodes run forbid this run, or None.
+
+    The guide's preparation: every server and client runs the same version before an upgrade
+    starts. Two versions, one of them the run's ``target``, are an upgrade (or rollback) this
+    tool left half done, resumed by this run; any other mix is refused, naming the nodes of
+    each version. Nodes whose version is unknown are left out.
+    """
+    by_version: dict[str, list[str]] = {}
+    for node in inventory.nodes():
+        seen = observed.get(node.name)
+        if seen is not None and seen.version:
+            by_version.setdefault(seen.version, []).append(node.name)
+    if len(by_version) < 2 or (len(by_version) == 2 and target in by_version):
+        return None
+    found = "; ".join(
+        f"{version}: {', '.join(names)}" for version, names in sorted(by_version.items())
+    )
+    return (
+        f"the nodes run {len(by_version)} versions ({found}) and the target is {target}: "
+        "every server and client must run one version before an upgrade starts (only a mix "
+        f"of one version and {target} is an upgrade to resume); bring the odd nodes to one "
+        "version first"
+    )
+
+
 def refusals(
-    inventory: Inventory, options: PlanOptions, observed: Mapping[str, NodeState]
+    inventory: Inventory,
+    options: PlanOptions,
+    observed: Mapping[str, NodeState],
+    persistent: Mapping[str, bool] | None = None,
 ) -> list[str]:
     """Every reason the upgrade must not start, one sentence each naming the node/stripe and
-    the way out."""
+    the way out.
+
+    ``persistent``: per ``region/stripe``, ``<restartable enabled>`` as read from its servers'
+    tc-config (procedure/tcconfig_check.py); a stripe not in it goes by the inventory.
+    """
     reasons: list[str] = []
     target = options.target_version
     target_mm = major_minor(target)
@@ -41,11 +75,15 @@ def refusals(
                 f"{target}: that is not a maintenance upgrade; follow the "
                 f"{target_mm} migration guide instead"
             )
+    if mix := version_mix(inventory, observed, target):
+        reasons.append(mix)
     for region, stripe in inventory.stripes():
         if len(stripe.servers) > 1:
             continue
         where = f"stripe {region.name}/{stripe.name}"
-        if not inventory.region_persistent(region) and not options.accept_data_loss:
+        read = (persistent or {}).get(f"{region.name}/{stripe.name}")
+        stripe_persistent = inventory.region_persistent(region) if read is None else read
+        if not stripe_persistent and not options.accept_data_loss:
             reasons.append(
                 f"{where} has no mirror and is not persistent: upgrading it loses all its "
                 "data; add a mirror, or accept the loss with --accept-data-loss "

@@ -24,6 +24,7 @@ from bm_upgrade.inventory import Inventory
 from bm_upgrade.license import check_license
 from bm_upgrade.plan import Plan, PlanOptions, make_plan
 from bm_upgrade.procedure.observe import ClusterView, observe_cluster
+from bm_upgrade.procedure.tcconfig_check import check_tc_configs
 from bm_upgrade.remote import HostPool
 from bm_upgrade.runinputs import check_target
 
@@ -146,7 +147,13 @@ def preflight(
         )
     checks.append("every stripe served by one ACTIVE")
 
-    plan = make_plan(inventory, view.node_states(), options)  # raises PlanRefused
+    tc_configs = check_tc_configs(inventory, pool)  # the tc-config is the truth
+    checks.append("every tc-config agrees with the inventory")
+    warnings += tc_configs.warnings
+
+    plan = make_plan(  # raises PlanRefused
+        inventory, view.node_states(), options, persistent=tc_configs.persistent
+    )
     checks.append(f"plan: {len(plan.todo())} change step(s) to do")
 
     for line in checks + warnings:

@@ -437,9 +437,10 @@ def test_not_a_maintenance_upgrade_is_refused() -> None:
     with pytest.raises(PlanRefused) as caught:
         make_plan(inv, observed)
     reasons = caught.value.reasons
-    assert len(reasons) == 2
+    assert len(reasons) == 3
     assert "tsa-a1" in reasons[0] and "not a maintenance upgrade" in reasons[0]
     assert "client app1" in reasons[1]
+    assert reasons[2].startswith("the nodes run 3 versions (4.1.3: tsa-a1; 4.2.0: tsa-a2;")
 
 
 def test_target_without_kit_is_a_user_error() -> None:
