@@ -8,14 +8,16 @@ process is gone. It happens only while the kit root's own ``version.sh`` proves 
 prove to be a kit root, so a wrong ``install_dir`` is refused while the server still runs,
 not once it is down. Starting happens only once the kit
 root holds the license key, detached with the kit's start script (or the inventory's
-``start_command``). Every value in a command is quoted.
+``start_command``). The node's ``java_home`` reaches the kit's scripts and the operator's own
+commands alike (:mod:`bm_upgrade.inventory.scripts`). Every value in a command is quoted.
 """
 
 from __future__ import annotations
 
 from bm_upgrade.errors import CommandFailed, CommandTimeout, RemoteError, StepFailed
 from bm_upgrade.inventory import Server
-from bm_upgrade.inventory.scripts import script_argv
+from bm_upgrade.inventory.scripts import java_export, script_argv
+from bm_upgrade.plan import ACTIVE
 from bm_upgrade.probes import Runner
 from bm_upgrade.procedure.context import StepContext
 from bm_upgrade.procedure.kit_swap import NOT_A_KIT, kit_root_guard, not_a_kit
@@ -39,22 +41,28 @@ def stop_server(
     """Stop the server with its stop script and wait until it exited.
 
     ``--force`` is passed only with ``downtime_consented`` (a stripe of one server, whose
-    upgrade the operator allowed to stop it): otherwise the script's own refusal to stop an
+    upgrade the operator allowed to stop it): otherwise the product's own refusal to stop an
     ACTIVE without a PASSIVE-STANDBY mirror stays in force. The same command first checks
     that the kit root's ``version.sh`` prints a 4.x version (:func:`kit_root_guard`).
 
+    What happened is decided from the script's exit code and a fresh look at the server (its
+    probe and its host's process list), never from what the script printed, which is only
+    quoted (docs/terracotta.md, Server scripts): a stop tool may print anything, and one
+    version of it even exits 0 on a refusal, which the wait for the exit catches.
+
     Raises:
-        StepFailed: the kit root is not a proven 4.x kit, the script refused (an ACTIVE
-            without a PASSIVE-STANDBY mirror) or failed, or the process did not exit within
-            ``timeouts.stop_s``; in each case but the last nothing was stopped.
+        StepFailed: the kit root is not a proven 4.x kit, the script exited non-zero and the
+            server still runs (ACTIVE: the product's refusal), or the process did not exit
+            within ``timeouts.stop_s``; in each case but the last nothing was stopped.
     """
     conn = ctx.pool.get(server.host)
     timeouts = ctx.options.timeouts
     timeout = timeouts.stop_s
     force = ["--force"] if downtime_consented else []
     command = kit_root_guard(server) + (
-        server.stop_command
-        or shell(
+        java_export(server) + server.stop_command
+        if server.stop_command
+        else shell(
             script_argv(
                 server, "stop-tc-server.sh", "-f", server.tc_config, "-n", server.name, *force
             )
@@ -64,44 +72,60 @@ def stop_server(
     refused = split_marked(result.stdout).get(NOT_A_KIT)
     if refused is not None:
         raise not_a_kit(server, refused, f"{server.name} was not stopped")
-    said = _first_line(result.stdout + result.stderr, result.exit_code)
-    # Still booting or restarting itself (its management port is not up yet): let it
-    # answer, then ask again.
-    if (
-        result.exit_code != 0
-        and "refused" not in said.lower()
-        and ctx.alive(server)
-        and ctx.wait_state(server, None, timeouts.start_s).ok
-    ):
-        result = conn.run(command, timeout=timeout, check=False)
-        said = _first_line(result.stdout + result.stderr, result.exit_code)
     if result.exit_code != 0:
-        if "refused" in said.lower():
-            raise StepFailed(
-                server.name,
-                f"the stop script refused to stop {server.name} on "
-                f"{server.host} ({said}); it still runs; make its stripe healthy "
-                "(`bm-upgrade status`), then rerun",
-            )
-        if not ctx.alive(server):
-            rec.saw(f"{server.name} was not running ({said})")
-            return
-        raise StepFailed(
-            server.name,
-            f"the stop script could not stop {server.name} on "
-            f"{server.host} ({said}); it still runs; check its management port "
-            f"{server.management_port}, then rerun",
-        )
-    rec.done(f"ran the stop script ({said})")
+        status = ctx.probe(server)
+        # Still booting or restarting itself (its management port is not up yet): let it
+        # answer, then ask again.
+        if (
+            not status.reachable
+            and ctx.alive(server)
+            and ctx.wait_state(server, None, timeouts.start_s).ok
+        ):
+            result = conn.run(command, timeout=timeout, check=False)
+    said = _first_line(result.stdout + result.stderr, result.exit_code)
+    if result.exit_code != 0:
+        _after_failed_stop(ctx, server, rec, result.exit_code, said, forced=bool(force))
+        return
+    rec.done(f"ran the stop script (exit 0: {said})")
     outcome = ctx.wait_stopped(server, timeout)
     if not outcome.ok:
         raise StepFailed(
             server.name,
             f"{server.name} on {server.host} did not stop within "
-            f"{timeout:g} s of its stop script ({outcome.why_not(timeout)}); check "
-            f"its console log {server.console_log_path}, stop it by hand, then rerun",
+            f"{timeout:g} s of its stop script ({outcome.why_not(timeout)}; the script "
+            f"exited 0 and said: {said}); check its console log "
+            f"{server.console_log_path}, stop it by hand, then rerun",
         )
     rec.done(f"{server.name} exited after {outcome.waited_s:.1f} s")
+
+
+def _after_failed_stop(
+    ctx: StepContext, server: Server, rec: StepRecorder, code: int, said: str, *, forced: bool
+) -> None:
+    """A stop script that exited ``code`` (non-zero), judged by the server's state now.
+
+    Raises:
+        StepFailed: the server still runs (the product refused, or the stop failed).
+    """
+    status = ctx.probe(server)
+    if not status.reachable and not ctx.alive(server):
+        rec.saw(f"{server.name} is not running (the stop script exited {code}: {said})")
+        return
+    state = status.state if status.reachable else "running, not answering"
+    if status.reachable and status.state == ACTIVE and not forced:
+        raise StepFailed(
+            server.name,
+            f"{server.name} on {server.host} was not stopped: its stop script exited "
+            f"{code} and it is still {ACTIVE}, so the product refused to stop an ACTIVE "
+            f"whose stripe has no PASSIVE-STANDBY mirror (it said: {said}); make its "
+            "stripe healthy (`bm-upgrade status`), then rerun",
+        )
+    raise StepFailed(
+        server.name,
+        f"the stop script of {server.name} on {server.host} exited {code} and "
+        f"{server.name} still runs ({state}; it said: {said}); check its management "
+        f"port {server.management_port}, then rerun",
+    )
 
 
 def _first_line(output: str, exit_code: int) -> str:
@@ -161,7 +185,8 @@ def _operators_start(
     ctx.log.info("%s: running its start command: %s", server.name, server.start_command)
     what = f"the start command of {server.name} on {server.host}"
     try:
-        return start_licensed(conn, str(server.start_command), license_path, timeout=timeout)
+        command = java_export(server) + str(server.start_command)
+        return start_licensed(conn, command, license_path, timeout=timeout)
     except CommandFailed as exc:
         ctx.log.info(
             "%s: its start command exited %d; stdout: %s; stderr: %s",

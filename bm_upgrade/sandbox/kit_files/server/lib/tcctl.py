@@ -101,10 +101,13 @@ def stop(argv: list[str]) -> int:
             "Terracotta server instance running there?"
         )
         return 1
-    if status == 200:
+    if 200 <= status < 300:
         print(f"Stop success. Response code {status}")
         return 0
-    print(f"Stop refused. Response code {status}: {data.get('error', '')}")
+    # What the product's stop tool prints for any other answer (a refusal included): the
+    # error it read, as the exception it logs, and exit code 1 (ENGINE.md, Scripts).
+    print("Unexpected error while stopping server")
+    print(f"java.io.IOException: Error stopping server: {data.get('error')}")
     return 1
 
 

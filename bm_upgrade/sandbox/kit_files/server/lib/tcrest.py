@@ -1,7 +1,7 @@
 """The management REST API on the management-port (the TMC agent's endpoints).
 
 - ``GET  /tc-management-api/v2/local/stat``
-- ``POST /tc-management-api/v2/local/shutdown`` body ``{"forceStop": bool}``; 409 when it
+- ``POST /tc-management-api/v2/local/shutdown`` body ``{"forceStop": bool}``; 400 when it
   would stop an ACTIVE-COORDINATOR that has no PASSIVE-STANDBY mirror and forceStop is false
 - ``GET  /tc-management-api/v2/agents/topologies/servers`` (every reachable server of the
   cluster with its State and Version)
@@ -122,7 +122,8 @@ class _Handler(BaseHTTPRequestHandler):
         force = bool(body.get("forceStop", False)) if isinstance(body, dict) else False
         refusal = self.tc.shutdown_refusal(force)
         if refusal:
-            self._json(409, {"error": refusal})
+            # The product answers 400 with the sentence under "error" (ENGINE.md).
+            self._json(400, {"error": refusal})
             return
         self._json(200, {"message": f"server {self.tc.name} is shutting down"})
         self.tc.request_stop(0)

@@ -163,14 +163,13 @@ class Server:
         }
 
     def shutdown_refusal(self, force: bool) -> str | None:
-        """Why a non-forced stop is refused (an ACTIVE without a PASSIVE-STANDBY), or None."""
+        """Why a non-forced stop is refused (an ACTIVE without a PASSIVE-STANDBY), or None.
+
+        The product's sentence (its management agent's local shutdown resource, production
+        mode); ENGINE.md, Management REST."""
         if force or self.state != self.ACTIVE or self.replicator.standby_names():
             return None
-        return (
-            f"Server {self.name} is ACTIVE-COORDINATOR and stripe {self.stripe['name']} "
-            "has no mirror in PASSIVE-STANDBY; stopping it would make the stripe "
-            "unavailable. Use --force to stop it anyway."
-        )
+        return "No passive server available in Standby mode. Use force option to stop the server."
 
     def request_stop(self, code: int) -> None:
         """Ask the life cycle to stop with ``code`` (from REST, a signal, or a fatal error)."""
