@@ -118,7 +118,7 @@ def kill(directory: Path, info: dict[str, Any], target: str) -> str:
     if not pid or not (processes.pid_alive(pid) and processes.belongs_to(pid, directory)):
         raise FaultError(f"{target} is not running (no live pid in {pid_file}); nothing to kill")
     version = _version_of(pid)
-    serving = None if is_server else _wan_status(node)
+    serving = None if is_server else _wan_state(directory, target)
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5.0
     while processes.pid_alive(pid) and time.monotonic() < deadline:
@@ -155,22 +155,23 @@ def kill(directory: Path, info: dict[str, Any], target: str) -> str:
             and serving.get("state") == "running"
             and node.get("region") != info.get("wan_master_region")
         ):
-            for cache in serving.get("caches", []):
-                if cache.get("state") != "INACTIVE":
+            for cache, state in (serving.get("caches") or {}).items():
+                if state != "INACTIVE":
                     journal.append(
                         log,
                         "replica_cache",
                         region=node.get("region"),
-                        cache=cache.get("name"),
+                        cache=cache,
                         state="INACTIVE",
                     )
     return f"killed {target} (pid {pid}, kill -9)"
 
 
-def _wan_status(node: dict[str, Any]) -> dict[str, Any] | None:
+def _wan_state(directory: Path, name: str) -> dict[str, Any] | None:
+    """The orchestrator's own state file (the sandbox's view, not the product's)."""
     from bm_upgrade.sandbox import wan
 
-    return wan.status(str(node["host"]), int(node["port"]))
+    return wan.state(directory, name)
 
 
 def _version_of(pid: int) -> str | None:

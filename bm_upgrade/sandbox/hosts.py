@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bm_upgrade.sandbox.java import java_home_of
 from bm_upgrade.sandbox.topology_model import WAN_PORT, Topology
 
 
@@ -24,6 +25,11 @@ class _OnHost:
     @property
     def root(self) -> Path:
         return self.directory / "hosts" / self.host
+
+    @property
+    def java_home(self) -> Path:
+        """The host's Java folder: what JAVA_HOME names on this host."""
+        return java_home_of(self.root)
 
 
 class _HostFolders(_OnHost):
@@ -124,6 +130,11 @@ class OrchestratorPlan(_HostFolders):
     @property
     def wan_xml(self) -> Path:
         return self.root / "etc" / "wan.xml"
+
+    @property
+    def wan_logs(self) -> Path:
+        """wan.xml's ``<logs>``: the folder of its replication log."""
+        return self.root / "logs" / "wan"
 
 
 @dataclass(frozen=True)

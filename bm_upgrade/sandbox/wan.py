@@ -1,9 +1,10 @@
 """The WAN side of `sandbox up`: orchestrator hosts, wan.xml files, start order, inventory.
 
 Each orchestrator gets its own host (a kit root with the license, ``etc/wan.xml``,
-``logs/<name>.console.log``) and is started by the kit's ``start-wan.sh`` like the tool does.
-Orchestrators find each other through sandbox.json's ``orchestrators`` and
-``wan_master_region``; what they do is in ENGINE.md ("WAN orchestrators").
+``logs/<name>.console.log``, its replication log in ``logs/wan/``) and is started by the
+kit's ``start-wan.sh`` like the tool does. Orchestrators find each other through sandbox.json's
+``orchestrators`` and ``wan_master_region`` and their state files; what they do is in
+ENGINE.md ("WAN orchestrators").
 """
 
 from __future__ import annotations
@@ -14,12 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bm_upgrade.sandbox import protocol
 from bm_upgrade.sandbox.hosts import OrchestratorPlan
-from bm_upgrade.sandbox.kit_files.server.lib import tcwanxml
+from bm_upgrade.sandbox.kit_files.server.lib import tcwanpeer, tcwanxml
 from bm_upgrade.sandbox.topology_model import WAN_CACHES, Topology
-
-STATUS_PATH = "/wan/status"
 
 
 def sandbox_json_entries(plan: tuple[OrchestratorPlan, ...]) -> dict[str, dict[str, Any]]:
@@ -51,10 +49,12 @@ def lay_out(
         shutil.copyfile(license_file, orch.install_dir / "terracotta-license.key")
         orch.wan_xml.parent.mkdir(parents=True, exist_ok=True)
         orch.console_log.parent.mkdir(parents=True, exist_ok=True)
+        orch.wan_logs.mkdir(parents=True, exist_ok=True)
         orch.wan_xml.write_text(
             tcwanxml.render_wan_xml(
                 host=orch.host,
                 port=orch.port,
+                logs=str(orch.wan_logs),
                 behavior=orch.replica_disconnect_behavior,
                 caches=list(WAN_CACHES),
                 masters=masters,
@@ -63,9 +63,14 @@ def lay_out(
         )
 
 
-def status(host: str, port: int, timeout_s: float = 1.0) -> dict[str, Any] | None:
-    """An orchestrator's ``/wan/status``, or None when it does not answer."""
-    return protocol.get_json(f"http://{host}:{port}{STATUS_PATH}", timeout_s)
+def state(directory: Path, name: str) -> dict[str, Any] | None:
+    """What orchestrator ``name`` of the sandbox in ``directory`` last said of itself
+    (``state``, ``version``, ``region``, ``caches``, ...), or None when it does not run.
+
+    The sandbox's own view (its state file), for `up`, faults and tests; the tool sees an
+    orchestrator only as the product shows it (process, listen check, replication log).
+    """
+    return tcwanpeer.read_state(tcwanpeer.state_path(directory, name))
 
 
 def start_all(
@@ -93,10 +98,14 @@ def start_all(
     _wait(standbys, lambda s: s.get("state") == "standby", "standby", deadline)
     _wait(
         masters,
-        lambda s: all(c.get("state") == "ACTIVE" for c in s.get("caches", [])),
+        lambda s: all(state == "ACTIVE" for state in (s.get("caches") or {}).values()),
         "every cache ACTIVE",
         deadline,
     )
+
+
+def _state(orch: OrchestratorPlan) -> dict[str, Any] | None:
+    return state(orch.directory, orch.name)
 
 
 def _wait(
@@ -107,15 +116,15 @@ def _wait(
 ) -> None:
     pending = list(orchs)
     while pending:
-        pending = [o for o in pending if not ready(status(o.host, o.port) or {"state": None})]
+        pending = [o for o in pending if not ready(_state(o) or {"state": None})]
         if not pending:
             return
         if time.monotonic() > deadline:
             orch = pending[0]
-            seen = status(orch.host, orch.port)
+            seen = _state(orch)
             raise TimeoutError(
                 f"orchestrator {orch.name} ({orch.host}) did not reach {what} in "
-                f"time (status: {seen or 'no answer'}); see {orch.console_log}"
+                f"time (state: {seen or 'not running'}); see {orch.console_log}"
             )
         time.sleep(0.05)
 

@@ -6,14 +6,16 @@ running, standbys standing by, west's replica caches ACTIVE) as it found it."""
 from __future__ import annotations
 
 import datetime
+import http.client
+import re
 import shutil
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from bm_upgrade.probes import orchestrator_status_from_json
 from bm_upgrade.sandbox import kits, license, logins
 
 from .conftest import Sandbox
@@ -93,19 +95,84 @@ def test_up_runs_masters_with_standbys_and_active_replicas(
         "region": "east",
         "caches": [],
     }
-    # The upgrade tool's own parser reads it, and the inventory `up` wrote says the same.
+    # The inventory `up` wrote says the same.
     from bm_upgrade.inventory import load_inventory
 
     inventory = load_inventory(sandbox.inventory)
     assert inventory.wan_master_region == "east"
     entry = next(o for r in inventory.regions for o in r.orchestrators if o.name == "west-wan-m1")
     assert entry.role == "master" and entry.wan_xml == str(baseline["west-wan-m1"].wan_xml)
-    parsed = orchestrator_status_from_json(entry, west)
-    assert (parsed.state, parsed.version, [c.state for c in parsed.caches]) == (
-        "running",
-        "4.2.0",
-        ["ACTIVE", "ACTIVE"],
-    )
+
+
+def test_bind_accepts_connections_but_serves_no_http_status(baseline: dict[str, Orch]) -> None:
+    """A real orchestrator's <bind> is its replication port: a listen check, nothing more."""
+    for orch in baseline.values():
+        with socket.create_connection((orch.host, orch.port), timeout=2.0):
+            pass  # it listens, standbys too
+        conn = http.client.HTTPConnection(orch.host, orch.port, timeout=2.0)
+        with pytest.raises((http.client.HTTPException, OSError)):
+            conn.request("GET", "/wan/status")
+            conn.getresponse()
+        conn.close()
+    assert "wan/status" not in Path(kits.KIT_FILES / "server" / "lib" / "tcwan.py").read_text()
+
+
+MASTER_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO \[[^]]+\] FullScanMasterSynchronizer - "
+    r"Master '(?P<master>[^']+)' (?P<what>initiated sync protocol for replica|successfully "
+    r"synchronized replica) '(?P<replica>[^']+)' (?:and|for) cache '(?P<cache>[^']+)'$"
+)
+REPLICA_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO \[replica-sync-\d+\] "
+    r"FullScanReplicaSynchronizer - Replica got SYNC_START request from master '(?P<master>[^']+)' "
+    r"for cache '(?P<cache>[^']+)'$"
+)
+
+
+def test_a_resync_is_written_in_the_guides_replication_log_lines(
+    baseline: dict[str, Orch],
+) -> None:
+    """West's master restarts: east's master logs the sync it initiated and completed for each
+    cache, west logs each SYNC_START, in the folder of wan.xml's <logs>, as the WAN Replication
+    User Guide ("Working with the Replication Logs") shows them."""
+    east, west = baseline["east-wan-m1"], baseline["west-wan-m1"]
+    east_before, west_before = len(east.replication_lines()), len(west.replication_lines())
+    assert west.stop()[0] == 0
+    west.wait_state(None)
+    baseline["west-wan-s1"].wait_state("running")
+    baseline["west-wan-s1"].wait_caches("ACTIVE")
+    west.start()
+    west.wait_state("running")
+    west.wait_caches("ACTIVE")
+    master, replica = f"{east.host}:{east.port}", f"{west.host}:{west.port}"
+    caches = [
+        "__tc_clustered-ehcache|__DEFAULT__|orders",
+        "__tc_clustered-ehcache|__DEFAULT__|sessions",
+    ]
+    deadline = time.monotonic() + 5.0
+    while True:
+        said = [
+            m.groupdict()
+            for m in map(MASTER_LINE.match, east.replication_lines()[east_before:])
+            if m
+        ]
+        mine = [s for s in said if s["replica"] == replica]
+        if len([s for s in mine if s["what"].startswith("successfully")]) == 2:
+            break
+        assert time.monotonic() < deadline, mine
+        time.sleep(0.05)
+    assert [(s["master"], s["what"].split()[0], s["cache"]) for s in mine] == [
+        (master, "initiated", caches[0]),
+        (master, "initiated", caches[1]),
+        (master, "successfully", caches[0]),
+        (master, "successfully", caches[1]),
+    ]
+    starts = [
+        m.groupdict() for m in map(REPLICA_LINE.match, west.replication_lines()[west_before:]) if m
+    ]
+    assert starts == [{"master": master, "cache": c} for c in caches]
+    assert west.replication_log.parent == west.wan_xml.parent.parent / "logs" / "wan"
+    assert f"<wan:logs>{west.replication_log.parent}</wan:logs>" in west.wan_xml.read_text()
 
 
 def test_masters_stopped_first_standbys_take_over_and_replicas_resync(

@@ -78,10 +78,12 @@ def test_wan_xml_round_trips_and_the_tool_reads_its_bind() -> None:
         behavior="remainDisconnected",
         caches=["orders", "sessions"],
         masters=[("127.1.2.7", 9889)],
+        logs="/srv/wan/logs",
     )
     assert tcwanxml.parse_wan_xml(text) == {
         "host": "127.1.2.9",
         "port": 9889,
+        "logs": "/srv/wan/logs",
         "mode": "unidirectional",
         "behavior": "remainDisconnected",
         "caches": [

@@ -1,5 +1,6 @@
 """Driving WAN orchestrators of a sandbox over SSH with the kit's own scripts, as an operator
-(or the tool) does, and reading what they report: /wan/status, console logs, the journal."""
+(or the tool) does, and reading what they report: their state files (the sandbox's own view),
+console and replication logs, the journal."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 import paramiko
 
 from bm_upgrade.sandbox import wan
+from bm_upgrade.sandbox.java import java_home_of
 
 from .conftest import Sandbox, running_sandbox, ssh_run
 
@@ -34,32 +36,50 @@ class Orch:
         self.wan_xml = Path(self.info["wan_xml"])
         self.kit = Path(self.info["install_dir"])
         self.console = sandbox.directory / "hosts" / self.host / "logs" / f"{name}.console.log"
+        self.replication_log = self.console.parent / "wan" / "wan-orchestrator.log"
+        self.directory = sandbox.directory
         self.ssh: paramiko.SSHClient = sandbox.connect(self.host)
 
     def run(self, command: str) -> tuple[int, str, str]:
         return ssh_run(self.ssh, command)
 
+    def _script(self, script: Path) -> str:
+        """``script -f wan.xml`` with the host's JAVA_HOME (a login has none: the scripts
+        need it, as the product's do)."""
+        java_home = java_home_of(self.directory / "hosts" / self.host)
+        return shlex.join(["env", f"JAVA_HOME={java_home}", str(script), "-f", str(self.wan_xml)])
+
     def start(self, kit: Path | None = None) -> None:
         """``nohup start-wan.sh -f wan.xml >>console &`` from ``kit`` (default: its own)."""
         script = (kit or self.kit) / "server" / "bin" / "start-wan.sh"
         command = (
-            f"nohup {shlex.quote(str(script))} -f {shlex.quote(str(self.wan_xml))} "
-            f">>{shlex.quote(str(self.console))} 2>&1 </dev/null &"
+            f"nohup {self._script(script)} >>{shlex.quote(str(self.console))} 2>&1 </dev/null &"
         )
         assert self.run(command)[0] == 0
 
     def start_foreground(self, kit: Path) -> tuple[int, str]:
         script = kit / "server" / "bin" / "start-wan.sh"
-        code, out, err = self.run(shlex.join([str(script), "-f", str(self.wan_xml)]))
+        code, out, err = self.run(self._script(script))
         return code, out + err
 
     def stop(self) -> tuple[int, str]:
         script = self.kit / "server" / "bin" / "stop-wan.sh"
-        code, out, err = self.run(shlex.join([str(script), "-f", str(self.wan_xml)]))
+        code, out, err = self.run(self._script(script))
         return code, out + err
 
     def status(self) -> dict[str, Any] | None:
-        return wan.status(self.host, self.port)
+        """Its state file, shaped for the tests: ``name``, ``role``, ``state``, ``version``,
+        ``region``, ``caches`` (``[{"name", "state"}]``, empty unless it serves); None when
+        it does not run."""
+        seen = wan.state(self.directory, self.name)
+        if seen is None:
+            return None
+        caches = seen.get("caches") or {}
+        return {key: seen[key] for key in ("name", "role", "state", "version", "region")} | {
+            "caches": [{"name": n, "state": s} for n, s in caches.items()]
+            if seen["state"] == "running"
+            else []
+        }
 
     def wait(
         self, check: Callable[[dict[str, Any] | None], bool], what: str, timeout_s: float = 15.0
@@ -69,11 +89,13 @@ class Orch:
             seen = self.status()
             if check(seen):
                 return time.monotonic() - start
-            assert time.monotonic() - start < timeout_s, f"{self.name}: not {what}: {seen}"
+            assert time.monotonic() - start < timeout_s, (
+                f"{self.name}: not {what}: {seen}; console ends: {self.log()[-600:]!r}"
+            )
             time.sleep(0.05)
 
     def wait_state(self, state: str | None, timeout_s: float = 15.0) -> float:
-        """Until /wan/status says ``state`` (None: until it no longer answers)."""
+        """Until its state says ``state`` (None: until it no longer runs)."""
         return self.wait(lambda s: (s or {}).get("state") == state, str(state), timeout_s)
 
     def wait_caches(self, state: str, timeout_s: float = 15.0) -> float:
@@ -88,6 +110,13 @@ class Orch:
     def log(self) -> str:
         return self.console.read_text(encoding="utf-8")
 
+    def replication_lines(self) -> list[str]:
+        """The lines of its replication log (in wan.xml's ``<logs>``), none before the first."""
+        try:
+            return self.replication_log.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+
     def wait_log(self, text: str, count: int, timeout_s: float = 15.0) -> None:
         """Until the console log holds ``text`` ``count`` times (it is appended across runs)."""
         deadline = time.monotonic() + timeout_s
@@ -98,7 +127,7 @@ class Orch:
     def holds(
         self, check: Callable[[dict[str, Any] | None], bool], what: str, seconds: float
     ) -> None:
-        """``check`` is true of /wan/status at every look for ``seconds``: for a decision the
+        """``check`` is true of its state at every look for ``seconds``: for a decision the
         orchestrator journals nothing about (it polls every 0.1 s), observed throughout."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:

@@ -1,10 +1,12 @@
 """The WAN orchestrator stand-in: ``tcwan.py run -f <wan.xml>`` / ``tcwan.py stop -f <wan.xml>``.
 
-``start-wan.sh`` runs it in the foreground; ``stop-wan.sh`` asks it to stop. Behaviour, status
-and log lines are documented in ENGINE.md ("WAN orchestrators", the one place). In short: it
-serves ``GET /wan/status`` on its wan.xml ``<bind>``; orchestrators find each other through
-sandbox.json; a standby takes over when no master of its region runs for election_s; the
-serving orchestrator of a replica region keeps each replica cache ACTIVE / INACTIVE /
+``start-wan.sh`` runs it in the foreground; ``stop-wan.sh`` asks it to stop. Behaviour and log
+lines are documented in ENGINE.md ("WAN orchestrators", the one place). In short: it listens
+on its wan.xml ``<bind>`` (no HTTP status: a real orchestrator has none) and writes the WAN
+Replication User Guide's replication log lines into the folder of wan.xml's ``<logs>``;
+orchestrators find each other through sandbox.json and their state files
+(:mod:`tcwanpeer`); a standby takes over when no master of its region runs for election_s;
+the serving orchestrator of a replica region keeps each replica cache ACTIVE / INACTIVE /
 RESYNCING from its link to the master region's serving orchestrator (same version only).
 Exit codes: 0 stopped, 1 (stop) unreachable, 2 startup error, 143 SIGTERM.
 """
@@ -21,16 +23,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bm_upgrade.sandbox.kit_files.server.lib import tccommon, tckey, tcwanhttp, tcwanxml
+    from bm_upgrade.sandbox.kit_files.server.lib import (
+        tccommon,
+        tckey,
+        tcwanlink,
+        tcwanpeer,
+        tcwanxml,
+    )
 else:
     import tccommon
     import tckey
-    import tcwanhttp
+    import tcwanlink
+    import tcwanpeer
     import tcwanxml
 
 POLL_S = 0.1
-RUNNING, STANDBY, STOPPED = "running", "standby", "stopped"
-ACTIVE, INACTIVE, RESYNCING = "ACTIVE", "INACTIVE", "RESYNCING"
+RUNNING, STANDBY, STOPPED = tcwanlink.RUNNING, tcwanlink.STANDBY, "stopped"
+INACTIVE = tcwanlink.INACTIVE
+LOG_FILE = "wan-orchestrator.log"  # the file's name in <logs> is not documented (assumed)
 
 
 class Orchestrator:
@@ -49,15 +59,16 @@ class Orchestrator:
             ) from None
         except tcwanxml.WanConfigError as exc:
             raise tccommon.StartupError(f"Invalid WAN configuration {wan_xml}: {exc}") from None
-        self.sandbox = (
-            tccommon.find_sandbox(wan_xml.resolve().parent) or tccommon.find_sandbox(kit_root) or {}
-        )
+        folder = wan_xml.resolve().parent
+        # Without <logs> the log goes beside wan.xml (the product's default is assumed).
+        self.log_file = (folder / (self.config["logs"] or "logs")) / LOG_FILE
+        self.sandbox = tccommon.find_sandbox(folder) or tccommon.find_sandbox(kit_root) or {}
         self.journal = self.sandbox.get("journal")
         everyone: dict[str, dict[str, Any]] = self.sandbox.get("orchestrators", {})
-        bind = (self.config["host"], self.config["port"])
+        self.bind = f"{self.config['host']}:{self.config['port']}"
         self.name = next(
-            (n for n, o in everyone.items() if (o["host"], int(o["port"])) == bind),
-            f"{bind[0]}:{bind[1]}",
+            (n for n, o in everyone.items() if f"{o['host']}:{o['port']}" == self.bind),
+            self.bind,
         )
         me = everyone.get(self.name, {})
         self.region = str(me.get("region", ""))
@@ -69,29 +80,67 @@ class Orchestrator:
         self.takeover_s = float(timing.get("election_s", 1.0))
         self.resync_s = float(timing.get("sync_s", 1.0))
         self.run_id = f"{self.name}:{os.getpid()}:{time.time():.6f}"
+        self.state_file = (
+            tcwanpeer.state_path(self.sandbox["dir"], self.name)
+            if self.sandbox.get("dir")
+            else None
+        )
         self.state = ""
         self.caches: dict[str, str] = {}
         self.link: str | None = None  # run id of the master orchestrator the caches follow
+        self.sync_no = 0  # replica side: one more at every resync
+        self.synced: dict[str, tuple[str, str]] = {}  # master side: replica -> (sync, phase)
         self.standalone = False  # remainDisconnected after a disconnect
         self.resync_until = 0.0
         self.master_lost_at: float | None = None
         self.refused: set[str] = set()
         self.stopping = threading.Event()
         self.exit_code = 0
-        self._httpd: Any = None
+        self._listener: Any = None
 
-    # ------------------------------------------------------------ log, journal, status
+    # ------------------------------------------------------------ log, journal, state file
 
-    def log(self, message: str, level: str = "INFO") -> None:
+    def log(self, message: str, level: str = "INFO", thread: str = "", source: str = "") -> None:
+        """One line on the console (stdout) and in ``<logs>/wan-orchestrator.log``: the
+        guide's ``LEVEL [thread] Class - message`` for a replication log line (``source``
+        given), the sandbox's own ``LEVEL - message`` otherwise."""
         stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
-        sys.stdout.write(f"{stamp} {level} - {message}\n")
+        origin = f" [{thread}] {source}" if source else ""
+        line = f"{stamp} {level}{origin} - {message}\n"
+        sys.stdout.write(line)
         sys.stdout.flush()
+        try:
+            self.log_file.parent.mkdir(parents=True, exist_ok=True)
+            with self.log_file.open("a", encoding="utf-8") as stream:
+                stream.write(line)
+        except OSError:
+            pass  # the console still has it
+
+    def publish(self) -> None:
+        """Rewrite this orchestrator's state file (what its peers and the sandbox read)."""
+        tcwanpeer.write_state(
+            self.state_file,
+            {
+                "name": self.name,
+                "pid": os.getpid(),
+                "run": self.run_id,
+                "state": self.state,
+                "role": self.role,
+                "region": self.region,
+                "version": self.version,
+                "bind": self.bind,
+                "link": self.link,
+                "sync": self.sync_no,
+                "caches": self.caches,
+            },
+        )
 
     def set_state(self, state: str) -> None:
         if state == self.state:
             return
         self.state = state
         self.log(f"Orchestrator {self.name} state: {state.upper()}")
+        self.publish()
         tccommon.journal_append(
             self.journal,
             "orchestrator_state",
@@ -105,38 +154,26 @@ class Orchestrator:
     def set_caches(self, state: str) -> None:
         """Every cache to ``state``: logged; journaled as ``replica_cache`` in replica regions."""
         replica = self.region != self.master_region
+        changed = False
         for cache in [c["name"] for c in self.config["caches"]]:
             if self.caches.get(cache) != state:
                 self.caches[cache] = state
+                changed = True
                 self.log(f"{'Replica cache' if replica else 'Cache'} {cache} state: {state}")
                 if replica:
                     tccommon.journal_append(
                         self.journal, "replica_cache", region=self.region, cache=cache, state=state
                     )
-
-    def status(self) -> dict[str, Any]:
-        """What ``GET /wan/status`` answers (a standby serves, and lists, no cache)."""
-        caches = (
-            [{"name": c, "state": s} for c, s in self.caches.items()]
-            if self.state == RUNNING
-            else []
-        )
-        return {
-            "name": self.name,
-            "role": self.role,
-            "state": self.state,
-            "version": self.version,
-            "region": self.region,
-            "caches": caches,
-        }
+        if changed:
+            self.publish()
 
     # ------------------------------------------------------------ life cycle
 
     def start(self) -> None:
-        """Check the license, bind the status port, enter the first state."""
+        """Check the license, listen on ``<bind>``, enter the first state."""
         self.log(
             f"WAN orchestrator {self.name} {self.version} (region {self.region or '-'}, "
-            f"role {self.role}) starting on {self.config['host']}:{self.config['port']}"
+            f"role {self.role}) starting on {self.bind}"
         )
         self.stopping.wait(tccommon.boot_time_left(self.start_s))
         if tccommon.fault(self.sandbox, "crash-on-start", self.version, self.name):
@@ -154,11 +191,12 @@ class Orchestrator:
         if problem:
             raise tccommon.StartupError(problem)
         try:
-            self._httpd = tcwanhttp.serve(self)
+            self._listener = tcwanpeer.listen(
+                self.config["host"], self.config["port"], lambda: self.request_stop(0)
+            )
         except OSError as exc:
             raise tccommon.StartupError(
-                f"Cannot bind {self.config['host']}:{self.config['port']}: "
-                f"{exc.strerror}; is another orchestrator using that port?"
+                f"Cannot bind {self.bind}: {exc.strerror}; is another orchestrator using that port?"
             ) from None
         self.set_state(RUNNING if self.role == "master" else STANDBY)
         if self.role != "master":
@@ -166,119 +204,14 @@ class Orchestrator:
 
     def run(self) -> int:
         while not self.stopping.wait(POLL_S):
-            self._tick()
+            tcwanlink.tick(self)
         return self.exit_code
 
-    def _peer(self, name: str) -> dict[str, Any] | None:
-        peer = self.peers[name]
-        try:
-            code, data = tcwanhttp.call(peer["host"], int(peer["port"]), "/wan/peer")
-        except OSError:
+    def peer(self, name: str) -> dict[str, Any] | None:
+        """A peer's last state, None when it does not run."""
+        if not self.sandbox.get("dir"):
             return None
-        return data if code == 200 else None
-
-    def _tick(self) -> None:
-        if self.role != "master":
-            self._standby_tick()
-        if self.state != RUNNING:
-            return
-        if self.region == self.master_region:
-            self.set_caches(ACTIVE)  # the master region serves its caches at once
-        else:
-            self._replica_tick()
-
-    def _standby_tick(self) -> None:
-        masters = [
-            n for n, p in self.peers.items() if p["region"] == self.region and p["role"] == "master"
-        ]
-        running = [n for n in masters if (self._peer(n) or {}).get("state") == RUNNING]
-        now = time.monotonic()
-        if running:
-            self.master_lost_at = None
-            if self.state == RUNNING:
-                self.log(f"Master orchestrator {running[0]} is running again; standing by")
-                self.set_state(STANDBY)
-                self.caches, self.link = {}, None
-        elif self.state == STANDBY:
-            if self.master_lost_at is None:
-                self.master_lost_at = now
-                self.log(
-                    f"No master orchestrator of region {self.region} is running; taking "
-                    f"over in {self.takeover_s:g} s"
-                )
-            elif now - self.master_lost_at >= self.takeover_s and not self._earlier_standby():
-                self.log(f"Taking over as the serving orchestrator of region {self.region}")
-                self.set_state(RUNNING)
-
-    def _earlier_standby(self) -> bool:
-        """A standby of this region listed before this one answers: it takes over, not us."""
-        return any(
-            self._peer(n) is not None
-            for n, p in self.peers.items()
-            if p["region"] == self.region and p["role"] != "master" and n < self.name
-        )
-
-    def _source(self) -> dict[str, Any] | None:
-        """The master region's serving orchestrator (a master before a standby), or None."""
-        names = sorted(
-            (n for n, p in self.peers.items() if p["region"] == self.master_region),
-            key=lambda n: self.peers[n]["role"] != "master",
-        )
-        for name in names:
-            status = self._peer(name)
-            if status and status.get("state") == RUNNING:
-                return status
-        return None
-
-    def _replica_tick(self) -> None:
-        source = self._source()
-        if source is not None and source.get("version") != self.version:
-            if source["run"] not in self.refused:
-                self.refused.add(source["run"])
-                self.log(
-                    f"Refusing to connect to orchestrator {source['name']} "
-                    f"(version {source['version']}): all orchestrators must run the same "
-                    f"version (this one runs {self.version})",
-                    "WARN",
-                )
-            source = None
-        run = None if source is None else str(source["run"])
-        source_name = "" if source is None else str(source["name"])
-        behavior = self.config["behavior"]
-        if run is None:
-            if self.link is not None:
-                self.log(f"Disconnected from the master region {self.master_region}")
-                self.standalone = behavior == "remainDisconnected"
-                if self.standalone:
-                    self.log(
-                        "Replica caches remain disconnected (remainDisconnected); restart "
-                        "this orchestrator to resync them",
-                        "WARN",
-                    )
-            self.link = None
-            self.set_caches(INACTIVE)
-        elif self.standalone:
-            self.set_caches(INACTIVE)
-        elif run != self.link:
-            if self.link is not None and behavior == "remainDisconnected":
-                self.standalone, self.link = True, None
-                self.log(
-                    f"The master region's orchestrator changed to {source_name}; "
-                    "replica caches remain disconnected (remainDisconnected); restart "
-                    "this orchestrator to resync them",
-                    "WARN",
-                )
-                self.set_caches(INACTIVE)
-                return
-            self.link = run
-            self.resync_until = time.monotonic() + self.resync_s
-            self.log(
-                f"Connected to orchestrator {source_name} of the master region; "
-                "clearing and resyncing every replica cache"
-            )
-            self.set_caches(RESYNCING)
-        elif time.monotonic() >= self.resync_until:
-            self.set_caches(ACTIVE)
+        return tcwanpeer.read_state(tcwanpeer.state_path(self.sandbox["dir"], name))
 
     def request_stop(self, code: int) -> None:
         if not self.stopping.is_set():
@@ -291,8 +224,8 @@ class Orchestrator:
             seconds = float(slow.get("seconds", 5.0))
             self.log(f"Stopping; draining takes {seconds:g} s (sandbox fault slow-stop)")
             time.sleep(seconds)
-        if self._httpd is not None:
-            self._httpd.server_close()
+        if self._listener is not None:
+            self._listener.server_close()
         if self.state == RUNNING and self.region != self.master_region and self.caches:
             self.set_caches(INACTIVE)  # nobody serves this region's replicas any more
         if self.state:
@@ -306,13 +239,12 @@ def run(argv: list[str]) -> int:
     pid_file = None
     code = 0
     try:
-        orch = Orchestrator(Path(tcwanhttp.config_arg(argv)), kit_root)
+        orch = Orchestrator(Path(tcwanpeer.config_arg(argv)), kit_root)
         pid_file = tccommon.write_pid_file(orch.sandbox, "orchestrator", orch.name)
         signal.signal(signal.SIGTERM, lambda *_: orch.request_stop(143) if orch else None)
         orch.start()
         code = orch.run()
     except tccommon.StartupError as exc:
-        message = f"FATAL - {exc}"
         if orch is not None:
             orch.log(str(exc), "FATAL")
             tccommon.journal_append(
@@ -326,7 +258,7 @@ def run(argv: list[str]) -> int:
                 reason=str(exc),
             )
         else:
-            print(message)
+            print(f"FATAL - {exc}")
         code = tccommon.EXIT_STARTUP
     finally:
         if orch is not None:
@@ -336,7 +268,7 @@ def run(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    commands = {"run": run, "stop": tcwanhttp.stop}
+    commands = {"run": run, "stop": tcwanpeer.stop}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print("usage: tcwan.py run|stop -f <wan.xml>", file=sys.stderr)
         sys.exit(2)

@@ -5,6 +5,7 @@ Stdlib only, shipped in the kit beside tcwan.py. The format (namespace
 
     <wan:config xmlns:wan="http://config.wan.terracottatech.com">
       <wan:bind host="127.100.0.9" port="9889"/>
+      <wan:logs>/srv/wan/logs</wan:logs>
       <wan:replicationMode>unidirectional</wan:replicationMode>
       <wan:replicaDisconnectBehavior>reconnectResync</wan:replicaDisconnectBehavior>
       <wan:cacheManager>
@@ -37,7 +38,10 @@ def _find(root: ET.Element, name: str) -> ET.Element | None:
 
 
 def parse_wan_xml(text: str) -> dict[str, Any]:
-    """``{"host", "port", "mode", "behavior", "caches": [{"name", "masters": [(h, p)]}]}``."""
+    """``{"host", "port", "logs", "mode", "behavior", "caches": [{"name", "masters": [(h, p)]}]}``.
+
+    ``logs`` is ``<logs>``'s text, or None when wan.xml has none.
+    """
     try:
         root = ET.fromstring(text)  # noqa: S314 - the operator's own config file
     except ET.ParseError as exc:
@@ -49,6 +53,8 @@ def parse_wan_xml(text: str) -> dict[str, Any]:
         port = int(bind.get("port") or DEFAULT_PORT)
     except ValueError:
         raise WanConfigError("<bind port=...> is not a number") from None
+    logs_el = _find(root, "logs")
+    logs = (logs_el.text or "").strip() if logs_el is not None else ""
     mode_el, behavior_el = _find(root, "replicationMode"), _find(root, "replicaDisconnectBehavior")
     mode = (mode_el.text or "").strip() if mode_el is not None else "unidirectional"
     behavior = (behavior_el.text or "").strip() if behavior_el is not None else BEHAVIORS[0]
@@ -73,6 +79,7 @@ def parse_wan_xml(text: str) -> dict[str, Any]:
     return {
         "host": str(bind.get("host")),
         "port": port,
+        "logs": logs or None,
         "mode": mode,
         "behavior": behavior,
         "caches": caches,
@@ -86,9 +93,11 @@ def render_wan_xml(
     behavior: str,
     caches: list[str],
     masters: list[tuple[str, int]],
+    logs: str | None = None,
     mode: str = "unidirectional",
 ) -> str:
-    """wan.xml text: bind, mode, disconnect behavior, each cache with its masters."""
+    """wan.xml text: bind, logs (when given), mode, disconnect behavior, each cache with its
+    masters."""
 
     def esc(value: object) -> str:
         return (
@@ -103,6 +112,7 @@ def render_wan_xml(
         '<?xml version="1.0" encoding="UTF-8"?>',
         f'<wan:config xmlns:wan="{WAN_NS}">',
         f'  <wan:bind host="{esc(host)}" port="{int(port)}"/>',
+        *([f"  <wan:logs>{esc(logs)}</wan:logs>"] if logs else []),
         f"  <wan:replicationMode>{esc(mode)}</wan:replicationMode>",
         f"  <wan:replicaDisconnectBehavior>{esc(behavior)}</wan:replicaDisconnectBehavior>",
         "  <wan:cacheManager>",
