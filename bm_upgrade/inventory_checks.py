@@ -17,7 +17,15 @@ from collections.abc import Iterable, Iterator
 
 from bm_upgrade.errors import FieldIssue
 
-REMOTE_PATH_FIELDS = ("install_dir", "tc_config", "data_dir", "wan_xml", "lib_dir", "console_log")
+REMOTE_PATH_FIELDS = (
+    "install_dir",
+    "tc_config",
+    "data_dir",
+    "wan_xml",
+    "lib_dir",
+    "console_log",
+    "java_home",
+)
 """Every field holding a path on a remote host."""
 
 _LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from bm_upgrade.inventory.cross_field import CrossFieldIssues, cross_field_issues
+from bm_upgrade.inventory.java_home import with_default_java_home
 from bm_upgrade.inventory.nodes import (
     VERSION_PATTERN,
     Client,
@@ -19,6 +20,7 @@ from bm_upgrade.inventory.nodes import (
     Stripe,
 )
 from bm_upgrade.inventory.settings import Policy, SshSettings, Window
+from bm_upgrade.inventory_checks import remote_path_problem
 
 
 class Inventory(FrozenModel):
@@ -42,6 +44,12 @@ class Inventory(FrozenModel):
     )
     persistent: bool = Field(description='<restartable enabled="true"/> in tc-config.')
     wan_master_region: str | None = None
+    java_home: str | None = Field(
+        default=None,
+        description="The JAVA_HOME every server's and orchestrator's kit scripts run with, "
+        "unless the node names its own (unset: the host's environment or the kit's "
+        "server/bin/setenv.sh provides it).",
+    )
     regions: list[Region] = Field(min_length=1)
     window: Window = Field(default_factory=Window)
     policy: Policy = Field(default_factory=Policy)
@@ -91,6 +99,20 @@ class Inventory(FrozenModel):
 
     def has_wan(self) -> bool:
         return any(region.orchestrators for region in self.regions)
+
+    # -- resolved while read -------------------------------------------------------------
+    @model_validator(mode="before")
+    @classmethod
+    def _java_home_default(cls, data: Any) -> Any:
+        return with_default_java_home(data)
+
+    @field_validator("java_home")
+    @classmethod
+    def _java_home_path(cls, path: str | None) -> str | None:
+        problem = remote_path_problem(path) if path is not None else None
+        if problem:
+            raise ValueError(problem)
+        return path
 
     # -- cross-field checks --------------------------------------------------------------
     @model_validator(mode="after")

@@ -199,10 +199,11 @@ def _kit_issues(kits: Sequence[Kit], target_version: str) -> Iterator[FieldIssue
 
 def _kept_out(node: Server | Orchestrator) -> tuple[tuple[str, str], ...]:
     """``(field, path)`` of what must survive a swap of the node's kit root: its data folder
-    and tc-config, or an orchestrator's wan.xml."""
+    and tc-config, or an orchestrator's wan.xml; and the Java its scripts run with."""
+    java = (("java_home", node.java_home),) if node.java_home else ()
     if isinstance(node, Server):
-        return (("data_dir", node.data_dir), ("tc_config", node.tc_config))
-    return (("wan_xml", node.wan_xml),)
+        return (("data_dir", node.data_dir), ("tc_config", node.tc_config), *java)
+    return (("wan_xml", node.wan_xml), *java)
 
 
 def _kit_root_issues(regions: Sequence[Region]) -> Iterator[FieldIssue]:

@@ -98,6 +98,11 @@ class Server(_Node):
     )
     start_command: str | None = None
     stop_command: str | None = None
+    java_home: str | None = Field(
+        default=None,
+        description="The JAVA_HOME its kit scripts run with (default: the cluster's "
+        "java_home; unset on both: the host's environment or the kit's server/bin/setenv.sh).",
+    )
 
     @property
     def kit_root(self) -> KitRoot:
@@ -159,6 +164,11 @@ class Orchestrator(_Node):
         "reconnectResync"
     )
     console_log: str | None = None
+    java_home: str | None = Field(
+        default=None,
+        description="The JAVA_HOME its kit scripts run with (default: the cluster's "
+        "java_home; unset on both: the host's environment or the kit's server/bin/setenv.sh).",
+    )
 
     @property
     def kit_root(self) -> KitRoot:

@@ -3,18 +3,31 @@
 Every call of ``start-tc-server.sh``, ``stop-tc-server.sh``, ``server-stat.sh``, ``version.sh``,
 ``start-wan.sh`` and ``stop-wan.sh`` (docs/terracotta.md, "Server scripts") goes through
 :func:`script_argv`, so what every script needs from the node it runs for is added here once.
+
+What they need is Java: each script sources ``server/bin/setenv.sh`` when present, then exits
+2 printing ``<script>: the JAVA_HOME environment variable is not defined correctly`` unless
+JAVA_HOME names a directory. A node's ``java_home`` (the inventory's, resolved per node by
+:mod:`bm_upgrade.inventory.java_home`) goes into the script's environment; without one, the
+host's login environment and the kit root's ``setenv.sh`` must provide it (preflight checks
+that they do: :mod:`bm_upgrade.procedure.java_check`).
 """
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Iterable
+
 from bm_upgrade.inventory.kitroot import KitRoot
 from bm_upgrade.inventory.nodes import Orchestrator, Server
 
+JAVA_HOME_REFUSAL = "the JAVA_HOME environment variable is not defined correctly"
+"""What every kit script prints (after its own path and ``: ``) before it exits 2."""
+
 
 def script_env(node: Server | Orchestrator) -> list[str]:
-    """What goes before a kit script's path in ``node``'s command (empty: nothing)."""
-    del node
-    return []
+    """What goes before a kit script's path in ``node``'s command: ``env JAVA_HOME=<dir>``
+    when the node has a ``java_home``, else nothing."""
+    return ["env", f"JAVA_HOME={node.java_home}"] if node.java_home else []
 
 
 def script_argv(
@@ -24,3 +37,58 @@ def script_argv(
     the node's kit root (a kit unpacked elsewhere, e.g. in its work folder, passes its own)."""
     kit = root if root is not None else node.kit_root
     return [*script_env(node), kit.script(name), *args]
+
+
+def java_export(node: Server | Orchestrator) -> str:
+    """A prefix for the operator's own ``start_command``/``stop_command`` of ``node``:
+    ``JAVA_HOME=<dir>; export JAVA_HOME; `` (quoted) when the node has a ``java_home``."""
+    if not node.java_home:
+        return ""
+    return f"JAVA_HOME={shlex.quote(node.java_home)}; export JAVA_HOME; "
+
+
+def foreign_kit_env(node: Server | Orchestrator) -> str:
+    """A prefix (ending in a space) for running a script of a kit that is not yet the node's
+    kit root (the staged kit, unpacked in the node's work folder) with the Java the node's own
+    scripts see: its ``java_home``, else what its kit root's ``setenv.sh`` and the login give
+    (that ``setenv.sh`` is carried into the new kit only by the swap)."""
+    if node.java_home:
+        return " ".join(shlex.quote(word) for word in script_env(node)) + " "
+    root = node.kit_root
+    setenv = shlex.quote(root.script("setenv.sh"))
+    found = (
+        f"TC_INSTALL_DIR={shlex.quote(root.path)}; if [ -r {setenv} ]; then "
+        f'. {setenv} >/dev/null 2>&1; fi; printf %s "${{JAVA_HOME:-}}"'
+    )
+    return f'env JAVA_HOME="$({found})" '
+
+
+def refused_for_java(output: str) -> bool:
+    """Whether a kit script's ``output`` is its refusal to run without a usable JAVA_HOME."""
+    return JAVA_HOME_REFUSAL in output
+
+
+def java_home_fix(nodes: Iterable[Server | Orchestrator]) -> str:
+    """What the operator can do, in words: name the Java in the inventory, or in the kit
+    root's ``setenv.sh`` (which an upgrade carries into the new kit)."""
+    chosen = list(nodes)
+    names = ", ".join(node.name for node in chosen)
+    setenvs = sorted({node.kit_root.script("setenv.sh") for node in chosen})
+    where = " and ".join(setenvs) if len(setenvs) <= 2 else "each kit root's server/bin/setenv.sh"
+    return (
+        f"set java_home in the inventory (for the cluster, or on {names}) to the host's Java "
+        f"folder, or set JAVA_HOME in {where}"
+    )
+
+
+def java_home_problem(node: Server | Orchestrator) -> str:
+    """One node's kit scripts refused to run for want of JAVA_HOME: what, where, the fix."""
+    seen = (
+        f"its java_home {node.java_home}, or what its setenv.sh sets, is not a directory there"
+        if node.java_home
+        else "neither the login nor the kit's setenv.sh sets it to a directory"
+    )
+    return (
+        f"the kit scripts of {node.name} on {node.host} exit 2 ({JAVA_HOME_REFUSAL}: {seen}); "
+        f"{java_home_fix([node])}, then rerun"
+    )

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from bm_upgrade.errors import CommandTimeout, RemoteError
 from bm_upgrade.inventory import Client, Orchestrator, Server
-from bm_upgrade.inventory.scripts import script_argv
+from bm_upgrade.inventory.scripts import java_home_problem, refused_for_java, script_argv
 from bm_upgrade.inventory_checks import url_host
 from bm_upgrade.probes.models import ClientStatus, OrchestratorStatus, ServerStatus
 from bm_upgrade.probes.parsers import (
@@ -96,6 +96,8 @@ def probe_server_ssh(conn: Runner, server: Server, timeout: float = 30.0) -> Ser
         result = conn.run(argv, timeout=timeout, check=False)
     except RemoteError as exc:
         return ServerStatus.unreachable(server, str(exc))
+    if result.exit_code != 0 and refused_for_java(result.stdout + result.stderr):
+        return ServerStatus.unreachable(server, java_home_problem(server))
     if result.exit_code != 0 and not result.stdout.strip():
         return ServerStatus.unreachable(
             server, f"server-stat.sh exited {result.exit_code} on {server.host}"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from bm_upgrade.errors import StepFailed
 from bm_upgrade.inventory import Orchestrator, Server
-from bm_upgrade.inventory.scripts import script_argv
+from bm_upgrade.inventory.scripts import java_home_problem, refused_for_java, script_argv
 from bm_upgrade.probes import Runner, parse_version
 from bm_upgrade.remote.quoting import echo_mark, quote, shell, split_marked
 
@@ -40,7 +40,10 @@ def kit_root_guard(node: Server | Orchestrator) -> str:
 
 def not_a_kit(node: Server | Orchestrator, printed: list[str], done: str) -> StepFailed:
     """The refusal for a kit root that did not prove to be a 4.x kit (``done``: what was left
-    as it was, in words)."""
+    as it was, in words); a ``version.sh`` that refused to run without a usable JAVA_HOME
+    is named as such."""
+    if refused_for_java("\n".join(printed)):
+        return StepFailed(node.name, f"{done}: {java_home_problem(node)}")
     said = parse_version("\n".join(printed)) or (" | ".join(printed)[:120] or "nothing")
     return StepFailed(
         node.name,

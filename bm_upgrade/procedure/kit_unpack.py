@@ -1,7 +1,9 @@
 """The staged kit unpacked into one node's own work folder, before anything of its kit root is
 moved: the tarball's sha256 checked on the host first (a staged kit may have lain there for
 days), then the unpacked kit's ``version.sh`` read. A failed unpack removes the work folder,
-and the old kit root is untouched (docs/safety.md rule 8). One command, every value quoted.
+and the old kit root is untouched (docs/safety.md rule 8). The new kit's ``version.sh`` runs
+with the Java the node's own scripts see (:func:`~bm_upgrade.inventory.scripts.foreign_kit_env`).
+One command, every value quoted.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import posixpath
 
 from bm_upgrade.errors import StepFailed
 from bm_upgrade.inventory import Orchestrator, Server
-from bm_upgrade.inventory.scripts import script_env
+from bm_upgrade.inventory.scripts import foreign_kit_env, java_home_problem, refused_for_java
 from bm_upgrade.probes import Runner, parse_version
 from bm_upgrade.remote.quoting import echo_mark, quote, shell, split_marked
 
@@ -22,7 +24,9 @@ def _unpack_script(
     folder, removing that folder again when the unpack fails; prints the work folder's top
     entries, then (marker ``version``) the first one's ``version.sh``."""
     kit, folder = quote(staged_kit), quote(work)
-    env = "".join(quote(word) + " " for word in script_env(node))
+    # The new kit has no setenv.sh of the operator's yet (the swap carries it in): its
+    # version.sh runs with the Java the node's own scripts see.
+    env = foreign_kit_env(node)
     check = ""
     if kit_sha256:
         # The same command as remote.transfer's: openssl is fast, sha256sum the fallback.
@@ -64,9 +68,10 @@ def unpack_kit(
     once its ``version.sh`` printed ``target``.
 
     Raises:
-        StepFailed: the staged kit's sha256 is not ``kit_sha256``, the unpack failed, or the
-            kit is not one top folder holding ``target``; the old kit root is untouched and
-            the work folder removed.
+        StepFailed: the staged kit's sha256 is not ``kit_sha256``, the unpack failed, its
+            ``version.sh`` refused to run without a usable JAVA_HOME, or the kit is not one
+            top folder holding ``target``; the old kit root is untouched and the work folder
+            removed.
     """
     sections = split_marked(
         conn.run(_unpack_script(node, staged_kit, work, kit_sha256), timeout=timeout_s).stdout
@@ -95,7 +100,15 @@ def unpack_kit(
             "(or stage the kit again), then rerun",
         )
     tops = sections[""]
-    version = parse_version("\n".join(sections.get("version", [])))
+    printed = "\n".join(sections.get("version", []))
+    version = parse_version(printed)
+    if version is None and refused_for_java(printed):
+        conn.run(["rm", "-rf", "--", work], check=False)
+        raise StepFailed(
+            node.name,
+            f"the staged kit's version.sh cannot run on {node.host}, so the work folder "
+            f"was removed and {untouched}: {java_home_problem(node)}",
+        )
     if len(tops) == 1 and version == target:
         return posixpath.join(work, tops[0])
     conn.run(["rm", "-rf", "--", work], check=False)

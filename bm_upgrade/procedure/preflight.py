@@ -2,8 +2,9 @@
 
 docs/safety.md rule 1: nothing is stopped, removed or overwritten until preflight has passed
 everywhere. It checks, in this order (cheapest and most likely to fail first): the
-maintenance window, the license key, every host reachable, every node probed, every stripe
-served by one ACTIVE (mirrors PASSIVE-STANDBY, or on their way back from an earlier run), and
+maintenance window, the license key, every host reachable, every node probed, a usable
+JAVA_HOME for every node's kit scripts (procedure/java_check.py), every stripe served by one
+ACTIVE (mirrors PASSIVE-STANDBY, or on their way back from an earlier run), and
 the plan's refusals (downtime, data loss, not a maintenance upgrade). It returns the cluster as
 seen, which the report uses as the "before" picture.
 
@@ -23,6 +24,7 @@ from bm_upgrade.errors import StepFailed
 from bm_upgrade.inventory import Inventory
 from bm_upgrade.license import check_license
 from bm_upgrade.plan import Plan, PlanOptions, make_plan
+from bm_upgrade.procedure.java_check import check_java_homes
 from bm_upgrade.procedure.observe import ClusterView, observe_cluster
 from bm_upgrade.procedure.tcconfig_check import check_tc_configs
 from bm_upgrade.remote import HostPool
@@ -136,6 +138,7 @@ def preflight(
             f"({hosts}); nothing was touched; fix SSH access and rerun",
         )
     checks.append(f"all {len(inventory.hosts())} hosts reachable over SSH")
+    checks.append(check_java_homes(inventory, pool))
 
     errors, warnings = stripe_problems(inventory, view, options.target_version)
     if errors:
