@@ -80,6 +80,11 @@ class InventoryError(_FileIssuesError):
     kind = "inventory"
 
 
+class SecretUnavailable(UserError):
+    """A secret the inventory names by its source (an environment variable, a file) cannot be
+    read; the message names the source, never a value."""
+
+
 class TopologyError(_FileIssuesError):
     """A sandbox topology file cannot be read or does not validate."""
 

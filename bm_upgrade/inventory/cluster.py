@@ -19,6 +19,7 @@ from bm_upgrade.inventory.nodes import (
     Server,
     Stripe,
 )
+from bm_upgrade.inventory.security import ManagementSecurity
 from bm_upgrade.inventory.settings import Policy, SshSettings, Window
 from bm_upgrade.inventory_checks import remote_path_problem
 
@@ -49,6 +50,11 @@ class Inventory(FrozenModel):
         description="The JAVA_HOME every server's and orchestrator's kit scripts run with, "
         "unless the node names its own (unset: the host's environment or the kit's "
         "server/bin/setenv.sh provides it).",
+    )
+    management_security: ManagementSecurity | None = Field(
+        default=None,
+        description="Secured management ports (HTTPS, user, password source, CA file) for "
+        "every region that does not name its own.",
     )
     regions: list[Region] = Field(min_length=1)
     window: Window = Field(default_factory=Window)
@@ -122,7 +128,24 @@ class Inventory(FrozenModel):
         )
         if issues:
             raise CrossFieldIssues(issues)
+        for region in self.regions:
+            security = self.management_for(region)
+            for stripe in region.stripes:
+                for server in stripe.servers:
+                    server.secured_by(security)
         return self
+
+    def management_for(self, region: Region) -> ManagementSecurity | None:
+        """The region's management security: its own, else the cluster's."""
+        return region.management_security or self.management_security
+
+    def unverified_regions(self) -> list[str]:
+        """Regions whose management certificates are not checked (``verify: false``)."""
+        return [
+            region.name
+            for region in self.regions
+            if (security := self.management_for(region)) is not None and not security.verify
+        ]
 
 
 def json_schema() -> dict[str, Any]:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from bm_upgrade.inventory.kitroot import KitRoot
+from bm_upgrade.inventory.security import ManagementSecurity
 from bm_upgrade.inventory_checks import REMOTE_PATH_FIELDS, host_problem, remote_path_problem
 
 VERSION_PATTERN = r"^4\.2\.\d+(\.\d+)*$"
@@ -104,9 +105,23 @@ class Server(_Node):
         "java_home; unset on both: the host's environment or the kit's server/bin/setenv.sh).",
     )
 
+    # Its region's management security (or the cluster's), given by Inventory when read.
+    _management: ManagementSecurity | None = PrivateAttr(default=None)
+
     @property
     def kit_root(self) -> KitRoot:
         return KitRoot.of(self.install_dir)
+
+    @property
+    def management_security(self) -> ManagementSecurity | None:
+        """How its management port is logged in to (None: plain HTTP, no user)."""
+        return self._management
+
+    def secured_by(self, security: ManagementSecurity | None) -> Server:
+        """This server with ``security`` as its management security (set once, while the
+        inventory is read)."""
+        self._management = security
+        return self
 
     @property
     def console_log_path(self) -> str:
@@ -191,3 +206,8 @@ class Region(FrozenModel):
     stripes: list[Stripe] = Field(min_length=1)
     clients: list[Client] = Field(default_factory=list)
     orchestrators: list[Orchestrator] = Field(default_factory=list)
+    management_security: ManagementSecurity | None = Field(
+        default=None,
+        description="This region's secured management ports (default: the cluster's "
+        "management_security; neither: plain HTTP, no user).",
+    )

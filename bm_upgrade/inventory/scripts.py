@@ -19,6 +19,7 @@ from collections.abc import Iterable
 
 from bm_upgrade.inventory.kitroot import KitRoot
 from bm_upgrade.inventory.nodes import Orchestrator, Server
+from bm_upgrade.remote.quoting import STDIN_VALUE, fed
 
 JAVA_HOME_REFUSAL = "the JAVA_HOME environment variable is not defined correctly"
 """What every kit script prints (after its own path and ``: ``) before it exits 2."""
@@ -36,7 +37,42 @@ def script_argv(
     """The argv running ``<root>/server/bin/<name> args`` for ``node``; ``root`` defaults to
     the node's kit root (a kit unpacked elsewhere, e.g. in its work folder, passes its own)."""
     kit = root if root is not None else node.kit_root
-    return [*script_env(node), kit.script(name), *args]
+    return [*script_env(node), kit.script(name), *args, *management_args(node, name)]
+
+
+MANAGED_SCRIPTS = ("server-stat.sh", "stop-tc-server.sh")
+"""The scripts that talk to a server's management port, and so take its connection options."""
+
+
+def management_args(node: Server | Orchestrator, name: str) -> list[str]:
+    """The connection options of a secured management port for script ``name``
+    (docs/terracotta.md, "Secured clusters"): ``-u <user> -w <password> --secured``, and
+    ``-k`` when certificates are not checked. The password is not in the command: ``-w``
+    takes the command's standard input (:data:`STDIN_VALUE`), which :func:`script_input`
+    gives; every command built with these must be sent with it (:func:`fed`)."""
+    security = node.management_security if isinstance(node, Server) else None
+    if security is None or name not in MANAGED_SCRIPTS:
+        return []
+    unchecked = [] if security.verify else ["-k"]
+    return ["-u", security.user, "-w", STDIN_VALUE, "--secured", *unchecked]
+
+
+def script_input(node: Server | Orchestrator, name: str) -> str | None:
+    """What a command running script ``name`` for ``node`` gets on its standard input: the
+    management password of a secured server, read now (None: nothing).
+
+    Raises:
+        SecretUnavailable: the password's variable or file cannot be read.
+    """
+    if not management_args(node, name):
+        return None
+    security = node.management_security if isinstance(node, Server) else None
+    return None if security is None else security.password() + "\n"
+
+
+def with_script_input(command: str, node: Server | Orchestrator, name: str) -> str:
+    """``command`` (one that runs script ``name`` for ``node``) with its standard input."""
+    return fed(command, script_input(node, name))
 
 
 def java_export(node: Server | Orchestrator) -> str:

@@ -14,9 +14,15 @@ commands alike (:mod:`bm_upgrade.inventory.scripts`). Every value in a command i
 
 from __future__ import annotations
 
-from bm_upgrade.errors import CommandFailed, CommandTimeout, RemoteError, StepFailed
+from bm_upgrade.errors import (
+    CommandFailed,
+    CommandTimeout,
+    RemoteError,
+    SecretUnavailable,
+    StepFailed,
+)
 from bm_upgrade.inventory import Server
-from bm_upgrade.inventory.scripts import java_export, script_argv
+from bm_upgrade.inventory.scripts import java_export, script_argv, with_script_input
 from bm_upgrade.plan import ACTIVE
 from bm_upgrade.probes import Runner
 from bm_upgrade.procedure.context import StepContext
@@ -33,6 +39,19 @@ def console_tail(ctx: StepContext, server: Server) -> str:
     except RemoteError:
         return f"(cannot read {log_path})"
     return f"last lines of {log_path}: " + (" | ".join(out.strip().splitlines()) or "(empty)")
+
+
+def _with_password(server: Server, command: str) -> str:
+    """The stop command with a secured server's management password on its standard input
+    (inventory/scripts.py ``management_args``).
+
+    Raises:
+        StepFailed: the password cannot be read; nothing was stopped.
+    """
+    try:
+        return with_script_input(command, server, "stop-tc-server.sh")
+    except SecretUnavailable as exc:
+        raise StepFailed(server.name, f"{server.name} was not stopped: {exc}") from None
 
 
 def stop_server(
@@ -68,6 +87,8 @@ def stop_server(
             )
         )
     )
+    if not server.stop_command:
+        command = _with_password(server, command)
     result = conn.run(command, timeout=timeout, check=False)
     refused = split_marked(result.stdout).get(NOT_A_KIT)
     if refused is not None:

@@ -159,6 +159,11 @@ def preflight(
     )
     checks.append(f"plan: {len(plan.todo())} change step(s) to do")
 
+    warnings += [
+        f"region {name}: management certificates are NOT checked "
+        "(management_security.verify: false; the scripts get -k)"
+        for name in inventory.unverified_regions()
+    ]
     for line in checks + warnings:
         log.info("preflight: %s", line)
     return PreflightResult(view=view, plan=plan, warnings=warnings, checks=checks)

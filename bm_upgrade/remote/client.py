@@ -30,7 +30,7 @@ from bm_upgrade.inventory import SshSettings
 from bm_upgrade.remote.connect import JumpOpener, Unreachable, connect_with_retries, handshake
 from bm_upgrade.remote.execution import CommandResult, execute
 from bm_upgrade.remote.hostkeys import HostKeyChecker
-from bm_upgrade.remote.quoting import Command, command_line, detached, printed_pid
+from bm_upgrade.remote.quoting import Command, WithInput, command_line, detached, printed_pid
 from bm_upgrade.remote.transfer import UploadResult, upload
 from bm_upgrade.remote.watchdog import Watchdog
 
@@ -173,7 +173,8 @@ class Connection:
         line = command_line(command)
         limit = self.settings.command_timeout_s if timeout is None else timeout
         log.debug("%s$ %s", self.host, line)
-        result = execute(self._open_session(), self.host, line, limit)
+        stdin = command.stdin if isinstance(command, WithInput) else None
+        result = execute(self._open_session(), self.host, line, limit, stdin)
         if check and not result.ok:
             raise CommandFailed(self.host, line, result.exit_code, result.stdout, result.stderr)
         return result

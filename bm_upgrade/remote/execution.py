@@ -44,8 +44,11 @@ class CommandResult:
         return self.exit_code == 0
 
 
-def execute(chan: paramiko.Channel, host: str, line: str, limit: float) -> CommandResult:
-    """Run ``line`` on ``chan`` (a fresh session, closed here) within ``limit`` seconds.
+def execute(
+    chan: paramiko.Channel, host: str, line: str, limit: float, stdin: str | None = None
+) -> CommandResult:
+    """Run ``line`` on ``chan`` (a fresh session, closed here) within ``limit`` seconds;
+    ``stdin`` (a secret the line reads, never logged) is written to it and closed.
 
     Raises:
         CommandTimeout: no exit within the limit.
@@ -59,6 +62,10 @@ def execute(chan: paramiko.Channel, host: str, line: str, limit: float) -> Comma
     with Watchdog(wait_s, chan.close) as watchdog:
         try:
             chan.exec_command(timed(line, limit))
+            if stdin is not None:
+                chan.sendall(stdin.encode("utf-8"))
+            # No command reads more: an end of input, not a wait for it.
+            chan.shutdown_write()
             exit_code, out, err = _collect(chan, host, line, limit, started + wait_s)
         except (paramiko.SSHException, EOFError, OSError) as exc:
             if watchdog.fired:

@@ -32,6 +32,39 @@ def quote(value: str) -> str:
     return shlex.quote(value)
 
 
+class Unquoted(str):
+    """A piece of shell the tool itself wrote (never a value from elsewhere): :func:`shell`
+    passes it as it is, e.g. :data:`STDIN_VALUE`."""
+
+    __slots__ = ()
+
+
+STDIN_VALUE = Unquoted('"$(cat)"')
+"""An argument whose value is the command's standard input (see :class:`WithInput`): a secret
+given this way is in no command line, log or journal of the host's commands."""
+
+
+class WithInput(str):
+    """A command line whose standard input is ``stdin`` (the connection writes it, then
+    closes it). ``str()`` and ``repr()`` are the line alone."""
+
+    __slots__ = ("stdin",)
+    stdin: str
+
+    def __new__(cls, line: str, stdin: str) -> WithInput:
+        obj = super().__new__(cls, line)
+        obj.stdin = stdin
+        return obj
+
+    def __repr__(self) -> str:
+        return repr(str(self))
+
+
+def fed(line: str, stdin: str | None) -> str:
+    """``line`` with ``stdin`` as its standard input (``line`` itself when None)."""
+    return line if stdin is None else WithInput(line, stdin)
+
+
 def shell(argv: Sequence[str]) -> str:
     """An argv list as one shell command line, each element quoted.
 
@@ -42,7 +75,7 @@ def shell(argv: Sequence[str]) -> str:
         raise ValueError("shell() takes an argv list, not a string; split it into arguments")
     if not argv:
         raise ValueError("shell() needs at least the program to run")
-    return " ".join(shlex.quote(str(arg)) for arg in argv)
+    return " ".join(arg if isinstance(arg, Unquoted) else shlex.quote(str(arg)) for arg in argv)
 
 
 def command_line(command: Command) -> str:

@@ -7,12 +7,15 @@ ENGINE.md and implemented once, in the kit's shared module.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
+import ssl
 import urllib.request
 from typing import Any
 
 from bm_upgrade.sandbox.kit_files.server.lib import tccommon
+from bm_upgrade.sandbox.security import ManagementAuth
 
 stripe_for_key = tccommon.stripe_for_key
 STAT_PATH = "/tc-management-api/v2/local/stat"
@@ -57,17 +60,30 @@ def write_key(host: str, tsa_port: int, key: str, value: str, timeout_s: float =
     _ask(host, tsa_port, {"op": "put", "key": key, "value": value}, timeout_s)
 
 
-def get_json(url: str, timeout_s: float = 1.0) -> dict[str, Any] | None:
+def get_json(
+    url: str, timeout_s: float = 1.0, auth: ManagementAuth | None = None
+) -> dict[str, Any] | None:
     """GET a JSON object over HTTP (REST stat, WAN status), or None when nothing answers,
-    the answer breaks off (a process stopping) or is not JSON."""
+    the answer breaks off (a process stopping) or is not JSON; with ``auth``, over HTTPS
+    checked against its CA, with its user and password."""
+    request = urllib.request.Request(url)  # noqa: S310
+    context = None
+    if auth is not None:
+        token = base64.b64encode(f"{auth.user}:{auth.password}".encode()).decode("ascii")
+        request.add_header("Authorization", f"Basic {token}")
+        context = ssl.create_default_context(cafile=str(auth.ca_file))
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout_s, context=context) as response:  # noqa: S310
             data = json.loads(response.read().decode("utf-8"))
     except (OSError, ValueError, http.client.HTTPException):  # URLError is an OSError
         return None
     return data if isinstance(data, dict) else None
 
 
-def server_stat(host: str, port: int, timeout_s: float = 1.0) -> dict[str, Any] | None:
-    """The server's REST stat, or None when it does not answer."""
-    return get_json(f"http://{host}:{port}{STAT_PATH}", timeout_s)
+def server_stat(
+    host: str, port: int, timeout_s: float = 1.0, auth: ManagementAuth | None = None
+) -> dict[str, Any] | None:
+    """The server's REST stat, or None when it does not answer (``auth``: a secured
+    server's, :func:`bm_upgrade.sandbox.security.auth_for`)."""
+    scheme = "https" if auth is not None else "http"
+    return get_json(f"{scheme}://{host}:{port}{STAT_PATH}", timeout_s, auth)

@@ -19,6 +19,7 @@ def write_tc_config(
     persistent: bool,
     reconnect_window_s: float,
     election_s: float,
+    security: dict[str, str] | None = None,
 ) -> None:
     """Write one region's tc-config.xml.
 
@@ -29,6 +30,7 @@ def write_tc_config(
         persistent: ``<restartable enabled="true"/>``.
         reconnect_window_s: ``<client-reconnect-window>``.
         election_s: ``election-time`` of every mirror group.
+        security: a secured region's ``<security>`` values (:mod:`bm_upgrade.sandbox.security`).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
@@ -37,6 +39,7 @@ def write_tc_config(
             persistent=persistent,
             reconnect_window_s=reconnect_window_s,
             election_s=election_s,
+            security=security,
         ),
         encoding="utf-8",
     )

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bm_upgrade.sandbox import protocol
+from bm_upgrade.sandbox import protocol, security
 from bm_upgrade.sandbox.cluster.launch import SandboxError
 
 
@@ -32,7 +32,8 @@ def _current_actives(directory: Path) -> dict[tuple[str, str], dict[str, Any]]:
     info = json.loads((directory / "sandbox.json").read_text(encoding="utf-8"))
     actives = {}
     for name, server in info["servers"].items():
-        stat = protocol.server_stat(server["host"], server["management_port"])
+        auth = security.auth_for(directory, server["region"])
+        stat = protocol.server_stat(server["host"], server["management_port"], auth=auth)
         if stat and stat.get("role") == "ACTIVE":
             actives[(server["region"], server["stripe"])] = {**server, "name": name}
     return actives

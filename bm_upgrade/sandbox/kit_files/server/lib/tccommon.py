@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import ssl
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 EXIT_STARTUP = 2
@@ -56,12 +57,19 @@ def boot_time_left(start_s: float) -> float:
     return max(0.0, start_s - max(0.0, booted_for))
 
 
-def serve_http(handler: type[BaseHTTPRequestHandler], host: str, port: int) -> ThreadingHTTPServer:
-    """Serve ``handler`` on ``host:port`` from a daemon thread (raises OSError if taken)."""
+def serve_http(
+    handler: type[BaseHTTPRequestHandler], host: str, port: int, tls: ssl.SSLContext | None = None
+) -> ThreadingHTTPServer:
+    """Serve ``handler`` on ``host:port`` from a daemon thread (raises OSError if taken);
+    over TLS with ``tls`` (each connection's handshake runs in its own thread)."""
     from http.server import ThreadingHTTPServer  # only the programs that serve pay for it
 
     httpd = ThreadingHTTPServer((host, port), handler)
     httpd.daemon_threads = True
+    if tls is not None:
+        httpd.socket = tls.wrap_socket(
+            httpd.socket, server_side=True, do_handshake_on_connect=False
+        )
     threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True).start()
     return httpd
 

@@ -60,6 +60,27 @@ def _server(element: ET.Element, index: int) -> dict[str, Any]:
         "jmx_port": _port(element, "jmx-port", tsa + 10),
         "group_port": _port(element, "tsa-group-port", tsa + 20),
         "management_port": _port(element, "management-port", tsa + 30),
+        "security": _security(element),
+    }
+
+
+def _text(element: ET.Element | None, *path: str) -> str | None:
+    for name in path:
+        element = _child(element, name) if element is not None else None
+    return (element.text or "").strip() or None if element is not None else None
+
+
+def _security(server: ET.Element) -> dict[str, Any] | None:
+    """A server's ``<security>``: certificate, keychain and auth (ENGINE.md, "Secured mode")."""
+    element = _child(server, "security")
+    if element is None:
+        return None
+    return {
+        "certificate": _text(element, "ssl", "certificate"),
+        "keychain_url": _text(element, "keychain", "url"),
+        "auth_realm": _text(element, "auth", "realm"),
+        "auth_url": _text(element, "auth", "url"),
+        "user": _text(element, "auth", "user"),
     }
 
 
@@ -117,7 +138,15 @@ def parse_tc_config(text: str) -> dict[str, Any]:
         )
     except ValueError:
         raise ConfigError("<client-reconnect-window> is not a number") from None
-    return {"stripes": stripes, "persistent": persistent, "reconnect_window_s": reconnect}
+    secure = servers.get("secure", "false") == "true"
+    if secure and any(s["security"] is None for st in stripes for s in st["servers"]):
+        raise ConfigError('<servers secure="true"> needs a <security> element in every <server>')
+    return {
+        "stripes": stripes,
+        "persistent": persistent,
+        "reconnect_window_s": reconnect,
+        "secure": secure,
+    }
 
 
 def _number(value: float) -> str:
@@ -125,9 +154,16 @@ def _number(value: float) -> str:
 
 
 def render_tc_config(
-    stripes: list[dict[str, Any]], *, persistent: bool, reconnect_window_s: float, election_s: float
+    stripes: list[dict[str, Any]],
+    *,
+    persistent: bool,
+    reconnect_window_s: float,
+    election_s: float,
+    security: dict[str, str] | None = None,
 ) -> str:
-    """tc-config.xml text in the format of docs/terracotta.md: one <mirror-group> per stripe."""
+    """tc-config.xml text in the format of docs/terracotta.md: one <mirror-group> per stripe;
+    with ``security`` (``certificate``, ``keychain_url``, ``auth_url``, ``user``) the servers
+    are secured and each gets a ``<security>`` element."""
 
     def esc(value: object) -> str:
         return (
@@ -138,7 +174,8 @@ def render_tc_config(
             .replace('"', "&quot;")
         )
 
-    lines = [f'<tc:tc-config xmlns:tc="{TC_NS}">', "  <servers>"]
+    secure = ' secure="true"' if security else ""
+    lines = [f'<tc:tc-config xmlns:tc="{TC_NS}">', f"  <servers{secure}>"]
     for stripe in stripes:
         lines.append(
             f'    <mirror-group group-name="{esc(stripe["name"])}" '
@@ -154,6 +191,7 @@ def render_tc_config(
                 f"        <tsa-group-port>{int(server['group_port'])}</tsa-group-port>",
                 f"        <management-port>{int(server['management_port'])}</management-port>",
                 '        <dataStorage size="64m"><offheap size="64m"/></dataStorage>',
+                *_security_lines(security, esc),
                 "      </server>",
             ]
         lines.append("    </mirror-group>")
@@ -163,3 +201,19 @@ def render_tc_config(
     )
     lines += ["  </servers>", "</tc:tc-config>", ""]
     return "\n".join(lines)
+
+
+def _security_lines(security: dict[str, str] | None, esc: Any) -> list[str]:
+    if not security:
+        return []
+    return [
+        "        <security>",
+        f"          <ssl><certificate>{esc(security['certificate'])}</certificate></ssl>",
+        f"          <keychain><url>{esc(security['keychain_url'])}</url></keychain>",
+        "          <auth>",
+        "            <realm>com.tc.net.core.security.ShiroIniRealm</realm>",
+        f"            <url>{esc(security['auth_url'])}</url>",
+        f"            <user>{esc(security['user'])}</user>",
+        "          </auth>",
+        "        </security>",
+    ]
