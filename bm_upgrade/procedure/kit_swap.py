@@ -15,7 +15,10 @@ target kit, keeping what the operator changed inside the old one.
 4. carry what the operator changed inside the old kit into the new one (:data:`CARRIED`, and
    the inventory's tc-config when it lives inside the kit) and put the staged license key in
    the new kit root, so the new kit root holds the license before it can ever be started;
-5. move the old kit root aside to ``<parent>/.bm-upgrade-previous/<name>-<version>`` (removed
+5. in the swap's own command, refuse a kit root that another process uses
+   (:mod:`~bm_upgrade.procedure.kit_users`: a management console, a shell sitting in the
+   folder, a tool left running), removing the unpacked kit and moving nothing; else
+   move the old kit root aside to ``<parent>/.bm-upgrade-previous/<name>-<version>`` (removed
    afterwards when the policy does not keep it), move the new one in its place and read its
    ``version.sh`` back.
 
@@ -43,6 +46,7 @@ from bm_upgrade.procedure.kit_look import (
     proven_kit,
 )
 from bm_upgrade.procedure.kit_unpack import unpack_kit
+from bm_upgrade.procedure.kit_users import IN_USE, kit_in_use, parse_users, users_script
 from bm_upgrade.procedure.records import StepRecorder
 from bm_upgrade.procedure.room import check_unpack_room
 from bm_upgrade.remote.quoting import echo_mark, quote, shell, split_marked
@@ -113,7 +117,8 @@ def install_kit(
             (unknown: read from the staged tarball on the host).
 
     Raises:
-        StepFailed: the kit root exists but is not a proven 4.x kit, the staged kit or license
+        StepFailed: the kit root exists but is not a proven 4.x kit or is used by another
+            process, the staged kit or license
             is missing, the kit root's folder has no room for the unpacked kit, the staged
             kit's sha256 differs, the unpack failed, or the kit is not
             the target (in each case the old kit root is untouched), or the installed kit
@@ -163,6 +168,9 @@ def install_kit(
         keep_previous=keep_previous,
     )
     sections = split_marked(conn.run(script, timeout=timeout_s).stdout)
+    if IN_USE in sections:
+        users, more = parse_users(sections[IN_USE])
+        raise kit_in_use(server, users, more, f"the unpacked {target} kit was removed")
     if sections[""]:
         source = (
             "the old kit"
@@ -233,11 +241,20 @@ def _swap_script(
     aside: str | None,
     keep_previous: bool,
 ) -> str:
-    """One command: carry the operator's files from ``carry_from`` (printing each), put the
-    license key in ``new_root``, move the old kit root to ``aside`` (when it exists) and the
-    new one in its place, remove the old one unless kept, then (marker ``installed``) read
-    the installed kit's ``version.sh``."""
+    """One command: first, when another process uses the kit root, print the marker
+    :data:`IN_USE` and those processes, remove the work folder and stop there (nothing of the
+    kit root moved); else carry the operator's files from ``carry_from`` (printing each), put
+    the license key in ``new_root``, move the old kit root to ``aside`` (when it exists) and
+    the new one in its place, remove the old one unless kept, then (marker ``installed``)
+    read the installed kit's ``version.sh``."""
     root = node.kit_root
+    # Right before the move, in the same command: nothing can start using it in between
+    # but what starts within this one command.
+    in_use = (
+        f"bm_users=$({users_script(root.path)}); "
+        f'if [ -n "$bm_users" ]; then {echo_mark(IN_USE)}; printf \'%s\\n\' "$bm_users"; '
+        f"{shell(['rm', '-rf', '--', work])}; exit 0; fi; "
+    )
     steps = [] if carry_from is None else [_carry_script(carry_from, new_root, paths)]
     steps += _license_into(staged_license, KitRoot.of(new_root))
     if aside is not None:
@@ -250,7 +267,7 @@ def _swap_script(
     if aside is not None and not keep_previous:
         steps.append(shell(["rm", "-rf", "--", aside]))
     steps += [echo_mark("installed"), shell(script_argv(node, "version.sh"))]
-    return " && ".join(steps)
+    return in_use + " && ".join(steps)
 
 
 def _require_staged_license(

@@ -1,10 +1,12 @@
 """The kit swap's safety against a real sandbox (issue 11: B1, B3, B4, C2): a folder that is not
 a kit root is never stopped for, moved or deleted; an altered staged kit and a failed unpack
 leave the old kit untouched (and no work folder behind); a rerun after an interrupted swap
-carries the operator's files from the kept previous kit and says so.
+carries the operator's files from the kept previous kit and says so; a kit root another
+process uses (issue 13, item 6) is not swapped, its server is started again on it, and a rerun
+once that process is gone completes.
 
 The sandbox (``small``: east-s1-a ACTIVE, east-s1-b PASSIVE-STANDBY, both on 4.2.0) is shared
-by the module; the tests run in file order and only the last one changes a kit root.
+by the module; the tests run in file order and only the last two change a kit root.
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ from bm_upgrade.procedure.kit_swap import install_kit
 from bm_upgrade.procedure.records import StepRecorder
 from bm_upgrade.procedure.servers import ServerOps, upgrade_mirrors
 from bm_upgrade.remote import HostPool
-from bm_upgrade.remote.quoting import shell
+from bm_upgrade.remote.quoting import detached, printed_pid, shell
 from tests.e2e import journal_check
 from tests.e2e.conftest import E2ESandbox
 from tests.e2e.test_server_steps import (
     SETENV,
     environ_of,
     kit_version_on_disk,
+    mirrors_then_failover,
     stage,
     states,
     the_stripe,
@@ -298,4 +301,58 @@ def test_a_rerun_after_an_interrupted_swap_carries_the_operators_files(
     assert kit_version_on_disk(server.model_copy(update={"install_dir": str(previous)})) == "4.2.0"
     assert states(inv) == BOTH_RUNNING
     assert "BM_E2E_SETENV=carried-over" in environ_of(small_sandbox, server)
+    assert small_sandbox.verify()["lost"] == 0
+
+
+def test_a_kit_root_in_use_is_not_swapped_and_a_rerun_completes_once_it_is_free(
+    small_sandbox: E2ESandbox, pool: HostPool, staged: dict[str, StagedKit]
+) -> None:
+    """A foreign process (``sleep``, as a shell or a management console would) has its
+    working directory in the active's kit root. The failover stops the active (its mirror
+    takes over), the swap's command refuses before anything of the kit root is moved, naming
+    the process, removes the unpacked kit, and the server is started again on its untouched
+    4.2.0 kit, where it syncs as the mirror.
+    Once the process is gone, a rerun completes the stripe on 4.2.1.
+
+    The check runs after the stop, once the node's own processes are gone, so anything still
+    using the kit root is foreign for certain; the stripe stays served throughout."""
+    inv = small_sandbox.inventory
+    active = the_stripe(inv).servers[0]
+    root = Path(active.kit_root.path)
+    ctx = ServerOps.create(inv, pool, target="4.2.1", staged=staged)
+    # Started over the host's SSH login (the sandbox's hosts log in as their own user, whose
+    # /proc entries the look may read), detached, in a folder of the kit root.
+    conn = pool.get(active.host)
+    started = conn.run(detached(["sleep", "600"], "/dev/null", cwd=str(root / "server")))
+    foreign = printed_pid(started.stdout)
+    assert foreign is not None
+    try:
+        with pytest.raises(StepFailed) as failed:
+            mirrors_then_failover(ctx, inv)
+        message = str(failed.value)
+        assert failed.value.node == active.name
+        assert message.startswith(
+            f"{root}, the kit root of {active.name} on {active.host}, is in use by 1 other "
+            f"process: pid {foreign} of "
+        ), message
+        assert f"(sleep 600: its working directory is {root}/server)" in message
+        assert "so nothing of it was moved and the unpacked 4.2.1 kit was removed" in message
+        assert message.endswith(f"{active.name} was started again on its untouched 4.2.0 kit")
+        assert not Path(active.kit_root.work_dir(active.name)).exists()
+        assert kit_version_on_disk(active) == "4.2.0"
+        assert ctx.wait_state(active, {"PASSIVE-STANDBY"}, 60).ok
+        assert states(inv) == {
+            "east-s1-a": "PASSIVE-STANDBY",
+            "east-s1-b": "ACTIVE-COORDINATOR",
+        }
+    finally:
+        conn.run(["kill", str(foreign)], check=False)
+
+    mirrors_then_failover(ctx, inv)
+    assert kit_version_on_disk(active) == "4.2.1"
+    assert {s.name: kit_version_on_disk(s) for s in the_stripe(inv).servers} == {
+        "east-s1-a": "4.2.1",
+        "east-s1-b": "4.2.1",
+    }
+    assert set(states(inv).values()) == {"ACTIVE-COORDINATOR", "PASSIVE-STANDBY"}
     assert small_sandbox.verify()["lost"] == 0
