@@ -63,6 +63,11 @@ class UpgradeConfig(dg.Config):
         description="After a step of the run failed, let other stripes still stop servers; "
         "off: every later disruptive step ends safely, naming the failure.",
     )
+    backup_before_upgrade: bool | None = Field(
+        default=None,
+        description="Back up each stripe's data (backup-data.sh) before its first server "
+        "stops; unset: on for a persistent cluster.",
+    )
     timeouts: TimeoutsConfig = Field(
         default_factory=TimeoutsConfig, description="How long each wait may take, in seconds."
     )

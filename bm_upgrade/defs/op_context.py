@@ -75,4 +75,5 @@ def step_context(
         procedure_log(context),
         window=settings.window_guard(),
         halted=failure_check(context, settings.options.continue_on_failure),
+        run_tag=(context.run.root_run_id or context.run_id)[:8],
     )

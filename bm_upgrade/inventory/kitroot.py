@@ -17,6 +17,9 @@ LICENSE_FILE_NAME = "terracotta-license.key"
 STAGING_DIR_NAME = ".bm-upgrade-staging"
 PREVIOUS_DIR_NAME = ".bm-upgrade-previous"
 WORK_DIR_NAME = ".bm-upgrade-work"
+CONSOLE_SCRIPTS = frozenset({"backup-data.sh"})
+"""Scripts the kit keeps under ``tools/management-console/bin`` (docs/terracotta.md, "Database
+Backup Utility")."""
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,11 @@ class KitRoot:
         return posixpath.dirname(self.path) or "/"
 
     def script(self, name: str) -> str:
-        """One of the kit's server scripts: ``<root>/server/bin/<name>``."""
-        return posixpath.join(self.path, "server", "bin", name)
+        """One of the kit's scripts: ``<root>/server/bin/<name>``, or the management console's
+        ``<root>/tools/management-console/bin/<name>`` for those listed in
+        :data:`CONSOLE_SCRIPTS`."""
+        folder = ("tools", "management-console") if name in CONSOLE_SCRIPTS else ("server",)
+        return posixpath.join(self.path, *folder, "bin", name)
 
     @property
     def license(self) -> str:

@@ -136,4 +136,12 @@ class Policy(FrozenModel):
         "work (stopping servers, clients, orchestrators). Off: once anything failed, every "
         "later disruptive step ends safely, naming the failure (docs/safety.md rule 12).",
     )
+    backup_before_upgrade: bool | None = Field(
+        default=None,
+        description="Back up each stripe's data with the product's Database Backup Utility "
+        "(backup-data.sh) on its active before the stripe's first server stops. Unset: on "
+        'for a persistent cluster (<restartable enabled="true"/> in the tc-config as read), '
+        "off otherwise; true on a cluster that is not persistent is refused (the utility "
+        "needs restartable mode).",
+    )
     timeouts: Timeouts = Field(default_factory=Timeouts)

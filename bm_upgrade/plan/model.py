@@ -93,6 +93,7 @@ class PlanOptions:
     allow_downtime: bool = False
     accept_data_loss: bool = False
     continue_on_failure: bool = False
+    backup_before_upgrade: bool | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)
 
     @classmethod

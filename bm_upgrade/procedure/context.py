@@ -50,6 +50,7 @@ class StepContext(Watch):
             failure of the same run that stops new disruptive work, or None to go on
             (procedure/halt.py).
         probe_rest: how a server's REST port is asked (``probe_via: rest``).
+        run_tag: see the attribute.
     """
 
     inventory: Inventory
@@ -61,6 +62,9 @@ class StepContext(Watch):
     window: WindowGuard | None = None
     halted: Callable[[], str | None] | None = None
     probe_rest: ServerProbe = probe_server_rest
+    run_tag: str = ""
+    """Names what this run writes on hosts once per run (its data backups:
+    procedure/backup.py); the same across re-executions of one run."""
 
     @classmethod
     def create(

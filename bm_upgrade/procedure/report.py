@@ -162,6 +162,9 @@ def render_report(report: Report) -> str:
             f"| {s.get('node')} | {s.get('action')} | {what.replace('|', '/')} | "
             f"{float(s.get('duration_s', 0.0)):.1f} |"
         )
+    backups = [d for s in report.steps if s.get("action") == "backup-data" for d in s["did"]]
+    if backups:  # procedure/backup.py: where each stripe's data was backed up
+        lines += ["", "## Backups", ""] + [f"- {what}" for what in backups]
     lines += ["", "## Result", ""]
     if report.dry_run:
         lines.append("Dry run: nothing was changed.")

@@ -34,6 +34,7 @@ from bm_upgrade.inventory import Region, Stripe
 from bm_upgrade.inventory_checks import stripe_nodes
 from bm_upgrade.plan import ACTIVE, SEGMENTS, STANDBY, Action, Segment, Step, make_plan
 from bm_upgrade.procedure import halt, server_actions
+from bm_upgrade.procedure.backup import ensure_backup
 from bm_upgrade.procedure.context import ServerOps, StepContext
 from bm_upgrade.procedure.records import StepRecord, StepRecorder, skipped
 from bm_upgrade.procedure.seen import Seen, describe
@@ -114,6 +115,8 @@ def _run_segments(
     last: tuple[str, str] | None = None
     for _ in range(MAX_STEPS):
         seen = ctx.observe_servers(stripe.servers)
+        if not records and last is None:  # the first look: before anything of it stops
+            records += ensure_backup(ctx, region, stripe, seen)
         steps = stripe_steps(ctx, region, stripe, seen)
         step = next((s for s in steps if not s.skipped), None)
         if step is None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from bm_upgrade.errors import StepFailed
 from bm_upgrade.inventory import Inventory, Region, Server, Stripe
+from bm_upgrade.probes.reads import Runner
 from bm_upgrade.probes.tcconfig import (
     MAX_BYTES,
     TcConfig,
@@ -26,7 +27,7 @@ from bm_upgrade.probes.tcconfig import (
     parse_tc_config,
     resolved_path,
 )
-from bm_upgrade.remote import Connection, HostPool
+from bm_upgrade.remote import HostPool
 from bm_upgrade.remote.quoting import MARK, quote
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def split_files(output: str, count: int) -> list[str | None]:
     return texts
 
 
-def read_host(conn: Connection, paths: list[str]) -> dict[str, str | None]:
+def read_host(conn: Runner, paths: list[str]) -> dict[str, str | None]:
     """Each of ``paths`` on the connection's host: its text, or None when it cannot be read."""
     result = conn.run(read_command(paths), timeout=60.0, check=False)
     return dict(zip(paths, split_files(result.stdout, len(paths)), strict=True))

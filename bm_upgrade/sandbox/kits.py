@@ -87,6 +87,8 @@ def kit_contents(version: str) -> dict[str, tuple[bytes, int]]:
     files: dict[str, tuple[bytes, int]] = {}
     for script in sorted((KIT_FILES / "server" / "bin").glob("*.sh")):
         files[f"server/bin/{script.name}"] = (script.read_bytes(), 0o755)
+    for script in sorted((KIT_FILES / "tools" / "management-console" / "bin").glob("*.sh")):
+        files[f"tools/management-console/bin/{script.name}"] = (script.read_bytes(), 0o755)
     for source in sorted([*lib.glob("*.py"), *lib.glob("*.sh")]):
         files[f"server/lib/{source.name}"] = (source.read_bytes(), 0o644)
     files["server/lib/tc-version.properties"] = (version_properties(version).encode(), 0o644)

@@ -38,6 +38,7 @@ POLICY: dict[str, object] = {
     "allow_downtime": True,
     "accept_data_loss": True,
     "continue_on_failure": True,
+    "backup_before_upgrade": False,
     "timeouts": TIMEOUTS,
 }
 
@@ -90,6 +91,7 @@ def test_a_run_config_override_reaches_the_options(
         "allow_downtime": False,
         "accept_data_loss": False,
         "continue_on_failure": False,
+        "backup_before_upgrade": True,
         "timeouts": {"sync_s": 3.0},
     }
     config = preflight_config(inventory, overrides=chosen)

@@ -212,7 +212,12 @@ def test_upgrade_a_stripe_to_4_2_1(small_sandbox: E2ESandbox, pool: HostPool) ->
     done = [(r.action, r.node) for r in records if not r.skipped]
     # confirm-standby is planned only if the mirror is not PASSIVE-STANDBY yet when looked at
     # again after its start (on a busy machine it may already be).
-    assert done[:3] == [("stop", "east-s1-b"), ("install", "east-s1-b"), ("start", "east-s1-b")]
+    assert done[:4] == [
+        ("backup-data", "east-s1-a"),  # persistent: the data first (procedure/backup.py)
+        ("stop", "east-s1-b"),
+        ("install", "east-s1-b"),
+        ("start", "east-s1-b"),
+    ]
     assert ("failover-stop", "east-s1-a") in done
     assert done.index(("failover-stop", "east-s1-a")) > done.index(("start", "east-s1-b"))
     install = next(r for r in records if r.action == "install" and r.node == "east-s1-a")

@@ -81,6 +81,9 @@ class FakeHosts:
             return "server-stat", Done(0, "".join(f"{server.name}.{line}\n" for line in lines))
         if line.endswith("server/bin/version.sh"):
             return "version", Done(0, version_sh(version))
+        if f"{MARK}file 0" in line:  # the tc-config read before a backup: not restartable
+            config = f"<tc-config><servers><server name='{server.name}'/></servers></tc-config>"
+            return "tc-config", Done(0, f"{MARK}file 0\n{config}\n")
         raise AssertionError(f"unexpected command on server host {host}: {line}")
 
 

@@ -6,18 +6,21 @@
 - ``GET  /tc-management-api/v2/agents/topologies/servers`` (every reachable server of the
   cluster with its State and Version)
 - ``GET  /tc-management-api/v2/local/config`` (the tc-config.xml the server runs with)
+- ``POST /tc-management-api/v2/agents/backups?name=N`` (tcbackup.py)
 """
 
 from __future__ import annotations
 
 import json
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bm_upgrade.sandbox.kit_files.server.lib import tccommon
+    from bm_upgrade.sandbox.kit_files.server.lib import tcbackup, tccommon
     from bm_upgrade.sandbox.kit_files.server.lib.tcserver import Server
 else:
+    import tcbackup
     import tccommon
 
 API = "/tc-management-api/v2"
@@ -110,6 +113,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         """shutdown."""
         path = self.path.split("?", 1)[0].rstrip("/")
+        if path == f"{API}/agents/backups":  # the Database Backup Utility (tcbackup.py)
+            name = urllib.parse.parse_qs(self.path.partition("?")[2]).get("name", [None])[0]
+            self._json(200, [tcbackup.take(self.tc, name)])
+            return
         if path != f"{API}/local/shutdown":
             self._json(404, {"error": f"no resource at {path}"})
             return

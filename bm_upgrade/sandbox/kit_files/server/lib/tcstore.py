@@ -118,6 +118,18 @@ class Store:
                     self._log.write(json.dumps({"k": key, "v": value}) + "\n")
                 self._log.flush()
 
+    def copy_to(self, target: Path) -> None:
+        """Copy what is persisted (objectdb, the meta file) to ``target`` while writes wait
+        (the Database Backup Utility, tcbackup.py)."""
+        with self._lock:
+            if self._log is not None:
+                self._log.flush()
+            target.mkdir(parents=True)
+            if self.objectdb.is_dir():
+                shutil.copytree(self.objectdb, target / "objectdb")
+            if self.meta_path.is_file():
+                shutil.copy2(self.meta_path, target / self.meta_path.name)
+
     def start_empty(self) -> None:
         """Begin with no data (a fresh or non-persistent server)."""
         self._open_log(truncate=True)
