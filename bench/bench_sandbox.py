@@ -137,6 +137,8 @@ def main() -> None:
         user = logins.login_user()
         since = time.time()
         run = ["runuser", "-u", user, "--"] if user != getpass.getuser() else []
+        # The kit scripts need JAVA_HOME, which the inventory names (a login has none).
+        run += ["env", f"JAVA_HOME={mirror['java_home']}"]
         subprocess.run(
             [
                 *run,

@@ -105,9 +105,12 @@ def sshd_config_text(
     login_user: str,
     forced_command: str,
     sftp_server: str,
+    environment: dict[str, str] | None = None,
 ) -> str:
-    """The sshd_config of one sandbox host."""
+    """The sshd_config of one sandbox host; ``environment`` is set in every session
+    (``SetEnv``, e.g. the JAVA_HOME of a topology's ``java_home: login``)."""
     root_login = "prohibit-password" if login_user == "root" else "no"
+    set_env = [f'SetEnv "{name}={value}"' for name, value in (environment or {}).items()]
     return "\n".join(
         [
             f"ListenAddress {address}:{port}",
@@ -135,6 +138,7 @@ def sshd_config_text(
             "LoginGraceTime 30",
             "LogLevel INFO",
             f"Subsystem sftp {sftp_server}",
+            *set_env,
             f"ForceCommand {forced_command}",
             "",
         ]
@@ -152,6 +156,7 @@ def start_sshd(
     scan_root: Path | None = None,
     wrapper: Path | None = None,
     timeout_s: float = 10.0,
+    environment: dict[str, str] | None = None,
 ) -> SshdHandle:
     """Start one real /usr/sbin/sshd on ``address:port`` with its files under ``root``.
 
@@ -169,6 +174,8 @@ def start_sshd(
         wrapper: the command wrapper from
             :func:`~bm_upgrade.sandbox.wrapper.install_wrapper`, shared by several hosts
             (default: installed into ``root/etc/ssh``).
+        environment: variables set in every session (``SetEnv``; default: none, so a
+            session has only what sshd itself gives a login).
 
     Raises:
         SshdError: sshd refused its config, could not bind, or did not come up in time;
@@ -216,6 +223,7 @@ def start_sshd(
                 wrapper, host=address, journal=journal, scan_root=scan_root or root
             ),
             sftp_server=sftp_server_path(),
+            environment=environment,
         ),
         encoding="utf-8",
     )

@@ -6,6 +6,8 @@ version: 4.2.0              # what the cluster runs at start
 kits: [4.2.0, 4.2.1]        # kits built and served over HTTP for upgrades
 persistent: true
 reconnect_window_s: 10      # optional, <client-reconnect-window>
+java_home: inventory        # optional; where each host's Java is named: inventory | setenv |
+                            # login | none (every host has one; its SSH login has no JAVA_HOME)
 regions:
   - name: east
     wan_role: master        # master | replica (needed, and used, when it has orchestrators)
@@ -19,6 +21,12 @@ timing: {start_s: 0.5, election_s: 1.0, sync_s: 1.0, sync_s_per_mb: 0.0}
 
 :func:`load_topology` reports every problem at once, each naming the field and the fix.
 A name (``small``, ``demo``) instead of a path loads a topology shipped in ``topologies/``.
+
+``java_home``: every host of a server or orchestrator has a Java folder (``opt/java``), and
+the kit's scripts exit 2 unless JAVA_HOME names one (docs/terracotta.md, "Server scripts").
+``inventory`` (default): the inventory written names each node's ``java_home``; ``setenv``:
+each kit root's ``server/bin/setenv.sh`` sets it (an upgrade carries that file over);
+``login``: the hosts' SSH logins have it; ``none``: nothing names it, so the tool must refuse.
 """
 
 from __future__ import annotations
@@ -29,13 +37,29 @@ from typing import Any
 
 import yaml
 
-from bm_upgrade.sandbox.topology_model import MAX_HOSTS, RegionSpec, Timing, Topology, TopologyError
+from bm_upgrade.sandbox.topology_model import (
+    JAVA_HOME_MODES,
+    MAX_HOSTS,
+    RegionSpec,
+    Timing,
+    Topology,
+    TopologyError,
+)
 
 SHIPPED = Path(__file__).with_name("topologies")
 VERSION_RE = re.compile(r"^4\.2\.\d+$")
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,23}$")
 CLUSTER_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
-_TOP_KEYS = {"name", "version", "kits", "persistent", "reconnect_window_s", "regions", "timing"}
+_TOP_KEYS = {
+    "name",
+    "version",
+    "kits",
+    "persistent",
+    "reconnect_window_s",
+    "regions",
+    "timing",
+    "java_home",
+}
 _REGION_KEYS = {
     "name",
     "wan_role",
@@ -128,6 +152,9 @@ def parse_topology(data: Any, file: str = "<topology>") -> Topology:  # noqa: PL
             f"name: {name!r} is not a valid cluster name; use letters, digits and "
             "'_', starting with a letter"
         )
+    java_home = data.get("java_home", JAVA_HOME_MODES[0])
+    if java_home not in JAVA_HOME_MODES:
+        issues.append(f"java_home: {java_home!r} must be one of {', '.join(JAVA_HOME_MODES)}")
     regions = _regions(data.get("regions"), issues)
     timing = _timing(data.get("timing", {}), issues)
     topology = None
@@ -140,6 +167,7 @@ def parse_topology(data: Any, file: str = "<topology>") -> Topology:  # noqa: PL
             timing=timing,
             name=None if name is None else str(name),
             reconnect_window_s=window,
+            java_home=str(java_home),
         )
         if topology.host_count() > MAX_HOSTS:
             issues.append(

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 MAX_HOSTS = 250  # one /24 loopback block; .254 serves the kits
 WAN_PORT = 9889
 WAN_CACHES = ("orders", "sessions")
+JAVA_HOME_MODES = ("inventory", "setenv", "login", "none")
+"""Where a sandbox names each host's Java (topology ``java_home``): the inventory it writes,
+each kit root's ``server/bin/setenv.sh``, the hosts' SSH login environment, or nowhere."""
 
 
 class TopologyError(Exception):
@@ -58,6 +61,7 @@ class Topology:
     timing: Timing = field(default_factory=Timing)
     name: str | None = None
     reconnect_window_s: float = 10.0
+    java_home: str = "inventory"  # one of JAVA_HOME_MODES
 
     def host_count(self) -> int:
         return sum(

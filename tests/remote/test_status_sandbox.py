@@ -15,6 +15,7 @@ import yaml
 from bm_upgrade import sandbox
 from bm_upgrade.cli import main
 from bm_upgrade.inventory import load_inventory
+from bm_upgrade.inventory.scripts import script_argv
 from bm_upgrade.remote import Connection
 from bm_upgrade.sandbox import cluster
 
@@ -64,13 +65,7 @@ def test_degraded_when_the_mirror_stops(
     _, _, mirror = list(inv.servers())[1]
     with Connection(mirror.host, inv.ssh) as conn:
         conn.run(
-            [
-                f"{mirror.install_dir}/server/bin/stop-tc-server.sh",
-                "-f",
-                mirror.tc_config,
-                "-n",
-                mirror.name,
-            ]
+            script_argv(mirror, "stop-tc-server.sh", "-f", mirror.tc_config, "-n", mirror.name)
         )
     code, data = status(inventory_path, capsys)
     assert code == 1

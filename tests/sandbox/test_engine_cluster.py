@@ -31,7 +31,9 @@ from bm_upgrade.sandbox import clientapp, journal, kits, license, protocol, tcco
 ELECTION_S = 0.3
 SYNC_S = 0.3
 API = "/tc-management-api/v2"
-ENV = {"PATH": "/usr/bin:/bin"}  # what a minimal SSH login has
+# What a minimal SSH login has, plus a JAVA_HOME: the kit scripts refuse to run without one
+# naming a directory (any: the sandbox runs no Java).
+ENV = {"PATH": "/usr/bin:/bin", "JAVA_HOME": "/usr"}
 
 
 @pytest.fixture(scope="session")

@@ -181,7 +181,7 @@ def test_version_sh_prints_exactly_one_line(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         check=True,
-        env={"PATH": "/usr/bin:/bin"},
+        env={"PATH": "/usr/bin:/bin", "JAVA_HOME": "/usr"},
     ).stdout
     assert out == (
         "Terracotta Enterprise 4.2.1, as of 20150516-055104 (Revision cc2fcfc2 from 4.2.x)\n"

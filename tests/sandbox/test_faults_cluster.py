@@ -63,7 +63,8 @@ def journal_events(sandbox: Sandbox, event: str, **match: str) -> list[dict[str,
 def start_foreground(node: Node) -> tuple[int, str]:
     """Run start-tc-server.sh in the foreground over SSH: returns when the server exits."""
     script = node.kit / "server" / "bin" / "start-tc-server.sh"
-    code, out, err = node.run(shlex.join([str(script), "-f", str(node.config), "-n", node.name]))
+    argv = [*node.java, str(script), "-f", str(node.config), "-n", node.name]
+    code, out, err = node.run(shlex.join(argv))
     return code, out + err
 
 

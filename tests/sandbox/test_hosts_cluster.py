@@ -8,6 +8,8 @@ import urllib.request
 from pathlib import Path
 
 from bm_upgrade.inventory import load_inventory
+from bm_upgrade.inventory.scripts import script_argv
+from bm_upgrade.remote.quoting import shell
 from bm_upgrade.sandbox import cluster
 
 from .conftest import Sandbox, ssh_run
@@ -51,7 +53,8 @@ def test_every_host_answers_ssh_with_the_inventory_settings(small_sandbox: Sandb
     for _, _, server in inventory.servers():
         connection = small_sandbox.connect(server.host)
         try:
-            code, out, err = ssh_run(connection, f"{server.install_dir}/server/bin/version.sh")
+            # The inventory names each server's Java (java_home): a login has none.
+            code, out, err = ssh_run(connection, shell(script_argv(server, "version.sh")))
         finally:
             connection.close()
         assert code == 0, err

@@ -14,6 +14,7 @@ import paramiko
 import pytest
 
 from bm_upgrade.sandbox import cluster, processes
+from bm_upgrade.sandbox.java import java_home_of
 
 from .conftest import Sandbox, running_sandbox, ssh_run
 
@@ -35,13 +36,15 @@ class Node:
         self.kit = root / "opt" / "terracotta" / "bigmemory-max"
         self.config = root / "etc" / "tc-config.xml"
         self.console = root / "logs" / f"{name}.console.log"
+        # An SSH login has no JAVA_HOME: name the host's Java, as an operator would.
+        self.java = ["env", f"JAVA_HOME={java_home_of(root)}"]
         self.ssh: paramiko.SSHClient = sandbox.connect(self.host)
 
     def run(self, command: str) -> tuple[int, str, str]:
         return ssh_run(self.ssh, command)
 
     def script(self, name: str, *args: str) -> tuple[int, str, str]:
-        argv = [str(self.kit / "server" / "bin" / name), *args]
+        argv = [*self.java, str(self.kit / "server" / "bin" / name), *args]
         return self.run(shlex.join(argv))
 
     def stat(self) -> dict[str, str]:
@@ -66,7 +69,8 @@ class Node:
 
     def start(self) -> None:
         command = (
-            f"nohup {shlex.quote(str(self.kit / 'server/bin/start-tc-server.sh'))} "
+            f"nohup {shlex.join(self.java)} "
+            f"{shlex.quote(str(self.kit / 'server/bin/start-tc-server.sh'))} "
             f"-f {shlex.quote(str(self.config))} -n {shlex.quote(self.name)} "
             f">>{shlex.quote(str(self.console))} 2>&1 </dev/null &"
         )

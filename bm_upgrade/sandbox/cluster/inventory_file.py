@@ -3,7 +3,8 @@
 
 Kits are served from the sandbox's HTTP server, SSH goes to each host's own sshd with the
 sandbox's key and known_hosts, and the timeouts are generous multiples of the topology's
-time scale.
+time scale. In the topology's ``java_home: inventory`` mode each server and orchestrator names
+its host's Java folder (``java_home``, per node: every host has its own).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from bm_upgrade.sandbox import kits, license, wan
+from bm_upgrade.sandbox import java, kits, license, wan
 from bm_upgrade.sandbox.cluster.layout import KIT_PORT
 from bm_upgrade.sandbox.hosts import ClientPlan, HostPlan, ServerPlan
 from bm_upgrade.sandbox.topology_model import Topology
@@ -40,12 +41,20 @@ def write_inventory(
             {
                 "name": region.name,
                 "stripes": [
-                    {"name": stripe, "servers": [_server_entry(s) for s in servers]}
+                    {
+                        "name": stripe,
+                        "servers": [_server_entry(s, topology.java_home) for s in servers],
+                    }
                     for stripe, servers in plan.stripes_of(region.name)
                 ],
                 "clients": [_client_entry(c) for c in plan.clients if c.region == region.name],
                 "orchestrators": [
-                    wan.inventory_entry(o) for o in plan.orchestrators if o.region == region.name
+                    {
+                        **wan.inventory_entry(o),
+                        **java.inventory_fields(topology.java_home, o.java_home),
+                    }
+                    for o in plan.orchestrators
+                    if o.region == region.name
                 ],
             }
         )
@@ -102,7 +111,7 @@ def write_inventory(
     return path
 
 
-def _server_entry(server: ServerPlan) -> dict[str, Any]:
+def _server_entry(server: ServerPlan, java_mode: str) -> dict[str, Any]:
     return {
         "name": server.name,
         "host": server.host,
@@ -112,6 +121,7 @@ def _server_entry(server: ServerPlan) -> dict[str, Any]:
         "tsa_port": server.tsa_port,
         "management_port": server.management_port,
         "console_log": str(server.console_log),
+        **java.inventory_fields(java_mode, server.java_home),
     }
 
 

@@ -1,7 +1,9 @@
 """Programs of `sandbox up` started as the login user, and the waits until they answer.
 
 A program is started the way the tool starts one over SSH: as the login user, with the
-environment an SSH login gets, detached (own session, ``nohup``, output to a log).
+environment an SSH login gets, detached (own session, ``nohup``, output to a log). Servers and
+orchestrators get the host's JAVA_HOME on top, whatever the topology's ``java_home`` mode
+(:mod:`bm_upgrade.sandbox.java`), so `sandbox up` works in every mode.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bm_upgrade.sandbox import logins, wan
+from bm_upgrade.sandbox import java, logins, wan
 from bm_upgrade.sandbox.hosts import HostPlan, OrchestratorPlan, ServerPlan
 from bm_upgrade.sandbox.protocol import server_stat
 
@@ -36,13 +38,20 @@ def _login_env(user: str) -> dict[str, str]:
     }
 
 
-def run_as(user: str, argv: list[str], cwd: Path, timeout_s: float = 30.0) -> str:
-    """Run ``argv`` as ``user`` and return its output; raises SandboxError on a non-zero exit."""
+def run_as(
+    user: str,
+    argv: list[str],
+    cwd: Path,
+    timeout_s: float = 30.0,
+    env: dict[str, str] | None = None,
+) -> str:
+    """Run ``argv`` as ``user`` (login environment plus ``env``) and return its output;
+    raises SandboxError on a non-zero exit."""
     switch = logins.is_root() and user != "root"
     result = subprocess.run(
         argv,
         cwd=cwd,
-        env=_login_env(user),
+        env={**_login_env(user), **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout_s,
@@ -61,10 +70,13 @@ def run_as(user: str, argv: list[str], cwd: Path, timeout_s: float = 30.0) -> st
     return result.stdout
 
 
-def start_detached(argv: list[str], log: Path, user: str, cwd: Path) -> int:
-    """Start ``argv`` detached (own session, output to ``log``) as ``user``; return its pid."""
+def start_detached(
+    argv: list[str], log: Path, user: str, cwd: Path, env: dict[str, str] | None = None
+) -> int:
+    """Start ``argv`` detached (own session, output to ``log``) as ``user``, with ``env`` added
+    to the login environment; return its pid."""
     script = 'log=$1; shift; nohup "$@" >"$log" 2>&1 </dev/null & echo $!'
-    out = run_as(user, ["/bin/sh", "-c", script, "sh", str(log), *argv], cwd=cwd)
+    out = run_as(user, ["/bin/sh", "-c", script, "sh", str(log), *argv], cwd=cwd, env=env)
     return int(out.strip().splitlines()[-1])
 
 
@@ -81,6 +93,7 @@ def start_server(server: ServerPlan, user: str) -> None:
         server.console_log,
         user,
         cwd=server.root,
+        env=java.start_environment(server.java_home),
     )
     pid_file = server.directory / "run" / f"script-server-{server.name}.pid"
     pid_file.write_text(f"{pid}\n", encoding="ascii")
@@ -103,6 +116,7 @@ def _start_orchestrator(orch: OrchestratorPlan, user: str) -> None:
         orch.console_log,
         user,
         cwd=orch.root,
+        env=java.start_environment(orch.java_home),
     )
 
 

@@ -3,7 +3,8 @@
 Each server host gets the start version's kit root with the license copied in, its
 tc-config.xml (one per region, the same on every server of the region) and its data and log
 folders; each client host its application over an unpacked kit; each orchestrator host what
-``wan.lay_out`` writes.
+``wan.lay_out`` writes. Every host gets its Java folder, and in the topology's ``setenv`` mode
+every kit root a ``server/bin/setenv.sh`` naming it (:mod:`bm_upgrade.sandbox.java`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bm_upgrade.sandbox import clientapp, kits, license, tcconfig, wan
+from bm_upgrade.sandbox import clientapp, java, kits, license, tcconfig, wan
 from bm_upgrade.sandbox.hosts import HostPlan, ServerPlan
 from bm_upgrade.sandbox.topology_model import Topology
 
@@ -114,3 +115,13 @@ def lay_out_hosts(topology: Topology, directory: Path, plan: HostPlan, tarball: 
         for client in plan.clients:
             client.root.mkdir(parents=True, exist_ok=True)
             clientapp.install_client_app(client.app_dir, client_kit, name=client.name)
+    _lay_out_java(topology, plan)
+
+
+def _lay_out_java(topology: Topology, plan: HostPlan) -> None:
+    """Every host's Java folder; in ``setenv`` mode, each kit root's setenv.sh naming it."""
+    for node in (*plan.servers, *plan.clients, *plan.orchestrators):
+        java.lay_out_java(node.java_home)
+    if topology.java_home == "setenv":
+        for kit_node in (*plan.servers, *plan.orchestrators):
+            java.write_setenv(kit_node.install_dir, kit_node.java_home)
