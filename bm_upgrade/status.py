@@ -65,9 +65,11 @@ def status_report(view: ClusterView) -> dict[str, Any]:
         )
     for region, orch in inventory.orchestrators():
         status = view.orchestrators.get(orch.name) or OrchestratorStatus(
-            orch.name, orch.host, reachable=False, error=view.unreachable.get(orch.host)
+            orch.name, orch.host, error=view.unreachable.get(orch.host)
         )
-        regions[region.name]["orchestrators"].append(asdict(status))
+        regions[region.name]["orchestrators"].append(
+            asdict(status) | {"role": orch.role, "state": status.state, "up": status.up}
+        )
     found = warnings(view)
     return {
         "cluster": inventory.cluster,
@@ -85,6 +87,18 @@ def _client_state(client: dict[str, Any]) -> str:
     if client["running"] is None:
         return "unknown"
     return "running" if client["running"] else "stopped"
+
+
+def _replication(orch: dict[str, Any]) -> str:
+    """What an orchestrator's replication log says of the replicas it synchronized (a master
+    region's) or of its own syncs (a replica region's), last event each."""
+    said = [
+        f"{s['replica']}/{s['cache']} {'synchronized' if s['synchronized'] else 'syncing'}"
+        if s["side"] == "master"
+        else f"{s['cache']} sync from {s['master']} started"
+        for s in orch["syncs"]
+    ]
+    return "log: " + (", ".join(said) or "no sync seen")
 
 
 def render_text(report: dict[str, Any]) -> str:
@@ -113,11 +127,9 @@ def render_text(report: dict[str, Any]) -> str:
         if region["orchestrators"]:
             lines.append("  orchestrators")
         for orch in region["orchestrators"]:
-            caches = ", ".join(f"{c['name']}={c['state']}" for c in orch["caches"]) or "-"
             lines.append(
-                f"    {orch['name']:<16} {orch['host']:<22} {orch['role'] or '-':<8} "
-                f"{orch['state'] or 'not answering':<14} {orch['version'] or '-'} "
-                f"caches: {caches}"
+                f"    {orch['name']:<16} {orch['host']:<22} {orch['role']:<8} "
+                f"{orch['state']:<14} {orch['version'] or '-'} {_replication(orch)}"
             )
     if report["warnings"]:
         lines.append("warnings:")

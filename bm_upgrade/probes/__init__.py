@@ -1,23 +1,26 @@
 """Read the live state of servers, kits, clients and orchestrators.
 
-Transport returns raw text; a pure parser turns it into a model. Three modules, re-exported
+Transport returns raw text; a pure parser turns it into a model. The modules, re-exported
 here: ``models.py`` (what a probe found), ``parsers.py`` (raw text to models, tested against
-saved real output under tests/fixtures/), ``reads.py`` (the reads over HTTP and SSH).
+saved real output under tests/fixtures/), ``reads.py`` (the reads over HTTP and SSH), and for
+WAN orchestrators ``wanlog.py`` (wan.xml and the replication log) and ``orchestrator.py``
+(their read over SSH: process, listen check, version, log).
 """
 
 from bm_upgrade.probes.models import (
     UNKNOWN,
-    CacheState,
     ClientStatus,
+    LogMark,
     OrchestratorStatus,
+    ReplicaSync,
     ServerStatus,
+    WanConfig,
 )
+from bm_upgrade.probes.orchestrator import probe_orchestrator, read_wan_config
 from bm_upgrade.probes.parsers import (
     jar_set_version,
-    orchestrator_status_from_json,
     parse_server_stat,
     parse_version,
-    parse_wan_bind,
     server_status_from_rest,
     server_status_from_stat,
     terracotta_jars,
@@ -26,41 +29,45 @@ from bm_upgrade.probes.parsers import (
 from bm_upgrade.probes.reads import (
     STAT_PATH,
     TOPOLOGY_PATH,
-    WAN_STATUS_PATH,
     Runner,
     http_json,
     kit_version,
     probe_client,
-    probe_orchestrator,
     probe_server_rest,
     probe_server_ssh,
-    read_wan_bind,
+)
+from bm_upgrade.probes.wanlog import (
+    parse_replication_log,
+    parse_wan_config,
+    synchronized_replicas,
 )
 
 __all__ = [
     "STAT_PATH",
     "TOPOLOGY_PATH",
     "UNKNOWN",
-    "WAN_STATUS_PATH",
-    "CacheState",
     "ClientStatus",
+    "LogMark",
     "OrchestratorStatus",
+    "ReplicaSync",
     "Runner",
     "ServerStatus",
+    "WanConfig",
     "http_json",
     "jar_set_version",
     "kit_version",
-    "orchestrator_status_from_json",
+    "parse_replication_log",
     "parse_server_stat",
     "parse_version",
-    "parse_wan_bind",
+    "parse_wan_config",
     "probe_client",
     "probe_orchestrator",
     "probe_server_rest",
     "probe_server_ssh",
-    "read_wan_bind",
+    "read_wan_config",
     "server_status_from_rest",
     "server_status_from_stat",
+    "synchronized_replicas",
     "terracotta_jars",
     "version_from_topology",
 ]

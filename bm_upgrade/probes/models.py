@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bm_upgrade.inventory import Client, Server
 
@@ -53,21 +53,83 @@ class ClientStatus:
 
 
 @dataclass(frozen=True)
-class CacheState:
-    name: str
-    state: str
+class WanConfig:
+    """What the tool reads of an orchestrator's wan.xml: ``<bind>`` (its replication port),
+    ``<logs>`` (the folder of its replication log; None when absent) and its caches."""
+
+    bind: tuple[str, int]
+    logs: str | None
+    caches: tuple[str, ...] = ()
+
+    @property
+    def address(self) -> str:
+        """``host:port``, as the replication log names the orchestrator."""
+        return f"{self.bind[0]}:{self.bind[1]}"
+
+
+@dataclass(frozen=True)
+class ReplicaSync:
+    """The last sync the replication log shows for one replica and one cache (docs/terracotta.md,
+    "WAN replication"). ``side`` "master": a master's FullScanMasterSynchronizer lines, the
+    sync ``synchronized`` once "successfully synchronized"; "replica": a replica's
+    FullScanReplicaSynchronizer SYNC_START (the guide documents no replica-side end line, so
+    ``synchronized`` stays False there). ``replica`` is None on the replica side (the log
+    is the replica's own)."""
+
+    side: str
+    cache: str
+    master: str
+    replica: str | None
+    synchronized: bool
+    at: str | None = None
+
+
+@dataclass(frozen=True)
+class LogMark:
+    """Where a replication log stood at one look: its file and size in bytes (a later read
+    from here sees only lines written since)."""
+
+    path: str
+    size: int
 
 
 @dataclass(frozen=True)
 class OrchestratorStatus:
-    """A WAN orchestrator; not reachable means not running (it does not answer)."""
+    """A WAN orchestrator as the product shows it: it has no status endpoint, so this is its
+    process, its ``<bind>`` port and its replication log.
+
+    ``running``: a process started with its wan.xml runs; ``listening``: its ``<bind>`` port
+    accepts a TCP connection (None for either: not read); ``version``: its kit root's
+    ``version.sh``; ``syncs``: the last sync per replica and cache its log shows (lines
+    written since the look's mark only, when it had one); ``log``: where the log stood.
+    The guide documents no log line saying an orchestrator serves, so :attr:`up` (serving)
+    is derived from the process and the port.
+    """
 
     name: str
     host: str
-    reachable: bool
-    role: str | None = None
-    state: str | None = None
+    running: bool | None = None
+    listening: bool | None = None
     version: str | None = None
-    region: str | None = None
-    caches: list[CacheState] = field(default_factory=list)
+    bind: str | None = None
+    syncs: tuple[ReplicaSync, ...] = ()
+    log: LogMark | None = None
     error: str | None = None
+
+    @property
+    def up(self) -> bool:
+        """Serving, as far as can be seen: its process runs and its port listens."""
+        return bool(self.running and self.listening)
+
+    @property
+    def state(self) -> str:
+        """``up``, ``starting`` (runs, port not open yet), ``stopped`` or ``unknown``."""
+        if self.running is None:
+            return UNKNOWN
+        if not self.running:
+            return "stopped"
+        return "up" if self.listening else "starting"
+
+    def unsynced(self) -> list[ReplicaSync]:
+        """The master side's syncs its log shows begun and not (yet) successful."""
+        return [s for s in self.syncs if s.side == "master" and not s.synchronized]

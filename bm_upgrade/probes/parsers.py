@@ -2,17 +2,16 @@
 
 Each is tested against saved real output under tests/fixtures/ (the formats are those of
 docs/terracotta.md): ``server-stat.sh``, the REST ``stat`` and topology JSON, ``version.sh``,
-a client's ``lib`` listing, an orchestrator's wan.xml and ``/wan/status``.
+a client's ``lib`` listing (an orchestrator's wan.xml and replication log: ``wanlog.py``).
 """
 
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
 from typing import Any
 
-from bm_upgrade.inventory import Orchestrator, Server
-from bm_upgrade.probes.models import UNKNOWN, CacheState, OrchestratorStatus, ServerStatus
+from bm_upgrade.inventory import Server
+from bm_upgrade.probes.models import UNKNOWN, ServerStatus
 
 _STAT_LINE = re.compile(
     r"^(?P<prefix>.+)\.(?P<key>health|role|state|port|group name|error):\s?(?P<value>.*)$"
@@ -136,39 +135,3 @@ def jar_set_version(jars: list[str] | tuple[str, ...]) -> str | None:
     ehcache = [j for j in jars if _EHCACHE_JAR.match(j)]
     toolkit = [m["version"] for m in map(_TOOLKIT_JAR.match, jars) if m]
     return toolkit[0] if len(ehcache) == 1 and len(toolkit) == 1 else None
-
-
-def parse_wan_bind(xml_text: str) -> tuple[str, int]:
-    """``(host, port)`` of ``<bind>`` in a wan.xml.
-
-    Raises:
-        ValueError: not XML, or no ``<bind host= port=>``.
-    """
-    # The operator's own wan.xml from their own host: no entity expansion risk worth a
-    # dependency (ElementTree does not fetch external entities).
-    root = ET.fromstring(xml_text)  # noqa: S314
-    for elem in root.iter():
-        if elem.tag.rsplit("}", 1)[-1] == "bind":
-            host, port = elem.get("host"), elem.get("port")
-            if host and port and port.isdigit():
-                return host, int(port)
-    raise ValueError("no <bind host=... port=...> element")
-
-
-def orchestrator_status_from_json(orch: Orchestrator, data: dict[str, Any]) -> OrchestratorStatus:
-    """The status of ``orch`` from its ``/wan/status`` JSON."""
-    caches = [
-        CacheState(str(c.get("name")), str(c.get("state", UNKNOWN)))
-        for c in data.get("caches", [])
-        if isinstance(c, dict)
-    ]
-    return OrchestratorStatus(
-        name=orch.name,
-        host=orch.host,
-        reachable=True,
-        role=data.get("role"),
-        state=data.get("state"),
-        version=data.get("version"),
-        region=data.get("region"),
-        caches=caches,
-    )

@@ -1,6 +1,6 @@
 """The remote reads: the raw text of a server, client or orchestrator, fetched and parsed.
 
-Over HTTP (urllib; the management REST port, the orchestrator's status port) or by running
+Over HTTP (urllib; the management REST port) or by running
 the kit's scripts through a :class:`Runner` (a :class:`bm_upgrade.remote.Connection`). A node
 that cannot be read comes back as a model saying so (``reachable`` False, ``error`` why),
 never as an exception: the caller decides what an unreachable node means.
@@ -12,7 +12,6 @@ import http.client
 import json
 import urllib.error
 import urllib.request
-import xml.etree.ElementTree as ET
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -20,12 +19,10 @@ from bm_upgrade.errors import CommandTimeout, RemoteError
 from bm_upgrade.inventory import Client, Orchestrator, Server
 from bm_upgrade.inventory.scripts import java_home_problem, refused_for_java, script_argv
 from bm_upgrade.inventory_checks import url_host
-from bm_upgrade.probes.models import ClientStatus, OrchestratorStatus, ServerStatus
+from bm_upgrade.probes.models import ClientStatus, ServerStatus
 from bm_upgrade.probes.parsers import (
     jar_set_version,
-    orchestrator_status_from_json,
     parse_version,
-    parse_wan_bind,
     server_status_from_rest,
     server_status_from_stat,
     terracotta_jars,
@@ -34,7 +31,6 @@ from bm_upgrade.remote.quoting import Command, Ran, shell
 
 STAT_PATH = "/tc-management-api/v2/local/stat"
 TOPOLOGY_PATH = "/tc-management-api/v2/agents/topologies/servers"
-WAN_STATUS_PATH = "/wan/status"
 
 
 class Runner(Protocol):
@@ -143,42 +139,3 @@ def probe_client(conn: Runner, client: Client, timeout: float = 30.0) -> ClientS
         return ClientStatus.unknown(client, str(exc))
     jars = terracotta_jars(listing.stdout)
     return ClientStatus(client.name, client.host, running, jar_set_version(jars), jars=tuple(jars))
-
-
-def read_wan_bind(conn: Runner, orch: Orchestrator) -> tuple[str, int]:
-    """The ``<bind>`` address of the orchestrator's status port, from its wan.xml.
-
-    Raises:
-        RemoteError: the wan.xml could not be read.
-        ValueError: it has no usable ``<bind>`` (the message names the file).
-    """
-    xml_text = conn.run(shell(["cat", "--", orch.wan_xml]), timeout=30.0).stdout
-    try:
-        return parse_wan_bind(xml_text)
-    except (ValueError, ET.ParseError) as exc:
-        raise ValueError(f"cannot read <bind> from {orch.wan_xml}: {exc}") from exc
-
-
-def probe_orchestrator(
-    conn: Runner, orch: Orchestrator, timeout: float = 5.0, bind: tuple[str, int] | None = None
-) -> OrchestratorStatus:
-    """An orchestrator's status from ``GET /wan/status`` on its wan.xml ``<bind>`` address
-    (``bind``, when the caller already read it, saves reading wan.xml over SSH again)."""
-    if bind is None:
-        try:
-            bind = read_wan_bind(conn, orch)
-        except (RemoteError, ValueError) as exc:
-            return OrchestratorStatus(orch.name, orch.host, reachable=False, error=str(exc))
-    host, port = bind
-    url = f"http://{url_host(host)}:{port}{WAN_STATUS_PATH}"
-    try:
-        data = http_json(url, timeout)
-    except OSError as exc:
-        return OrchestratorStatus(
-            orch.name,
-            orch.host,
-            reachable=False,
-            state="stopped",
-            error=f"{url}: {getattr(exc, 'reason', exc)}",
-        )
-    return orchestrator_status_from_json(orch, data)

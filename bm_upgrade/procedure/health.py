@@ -18,9 +18,6 @@ from bm_upgrade.plan import ACTIVE, STANDBY
 from bm_upgrade.probes import OrchestratorStatus, ServerStatus
 from bm_upgrade.procedure.seen import Seen
 
-RUNNING_ORCHESTRATOR = {"running", "standby"}
-"""The states of an orchestrator doing its job (the master runs, the other stands by)."""
-
 
 @dataclass(frozen=True)
 class StripeHealth:
@@ -104,15 +101,21 @@ class Health(Mapping[str, StripeHealth]):
 
 
 def _orchestrator_problems(status: OrchestratorStatus | None, orch: Orchestrator) -> list[str]:
+    """An orchestrator doing its job: its process runs and its ``<bind>`` port listens (it has
+    no status endpoint), and no sync its replication log shows begun is left unfinished."""
     if status is None:
         return []  # not looked at, or its host is unreachable (reported as such)
+    if status.running is None:
+        return [f"orchestrator {orch.name} could not be read ({status.error})"]
+    if not status.running:
+        return [f"orchestrator {orch.name} is not running"]
     problems = []
-    if status.state not in RUNNING_ORCHESTRATOR:
-        problems.append(f"orchestrator {orch.name} is {status.state or 'not answering'}")
+    if not status.listening:
+        problems.append(f"orchestrator {orch.name} does not listen on {status.bind}")
     problems += [
-        f"orchestrator {orch.name}: cache {cache.name} is {cache.state}"
-        for cache in status.caches
-        if cache.state != "ACTIVE"
+        f"orchestrator {orch.name}: replica {sync.replica} of cache {sync.cache} not "
+        f"synchronized (sync initiated{' at ' + sync.at if sync.at else ''})"
+        for sync in status.unsynced()
     ]
     return problems
 

@@ -76,10 +76,8 @@ class ClusterView:
             if client.reachable:
                 states[name] = NodeState(client.running is not False, client.jar_version)
         for name, orch in self.orchestrators.items():
-            if orch.reachable:
-                states[name] = NodeState(True, orch.version)
-            elif orch.error and orch.state == "stopped":
-                states[name] = NodeState(False, None)
+            if orch.running is not None:
+                states[name] = NodeState(orch.running, orch.version)
         return states
 
     def versions(self) -> dict[str, str | None]:
@@ -90,7 +88,8 @@ class ClusterView:
         """A JSON-able summary (for metadata, reports and the sync-status sensor's memory).
 
         A server's ``state`` is its probed state, else ``starting`` (a process of it runs)
-        or ``stopped``; an orchestrator not answering is ``stopped``.
+        or ``stopped``; an orchestrator's is ``up`` (process and port), ``starting``,
+        ``stopped`` or ``unknown`` (:class:`~bm_upgrade.probes.OrchestratorStatus`).
         """
         return {
             "servers": {
@@ -108,10 +107,9 @@ class ClusterView:
             },
             "orchestrators": {
                 name: {
-                    "state": o.state if o.reachable else "stopped",
-                    "role": o.role,
+                    "state": o.state,
                     "version": o.version,
-                    "caches": {c.name: c.state for c in o.caches},
+                    "unsynced": sorted(f"{s.replica}/{s.cache}" for s in o.unsynced()),
                 }
                 for name, o in self.orchestrators.items()
             },

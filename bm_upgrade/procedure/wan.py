@@ -9,10 +9,12 @@ replica to resync twice); all orchestrators start on the same version (every ins
 any start). The order is the plan's (:func:`bm_upgrade.plan.make_plan`), made on the state
 seen now, so a rerun does only what is missing.
 
-The cycle reaches hosts only through the context's :class:`~bm_upgrade.procedure.waits.Hosts`
-and reads an orchestrator's status through an injectable probe
-(:mod:`bm_upgrade.procedure.wan_watch`), so tests/unit/test_wan_branches.py drives it with a
-scripted fake.
+An orchestrator has no status endpoint: it is up when its process runs and its ``<bind>`` port
+listens, and "every replica resynced" is read from the master region's replication logs, in
+the lines written after the restart (docs/terracotta.md, "WAN replication"). The cycle
+reaches hosts only through the context's :class:`~bm_upgrade.procedure.waits.Hosts` and reads
+orchestrators through an injectable probe (:mod:`bm_upgrade.procedure.wan_watch`), so
+tests/unit/test_wan_branches.py drives it with a scripted fake.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from bm_upgrade.errors import RemoteError, StepFailed
 from bm_upgrade.inventory import Orchestrator
 from bm_upgrade.inventory.scripts import script_argv
 from bm_upgrade.plan import Action, Step, make_plan
-from bm_upgrade.probes import OrchestratorStatus, probe_orchestrator
+from bm_upgrade.probes import OrchestratorStatus, probe_orchestrator, synchronized_replicas
 from bm_upgrade.procedure.install import detached_pid, start_licensed
 from bm_upgrade.procedure.kit_swap import NOT_A_KIT, install_kit, kit_root_guard, not_a_kit
 from bm_upgrade.procedure.observe import require_servers_ready
@@ -37,8 +39,6 @@ from bm_upgrade.procedure.wan_watch import OrchestratorProbe, Seen, WanWatch, ob
 from bm_upgrade.remote import shell
 from bm_upgrade.remote.quoting import detached, split_marked
 from bm_upgrade.window import ORCHESTRATORS
-
-REPLICA_READY = "ACTIVE"
 
 
 def _stop(wan: WanWatch, orch: Orchestrator, rec: StepRecorder) -> None:
@@ -58,8 +58,11 @@ def _stop(wan: WanWatch, orch: Orchestrator, rec: StepRecorder) -> None:
     rec.done(f"ran stop-wan.sh (exit {result.exit_code})")
 
     def check() -> Poll[bool]:
-        if wan.probe(orch).reachable or wan.alive(orch):
-            return Poll(now="still running")
+        status = wan.probe(orch)
+        if status.running is None:
+            return Poll(now=f"not read ({status.error})")
+        if status.running or status.listening:
+            return Poll(now="still running" if status.running else "port still open")
         return Poll(True, "stopped")
 
     outcome = wait_for(
@@ -78,6 +81,7 @@ def _start(wan: WanWatch, orch: Orchestrator, rec: StepRecorder) -> None:
     ctx = wan.ctx
     conn = ctx.pool.get(orch.host)
     root = orch.kit_root
+    wan.mark(orch)  # the replication log's lines after this start are the resync's
     output = start_licensed(
         conn,
         detached(
@@ -96,22 +100,19 @@ def _start(wan: WanWatch, orch: Orchestrator, rec: StepRecorder) -> None:
         )
     rec.done(f"started {orch.name} detached (pid {detached_pid(conn, output)})")
     timeout = ctx.options.timeouts.orchestrator_s
-    alive_checked = time.monotonic()  # just launched: its process list is read a bit later
+    launched = time.monotonic()
 
     def check() -> Poll[OrchestratorStatus]:
-        nonlocal alive_checked
         status = wan.probe(orch)
-        if status.reachable and status.version == ctx.target:
-            return Poll(status, status.state or "running")
-        if not status.reachable and time.monotonic() - alive_checked >= ALIVE_EVERY_S:
-            alive_checked = time.monotonic()
-            if not wan.alive(orch):
-                return Poll(now="down", hopeless=f"{orch.name}'s process exited")
-        return Poll(now=status.state or "starting")
+        if status.up:
+            return Poll(status, f"running, {status.bind} listening")
+        if status.running is False and time.monotonic() - launched >= ALIVE_EVERY_S:
+            return Poll(now="down", hopeless=f"{orch.name}'s process exited")
+        return Poll(now=status.state if status.running is not None else f"{status.error}")
 
     outcome = wait_for(
         check,
-        what=f"{orch.name} running on {ctx.target}",
+        what=f"{orch.name} running and listening",
         timeout_s=timeout,
         log=ctx.log,
         poll_s=ctx.poll_s,
@@ -124,28 +125,60 @@ def _start(wan: WanWatch, orch: Orchestrator, rec: StepRecorder) -> None:
             f"{orch.console_log_path} (license with WAN? same version everywhere?), "
             "then rerun",
         )
-    rec.done(f"{orch.name} runs {ctx.target} as {outcome.value.state}")
+    version = wan.probe(orch, version=True).version
+    if version != ctx.target:
+        raise StepFailed(
+            orch.name,
+            f"orchestrator {orch.name} on {orch.host} runs from a kit root whose version.sh "
+            f"says {version or 'nothing readable'}, not {ctx.target}; check "
+            f"{orch.install_dir}, then rerun",
+        )
+    rec.done(f"{orch.name} runs {ctx.target}, {outcome.value.bind} listening")
+
+
+def _resync_waiting(wan: WanWatch) -> list[str]:
+    """What the master region's replication logs do not yet show: ``<region>/<cache>`` for
+    every replica region and cache no orchestrator of that region was successfully
+    synchronized for (in lines written since each master-region orchestrator's start)."""
+    inventory = wan.ctx.inventory
+    master = inventory.wan_master_region
+    regions = [r for r in inventory.regions if r.orchestrators and r.name != master]
+    sources = [o for r, o in inventory.orchestrators() if r.name == master]
+    if not regions or not sources:
+        return []
+    done: dict[str, set[str]] = {}
+    caches: set[str] = set()
+    for orch in sources:
+        caches.update(wan.config(orch).caches)
+        for replica, synced in synchronized_replicas(wan.probe(orch).syncs).items():
+            done.setdefault(replica, set()).update(synced)
+    waiting = []
+    for region in regions:
+        replicas = {wan.config(o).address for o in region.orchestrators}
+        synced = set().union(*(done.get(r, set()) for r in replicas))
+        waiting += [f"{region.name}/{cache}" for cache in sorted(caches - synced)]
+    return waiting
 
 
 def confirm_wan(wan: WanWatch, rec: StepRecorder) -> None:
-    """Every orchestrator answers on the target; every replica cache is ACTIVE again."""
+    """Every orchestrator up (process, port) on the target; every replica region resynced,
+    as the master region's replication logs say."""
     ctx = wan.ctx
     timeout = ctx.options.timeouts.orchestrator_s
     orchs = [orch for _, orch in ctx.inventory.orchestrators()]
+    on_target: set[str] = set()
 
     def check() -> Poll[bool]:
         waiting = []
         for orch in orchs:
-            status = wan.probe(orch)
-            if not status.reachable or status.version != ctx.target:
-                waiting.append(f"{orch.name} {status.state or 'down'}")
-                continue
-            waiting += [
-                f"{status.region or orch.name}/{c.name} {c.state}"
-                for c in status.caches
-                if c.state != REPLICA_READY
-            ]
-        return Poll(now=", ".join(waiting)) if waiting else Poll(True, "all caches ACTIVE")
+            status = wan.probe(orch, version=orch.name not in on_target)
+            if status.up and (orch.name in on_target or status.version == ctx.target):
+                on_target.add(orch.name)
+            else:
+                waiting.append(f"{orch.name} {status.state}")
+        if not waiting:
+            waiting = [f"{w} not resynced" for w in _resync_waiting(wan)]
+        return Poll(now=", ".join(waiting)) if waiting else Poll(True, "all replicas resynced")
 
     outcome = wait_for(
         check,
@@ -159,9 +192,12 @@ def confirm_wan(wan: WanWatch, rec: StepRecorder) -> None:
             "orchestrators",
             f"the WAN did not settle within {timeout:g} s "
             f"({outcome.why_not(timeout)}); the servers and clients are upgraded; "
-            "check the orchestrators' logs, then rerun",
+            "check the orchestrators' replication logs, then rerun",
         )
-    rec.done(f"master region serving, every replica cache ACTIVE after {outcome.waited_s:.1f} s")
+    rec.done(
+        "every orchestrator up, every replica cache resynced (the master region's "
+        f"replication log) after {outcome.waited_s:.1f} s"
+    )
 
 
 def cycle_orchestrators(

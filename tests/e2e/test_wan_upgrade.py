@@ -79,6 +79,37 @@ def test_full_upgrade_of_two_regions_with_wan(wan: E2ESandbox) -> None:
     # Replicas resynced after the orchestrators came back.
     caches = [e for e in events if e["t"] >= since and e["event"] == "replica_cache"]
     assert caches and caches[-1]["state"] == "ACTIVE"
+    # The tool saw it in the master region's replication log (orchestrators have no HTTP
+    # status): it read the log on the master orchestrator's host after starting it, and the
+    # log holds each replica region's "successfully synchronized" line for every cache.
+    master = next(o for r, o in inventory.orchestrators() if r.name == inventory.wan_master_region)
+    started = max(
+        e["t"]
+        for e in events
+        if e["event"] == "command" and e["host"] == master.host and "start-wan.sh" in e["command"]
+    )
+    reads = [
+        e
+        for e in events
+        if e["event"] == "command"
+        and e["t"] > started
+        and e["host"] == master.host
+        and "tail -c +" in e["command"]
+    ]
+    assert reads, "the master orchestrator's replication log was never read after its start"
+    log = (
+        wan.directory / "hosts" / master.host / "logs" / "wan" / "wan-orchestrator.log"
+    ).read_text()
+    replicas = [o for r, o in inventory.orchestrators() if r.name != inventory.wan_master_region]
+    lines = log.splitlines()
+    restarted = max(i for i, line in enumerate(lines) if "state: RUNNING" in line)
+    synced = {
+        (line.split("replica '")[1].split("'")[0], line.rsplit("|", 1)[1].rstrip("'"))
+        for line in lines[restarted:]
+        if "FullScanMasterSynchronizer" in line and "successfully synchronized replica" in line
+    }
+    assert {c for _, c in synced} == {"orders", "sessions"}
+    assert {r for r, _ in synced} & {f"{o.host}:9889" for o in replicas}
 
 
 def test_a_host_down_mid_run_then_rerun(wan: E2ESandbox) -> None:
@@ -142,7 +173,7 @@ def test_an_orchestrator_whose_install_dir_is_not_a_kit_is_not_stopped(wan: E2ES
         watch = WanWatch(ctx)
         with pytest.raises(StepFailed) as failed:
             wan_stop(watch, wrong, StepRecorder(real.name, "stop"))
-        assert watch.probe(real).reachable
+        assert watch.probe(real).up
     message = str(failed.value)
     assert str(folder) in message and "not a BigMemory Max 4.x kit" in message
     assert f"{real.name} was not stopped" in message

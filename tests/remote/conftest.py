@@ -151,7 +151,7 @@ def stop_pid(pid: int) -> None:
 
 class JsonServer:
     """A real HTTP server on ``address:port`` answering GET ``path`` with the JSON in
-    ``routes`` (what a management port or an orchestrator's status port answers)."""
+    ``routes`` (what a management port answers)."""
 
     def __init__(self, address: str, port: int, routes: dict[str, object]) -> None:
         self.routes = routes

@@ -4,9 +4,10 @@ every server state and when the server is down; clients and orchestrators."""
 
 from __future__ import annotations
 
-import json
 import os
 import pwd
+import socket
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -173,11 +174,16 @@ def test_client_probe(conn: Connection, host: Host) -> None:
 
 
 def test_orchestrator_probe(conn: Connection, host: Host, address: Callable[[], str]) -> None:
+    """Process, listen check on <bind>, replication log (since a mark), as the product shows an
+    orchestrator: no HTTP anywhere."""
     bind = address()
+    logs = host.work / "wan logs"  # a space: every value in the command is quoted
     wan_xml = host.work / "wan.xml"
-    write_as_user(
-        host, wan_xml, (FIXTURES / "wan.xml").read_text(encoding="utf-8").replace("127.0.0.1", bind)
-    )
+    text = (FIXTURES / "wan.xml").read_text(encoding="utf-8").replace("127.0.0.1", bind)
+    write_as_user(host, wan_xml, text.replace("/var/log/terracotta/wan", str(logs)))
+    fixture_log = (FIXTURES / "wan-replication.log").read_text(encoding="utf-8")
+    first, rest = fixture_log.split("\n", 3)[:3], fixture_log.split("\n", 3)[3]
+    write_as_user(host, logs / "wan-orchestrator.log", "\n".join(first) + "\n")
     orch = Orchestrator(
         name="wan-f-master",
         host=host.address,
@@ -185,20 +191,34 @@ def test_orchestrator_probe(conn: Connection, host: Host, address: Callable[[], 
         wan_xml=str(wan_xml),
         role="master",
     )
-    # Not running: nothing answers on the bind address.
-    stopped = probe_orchestrator(conn, orch, timeout=2)
-    assert not stopped.reachable and stopped.state == "stopped"
-    status_json = json.loads((FIXTURES / "wan-status.json").read_text(encoding="utf-8"))
-    server = JsonServer(bind, 9889, {"/wan/status": status_json})
+    stopped = probe_orchestrator(conn, orch, timeout=10)
+    assert (stopped.running, stopped.listening, stopped.state) == (False, False, "stopped")
+    assert stopped.bind == f"{bind}:9889" and stopped.error is None
+    assert [(s.replica, s.cache, s.synchronized) for s in stopped.syncs] == [
+        ("10.1.8.1:9001", "orders", False),
+        ("10.1.8.1:9001", "sessions", False),
+    ]
+    # A process started with this wan.xml, and its port: up.
+    process = subprocess.Popen(["sh", "-c", "sleep 60", "start-wan.sh", "-f", str(wan_xml)])
+    listener = socket.create_server((bind, 9889))
     try:
-        running = probe_orchestrator(conn, orch)
+        mark = stopped.log
+        assert mark is not None and mark.path == str(logs / "wan-orchestrator.log")
+        with (logs / "wan-orchestrator.log").open("a", encoding="utf-8") as stream:
+            stream.write(rest)
+        up = probe_orchestrator(conn, orch, timeout=10, since=mark, version=False)
     finally:
-        server.close()
-    assert running.reachable and (running.role, running.state, running.version) == (
-        "master",
-        "running",
-        "4.2.1",
-    )
-    assert [c.state for c in running.caches] == ["ACTIVE", "RESYNCING"]
+        listener.close()
+        process.kill()
+        process.wait()
+    assert (up.running, up.listening, up.up, up.version) == (True, True, True, None)
+    # Only the lines written since the mark: west's orders synchronized, north's begun.
+    assert [(s.side, s.replica, s.cache, s.synchronized) for s in up.syncs] == [
+        ("master", "10.1.8.1:9001", "orders", True),
+        ("master", "10.2.8.1:9001", "orders", False),
+        ("replica", None, "audit", False),
+    ]
+    assert up.log is not None and up.log.size == len(fixture_log.encode())
     missing = orch.model_copy(update={"wan_xml": str(host.work / "no wan.xml")})
-    assert "exited 1" in (probe_orchestrator(conn, missing).error or "")
+    gone = probe_orchestrator(conn, missing)
+    assert gone.running is None and "exited 1" in (gone.error or "")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bm_upgrade.probes import parse_wan_bind
+from bm_upgrade.probes import WanConfig, parse_wan_config
 from bm_upgrade.sandbox import faults
 from bm_upgrade.sandbox.hosts import plan_hosts
 from bm_upgrade.sandbox.kit_files.server.lib import tcwanxml
@@ -91,7 +91,9 @@ def test_wan_xml_round_trips_and_the_tool_reads_its_bind() -> None:
             {"name": "sessions", "masters": [("127.1.2.7", 9889)]},
         ],
     }
-    assert parse_wan_bind(text) == ("127.1.2.9", 9889)
+    assert parse_wan_config(text) == WanConfig(
+        ("127.1.2.9", 9889), "/srv/wan/logs", ("orders", "sessions")
+    )
     fixture = tcwanxml.parse_wan_xml((FIXTURES / "wan.xml").read_text(encoding="utf-8"))
     assert (fixture["host"], fixture["port"], fixture["behavior"]) == (
         "127.0.0.1",

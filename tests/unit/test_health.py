@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bm_upgrade.inventory import Inventory
-from bm_upgrade.probes import CacheState, OrchestratorStatus, ServerStatus
+from bm_upgrade.probes import OrchestratorStatus, ReplicaSync, ServerStatus
 from bm_upgrade.procedure.observe import ClusterView
 from bm_upgrade.procedure.seen import Seen
 from bm_upgrade.procedure.watch import WatchMemory, watch_step
@@ -153,27 +153,42 @@ def test_orchestrators_count_in_versions_and_their_problems_by_region() -> None:
         "east-wan-m": OrchestratorStatus(
             "east-wan-m",
             "10.0.8.1",
-            True,
-            "master",
-            "running",
-            "4.2.0",
-            caches=[CacheState("orders", "ACTIVE"), CacheState("sessions", "RESYNCING")],
+            running=True,
+            listening=True,
+            version="4.2.0",
+            bind="10.0.8.1:9889",
+            syncs=(
+                ReplicaSync("master", "orders", "10.0.8.1:9889", "10.1.8.1:9889", True),
+                ReplicaSync(
+                    "master",
+                    "sessions",
+                    "10.0.8.1:9889",
+                    "10.1.8.1:9889",
+                    False,
+                    "2015-07-15 10:00:01,5",
+                ),
+            ),
         ),
-        "east-wan-s": OrchestratorStatus("east-wan-s", "10.0.8.2", False, state="stopped"),
-        "west-wan-m": OrchestratorStatus("west-wan-m", "10.1.8.1", True, "master", "running"),
+        "east-wan-s": OrchestratorStatus("east-wan-s", "10.0.8.2", running=False),
+        "west-wan-m": OrchestratorStatus(
+            "west-wan-m", "10.1.8.1", running=True, listening=False, bind="10.1.8.1:9889"
+        ),
     }
     view = look(inventory, states, orchestrators=orchestrators)
     view.unreachable["10.1.8.2"] = "no route"  # west-wan-s: left to the unreachable host
+    unsynced = (
+        "orchestrator east-wan-m: replica 10.1.8.1:9889 of cache sessions not synchronized "
+        "(sync initiated at 2015-07-15 10:00:01,5)"
+    )
     assert view.health.orchestrators == {
-        "east": [
-            "orchestrator east-wan-m: cache sessions is RESYNCING",
-            "orchestrator east-wan-s is stopped",
-        ],
+        "east": [unsynced, "orchestrator east-wan-s is not running"],
+        "west": ["orchestrator west-wan-m does not listen on 10.1.8.1:9889"],
     }
     assert view.health.versions["4.2.0"] == ["east-wan-m"]
     assert warnings(view) == [
-        "east/orchestrator east-wan-m: cache sessions is RESYNCING",
-        "east/orchestrator east-wan-s is stopped",
+        f"east/{unsynced}",
+        "east/orchestrator east-wan-s is not running",
+        "west/orchestrator west-wan-m does not listen on 10.1.8.1:9889",
         "mixed versions: 4.2.0 (east-wan-m); 4.2.1 ("
         + ", ".join(s.name for _, _, s in inventory.servers())
         + ")",
@@ -182,5 +197,12 @@ def test_orchestrators_count_in_versions_and_their_problems_by_region() -> None:
     # A server is checked by the server check; orchestrators are not its business.
     assert view.server_problems("4.2.1") == ["no route"]
     rendered = render_text(status_report(view))
-    assert "east-wan-m       10.0.8.1               master   running        4.2.0" in rendered
-    assert rendered.endswith("status: DEGRADED (4 warning(s))")
+    assert (
+        "east-wan-m       10.0.8.1               master   up             4.2.0 log: "
+        "10.1.8.1:9889/orders synchronized, 10.1.8.1:9889/sessions syncing"
+    ) in rendered
+    assert (
+        "west-wan-m       10.1.8.1               master   starting       - log: no sync seen"
+        in (rendered)
+    )
+    assert rendered.endswith("status: DEGRADED (5 warning(s))")

@@ -1,5 +1,6 @@
-"""Probes reach an IPv6 host: the management REST URL and the WAN status URL put an IPv6
-literal in brackets (issue 11 F). A real HTTP server on ::1 answers with saved real output."""
+"""Probes reach an IPv6 host: the management REST URL puts an IPv6 literal in brackets
+(issue 11 F). A real HTTP server on ::1 answers with saved real output. (An orchestrator has
+no HTTP status: its probe runs on its own host, tests/unit/test_wan_logs.py.)"""
 
 from __future__ import annotations
 
@@ -14,21 +15,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from bm_upgrade.inventory import Orchestrator, Server
-from bm_upgrade.probes import (
-    STAT_PATH,
-    TOPOLOGY_PATH,
-    WAN_STATUS_PATH,
-    probe_orchestrator,
-    probe_server_rest,
-)
+from bm_upgrade.inventory import Server
+from bm_upgrade.probes import STAT_PATH, TOPOLOGY_PATH, probe_server_rest
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
-ROUTES = {
-    STAT_PATH: "rest-stat.json",
-    TOPOLOGY_PATH: "rest-topology.json",
-    WAN_STATUS_PATH: "wan-status.json",
-}
+ROUTES = {STAT_PATH: "rest-stat.json", TOPOLOGY_PATH: "rest-topology.json"}
 
 
 def _ipv6_loopback() -> bool:
@@ -74,15 +65,6 @@ def served_on_ipv6() -> Iterator[int]:
         thread.join()
 
 
-class _NoSsh:
-    """The orchestrator probe is given its bind address: it must not run anything."""
-
-    host = "::1"
-
-    def run(self, *args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("no command expected")
-
-
 def test_the_rest_probe_reaches_an_ipv6_server() -> None:
     with served_on_ipv6() as port:
         server = Server(
@@ -115,13 +97,3 @@ def test_an_unreachable_ipv6_server_is_named_by_a_valid_url() -> None:
     assert f"http://[::1]:{port}{STAT_PATH}" in (status.error or "")
     url = (status.error or "").split(": ", 1)[0]
     assert (urlsplit(url).hostname, urlsplit(url).port) == ("::1", port)
-
-
-def test_the_wan_probe_reaches_an_ipv6_bind_address() -> None:
-    orch = Orchestrator(
-        name="wan-f-master", host="::1", install_dir="/opt/k", wan_xml="/etc/wan.xml", role="master"
-    )
-    with served_on_ipv6() as port:
-        status = probe_orchestrator(_NoSsh(), orch, timeout=5.0, bind=("::1", port))
-    assert status.reachable, status.error
-    assert (status.role, status.state) == ("master", "running")

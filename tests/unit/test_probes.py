@@ -1,6 +1,6 @@
-"""Parsers of server-stat.sh, the REST stat/topology JSON, version.sh, wan.xml and /wan/status,
-on the exact formats of docs/terracotta.md (saved under tests/fixtures/), and one stripe's
-health from its servers' answers."""
+"""Parsers of server-stat.sh, the REST stat/topology JSON and version.sh, on the exact
+formats of docs/terracotta.md (saved under tests/fixtures/), and one stripe's health from its
+servers' answers (wan.xml and the replication log: test_wan_logs.py)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from bm_upgrade.inventory import Orchestrator, Server, Stripe
+from bm_upgrade.inventory import Server, Stripe
 from bm_upgrade.probes import (
     ServerStatus,
-    orchestrator_status_from_json,
     parse_server_stat,
     parse_version,
-    parse_wan_bind,
     server_status_from_rest,
     server_status_from_stat,
     version_from_topology,
@@ -136,21 +134,6 @@ def test_version_sh() -> None:
     assert parse_version(fixture("version-sh-4.2.1.txt")) == "4.2.1"
     assert parse_version("Terracotta Enterprise 4.3.4.1.4, as of x") == "4.3.4.1.4"
     assert parse_version("command not found") is None
-
-
-def test_wan_bind_and_status() -> None:
-    assert parse_wan_bind(fixture("wan.xml")) == ("127.0.0.1", 9889)
-    with pytest.raises(ValueError, match="bind"):
-        parse_wan_bind("<config/>")
-    orch = Orchestrator(
-        name="wan-f-master", host="h", install_dir="/opt/k", wan_xml="/etc/wan.xml", role="master"
-    )
-    st = orchestrator_status_from_json(orch, json.loads(fixture("wan-status.json")))
-    assert (st.role, st.state, st.version, st.region) == ("master", "running", "4.2.1", "frankfurt")
-    assert [(c.name, c.state) for c in st.caches] == [
-        ("orders", "ACTIVE"),
-        ("sessions", "RESYNCING"),
-    ]
 
 
 def _stripe(n: int) -> Stripe:

@@ -17,7 +17,7 @@ import pytest
 
 from bm_upgrade.errors import StepFailed
 from bm_upgrade.inventory import Inventory, Orchestrator
-from bm_upgrade.probes import CacheState, OrchestratorStatus, Runner
+from bm_upgrade.probes import LogMark, OrchestratorStatus, ReplicaSync, Runner, WanConfig
 from bm_upgrade.procedure import halt
 from bm_upgrade.procedure.kit import StagedKit
 from bm_upgrade.procedure.servers import StepContext
@@ -33,12 +33,12 @@ EAST_M, EAST_S, WEST_M, WEST_S = "east-wan-m", "east-wan-s", "west-wan-m", "west
 
 @dataclass
 class FakeOrchestrator:
-    """One orchestrator as its host and status port show it.
+    """One orchestrator as its host shows it.
 
     Attributes:
         kit: what its kit root's ``version.sh`` prints.
         running: a process of it runs (``ps`` shows it).
-        answers: its status port answers while it runs (False: it never comes up).
+        answers: its ``<bind>`` port listens while it runs (False: it never comes up).
     """
 
     orch: Orchestrator
@@ -50,16 +50,22 @@ class FakeOrchestrator:
 class FakeWan(FakeHosts):
     """The orchestrator hosts: wan.xml, ``ps``, ``version.sh``, ``stop-wan.sh``, a detached
     ``start-wan.sh`` and the kit swap's four commands (look, room, unpack, swap); and
-    :meth:`probe`, the status port."""
+    :meth:`probe`, the look at process, port, version and replication log. East is the
+    master region: its running orchestrators' logs show every running west orchestrator
+    successfully synchronized for cache ``orders``."""
 
     def __init__(self, inventory: Inventory, servers: dict[str, tuple[str, str]]) -> None:
         super().__init__(inventory, "4.2.1", servers)
         self.orchs = {o.host: FakeOrchestrator(o, "4.2.0") for _, o in inventory.orchestrators()}
+        self.resyncs = True  # east's logs show west's replicas synchronized
 
     def answer(self, host: str, line: str) -> tuple[str, Done]:
         fake = self.orchs[host]
         if line.startswith("cat -- "):
-            xml = f'<config xmlns="{WAN_NS}"><bind host="{host}" port="9889"/></config>'
+            xml = (
+                f'<config xmlns="{WAN_NS}"><bind host="{host}" port="9889"/><logs>/var/wan</logs>'
+                '<cacheManager><cache name="orders"/></cacheManager></config>'
+            )
             return "wan.xml", Done(0, xml)
         if line.startswith("ps -ww -eo"):
             running = f"java -cp x com.tc.Wan start-wan.sh -f {fake.orch.wan_xml}"
@@ -90,15 +96,29 @@ class FakeWan(FakeHosts):
         conn: Runner,
         orch: Orchestrator,
         timeout: float = 5.0,
-        bind: tuple[str, int] | None = None,
+        *,
+        config: WanConfig | None = None,
+        since: LogMark | None = None,
+        version: bool = True,
     ) -> OrchestratorStatus:
-        assert bind == (orch.host, 9889)
+        assert config == WanConfig((orch.host, 9889), "/var/wan", ("orders",))
         fake = self.orchs[orch.host]
-        if not (fake.running and fake.answers):
-            return OrchestratorStatus(orch.name, orch.host, False, state="stopped")
-        caches = [CacheState("orders", "ACTIVE")]
+        up = fake.running and fake.answers
+        syncs = tuple(
+            ReplicaSync("master", "orders", f"{orch.host}:9889", f"{other}:9889", True)
+            for other, peer in self.orchs.items()
+            if up and self.resyncs and orch.host.startswith("10.0.")
+            if other.startswith("10.1.") and peer.running
+        )
         return OrchestratorStatus(
-            orch.name, orch.host, True, orch.role, "running", fake.kit, "east", caches
+            orch.name,
+            orch.host,
+            running=fake.running,
+            listening=up,
+            version=fake.kit if version else None,
+            bind=f"{orch.host}:9889",
+            syncs=syncs,
+            log=LogMark("/var/wan/wan.log", 100),
         )
 
     def did(self) -> list[tuple[str, str]]:
@@ -163,7 +183,7 @@ def test_standbys_stop_first_all_install_then_masters_start_first() -> None:
     assert {f.orch.name: (f.running, f.kit) for f in hosts.orchs.values()} == dict.fromkeys(
         (EAST_M, EAST_S, WEST_M, WEST_S), (True, "4.2.1")
     )
-    # wan.xml is read once per orchestrator and cycle; every later look is the status port.
+    # wan.xml is read once per orchestrator and cycle; every later look is the probe.
     assert [hosts.on(host).count("wan.xml") for host in hosts.orchs] == [1, 1, 1, 1]
 
 
@@ -175,7 +195,7 @@ def test_an_orchestrator_that_does_not_come_back_fails_naming_it_and_a_rerun_goe
         cycle_orchestrators(ctx, hosts.probe)
     assert failed.value.node == EAST_M
     assert str(failed.value) == (
-        f"orchestrator {EAST_M} on 10.0.8.1 did not come up on 4.2.1 (still stopped after "
+        f"orchestrator {EAST_M} on 10.0.8.1 did not come up on 4.2.1 (still starting after "
         f"0.2 s); check /opt/terracotta/{EAST_M}.console.log (license with WAN? same "
         "version everywhere?), then rerun"
     )
@@ -235,3 +255,16 @@ def test_a_halted_run_stops_no_orchestrator() -> None:
         "step restart_clients_2 of this run failed"
     )
     assert hosts.did() == []
+
+
+def test_the_cycle_waits_for_the_master_regions_log_to_show_every_replica_resynced() -> None:
+    """Every orchestrator comes up, but east's replication logs never show a west replica
+    successfully synchronized: the cycle fails at confirm-wan, naming the cache."""
+    ctx, hosts = wan()
+    hosts.resyncs = False
+    with pytest.raises(StepFailed) as failed:
+        cycle_orchestrators(ctx, hosts.probe)
+    assert failed.value.node == "orchestrators"
+    assert "west/orders not resynced" in str(failed.value)
+    assert "check the orchestrators' replication logs" in str(failed.value)
+    assert {f.running for f in hosts.orchs.values()} == {True}
