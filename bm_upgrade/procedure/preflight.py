@@ -108,7 +108,8 @@ def preflight(
         UserError: the target has no kit in the inventory or is not a maintenance version
             (before any host is contacted).
         StepFailed: window closed, a host unreachable, a stripe not healthy.
-        LicenseError: the key does not fit the target or the window.
+        LicenseError: the key does not fit the target or the window (a field it lacks is a
+            warning).
         PlanRefused: downtime, data loss or not a maintenance upgrade, without consent.
     """
     now = now or datetime.datetime.now(datetime.UTC)
@@ -122,12 +123,10 @@ def preflight(
     )
     checks = [check_window(window_end, now)]
     valid_through = (window_end or now).date()
-    lic = check_license(
+    license_fit = check_license(
         inventory.license_file, options.target_version, inventory.has_wan(), valid_through
     )
-    checks.append(
-        f"license {lic.path} covers {options.target_version} through {valid_through.isoformat()}"
-    )
+    checks.append(license_fit.summary)
 
     view = observe_cluster(inventory, pool, reach_all=True)
     if view.unreachable:
@@ -141,6 +140,7 @@ def preflight(
     checks.append(check_java_homes(inventory, pool))
 
     errors, warnings = stripe_problems(inventory, view, options.target_version)
+    warnings = license_fit.warnings + warnings
     if errors:
         raise StepFailed(
             "preflight",

@@ -1,7 +1,7 @@
-"""License key files for the sandbox's kits (the format is in ENGINE.md).
+"""License key files for the sandbox's kits (the format is in ENGINE.md, "License key").
 
-The key lives outside the kits, like a real one; the upgrade tool parses its
-``key = value`` lines, and only the kit's programs check the signature.
+The key lives outside the kits, like a real one; the upgrade tool reads its fields, and only
+the kit's programs check the signature.
 """
 
 from __future__ import annotations
@@ -14,39 +14,45 @@ from bm_upgrade.sandbox.kit_files.server.lib import tckey
 LICENSE_FILE_NAME = tckey.LICENSE_FILE_NAME
 """The name a key must have in a kit root."""
 
+CAPABILITIES = ("ehcache", "ehcache offheap", "TMC", tckey.WAN_CAPABILITY)
+"""What a sandbox key allows: the first three as a public 4.x key names them, WAN (assumed)."""
+
 
 def render_license(
     *,
-    expiry: datetime.date,
+    expiry: datetime.date | None,
     product: str = "BigMemory Max",
-    version: str = "4.2",
-    capabilities: tuple[str, ...] = ("ehcache", "ehcache offheap", "TMC", "WAN"),
+    version: str | None = "4.2",
+    capabilities: tuple[str, ...] = CAPABILITIES,
     max_clients: int = 100,
     licensee: str = "bm_upgrade sandbox",
 ) -> str:
-    """The text of a signed license key."""
-    return tckey.render_license(
-        {
-            "License type": "Commercial",
-            "License number": "4200001",
-            "Licensee": licensee,
-            "Product": product,
-            "Edition": "FX",
-            "Version": version,
-            "Capabilities": ", ".join(capabilities),
-            "Max Client Count": str(max_clients),
-            "Expiration date": expiry.isoformat(),
-        }
-    )
+    """The text of a signed license key; ``expiry`` None: it never expires, ``version`` None:
+    the key names no version."""
+    fields = {
+        "License Type": "Commercial",
+        "License Number": "4200001",
+        "Licensee": licensee,
+        "Date of Issue": "2015-06-01",
+        tckey.PRODUCT: product,
+        "Edition": "FX",
+        tckey.CAPABILITIES: ", ".join(capabilities),
+        "Max Client Count": str(max_clients),
+    }
+    if expiry is not None:
+        fields[tckey.EXPIRATION_DATE] = expiry.isoformat()
+    if version is not None:
+        fields[tckey.VERSION] = version
+    return tckey.render_license(fields)
 
 
 def write_license(
     path: Path,
     *,
-    expiry: datetime.date,
+    expiry: datetime.date | None,
     product: str = "BigMemory Max",
-    version: str = "4.2",
-    capabilities: tuple[str, ...] = ("ehcache", "ehcache offheap", "TMC", "WAN"),
+    version: str | None = "4.2",
+    capabilities: tuple[str, ...] = CAPABILITIES,
     max_clients: int = 100,
     licensee: str = "bm_upgrade sandbox",
 ) -> None:

@@ -542,7 +542,7 @@ def test_start_refused_without_a_valid_license(
     if problem == "missing":
         key.unlink()
     elif problem == "signature":
-        key.write_text(key.read_text().replace("Licensee = ", "Licensee = x"))
+        key.write_text(key.read_text().replace("Licensee: ", "Licensee: x"))
     else:
         license.write_license(
             key,
@@ -553,10 +553,10 @@ def test_start_refused_without_a_valid_license(
     assert cluster.wait_exit("tsa-1a") == 2
     console = (cluster.servers["tsa-1a"]["home"] / "logs/tsa-1a.console.log").read_text()
     reason = {
-        "missing": "is missing",
-        "expired": "expired on 2020-01-01",
-        "product": "is for product 'Ehcache'",
-        "signature": "invalid signature",
+        "missing": "License key not found",
+        "expired": "Your Terracotta license has expired on 2020-01-01",
+        "product": "it is for product 'Ehcache'",
+        "signature": "it has an invalid signature",
     }[problem]
     assert "FATAL - License key" in console and reason in console
     assert cluster.events("server_process", server="tsa-1a", action="exit")[0]["exit_code"] == 2

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bm_upgrade import license as tool_license
 from bm_upgrade.sandbox import journal, kits, license, tcconfig
 from bm_upgrade.sandbox.kit_files.server.lib import tccommon, tcconfigxml, tckey
 
@@ -37,34 +38,50 @@ def test_journal_lines_stay_whole_with_many_writers(tmp_path: Path) -> None:
     assert all(e["event"] == "command" and isinstance(e["t"], float) for e in events)
 
 
-def test_license_file_has_the_contract_format(tmp_path: Path) -> None:
+def test_license_file_has_the_4x_layout_and_the_tool_reads_it(tmp_path: Path) -> None:
     path = tmp_path / "terracotta-license.key"
     license.write_license(path, expiry=datetime.date(2027, 12, 31))
     lines = path.read_text().splitlines()
-    assert lines[:10] == [
-        "# Terracotta license key",
-        "License type = Commercial",
-        "License number = 4200001",
-        "Licensee = bm_upgrade sandbox",
-        "Product = BigMemory Max",
-        "Edition = FX",
-        "Version = 4.2",
-        "Capabilities = ehcache, ehcache offheap, TMC, WAN",
-        "Max Client Count = 100",
-        "Expiration date = 2027-12-31",
+    assert lines[1] == "# Descriptor version: 3"
+    assert lines[3:13] == [
+        "Capabilities: ehcache, ehcache offheap, TMC, WAN",
+        "Date of Issue: 2015-06-01",
+        "Edition: FX",
+        "Expiration Date: 2027-12-31",
+        "License Number: 4200001",
+        "License Type: Commercial",
+        "Licensee: bm_upgrade sandbox",
+        "Max Client Count: 100",
+        "Product: BigMemory Max",
+        "Version: 4.2",
     ]
-    assert lines[10].startswith("Signature = ") and len(lines[10].split()[-1]) == 64
+    assert lines[13] == "" and lines[14].startswith("Signature: ")
+    signature = lines[14].split(": ", 1)[1]
+    assert len(signature) == 44 and signature.endswith("=")  # base64: the parsers stop there
     assert tckey.check_license(path, "4.2.1", TODAY) is None
+    # The upgrade tool reads the same key: every field it looks for, nothing to warn about.
+    fit = tool_license.license_fit(
+        tool_license.load_license(path), "4.2.1", True, datetime.date(2027, 1, 1)
+    )
+    assert (fit.refusals, fit.warnings) == ([], [])
+    assert fit.license.signed and fit.license.expires == datetime.date(2027, 12, 31)
+
+
+def test_a_key_without_expiry_or_version_lets_a_server_start(tmp_path: Path) -> None:
+    path = tmp_path / "terracotta-license.key"
+    license.write_license(path, expiry=None, version=None)
+    assert "Expiration Date" not in path.read_text()
+    assert tckey.check_license(path, "4.2.1", datetime.date(2099, 1, 1)) is None
 
 
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ("missing", "is missing"),
-        ("expired", "expired on 2025-12-31"),
-        ("product", "is for product 'Ehcache', not 'BigMemory Max'"),
-        ("version", "is for version 4.3; it does not cover 4.2.1"),
-        ("tampered", "invalid signature"),
+        ("missing", "License key not found"),
+        ("expired", ": Your Terracotta license has expired on 2025-12-31"),
+        ("product", ": it is for product 'Ehcache', not 'BigMemory Max'"),
+        ("version", ": it is for version 4.3; it does not cover 4.2.1"),
+        ("tampered", ": it has an invalid signature"),
     ],
 )
 def test_license_refusals(tmp_path: Path, change: str, expected: str) -> None:
@@ -79,11 +96,10 @@ def test_license_refusals(tmp_path: Path, change: str, expected: str) -> None:
     if change == "missing":
         path.unlink()
     if change == "tampered":
-        path.write_text(
-            path.read_text().replace("Max Client Count = 100", "Max Client Count = 9999")
-        )
+        path.write_text(path.read_text().replace("Max Client Count: 100", "Max Client Count: 9999"))
     problem = tckey.check_license(path, "4.2.1", TODAY)
     assert problem is not None and expected in problem
+    assert change == "missing" or problem.startswith(f"License key {path}: ")
 
 
 def test_tc_config_round_trip_and_defaults(tmp_path: Path) -> None:

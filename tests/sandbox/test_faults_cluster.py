@@ -148,13 +148,13 @@ def test_expired_license_refuses_the_start_and_clear_restores_the_key(
     original = key.read_text(encoding="utf-8")
     owner = key.stat().st_uid
     assert fault(sandbox, "expired-license", mirror.name, capsys=capsys)[0] == 0
-    assert "Expiration date = 2015-01-01" in key.read_text(encoding="utf-8")
+    assert "Expiration Date: 2015-01-01" in key.read_text(encoding="utf-8")
     assert key.stat().st_uid == owner
     assert mirror.stop()[0] == 0
     wait_gone(mirror)
     code, out = start_foreground(mirror)
     assert code == 2, out
-    assert "expired on 2015-01-01" in out
+    assert "Your Terracotta license has expired on 2015-01-01" in out
     assert fault(sandbox, "--clear", mirror.name, capsys=capsys)[0] == 0
     assert key.read_text(encoding="utf-8") == original
     restart_mirror(mirror)
@@ -163,7 +163,7 @@ def test_expired_license_refuses_the_start_and_clear_restores_the_key(
     main_key = sandbox.directory / "terracotta-license.key"
     before = main_key.read_text(encoding="utf-8")
     assert fault(sandbox, "expired-license", "license", capsys=capsys)[0] == 0
-    assert "Expiration date = 2015-01-01" in main_key.read_text(encoding="utf-8")
+    assert "Expiration Date: 2015-01-01" in main_key.read_text(encoding="utf-8")
     assert fault(sandbox, "--clear", "license", capsys=capsys)[0] == 0
     assert main_key.read_text(encoding="utf-8") == before
 

@@ -44,7 +44,7 @@ def test_kits_are_served_over_http_with_their_sha256(small_sandbox: Sandbox) -> 
             body = response.read()
         assert hashlib.sha256(body).hexdigest() == kit.sha256
     license_text = Path(inventory.license_file).read_text()
-    assert "Product = BigMemory Max" in license_text
+    assert "\nProduct: BigMemory Max\n" in license_text
     assert not list(small_sandbox.directory.glob("kits/**/terracotta-license.key"))
 
 

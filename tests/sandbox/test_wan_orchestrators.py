@@ -351,7 +351,7 @@ def test_orchestrator_faults_crash_on_start_expired_license_slow_stop(
 
     assert _fault(sandbox, "expired-license", standby.name) == 0
     code, out = standby.start_foreground(standby.kit)
-    assert code == 2 and "expired on 2015-01-01" in out
+    assert code == 2 and "Your Terracotta license has expired on 2015-01-01" in out
     assert _fault(sandbox, "--clear", standby.name) == 0
     standby.start()
     standby.wait_state("standby")

@@ -2,11 +2,14 @@
 
 Stdlib only and self-contained: shipped in ``server/lib/`` (the server and the orchestrator
 check their kit root's key) and imported by the sandbox's ``license.py``, which writes keys.
-The format is in ENGINE.md ("License").
+The format is the 4.x one (``# Descriptor version: 3``, ``Name: value`` lines in name order,
+a blank line, ``Signature: <base64>``); the signature is the sandbox's own HMAC. ENGINE.md
+("License key") gives the sources and what is assumed.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime
 import hashlib
 import hmac
@@ -14,48 +17,55 @@ from pathlib import Path
 
 LICENSE_FILE_NAME = "terracotta-license.key"
 LICENSE_PRODUCT = "BigMemory Max"
-# The kit's programs know this key; a real product would use a public-key signature.
+PRODUCT = "Product"
+CAPABILITIES = "Capabilities"
+EXPIRATION_DATE = "Expiration Date"  # (assumed) 3.x spells it "Expiration date"
+VERSION = "Version"  # (assumed) no public key shows a version field
+SIGNATURE = "Signature"
+WAN_CAPABILITY = "WAN"  # (assumed) no public source names the WAN capability
+# The kit's programs know this key; the real product checks a public-key signature.
 _LICENSE_HMAC_KEY = b"bm_upgrade-sandbox-license-v1"
-_LICENSE_ORDER = (
-    "License type",
-    "License number",
-    "Licensee",
-    "Product",
-    "Edition",
-    "Version",
-    "Capabilities",
-    "Max Client Count",
-    "Expiration date",
+_HEADER = (
+    "# Terracotta license key (bm_upgrade sandbox): only the licensee may use it.",
+    "# Descriptor version: 3",
+    "# " + "-" * 76,
 )
 
 
-def _license_signature(body_lines: list[str]) -> str:
+def _signature(body_lines: list[str]) -> str:
     body = "\n".join(body_lines).encode("utf-8")
-    return hmac.new(_LICENSE_HMAC_KEY, body, hashlib.sha256).hexdigest()
+    return base64.b64encode(hmac.new(_LICENSE_HMAC_KEY, body, hashlib.sha256).digest()).decode()
 
 
 def render_license(fields: dict[str, str]) -> str:
-    """The text of a signed license key holding ``fields`` (keys of ``_LICENSE_ORDER``)."""
-    body = [f"{key} = {fields[key]}" for key in _LICENSE_ORDER]
-    return "\n".join(
-        ["# Terracotta license key", *body, f"Signature = {_license_signature(body)}", ""]
-    )
+    """The text of a signed license key holding ``fields`` (written in name order)."""
+    body = [f"{name}: {fields[name]}" for name in sorted(fields)]
+    return "\n".join([*_HEADER, *body, "", f"{SIGNATURE}: {_signature(body)}", ""])
 
 
-def parse_license(text: str) -> tuple[dict[str, str], list[str]]:
-    """Split a license key into its fields and the signed body lines (in file order)."""
+def parse_license(text: str) -> tuple[dict[str, str], list[str], str]:
+    """Split a key into its fields (names lower-cased), the signed lines and the signature.
+
+    The fields end at the ``Signature:`` line: a base64 signature may end in ``=``.
+    """
     fields: dict[str, str] = {}
     body: list[str] = []
     for raw in text.splitlines():
         line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
+        if not line or line.startswith("#") or ":" not in line:
             continue
-        key, _, value = line.partition("=")
-        key, value = key.strip(), value.strip()
-        fields[key] = value
-        if key != "Signature":
-            body.append(f"{key} = {value}")
-    return fields, body
+        name, _, value = line.partition(":")
+        name, value = name.strip(), value.strip()
+        if name.lower() == SIGNATURE.lower():
+            return fields, body, value
+        fields[name.lower()] = value
+        body.append(f"{name}: {value}")
+    return fields, body, ""
+
+
+def capabilities(fields: dict[str, str]) -> list[str]:
+    """The key's capabilities (``Capabilities: a, b, c``)."""
+    return [c.strip() for c in fields.get(CAPABILITIES.lower(), "").split(",") if c.strip()]
 
 
 def check_license(path: Path, version: str, today: datetime.date | None = None) -> str | None:
@@ -73,25 +83,26 @@ def check_license(path: Path, version: str, today: datetime.date | None = None) 
 
 
 def _license_problem(path: Path, text: str, version: str, today: datetime.date) -> str | None:
-    fields, body = parse_license(text)
-    if not hmac.compare_digest(fields.get("Signature", ""), _license_signature(body)):
+    fields, body, signature = parse_license(text)
+    if not body or not hmac.compare_digest(signature, _signature(body)):
         return (
-            f"License key {path} has an invalid signature (the file was altered or is "
+            f"License key {path}: it has an invalid signature (the file was altered or is "
             "not a Terracotta license key)"
         )
-    product = fields.get("Product", "")
-    licensed = fields.get("Version", "")
+    product = fields.get(PRODUCT.lower(), "")
+    licensed = fields.get(VERSION.lower(), "")
+    expiry = fields.get(EXPIRATION_DATE.lower(), "")
     problem = None
     if product != LICENSE_PRODUCT:
-        problem = f"is for product '{product}', not '{LICENSE_PRODUCT}'"
-    elif licensed.split(".")[:2] != version.split(".")[:2]:
-        problem = f"is for version {licensed}; it does not cover {version}"
-    else:
+        problem = f"it is for product '{product}', not '{LICENSE_PRODUCT}'"
+    elif licensed and licensed.split(".")[:2] != version.split(".")[:2]:
+        problem = f"it is for version {licensed}; it does not cover {version}"
+    elif expiry:  # no expiration date: the key never expires
         try:
-            expiry = datetime.date.fromisoformat(fields.get("Expiration date", ""))
+            expires = datetime.date.fromisoformat(expiry)
         except ValueError:
-            problem = "has no valid 'Expiration date'"
+            problem = f"its '{EXPIRATION_DATE}' is unreadable ({expiry!r})"
         else:
-            if today > expiry:
-                problem = f"expired on {expiry.isoformat()}"
-    return f"License key {path} {problem}" if problem else None
+            if today > expires:
+                problem = f"Your Terracotta license has expired on {expires.isoformat()}"
+    return f"License key {path}: {problem}" if problem else None

@@ -184,9 +184,8 @@ class Orchestrator:
         key = self.kit_root / tckey.LICENSE_FILE_NAME
         problem = tckey.check_license(key, self.version)
         if problem is None:
-            fields, _ = tckey.parse_license(key.read_text(encoding="utf-8"))
-            capabilities = [c.strip() for c in fields.get("Capabilities", "").split(",")]
-            if "WAN" not in capabilities:
+            fields, _, _ = tckey.parse_license(key.read_text(encoding="utf-8"))
+            if tckey.WAN_CAPABILITY not in tckey.capabilities(fields):
                 problem = f"License key {key} does not carry the WAN capability"
         if problem:
             raise tccommon.StartupError(problem)
