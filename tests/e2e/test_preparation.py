@@ -27,6 +27,7 @@ from bm_upgrade.procedure.kit import StagedKit, fetch_kit, stage_kit
 from bm_upgrade.procedure.preflight import preflight
 from bm_upgrade.procedure.servers import ServerOps, upgrade_mirrors
 from bm_upgrade.remote import HostPool
+from bm_upgrade.sandbox import license
 from tests.e2e.conftest import E2ESandbox
 
 pytestmark = pytest.mark.e2e
@@ -73,6 +74,22 @@ def test_a_tc_config_that_disagrees_is_refused_before_anything_is_touched(
         if e["event"] == "command" and "head -c" in e["command"]
     ]
     assert {e["host"] for e in reads} == {s.host for s in wrong.regions[0].stripes[0].servers}
+
+
+def test_a_license_key_lacking_fields_only_warns(small_sandbox: E2ESandbox, pool: HostPool) -> None:
+    """Issue 13, item 8: a field the tool cannot find is a warning naming the file and the
+    field, never a refusal; a key without an expiry date never expires."""
+    t0 = max(float(e["t"]) for e in small_sandbox.journal())
+    key = small_sandbox.directory.parent / "unversioned" / "terracotta-license.key"
+    license.write_license(key, expiry=None, version=None)
+    inv = inventory_copy(small_sandbox, "unversioned-key.yaml", {"license_file": str(key)})
+    result = preflight(inv, pool, PlanOptions.from_inventory(inv, target_version="4.2.1"))
+    assert result.warnings[0] == (
+        f"license_file {key}: no 'Version' field; whether it covers 4.2 was not checked"
+    )
+    assert f"license {key} fits 4.2.1 through " in result.checks[1]
+    assert result.checks[1].endswith(": never expires (no expiry date)")
+    assert disruptive(small_sandbox, t0) == []
 
 
 def stage(sandbox: E2ESandbox, pool: HostPool, version: str) -> dict[str, StagedKit]:
