@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from bm_upgrade.inventory import Server
+from bm_upgrade.probes.management import login_refused
 from bm_upgrade.probes.models import UNKNOWN, ServerStatus
 
 _STAT_LINE = re.compile(
@@ -70,18 +71,38 @@ def server_status_from_stat(server: Server, text: str, version: str | None) -> S
         )
     health = block.get("health", UNKNOWN)
     error = block.get("error")
-    reachable = health != UNKNOWN and error is None
+    if health == UNKNOWN or error is not None:
+        return ServerStatus.unreachable(server, stat_error(server, error))
     return ServerStatus(
         name=server.name,
         host=server.host,
         health=health,
         role=block.get("role", UNKNOWN),
         state=block.get("state", UNKNOWN),
-        version=version if reachable else None,
-        reachable=reachable,
+        version=version,
+        reachable=True,
         group=None if block.get("group name") in (None, UNKNOWN) else block.get("group name"),
-        error=error,
     )
+
+
+AUTH_ERROR = "Authentication error"
+"""How ``server-stat.sh``'s ``.error`` line for a refused login begins (docs/terracotta.md)."""
+
+
+def stat_error(server: Server, error: str | None) -> str:
+    """What an unreachable block of ``server-stat.sh`` means for ``server``: its ``.error``
+    text, and for a refused login what to check in the inventory."""
+    said = f"server-stat.sh: {error}" if error else "server-stat.sh: unknown health"
+    if error is None or not error.startswith(AUTH_ERROR):
+        return f"server {server.name} ({server.host}) did not answer ({said})"
+    security = server.management_security
+    if security is None:
+        return (
+            f"the management port of server {server.name} ({server.host}:"
+            f"{server.management_port}) asks for a login ({said}); name its user and password "
+            "source under management_security for its region in the inventory"
+        )
+    return login_refused(server, security, said)
 
 
 def server_status_from_rest(

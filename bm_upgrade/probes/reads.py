@@ -15,10 +15,15 @@ import urllib.request
 from dataclasses import replace
 from typing import Any, Protocol
 
-from bm_upgrade.errors import CommandTimeout, RemoteError
+from bm_upgrade.errors import CommandTimeout, RemoteError, SecretUnavailable
 from bm_upgrade.inventory import Client, Orchestrator, Server
-from bm_upgrade.inventory.scripts import java_home_problem, refused_for_java, script_argv
-from bm_upgrade.inventory_checks import url_host
+from bm_upgrade.inventory.scripts import (
+    java_home_problem,
+    refused_for_java,
+    script_argv,
+    with_script_input,
+)
+from bm_upgrade.probes.management import management_json
 from bm_upgrade.probes.models import ClientStatus, ServerStatus
 from bm_upgrade.probes.parsers import (
     jar_set_version,
@@ -66,14 +71,14 @@ def http_json(url: str, timeout: float = 5.0) -> dict[str, Any]:
 
 
 def probe_server_rest(server: Server, timeout: float = 5.0) -> ServerStatus:
-    """A server's status from its management REST port."""
-    base = f"http://{url_host(server.host)}:{server.management_port}"
+    """A server's status from its management REST port (HTTPS with its region's login when
+    secured: :mod:`bm_upgrade.probes.management`)."""
     try:
-        stat = http_json(base + STAT_PATH, timeout)
+        stat = management_json(server, STAT_PATH, timeout)
     except OSError as exc:
-        return ServerStatus.unreachable(server, f"{base}{STAT_PATH}: {getattr(exc, 'reason', exc)}")
+        return ServerStatus.unreachable(server, str(exc))
     try:
-        topology: dict[str, Any] | None = http_json(base + TOPOLOGY_PATH, timeout)
+        topology: dict[str, Any] | None = management_json(server, TOPOLOGY_PATH, timeout)
     except OSError:
         topology = None  # an old agent without topologies: version stays unknown
     return server_status_from_rest(server, stat, topology)
@@ -89,8 +94,9 @@ def probe_server_ssh(conn: Runner, server: Server, timeout: float = 30.0) -> Ser
     """A server's status from ``server-stat.sh`` (and ``version.sh``) run on its host."""
     argv = script_argv(server, "server-stat.sh", "-s", f"{server.host}:{server.management_port}")
     try:
-        result = conn.run(argv, timeout=timeout, check=False)
-    except RemoteError as exc:
+        command = with_script_input(shell(argv), server, "server-stat.sh")
+        result = conn.run(command, timeout=timeout, check=False)
+    except (RemoteError, SecretUnavailable) as exc:
         return ServerStatus.unreachable(server, str(exc))
     if result.exit_code != 0 and refused_for_java(result.stdout + result.stderr):
         return ServerStatus.unreachable(server, java_home_problem(server))

@@ -16,6 +16,7 @@ regions:
     clients: 2
     orchestrators: {master: 1, standby: 1}   # WAN orchestrators, each on its own host
     replica_disconnect_behavior: reconnectResync   # or remainDisconnected (replica regions)
+    secured: false          # true: HTTPS, user and password on the management ports
 timing: {start_s: 0.5, election_s: 1.0, sync_s: 1.0, sync_s_per_mb: 0.0}
 ```
 
@@ -68,6 +69,7 @@ _REGION_KEYS = {
     "clients",
     "orchestrators",
     "replica_disconnect_behavior",
+    "secured",
 }
 _BEHAVIORS = ("reconnectResync", "remainDisconnected")
 _TIMING_KEYS = {"start_s", "election_s", "sync_s", "sync_s_per_mb"}
@@ -226,6 +228,15 @@ def _count(
     return value
 
 
+def _secured(region: dict[str, Any], where: str, issues: list[str]) -> bool:
+    """A region's ``secured`` (default false): HTTPS and a password on its management ports."""
+    secured = region.get("secured", False)
+    if not isinstance(secured, bool):
+        issues.append(f"{where}secured: {secured!r} must be true or false")
+        return False
+    return secured
+
+
 def _regions(raw: Any, issues: list[str]) -> list[RegionSpec]:
     if not isinstance(raw, list) or not raw:
         issues.append(
@@ -269,6 +280,7 @@ def _regions(raw: Any, issues: list[str]) -> list[RegionSpec]:
                 orchestrators_master=masters,
                 orchestrators_standby=standbys,
                 replica_disconnect_behavior=str(behavior),
+                secured=_secured(region, where, issues),
             )
         )
     names = [r.name for r in regions]

@@ -44,6 +44,7 @@ class RegionSpec:
     orchestrators_master: int = 0
     orchestrators_standby: int = 0
     replica_disconnect_behavior: str = "reconnectResync"
+    secured: bool = False  # HTTPS and a password on the management port (security.py)
 
     @property
     def orchestrator_count(self) -> int:

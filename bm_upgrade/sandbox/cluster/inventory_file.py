@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from bm_upgrade.sandbox import java, kits, license, wan
+from bm_upgrade.sandbox import java, kits, license, security, wan
 from bm_upgrade.sandbox.cluster.layout import KIT_PORT
 from bm_upgrade.sandbox.hosts import ClientPlan, HostPlan, ServerPlan
 from bm_upgrade.sandbox.topology_model import Topology
@@ -56,6 +56,11 @@ def write_inventory(
                     for o in plan.orchestrators
                     if o.region == region.name
                 ],
+                **(
+                    {"management_security": security.inventory_entry(directory)}
+                    if region.secured
+                    else {}
+                ),
             }
         )
     newest = max(topology.kits, key=lambda v: tuple(int(p) for p in v.split(".")))

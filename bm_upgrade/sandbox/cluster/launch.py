@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bm_upgrade.sandbox import java, logins, wan
+from bm_upgrade.sandbox import java, logins, security, wan
 from bm_upgrade.sandbox.hosts import HostPlan, OrchestratorPlan, ServerPlan
 from bm_upgrade.sandbox.protocol import server_stat
 
@@ -120,22 +120,22 @@ def _start_orchestrator(orch: OrchestratorPlan, user: str) -> None:
     )
 
 
+def _state(server: ServerPlan) -> str | None:
+    """The server's state by its REST stat (with the sandbox's credentials when secured)."""
+    auth = security.auth_for(server.directory, server.region)
+    return (server_stat(server.host, server.management_port, auth=auth) or {}).get("state")
+
+
 def wait_states(servers: list[ServerPlan], states: set[str], deadline: float) -> None:
     """Wait until every server's REST stat shows one of ``states``; raises SandboxError."""
     pending = list(servers)
     while pending:
-        pending = [
-            s
-            for s in pending
-            if (server_stat(s.host, s.management_port) or {}).get("state") not in states
-        ]
+        pending = [s for s in pending if _state(s) not in states]
         if not pending:
             return
         if time.monotonic() > deadline:
             server = pending[0]
-            seen = (server_stat(server.host, server.management_port) or {}).get(
-                "state", "no answer"
-            )
+            seen = _state(server) or "no answer"
             raise SandboxError(
                 f"server {server.name} ({server.host}) did not reach {'/'.join(sorted(states))} "
                 f"in time (state: {seen}); see {server.console_log}"

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bm_upgrade.sandbox import clientapp, java, kits, license, tcconfig, wan
+from bm_upgrade.sandbox import clientapp, java, kits, license, security, tcconfig, wan
 from bm_upgrade.sandbox.hosts import HostPlan, ServerPlan
 from bm_upgrade.sandbox.topology_model import Topology
 
@@ -104,6 +104,7 @@ def lay_out_hosts(topology: Topology, directory: Path, plan: HostPlan, tarball: 
             persistent=topology.persistent,
             reconnect_window_s=topology.reconnect_window_s,
             election_s=topology.timing.election_s,
+            security=_secure(directory, region.name, plan) if region.secured else None,
         )
         for server in plan.servers_of(region.name)[1:]:
             server.tc_config.parent.mkdir(parents=True, exist_ok=True)
@@ -116,6 +117,15 @@ def lay_out_hosts(topology: Topology, directory: Path, plan: HostPlan, tarball: 
             client.root.mkdir(parents=True, exist_ok=True)
             clientapp.install_client_app(client.app_dir, client_kit, name=client.name)
     _lay_out_java(topology, plan)
+    for region in topology.regions:
+        if region.secured:
+            for server in plan.servers_of(region.name):
+                security.trust_ca(directory, server.java_home)
+
+
+def _secure(directory: Path, region: str, plan: HostPlan) -> dict[str, str]:
+    """A secured region's keystore, keychain and users (security.py)."""
+    return security.secure_region(directory, region, [s.host for s in plan.servers_of(region)])
 
 
 def _lay_out_java(topology: Topology, plan: HostPlan) -> None:

@@ -17,11 +17,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bm_upgrade.sandbox.kit_files.server.lib import tcbackup, tccommon
+    from bm_upgrade.sandbox.kit_files.server.lib import tcbackup, tccommon, tcsecurity
     from bm_upgrade.sandbox.kit_files.server.lib.tcserver import Server
 else:
     import tcbackup
     import tccommon
+    import tcsecurity
 
 API = "/tc-management-api/v2"
 
@@ -87,8 +88,31 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, code: int, payload: object) -> None:
         self._send(code, json.dumps(payload, separators=(",", ":")).encode("utf-8"))
 
+    def _refused(self, *roles: str) -> bool:
+        """On a secured server (ENGINE.md, "Secured mode"): 401 without valid Basic
+        credentials, 403 without one of ``roles``; True when the request was answered."""
+        security = self.tc.me.get("security") if self.tc.config.get("secure") else None
+        if security is None:
+            return False
+        found = tcsecurity.authenticate(self.headers.get("Authorization"), security)
+        if found is None:
+            body = json.dumps({"error": "Authentication required"}).encode("utf-8")
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="Terracotta Management"')
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return True
+        if roles and not found[1] & set(roles):
+            self._json(403, {"error": f"user {found[0]} lacks the {'/'.join(roles)} role"})
+            return True
+        return False
+
     def do_GET(self) -> None:
         """stat, topology, config."""
+        if self._refused():
+            return
         path = self.path.split("?", 1)[0].rstrip("/")
         if path == f"{API}/local/stat":
             state = self.tc.state
@@ -111,7 +135,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": f"no resource at {path}"})
 
     def do_POST(self) -> None:
-        """shutdown."""
+        """shutdown (a secured server asks for the admin role)."""
+        if self._refused(tcsecurity.ADMIN_ROLE):
+            return
         path = self.path.split("?", 1)[0].rstrip("/")
         if path == f"{API}/agents/backups":  # the Database Backup Utility (tcbackup.py)
             name = urllib.parse.parse_qs(self.path.partition("?")[2]).get("name", [None])[0]
@@ -139,4 +165,6 @@ class _Handler(BaseHTTPRequestHandler):
 def start_rest(server: Server) -> ThreadingHTTPServer:
     """Serve the management API on the server's management port (raises OSError if taken)."""
     handler = type("Handler", (_Handler,), {"tc": server})
-    return tccommon.serve_http(handler, server.me["host"], server.me["management_port"])
+    security = server.me.get("security") if server.config.get("secure") else None
+    tls = tcsecurity.server_context(security) if security else None
+    return tccommon.serve_http(handler, server.me["host"], server.me["management_port"], tls)
