@@ -41,7 +41,8 @@ tc-config (docs/terracotta.md; the guide's pages disagree, see there)."""
 
 def backup_name(run_tag: str) -> str:
     """The name of this run's backups: ``bm-upgrade-<run tag>``, or a time stamp without one."""
-    tag = run_tag or datetime.datetime.now(datetime.UTC).strftime("%Y%m%d%H%M%S")
+    # Without a run (the procedure called directly) every call takes its own backup.
+    tag = run_tag or datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S-%f")
     return f"bm-upgrade-{tag}"
 
 

@@ -115,8 +115,6 @@ def _run_segments(
     last: tuple[str, str] | None = None
     for _ in range(MAX_STEPS):
         seen = ctx.observe_servers(stripe.servers)
-        if not records and last is None:  # the first look: before anything of it stops
-            records += ensure_backup(ctx, region, stripe, seen)
         steps = stripe_steps(ctx, region, stripe, seen)
         step = next((s for s in steps if not s.skipped), None)
         if step is None:
@@ -131,6 +129,8 @@ def _run_segments(
                 f"mirrors are upgraded before the active; run {mirrors_node} "
                 "(upgrade_mirrors) for it first (nothing was stopped)",
             )
+        if not records and last is None:  # the first step this op does: before any stop
+            records += ensure_backup(ctx, region, stripe, seen)
         if last == (step.node, step.action):
             raise StepFailed(
                 step.node,

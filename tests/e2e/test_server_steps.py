@@ -436,8 +436,9 @@ def single_sandbox() -> Iterator[E2ESandbox]:
 def test_a_stripe_without_mirror_needs_consent_then_restarts_on_the_target(
     single_sandbox: E2ESandbox,
 ) -> None:
-    """Without consent the plan refuses and nothing stops; with it the lone ACTIVE is stopped
-    (--force), upgraded and confirmed ACTIVE again, its data recovered from disk."""
+    """Without consent the plan refuses and nothing stops (and no backup is taken); with it
+    the lone ACTIVE's data is backed up, then it is stopped (--force), upgraded and confirmed
+    ACTIVE again, its data recovered from disk."""
     inv = single_sandbox.inventory
     (server,) = the_stripe(inv).servers
     with HostPool(inv.ssh) as hosts:
@@ -445,10 +446,12 @@ def test_a_stripe_without_mirror_needs_consent_then_restarts_on_the_target(
         with pytest.raises(PlanRefused, match="allow-downtime"):
             mirrors_then_failover(ServerOps.create(inv, hosts, target="4.2.1"), inv)
         assert stop_commands(single_sandbox.journal(since)) == []
+        assert [e for e in single_sandbox.journal(since) if e["event"] == "data_backup"] == []
         staged = stage(single_sandbox, hosts, "4.2.1")
         ctx = ServerOps.create(inv, hosts, target="4.2.1", staged=staged, allow_downtime=True)
         records = mirrors_then_failover(ctx, inv)
     assert [r.action for r in records if not r.skipped] == [
+        "backup-data",
         "stop",
         "install",
         "start",
