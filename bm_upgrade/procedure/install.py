@@ -94,13 +94,11 @@ def stop_server(
         )
     rec.done(f"ran the stop script ({said})")
     outcome = ctx.wait_stopped(server, timeout)
-    if not outcome.ok:
-        raise StepFailed(
-            server.name,
-            f"{server.name} on {server.host} did not stop within "
-            f"{timeout:g} s of its stop script ({outcome.why_not(timeout)}); check "
-            f"its console log {server.console_log_path}, stop it by hand, then rerun",
-        )
+    outcome.value_or_fail(
+        server.name,
+        f"{server.name} on {server.host} did not stop within {timeout:g} s of its stop script",
+        f"check its console log {server.console_log_path}, stop it by hand, then rerun",
+    )
     rec.done(f"{server.name} exited after {outcome.waited_s:.1f} s")
 
 

@@ -32,7 +32,7 @@ from bm_upgrade.procedure.observe import require_servers_ready
 from bm_upgrade.procedure.records import StepRecord, StepRecorder, skipped
 from bm_upgrade.procedure.servers import StepContext
 from bm_upgrade.procedure.side_by_side import side_by_side
-from bm_upgrade.procedure.waits import ALIVE_EVERY_S, Poll, wait_for
+from bm_upgrade.procedure.waits import ALIVE_EVERY_S, Poll
 from bm_upgrade.procedure.wan_watch import OrchestratorProbe, Seen, WanWatch, observe
 from bm_upgrade.remote import shell
 from bm_upgrade.remote.quoting import detached, split_marked
@@ -62,16 +62,12 @@ def _stop(wan: WanWatch, orch: Orchestrator, rec: StepRecorder) -> None:
             return Poll(now="still running")
         return Poll(True, "stopped")
 
-    outcome = wait_for(
-        check, what=f"{orch.name} stopped", timeout_s=timeout, log=ctx.log, poll_s=ctx.poll_s
+    outcome = ctx.wait(check, f"{orch.name} stopped", timeout, ctx.poll_s)
+    outcome.value_or_fail(
+        orch.name,
+        f"orchestrator {orch.name} on {orch.host} did not stop within {timeout:g} s",
+        f"check {orch.console_log_path}, stop it by hand, then rerun",
     )
-    if not outcome.ok:
-        raise StepFailed(
-            orch.name,
-            f"orchestrator {orch.name} on {orch.host} did not stop "
-            f"within {timeout:g} s ({outcome.why_not(timeout)}); check "
-            f"{orch.console_log_path}, stop it by hand, then rerun",
-        )
 
 
 def _start(wan: WanWatch, orch: Orchestrator, rec: StepRecorder) -> None:
@@ -109,22 +105,13 @@ def _start(wan: WanWatch, orch: Orchestrator, rec: StepRecorder) -> None:
                 return Poll(now="down", hopeless=f"{orch.name}'s process exited")
         return Poll(now=status.state or "starting")
 
-    outcome = wait_for(
-        check,
-        what=f"{orch.name} running on {ctx.target}",
-        timeout_s=timeout,
-        log=ctx.log,
-        poll_s=ctx.poll_s,
+    outcome = ctx.wait(check, f"{orch.name} running on {ctx.target}", timeout, ctx.poll_s)
+    status = outcome.value_or_fail(
+        orch.name,
+        f"orchestrator {orch.name} on {orch.host} did not come up on {ctx.target}",
+        f"check {orch.console_log_path} (license with WAN? same version everywhere?), then rerun",
     )
-    if outcome.value is None:
-        raise StepFailed(
-            orch.name,
-            f"orchestrator {orch.name} on {orch.host} did not come up "
-            f"on {ctx.target} ({outcome.why_not(timeout)}); check "
-            f"{orch.console_log_path} (license with WAN? same version everywhere?), "
-            "then rerun",
-        )
-    rec.done(f"{orch.name} runs {ctx.target} as {outcome.value.state}")
+    rec.done(f"{orch.name} runs {ctx.target} as {status.state}")
 
 
 def confirm_wan(wan: WanWatch, rec: StepRecorder) -> None:
@@ -147,20 +134,12 @@ def confirm_wan(wan: WanWatch, rec: StepRecorder) -> None:
             ]
         return Poll(now=", ".join(waiting)) if waiting else Poll(True, "all caches ACTIVE")
 
-    outcome = wait_for(
-        check,
-        what="every replica cache resynced",
-        timeout_s=timeout,
-        log=ctx.log,
-        poll_s=ctx.poll_s,
+    outcome = ctx.wait(check, "every replica cache resynced", timeout, ctx.poll_s)
+    outcome.value_or_fail(
+        "orchestrators",
+        f"the WAN did not settle within {timeout:g} s",
+        "the servers and clients are upgraded; check the orchestrators' logs, then rerun",
     )
-    if not outcome.ok:
-        raise StepFailed(
-            "orchestrators",
-            f"the WAN did not settle within {timeout:g} s "
-            f"({outcome.why_not(timeout)}); the servers and clients are upgraded; "
-            "check the orchestrators' logs, then rerun",
-        )
     rec.done(f"master region serving, every replica cache ACTIVE after {outcome.waited_s:.1f} s")
 
 
