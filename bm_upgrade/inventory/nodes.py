@@ -9,7 +9,7 @@ fields is in :mod:`bm_upgrade.inventory.cross_field`.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -56,6 +56,27 @@ class _Node(FrozenModel):
         return path
 
 
+class _RunsFromKit:
+    """A node run from a kit root of its own (``install_dir``); a detached start writes its
+    console to ``console_log``, else beside the kit root. Declares no fields: the models
+    that use it declare them, each with its own description."""
+
+    if TYPE_CHECKING:
+        name: str
+        install_dir: str
+        console_log: str | None
+
+    @property
+    def kit_root(self) -> KitRoot:
+        return KitRoot.of(self.install_dir)
+
+    @property
+    def console_log_path(self) -> str:
+        """Where a detached start writes the console: ``console_log``, else beside the kit
+        root."""
+        return self.console_log or self.kit_root.console_log(self.name)
+
+
 def major_minor(version: str) -> str:
     """``"4.2.1.4"`` -> ``"4.2"``."""
     return ".".join(version.split(".")[:2])
@@ -76,7 +97,7 @@ class Kit(FrozenModel):
         return url
 
 
-class Server(_Node):
+class Server(_RunsFromKit, _Node):
     """One Terracotta server (L2) of a stripe."""
 
     name: str = Name
@@ -98,16 +119,6 @@ class Server(_Node):
     )
     start_command: str | None = None
     stop_command: str | None = None
-
-    @property
-    def kit_root(self) -> KitRoot:
-        return KitRoot.of(self.install_dir)
-
-    @property
-    def console_log_path(self) -> str:
-        """Where a detached start writes the console: ``console_log``, else beside the kit
-        root."""
-        return self.console_log or self.kit_root.console_log(self.name)
 
     def ports(self) -> list[int]:
         """Every port the server binds (tc-config defaults: tsa, +10 jmx, +20 group)."""
@@ -147,7 +158,7 @@ class Client(_Node):
     )
 
 
-class Orchestrator(_Node):
+class Orchestrator(_RunsFromKit, _Node):
     """A WAN replication orchestrator."""
 
     name: str = Name
@@ -159,16 +170,6 @@ class Orchestrator(_Node):
         "reconnectResync"
     )
     console_log: str | None = None
-
-    @property
-    def kit_root(self) -> KitRoot:
-        return KitRoot.of(self.install_dir)
-
-    @property
-    def console_log_path(self) -> str:
-        """Where a detached start writes the console: ``console_log``, else beside the kit
-        root."""
-        return self.console_log or self.kit_root.console_log(self.name)
 
 
 class Region(FrozenModel):
