@@ -216,11 +216,12 @@ def upgrade_client(ctx: StepContext, client: Client) -> list[StepRecord]:
         rec.done(f"{confirmed} the {final.jar_version} jars after {time.time() - started:.1f} s")
         records.append(rec.record())
     except RemoteError as exc:
-        raise StepFailed(
+        raise StepFailed.talking_to(
             client.name,
-            f"upgrading client {client.name} failed talking to "
-            f"{exc.host} ({_reason(exc)}); fix the connection and rerun: "
-            "finished steps are skipped",
+            f"upgrading client {client.name}",
+            exc,
+            "fix the connection and rerun: finished steps are skipped",
+            why=_reason(exc),
         ) from exc
     for record in records:
         ctx.log.info("%s", record.summary())

@@ -217,11 +217,11 @@ def _run_step(wan: WanWatch, step: Step, seen: Mapping[str, Seen]) -> StepRecord
             rec.saw(f"{orch.name} ({orch.role}) {state}")
             ACTIONS[step.action](wan, orch, rec)
     except RemoteError as exc:
-        raise StepFailed(
+        raise StepFailed.talking_to(
             step.node,
-            f"{step.action} of {step.node} failed talking to "
-            f"{exc.host} ({exc}); fix the connection and rerun: finished "
-            "steps are skipped",
+            f"{step.action} of {step.node}",
+            exc,
+            "fix the connection and rerun: finished steps are skipped",
         ) from exc
     record = rec.record()
     ctx.log.info("%s", record.summary())
