@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from typing import Any
+from xml.sax.saxutils import escape
 
 TC_NS = "http://www.terracotta.org/config"
 DEFAULT_ELECTION_S = 5.0
@@ -130,13 +131,7 @@ def render_tc_config(
     """tc-config.xml text in the format of docs/terracotta.md: one <mirror-group> per stripe."""
 
     def esc(value: object) -> str:
-        return (
-            str(value)
-            .replace("&", "&amp;")
-            .replace("<", "&lt;")
-            .replace(">", "&gt;")
-            .replace('"', "&quot;")
-        )
+        return escape(str(value), {'"': "&quot;"})
 
     lines = [f'<tc:tc-config xmlns:tc="{TC_NS}">', "  <servers>"]
     for stripe in stripes:

@@ -92,6 +92,11 @@ class Orchestrator:
             return
         self.state = state
         self.log(f"Orchestrator {self.name} state: {state.upper()}")
+        self.journal_state(state)
+
+    def journal_state(self, state: str, **more: str) -> None:
+        """Journal the orchestrator's state (``failed``, with its ``reason``: it could not
+        start)."""
         tccommon.journal_append(
             self.journal,
             "orchestrator_state",
@@ -100,6 +105,7 @@ class Orchestrator:
             role=self.role,
             state=state,
             version=self.version,
+            **more,
         )
 
     def set_caches(self, state: str) -> None:
@@ -138,12 +144,7 @@ class Orchestrator:
             f"WAN orchestrator {self.name} {self.version} (region {self.region or '-'}, "
             f"role {self.role}) starting on {self.config['host']}:{self.config['port']}"
         )
-        self.stopping.wait(tccommon.boot_time_left(self.start_s))
-        if tccommon.fault(self.sandbox, "crash-on-start", self.version, self.name):
-            raise tccommon.StartupError(
-                f"Orchestrator {self.name} {self.version} crashed at start "
-                "(sandbox fault crash-on-start)"
-            )
+        tccommon.boot(self, f"Orchestrator {self.name} {self.version} crashed at start")
         key = self.kit_root / tckey.LICENSE_FILE_NAME
         problem = tckey.check_license(key, self.version)
         if problem is None:
@@ -153,13 +154,9 @@ class Orchestrator:
                 problem = f"License key {key} does not carry the WAN capability"
         if problem:
             raise tccommon.StartupError(problem)
-        try:
-            self._httpd = tcwanhttp.serve(self)
-        except OSError as exc:
-            raise tccommon.StartupError(
-                f"Cannot bind {self.config['host']}:{self.config['port']}: "
-                f"{exc.strerror}; is another orchestrator using that port?"
-            ) from None
+        self._httpd = tccommon.bind_http(
+            lambda: tcwanhttp.serve(self), self.config["host"], self.config["port"], "orchestrator"
+        )
         self.set_state(RUNNING if self.role == "master" else STANDBY)
         if self.role != "master":
             self.master_lost_at = time.monotonic()
@@ -315,16 +312,7 @@ def run(argv: list[str]) -> int:
         message = f"FATAL - {exc}"
         if orch is not None:
             orch.log(str(exc), "FATAL")
-            tccommon.journal_append(
-                orch.journal,
-                "orchestrator_state",
-                orchestrator=orch.name,
-                region=orch.region,
-                role=orch.role,
-                state="failed",
-                version=orch.version,
-                reason=str(exc),
-            )
+            orch.journal_state("failed", reason=str(exc))
         else:
             print(message)
         code = tccommon.EXIT_STARTUP
