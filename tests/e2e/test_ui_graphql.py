@@ -7,16 +7,14 @@ Every process is started in its own session and stopped by its PID's process gro
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import shutil
 import socket
 import tempfile
-import threading
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ from bm_upgrade.defs.sensors import INTERVAL_ENV
 from bm_upgrade.procedure.kit import CACHE_DIR_ENV
 from bm_upgrade.sandbox import faults
 from tests.dagster import processes
+from tests.dagster.webhook import Receiver, webhook_receiver
 from tests.e2e.conftest import E2ESandbox, start_e2e_sandbox, stop_e2e_sandbox
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -70,12 +69,6 @@ query Observations($key: AssetKeyInput!) {
   }
 }"""
 DONE = {"SUCCESS", "FAILURE", "CANCELED"}
-
-
-@dataclass
-class Receiver:
-    url: str = ""
-    bodies: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -145,27 +138,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    box = Receiver()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            box.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    box.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    try:
+    with webhook_receiver(status=204) as box:
         yield box
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.fixture(scope="module")
