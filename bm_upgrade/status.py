@@ -87,6 +87,11 @@ def _client_state(client: dict[str, Any]) -> str:
     return "running" if client["running"] else "stopped"
 
 
+def _row(node: dict[str, Any], third: str, rest: str) -> str:
+    """One node's line: its name, host and a short third column aligned, then ``rest``."""
+    return f"    {node['name']:<16} {node['host']:<22} {third:<8} {rest}"
+
+
 def render_text(report: dict[str, Any]) -> str:
     """The human-readable form of :func:`status_report`."""
     lines = [
@@ -99,26 +104,18 @@ def render_text(report: dict[str, Any]) -> str:
             verdict = "healthy" if stripe["healthy"] else "DEGRADED"
             lines.append(f"  stripe {stripe['name']}: {verdict}")
             lines += [
-                f"    {st['name']:<16} {st['host']:<22} {st['role']:<8} {st['state']:<22} "
-                f"{st['version'] or '-'}"
+                _row(st, st["role"], f"{st['state']:<22} {st['version'] or '-'}")
                 for st in stripe["servers"]
             ]
         if region["clients"]:
             lines.append("  clients")
-        lines += [
-            f"    {cl['name']:<16} {cl['host']:<22} {_client_state(cl):<8} "
-            f"{cl['jar_version'] or '-'}"
-            for cl in region["clients"]
-        ]
+        lines += [_row(cl, _client_state(cl), cl["jar_version"] or "-") for cl in region["clients"]]
         if region["orchestrators"]:
             lines.append("  orchestrators")
         for orch in region["orchestrators"]:
             caches = ", ".join(f"{c['name']}={c['state']}" for c in orch["caches"]) or "-"
-            lines.append(
-                f"    {orch['name']:<16} {orch['host']:<22} {orch['role'] or '-':<8} "
-                f"{orch['state'] or 'not answering':<14} {orch['version'] or '-'} "
-                f"caches: {caches}"
-            )
+            state = f"{orch['state'] or 'not answering':<14} {orch['version'] or '-'}"
+            lines.append(_row(orch, orch["role"] or "-", f"{state} caches: {caches}"))
     if report["warnings"]:
         lines.append("warnings:")
         lines += [f"  - {w}" for w in report["warnings"]]
