@@ -174,6 +174,37 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
+# The on/off options, each with one help text wherever a command takes it.
+_SWITCHES = {
+    "--json": "print JSON instead of text",
+    "--dry-run": "probe everything, report every step, change nothing",
+    "--allow-downtime": "accept downtime for stripes without a mirror",
+    "--accept-data-loss": "accept losing the data of non-persistent stripes without a mirror",
+    "--inventory-changed": "re-execute although the inventory file changed since that run",
+    "--yes": "record every new key shown, without asking (check them first)",
+    "--keep": "leave the sandbox running",
+}
+
+
+def _command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    handler: Handler,
+    summary: str,
+    *switches: str,
+    takes: str | None = "INVENTORY",
+) -> argparse.ArgumentParser:
+    """Add command ``name``: its one argument ``takes`` (none if None), its on/off options
+    ``switches`` (see _SWITCHES), and the handler that runs it."""
+    parser = sub.add_parser(name, help=summary)
+    if takes is not None:
+        parser.add_argument(takes.lower(), metavar=takes)
+    for switch in switches:
+        parser.add_argument(switch, action="store_true", help=_SWITCHES[switch])
+    parser.set_defaults(handler=handler)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bm-upgrade",
@@ -181,74 +212,57 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("validate", help="check an inventory file; exit 2 with every error")
-    p.add_argument("inventory", metavar="INVENTORY")
-    p.set_defaults(handler=_cmd_validate)
-
-    p = sub.add_parser("schema", help="print the inventory's JSON Schema")
-    p.set_defaults(handler=_cmd_schema)
-
-    p = sub.add_parser("plan", help="print the ordered upgrade steps (no network)")
-    p.add_argument("inventory", metavar="INVENTORY")
-    p.add_argument("--to", metavar="VERSION", help="target version (default: the inventory's)")
-    p.add_argument("--json", action="store_true", help="a JSON list of steps")
-    p.add_argument(
-        "--allow-downtime", action="store_true", help="accept downtime for stripes without a mirror"
-    )
-    p.add_argument(
+    _command(sub, "validate", _cmd_validate, "check an inventory file; exit 2 with every error")
+    _command(sub, "schema", _cmd_schema, "print the inventory's JSON Schema", takes=None)
+    p = _command(
+        sub,
+        "plan",
+        _cmd_plan,
+        "print the ordered upgrade steps (no network)",
+        "--json",
+        "--allow-downtime",
         "--accept-data-loss",
-        action="store_true",
-        help="accept losing the data of non-persistent stripes without a mirror",
     )
-    p.set_defaults(handler=_cmd_plan)
-
-    p = sub.add_parser("status", help="live roles, states and versions of every node")
-    p.add_argument("inventory", metavar="INVENTORY")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=_cmd_status)
-
-    p = sub.add_parser("run", help="run the upgrade job through Dagster (shows in the UI)")
-    p.add_argument("inventory", metavar="INVENTORY")
     p.add_argument("--to", metavar="VERSION", help="target version (default: the inventory's)")
-    p.add_argument(
-        "--dry-run", action="store_true", help="probe everything, report every step, change nothing"
+    _command(sub, "status", _cmd_status, "live roles, states and versions of every node", "--json")
+    p = _command(
+        sub,
+        "run",
+        _cmd_run,
+        "run the upgrade job through Dagster (shows in the UI)",
+        "--dry-run",
+        "--allow-downtime",
+        "--accept-data-loss",
     )
-    p.add_argument("--allow-downtime", action="store_true")
-    p.add_argument("--accept-data-loss", action="store_true")
-    p.set_defaults(handler=_cmd_run)
-
-    p = sub.add_parser(
+    p.add_argument("--to", metavar="VERSION", help="target version (default: the inventory's)")
+    _command(
+        sub,
         "rerun",
-        help="re-execute a failed or canceled run (or one whose "
-        "process was killed) from its failed step",
-    )
-    p.add_argument("run_id", metavar="RUN_ID")
-    p.add_argument(
+        _cmd_rerun,
+        "re-execute a failed or canceled run (or one whose process was killed) from its "
+        "failed step",
         "--inventory-changed",
-        action="store_true",
-        help="re-execute although the inventory file changed since that run",
+        takes="RUN_ID",
     )
-    p.set_defaults(handler=_cmd_rerun)
-
-    p = sub.add_parser(
+    _command(
+        sub,
         "trust-hosts",
-        help="show each host's key fingerprint and record it in "
-        "known_hosts on your word (first contact)",
-    )
-    p.add_argument("inventory", metavar="INVENTORY")
-    p.add_argument(
+        _cmd_trust_hosts,
+        "show each host's key fingerprint and record it in known_hosts on your word "
+        "(first contact)",
         "--yes",
-        action="store_true",
-        help="record every new key shown, without asking (check them first)",
     )
-    p.set_defaults(handler=_cmd_trust_hosts)
-
-    p = sub.add_parser("demo", help="sandbox up + a full upgrade + a report, then down")
+    p = _command(
+        sub,
+        "demo",
+        _cmd_demo,
+        "sandbox up + a full upgrade + a report, then down",
+        "--keep",
+        takes=None,
+    )
     p.add_argument("--topology", default="demo", help="a shipped topology name or a file")
     p.add_argument("--dir", type=Path, default=None, help="sandbox folder (default: temp)")
     p.add_argument("--to", metavar="VERSION", default=None)
-    p.add_argument("--keep", action="store_true", help="leave the sandbox running")
-    p.set_defaults(handler=_cmd_demo)
 
     register_sandbox(sub)
     return parser

@@ -186,3 +186,11 @@ class StepFailed(BmUpgradeError):
     def __init__(self, node: str, message: str) -> None:
         self.node = node
         super().__init__(message)
+
+    @classmethod
+    def talking_to(
+        cls, node: str, what: str, exc: RemoteError, then: str, *, why: str = ""
+    ) -> StepFailed:
+        """``what`` failed talking to the host of ``exc``: the sentence names that host,
+        why (``why``, else the error's own words) and what to do (``then``)."""
+        return cls(node, f"{what} failed talking to {exc.host} ({why or exc}); {then}")

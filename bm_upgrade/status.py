@@ -101,6 +101,11 @@ def _replication(orch: dict[str, Any]) -> str:
     return "log: " + (", ".join(said) or "no sync seen")
 
 
+def _row(node: dict[str, Any], third: str, rest: str) -> str:
+    """One node's line: its name, host and a short third column aligned, then ``rest``."""
+    return f"    {node['name']:<16} {node['host']:<22} {third:<8} {rest}"
+
+
 def render_text(report: dict[str, Any]) -> str:
     """The human-readable form of :func:`status_report`."""
     lines = [
@@ -113,24 +118,17 @@ def render_text(report: dict[str, Any]) -> str:
             verdict = "healthy" if stripe["healthy"] else "DEGRADED"
             lines.append(f"  stripe {stripe['name']}: {verdict}")
             lines += [
-                f"    {st['name']:<16} {st['host']:<22} {st['role']:<8} {st['state']:<22} "
-                f"{st['version'] or '-'}"
+                _row(st, st["role"], f"{st['state']:<22} {st['version'] or '-'}")
                 for st in stripe["servers"]
             ]
         if region["clients"]:
             lines.append("  clients")
-        lines += [
-            f"    {cl['name']:<16} {cl['host']:<22} {_client_state(cl):<8} "
-            f"{cl['jar_version'] or '-'}"
-            for cl in region["clients"]
-        ]
+        lines += [_row(cl, _client_state(cl), cl["jar_version"] or "-") for cl in region["clients"]]
         if region["orchestrators"]:
             lines.append("  orchestrators")
         for orch in region["orchestrators"]:
-            lines.append(
-                f"    {orch['name']:<16} {orch['host']:<22} {orch['role']:<8} "
-                f"{orch['state']:<14} {orch['version'] or '-'} {_replication(orch)}"
-            )
+            state = f"{orch['state']:<14} {orch['version'] or '-'}"
+            lines.append(_row(orch, orch["role"], f"{state} {_replication(orch)}"))
     if report["warnings"]:
         lines.append("warnings:")
         lines += [f"  - {w}" for w in report["warnings"]]

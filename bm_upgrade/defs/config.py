@@ -21,22 +21,16 @@ import dagster as dg
 from pydantic import ConfigDict, Field, ValidationError
 
 from bm_upgrade.errors import UserError
-from bm_upgrade.inventory import Inventory, Policy
+from bm_upgrade.inventory import Inventory, Policy, Timeouts
 from bm_upgrade.plan import PlanOptions
 from bm_upgrade.window import WindowGuard
 
 
-class TimeoutsConfig(dg.Config):
-    """How long each wait may take, in seconds (the inventory's ``policy.timeouts``)."""
+class TimeoutsConfig(dg.Config, Timeouts):
+    """How long each wait may take, in seconds: the inventory's ``policy.timeouts``, its
+    fields declared once (:class:`bm_upgrade.inventory.Timeouts`)."""
 
     model_config = ConfigDict(extra="forbid")
-
-    stop_s: float = Field(default=120.0, gt=0)
-    start_s: float = Field(default=300.0, gt=0)
-    sync_s: float = Field(default=1800.0, gt=0)
-    failover_s: float = Field(default=120.0, gt=0)
-    client_s: float = Field(default=300.0, gt=0)
-    orchestrator_s: float = Field(default=600.0, gt=0)
 
 
 class UpgradeConfig(dg.Config):

@@ -8,6 +8,7 @@ metadata. In a dry run it probes and reports the steps it would take, and change
 """
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import dagster as dg
 
@@ -17,7 +18,7 @@ from bm_upgrade.defs.op_context import BATCH_TAG, Records, one_sentence, step_co
 from bm_upgrade.defs.records import records_metadata
 from bm_upgrade.defs.resources import ClusterResource
 from bm_upgrade.defs.stopping import signals_request_stop
-from bm_upgrade.inventory import Region, Stripe
+from bm_upgrade.inventory import Inventory, Region, Stripe
 from bm_upgrade.plan import Segment
 from bm_upgrade.procedure.batches import clients_of_node, upgrade_in_batches
 from bm_upgrade.procedure.dry_run import would, would_stripe
@@ -25,22 +26,33 @@ from bm_upgrade.procedure.kit import StagedKit
 from bm_upgrade.procedure.records import StepRecord
 from bm_upgrade.procedure.servers import FAILOVER, MIRRORS, ServerOps, failover, upgrade_mirrors
 from bm_upgrade.procedure.wan import cycle_orchestrators
+from bm_upgrade.remote import HostPool
 
 StripeWork = Callable[[ServerOps, Region, Stripe], list[StepRecord]]
 
 
-def _stripe_step(
+class _Work(NamedTuple):
+    """What one op does: its dry run on the pool, or its work on the procedure's context."""
+
+    dry: Callable[[HostPool], list[StepRecord]]
+    do: Callable[[ServerOps], list[StepRecord]]
+
+
+# What a kind of op works on, from its node's tags, the run's settings and the inventory.
+Planner = Callable[[dg.OpExecutionContext, RunSettings, ClusterResource, Inventory], _Work]
+
+
+def _step(
     context: dg.OpExecutionContext,
     settings: RunSettings,
     staged: dict[str, StagedKit],
     cluster: ClusterResource,
-    *,
-    work: StripeWork,
-    segments: frozenset[Segment],
+    planner: Planner,
 ) -> list[StepRecord]:
-    """One stripe step: ``work`` on the node's stripe, or its dry run."""
+    """One disruptive step: the planner's work, or its dry run; stops when asked, relays
+    logs, attaches the records as metadata."""
     inventory = cluster.load()
-    region, stripe = stripe_of(context, inventory, cluster.inventory_path)
+    work = planner(context, settings, cluster, inventory)
     with (
         signals_request_stop(context.op_handle.name),
         one_sentence(),
@@ -48,14 +60,87 @@ def _stripe_step(
         cluster.pool(inventory) as pool,
     ):
         if settings.dry_run:
-            records = would_stripe(
-                inventory, settings.options, pool, region=region, stripe=stripe, segments=segments
-            )
+            records = work.dry(pool)
         else:
-            ctx = step_context(context, inventory, pool, settings, staged)
-            records = work(ctx, region, stripe)
+            records = work.do(step_context(context, inventory, pool, settings, staged))
     context.add_output_metadata(records_metadata(records))
     return records
+
+
+def _after(name: str, description: str, planner: Planner) -> dg.OpDefinition:
+    """An op that runs after an earlier step and passes its records on with its own."""
+
+    @dg.op(name=name, description=description)
+    def after(
+        context: dg.OpExecutionContext,
+        settings: RunSettings,
+        staged: dict[str, StagedKit],
+        before: Records,
+        cluster: ClusterResource,
+    ) -> Records:
+        records = _step(context, settings, staged, cluster, planner)
+        return before + [r.as_dict() for r in records]
+
+    return after
+
+
+def _stripe(work: StripeWork, segments: frozenset[Segment]) -> Planner:
+    """``work`` on the node's stripe; its dry run shows the stripe's steps of ``segments``."""
+
+    def planner(
+        context: dg.OpExecutionContext,
+        settings: RunSettings,
+        cluster: ClusterResource,
+        inventory: Inventory,
+    ) -> _Work:
+        region, stripe = stripe_of(context, inventory, cluster.inventory_path)
+        return _Work(
+            dry=lambda pool: would_stripe(
+                inventory, settings.options, pool, region=region, stripe=stripe, segments=segments
+            ),
+            do=lambda ctx: work(ctx, region, stripe),
+        )
+
+    return planner
+
+
+def _clients(
+    context: dg.OpExecutionContext,
+    settings: RunSettings,
+    cluster: ClusterResource,
+    inventory: Inventory,
+) -> _Work:
+    """The clients of this batch node, regrouped by the run's batch size."""
+    index = int(context.op.tags[BATCH_TAG]) - 1
+    nodes = len([n for n in context.job_def.graph.nodes if BATCH_TAG in n.tags])
+    size = settings.options.client_batch_size
+    mine = clients_of_node(inventory, size, nodes, index)
+    names = {c.name for c in mine}
+    return _Work(
+        dry=lambda pool: would(inventory, settings.options, pool, lambda s: s.node in names),
+        do=lambda ctx: upgrade_in_batches(ctx, mine, size),
+    )
+
+
+def _orchestrators(
+    context: dg.OpExecutionContext,
+    settings: RunSettings,
+    cluster: ClusterResource,
+    inventory: Inventory,
+) -> _Work:
+    """The WAN orchestrator cycle; says which orchestrators it went through."""
+    names = ", ".join(sorted(orch.name for _, orch in inventory.orchestrators()))
+
+    def done(records: list[StepRecord]) -> list[StepRecord]:
+        context.log.info("orchestrators %s done", names)
+        return records
+
+    return _Work(
+        dry=lambda pool: done(
+            would(inventory, settings.options, pool, lambda s: s.phase == "orchestrators")
+        ),
+        do=lambda ctx: done(cycle_orchestrators(ctx)),
+    )
 
 
 @dg.op(
@@ -70,87 +155,29 @@ def upgrade_mirrors_op(
     staged: dict[str, StagedKit],
     cluster: ClusterResource,
 ) -> Records:
-    records = _stripe_step(
-        context, settings, staged, cluster, work=upgrade_mirrors, segments=MIRRORS
-    )
+    records = _step(context, settings, staged, cluster, _stripe(upgrade_mirrors, MIRRORS))
     return [r.as_dict() for r in records]
 
 
-@dg.op(
-    name="failover",
-    description="Upgrade one stripe's active once its mirrors are done: stop it while a "
+failover_op = _after(
+    "failover",
+    "Upgrade one stripe's active once its mirrors are done: stop it while a "
     "mirror is PASSIVE-STANDBY, wait for the takeover, upgrade the old active, "
     "confirm it PASSIVE-STANDBY, fail back if asked. One node per stripe, "
     "named failover_<region>_<stripe>, after its upgrade_mirrors step.",
+    _stripe(failover, FAILOVER),
 )
-def failover_op(
-    context: dg.OpExecutionContext,
-    settings: RunSettings,
-    staged: dict[str, StagedKit],
-    before: Records,
-    cluster: ClusterResource,
-) -> Records:
-    records = _stripe_step(context, settings, staged, cluster, work=failover, segments=FAILOVER)
-    return before + [r.as_dict() for r in records]
 
-
-@dg.op(
-    name="restart_clients",
-    description="One batch of clients: stop, swap the jars for the target kit's, start, "
+restart_clients_op = _after(
+    "restart_clients",
+    "One batch of clients: stop, swap the jars for the target kit's, start, "
     "confirm. One node per batch, named restart_clients_<n>.",
+    _clients,
 )
-def restart_clients_op(
-    context: dg.OpExecutionContext,
-    settings: RunSettings,
-    staged: dict[str, StagedKit],
-    before: Records,
-    cluster: ClusterResource,
-) -> Records:
-    inventory = cluster.load()
-    index = int(context.op.tags[BATCH_TAG]) - 1
-    nodes = len([n for n in context.job_def.graph.nodes if BATCH_TAG in n.tags])
-    size = settings.options.client_batch_size
-    mine = clients_of_node(inventory, size, nodes, index)
-    names = {c.name for c in mine}
-    with (
-        signals_request_stop(context.op_handle.name),
-        one_sentence(),
-        relayed_logs(),
-        cluster.pool(inventory) as pool,
-    ):
-        if settings.dry_run:
-            records = would(inventory, settings.options, pool, lambda s: s.node in names)
-        else:
-            ctx = step_context(context, inventory, pool, settings, staged)
-            records = upgrade_in_batches(ctx, mine, size)
-    context.add_output_metadata(records_metadata(records))
-    return before + [r.as_dict() for r in records]
 
-
-@dg.op(
-    name="wan_cycle",
-    description="WAN orchestrators: stop standbys, then masters; upgrade all from one "
+wan_cycle_op = _after(
+    "wan_cycle",
+    "WAN orchestrators: stop standbys, then masters; upgrade all from one "
     "kit; start masters, then standbys; confirm every replica cache resynced.",
+    _orchestrators,
 )
-def wan_cycle_op(
-    context: dg.OpExecutionContext,
-    settings: RunSettings,
-    staged: dict[str, StagedKit],
-    before: Records,
-    cluster: ClusterResource,
-) -> Records:
-    inventory = cluster.load()
-    with (
-        signals_request_stop(context.op_handle.name),
-        one_sentence(),
-        relayed_logs(),
-        cluster.pool(inventory) as pool,
-    ):
-        if settings.dry_run:
-            records = would(inventory, settings.options, pool, lambda s: s.phase == "orchestrators")
-        else:
-            records = cycle_orchestrators(step_context(context, inventory, pool, settings, staged))
-    context.add_output_metadata(records_metadata(records))
-    names = sorted(orch.name for _, orch in inventory.orchestrators())
-    context.log.info("orchestrators %s done", ", ".join(names))
-    return before + [r.as_dict() for r in records]

@@ -9,7 +9,7 @@ fields is in :mod:`bm_upgrade.inventory.cross_field`.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
@@ -57,6 +57,27 @@ class _Node(FrozenModel):
         return path
 
 
+class _RunsFromKit:
+    """A node run from a kit root of its own (``install_dir``); a detached start writes its
+    console to ``console_log``, else beside the kit root. Declares no fields: the models
+    that use it declare them, each with its own description."""
+
+    if TYPE_CHECKING:
+        name: str
+        install_dir: str
+        console_log: str | None
+
+    @property
+    def kit_root(self) -> KitRoot:
+        return KitRoot.of(self.install_dir)
+
+    @property
+    def console_log_path(self) -> str:
+        """Where a detached start writes the console: ``console_log``, else beside the kit
+        root."""
+        return self.console_log or self.kit_root.console_log(self.name)
+
+
 def major_minor(version: str) -> str:
     """``"4.2.1.4"`` -> ``"4.2"``."""
     return ".".join(version.split(".")[:2])
@@ -77,7 +98,7 @@ class Kit(FrozenModel):
         return url
 
 
-class Server(_Node):
+class Server(_RunsFromKit, _Node):
     """One Terracotta server (L2) of a stripe."""
 
     name: str = Name
@@ -109,10 +130,6 @@ class Server(_Node):
     _management: ManagementSecurity | None = PrivateAttr(default=None)
 
     @property
-    def kit_root(self) -> KitRoot:
-        return KitRoot.of(self.install_dir)
-
-    @property
     def management_security(self) -> ManagementSecurity | None:
         """How its management port is logged in to (None: plain HTTP, no user)."""
         return self._management
@@ -122,12 +139,6 @@ class Server(_Node):
         inventory is read)."""
         self._management = security
         return self
-
-    @property
-    def console_log_path(self) -> str:
-        """Where a detached start writes the console: ``console_log``, else beside the kit
-        root."""
-        return self.console_log or self.kit_root.console_log(self.name)
 
     def ports(self) -> list[int]:
         """Every port the server binds (tc-config defaults: tsa, +10 jmx, +20 group)."""
@@ -167,7 +178,7 @@ class Client(_Node):
     )
 
 
-class Orchestrator(_Node):
+class Orchestrator(_RunsFromKit, _Node):
     """A WAN replication orchestrator."""
 
     name: str = Name
@@ -184,16 +195,6 @@ class Orchestrator(_Node):
         description="The JAVA_HOME its kit scripts run with (default: the cluster's "
         "java_home; unset on both: the host's environment or the kit's server/bin/setenv.sh).",
     )
-
-    @property
-    def kit_root(self) -> KitRoot:
-        return KitRoot.of(self.install_dir)
-
-    @property
-    def console_log_path(self) -> str:
-        """Where a detached start writes the console: ``console_log``, else beside the kit
-        root."""
-        return self.console_log or self.kit_root.console_log(self.name)
 
 
 class Region(FrozenModel):

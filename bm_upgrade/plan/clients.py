@@ -24,16 +24,7 @@ def client_steps(
 
 def _one_client(b: Builder, region: Region, client: Client, seen: NodeState, target: str) -> None:
     def add(action: Action, waits_for: str, skip: str = "") -> None:
-        b.add(
-            "clients",
-            client.name,
-            action,
-            waits_for,
-            lane=f"clients/{client.name}",
-            region=region.name,
-            skipped=bool(skip),
-            reason=skip,
-        )
+        b.add_node_step("clients", region.name, client.name, action, waits_for, skip=skip)
 
     if seen.running and seen.version == target:
         add("upgrade", f"{client.name} on {target}", skip=f"already runs on the {target} jars")

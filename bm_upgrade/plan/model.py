@@ -193,3 +193,26 @@ class Builder:
                 **extra,
             )
         )
+
+    def add_node_step(
+        self,
+        phase: Phase,
+        region: str,
+        node: str,
+        action: Action,
+        waits_for: str,
+        *,
+        skip: str = "",
+    ) -> None:
+        """A step on one client or orchestrator, in the node's own lane; skipped, with
+        ``skip`` as the reason, when that is set."""
+        self.add(
+            phase,
+            node,
+            action,
+            waits_for,
+            lane=f"{phase}/{node}",
+            region=region,
+            skipped=bool(skip),
+            reason=skip,
+        )

@@ -24,16 +24,7 @@ def orchestrator_steps(
     def add(
         region: Region, orch: Orchestrator, action: Action, waits_for: str, skip: str = ""
     ) -> None:
-        b.add(
-            "orchestrators",
-            orch.name,
-            action,
-            waits_for,
-            lane=f"orchestrators/{orch.name}",
-            region=region.name,
-            skipped=bool(skip),
-            reason=skip,
-        )
+        b.add_node_step("orchestrators", region.name, orch.name, action, waits_for, skip=skip)
 
     for role in ("standby", "master"):
         b.next_stage()

@@ -35,7 +35,7 @@ from bm_upgrade.procedure.observe import require_servers_ready
 from bm_upgrade.procedure.records import StepRecord, StepRecorder, skipped
 from bm_upgrade.procedure.servers import StepContext
 from bm_upgrade.procedure.side_by_side import side_by_side
-from bm_upgrade.procedure.waits import Poll, wait_for
+from bm_upgrade.procedure.waits import Poll
 from bm_upgrade.window import CLIENT
 
 HOSTS_AT_ONCE = 8
@@ -105,17 +105,12 @@ def _wait_client(
         return Poll(status, now) if status.running is running and jars_ok else Poll(now=now)
 
     wanted = "running" if running else "stopped"
-    outcome = wait_for(
-        check, what=f"{client.name} {wanted}", timeout_s=timeout, log=ctx.log, poll_s=ctx.poll_s
+    outcome = ctx.wait(check, f"{client.name} {wanted}", timeout, ctx.poll_s)
+    return outcome.value_or_fail(
+        client.name,
+        f"{client.name} on {client.host} is not {wanted} after {timeout:g} s",
+        "check the application's own log, fix it, then rerun",
     )
-    if outcome.value is None:
-        raise StepFailed(
-            client.name,
-            f"{client.name} on {client.host} is not {wanted}"
-            f" after {timeout:g} s ({outcome.why_not(timeout)}); check the "
-            "application's own log, fix it, then rerun",
-        )
-    return outcome.value
 
 
 def _after_failed_swap(
@@ -221,11 +216,12 @@ def upgrade_client(ctx: StepContext, client: Client) -> list[StepRecord]:
         rec.done(f"{confirmed} the {final.jar_version} jars after {time.time() - started:.1f} s")
         records.append(rec.record())
     except RemoteError as exc:
-        raise StepFailed(
+        raise StepFailed.talking_to(
             client.name,
-            f"upgrading client {client.name} failed talking to "
-            f"{exc.host} ({_reason(exc)}); fix the connection and rerun: "
-            "finished steps are skipped",
+            f"upgrading client {client.name}",
+            exc,
+            "fix the connection and rerun: finished steps are skipped",
+            why=_reason(exc),
         ) from exc
     for record in records:
         ctx.log.info("%s", record.summary())

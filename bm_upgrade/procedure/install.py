@@ -109,14 +109,12 @@ def stop_server(
         return
     rec.done(f"ran the stop script (exit 0: {said})")
     outcome = ctx.wait_stopped(server, timeout)
-    if not outcome.ok:
-        raise StepFailed(
-            server.name,
-            f"{server.name} on {server.host} did not stop within "
-            f"{timeout:g} s of its stop script ({outcome.why_not(timeout)}; the script "
-            f"exited 0 and said: {said}); check its console log "
-            f"{server.console_log_path}, stop it by hand, then rerun",
-        )
+    outcome.value_or_fail(
+        server.name,
+        f"{server.name} on {server.host} did not stop within {timeout:g} s of its stop script "
+        f"(which exited 0 and said: {said})",
+        f"check its console log {server.console_log_path}, stop it by hand, then rerun",
+    )
     rec.done(f"{server.name} exited after {outcome.waited_s:.1f} s")
 
 

@@ -58,7 +58,8 @@ class Report:
     ) -> Report:
         target = settings.options.target_version
         versions = after.versions()
-        rows: list[MatrixRow] = []
+        # kind, where, node, state: the before and after versions are looked up by node.
+        looks: list[tuple[str, str, str, str]] = []
         for region, stripe, server in inventory.servers():
             seen = after.servers.get(server.name)
             state = (
@@ -66,42 +67,23 @@ class Report:
                 if seen and seen.status.reachable
                 else ("starting" if seen and seen.running else "down")
             )
-            rows.append(
-                MatrixRow(
-                    "server",
-                    f"{region.name}/{stripe.name}",
-                    server.name,
-                    settings.before.get(server.name),
-                    versions.get(server.name),
-                    state,
-                )
-            )
+            looks.append(("server", f"{region.name}/{stripe.name}", server.name, state))
         for region, client in inventory.clients():
             c = after.clients.get(client.name)
-            rows.append(
-                MatrixRow(
-                    "client",
-                    region.name,
-                    client.name,
-                    settings.before.get(client.name),
-                    versions.get(client.name),
-                    "unknown"
-                    if c is None or c.running is None
-                    else ("running" if c.running else "stopped"),
-                )
+            running = (
+                "unknown"
+                if c is None or c.running is None
+                else ("running" if c.running else "stopped")
             )
+            looks.append(("client", region.name, client.name, running))
         for region, orch in inventory.orchestrators():
             o = after.orchestrators.get(orch.name)
-            rows.append(
-                MatrixRow(
-                    "orchestrator",
-                    region.name,
-                    orch.name,
-                    settings.before.get(orch.name),
-                    versions.get(orch.name),
-                    (o.state if o and o.state else "down") + f" ({orch.role})",
-                )
-            )
+            state = (o.state if o and o.state else "down") + f" ({orch.role})"
+            looks.append(("orchestrator", region.name, orch.name, state))
+        rows = [
+            MatrixRow(kind, where, node, settings.before.get(node), versions.get(node), state)
+            for kind, where, node, state in looks
+        ]
         problems = [
             f"{r.node} runs {r.after or 'unknown'}, not {target}"
             for r in rows

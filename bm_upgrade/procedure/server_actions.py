@@ -125,13 +125,11 @@ def start(
     start_server(ctx, server, rec)
     timeout = ctx.options.timeouts.start_s
     outcome = ctx.wait_state(server, None, timeout)
-    if not outcome.ok:
-        raise StepFailed(
-            server.name,
-            f"{server.name} on {server.host} did not start "
-            f"({outcome.why_not(timeout)}); {console_tail(ctx, server)}; "
-            f"{serving(seen, server.name)}; fix the cause, then rerun",
-        )
+    outcome.value_or_fail(
+        server.name,
+        f"{server.name} on {server.host} did not start",
+        f"{console_tail(ctx, server)}; {serving(seen, server.name)}; fix the cause, then rerun",
+    )
     rec.done(f"{server.name} answers ({outcome.last}) after {outcome.waited_s:.1f} s")
 
 
@@ -150,16 +148,14 @@ def confirm(
     timeouts = ctx.options.timeouts
     timeout = timeouts.sync_s if state == STANDBY else timeouts.start_s + timeouts.failover_s
     outcome = ctx.wait_state(server, {state}, timeout)
-    if outcome.value is None:
-        raise StepFailed(
-            server.name,
-            f"{server.name} did not reach {state} within "
-            f"{timeout:g} s ({outcome.why_not(timeout)}); "
-            f"{serving(seen, server.name)}; see {server.console_log_path}, then "
-            "rerun (or roll back to the previous version)",
-        )
+    status = outcome.value_or_fail(
+        server.name,
+        f"{server.name} did not reach {state} within {timeout:g} s",
+        f"{serving(seen, server.name)}; see {server.console_log_path}, then "
+        "rerun (or roll back to the previous version)",
+    )
     version = kit_version(ctx.pool.get(server.host), server)
-    running = outcome.value.version
+    running = status.version
     if version != ctx.target or (running is not None and running != ctx.target):
         raise StepFailed(
             server.name,

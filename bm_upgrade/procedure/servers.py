@@ -175,11 +175,12 @@ def run_step(ctx: StepContext, stripe: Stripe, step: Step, seen: Mapping[str, Se
         exc.add_note(f"{step.action} {step.node} had done: {'; '.join(rec.did) or 'nothing'}")
         raise
     except RemoteError as exc:
-        raise StepFailed(
+        raise StepFailed.talking_to(
             server.name,
-            f"{step.action} of {server.name} failed talking to "
-            f"{exc.host} ({exc}); the stripe was {describe(seen)}; fix the "
-            "connection and rerun: the run resumes from the real state",
+            f"{step.action} of {server.name}",
+            exc,
+            f"the stripe was {describe(seen)}; fix the connection and rerun: the run resumes "
+            "from the real state",
         ) from exc
     record = rec.record()
     ctx.log.info("%s", record.summary())

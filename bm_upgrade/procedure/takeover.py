@@ -20,7 +20,7 @@ from bm_upgrade.procedure.install import start_server, stop_server
 from bm_upgrade.procedure.records import StepRecorder
 from bm_upgrade.procedure.seen import Seen
 from bm_upgrade.procedure.server_actions import guard_others_up
-from bm_upgrade.procedure.waits import Poll, wait_for
+from bm_upgrade.procedure.waits import Poll
 from bm_upgrade.window import DISRUPTIVE
 
 
@@ -56,22 +56,14 @@ def stop_active(
         return Poll(standby, now)
 
     timeout = ctx.options.timeouts.sync_s
-    outcome = wait_for(
-        check,
-        what=f"a PASSIVE-STANDBY mirror before stopping {server.name}",
-        timeout_s=timeout,
-        log=ctx.log,
-        poll_s=ctx.pause,
+    outcome = ctx.wait(check, f"a PASSIVE-STANDBY mirror before stopping {server.name}", timeout)
+    standby = outcome.value_or_fail(
+        server.name,
+        f"{server.name} (ACTIVE) was not stopped: no mirror of stripe {stripe.name} was {STANDBY}",
+        f"the stripe keeps running on {server.name}; get a mirror synced "
+        "(`bm-upgrade status`), then rerun",
     )
-    if outcome.value is None:
-        raise StepFailed(
-            server.name,
-            f"{server.name} (ACTIVE) was not stopped: no mirror of "
-            f"stripe {stripe.name} was {STANDBY} ({outcome.why_not(timeout)}); "
-            f"the stripe keeps running on {server.name}; get a mirror synced "
-            "(`bm-upgrade status`), then rerun",
-        )
-    rec.done(f"confirmed {outcome.value.name} {STANDBY} right before the stop")
+    rec.done(f"confirmed {standby.name} {STANDBY} right before the stop")
     # The wait may have lasted minutes, long enough for another step to fail: ask again.
     ctx.before_disruptive(
         server.name,

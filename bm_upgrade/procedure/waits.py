@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
+from bm_upgrade.errors import StepFailed
 from bm_upgrade.inventory import Inventory, Server, Stripe
 from bm_upgrade.plan import ACTIVE
 from bm_upgrade.probes import Runner, ServerStatus, probe_server_rest, probe_server_ssh
@@ -82,16 +83,25 @@ class WaitOutcome(Generic[T]):
     last: str
     waited_s: float
     hopeless: str | None = None
+    timeout_s: float = 0.0
 
     @property
     def ok(self) -> bool:
         return self.value is not None
 
-    def why_not(self, timeout_s: float) -> str:
+    def why_not(self, timeout_s: float | None = None) -> str:
         """Why the wait failed, in words (for the caller's one sentence)."""
         if self.hopeless:
             return self.hopeless
-        return f"still {self.last or 'unknown'} after {timeout_s:g} s"
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        return f"still {self.last or 'unknown'} after {timeout:g} s"
+
+    def value_or_fail(self, node: str, failed: str, then: str) -> T:
+        """The value waited for; else the step fails on ``node`` with one sentence: what did
+        not happen, why not, what to do (``then``)."""
+        if self.value is None:
+            raise StepFailed(node, f"{failed} ({self.why_not()}); {then}")
+        return self.value
 
 
 def wait_for(
@@ -123,10 +133,10 @@ def wait_for(
         waited = now - start
         if poll.value is not None:
             log.info("waited %.1f s for %s: done (%s)", waited, what, poll.now or "ok")
-            return WaitOutcome(poll.value, poll.now, waited)
+            return WaitOutcome(poll.value, poll.now, waited, None, timeout_s)
         if poll.hopeless:
             log.warning("gave up waiting for %s after %.1f s: %s", what, waited, poll.hopeless)
-            return WaitOutcome(None, poll.now, waited, poll.hopeless)
+            return WaitOutcome(None, poll.now, waited, poll.hopeless, timeout_s)
         if poll.now != last_seen or now - last_log >= progress_every_s:
             log.info(
                 "waiting for %s: %s (%.1f s of %g s)",
@@ -143,7 +153,7 @@ def wait_for(
                 timeout_s,
                 poll.now or "unknown",
             )
-            return WaitOutcome(None, poll.now, waited)
+            return WaitOutcome(None, poll.now, waited, None, timeout_s)
         time.sleep(min(poll_s, max(0.0, deadline - now)))
 
 
@@ -185,6 +195,14 @@ class Watch:
         HTTP requests), at least :data:`SSH_POLL_S` when each probe is an SSH command
         running ``server-stat.sh``."""
         return self.poll_s if self.inventory.probe_via != "ssh" else max(self.poll_s, SSH_POLL_S)
+
+    def wait(
+        self, check: Callable[[], Poll[T]], what: str, timeout_s: float, poll_s: float | None = None
+    ) -> WaitOutcome[T]:
+        """:func:`wait_for` logging to this watch's log, pausing ``poll_s`` between looks
+        (default :attr:`pause`, the pause for server probes)."""
+        pause = self.pause if poll_s is None else poll_s
+        return wait_for(check, what=what, timeout_s=timeout_s, log=self.log, poll_s=pause)
 
     def probe(self, server: Server) -> ServerStatus:
         """The server's status now."""
@@ -253,7 +271,7 @@ class Watch:
             return Poll(now="not answering yet")
 
         what = f"{server.name} {' or '.join(sorted(states)) if states else 'answering'}"
-        return wait_for(check, what=what, timeout_s=timeout_s, log=self.log, poll_s=self.pause)
+        return self.wait(check, what, timeout_s)
 
     def wait_stopped(self, server: Server, timeout_s: float) -> WaitOutcome[bool]:
         """Wait until the server neither answers nor has a process on its host."""
@@ -266,13 +284,7 @@ class Watch:
                 return Poll(now="stopping (process still running)")
             return Poll(True, "stopped")
 
-        return wait_for(
-            check,
-            what=f"{server.name} stopped",
-            timeout_s=timeout_s,
-            log=self.log,
-            poll_s=self.pause,
-        )
+        return self.wait(check, f"{server.name} stopped", timeout_s)
 
     def wait_active(self, stripe: Stripe, timeout_s: float) -> WaitOutcome[ServerStatus]:
         """Wait until some server of the stripe is ACTIVE-COORDINATOR."""
@@ -282,10 +294,4 @@ class Watch:
             active = next((st for st in states if st.state == ACTIVE), None)
             return Poll(active, ", ".join(f"{st.name} {st.state}" for st in states))
 
-        return wait_for(
-            check,
-            what=f"an {ACTIVE} in stripe {stripe.name}",
-            timeout_s=timeout_s,
-            log=self.log,
-            poll_s=self.pause,
-        )
+        return self.wait(check, f"an {ACTIVE} in stripe {stripe.name}", timeout_s)

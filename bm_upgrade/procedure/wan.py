@@ -34,7 +34,7 @@ from bm_upgrade.procedure.observe import require_servers_ready
 from bm_upgrade.procedure.records import StepRecord, StepRecorder, skipped
 from bm_upgrade.procedure.servers import StepContext
 from bm_upgrade.procedure.side_by_side import side_by_side
-from bm_upgrade.procedure.waits import ALIVE_EVERY_S, Poll, wait_for
+from bm_upgrade.procedure.waits import ALIVE_EVERY_S, Poll
 from bm_upgrade.procedure.wan_watch import OrchestratorProbe, Seen, WanWatch, observe
 from bm_upgrade.remote import shell
 from bm_upgrade.remote.quoting import detached, split_marked
@@ -65,16 +65,12 @@ def _stop(wan: WanWatch, orch: Orchestrator, rec: StepRecorder) -> None:
             return Poll(now="still running" if status.running else "port still open")
         return Poll(True, "stopped")
 
-    outcome = wait_for(
-        check, what=f"{orch.name} stopped", timeout_s=timeout, log=ctx.log, poll_s=ctx.poll_s
+    outcome = ctx.wait(check, f"{orch.name} stopped", timeout, ctx.poll_s)
+    outcome.value_or_fail(
+        orch.name,
+        f"orchestrator {orch.name} on {orch.host} did not stop within {timeout:g} s",
+        f"check {orch.console_log_path}, stop it by hand, then rerun",
     )
-    if not outcome.ok:
-        raise StepFailed(
-            orch.name,
-            f"orchestrator {orch.name} on {orch.host} did not stop "
-            f"within {timeout:g} s ({outcome.why_not(timeout)}); check "
-            f"{orch.console_log_path}, stop it by hand, then rerun",
-        )
 
 
 def _start(wan: WanWatch, orch: Orchestrator, rec: StepRecorder) -> None:
@@ -110,21 +106,12 @@ def _start(wan: WanWatch, orch: Orchestrator, rec: StepRecorder) -> None:
             return Poll(now="down", hopeless=f"{orch.name}'s process exited")
         return Poll(now=status.state if status.running is not None else f"{status.error}")
 
-    outcome = wait_for(
-        check,
-        what=f"{orch.name} running and listening",
-        timeout_s=timeout,
-        log=ctx.log,
-        poll_s=ctx.poll_s,
+    outcome = ctx.wait(check, f"{orch.name} running and listening", timeout, ctx.poll_s)
+    status = outcome.value_or_fail(
+        orch.name,
+        f"orchestrator {orch.name} on {orch.host} did not come up on {ctx.target}",
+        f"check {orch.console_log_path} (license with WAN? same version everywhere?), then rerun",
     )
-    if outcome.value is None:
-        raise StepFailed(
-            orch.name,
-            f"orchestrator {orch.name} on {orch.host} did not come up "
-            f"on {ctx.target} ({outcome.why_not(timeout)}); check "
-            f"{orch.console_log_path} (license with WAN? same version everywhere?), "
-            "then rerun",
-        )
     version = wan.probe(orch, version=True).version
     if version != ctx.target:
         raise StepFailed(
@@ -133,7 +120,7 @@ def _start(wan: WanWatch, orch: Orchestrator, rec: StepRecorder) -> None:
             f"says {version or 'nothing readable'}, not {ctx.target}; check "
             f"{orch.install_dir}, then rerun",
         )
-    rec.done(f"{orch.name} runs {ctx.target}, {outcome.value.bind} listening")
+    rec.done(f"{orch.name} runs {ctx.target}, {status.bind} listening")
 
 
 def _resync_waiting(wan: WanWatch) -> list[str]:
@@ -180,20 +167,13 @@ def confirm_wan(wan: WanWatch, rec: StepRecorder) -> None:
             waiting = [f"{w} not resynced" for w in _resync_waiting(wan)]
         return Poll(now=", ".join(waiting)) if waiting else Poll(True, "all replicas resynced")
 
-    outcome = wait_for(
-        check,
-        what="every replica cache resynced",
-        timeout_s=timeout,
-        log=ctx.log,
-        poll_s=ctx.poll_s,
+    outcome = ctx.wait(check, "every replica cache resynced", timeout, ctx.poll_s)
+    outcome.value_or_fail(
+        "orchestrators",
+        f"the WAN did not settle within {timeout:g} s",
+        "the servers and clients are upgraded; check the orchestrators' replication logs, "
+        "then rerun",
     )
-    if not outcome.ok:
-        raise StepFailed(
-            "orchestrators",
-            f"the WAN did not settle within {timeout:g} s "
-            f"({outcome.why_not(timeout)}); the servers and clients are upgraded; "
-            "check the orchestrators' replication logs, then rerun",
-        )
     rec.done(
         "every orchestrator up, every replica cache resynced (the master region's "
         f"replication log) after {outcome.waited_s:.1f} s"
@@ -274,11 +254,11 @@ def _run_step(wan: WanWatch, step: Step, seen: Mapping[str, Seen]) -> StepRecord
             rec.saw(f"{orch.name} ({orch.role}) {state}")
             ACTIONS[step.action](wan, orch, rec)
     except RemoteError as exc:
-        raise StepFailed(
+        raise StepFailed.talking_to(
             step.node,
-            f"{step.action} of {step.node} failed talking to "
-            f"{exc.host} ({exc}); fix the connection and rerun: finished "
-            "steps are skipped",
+            f"{step.action} of {step.node}",
+            exc,
+            "fix the connection and rerun: finished steps are skipped",
         ) from exc
     record = rec.record()
     ctx.log.info("%s", record.summary())

@@ -11,7 +11,6 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Generic, TypeVar
 
 from bm_upgrade.errors import BmUpgradeError, UserError
@@ -72,12 +71,7 @@ class HostPool:
     def __enter__(self) -> HostPool:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def get(self, host: str) -> Connection:

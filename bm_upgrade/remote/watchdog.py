@@ -14,7 +14,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from types import TracebackType
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +40,7 @@ class Watchdog:
         self._thread.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._done.set()
 
     @property

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 from bm_upgrade.sandbox.kit_files.server.lib import tckey
 
@@ -46,26 +47,19 @@ def render_license(
     return tckey.render_license(fields)
 
 
+class LicenseTerms(TypedDict, total=False):
+    """What a key may say besides its expiry (see :func:`render_license`)."""
+
+    product: str
+    version: str | None
+    capabilities: tuple[str, ...]
+    max_clients: int
+    licensee: str
+
+
 def write_license(
-    path: Path,
-    *,
-    expiry: datetime.date | None,
-    product: str = "BigMemory Max",
-    version: str | None = "4.2",
-    capabilities: tuple[str, ...] = CAPABILITIES,
-    max_clients: int = 100,
-    licensee: str = "bm_upgrade sandbox",
+    path: Path, *, expiry: datetime.date | None, **terms: Unpack[LicenseTerms]
 ) -> None:
     """Write a signed license key file at ``path`` (parents created)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        render_license(
-            expiry=expiry,
-            product=product,
-            version=version,
-            capabilities=capabilities,
-            max_clients=max_clients,
-            licensee=licensee,
-        ),
-        encoding="utf-8",
-    )
+    path.write_text(render_license(expiry=expiry, **terms), encoding="utf-8")

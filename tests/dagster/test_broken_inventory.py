@@ -17,6 +17,7 @@ from bm_upgrade.definitions import INVENTORY_DIR_ENV, build_definitions
 from bm_upgrade.defs.jobs import build_upgrade_job
 from bm_upgrade.inventory import parse_inventory
 from bm_upgrade.inventory_checks import graph_name, stripe_nodes
+from tests.dagster.test_window import CRONS as WINDOW_CRONS
 from tests.unit.inventories import minimal, server
 
 
@@ -110,15 +111,9 @@ def test_the_inventory_names_steps_as_the_job_does(
     assert set(nodes) <= {node.name for node in graph.nodes}
 
 
+# The window tests' crons, then edge cases and crons the inventory refuses.
 CRONS = [
-    "0 2 * * 0",
-    "0 1 * * sun",
-    "30 23 * * 1-5",
-    "*/15 3 * * *",
-    "0 0 1 * *",
-    "0 4 1,15 * 6",
-    "0 */6 * * 7",
-    "0 12 * jan-mar mon",
+    *WINDOW_CRONS,
     "0 0 29 2 *",
     "0 2 * * 1-7",
     "99 99 * * 9",

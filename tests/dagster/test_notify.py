@@ -4,59 +4,26 @@ webhook URL (with its token) that never shows in logs or messages."""
 
 from __future__ import annotations
 
-import http.server
-import json
 import logging
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
 import dagster as dg
 import pytest
 
 from bm_upgrade.defs import notify
 from bm_upgrade.inventory import Inventory
+from tests.dagster.webhook import Receiver, webhook_receiver
 from tests.unit.inventories import minimal
 
 TOKEN = "s3cret-token"
 
 
-@dataclass
-class Receiver:
-    """A webhook on 127.0.0.1: keeps every JSON body; answers ``status``."""
-
-    url: str = ""
-    bodies: list[dict[str, Any]] = field(default_factory=list)
-    status: int = 200
-
-
 @pytest.fixture
 def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
-    box = Receiver()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", "0"))
-            box.bodies.append(json.loads(self.rfile.read(length)))
-            self.send_response(box.status)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # keep the test output clean
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    box.url = f"http://127.0.0.1:{server.server_address[1]}/hook?token={TOKEN}"
-    monkeypatch.setenv(notify.WEBHOOK_ENV, box.url)
-    monkeypatch.setenv(notify.UI_URL_ENV, "http://ui.example:3000/")
-    try:
+    with webhook_receiver(f"/hook?token={TOKEN}") as box:
+        monkeypatch.setenv(notify.WEBHOOK_ENV, box.url)
+        monkeypatch.setenv(notify.UI_URL_ENV, "http://ui.example:3000/")
         yield box
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @dg.op

@@ -19,10 +19,9 @@ import pytest
 from bm_upgrade.defs.launch import run_upgrade
 from bm_upgrade.license import LICENSE_FILE_NAME
 from bm_upgrade.procedure.kit import staging_targets
-from bm_upgrade.sandbox import faults
 from tests.e2e.conftest import E2ESandbox, e2e_sandbox
 from tests.e2e.journal_check import violations
-from tests.e2e.test_upgrade_job import states, versions
+from tests.e2e.test_upgrade_job import crashed_rollback, states, versions
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("dagster_home")]
 
@@ -49,25 +48,8 @@ def test_a_successful_run_removes_staging_and_keeps_the_previous_kit(sandbox: E2
 
 
 def test_an_interrupted_rollback_is_resumed_by_a_run_to_its_target(sandbox: E2ESandbox) -> None:
-    since = time.time()
-    with faults.injected(sandbox.directory, "crash-on-start", "4.2.0"):
-        outcome = run_upgrade(sandbox.inventory_path, target="4.2.0")
-    assert not outcome.success
-    assert outcome.failure and "upgrade_mirrors_east_stripe1" in outcome.failure
     # Interrupted after the mirror's install: it holds 4.2.0 and is down; the active serves.
-    assert "ACTIVE-COORDINATOR" in states(sandbox)
-    mirror = sandbox.inventory.regions[0].stripes[0].servers[1].name
-    assert (
-        violations(
-            sandbox.journal_path,
-            sandbox.inventory,
-            "4.2.0",
-            since=since,
-            until=time.time(),
-            crash_expected=[mirror],
-        )
-        == []
-    )
+    crashed_rollback(sandbox)
     # The failed run keeps its staged kit, private to the login user.
     for folder in staging(sandbox):
         assert os.stat(folder).st_mode & 0o777 == 0o700

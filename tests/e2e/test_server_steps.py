@@ -22,7 +22,6 @@ import pytest
 from bm_upgrade.errors import PlanRefused, StepFailed
 from bm_upgrade.inventory import Inventory, Server, Stripe
 from bm_upgrade.procedure.kit import StagedKit, fetch_kit, stage_kit
-from bm_upgrade.procedure.kit_swap import carried_paths
 from bm_upgrade.procedure.records import StepRecord
 from bm_upgrade.procedure.seen import server_pids
 from bm_upgrade.procedure.servers import ServerOps, failover, upgrade_mirrors
@@ -58,16 +57,6 @@ def test_server_pids_match_only_that_servers_processes() -> None:
         ]
     )
     assert server_pids(ps, server) == [101, 102]
-
-
-def test_carried_files() -> None:
-    assert carried_paths(server_model()) == [
-        "tc-config.xml",
-        "server/tc-config.xml",
-        "server/bin/setenv.sh",
-    ]
-    inside = server_model(tc_config="/opt/tc/bigmemory-max/conf/tc-config.xml")
-    assert carried_paths(inside)[-1] == "conf/tc-config.xml"
 
 
 def test_wait_for_ends_on_value_hopeless_or_timeout() -> None:

@@ -7,16 +7,14 @@ Every process is started in its own session and stopped by its PID's process gro
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import shutil
 import socket
 import tempfile
-import threading
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ from bm_upgrade.defs.sensors import INTERVAL_ENV
 from bm_upgrade.procedure.kit import CACHE_DIR_ENV
 from bm_upgrade.sandbox import faults
 from tests.dagster import processes
+from tests.dagster.webhook import Receiver, webhook_receiver
 from tests.e2e.conftest import E2ESandbox, start_e2e_sandbox, stop_e2e_sandbox
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -70,12 +69,6 @@ query Observations($key: AssetKeyInput!) {
   }
 }"""
 DONE = {"SUCCESS", "FAILURE", "CANCELED"}
-
-
-@dataclass
-class Receiver:
-    url: str = ""
-    bodies: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -145,27 +138,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    box = Receiver()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            box.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    box.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    try:
+    with webhook_receiver(status=204) as box:
         yield box
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.fixture(scope="module")
@@ -225,6 +199,18 @@ def _answers(url: str) -> bool:
         return False
 
 
+BEFORE_STOPS = {"preflight", "download", "stage_kit"}
+"""The small sandbox's steps before the first that stops a server."""
+FROM_FIRST_STOP = {
+    "upgrade_mirrors_east_stripe1",
+    "failover_east_stripe1",
+    "verify_servers",
+    "restart_clients_1",
+    "report",
+}
+"""Its steps from the first that stops a server: what a re-execution from there runs."""
+
+
 def executed(run: dict[str, Any]) -> set[str]:
     return {s["stepKey"] for s in run["stepStats"] if s["status"] == "SUCCESS"}
 
@@ -233,16 +219,7 @@ def test_upgrade_launched_through_graphql_succeeds(ui: Ui) -> None:
     config = UpgradeConfig.defaults_for(ui.sandbox.inventory)  # what the launchpad shows
     run = ui.wait(ui.launch(config))
     assert run["status"] == "SUCCESS", run
-    assert executed(run) == {
-        "preflight",
-        "download",
-        "stage_kit",
-        "upgrade_mirrors_east_stripe1",
-        "failover_east_stripe1",
-        "verify_servers",
-        "restart_clients_1",
-        "report",
-    }
+    assert executed(run) == BEFORE_STOPS | FROM_FIRST_STOP
 
 
 def test_failed_run_reexecuted_from_failure_through_graphql(ui: Ui) -> None:
@@ -253,17 +230,11 @@ def test_failed_run_reexecuted_from_failure_through_graphql(ui: Ui) -> None:
     assert failed["status"] == "FAILURE"
     failed_steps = {s["stepKey"] for s in failed["stepStats"] if s["status"] == "FAILURE"}
     assert failed_steps == {"upgrade_mirrors_east_stripe1"}
-    assert executed(failed) == {"preflight", "download", "stage_kit"}
+    assert executed(failed) == BEFORE_STOPS
     again = ui.wait(ui.reexecute_from_failure(failed_id))
     assert again["status"] == "SUCCESS", again
     # Only the failed step and what follows it ran again.
-    assert executed(again) == {
-        "upgrade_mirrors_east_stripe1",
-        "failover_east_stripe1",
-        "verify_servers",
-        "restart_clients_1",
-        "report",
-    }
+    assert executed(again) == FROM_FIRST_STOP
     # The daemon's run-failure sensor told the webhook, with a link into this UI.
     processes.wait_until(
         lambda: any(b.get("run_id") == failed_id for b in ui.receiver.bodies),

@@ -20,7 +20,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from bm_upgrade.defs.launch import rerun, run_upgrade
+from bm_upgrade.defs.launch import RunOutcome, rerun, run_upgrade
 from bm_upgrade.sandbox import faults
 from tests.e2e.conftest import E2ESandbox, e2e_sandbox
 from tests.e2e.journal_check import changing_commands, stops, violations
@@ -68,6 +68,28 @@ def states(sb: E2ESandbox) -> list[str]:
 def assert_safe(sb: E2ESandbox, target: str, since: float) -> None:
     assert violations(sb.journal_path, sb.inventory, target, since=since, until=time.time()) == []
     assert sb.verify()["lost"] == 0
+
+
+def crashed_rollback(sb: E2ESandbox) -> RunOutcome:
+    """A run to 4.2.0 while that kit crashes on start: it fails at the stripe's mirror, the
+    stripe keeps its ACTIVE, and the journal shows nothing unsafe but the mirror's crash."""
+    since = time.time()
+    with faults.injected(sb.directory, "crash-on-start", "4.2.0"):
+        outcome = run_upgrade(sb.inventory_path, target="4.2.0")
+    assert not outcome.success
+    assert outcome.failure and "upgrade_mirrors_east_stripe1" in outcome.failure
+    assert "ACTIVE-COORDINATOR" in states(sb), "the stripe lost its active"
+    mirror = sb.inventory.regions[0].stripes[0].servers[1].name
+    found = violations(
+        sb.journal_path,
+        sb.inventory,
+        "4.2.0",
+        since=since,
+        until=time.time(),
+        crash_expected=[mirror],
+    )
+    assert found == []
+    return outcome
 
 
 def test_dry_run_changes_nothing(sandbox: E2ESandbox) -> None:
@@ -178,24 +200,7 @@ def test_expired_license_is_refused_before_anything_stops(sandbox: E2ESandbox) -
 
 
 def test_a_kit_that_crashes_on_start_leaves_the_stripe_served(sandbox: E2ESandbox) -> None:
-    since = time.time()
-    with faults.injected(sandbox.directory, "crash-on-start", "4.2.0"):
-        outcome = run_upgrade(sandbox.inventory_path, target="4.2.0")
-    assert not outcome.success
-    assert outcome.failure and "upgrade_mirrors_east_stripe1" in outcome.failure
-    assert "ACTIVE-COORDINATOR" in states(sandbox), "the stripe lost its active"
-    mirror = sandbox.inventory.regions[0].stripes[0].servers[1].name
-    assert (
-        violations(
-            sandbox.journal_path,
-            sandbox.inventory,
-            "4.2.0",
-            since=since,
-            until=time.time(),
-            crash_expected=[mirror],
-        )
-        == []
-    )
+    outcome = crashed_rollback(sandbox)
     # Cleared: the rerun finishes the rollback.
     again = rerun(outcome.run_id)
     assert again.success, again.failure

@@ -23,16 +23,8 @@ from bm_upgrade.probes import (
 )
 from bm_upgrade.remote import Connection
 from tests.remote.conftest import Host, JsonServer, stat_json, topology_json
+from tests.unit.test_probes import FIXTURES, STATES
 
-FIXTURES = Path(__file__).parent.parent / "fixtures"
-STATES = [
-    "START-STATE",
-    "PASSIVE-UNINITIALIZED",
-    "PASSIVE-STANDBY",
-    "ACTIVE-COORDINATOR",
-    "RECOVERING",
-    "STOP-STATE",
-]
 STAT = "/tc-management-api/v2/local/stat"
 TOPO = "/tc-management-api/v2/agents/topologies/servers"
 

@@ -23,17 +23,23 @@ def conn(host: Host) -> Iterator[Connection]:
         yield connection
 
 
+@pytest.fixture
+def folder(host: Host, tmp_path: Path) -> Path:
+    """A folder of this test on the host, that the login user may write into."""
+    path = host.work / tmp_path.name
+    path.mkdir()
+    os.chmod(path, 0o777)
+    return path
+
+
 def read_pid(path: Path) -> int:
     wait_until(lambda: path.exists() and path.read_text().strip().isdigit(), 5, f"{path}")
     return int(path.read_text())
 
 
 def test_a_timed_out_command_and_its_children_are_killed_on_the_host(
-    conn: Connection, host: Host, tmp_path: Path
+    conn: Connection, folder: Path
 ) -> None:
-    folder = host.work / f"timeout-{tmp_path.name}"
-    folder.mkdir()
-    os.chmod(folder, 0o777)
     shell_pid, child_pid = folder / "shell.pid", folder / "child.pid"
     line = (
         f"sleep 30 & echo $! > {quote(str(child_pid))}; echo $$ > {quote(str(shell_pid))}; "
@@ -55,11 +61,8 @@ def test_a_timed_out_command_and_its_children_are_killed_on_the_host(
 
 
 def test_a_program_detached_by_a_command_that_times_out_keeps_running(
-    conn: Connection, host: Host, tmp_path: Path
+    conn: Connection, folder: Path
 ) -> None:
-    folder = host.work / f"detached-{tmp_path.name}"
-    folder.mkdir()
-    os.chmod(folder, 0o777)
     pid_file = folder / "app.pid"
     start = detached(
         ["sh", "-c", f"echo $$ > {quote(str(pid_file))}; exec sleep 30"], str(folder / "app.log")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,26 +67,29 @@ def keygen_fingerprint(host: Host) -> str:
     return out.split()[1]
 
 
-def cli(
-    args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> tuple[int, str, str]:
-    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # no terminal
-    code = main(args)
-    out, err = capsys.readouterr()
-    return code, out, err
+TrustCli = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def trust_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> TrustCli:
+    """Runs ``bm-upgrade trust-hosts ARGS...`` with no terminal: exit code, stdout, stderr."""
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(["trust-hosts", *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
 
 
 def test_no_terminal_then_yes_then_known(
-    tmp_path: Path,
-    host: Host,
-    second_host: Host,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, host: Host, second_host: Host, trust_cli: TrustCli
 ) -> None:
     path = inventory(tmp_path, [host, second_host])
     known = tmp_path / "known_hosts"
 
-    code, out, err = cli(["trust-hosts", str(path)], capsys, monkeypatch)
+    code, out, err = trust_cli(str(path))
     assert code == 2
     assert "no terminal to ask on" in err and "--yes" in err
     for h in (host, second_host):
@@ -93,7 +97,7 @@ def test_no_terminal_then_yes_then_known(
         assert f"{name}: NEW key ssh-ed25519 {keygen_fingerprint(h)}" in out
     assert not known.exists()  # nothing recorded
 
-    code, out, err = cli(["trust-hosts", str(path), "--yes"], capsys, monkeypatch)
+    code, out, err = trust_cli(str(path), "--yes")
     assert code == 0, err
     assert sorted(line.split() for line in known.read_text().splitlines()) == sorted(
         h.handle.known_hosts_line().split()[:3] for h in (host, second_host)
@@ -104,7 +108,7 @@ def test_no_terminal_then_yes_then_known(
             assert conn.run(["true"]).ok
 
     recorded = known.read_text()
-    code, out, err = cli(["trust-hosts", str(path)], capsys, monkeypatch)
+    code, out, err = trust_cli(str(path))
     assert code == 0, err
     assert f"{known_hosts_name(host.address, host.handle.port)}: known (ssh-ed25519 " in out
     assert "2 host(s) already known, 0 recorded" in out
@@ -112,11 +116,7 @@ def test_no_terminal_then_yes_then_known(
 
 
 def test_a_changed_key_is_never_recorded(
-    tmp_path: Path,
-    host: Host,
-    second_host: Host,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, host: Host, second_host: Host, trust_cli: TrustCli
 ) -> None:
     path = inventory(tmp_path, [host, second_host])
     known = tmp_path / "known_hosts"
@@ -124,7 +124,7 @@ def test_a_changed_key_is_never_recorded(
     other = second_host.handle.host_key_pub.split()
     known.write_text(f"{name} {other[0]} {other[1]}\n")  # another host's key: a CHANGED key
 
-    code, out, err = cli(["trust-hosts", str(path), "--yes"], capsys, monkeypatch)
+    code, out, err = trust_cli(str(path), "--yes")
     assert code == 1
     assert f"host key of {name} CHANGED" in err and "ssh-keygen -R" in err
     lines = known.read_text().splitlines()
@@ -167,14 +167,11 @@ def test_jump_host_is_settled_first(tmp_path: Path, host: Host, second_host: Hos
 
 
 def test_corrupt_known_hosts_is_exit_2_before_any_connection(
-    tmp_path: Path,
-    second_host: Host,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, second_host: Host, trust_cli: TrustCli
 ) -> None:
     path = inventory(tmp_path, [second_host])
     (tmp_path / "known_hosts").write_text("# ok\nhost ssh-ed25519 not*base64\n")
-    code, out, err = cli(["trust-hosts", str(path), "--yes"], capsys, monkeypatch)
+    code, out, err = trust_cli(str(path), "--yes")
     assert code == 2
     assert err.startswith(f"error: known_hosts file {tmp_path / 'known_hosts'} line 2 ")
     assert "Traceback" not in err and out == ""

@@ -74,6 +74,14 @@ def minimal(**overrides: Any) -> dict[str, Any]:
     return copy.deepcopy(data)
 
 
+def on_first_host(**fields: Any) -> dict[str, Any]:
+    """:func:`minimal` with its second server on the first one's host (10.0.0.1), and
+    ``fields`` set on it."""
+    data = minimal()
+    data["regions"][0]["stripes"][0]["servers"][1].update(host="10.0.0.1", **fields)
+    return data
+
+
 def two_regions_wan() -> dict[str, Any]:
     """Two regions, two stripes each, clients and WAN orchestrators."""
     data = minimal()

@@ -10,7 +10,7 @@ import yaml
 
 from bm_upgrade.errors import InventoryError
 from bm_upgrade.inventory import json_schema, load_inventory, parse_inventory
-from tests.unit.inventories import minimal, orchestrator, server, two_regions_wan
+from tests.unit.inventories import minimal, on_first_host, orchestrator, server, two_regions_wan
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -97,56 +97,42 @@ SECOND_KIT = "/opt/terracotta/tsa-a2/bigmemory-max"
 """The second server's own kit root, for tests that put it on the first one's host."""
 
 
+SECOND = "regions[0].stripes[0].servers[1]"
+
+
 def test_same_host_same_port() -> None:
-    data = minimal()
-    data["regions"][0]["stripes"][0]["servers"][1].update(host="10.0.0.1", install_dir=SECOND_KIT)
-    issues = dict(issues_of(data))
-    assert set(issues) == {
-        "regions[0].stripes[0].servers[1].tsa_port",
-        "regions[0].stripes[0].servers[1].management_port",
-    }
-    message = issues["regions[0].stripes[0].servers[1].tsa_port"]
+    issues = dict(issues_of(on_first_host(install_dir=SECOND_KIT)))
+    assert set(issues) == {f"{SECOND}.tsa_port", f"{SECOND}.management_port"}
+    message = issues[f"{SECOND}.tsa_port"]
     assert "9510" in message and "tsa-a1" in message and "10.0.0.1" in message
 
 
-def test_same_host_distinct_ports_but_same_management_port() -> None:
-    data = minimal()
-    second = data["regions"][0]["stripes"][0]["servers"][1]
-    second.update(host="10.0.0.1", tsa_port=9610, install_dir=SECOND_KIT)
-    path, message = only_issue(data)
-    assert path == "regions[0].stripes[0].servers[1].management_port"
-    assert "9540" in message
-
-
-def test_same_host_implied_port_collision() -> None:
-    # tsa_port 9520 on the same host collides with tsa-a1's implied jmx port (9510 + 10).
-    data = minimal()
-    second = data["regions"][0]["stripes"][0]["servers"][1]
-    second.update(host="10.0.0.1", tsa_port=9520, management_port=9640, install_dir=SECOND_KIT)
-    path, message = only_issue(data)
-    assert path == "regions[0].stripes[0].servers[1].tsa_port"
-    assert "9520" in message
-
-
-def test_same_host_same_data_dir() -> None:
-    data = minimal()
-    second = data["regions"][0]["stripes"][0]["servers"][1]
-    second.update(
-        host="10.0.0.1",
-        tsa_port=9610,
-        management_port=9640,
-        data_dir="/var/lib/terracotta/tsa-a1/data/",
-        install_dir=SECOND_KIT,
-    )
-    path, message = only_issue(data)
-    assert path == "regions[0].stripes[0].servers[1].data_dir"
-    assert "tsa-a1" in message and "own" in message
+@pytest.mark.parametrize(
+    "fields, field, words",
+    [
+        ({"tsa_port": 9610}, "management_port", ["9540"]),
+        # tsa_port 9520 on the same host collides with tsa-a1's implied jmx port (9510 + 10).
+        ({"tsa_port": 9520, "management_port": 9640}, "tsa_port", ["9520"]),
+        (
+            {
+                "tsa_port": 9610,
+                "management_port": 9640,
+                "data_dir": "/var/lib/terracotta/tsa-a1/data/",
+            },
+            "data_dir",
+            ["tsa-a1", "own"],
+        ),
+    ],
+    ids=["same-management-port", "implied-port", "same-data-dir"],
+)
+def test_same_host_collision(fields: dict[str, Any], field: str, words: list[str]) -> None:
+    path, message = only_issue(on_first_host(install_dir=SECOND_KIT, **fields))
+    assert path == f"{SECOND}.{field}"
+    assert [w for w in words if w not in message] == []
 
 
 def test_two_servers_on_one_host_with_distinct_ports_and_data_are_fine() -> None:
-    data = minimal()
-    second = data["regions"][0]["stripes"][0]["servers"][1]
-    second.update(host="10.0.0.1", tsa_port=9610, management_port=9640, install_dir=SECOND_KIT)
+    data = on_first_host(tsa_port=9610, management_port=9640, install_dir=SECOND_KIT)
     inv = parse_inventory(data, "x")
     on_host = {
         s.name: (s.tsa_port, s.management_port, s.data_dir, s.install_dir)

@@ -13,7 +13,14 @@ import yaml
 from bm_upgrade.errors import InventoryError
 from bm_upgrade.inventory import load_inventory, parse_inventory
 from bm_upgrade.inventory_checks import graph_name, url_host
-from tests.unit.inventories import KIT_SHA, client, minimal, server, two_regions_wan
+from tests.unit.inventories import (
+    KIT_SHA,
+    client,
+    minimal,
+    on_first_host,
+    server,
+    two_regions_wan,
+)
 from tests.unit.test_inventory import issues_of, only_issue
 
 SERVER = "regions[0].stripes[0].servers[0]"
@@ -93,10 +100,7 @@ def test_wan_xml_never_inside_the_kit_root() -> None:
 
 
 def test_data_inside_another_nodes_kit_root_on_the_same_host() -> None:
-    data = minimal()
-    second = data["regions"][0]["stripes"][0]["servers"][1]
-    second.update(
-        host="10.0.0.1",
+    data = on_first_host(
         tsa_port=9610,
         management_port=9640,
         install_dir="/opt/tc-b",

@@ -15,7 +15,16 @@ from hypothesis import strategies as st
 
 from bm_upgrade.errors import PlanRefused, UserError
 from bm_upgrade.inventory import Inventory, parse_inventory
-from bm_upgrade.plan import ACTIVE, SEGMENTS, STANDBY, NodeState, PlanOptions, Step, make_plan
+from bm_upgrade.plan import (
+    ACTIVE,
+    SEGMENTS,
+    STANDBY,
+    NodeState,
+    Plan,
+    PlanOptions,
+    Step,
+    make_plan,
+)
 from bm_upgrade.procedure.servers import ACTIONS
 from tests.unit.inventories import client, minimal, orchestrator, server
 
@@ -185,6 +194,12 @@ def run(inv: Inventory, state: State, steps: list[Step]) -> Cluster:
     return model
 
 
+def draw_case(data: st.DataObject) -> tuple[Inventory, State, PlanOptions]:
+    """A drawn inventory, a healthy state of it, and run options."""
+    inv = data.draw(inventories())
+    return inv, data.draw(healthy_states(inv)), options_for(inv, **data.draw(plan_options))
+
+
 # -- properties -----------------------------------------------------------------------------
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -192,9 +207,7 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 @SETTINGS
 @given(data=st.data())
 def test_plan_reaches_the_target_safely(data: st.DataObject) -> None:
-    inv = data.draw(inventories())
-    state = data.draw(healthy_states(inv))
-    opts = options_for(inv, **data.draw(plan_options))
+    inv, state, opts = draw_case(data)
     plan = make_plan(inv, state, opts)
     model = run(inv, state, plan.todo())
     # Every node ends on the target and running; every stripe one ACTIVE + standbys.
@@ -215,9 +228,8 @@ def test_plan_reaches_the_target_safely(data: st.DataObject) -> None:
 @SETTINGS
 @given(data=st.data())
 def test_mirrors_before_their_active(data: st.DataObject) -> None:
-    inv = data.draw(inventories())
-    state = data.draw(healthy_states(inv))
-    plan = make_plan(inv, state, options_for(inv, **data.draw(plan_options)))
+    inv, state, opts = draw_case(data)
+    plan = make_plan(inv, state, opts)
     todo = plan.todo()
     for _, stripe, srv in inv.servers():
         if state[srv.name].state != ACTIVE or len(stripe.servers) == 1:
@@ -243,9 +255,8 @@ def test_mirrors_before_their_active(data: st.DataObject) -> None:
 @SETTINGS
 @given(data=st.data())
 def test_phase_order(data: st.DataObject) -> None:
-    inv = data.draw(inventories())
-    state = data.draw(healthy_states(inv))
-    plan = make_plan(inv, state, options_for(inv, **data.draw(plan_options)))
+    inv, state, opts = draw_case(data)
+    plan = make_plan(inv, state, opts)
     steps = list(plan.steps)
 
     def indexes(phase: str, action: str | None = None) -> list[int]:
@@ -287,9 +298,7 @@ def test_phase_order(data: st.DataObject) -> None:
 @SETTINGS
 @given(data=st.data())
 def test_replan_from_any_intermediate_state_yields_the_remaining_steps(data: st.DataObject) -> None:
-    inv = data.draw(inventories())
-    state = data.draw(healthy_states(inv))
-    opts = options_for(inv, **data.draw(plan_options))
+    inv, state, opts = draw_case(data)
     todo = make_plan(inv, state, opts).todo()
     done = data.draw(st.integers(0, len(todo)))
     model = run(inv, state, todo[:done])
@@ -306,9 +315,7 @@ def test_replan_from_any_intermediate_state_yields_the_remaining_steps(data: st.
 @SETTINGS
 @given(data=st.data())
 def test_a_finished_cluster_plans_nothing(data: st.DataObject) -> None:
-    inv = data.draw(inventories())
-    opts = options_for(inv, **data.draw(plan_options))
-    state = data.draw(healthy_states(inv))
+    inv, state, opts = draw_case(data)
     done = run(inv, state, make_plan(inv, state, opts).todo()).state
     again = make_plan(inv, done, opts)
     assert again.todo() == []
@@ -322,9 +329,7 @@ def test_every_server_step_carries_its_segment_in_order(data: st.DataObject) -> 
     (a server to bring back or to confirm), then mirrors, failover, failback; each segment
     opens with a stop, so an op that meets an earlier segment's step has stopped nothing; a
     healthy stripe has no step without a segment."""
-    inv = data.draw(inventories())
-    state = data.draw(healthy_states(inv))
-    opts = options_for(inv, **data.draw(plan_options))
+    inv, state, opts = draw_case(data)
     todo = make_plan(inv, state, opts).todo()
     model = run(inv, state, todo[: data.draw(st.integers(0, len(todo)))])
     steps = make_plan(inv, model.state, opts).steps
@@ -351,9 +356,7 @@ def test_the_server_procedure_knows_every_server_action_the_plan_asks_for(
 ) -> None:
     """Every server step to do has its action in the procedure's dispatch; the actions it
     has none for (``upgrade``, ``failback``) only ever mark a server already done."""
-    inv = data.draw(inventories())
-    state = data.draw(healthy_states(inv))
-    opts = options_for(inv, **data.draw(plan_options))
+    inv, state, opts = draw_case(data)
     todo = make_plan(inv, state, opts).todo()
     model = run(inv, state, todo[: data.draw(st.integers(0, len(todo)))])
     for step in make_plan(inv, model.state, opts).steps:
@@ -363,6 +366,15 @@ def test_the_server_procedure_knows_every_server_action_the_plan_asks_for(
             assert step.action in {"upgrade", "failback"}
         else:
             assert step.action in ACTIONS
+
+
+LONE_SERVER = ["stop", "install", "start", "confirm-active"]
+"""The steps of a stripe's lone server: stopped, so the stripe is down until it is back."""
+
+
+def lone_actions(plan: Plan) -> list[str]:
+    """The actions the plan still takes on the lone server tsa-x."""
+    return [s.action for s in plan.todo() if s.node == "tsa-x"]
 
 
 def test_stripe_without_mirror_is_refused_without_consent() -> None:
@@ -377,12 +389,7 @@ def test_stripe_without_mirror_is_refused_without_consent() -> None:
     reason = caught.value.reasons[0]
     assert "east/lonely" in reason and "--allow-downtime" in reason
     plan = make_plan(inv, options=PlanOptions.from_inventory(inv, allow_downtime=True))
-    assert [s.action for s in plan.todo() if s.node == "tsa-x"] == [
-        "stop",
-        "install",
-        "start",
-        "confirm-active",
-    ]
+    assert lone_actions(plan) == LONE_SERVER
 
 
 def test_non_persistent_stripe_without_mirror_needs_both_consents() -> None:
@@ -400,12 +407,7 @@ def test_non_persistent_stripe_without_mirror_needs_both_consents() -> None:
     plan = make_plan(
         inv, options=PlanOptions.from_inventory(inv, allow_downtime=True, accept_data_loss=True)
     )
-    assert [s.action for s in plan.todo() if s.node == "tsa-x"] == [
-        "stop",
-        "install",
-        "start",
-        "confirm-active",
-    ]
+    assert lone_actions(plan) == LONE_SERVER
 
 
 def test_persistent_flag_per_region_overrides_cluster() -> None:
@@ -414,12 +416,7 @@ def test_persistent_flag_per_region_overrides_cluster() -> None:
     data["regions"][0]["stripes"][0]["servers"] = [server("tsa-x", "10.0.0.9")]
     inv = parse_inventory(data, "x")
     plan = make_plan(inv, options=PlanOptions.from_inventory(inv, allow_downtime=True))
-    assert [s.action for s in plan.todo() if s.node == "tsa-x"] == [
-        "stop",
-        "install",
-        "start",
-        "confirm-active",
-    ]
+    assert lone_actions(plan) == LONE_SERVER
     # The cluster-wide flag alone (non-persistent) would also want --accept-data-loss.
     data["regions"][0]["persistent"] = False
     inv = parse_inventory(data, "x")

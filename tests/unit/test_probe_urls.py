@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from bm_upgrade.inventory import Server
 from bm_upgrade.probes import STAT_PATH, TOPOLOGY_PATH, probe_server_rest
+from tests.unit.inventories import server_model
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 ROUTES = {STAT_PATH: "rest-stat.json", TOPOLOGY_PATH: "rest-topology.json"}
@@ -67,15 +67,7 @@ def served_on_ipv6() -> Iterator[int]:
 
 def test_the_rest_probe_reaches_an_ipv6_server() -> None:
     with served_on_ipv6() as port:
-        server = Server(
-            name="tsa-a1",
-            host="::1",
-            install_dir="/opt/tc/bigmemory-max",
-            tc_config="/etc/tc/tc-config.xml",
-            data_dir="/var/tc/data",
-            management_port=port,
-        )
-        status = probe_server_rest(server, timeout=5.0)
+        status = probe_server_rest(server_model(host="::1", management_port=port), timeout=5.0)
     assert status.reachable, status.error
     assert (status.state, status.version) == ("ACTIVE-COORDINATOR", "4.2.1")
 
@@ -84,15 +76,7 @@ def test_an_unreachable_ipv6_server_is_named_by_a_valid_url() -> None:
     with socket.socket(socket.AF_INET6) as closed:  # a port nobody listens on
         closed.bind(("::1", 0))
         port = closed.getsockname()[1]
-        server = Server(
-            name="tsa-a1",
-            host="::1",
-            install_dir="/opt/tc/bigmemory-max",
-            tc_config="/etc/tc/tc-config.xml",
-            data_dir="/var/tc/data",
-            management_port=port,
-        )
-        status = probe_server_rest(server, timeout=5.0)
+        status = probe_server_rest(server_model(host="::1", management_port=port), timeout=5.0)
     assert not status.reachable
     assert f"http://[::1]:{port}{STAT_PATH}" in (status.error or "")
     url = (status.error or "").split(": ", 1)[0]

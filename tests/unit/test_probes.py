@@ -25,6 +25,7 @@ from bm_upgrade.probes import (
 )
 from bm_upgrade.procedure.health import stripe_health
 from bm_upgrade.procedure.seen import look_on_host, server_pids
+from tests.unit.inventories import server_model
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 STATES = [
@@ -42,14 +43,7 @@ def fixture(name: str) -> str:
 
 
 def server(name: str, host: str = "10.0.0.11", port: int = 9540) -> Server:
-    return Server(
-        name=name,
-        host=host,
-        install_dir="/opt/tc/bigmemory-max",
-        tc_config="/etc/tc/tc-config.xml",
-        data_dir=f"/var/tc/{name}/data",
-        management_port=port,
-    )
+    return server_model(name=name, host=host, data_dir=f"/var/tc/{name}/data", management_port=port)
 
 
 def status(name: str, state: str, reachable: bool = True) -> ServerStatus:
@@ -196,14 +190,7 @@ def test_an_answer_cut_off_midway_is_unreachable_not_a_crash() -> None:
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
-        server = Server(
-            name="tsa-x",
-            host="127.0.0.1",
-            install_dir="/opt/k",
-            tc_config="/etc/t",
-            data_dir="/d",
-            management_port=httpd.server_address[1],
-        )
+        server = server_model(host="127.0.0.1", management_port=httpd.server_address[1])
         status = probe_server_rest(server, timeout=2.0)
         assert not status.reachable
         assert status.error and "broke off" in status.error

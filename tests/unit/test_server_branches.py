@@ -17,9 +17,10 @@ from dataclasses import dataclass, replace
 import pytest
 
 from bm_upgrade.errors import CommandFailed, CommandTimeout, StepFailed
-from bm_upgrade.inventory import Inventory, Server
+from bm_upgrade.inventory import Inventory, Region, Server, Stripe
 from bm_upgrade.probes import ServerStatus
 from bm_upgrade.procedure import halt
+from bm_upgrade.procedure.records import StepRecord
 from bm_upgrade.procedure.servers import StepContext, failover, upgrade_mirrors
 from bm_upgrade.remote.quoting import MARK, Command, shell
 from tests.unit.inventories import minimal
@@ -180,6 +181,22 @@ def stripe(
     return ctx, cluster
 
 
+StripeStep = Callable[[StepContext, Region, Stripe], list[StepRecord]]
+
+
+def on_stripe(step: StripeStep, ctx: StepContext) -> list[StepRecord]:
+    """``step`` (upgrade_mirrors or failover) on the test's one stripe."""
+    region = ctx.inventory.regions[0]
+    return step(ctx, region, region.stripes[0])
+
+
+def failure_of(step: StripeStep, ctx: StepContext) -> StepFailed:
+    """How ``step`` fails on the test's one stripe."""
+    with pytest.raises(StepFailed) as caught:
+        on_stripe(step, ctx)
+    return caught.value
+
+
 @pytest.fixture(autouse=True)
 def no_stop_requested() -> Iterator[None]:
     halt.reset()
@@ -191,11 +208,9 @@ def test_the_active_is_not_stopped_while_no_mirror_is_passive_standby() -> None:
     # The look that plans the step sees the mirror in sync; the look right before the stop
     # does not (it restarted itself).
     ctx, cluster = stripe({A: "4.2.0", B: "4.2.1"}, {A: [ACTIVE], B: [STANDBY, SYNCING]})
-    region = ctx.inventory.regions[0]
-    with pytest.raises(StepFailed) as caught:
-        failover(ctx, region, region.stripes[0])
-    assert caught.value.node == A
-    assert str(caught.value).startswith(
+    failed = failure_of(failover, ctx)
+    assert failed.node == A
+    assert str(failed).startswith(
         f"{A} (ACTIVE) was not stopped: no mirror of stripe stripe1 was {STANDBY} "
         f"(still {B} {SYNCING} after 0.1 s); the stripe keeps running on {A}"
     )
@@ -206,11 +221,9 @@ def test_the_active_is_not_stopped_while_no_mirror_is_passive_standby() -> None:
 def test_no_takeover_within_failover_s_starts_the_old_active_on_its_old_kit() -> None:
     ctx, cluster = stripe({A: "4.2.0", B: "4.2.1"}, {A: [ACTIVE], B: [STANDBY]})
     cluster.takeover = False
-    region = ctx.inventory.regions[0]
-    with pytest.raises(StepFailed) as caught:
-        failover(ctx, region, region.stripes[0])
-    assert caught.value.node == A
-    assert str(caught.value).startswith(
+    failed = failure_of(failover, ctx)
+    assert failed.node == A
+    assert str(failed).startswith(
         f"no mirror of stripe stripe1 became {ACTIVE} within 0.1 s of the stop (still "
         f"{A} unknown, {B} {STANDBY} after 0.1 s); started {A} on its 4.2.0 kit again at "
         f"once and {A} is {ACTIVE} again; check the mirror's console log"
@@ -230,11 +243,9 @@ def test_a_failed_install_with_the_old_kit_untouched_starts_the_server_again() -
         raise CommandTimeout(fake.server.host, "the look at the kit root", 300)
 
     cluster.install = hangs
-    region = ctx.inventory.regions[0]
-    with pytest.raises(StepFailed) as caught:
-        upgrade_mirrors(ctx, region, region.stripes[0])
-    assert caught.value.node == B
-    assert str(caught.value) == (
+    failed = failure_of(upgrade_mirrors, ctx)
+    assert failed.node == B
+    assert str(failed) == (
         "on 10.0.0.2: command did not finish within 300 s: the look at the kit root; check "
         "the host's load or raise the timeout in the inventory's policy.timeouts; "
         f"{B} was started again on its untouched 4.2.0 kit"
@@ -256,9 +267,8 @@ def test_a_failed_install_that_touched_the_old_kit_leaves_the_server_down() -> N
         raise CommandFailed(fake.server.host, "the swap", 1, "", "mv: Input/output error")
 
     cluster.install = breaks_the_kit
-    region = ctx.inventory.regions[0]
     with pytest.raises(StepFailed, match=f"^install of {B} failed talking to 10.0.0.2 "):
-        upgrade_mirrors(ctx, region, region.stripes[0])
+        on_stripe(upgrade_mirrors, ctx)
     assert cluster.did("start") == []
     assert cluster.servers[B].runs is None
 
@@ -280,11 +290,9 @@ def test_a_halted_run_stops_nothing_and_says_why(how: str) -> None:
         if how == "earlier failure"
         else "interrupted (SIGINT); nothing was changed by this step; rerun"
     )
-    region = ctx.inventory.regions[0]
-    with pytest.raises(StepFailed) as caught:
-        upgrade_mirrors(ctx, region, region.stripes[0])
-    assert caught.value.node == B
-    assert str(caught.value).startswith(f"stop of {B} (stripe stripe1) not started: {why}")
+    failed = failure_of(upgrade_mirrors, ctx)
+    assert failed.node == B
+    assert str(failed).startswith(f"stop of {B} (stripe stripe1) not started: {why}")
     assert cluster.ran == []
 
 
@@ -294,13 +302,12 @@ def test_a_failure_found_during_the_standby_wait_stops_nothing() -> None:
     ctx, cluster = stripe(
         {A: "4.2.0", B: "4.2.1"}, {A: [ACTIVE], B: [STANDBY]}, halted=lambda: next(answers)
     )
-    region = ctx.inventory.regions[0]
     with pytest.raises(
         StepFailed,
         match=rf"^stop of {A} \(the ACTIVE of stripe stripe1\) "
         f"not started: {EARLIER}",
     ):
-        failover(ctx, region, region.stripes[0])
+        on_stripe(failover, ctx)
     assert cluster.ran == []
 
 
@@ -310,8 +317,7 @@ def test_a_mirror_still_syncing_is_confirmed_and_the_active_left_alone() -> None
     waits for the sync; nothing is stopped or installed, and the active is the failover
     step's."""
     ctx, cluster = stripe({A: "4.2.0", B: "4.2.1"}, {A: [ACTIVE], B: [SYNCING, SYNCING, STANDBY]})
-    region = ctx.inventory.regions[0]
-    records = upgrade_mirrors(ctx, region, region.stripes[0])
+    records = on_stripe(upgrade_mirrors, ctx)
     assert [(r.action, r.node, r.skipped) for r in records] == [("confirm-standby", B, False)]
     assert records[0].did[0].startswith(f"confirmed {B} {STANDBY} after ")
     assert cluster.did("stop") == [] and cluster.did("install") == []
@@ -324,8 +330,7 @@ def test_the_mirrors_step_brings_back_a_down_mirror_and_leaves_the_active() -> N
     ctx, cluster = stripe({A: "4.2.0", B: "4.2.1"}, {A: [ACTIVE], B: [STANDBY]})
     cluster.servers[B].runs = None
     cluster.sync_looks = 2
-    region = ctx.inventory.regions[0]
-    records = upgrade_mirrors(ctx, region, region.stripes[0])
+    records = on_stripe(upgrade_mirrors, ctx)
     assert [(r.action, r.node) for r in records] == [("start", B), ("confirm-standby", B)]
     assert cluster.did("stop") == [] and cluster.did("install") == []
     assert (cluster.servers[A].answers, cluster.servers[B].answers) == ([ACTIVE], [STANDBY])
@@ -333,11 +338,9 @@ def test_the_mirrors_step_brings_back_a_down_mirror_and_leaves_the_active() -> N
 
 def test_the_failover_step_refuses_a_mirror_still_to_upgrade() -> None:
     ctx, cluster = stripe({A: "4.2.0", B: "4.2.0"}, {A: [ACTIVE], B: [STANDBY]})
-    region = ctx.inventory.regions[0]
-    with pytest.raises(StepFailed) as caught:
-        failover(ctx, region, region.stripes[0])
-    assert caught.value.node == B
-    assert str(caught.value) == (
+    failed = failure_of(failover, ctx)
+    assert failed.node == B
+    assert str(failed) == (
         f"mirror {B} of stripe stripe1 is not on 4.2.1 yet and mirrors are upgraded before "
         "the active; run upgrade_mirrors_east_stripe1 (upgrade_mirrors) for it first "
         "(nothing was stopped)"
@@ -352,11 +355,10 @@ def test_the_failover_step_fails_back_and_the_mirrors_step_does_not() -> None:
     ctx, cluster = stripe({A: "4.2.1", B: "4.2.1"}, {A: [STANDBY], B: [ACTIVE]})
     ctx.options = replace(ctx.options, failback=True)
     cluster.sync_looks = 2
-    region = ctx.inventory.regions[0]
-    mirrors = upgrade_mirrors(ctx, region, region.stripes[0])
+    mirrors = on_stripe(upgrade_mirrors, ctx)
     assert [(r.action, r.node, r.skipped) for r in mirrors] == [("upgrade", A, True)]
     assert cluster.ran == []
-    records = failover(ctx, region, region.stripes[0])
+    records = on_stripe(failover, ctx)
     assert [(r.action, r.node) for r in records] == [
         ("failback-stop", B),
         ("start", B),

@@ -132,9 +132,9 @@ def test_exit_0_with_the_server_still_running_waits_then_fails_safely() -> None:
         stop()
     assert caught.value.node == A
     assert str(caught.value).startswith(
-        f"{A} on 10.0.0.1 did not stop within 0.2 s of its stop script (still "
-        f"{ACTIVE} after 0.2 s; the script exited 0 and said: Stop success. Response code "
-        f"200); check its console log "
+        f"{A} on 10.0.0.1 did not stop within 0.2 s of its stop script (which exited 0 and "
+        f"said: Stop success. Response code 200) (still {ACTIVE} after 0.2 s); check its "
+        "console log "
     )
     # Nothing else was done: the server still serves its stripe.
     assert (cluster.servers[A].runs, cluster.servers[A].answers) == ("4.2.0", [ACTIVE])

@@ -116,11 +116,7 @@ class Replicator:
 
     def _read_acks(self, link: PassiveLink, stream: BinaryIO) -> None:
         server = self.server
-        while True:
-            line = stream.readline(tccommon.MAX_LINE)
-            if not line:
-                return
-            message = tccommon.decode(line)
+        for message in tccommon.messages(stream):
             if message.get("op") == "ack":
                 with server.cond:
                     link.acked = max(link.acked, int(message["seq"]))

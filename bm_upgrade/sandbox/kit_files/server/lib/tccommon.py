@@ -20,12 +20,15 @@ import socket
 import threading
 import time
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeVar
 
 if TYPE_CHECKING:
     import ssl
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+T = TypeVar("T")
 
 EXIT_STARTUP = 2
 """A kit program's exit code when it cannot start (configuration, license, port, version)."""
@@ -33,6 +36,36 @@ EXIT_STARTUP = 2
 
 class StartupError(Exception):
     """A server or orchestrator cannot start; the message is its FATAL log line."""
+
+
+class Booting(Protocol):
+    """A server or orchestrator process as it starts."""
+
+    name: str
+    version: str
+    start_s: float
+    stopping: threading.Event
+
+    @property
+    def sandbox(self) -> dict[str, Any] | None: ...
+
+
+def boot(node: Booting, crashed: str) -> None:
+    """What a JVM takes to boot, before it checks its license and binds its ports; with the
+    sandbox fault crash-on-start on its version or name, the start ends with ``crashed``."""
+    node.stopping.wait(boot_time_left(node.start_s))
+    if fault(node.sandbox, "crash-on-start", node.version, node.name):
+        raise StartupError(f"{crashed} (sandbox fault crash-on-start)")
+
+
+def bind_http(serve: Callable[[], T], host: str, port: int, kind: str) -> T:
+    """``serve()``, the start of a node's HTTP port; a port taken ends the start."""
+    try:
+        return serve()
+    except OSError as exc:
+        raise StartupError(
+            f"Cannot bind {host}:{port}: {exc.strerror}; is another {kind} using that port?"
+        ) from None
 
 
 # ---------------------------------------------------------------- versions
@@ -107,17 +140,12 @@ def journal_append(journal: str | os.PathLike[str] | None, event: str, **fields:
         return
     record: dict[str, Any] = {"t": time.time(), "event": event}
     record.update(fields)
-    line = (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode("utf-8")
-    fd = os.open(os.fspath(journal), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
+    append_line(journal, record)
 
 
 def append_line(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
-    """Append one JSON line to a file in one O_APPEND write (ledgers)."""
-    line = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
+    """Append one JSON line to a file in one O_APPEND write (journal, ledgers)."""
+    line = (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode("utf-8")
     fd = os.open(os.fspath(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     try:
         os.write(fd, line)
@@ -194,6 +222,12 @@ def decode(line: bytes) -> dict[str, Any]:
     if not isinstance(message, dict):
         raise ValueError("a protocol message must be a JSON object")
     return message
+
+
+def messages(stream: BinaryIO) -> Iterator[dict[str, Any]]:
+    """The protocol messages read from ``stream``, one a line, until it closes."""
+    while line := stream.readline(MAX_LINE):
+        yield decode(line)
 
 
 def connect(host: str, port: int, timeout_s: float) -> socket.socket:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from typing import Any
+from xml.sax.saxutils import escape
 
 TC_NS = "http://www.terracotta.org/config"
 DEFAULT_ELECTION_S = 5.0
@@ -166,13 +167,7 @@ def render_tc_config(
     are secured and each gets a ``<security>`` element."""
 
     def esc(value: object) -> str:
-        return (
-            str(value)
-            .replace("&", "&amp;")
-            .replace("<", "&lt;")
-            .replace(">", "&gt;")
-            .replace('"', "&quot;")
-        )
+        return escape(str(value), {'"': "&quot;"})
 
     secure = ' secure="true"' if security else ""
     lines = [f'<tc:tc-config xmlns:tc="{TC_NS}">', f"  <servers{secure}>"]

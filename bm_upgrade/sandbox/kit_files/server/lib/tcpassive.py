@@ -71,11 +71,7 @@ def join(server: Server, active: dict[str, Any]) -> str:
 
 
 def _mirror(server: Server, sock: socket.socket, stream: BinaryIO) -> None:
-    while True:
-        line = stream.readline(tccommon.MAX_LINE)
-        if not line:
-            return
-        message = tccommon.decode(line)
+    for message in tccommon.messages(stream):
         op = message.get("op")
         if op == "rep":
             server.store.put(str(message["key"]), str(message["value"]))

@@ -182,11 +182,7 @@ class Server:
                 sock.shutdown(socket.SHUT_RDWR)
 
     def _serve_group(self, conn: socket.socket, stream: BinaryIO) -> None:
-        while True:
-            line = stream.readline(tccommon.MAX_LINE)
-            if not line:
-                return
-            message = tccommon.decode(line)
+        for message in tccommon.messages(stream):
             if message.get("op") == "status":
                 conn.sendall(tccommon.encode(self.status()))
             elif message.get("op") == "join":
@@ -205,26 +201,20 @@ class Server:
             f"group {self.stripe['name']}, config {self.config_path}"
         )
         # What a JVM takes to boot before it checks its license and binds its ports.
-        self.stopping.wait(tccommon.boot_time_left(self.start_s))
-        if tccommon.fault(self.sandbox, "crash-on-start", self.version, self.name):
-            raise tccommon.StartupError(
-                f"Server {self.name} {self.version} crashed at start: "
-                "java.lang.ExceptionInInitializerError (sandbox fault "
-                "crash-on-start)"
-            )
+        tccommon.boot(
+            self,
+            f"Server {self.name} {self.version} crashed at start: "
+            "java.lang.ExceptionInInitializerError",
+        )
         problem = tckey.check_license(self.kit_root / tckey.LICENSE_FILE_NAME, self.version)
         if problem:
             raise tccommon.StartupError(problem)
         self.listeners.listen(self.me["tsa_port"], functools.partial(tctsa.serve_tsa, self))
         self.listeners.listen(self.me["group_port"], self._serve_group)
         self.listeners.listen(self.me["jmx_port"], lambda conn, stream: None)
-        try:
-            self._httpd = tcrest.start_rest(self)
-        except OSError as exc:
-            raise tccommon.StartupError(
-                f"Cannot bind {self.me['host']}:{self.me['management_port']}: "
-                f"{exc.strerror}; is another server using that port?"
-            ) from None
+        self._httpd = tccommon.bind_http(
+            lambda: tcrest.start_rest(self), self.me["host"], self.me["management_port"], "server"
+        )
         self.store.data_dir.mkdir(parents=True, exist_ok=True)
         self.set_state(self.START)
 

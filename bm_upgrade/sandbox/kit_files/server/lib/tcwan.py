@@ -141,6 +141,11 @@ class Orchestrator:
         self.state = state
         self.log(f"Orchestrator {self.name} state: {state.upper()}")
         self.publish()
+        self.journal_state(state)
+
+    def journal_state(self, state: str, **more: str) -> None:
+        """Journal the orchestrator's state (``failed``, with its ``reason``: it could not
+        start)."""
         tccommon.journal_append(
             self.journal,
             "orchestrator_state",
@@ -149,6 +154,7 @@ class Orchestrator:
             role=self.role,
             state=state,
             version=self.version,
+            **more,
         )
 
     def set_caches(self, state: str) -> None:
@@ -175,12 +181,7 @@ class Orchestrator:
             f"WAN orchestrator {self.name} {self.version} (region {self.region or '-'}, "
             f"role {self.role}) starting on {self.bind}"
         )
-        self.stopping.wait(tccommon.boot_time_left(self.start_s))
-        if tccommon.fault(self.sandbox, "crash-on-start", self.version, self.name):
-            raise tccommon.StartupError(
-                f"Orchestrator {self.name} {self.version} crashed at start "
-                "(sandbox fault crash-on-start)"
-            )
+        tccommon.boot(self, f"Orchestrator {self.name} {self.version} crashed at start")
         key = self.kit_root / tckey.LICENSE_FILE_NAME
         problem = tckey.check_license(key, self.version)
         if problem is None:
@@ -246,16 +247,7 @@ def run(argv: list[str]) -> int:
     except tccommon.StartupError as exc:
         if orch is not None:
             orch.log(str(exc), "FATAL")
-            tccommon.journal_append(
-                orch.journal,
-                "orchestrator_state",
-                orchestrator=orch.name,
-                region=orch.region,
-                role=orch.role,
-                state="failed",
-                version=orch.version,
-                reason=str(exc),
-            )
+            orch.journal_state("failed", reason=str(exc))
         else:
             print(f"FATAL - {exc}")
         code = tccommon.EXIT_STARTUP

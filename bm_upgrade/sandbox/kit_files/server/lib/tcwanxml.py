@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from typing import Any
+from xml.sax.saxutils import escape
 
 WAN_NS = "http://config.wan.terracottatech.com"
 DEFAULT_PORT = 9889
@@ -100,13 +101,7 @@ def render_wan_xml(
     masters."""
 
     def esc(value: object) -> str:
-        return (
-            str(value)
-            .replace("&", "&amp;")
-            .replace("<", "&lt;")
-            .replace(">", "&gt;")
-            .replace('"', "&quot;")
-        )
+        return escape(str(value), {'"': "&quot;"})
 
     lines = [
         '<?xml version="1.0" encoding="UTF-8"?>',
