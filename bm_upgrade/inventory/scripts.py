@@ -40,7 +40,7 @@ def script_argv(
     return [*script_env(node), kit.script(name), *args, *management_args(node, name)]
 
 
-MANAGED_SCRIPTS = ("server-stat.sh", "stop-tc-server.sh")
+MANAGED_SCRIPTS = ("server-stat.sh", "stop-tc-server.sh", "backup-data.sh")
 """The scripts that talk to a server's management port, and so take its connection options."""
 
 

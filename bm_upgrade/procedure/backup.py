@@ -22,7 +22,7 @@ from collections.abc import Mapping
 
 from bm_upgrade.errors import StepFailed
 from bm_upgrade.inventory import Region, Server, Stripe
-from bm_upgrade.inventory.scripts import script_argv
+from bm_upgrade.inventory.scripts import script_argv, with_script_input
 from bm_upgrade.inventory_checks import url_host
 from bm_upgrade.plan import ACTIVE
 from bm_upgrade.probes.reads import Runner
@@ -112,9 +112,11 @@ def ensure_backup(
             )
         ]
     rec.saw(f"stripe {where}, active {active.name}, persistent")
-    url = f"http://{url_host(active.host)}:{active.management_port}"
+    scheme = "https" if active.management_security else "http"
+    url = f"{scheme}://{url_host(active.host)}:{active.management_port}"
     argv = script_argv(active, "backup-data.sh", "-l", url, "-n", name)
-    result = conn.run(shell(argv), timeout=ctx.options.timeouts.sync_s, check=False)
+    command = with_script_input(shell(argv), active, "backup-data.sh")
+    result = conn.run(command, timeout=ctx.options.timeouts.sync_s, check=False)
     said = (result.stdout + result.stderr).strip().splitlines()
     if result.exit_code != 0:
         raise StepFailed(

@@ -48,6 +48,21 @@ def test_a_secured_region_is_upgraded_and_its_password_stays_secret(
     stops = [c for c in commands if "stop-tc-server.sh" in c and "--secured" in c]
     assert len(stops) >= 2
     assert all('-u bm-admin -w "$(cat)"' in c for c in stops)
+    # Each stripe's data was backed up first, the secured one over HTTPS with the login.
+    backups = [e for e in secured.journal(since) if e["event"] == "data_backup"]
+    assert sorted(e["server"] for e in backups) == ["east-s1-a", "west-s1-a"]
+    for backup in backups:  # before the first stop of its own stripe's servers
+        region = backup["server"].split("-")[0]
+        stop_times = [
+            e["t"]
+            for e in secured.journal(since)
+            if e["event"] == "command"
+            and "stop-tc-server.sh" in e["command"]
+            and f"-n {region}-" in e["command"]
+        ]
+        assert stop_times and backup["t"] < min(stop_times), backup
+    secured_backup = [c for c in commands if "backup-data.sh" in c and "https://" in c]
+    assert len(secured_backup) == 1 and '-u bm-admin -w "$(cat)"' in secured_backup[0]
     # The password is in no journal line, no event of the run, no step record.
     journal = secured.journal_path.read_text(encoding="utf-8")
     assert password not in journal

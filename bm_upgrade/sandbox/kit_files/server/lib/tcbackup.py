@@ -8,8 +8,11 @@ see tcstore.py) to ``<data-backup>/<name>/`` while writes wait, and answers the 
 tc-config; unset, it is ``data-backup`` in the tc-config's folder.
 
 The command side (:func:`main`, run by ``tools/management-console/bin/backup-data.sh``):
-``backup-data.sh [-l <url>] [-n <name>] [-a <agent>]``; ``-l`` defaults to
-``http://localhost:9889`` as the product's does. It prints one line per backup entity,
+``backup-data.sh [-l <url>] [-n <name>] [-a <agent>]`` with the product's connection options
+for a secured management port (``-u/--username``, ``-w/--password``, read from standard input
+when ``-u`` comes without it, ``--secured`` or an ``https://`` URL, ``-k/--ignoreSSLCert``:
+docs/terracotta.md, "Secured clusters"); ``-l`` defaults to ``http://localhost:9889`` as the
+product's does. It prints one line per backup entity,
 ``Backup <name> of server <sourceId>: COMPLETE`` or ``...: FAILED (<error>)``, and exits 0
 when every one completed, 1 otherwise (also when nothing answers at ``-l``), 2 on a usage
 error. See ENGINE.md for what of this is (assumed).
@@ -30,7 +33,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from bm_upgrade.sandbox.kit_files.server.lib import tcsecurity
     from bm_upgrade.sandbox.kit_files.server.lib.tcserver import Server
+else:
+    import tcsecurity
 
 PATH = "/tc-management-api/v2/agents/backups"
 DEFAULT_URL = "http://localhost:9889"
@@ -83,27 +89,48 @@ def take(server: Server, name: str | None) -> dict[str, Any]:
 
 def _usage(message: str) -> int:
     print(f"Error: {message}", file=sys.stderr)
-    print("usage: backup-data.sh [-l <tms-host:port>] [-n <name>] [-a <agent>]", file=sys.stderr)
+    print(
+        "usage: backup-data.sh [-l <tms-host:port>] [-n <name>] [-a <agent>] "
+        "[-u <user> [-w <password>] [--secured] [-k]]",
+        file=sys.stderr,
+    )
     return 2
 
 
 def main(argv: list[str]) -> int:
     """``backup-data.sh`` (see the module)."""
     options = {"-l": DEFAULT_URL, "-n": "", "-a": ""}
+    aliases = {"--username": "-u", "-username": "-u", "--password": "-w", "-password": "-w"}
+    secured = ignore_untrusted = False
     args = list(argv)
     while args:
         flag = args.pop(0)
-        if flag not in options:
+        flag = aliases.get(flag, flag)
+        if flag in ("--secured", "-secured"):
+            secured = True
+            continue
+        if flag in ("-k", "--ignoreSSLCert", "-ignoreSSLCert"):
+            ignore_untrusted = True
+            continue
+        if flag not in (*options, "-u", "-w"):
             return _usage(f"unknown option {flag}")
         if not args:
             return _usage(f"{flag} needs a value")
         options[flag] = args.pop(0)
     url = options["-l"] if "://" in options["-l"] else "http://" + options["-l"]
+    if secured and url.startswith("http://"):
+        url = "https://" + url[len("http://") :]
+    headers = {}
+    if "-u" in options:
+        # No console over SSH: the password is read from standard input (assumed).
+        password = options["-w"] if "-w" in options else sys.stdin.readline().rstrip("\r\n")
+        headers["Authorization"] = tcsecurity.basic_header(options["-u"], password)
+    context = tcsecurity.client_context(ignore_untrusted) if url.startswith("https") else None
     query = f"?name={urllib.parse.quote(options['-n'])}" if options["-n"] else ""
     target = url.rstrip("/") + PATH + query
-    request = urllib.request.Request(target, data=b"", method="POST")  # noqa: S310
+    request = urllib.request.Request(target, data=b"", method="POST", headers=headers)  # noqa: S310
     try:
-        with urllib.request.urlopen(request, timeout=600) as answer:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=600, context=context) as answer:  # noqa: S310
             entities = json.loads(answer.read() or b"[]")
     except urllib.error.HTTPError as exc:
         print(f"Backup failed: {url} answered {exc.code}")
