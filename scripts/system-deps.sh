@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the sandbox and the tests need from the system when it is missing: OpenSSH's
-# server (the sandbox's hosts) and PostgreSQL's server programs (the tests' own database for
-# Dagster's storage). As root it uses apt-get; otherwise it says what to install and goes on
-# (the tests that need them then say so).
+# server (the sandbox's hosts), PostgreSQL's server programs (the tests' own database for
+# Dagster's storage) and chromium (the UI tests' browser). As root it uses apt-get; otherwise
+# it says what to install and goes on (the tests that need them then say so).
 set -euo pipefail
 missing=()
 if [[ ! -x /usr/sbin/sshd || ! -x /usr/bin/ssh-keygen ]]; then
@@ -10,6 +10,10 @@ if [[ ! -x /usr/sbin/sshd || ! -x /usr/bin/ssh-keygen ]]; then
 fi
 if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && ! command -v initdb >/dev/null; then
   missing+=(postgresql)
+fi
+# Debian's chromium, driven headless by the UI's browser tests (tests/e2e/test_ui_browser.py).
+if [[ ! -x /usr/bin/chromium ]]; then
+  missing+=(chromium)
 fi
 if [[ ${#missing[@]} -eq 0 ]]; then
   exit 0
