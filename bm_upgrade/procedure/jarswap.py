@@ -7,14 +7,18 @@
 2. :func:`swap_jars`, once the client is stopped: copy each new jar into ``lib_dir`` under a
    temporary name (``.bm-upgrade-new-<jar>.part``: not ``*.jar``, so an application that
    loads every jar of its folder never sees a half-copied one), rename it to its own name,
-   check both are files, and only then remove the old Terracotta jars (the names seen in
-   step 1; the application's own jars are never touched). Every step runs under ``set -e``:
-   any failed copy ends the command before an old jar is removed. Then read back: ``lib_dir``
-   must hold exactly the kit's two jars (docs/safety.md rule 10), whatever the exit code said.
+   check both are files, and only then move the old Terracotta jars (the names seen in
+   step 1; the application's own jars are never touched) into a folder beside the staged kit
+   (:func:`kept_dir`). Every step runs under ``set -e``: any failed copy ends the command
+   before an old jar is moved. Then read back: ``lib_dir`` must hold exactly the kit's two
+   jars (docs/safety.md rule 10), whatever the exit code said.
 3. On a failure or a wrong read-back, :func:`_recover` leaves a complete set: the new one
    when both new jars are in place and the old ones could be removed, else the old one (the
-   new jars that were not there before are removed). :class:`SwapFailed` says which set
-   ``lib_dir`` holds now, or that it holds neither (the client must then not be started).
+   new jars that were not there before are removed, the kept ones moved back).
+   :class:`SwapFailed` says which set ``lib_dir`` holds now, or that it holds neither (the
+   client must then not be started).
+4. When the client does not start on the new jars, :func:`restore_jars` puts the kept jars
+   back (in first, the new ones out), reads ``lib_dir`` back and removes the kept folder.
 
 Three SSH commands on success (prepare, swap, and nothing more: the swap lists ``lib_dir``
 itself), one more on a failure.
@@ -38,6 +42,7 @@ KIT_JAR_PATTERNS = (
 )
 TEMP_PREFIX = ".bm-upgrade-new-"
 TEMP_SUFFIX = ".part"
+KEPT_PREFIX = "previous-jars-"
 
 JarSet = Literal["new", "old", "neither"]
 
@@ -67,6 +72,7 @@ class JarSwap:
         scratch: the folder holding the unpacked kit jars.
         kit_jars: jar name -> its path under ``scratch``.
         old: the Terracotta jars in ``lib_dir`` before the swap.
+        kept: where the swap moves them (:func:`kept_dir`).
     """
 
     client: Client
@@ -74,6 +80,7 @@ class JarSwap:
     scratch: str
     kit_jars: dict[str, str]
     old: tuple[str, ...]
+    kept: str
 
     @property
     def new(self) -> tuple[str, ...]:
@@ -87,6 +94,16 @@ class JarSwap:
 
     def where(self) -> str:
         return f"client {self.client.name} on host {self.client.host} ({self.lib})"
+
+    def kept_jar(self, name: str) -> str:
+        return quote(posixpath.join(self.kept, name))
+
+
+def kept_dir(kit_path: str, client: Client) -> str:
+    """Where a swap keeps the client's earlier Terracotta jars: beside the staged kit (the
+    tool's own folder, removed after a successful run), the way back when the client does not
+    start on the new ones."""
+    return posixpath.join(posixpath.dirname(kit_path), f"{KEPT_PREFIX}{client.name}")
 
 
 def _reason(exc: RemoteError) -> str:
@@ -114,10 +131,11 @@ def prepare_swap(
     """
     lib = client.lib_dir.rstrip("/") or "/"
     scratch = posixpath.join(posixpath.dirname(kit_path), f"jars-{client.name}")
+    kept = kept_dir(kit_path, client)
     patterns = " ".join(quote(p) for p in KIT_JAR_PATTERNS)
     script = "; ".join(
         [
-            f"rm -rf -- {quote(scratch)}",
+            f"rm -rf -- {quote(scratch)} {quote(kept)}",
             f"mkdir -p -- {quote(scratch)}",
             f"tar -xzf {quote(kit_path)} -C {quote(scratch)} --wildcards {patterns} 2>&1",
             echo_mark("kit"),
@@ -141,7 +159,7 @@ def prepare_swap(
         name: posixpath.join(scratch, path) for name, path in found.items() if terracotta_jars(name)
     }
     old = terracotta_jars("\n".join(parts.get("lib", [])))
-    swap = JarSwap(client, lib, scratch, kit_jars, tuple(old))
+    swap = JarSwap(client, lib, scratch, kit_jars, tuple(old), kept)
     if jar_set_version(list(kit_jars)) != target:
         said = "; ".join(parts.get("", [])[-2:])
         raise SwapFailed(
@@ -164,7 +182,8 @@ def prepare_swap(
 
 
 def swap_jars(conn: Runner, swap: JarSwap, timeout: float, log: logging.Logger) -> str:
-    """Put the new jars in, then take the old ones out, then read ``lib_dir`` back.
+    """Put the new jars in, then move the old ones out (to ``swap.kept``), then read
+    ``lib_dir`` back.
 
     Returns:
         What was done, for the step's record.
@@ -180,7 +199,8 @@ def swap_jars(conn: Runner, swap: JarSwap, timeout: float, log: logging.Logger) 
     # `test` as a command of its own: set -e ignores a failure inside an && list.
     steps += [f"test -f {swap.in_lib(name)}" for name in swap.new]
     if removed:
-        steps.append("rm -f -- " + " ".join(swap.in_lib(name) for name in removed))
+        steps.append(f"mkdir -p -- {quote(swap.kept)}")
+        steps.append(f"mv -f -- {' '.join(swap.in_lib(n) for n in removed)} {quote(swap.kept)}/")
     steps += [f"rm -rf -- {quote(swap.scratch)}", echo_mark("lib"), f"ls -1p -- {quote(swap.lib)}"]
     try:
         result = conn.run("; ".join(steps), timeout=timeout)
@@ -213,7 +233,13 @@ def _recover(conn: Runner, swap: JarSwap, timeout: float) -> tuple[JarSet, list[
         [f"test -f {swap.in_lib(name)}" for name in swap.new]
         + (["rm -f -- " + " ".join(swap.in_lib(n) for n in removed)] if removed else [])
     )
-    back = "rm -f -- " + " ".join(swap.in_lib(n) for n in added) if added else ":"
+    back = "; ".join(
+        (["rm -f -- " + " ".join(swap.in_lib(n) for n in added)] if added else [":"])
+        + [
+            f"if [ -f {swap.kept_jar(n)} ]; then mv -f -- {swap.kept_jar(n)} {swap.in_lib(n)}; fi"
+            for n in removed
+        ]
+    )
     script = "; ".join(
         [
             "rm -f -- " + " ".join(swap.temp(name) for name in swap.new),
@@ -233,3 +259,54 @@ def _recover(conn: Runner, swap: JarSwap, timeout: float) -> tuple[JarSet, list[
     if sorted(jars) == sorted(swap.old) and jar_set_version(jars) is not None:
         return "old", jars, f"it holds its old jars again ({', '.join(jars)})"
     return "neither", jars, (f"it holds {', '.join(jars) or 'no Terracotta jar'}, no complete set")
+
+
+def restore_jars(conn: Runner, client: Client, kept: str, timeout: float) -> list[str] | None:
+    """Put the jars a swap kept in ``kept`` back into ``lib_dir`` in place of the Terracotta
+    jars there (the kept ones in first, then the others out), read ``lib_dir`` back and
+    remove ``kept``. The client must be stopped.
+
+    Returns:
+        The Terracotta jars ``lib_dir`` holds now (the kept set), or None when ``kept`` holds
+        no complete set (nothing was changed).
+
+    Raises:
+        SwapFailed: a command failed or the read-back is not the kept set (``holds``:
+            ``old`` when ``lib_dir`` still holds a complete set of one version, else
+            ``neither``).
+        RemoteError: the host could not be reached for the first look.
+    """
+    lib = client.lib_dir.rstrip("/") or "/"
+    look = [echo_mark("kept"), f"ls -1p -- {quote(kept)} 2>/dev/null", echo_mark("lib")]
+    parts = split_marked(
+        conn.run("; ".join([*look, f"ls -1p -- {quote(lib)}"]), timeout=timeout, check=False).stdout
+    )
+    back = terracotta_jars("\n".join(parts.get("kept", [])))
+    if jar_set_version(back) is None:
+        return None
+    now = terracotta_jars("\n".join(parts.get("lib", [])))
+    swap = JarSwap(client, lib, "", {}, tuple(now), kept)
+    gone = [name for name in now if name not in back]
+    steps = ["set -e"]
+    steps += [f"cp -p -- {swap.kept_jar(name)} {swap.temp(name)}" for name in back]
+    steps += [f"mv -f -- {swap.temp(name)} {swap.in_lib(name)}" for name in back]
+    steps += [f"test -f {swap.in_lib(name)}" for name in back]
+    steps += ["rm -f -- " + " ".join(swap.in_lib(name) for name in gone)] if gone else []
+    steps += [f"rm -rf -- {quote(kept)}", echo_mark("lib"), f"ls -1p -- {quote(lib)}"]
+    where = f"client {client.name} on host {client.host}"
+    try:
+        result = conn.run("; ".join(steps), timeout=timeout)
+    except RemoteError as exc:
+        holds: JarSet = "old" if jar_set_version(now) else "neither"
+        raise SwapFailed(
+            f"putting the kept jars back into {lib} of {where} {_reason(exc)}", holds, None
+        ) from exc
+    seen = terracotta_jars("\n".join(split_marked(result.stdout).get("lib", [])))
+    if sorted(seen) != sorted(back):
+        raise SwapFailed(
+            f"after putting the kept jars back {lib} of {where} holds "
+            f"{', '.join(seen) or 'no Terracotta jar'}, not {', '.join(back)}",
+            "old" if jar_set_version(seen) else "neither",
+            seen,
+        )
+    return seen

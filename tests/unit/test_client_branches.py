@@ -1,9 +1,11 @@
 """The client steps' safety branches, driven through ``upgrade_clients`` over a scripted fake
 host (tests/unit/fake_hosts.py): no client is stopped while a server is not ready
 (docs/safety.md rule 5); the kit's jars are checked before the client is stopped; a failed
-swap puts the old jars back and starts the client again; a failing start command is named by
-client, host and exit code, never by its text; a finished client is skipped on a rerun. The
-same branches against real sandbox clients: tests/e2e/test_client_swap.py.
+swap puts the old jars back and starts the client again; a failed stop command leaves the
+client on its untouched jars; a client that does not start on the new jars gets its kept
+jars back and is started on them; a failing command is named by client, host and exit code,
+never by its text; a finished client is skipped on a rerun. The same branches against real
+sandbox clients: tests/e2e/test_client_swap.py and tests/e2e/test_faults_clients_wan.py.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from bm_upgrade.procedure import halt
 from bm_upgrade.procedure.clients import upgrade_clients
 from bm_upgrade.procedure.kit import StagedKit
 from bm_upgrade.procedure.servers import StepContext
-from bm_upgrade.remote.quoting import shell
+from bm_upgrade.remote.quoting import echo_mark, shell
 from tests.unit.fake_hosts import ACTIVE, SYNCING, Done, FakeHosts, marked
 from tests.unit.inventories import client, minimal, server
 
@@ -29,6 +31,7 @@ NEW = ["ehcache-ee-2.10.1.jar", "terracotta-toolkit-runtime-ee-4.2.1.jar"]
 KIT_DIRS = {"ehcache": "apis/ehcache/lib", "terracotta": "apis/toolkit/lib"}
 H1, H2 = "10.0.1.1", "10.0.1.2"
 SECRET = "s3cr3t-token"
+KEPT = "/srv/staged/previous-jars-"
 LOG = logging.getLogger("tests.unit.client_branches")
 
 
@@ -40,7 +43,11 @@ class FakeClient:
     client: Client
     running: bool = True
     lib: list[str] = field(default_factory=lambda: ["app.jar", *OLD])
+    kept: list[str] = field(default_factory=list)
     start_exit: int = 0
+    only_on_new: bool = False  # the start command fails only while lib holds the NEW jars
+    stop_exit: int = 0
+    stop_stops: bool = True
 
     def listing(self) -> list[str]:
         return sorted(self.lib)
@@ -66,9 +73,16 @@ class FakeClientHosts(FakeHosts):
         if "tar -xzf" in line:
             found = [f"./bigmemory-max-4.2.1/{KIT_DIRS[j.split('-')[0]]}/{j}" for j in self.kit]
             return "prepare", Done(0, marked(kit=found, lib=fake.listing()))
+        if line.startswith(f"set -e; cp -p -- {KEPT}"):
+            fake.lib = [j for j in fake.lib if j not in OLD + NEW] + fake.kept
+            fake.kept = []
+            return "restore", Done(0, marked(lib=fake.listing()))
+        if line.startswith(echo_mark("kept")):
+            return "kept", Done(0, marked(kept=sorted(fake.kept), lib=fake.listing()))
         if line.startswith("set -e"):
             if self.swap_fails:
                 return "swap", Done(1, "", "cp: cannot open the toolkit jar: Permission denied")
+            fake.kept = [j for j in fake.lib if j in OLD]
             fake.lib = [j for j in fake.lib if j not in OLD] + NEW
             return "swap", Done(0, marked(lib=fake.listing()))
         if " then :; else " in line:
@@ -77,11 +91,12 @@ class FakeClientHosts(FakeHosts):
             fake.lib = [j for j in fake.lib if j not in gone]
             return "recover", Done(0, marked(lib=fake.listing()))
         if line == me.stop_command:
-            fake.running = False
-            return "stop", Done(0, "")
+            fake.running = fake.running and not fake.stop_stops
+            return "stop", Done(fake.stop_exit, "")
         if line == me.start_command:
-            fake.running = fake.start_exit == 0
-            return "start", Done(fake.start_exit, "", "the application said no")
+            refused = fake.start_exit if not fake.only_on_new or NEW[1] in fake.lib else 0
+            fake.running = refused == 0
+            return "start", Done(refused, "", "the application said no")
         raise AssertionError(f"unexpected command on {host}: {line}")
 
 
@@ -190,15 +205,64 @@ def test_a_failing_start_command_names_client_host_and_exit_code_not_its_text(
     with caplog.at_level(logging.INFO, LOG.name), pytest.raises(StepFailed) as failed:
         upgrade_clients(ctx, apps(ctx, "app1"))
     assert failed.value.node == "app1"
+    start = f"the start command of client app1 on host {H1} exited 3"
     assert str(failed.value) == (
-        f"the start command of client app1 on host {H1} exited 3; its output and the "
-        "command are in this step's log: fix the application or the command, then rerun"
+        f"{start}; its 4.2.0 jars were put back, but starting client app1 on them failed "
+        f"too ({start}): it is stopped; find in the application's own log why it does not "
+        "start on the 4.2.1 jars, then rerun"
     )
     told = "\n".join([str(failed.value), *getattr(failed.value, "__notes__", [])])
     assert SECRET not in told and failed.value.__cause__ is None
     assert any(SECRET in r.getMessage() for r in caplog.records)
-    assert hosts.on(H1)[-3:] == ["ls", "swap", "start"]
-    assert (hosts.clients[H1].running, hosts.clients[H1].listing()) == (False, ["app.jar", *NEW])
+    assert hosts.on(H1)[-7:] == ["swap", "start", "status", "ls", "kept", "restore", "start"]
+    assert (hosts.clients[H1].running, hosts.clients[H1].listing()) == (False, ["app.jar", *OLD])
+
+
+def test_a_client_that_does_not_start_on_the_new_jars_is_started_on_its_kept_ones() -> None:
+    ctx, hosts = cluster()
+    hosts.clients[H1].start_exit, hosts.clients[H1].only_on_new = 2, True
+    with pytest.raises(StepFailed) as failed:
+        upgrade_clients(ctx, apps(ctx, "app1"))
+    assert failed.value.node == "app1"
+    assert str(failed.value) == (
+        f"the start command of client app1 on host {H1} exited 2; its 4.2.0 jars were put "
+        "back and client app1 was started on them; find in the application's own log why "
+        "it does not start on the 4.2.1 jars, then rerun"
+    )
+    assert hosts.on(H1) == [
+        *("status", "ls", "prepare", "stop", "status", "ls", "swap", "start"),
+        *("status", "ls", "kept", "restore", "start", "status", "ls"),
+    ]
+    fake = hosts.clients[H1]
+    assert (fake.running, fake.listing(), fake.kept) == (True, ["app.jar", *OLD], [])
+
+
+@pytest.mark.parametrize(
+    ("stops", "said", "after"),
+    [
+        (False, "client app1 still runs on its 4.2.0 jars, untouched", []),
+        (
+            True,
+            "client app1 had stopped all the same and was started again on its 4.2.0 jars, "
+            "untouched",
+            ["start", "status", "ls"],
+        ),
+    ],
+)
+def test_a_failed_stop_command_leaves_the_client_on_its_untouched_jars(
+    stops: bool, said: str, after: list[str]
+) -> None:
+    ctx, hosts = cluster()
+    hosts.clients[H1].stop_exit, hosts.clients[H1].stop_stops = 1, stops
+    with pytest.raises(StepFailed) as failed:
+        upgrade_clients(ctx, apps(ctx, "app1"))
+    assert failed.value.node == "app1"
+    assert str(failed.value) == (
+        f"the stop command of client app1 on host {H1} exited 1; {said}; its output and the "
+        "command are in this step's log: make the stop command work, then rerun"
+    )
+    assert hosts.on(H1) == ["status", "ls", "prepare", "stop", "status", "ls", *after]
+    assert (hosts.clients[H1].running, hosts.clients[H1].listing()) == (True, ["app.jar", *OLD])
 
 
 def test_a_finished_client_is_skipped_on_a_rerun() -> None:
@@ -229,10 +293,11 @@ def test_a_batch_finishes_every_client_and_names_each_failed_one() -> None:
     with pytest.raises(StepFailed) as failed:
         upgrade_clients(ctx, apps(ctx, "app1", "app2"))
     assert str(failed.value).startswith(f"the start command of client app1 on host {H1} exited 3")
+    start = f"the start command of client app2 on host {H2} exited 4"
     assert getattr(failed.value, "__notes__", []) == [
-        f"also failed on {H2}: the start command of client app2 on host {H2} exited 4; its "
-        "output and the command are in this step's log: fix the application or the "
-        "command, then rerun"
+        f"also failed on {H2}: {start}; its 4.2.0 jars were put back, but starting client "
+        f"app2 on them failed too ({start}): it is stopped; find in the application's own "
+        "log why it does not start on the 4.2.1 jars, then rerun"
     ]
     assert hosts.on(H2)[-1] == "start"
 
