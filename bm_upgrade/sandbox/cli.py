@@ -93,6 +93,15 @@ def _cmd_down(args: argparse.Namespace) -> int:
     if not args.dir.is_dir():
         print(f"error: {args.dir} is not a folder; give the --dir of `sandbox up`", file=sys.stderr)
         return 2
+    # down stops every process that names the folder: never a folder up did not make.
+    made_by_up = any((args.dir / name).exists() for name in ("sandbox.json", "address-block"))
+    if not made_by_up and any(args.dir.iterdir()):
+        print(
+            f"error: {args.dir} holds no sandbox (no sandbox.json) but other files; give "
+            "the --dir of `sandbox up`",
+            file=sys.stderr,
+        )
+        return 2
     try:
         stopped = cluster.down(args.dir)
     except (cluster.SandboxError, OSError) as exc:
@@ -159,8 +168,10 @@ def _cmd_fault(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.seconds is not None and (args.seconds <= 0 or args.args[0] != "slow-stop"):
-        print("error: --seconds goes with slow-stop only, and must be > 0", file=sys.stderr)
+    kind = faults.KINDS.get(args.args[0])
+    if args.seconds is not None and (args.seconds <= 0 or kind is None or not kind.takes_seconds):
+        takes = ", ".join(k.name for k in faults.KINDS.values() if k.takes_seconds)
+        print(f"error: --seconds goes with {takes} only, and must be > 0", file=sys.stderr)
         return 2
     try:
         print(faults.inject(args.dir, args.args[0], args.args[1], seconds=args.seconds))

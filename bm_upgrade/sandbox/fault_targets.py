@@ -1,6 +1,7 @@
 """What a fault acts on: the sandbox's nodes and hosts as ``sandbox.json`` lists them, the
-processes and key files behind them, and the ``kill`` fault, which acts at once
-(:mod:`bm_upgrade.sandbox.faults` is the command's entry point)."""
+processes and key files behind them, the ``kill`` fault, which acts at once, and the shape
+of a fault kind (:class:`Kind`, :class:`Injection`; :mod:`bm_upgrade.sandbox.faults` holds
+the table of kinds and is the command's entry point)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,56 @@ KIT_SUBPATH = Path("opt") / "terracotta" / "bigmemory-max"
 
 class FaultError(Exception):
     """The fault cannot be injected or cleared; the message names the target and the fix."""
+
+
+@dataclass
+class Injection:
+    """One injection in progress: where, on what, and the record kept while it is in force.
+
+    An injector acts (or only checks the target, for a fault the kit's programs read), fills
+    in ``record`` with what it needs to be cleared, and returns one sentence."""
+
+    directory: Path
+    info: dict[str, Any]
+    kind: str
+    target: str
+    seconds: float | None = None
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One fault kind: its target rule (in words), how it is injected and cleared.
+
+    Attributes:
+        inject: acts on the target (raises :class:`FaultError` for a wrong one); returns the
+            sentence the command prints.
+        clear: undoes what ``inject`` did, given the record (None: removing the fault file is
+            all, e.g. a fault the kit's programs read through ``tccommon.fault``).
+        recorded: False for an action taken at once that leaves nothing in force (``kill``).
+        journaled: record fields journaled with the ``fault`` event.
+        takes_seconds: the kind takes ``--seconds``.
+    """
+
+    name: str
+    targets: str
+    effect: str
+    inject: Callable[[Injection], str]
+    clear: Callable[[Path, dict[str, Any]], None] | None = None
+    recorded: bool = True
+    journaled: tuple[str, ...] = ()
+    takes_seconds: bool = False
+
+
+def file_only(kinds: tuple[str, ...], what: str, said: str) -> Callable[[Injection], str]:
+    """An injector for a fault the kit's programs read: the target must be a node of
+    ``kinds`` (``what`` in words); ``said`` is formatted with ``target``."""
+
+    def inject(job: Injection) -> str:
+        need(job.target, nodes(job.info, kinds), what)
+        return said.format(target=job.target)
+
+    return inject
 
 
 def sandbox(directory: Path) -> dict[str, Any]:

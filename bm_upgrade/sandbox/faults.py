@@ -1,26 +1,10 @@
 """Fault injection for tests and rehearsals: ``bm-upgrade sandbox fault --dir DIR KIND TARGET``.
 
 A fault is a file ``DIR/faults/<kind>@<target>.json`` that the kit's programs consult
-(``tccommon.fault``), or an action on a process taken here. Every injection and clearing is
-journaled as ``fault`` {kind, target, action: "inject"|"clear", ...}. The kinds:
-
-=================  ==============================  ========================================
-kind               target                          effect
-=================  ==============================  ========================================
-no-sync            server name                     the server joins as a mirror but never
-                                                   leaves PASSIVE-UNINITIALIZED (clearing it
-                                                   lets the waiting mirror sync at once)
-crash-on-start     kit version or server /         servers (and orchestrators) of that
-                   orchestrator name               version / name exit 2 at start (FATAL)
-host-down          host address or node name       the host's sshd (listener and sessions)
-                                                   is SIGSTOPped: connections hang until
-                                                   the tool's timeout; clear SIGCONTs it
-kill               server or orchestrator name     kill -9 now (nothing to clear)
-expired-license    ``license`` (DIR's key), a      the key file is replaced by a validly
-                   node name or a host address     signed expired key; clear restores it
-slow-stop          server or orchestrator name     a requested stop (REST, stop script,
-                                                   SIGTERM) takes ``seconds`` longer
-=================  ==============================  ========================================
+(``tccommon.fault``), or an action taken here (on a process, a file of a host), undone by
+``--clear``. Every injection and clearing is journaled as ``fault`` {kind, target, action:
+"inject"|"clear", ...}. :data:`KINDS` is the table of kinds (ENGINE.md "Faults" describes
+each): a kind's target rule, its injector and its clearer, so adding one is one entry.
 """
 
 from __future__ import annotations
@@ -31,13 +15,16 @@ import json
 import os
 import re
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from bm_upgrade.sandbox import journal, license, processes
 from bm_upgrade.sandbox.fault_targets import (
     FaultError,
+    Injection,
+    Kind,
+    file_only,
     host_of,
     kill,
     license_path,
@@ -52,6 +39,7 @@ __all__ = [
     "DEFAULT_SLOW_STOP_S",
     "KINDS",
     "FaultError",
+    "Kind",
     "active",
     "clear",
     "fault_file",
@@ -60,10 +48,126 @@ __all__ = [
     "resume_hosts",
 ]
 
-KINDS = ("no-sync", "crash-on-start", "host-down", "kill", "expired-license", "slow-stop")
 DEFAULT_SLOW_STOP_S = 5.0
 _TARGET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _VERSION_RE = re.compile(r"^\d+\.\d+\.\d+(\.\d+)*$")
+_SERVERS_OR_ORCHESTRATORS = "a server or orchestrator name"
+
+
+def _version_or_node(said: str) -> Callable[[Injection], str]:
+    """An injector for a fault on a kit version or a server / orchestrator name."""
+
+    def inject(job: Injection) -> str:
+        if not _VERSION_RE.match(job.target):
+            need(
+                job.target,
+                nodes(job.info, ("servers", "orchestrators")),
+                "a kit version (e.g. 4.2.1) or a server / orchestrator name",
+            )
+        return said.format(target=job.target)
+
+    return inject
+
+
+def _inject_kill(job: Injection) -> str:
+    return kill(job.directory, job.info, job.target)
+
+
+def _inject_slow_stop(job: Injection) -> str:
+    need(job.target, nodes(job.info, ("servers", "orchestrators")), _SERVERS_OR_ORCHESTRATORS)
+    job.record["seconds"] = DEFAULT_SLOW_STOP_S if job.seconds is None else float(job.seconds)
+    return f"{job.target} will take {job.record['seconds']:g} s more to stop"
+
+
+def _inject_host_down(job: Injection) -> str:
+    host = host_of(job.info, job.target)
+    job.record["host"] = host
+    job.record["pids"] = sshd_pids(job.directory, host)
+    for pid in job.record["pids"]:
+        os.kill(pid, signal.SIGSTOP)
+    return f"sshd of host {host} stopped answering (SIGSTOP, pids {job.record['pids']})"
+
+
+def _clear_host_down(directory: Path, record: dict[str, Any]) -> None:
+    for pid in record.get("pids", []):
+        if processes.pid_alive(int(pid)) and processes.belongs_to(int(pid), directory):
+            os.kill(int(pid), signal.SIGCONT)
+
+
+def _inject_expired_license(job: Injection) -> str:
+    key = license_path(job.directory, job.info, job.target)
+    job.record["path"] = str(key)
+    previous = fault_file(job.directory, job.kind, job.target)
+    try:  # injecting twice keeps the first original
+        job.record["original"] = json.loads(previous.read_text("utf-8"))["original"]
+    except (OSError, ValueError, KeyError):
+        job.record["original"] = key.read_text(encoding="utf-8")
+    rewrite(key, license.render_license(expiry=datetime.date(2015, 1, 1)))
+    return f"license key {key} is now expired (2015-01-01)"
+
+
+def _clear_expired_license(directory: Path, record: dict[str, Any]) -> None:
+    if "original" in record:
+        rewrite(Path(record["path"]), str(record["original"]))
+
+
+KINDS: dict[str, Kind] = {
+    kind.name: kind
+    for kind in (
+        Kind(
+            "no-sync",
+            "server name",
+            "the server joins as a mirror but never leaves PASSIVE-UNINITIALIZED (clearing "
+            "it lets the waiting mirror sync at once)",
+            file_only(
+                ("servers",),
+                "a server name",
+                "server {target} will stay PASSIVE-UNINITIALIZED when it joins an active",
+            ),
+        ),
+        Kind(
+            "crash-on-start",
+            "kit version or server / orchestrator name",
+            "servers (and orchestrators) of that version / name exit 2 at start (FATAL)",
+            _version_or_node("servers and orchestrators of {target} will exit 2 at start"),
+        ),
+        Kind(
+            "host-down",
+            "host address or node name",
+            "the host's sshd (listener and sessions) is SIGSTOPped: connections hang until "
+            "the tool's timeout; clear SIGCONTs it",
+            _inject_host_down,
+            _clear_host_down,
+            journaled=("host",),
+        ),
+        Kind(
+            "kill",
+            "server or orchestrator name",
+            "kill -9 now (nothing to clear)",
+            _inject_kill,
+            recorded=False,
+        ),
+        Kind(
+            "expired-license",
+            "``license`` (DIR's key), a node name or a host address",
+            "the key file is replaced by a validly signed expired key; clear restores it",
+            _inject_expired_license,
+            _clear_expired_license,
+            journaled=("path",),
+        ),
+        Kind(
+            "slow-stop",
+            "server or orchestrator name",
+            "a requested stop (REST, stop script, SIGTERM) takes ``seconds`` longer",
+            _inject_slow_stop,
+            journaled=("seconds",),
+            takes_seconds=True,
+        ),
+    )
+}
+"""Every fault kind by name. Adding one is one entry: its target rule, an injector (for a
+fault the kit's programs read, :func:`~bm_upgrade.sandbox.fault_targets.file_only`) and, when
+injecting changed something, a clearer."""
 
 
 def fault_file(directory: Path, kind: str, target: str) -> Path:
@@ -90,59 +194,20 @@ def inject(directory: Path, kind: str, target: str, *, seconds: float | None = N
     """
     directory = directory.resolve()
     info = sandbox(directory)
-    if kind not in KINDS:
+    spec = KINDS.get(kind)
+    if spec is None:
         raise FaultError(f"unknown fault kind {kind!r}; use one of {', '.join(KINDS)}")
     if not _TARGET_RE.match(target):
         raise FaultError(f"{target!r} is not a node name, host address or version")
-    record: dict[str, Any] = {"kind": kind, "target": target}
-    if kind == "kill":
-        message = kill(directory, info, target)
-        journal.append(
-            directory / "journal.jsonl", "fault", kind=kind, target=target, action="inject"
-        )
-        return message
-    if kind == "no-sync":
-        need(target, nodes(info, ("servers",)), "a server name")
-        message = f"server {target} will stay PASSIVE-UNINITIALIZED when it joins an active"
-    elif kind == "crash-on-start":
-        if not _VERSION_RE.match(target):
-            need(
-                target,
-                nodes(info, ("servers", "orchestrators")),
-                "a kit version (e.g. 4.2.1) or a server / orchestrator name",
-            )
-        message = f"servers and orchestrators of {target} will exit 2 at start"
-    elif kind == "slow-stop":
-        need(target, nodes(info, ("servers", "orchestrators")), "a server or orchestrator name")
-        record["seconds"] = DEFAULT_SLOW_STOP_S if seconds is None else float(seconds)
-        message = f"{target} will take {record['seconds']:g} s more to stop"
-    elif kind == "host-down":
-        host = host_of(info, target)
-        record["host"] = host
-        record["pids"] = sshd_pids(directory, host)
-        for pid in record["pids"]:
-            os.kill(pid, signal.SIGSTOP)
-        message = f"sshd of host {host} stopped answering (SIGSTOP, pids {record['pids']})"
-    else:  # expired-license
-        key = license_path(directory, info, target)
-        record["path"] = str(key)
-        previous = fault_file(directory, kind, target)
-        try:  # injecting twice keeps the first original
-            record["original"] = json.loads(previous.read_text("utf-8"))["original"]
-        except (OSError, ValueError, KeyError):
-            record["original"] = key.read_text(encoding="utf-8")
-        rewrite(key, license.render_license(expiry=datetime.date(2015, 1, 1)))
-        message = f"license key {key} is now expired (2015-01-01)"
-    path = fault_file(directory, kind, target)
-    path.write_text(json.dumps(record) + "\n", encoding="utf-8")
-    path.chmod(0o644)
+    job = Injection(directory, info, kind, target, seconds, {"kind": kind, "target": target})
+    message = spec.inject(job)
+    if spec.recorded:
+        path = fault_file(directory, kind, target)
+        path.write_text(json.dumps(job.record) + "\n", encoding="utf-8")
+        path.chmod(0o644)
+    extra = {k: v for k, v in job.record.items() if k in spec.journaled}
     journal.append(
-        directory / "journal.jsonl",
-        "fault",
-        kind=kind,
-        target=target,
-        action="inject",
-        **{k: v for k, v in record.items() if k in ("seconds", "host", "path")},
+        directory / "journal.jsonl", "fault", kind=kind, target=target, action="inject", **extra
     )
     return message
 
@@ -156,12 +221,9 @@ def clear(directory: Path, target: str | None = None) -> list[str]:
         kind, name = str(record.get("kind")), str(record.get("target"))
         if target is not None and target not in (name, record.get("host")):
             continue
-        if kind == "host-down":
-            for pid in record.get("pids", []):
-                if processes.pid_alive(int(pid)) and processes.belongs_to(int(pid), directory):
-                    os.kill(int(pid), signal.SIGCONT)
-        elif kind == "expired-license" and "original" in record:
-            rewrite(Path(record["path"]), str(record["original"]))
+        spec = KINDS.get(kind)
+        if spec is not None and spec.clear is not None:
+            spec.clear(directory, record)
         fault_file(directory, kind, name).unlink(missing_ok=True)
         journal.append(directory / "journal.jsonl", "fault", kind=kind, target=name, action="clear")
         messages.append(f"cleared {kind} on {name}")
