@@ -18,6 +18,7 @@ _STAT_LINE = re.compile(
     r"^(?P<prefix>.+)\.(?P<key>health|role|state|port|group name|error):\s?(?P<value>.*)$"
 )
 _VERSION = re.compile(r"Terracotta Enterprise (?P<version>\d+(?:\.\d+)+)")
+_TOPOLOGY_VERSION = re.compile(r"(?:^|\s)(?P<version>\d+(?:\.\d+)+)\b")
 _TOOLKIT_JAR = re.compile(r"^terracotta-toolkit-runtime-ee-(?P<version>\d+(?:\.\d+)+)\.jar$")
 _EHCACHE_JAR = re.compile(r"^ehcache-ee-(?P<version>\d+(?:\.\d+)+)\.jar$")
 
@@ -124,13 +125,16 @@ def server_status_from_rest(
 
 
 def version_from_topology(topology: dict[str, Any], name: str) -> str | None:
-    """The ``Version`` attribute of server ``name`` in the topologies JSON."""
+    """The version in the ``Version`` attribute of server ``name`` in the topologies JSON:
+    the product gives ``Terracotta Enterprise 4.2.1`` there (docs/terracotta.md, "Management
+    REST"), a bare ``4.2.1`` is read the same; None when there is none."""
     for entity in topology.get("entities", []):
         for group in entity.get("serverGroupEntities", []):
             for srv in group.get("servers", []):
                 attrs = srv.get("attributes", {})
                 if attrs.get("Name") == name and attrs.get("Version"):
-                    return str(attrs["Version"])
+                    match = _TOPOLOGY_VERSION.search(str(attrs["Version"]))
+                    return match["version"] if match else None
     return None
 
 

@@ -124,6 +124,17 @@ def test_rest_stat_and_topology() -> None:
     assert server_status_from_rest(server("tsa-a1"), stat, None).version is None
 
 
+def test_topology_version_as_the_product_writes_it() -> None:
+    # The product's Version attribute is ProductInfo.toShortString (docs/terracotta.md).
+    def topology(version: str) -> dict[str, object]:
+        attrs = {"Name": "tsa-a1", "Version": version}
+        return {"entities": [{"serverGroupEntities": [{"servers": [{"attributes": attrs}]}]}]}
+
+    assert version_from_topology(topology("Terracotta Enterprise 4.2.1"), "tsa-a1") == "4.2.1"
+    assert version_from_topology(topology("4.3.4.1.4"), "tsa-a1") == "4.3.4.1.4"
+    assert version_from_topology(topology("[unknown]"), "tsa-a1") is None
+
+
 def test_version_sh() -> None:
     assert parse_version(fixture("version-sh-4.2.1.txt")) == "4.2.1"
     assert parse_version("Terracotta Enterprise 4.3.4.1.4, as of x") == "4.3.4.1.4"
