@@ -54,7 +54,7 @@ test: setup lint
 # The edit loop: unit tests and the Dagster definition tests, without the sandbox, servers,
 # whole runs or Dagster processes (the e2e and slow markers); `make test` runs those too.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m 'not e2e and not slow' tests/unit tests/dagster tests/test_layering.py
+	$(BIN)/python -m pytest -q -m 'not e2e and not slow' tests/unit tests/dagster tests/test_layering.py tests/test_interfaces.py
 
 demo: setup
 	@mkdir -p $(DAGSTER_HOME)
