@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from bm_upgrade.errors import BmUpgradeError, UserError
 from bm_upgrade.interrupts import FinishSafelyOnSignals
@@ -205,8 +205,19 @@ def _command(
     return parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, with a usage mistake told in one line (what is wrong, where to read
+    more) and exit code 2, like every other user error. Its subcommands' parsers are of this
+    class too (argparse makes them of the parent's class)."""
+
+    def error(self, message: str) -> NoReturn:
+        # An argument echoed back may hold a newline: shown escaped, the message stays a line.
+        shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+        self.exit(2, f"error: {self.prog}: {shown}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = _Parser(
         prog="bm-upgrade",
         description="Rolling maintenance upgrades of BigMemory Max 4.2 clusters.",
     )

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import dagster as dg
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from bm_upgrade.errors import UserError
 from bm_upgrade.inventory import Inventory, Policy, Timeouts
@@ -76,6 +76,19 @@ class UpgradeConfig(dg.Config):
         "inventory's window, and check every disruptive step fits before it closes.",
     )
 
+    @field_validator("window_end")
+    @classmethod
+    def _iso_time(cls, value: str | None) -> str | None:
+        # Read when preflight makes the run's settings: refused here, before the run exists.
+        if value:
+            try:
+                datetime.datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError(
+                    "not an ISO time; write it like 2030-01-05T06:00:00+01:00"
+                ) from None
+        return value
+
     @classmethod
     def defaults_for(cls, inventory: Inventory) -> dict[str, Any]:
         """The inventory's target and policy, as the job's default run config for preflight."""
@@ -111,7 +124,8 @@ def checked_config(config: Mapping[str, Any], *, fix: str) -> UpgradeConfig:
             if error["type"] == "extra_forbidden":
                 problems.append(f"{key} is not a run config key")
             else:
-                problems.append(f"{key}={error.get('input')!r}: {error['msg']}")
+                message = error["msg"].removeprefix("Value error, ")
+                problems.append(f"{key}={error.get('input')!r}: {message}")
         keys = ", ".join(UpgradeConfig.model_fields)
         timeouts = ", ".join(TimeoutsConfig.model_fields)
         raise UserError(

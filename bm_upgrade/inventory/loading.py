@@ -175,7 +175,8 @@ def load_inventory(path: str | Path) -> Inventory:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
+        # One line: a reader error's text (a control character, say) spans two.
+        problem = " ".join((getattr(exc, "problem", None) or str(exc)).split())
         raise InventoryError(
             file,
             [
