@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from bm_upgrade.defs.storage import check_storage
 from bm_upgrade.errors import UserError
 
 INSTANCE_YAML = """\
@@ -60,10 +61,12 @@ def prepare_instance(home: Path) -> Path:
     the instance's run, event log and schedule storage once; returns the dagster.yaml's path.
 
     Call it before dagster-webserver and dagster-daemon start: each creates and stamps the
-    SQLite databases of an empty ``DAGSTER_HOME`` on its own, and two doing it at the same
-    moment leave alembic with two heads, after which the code location does not load.
+    databases of an empty instance (SQLite files, or PostgreSQL's tables) on its own, and two
+    doing it at the same moment leave alembic with two heads, after which the code location
+    does not load. An instance on PostgreSQL is checked first (:func:`check_storage`).
     """
     path = ensure_instance_yaml(home)
+    check_storage(home)
     with _one_creator(home), dg.DagsterInstance.from_config(str(home)) as inst:
         _create_storage(inst)
     return path
@@ -115,6 +118,7 @@ def instance() -> dg.DagsterInstance:
             f"DAGSTER_HOME={home!r} is not an existing folder; create it "
             "(`make setup` writes its dagster.yaml) or point it at your instance"
         )
+    check_storage(Path(home).expanduser())
     try:
         with _one_creator(Path(home).expanduser()):
             inst = dg.DagsterInstance.get()
