@@ -68,18 +68,19 @@ def _step(
 
 
 def _after(name: str, description: str, planner: Planner) -> dg.OpDefinition:
-    """An op that runs after an earlier step and passes its records on with its own."""
+    """An op that runs after an earlier step (its ``before`` input orders it and carries no
+    value) and outputs its own records only: outputs stay small, the report gathers them
+    all (defs/jobs.py, defs/outputs.py)."""
 
-    @dg.op(name=name, description=description)
+    @dg.op(name=name, description=description, ins={"before": dg.In(dg.Nothing)})
     def after(
         context: dg.OpExecutionContext,
         settings: RunSettings,
         staged: dict[str, StagedKit],
-        before: Records,
         cluster: ClusterResource,
     ) -> Records:
         records = _step(context, settings, staged, cluster, planner)
-        return before + [r.as_dict() for r in records]
+        return [r.as_dict() for r in records]
 
     return after
 

@@ -46,6 +46,7 @@ from bm_upgrade.defs.ops import (
     stage_kit_op,
     verify_servers_op,
 )
+from bm_upgrade.defs.outputs import RunEventsIOManager
 from bm_upgrade.defs.resources import ClusterResource
 from bm_upgrade.defs.runclaim import INVENTORY_SHA_TAG, going_records, inventory_sha256
 from bm_upgrade.inventory import Inventory, load_inventory
@@ -143,20 +144,29 @@ def build_upgrade_job(inventory: Inventory, inventory_path: str) -> dg.JobDefini
         settings = preflight_op()
         kit_path = download_op(settings)
         staged = stage_kit_op(settings, kit_path)
-        done = [
-            failover(settings, staged, mirrors(settings, staged)) for mirrors, failover in stripes
-        ]
-        records = verify_servers_op(settings, done)
+        # Each op outputs its own step records only; the report gathers them (in this
+        # order), so no output grows with the ops before it (defs/outputs.py).
+        done = []
+        for mirrors, failover in stripes:
+            mirrored = mirrors(settings, staged)
+            done += [mirrored, failover(settings, staged, before=mirrored)]
+        last = verify_servers_op(settings, done)
+        gathered = [last]
         for batch in batch_ops:
-            records = batch(settings, staged, records)
+            last = batch(settings, staged, before=last)
+            gathered.append(last)
         if has_wan:
-            records = wan_cycle_op(settings, staged, records)
-        report_op(settings, records)
+            gathered.append(wan_cycle_op(settings, staged, before=last))
+        report_op(settings, gathered)
 
     return upgrade.to_job(
         description=f"Rolling maintenance upgrade of BigMemory Max cluster "
         f"{inventory.cluster} ({inventory_path})",
-        resource_defs={"cluster": ClusterResource(inventory_path=inventory_path)},
+        resource_defs={
+            "cluster": ClusterResource(inventory_path=inventory_path),
+            # Outputs in the run's events, readable by every run worker (defs/outputs.py).
+            "io_manager": RunEventsIOManager(),
+        },
         config={"ops": {"preflight": {"config": UpgradeConfig.defaults_for(inventory)}}},
         # The file's hash as this code location read it: a run launched from the UI or a
         # schedule records it; a re-execution compares it with the file's hash then.

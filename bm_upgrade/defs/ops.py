@@ -97,11 +97,15 @@ def stage_kit_op(
     # The nodes preflight saw on another version still need room for a new kit.
     pending = {n for n, v in settings.before.items() if v != target} if settings.before else None
     with one_sentence(), relayed_logs(), cluster.pool(inventory) as pool:
+        local = Path(kit_path)
+        if not local.is_file():
+            # Re-executed on another worker than download's: its cache has no copy yet.
+            local = fetch_kit(kit)
         staged = stage_kit(
             pool,
             inventory,
             kit,
-            Path(kit_path),
+            local,
             Path(inventory.license_file),
             options=settings.options,
             pending=pending,
@@ -128,6 +132,8 @@ def verify_servers_op(
     stripes: list[Records],
     cluster: ClusterResource,
 ) -> Records:
+    """Outputs the stripe ops' records, in graph order (each stripe's mirrors, then its
+    failover)."""
     inventory = cluster.load()
     with one_sentence(), relayed_logs(), cluster.pool(inventory) as pool:
         view = observe_cluster(inventory, pool, clients=False, orchestrators=False)
@@ -148,13 +154,16 @@ def verify_servers_op(
 def report_op(
     context: dg.OpExecutionContext,
     settings: RunSettings,
-    records: Records,
+    records: list[Records],
     cluster: ClusterResource,
 ) -> str:
+    """``records``: the servers' (from verify_servers), then each client batch's, then the
+    WAN cycle's."""
     inventory = cluster.load()
+    steps = [r for part in records for r in part]
     with one_sentence(), relayed_logs(), cluster.pool(inventory) as pool:
         after = observe_cluster(inventory, pool)
-        report = Report.build(inventory, settings, records, after, run_id=context.run_id)
+        report = Report.build(inventory, settings, steps, after, run_id=context.run_id)
         if report.ok and not settings.dry_run:
             # Every step before this one succeeded: the staged kits are no longer needed
             # (the previous kits stay where the policy keeps them).

@@ -78,7 +78,10 @@ def test_job_graph_follows_the_procedure() -> None:
         "stage_kit",
         "upgrade_mirrors_dublin_stripe1",
     }
-    assert upstream("verify_servers") == {"preflight"} | {f"failover_{r}_{s}" for r, s in stripes}
+    # It gathers every stripe op's own records (outputs stay small: defs/outputs.py).
+    assert upstream("verify_servers") == {"preflight"} | {
+        f"{kind}_{r}_{s}" for r, s in stripes for kind in ("upgrade_mirrors", "failover")
+    }
     chain = [
         ("stage_kit", "download"),
         ("download", "preflight"),
