@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # backend too); pyproject.toml keeps the ranges. `make lock` writes it.
 LOCK := requirements.lock
 
-.PHONY: setup demo test test-fast lint bench ui clean lock
+.PHONY: setup demo test test-fast lint bench ui serve clean lock
 
 # The lock's pip goes in first (a fresh venv's own pip takes about twice as long over the
 # rest). The package itself goes in without dependencies and without an isolated build (its
@@ -72,6 +72,14 @@ bench: setup
 UI_PORT ?= 3000
 ui: setup
 	@DAGSTER_HOME='$(DAGSTER_HOME)' BIN='$(BIN)' UI_PORT='$(UI_PORT)' bash deploy/ui.sh
+
+# The production shape on this machine (deploy/serve.sh): PostgreSQL storage (the URL from
+# BM_UPGRADE_PG_URL, or a local server of its own for a rehearsal), the code location in its
+# own gRPC code server, dagster-daemon and dagster-webserver; Ctrl-C stops all, by PID.
+# Its instance folder is SERVE_HOME, not the SQLite one of `make ui`.
+SERVE_HOME ?= $(CURDIR)/.dagster_serve
+serve: setup
+	@DAGSTER_HOME='$(SERVE_HOME)' BIN='$(BIN)' UI_PORT='$(UI_PORT)' bash deploy/serve.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
