@@ -26,6 +26,21 @@ WILDCARDS = ("", "0.0.0.0", "::", "*")  # noqa: S104 - compared, never bound
 """Bind hosts that mean every address: the listen check then connects to the loopback."""
 
 
+def names_replica(logged: str, orch: Orchestrator, config: WanConfig) -> bool:
+    """Whether ``logged``, the ``host:port`` a master's replication log names a replica by,
+    is ``orch`` (whose wan.xml is ``config``). The port must be its ``<bind>`` port; the host
+    its ``<bind>`` host or its inventory host (either spelling, any case), or anything when it
+    binds every address (``0.0.0.0``: how the log then names it is not documented, assumed).
+    """
+    host, _, port = logged.rpartition(":")
+    bind_host, bind_port = config.bind
+    if not port.isdigit() or int(port) != int(bind_port):
+        return False
+    if bind_host in WILDCARDS:
+        return True
+    return host.strip("[]").lower() in {bind_host.strip("[]").lower(), orch.host.lower()}
+
+
 def read_wan_config(conn: Runner, orch: Orchestrator, timeout: float = 30.0) -> WanConfig:
     """The orchestrator's wan.xml, read on its host.
 
@@ -43,8 +58,9 @@ def read_wan_config(conn: Runner, orch: Orchestrator, timeout: float = 30.0) -> 
 def running(listing: str, wan_xml: str) -> bool:
     """A process of ``ps -eo args`` started with ``wan_xml`` runs (not a stop-wan.sh, not
     the probe's own command line)."""
+    # ps joins the arguments with spaces, and a path may hold some: look for the whole path.
     return any(
-        wan_xml in line.split() and "stop-wan" not in line and MARK not in line
+        f" {wan_xml} " in f" {line} " and "stop-wan" not in line and MARK not in line
         for line in listing.splitlines()
     )
 

@@ -28,6 +28,7 @@ from bm_upgrade.inventory import Orchestrator
 from bm_upgrade.inventory.scripts import script_argv
 from bm_upgrade.plan import Action, Step, make_plan
 from bm_upgrade.probes import OrchestratorStatus, probe_orchestrator, synchronized_replicas
+from bm_upgrade.probes.orchestrator import names_replica
 from bm_upgrade.procedure.install import detached_pid, start_licensed
 from bm_upgrade.procedure.kit_swap import NOT_A_KIT, install_kit, kit_root_guard, not_a_kit
 from bm_upgrade.procedure.observe import require_servers_ready
@@ -137,12 +138,15 @@ def _resync_waiting(wan: WanWatch) -> list[str]:
     caches: set[str] = set()
     for orch in sources:
         caches.update(wan.config(orch).caches)
-        for replica, synced in synchronized_replicas(wan.probe(orch).syncs).items():
-            done.setdefault(replica, set()).update(synced)
+        for replica, synchronized in synchronized_replicas(wan.probe(orch).syncs).items():
+            done.setdefault(replica, set()).update(synchronized)
     waiting = []
     for region in regions:
-        replicas = {wan.config(o).address for o in region.orchestrators}
-        synced = set().union(*(done.get(r, set()) for r in replicas))
+        synced: set[str] = set()
+        for orch in region.orchestrators:
+            for logged, logged_caches in done.items():
+                if names_replica(logged, orch, wan.config(orch)):
+                    synced |= logged_caches
         waiting += [f"{region.name}/{cache}" for cache in sorted(caches - synced)]
     return waiting
 
@@ -168,6 +172,19 @@ def confirm_wan(wan: WanWatch, rec: StepRecorder) -> None:
         return Poll(now=", ".join(waiting)) if waiting else Poll(True, "all replicas resynced")
 
     outcome = ctx.wait(check, "every replica cache resynced", timeout, ctx.poll_s)
+    if not outcome.ok and len(on_target) == len(orchs):
+        waiting = _resync_waiting(wan)
+        regions = {w.split("/", 1)[0] for w in waiting}
+        replicas = [o.name for r, o in ctx.inventory.orchestrators() if r.name in regions]
+        if waiting:
+            raise StepFailed(
+                "orchestrators",
+                f"the replica caches {', '.join(waiting)} did not resync within "
+                f"{timeout:g} s: the master region's replication log shows no "
+                "'successfully synchronized' line for them since the restart, while every "
+                f"orchestrator is up on {ctx.target} and the servers and clients are "
+                f"upgraded; check the replication logs of {', '.join(replicas)}, then rerun",
+            )
     outcome.value_or_fail(
         "orchestrators",
         f"the WAN did not settle within {timeout:g} s",
@@ -216,8 +233,30 @@ def cycle_orchestrators(
         group = [s for s in steps if s.stage == stage]
         records += [skipped(s.node, s.action, s.waits_for, s.reason) for s in group if s.skipped]
         todo = {s.node: partial(_run_step, wan, s, seen) for s in group if not s.skipped}
-        records += side_by_side(todo, at_most=len(todo)).values().values()
+        try:
+            records += side_by_side(todo, at_most=len(todo)).values().values()
+        except StepFailed as exc:
+            if exc.node not in seen:  # confirm-wan: it said every orchestrator's state
+                raise
+            raise _with_the_others(wan, exc) from exc
     return records
+
+
+def _with_the_others(wan: WanWatch, exc: StepFailed) -> StepFailed:
+    """A failed stage's error, with the state every other orchestrator is left in, read now
+    (the WAN cycle touches no server)."""
+    others = []
+    for _, orch in wan.ctx.inventory.orchestrators():
+        if orch.name == exc.node:
+            continue
+        status = wan.probe(orch, version=True)
+        kit = f"on {status.version}" if status.up else f"(kit {status.version or 'unknown'})"
+        others.append(f"{orch.name} {status.state} {kit}")
+    told = f"{exc}; the other orchestrators now: {', '.join(others) or 'none'}"
+    again = StepFailed(exc.node, f"{told}; no server was touched by the WAN cycle")
+    for note in getattr(exc, "__notes__", []):
+        again.add_note(note)
+    return again
 
 
 def _install(wan: WanWatch, orch: Orchestrator, rec: StepRecorder) -> None:

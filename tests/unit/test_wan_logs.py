@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bm_upgrade.inventory import Orchestrator
 from bm_upgrade.probes import (
     OrchestratorStatus,
     ReplicaSync,
@@ -17,7 +18,7 @@ from bm_upgrade.probes import (
     parse_wan_config,
     synchronized_replicas,
 )
-from bm_upgrade.probes.orchestrator import running
+from bm_upgrade.probes.orchestrator import names_replica, running
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 MASTER, WEST, NORTH = "10.0.8.1:9001", "10.1.8.1:9001", "10.2.8.1:9001"
@@ -81,3 +82,23 @@ def test_the_process_list_shows_an_orchestrator_started_with_its_wan_xml() -> No
     assert running(listing, "/etc/wan.xml")
     assert not running(listing, "/etc/other.xml")  # a stop-wan.sh is not the orchestrator
     assert not running("sh -c echo '@@bm-upgrade ps'; ps -f /etc/wan.xml", "/etc/wan.xml")
+
+
+def test_a_logged_replica_is_matched_by_port_and_bind_or_inventory_host() -> None:
+    orch = Orchestrator(
+        name="west-wan1",
+        host="west-wan1.example.com",
+        install_dir="/opt/tc/bigmemory-max",
+        wan_xml="/etc/tc/wan.xml",
+        role="master",
+    )
+    named = WanConfig(bind=("10.0.0.21", 9002), logs="/var/log/wan", caches=("orders",))
+    assert names_replica("10.0.0.21:9002", orch, named)
+    assert names_replica("WEST-WAN1.example.com:9002", orch, named)
+    assert not names_replica("10.0.0.21:9003", orch, named)
+    assert not names_replica("10.0.0.22:9002", orch, named)
+    assert not names_replica("garbage", orch, named)
+    # Bound to every address: the log's spelling of the host is not documented; the port is.
+    wildcard = WanConfig(bind=("0.0.0.0", 9002), logs="/var/log/wan", caches=("orders",))
+    assert names_replica("192.168.1.7:9002", orch, wildcard)
+    assert not names_replica("192.168.1.7:9001", orch, wildcard)
