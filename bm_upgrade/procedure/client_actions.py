@@ -18,6 +18,7 @@ and the exit code instead.
 
 from __future__ import annotations
 
+import time
 from typing import Literal
 
 from bm_upgrade.errors import CommandTimeout, RemoteError, StepFailed
@@ -28,6 +29,10 @@ from bm_upgrade.procedure.servers import StepContext
 from bm_upgrade.procedure.waits import Poll, WaitOutcome
 
 IN_THE_LOG = "its output and the command are in this step's log"
+SETTLE_S = 1.0
+"""A client seen running after its start is looked at once more this much later: an
+application that fails its start-up (it cannot load the new jars) has exited by then, and is
+not taken for started."""
 
 
 def jars_text(status: ClientStatus) -> str:
@@ -124,19 +129,23 @@ def wait_client(
 def start_failure(
     ctx: StepContext, conn: Runner, client: Client, version: str | None
 ) -> tuple[str | None, ClientStatus | None]:
-    """Start the client and wait until it runs on ``version``'s jars: (None, its status), or
-    (what went wrong, None)."""
+    """Start the client and wait until it runs on ``version``'s jars and still does
+    :data:`SETTLE_S` later: (None, its status), or (what went wrong, None)."""
     failure = command_failure(ctx, conn, client, "start")
     if failure is not None:
         return failure, None
     outcome = wait_outcome(ctx, conn, client, running=True, version=version)
+    on = f" on the {version} jars" if version else ""
+    where = f"client {client.name} on host {client.host}"
     if outcome.value is None:
-        on = f" on the {version} jars" if version else ""
-        return (
-            f"client {client.name} on host {client.host} did not run{on} ({outcome.why_not()})",
-            None,
-        )
-    return None, outcome.value
+        return f"{where} did not run{on} ({outcome.why_not()})", None
+    if not outcome.value.running or SETTLE_S <= 0:  # no status_command: nothing to look at
+        return None, outcome.value
+    time.sleep(SETTLE_S)
+    again = probe_client(conn, client)
+    if again.running is not True or again.jar_version != outcome.value.jar_version:
+        return f"{where} did not run{on} (it exited within {SETTLE_S:g} s of its start)", None
+    return None, again
 
 
 def after_failed_stop(ctx: StepContext, conn: Runner, client: Client, failure: str) -> StepFailed:

@@ -47,6 +47,8 @@ start)
   ;;
 stop)
   if ! running; then rm -f "$PID_FILE"; echo "not running"; exit 0; fi
+  # The sandbox fault client-stop-hangs holds the stop here while it is in force.
+  "$PY" "$APP_DIR/bin/app.py" hold-stop
   pid=$(cat "$PID_FILE")
   kill -TERM "$pid"
   i=0

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bm_upgrade.sandbox import journal, license, processes
+from bm_upgrade.sandbox.fault_kinds_apps import KINDS as APP_KINDS
 from bm_upgrade.sandbox.fault_targets import (
     FaultError,
     Injection,
@@ -163,6 +164,7 @@ KINDS: dict[str, Kind] = {
             journaled=("seconds",),
             takes_seconds=True,
         ),
+        *APP_KINDS,  # clients and WAN orchestrators: fault_kinds_apps.py
     )
 }
 """Every fault kind by name. Adding one is one entry: its target rule, an injector (for a

@@ -18,7 +18,7 @@ import pytest
 
 from bm_upgrade.errors import StepFailed
 from bm_upgrade.inventory import Client, Inventory
-from bm_upgrade.procedure import halt
+from bm_upgrade.procedure import client_actions, halt
 from bm_upgrade.procedure.clients import upgrade_clients
 from bm_upgrade.procedure.kit import StagedKit
 from bm_upgrade.procedure.servers import StepContext
@@ -48,6 +48,7 @@ class FakeClient:
     only_on_new: bool = False  # the start command fails only while lib holds the NEW jars
     stop_exit: int = 0
     stop_stops: bool = True
+    dies_on_new: bool = False  # runs on the NEW jars for one status look, then exits
 
     def listing(self) -> list[str]:
         return sorted(self.lib)
@@ -67,7 +68,10 @@ class FakeClientHosts(FakeHosts):
         fake = self.clients[host]
         me = fake.client
         if line == me.status_command:
-            return "status", Done(0 if fake.running else 3, "")
+            running = fake.running
+            if running and fake.dies_on_new and NEW[1] in fake.lib:
+                fake.running = False  # seen once, gone at the next look
+            return "status", Done(0 if running else 3, "")
         if line == shell(["ls", "-1p", "--", me.lib_dir]):
             return "ls", Done(0, "".join(f"{name}\n" for name in fake.listing()))
         if "tar -xzf" in line:
@@ -134,7 +138,9 @@ def apps(ctx: StepContext, *names: str) -> list[Client]:
 
 
 @pytest.fixture(autouse=True)
-def no_stop_requested() -> Iterator[None]:
+def no_stop_requested(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No stop requested; a started client is not looked at again (one test sets it)."""
+    monkeypatch.setattr(client_actions, "SETTLE_S", 0.0)
     halt.reset()
     yield
     halt.reset()
@@ -232,6 +238,31 @@ def test_a_client_that_does_not_start_on_the_new_jars_is_started_on_its_kept_one
     assert hosts.on(H1) == [
         *("status", "ls", "prepare", "stop", "status", "ls", "swap", "start"),
         *("status", "ls", "kept", "restore", "start", "status", "ls"),
+    ]
+    fake = hosts.clients[H1]
+    assert (fake.running, fake.listing(), fake.kept) == (True, ["app.jar", *OLD], [])
+
+
+def test_a_client_that_exits_right_after_its_start_is_not_taken_for_started(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(client_actions, "SETTLE_S", 0.01)
+    ctx, hosts = cluster()
+    hosts.clients[H1].dies_on_new = True
+    with pytest.raises(StepFailed) as failed:
+        upgrade_clients(ctx, apps(ctx, "app1"))
+    assert str(failed.value) == (
+        f"client app1 on host {H1} did not run on the 4.2.1 jars (it exited within 0.01 s "
+        "of its start); its 4.2.0 jars were put back and client app1 was started on them; "
+        "find in the application's own log why it does not start on the 4.2.1 jars, then "
+        "rerun"
+    )
+    # Seen running, then gone at the look SETTLE_S later; the kept jars settle too.
+    assert hosts.on(H1) == [
+        *("status", "ls", "prepare", "stop", "status", "ls", "swap"),
+        *("start", "status", "ls", "status", "ls"),
+        *("status", "ls", "kept", "restore"),
+        *("start", "status", "ls", "status", "ls"),
     ]
     fake = hosts.clients[H1]
     assert (fake.running, fake.listing(), fake.kept) == (True, ["app.jar", *OLD], [])

@@ -197,7 +197,9 @@ def test_an_orchestrator_that_does_not_come_back_fails_naming_it_and_a_rerun_goe
     assert str(failed.value) == (
         f"orchestrator {EAST_M} on 10.0.8.1 did not come up on 4.2.1 (still starting after "
         f"0.2 s); check /opt/terracotta/{EAST_M}.console.log (license with WAN? same "
-        "version everywhere?), then rerun"
+        "version everywhere?), then rerun; the other orchestrators now: "
+        f"{EAST_S} stopped (kit 4.2.1), {WEST_M} up on 4.2.1, {WEST_S} stopped (kit 4.2.1); "
+        "no server was touched by the WAN cycle"
     )
     # The other master of the stage came up; no standby was started.
     assert hosts.did()[-2:] in (
@@ -259,12 +261,17 @@ def test_a_halted_run_stops_no_orchestrator() -> None:
 
 def test_the_cycle_waits_for_the_master_regions_log_to_show_every_replica_resynced() -> None:
     """Every orchestrator comes up, but east's replication logs never show a west replica
-    successfully synchronized: the cycle fails at confirm-wan, naming the cache."""
+    successfully synchronized: the cycle fails at confirm-wan (a bounded wait), naming the
+    replica region's cache and orchestrators."""
     ctx, hosts = wan()
     hosts.resyncs = False
     with pytest.raises(StepFailed) as failed:
         cycle_orchestrators(ctx, hosts.probe)
     assert failed.value.node == "orchestrators"
-    assert "west/orders not resynced" in str(failed.value)
-    assert "check the orchestrators' replication logs" in str(failed.value)
+    assert str(failed.value) == (
+        "the replica caches west/orders did not resync within 0.2 s: the master region's "
+        "replication log shows no 'successfully synchronized' line for them since the "
+        "restart, while every orchestrator is up on 4.2.1 and the servers and clients are "
+        f"upgraded; check the replication logs of {WEST_M}, {WEST_S}, then rerun"
+    )
     assert {f.running for f in hosts.orchs.values()} == {True}

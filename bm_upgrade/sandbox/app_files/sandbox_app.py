@@ -3,8 +3,13 @@
 Installed as ``<app>/bin/app.py`` and run by ``<app>/bin/app.sh start`` with the system
 python3. Like a Java application it loads its cache library from the jars in ``<app>/lib``
 (zip files put on ``sys.path``), so replacing the jars upgrades the client. Configuration:
-``<app>/etc/app.json``. Exit codes: 0 stopped, 2 refused by a server of another minor version,
-3 no active within the reconnect window.
+``<app>/etc/app.json``. Exit codes: 0 stopped, 2 refused by a server of another minor version
+(or the sandbox fault client-start-fails), 3 no active within the reconnect window.
+
+Sandbox faults it reads (``DIR/faults``, through the toolkit jar's ``tccommon.fault``):
+``client-start-fails`` (it exits 2 at start on any client library but the one the fault
+names) and ``client-stop-hangs`` (``app.py hold-stop``, which ``app.sh stop`` runs first,
+blocks while the fault is in force).
 """
 
 from __future__ import annotations
@@ -26,10 +31,36 @@ def _load_library(lib: Path) -> tuple[Any, Any]:
     return importlib.import_module("tcehcache"), importlib.import_module("tcclient")
 
 
+def _fault(app_dir: Path, kind: str, name: str) -> dict[str, Any] | None:
+    """The sandbox fault ``kind`` on this client, read with the jars' own reader."""
+    for jar in sorted((app_dir / "lib").glob("*.jar")):
+        sys.path.insert(0, str(jar))
+    try:
+        tccommon = importlib.import_module("tccommon")
+    except ImportError:
+        return None
+    found: dict[str, Any] | None = tccommon.fault(tccommon.find_sandbox(app_dir), kind, name)
+    return found
+
+
+def hold_stop(app_dir: Path) -> int:
+    """``app.sh stop``'s first step: while the sandbox fault client-stop-hangs names this
+    client, the stop hangs (the application keeps running); once cleared it goes on."""
+    config = json.loads((app_dir / "etc" / "app.json").read_text(encoding="utf-8"))
+    said = False
+    while _fault(app_dir, "client-stop-hangs", str(config["name"])) is not None:
+        if not said:
+            print("stopping hangs (sandbox fault client-stop-hangs)", flush=True)
+            said = True
+        time.sleep(0.1)
+    return 0
+
+
 class App:
     """Writers (one thread per stripe) and the ledger."""
 
     def __init__(self, app_dir: Path) -> None:
+        self.app_dir = app_dir
         self.config: dict[str, Any] = json.loads(
             (app_dir / "etc" / "app.json").read_text(encoding="utf-8")
         )
@@ -93,6 +124,23 @@ class App:
             journal, "client_process", client=self.name, action="start", version=self.version
         )
         self.log(f"started with client library {self.version}")
+        refused = _fault(self.app_dir, "client-start-fails", self.name)
+        if refused is not None and refused.get("version") != self.version:
+            reason = (
+                f"cannot start on client library {self.version} (sandbox fault client-start-fails)"
+            )
+            self.log(f"FATAL - {reason}")
+            self.cache.close()
+            self.tccommon.journal_append(
+                journal,
+                "client_process",
+                client=self.name,
+                action="stop",
+                version=self.version,
+                exit_code=2,
+                reason=reason,
+            )
+            return 2
         threads = [
             threading.Thread(target=self._writer, args=(i,), daemon=True)
             for i in range(len(self.cache.stripes))
@@ -122,8 +170,11 @@ class App:
 
 
 def main() -> int:
-    """Run the application of the folder this file is installed in."""
+    """Run the application of the folder this file is installed in (``hold-stop``: see
+    :func:`hold_stop`)."""
     app_dir = Path(__file__).resolve().parent.parent
+    if sys.argv[1:] == ["hold-stop"]:
+        return hold_stop(app_dir)
     app = App(app_dir)
     signal.signal(signal.SIGTERM, lambda *_: app.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: app.stopping.set())

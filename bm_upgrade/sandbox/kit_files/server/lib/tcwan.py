@@ -186,7 +186,9 @@ class Orchestrator:
         problem = tckey.check_license(key, self.version)
         if problem is None:
             fields, _, _ = tckey.parse_license(key.read_text(encoding="utf-8"))
-            if tckey.WAN_CAPABILITY not in tckey.capabilities(fields):
+            # The sandbox fault license-without-wan: the key reads as one without WAN.
+            no_wan = tccommon.fault(self.sandbox, "license-without-wan", self.name)
+            if no_wan or tckey.WAN_CAPABILITY not in tckey.capabilities(fields):
                 problem = f"License key {key} does not carry the WAN capability"
         if problem:
             raise tccommon.StartupError(problem)

@@ -15,7 +15,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from bm_upgrade.sandbox.kit_files.server.lib import tccommon
     from bm_upgrade.sandbox.kit_files.server.lib.tcwan import Orchestrator
+else:
+    import tccommon
 
 RUNNING, STANDBY = "running", "standby"
 ACTIVE, INACTIVE, RESYNCING = "ACTIVE", "INACTIVE", "RESYNCING"
@@ -175,5 +178,12 @@ def _replica(orch: Orchestrator) -> None:
             )
         orch.set_caches(RESYNCING)
         orch.publish()  # the new link, even when the caches were RESYNCING already
-    elif time.monotonic() >= orch.resync_until:
+    elif time.monotonic() >= orch.resync_until and not _held(orch):
         orch.set_caches(ACTIVE)
+
+
+def _held(orch: Orchestrator) -> bool:
+    """The sandbox fault no-resync on this replica orchestrator: its caches stay RESYNCING
+    (read only once a resync would end, so a clear lets it end at the next poll)."""
+    resyncing = any(state != ACTIVE for state in orch.caches.values())
+    return resyncing and tccommon.fault(orch.sandbox, "no-resync", orch.name) is not None
