@@ -3,7 +3,6 @@ and the kit installed in its kit root; the host's side read in one SSH command."
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -70,11 +69,11 @@ def server_pids(ps_output: str, server: Server) -> list[int]:
     pids: list[int] = []
     for line in ps_output.splitlines():
         pid, _, args = line.strip().partition(" ")
-        argv = args.split()
         if not pid.isdigit() or "stop-tc-server" in args:
             continue
-        named = any(a == "-n" and b == server.name for a, b in itertools.pairwise(argv))
-        if named and server.tc_config in argv:
+        # ps joins the arguments with spaces, and a path may hold some: whole words only.
+        words = f" {args} "
+        if f" -n {server.name} " in words and f" {server.tc_config} " in words:
             pids.append(int(pid))
     return pids
 

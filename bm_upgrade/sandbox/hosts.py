@@ -7,6 +7,7 @@ each its own host ``<block>.N``; the plans say where its kit, configuration and 
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,16 @@ class _OnHost:
     name: str
     host: str
     directory: Path
+    folder: str  # the topology's nodes_folder
 
     @property
     def root(self) -> Path:
         return self.directory / "hosts" / self.host
+
+    @property
+    def base(self) -> Path:
+        """Where the node's own folders go: the host root, or its ``nodes_folder``."""
+        return self.root / self.folder if self.folder else self.root
 
     @property
     def java_home(self) -> Path:
@@ -37,11 +44,11 @@ class _HostFolders(_OnHost):
 
     @property
     def install_dir(self) -> Path:
-        return self.root / "opt" / "terracotta" / "bigmemory-max"
+        return self.base / "opt" / "terracotta" / "bigmemory-max"
 
     @property
     def console_log(self) -> Path:
-        return self.root / "logs" / f"{self.name}.console.log"
+        return self.base / "logs" / f"{self.name}.console.log"
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,7 @@ class ServerPlan(_HostFolders):
     index: int  # 0: the stripe's first server, started first so it becomes ACTIVE
     host: str
     directory: Path
+    folder: str = ""
     tsa_port: int = 9510
     jmx_port: int = 9520
     group_port: int = 9530
@@ -61,15 +69,15 @@ class ServerPlan(_HostFolders):
 
     @property
     def tc_config(self) -> Path:
-        return self.root / "etc" / "tc-config.xml"
+        return self.base / "etc" / "tc-config.xml"
 
     @property
     def data_dir(self) -> Path:
-        return self.root / "var" / "terracotta" / self.name / "data"
+        return self.base / "var" / "terracotta" / self.name / "data"
 
     @property
     def logs_dir(self) -> Path:
-        return self.root / "var" / "terracotta" / self.name / "logs"
+        return self.base / "var" / "terracotta" / self.name / "logs"
 
     def tc_entry(self) -> dict[str, Any]:
         """The server's entry for tcconfig.write_tc_config."""
@@ -93,10 +101,11 @@ class ClientPlan(_OnHost):
     region: str
     host: str
     directory: Path
+    folder: str = ""
 
     @property
     def app_dir(self) -> Path:
-        return self.root / "opt" / self.name
+        return self.base / "opt" / self.name
 
     @property
     def lib_dir(self) -> Path:
@@ -104,15 +113,15 @@ class ClientPlan(_OnHost):
 
     @property
     def start_command(self) -> str:
-        return f"{self.app_dir / 'bin' / 'app.sh'} start"
+        return f"{shlex.quote(str(self.app_dir / 'bin' / 'app.sh'))} start"
 
     @property
     def stop_command(self) -> str:
-        return f"{self.app_dir / 'bin' / 'app.sh'} stop"
+        return f"{shlex.quote(str(self.app_dir / 'bin' / 'app.sh'))} stop"
 
     @property
     def status_command(self) -> str:
-        return f"{self.app_dir / 'bin' / 'app.sh'} status"
+        return f"{shlex.quote(str(self.app_dir / 'bin' / 'app.sh'))} status"
 
 
 @dataclass(frozen=True)
@@ -124,17 +133,18 @@ class OrchestratorPlan(_HostFolders):
     role: str  # master | standby
     host: str
     directory: Path
+    folder: str = ""
     replica_disconnect_behavior: str = "reconnectResync"
     port: int = WAN_PORT
 
     @property
     def wan_xml(self) -> Path:
-        return self.root / "etc" / "wan.xml"
+        return self.base / "etc" / "wan.xml"
 
     @property
     def wan_logs(self) -> Path:
         """wan.xml's ``<logs>``: the folder of its replication log."""
-        return self.root / "logs" / "wan"
+        return self.base / "logs" / "wan"
 
 
 @dataclass(frozen=True)
@@ -184,6 +194,7 @@ def plan_hosts(topology: Topology, directory: Path, block: str) -> HostPlan:
                         index=m,
                         host=f"{block}.{next(numbers)}",
                         directory=directory,
+                        folder=topology.nodes_folder,
                     )
                 )
     for region in topology.regions:
@@ -194,6 +205,7 @@ def plan_hosts(topology: Topology, directory: Path, block: str) -> HostPlan:
                     region=region.name,
                     host=f"{block}.{next(numbers)}",
                     directory=directory,
+                    folder=topology.nodes_folder,
                 )
             )
     orchestrators: list[OrchestratorPlan] = []
@@ -210,6 +222,7 @@ def plan_hosts(topology: Topology, directory: Path, block: str) -> HostPlan:
                         role=role,
                         host=f"{block}.{next(numbers)}",
                         directory=directory,
+                        folder=topology.nodes_folder,
                         replica_disconnect_behavior=region.replica_disconnect_behavior,
                     )
                 )

@@ -8,6 +8,8 @@ persistent: true
 reconnect_window_s: 10      # optional, <client-reconnect-window>
 java_home: inventory        # optional; where each host's Java is named: inventory | setenv |
                             # login | none (every host has one; its SSH login has no JAVA_HOME)
+nodes_folder: ""            # optional; a folder of each host's root holding the node's kit,
+                            # config, data and application (any file name: "it's $(x)")
 regions:
   - name: east
     wan_role: master        # master | replica (needed, and used, when it has orchestrators)
@@ -60,6 +62,7 @@ _TOP_KEYS = {
     "regions",
     "timing",
     "java_home",
+    "nodes_folder",
 }
 _REGION_KEYS = {
     "name",
@@ -157,6 +160,12 @@ def parse_topology(data: Any, file: str = "<topology>") -> Topology:  # noqa: PL
     java_home = data.get("java_home", JAVA_HOME_MODES[0])
     if java_home not in JAVA_HOME_MODES:
         issues.append(f"java_home: {java_home!r} must be one of {', '.join(JAVA_HOME_MODES)}")
+    folder = data.get("nodes_folder", "")
+    if not isinstance(folder, str) or folder in (".", "..") or re.search(r"[/\x00-\x1f]", folder):
+        issues.append(
+            f"nodes_folder: {folder!r} must be one folder name (no '/', no control character, "
+            "not '.' or '..')"
+        )
     regions = _regions(data.get("regions"), issues)
     timing = _timing(data.get("timing", {}), issues)
     topology = None
@@ -170,6 +179,7 @@ def parse_topology(data: Any, file: str = "<topology>") -> Topology:  # noqa: PL
             name=None if name is None else str(name),
             reconnect_window_s=window,
             java_home=str(java_home),
+            nodes_folder=str(folder),
         )
         if topology.host_count() > MAX_HOSTS:
             issues.append(

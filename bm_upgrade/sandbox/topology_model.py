@@ -63,6 +63,9 @@ class Topology:
     name: str | None = None
     reconnect_window_s: float = 10.0
     java_home: str = "inventory"  # one of JAVA_HOME_MODES
+    nodes_folder: str = ""
+    """A folder of each host's root that holds its node's kit, configuration, data and
+    application (empty: none); its name may hold spaces, quotes and shell syntax."""
 
     def host_count(self) -> int:
         return sum(
