@@ -1,0 +1,258 @@
+"""The production shape, as `make serve` starts it (deploy/serve.sh): run history in a real
+PostgreSQL (tests/pg.py), the code location in its own gRPC code server, dagster-daemon and
+dagster-webserver reading it through deploy/workspace-grpc.yaml; runs launched and
+re-executed through GraphQL, a killed run worker marked failed by the daemon's run
+monitoring, and SIGTERM to serve.sh stopping every process it started.
+
+The module's tests share one sandbox and one serve.sh and run in file order.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bm_upgrade.definitions import INVENTORY_DIR_ENV
+from bm_upgrade.defs.config import UpgradeConfig
+from bm_upgrade.defs.storage import PG_URL_ENV
+from bm_upgrade.procedure.kit import CACHE_DIR_ENV
+from tests.dagster import processes
+from tests.e2e.conftest import E2ESandbox, start_e2e_sandbox, stop_e2e_sandbox
+from tests.e2e.graphql import GraphQL, answers, succeeded
+from tests.e2e.journal_check import stops, violations
+from tests.pg import PostgresServer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+DATABASE = "production_shape"
+JOB = "upgrade_small"
+STEPS = {
+    "preflight",
+    "download",
+    "stage_kit",
+    "upgrade_mirrors_east_stripe1",
+    "failover_east_stripe1",
+    "verify_servers",
+    "restart_clients_1",
+    "report",
+}
+STARTED = re.compile(r"Started process for run \(pid: (\d+)\)")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def children() -> dict[int, list[int]]:
+    """Every process's children, from /proc."""
+    found: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rpartition(")")[2].split()[1])
+        found.setdefault(parent, []).append(int(entry.name))
+    return found
+
+
+def descendants(pid: int) -> set[int]:
+    tree, found, todo = children(), set(), [pid]
+    while todo:
+        for child in tree.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (an unreaped zombie does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state not in {"Z", "X"}
+
+
+@dataclass
+class Shape:
+    """serve.sh running against the module's sandbox and database."""
+
+    serve: subprocess.Popen[bytes]
+    log: Path
+    home: Path
+    ui: GraphQL
+    sandbox: E2ESandbox
+    postgres: PostgresServer
+
+    def config(self, **changes: object) -> dict[str, object]:
+        return {**UpgradeConfig.defaults_for(self.sandbox.inventory), **changes}
+
+    def worker_pid(self, run_id: str) -> int | None:
+        """The run worker's pid, from the run's engine event in PostgreSQL."""
+        rows = self.postgres.query(
+            DATABASE,
+            "SELECT event FROM event_logs WHERE run_id = %s AND dagster_event_type = %s",
+            run_id,
+            "ENGINE_EVENT",
+        )
+        for (event,) in rows:
+            found = STARTED.search(event)
+            if found:
+                return int(found.group(1))
+        return None
+
+    def messages(self, run_id: str) -> str:
+        rows = self.postgres.query(
+            DATABASE, "SELECT event FROM event_logs WHERE run_id = %s", run_id
+        )
+        return "\n".join(event for (event,) in rows)
+
+
+def stop_serve(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to serve.sh alone (as a service manager sends it); SIGKILL to its group if it
+    has not stopped everything within the timeout."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def shape(postgres: PostgresServer) -> Iterator[Shape]:
+    url = postgres.create_database(DATABASE)
+    home = Path(tempfile.mkdtemp(prefix="bm-upgrade-serve-"))
+    # Run monitoring looks every second here (15 s in the shipped settings).
+    settings = (REPO / "deploy" / "dagster-postgres.yaml").read_text()
+    fast = settings.replace("poll_interval_seconds: 15", "poll_interval_seconds: 1")
+    assert fast != settings
+    (home / "dagster.yaml").write_text(fast)
+    sandbox = start_e2e_sandbox("small")
+    serve: subprocess.Popen[bytes] | None = None
+    try:
+        inventories = home / "inventories"
+        inventories.mkdir()
+        shutil.copy(sandbox.inventory_path, inventories / "small.yaml")
+        port = free_port()
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "BIN": str(Path(sys.executable).parent),
+            "UI_PORT": str(port),
+            "BM_UPGRADE_CODE_SERVER_PORT": str(free_port()),
+            PG_URL_ENV: url,
+            INVENTORY_DIR_ENV: str(inventories),
+            CACHE_DIR_ENV: str(home / "kits"),
+        }
+        log = home / "serve.log"
+        with log.open("wb") as out:
+            serve = subprocess.Popen(
+                ["bash", str(REPO / "deploy" / "serve.sh")],
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        ui = GraphQL(f"http://127.0.0.1:{port}")
+        processes.wait_until(
+            lambda: answers(f"{ui.url}/server_info") or serve.poll() is not None,
+            120,
+            f"the webserver (log: {log})",
+            interval=0.5,
+        )
+        assert serve.poll() is None, log.read_text()[-3000:]
+        ui.location = ui.loaded_location()
+        yield Shape(serve, log, home, ui, sandbox, postgres)
+    finally:
+        if serve is not None:
+            stop_serve(serve)
+        stop_e2e_sandbox(sandbox)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_upgrade_launched_through_graphql_succeeds(shape: Shape) -> None:
+    run_id = shape.ui.launch(JOB, shape.config())
+    run = shape.ui.wait(run_id)
+    assert run["status"] == "SUCCESS", run
+    assert succeeded(run) == STEPS
+    # Launched by the code server: its worker was a process of its own.
+    worker = shape.worker_pid(run_id)
+    assert worker is not None and worker != shape.serve.pid
+    assert shape.sandbox.verify()["lost"] == 0
+
+
+def test_killed_worker_is_marked_failed_by_run_monitoring_then_reexecuted(
+    shape: Shape,
+) -> None:
+    since = time.time()
+    run_id = shape.ui.launch(JOB, shape.config(target_version="4.2.0"))
+    processes.wait_until(
+        lambda: bool(stops(shape.sandbox.journal_path, since)),
+        180,
+        "the rollback to stop the stripe's first server",
+    )
+    worker = shape.worker_pid(run_id)
+    assert worker is not None
+    # The worker and the code server process that spawned it die together (a crash of the
+    # code server's machine or container): nobody is left to report the run but the daemon.
+    parent = int(Path(f"/proc/{worker}/stat").read_text().rpartition(")")[2].split()[1])
+    assert "api grpc" in Path(f"/proc/{parent}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    os.kill(parent, signal.SIGKILL)
+    os.kill(worker, signal.SIGKILL)
+    failed = shape.ui.wait(run_id, timeout=120)
+    assert failed["status"] == "FAILURE", failed
+    # Marked by run monitoring, from the launcher's look at the worker's pid.
+    assert f"its worker, process {worker} on this host, is gone" in shape.messages(run_id)
+    # The code location comes back (the UI's Reload starts a new code server process), and
+    # the failed run is re-executed from its failed step.
+    shape.ui.reload()
+    again = shape.ui.wait(shape.ui.reexecute_from_failure(run_id), timeout=300)
+    assert again["status"] == "SUCCESS", again
+    assert "upgrade_mirrors_east_stripe1" in succeeded(again)
+    assert "preflight" not in succeeded(again) and "download" not in succeeded(again)
+    assert shape.sandbox.verify()["lost"] == 0
+    inventory = shape.sandbox.inventory
+    assert violations(shape.sandbox.journal_path, inventory, "4.2.0", since=since) == []
+
+
+def test_run_history_is_in_postgresql(shape: Shape) -> None:
+    rows = shape.postgres.query(DATABASE, "SELECT status FROM runs ORDER BY create_timestamp")
+    assert [status for (status,) in rows] == ["SUCCESS", "FAILURE", "SUCCESS"]
+    # No SQLite run history beside it, and the database's password in no stored run.
+    assert [p.name for p in shape.home.rglob("*.db")] == []
+    bodies = shape.postgres.query(DATABASE, "SELECT run_body FROM runs")
+    assert all(shape.postgres.password not in body for (body,) in bodies)
+
+
+def test_sigterm_to_serve_stops_everything_it_started(shape: Shape) -> None:
+    started = descendants(shape.serve.pid)
+    assert len(started) >= 3  # code server (and its server process), webserver, daemon
+    stop_serve(shape.serve)
+    assert shape.serve.returncode == 0, shape.log.read_text()[-3000:]
+    processes.wait_until(
+        lambda: not any(alive(pid) for pid in started), 30, "every process serve.sh started"
+    )
+    assert not answers(f"{shape.ui.url}/server_info")
