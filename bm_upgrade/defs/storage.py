@@ -1,5 +1,5 @@
 """Where an instance keeps its run history: SQLite files in ``DAGSTER_HOME`` (rehearsals), or
-PostgreSQL (production, deploy/dagster-postgres.yaml; docs/deployment.md).
+PostgreSQL (production: deploy/dagster-postgres.yaml, `make serve`).
 
 For PostgreSQL the database URL, password included, comes from the environment
 (:data:`PG_URL_ENV` in bm_upgrade's settings), never from a file. :func:`check_storage` reads
