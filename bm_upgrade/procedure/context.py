@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Self
 
 from bm_upgrade.errors import StepFailed
-from bm_upgrade.inventory import Inventory
+from bm_upgrade.inventory import Inventory, Stripe
 from bm_upgrade.inventory.kitroot import LICENSE_FILE_NAME
 from bm_upgrade.plan import PlanOptions
 from bm_upgrade.probes import probe_server_rest
@@ -27,6 +27,11 @@ from bm_upgrade.remote import HostPool
 from bm_upgrade.window import Outage, WindowGuard
 
 log = logging.getLogger(__name__)
+
+
+def stripe_key(stripe: Stripe) -> str:
+    """A stripe's key in :attr:`StepContext.last_active`: its servers' names."""
+    return ",".join(s.name for s in stripe.servers)
 
 
 @dataclass
@@ -65,6 +70,13 @@ class StepContext(Watch):
     run_tag: str = ""
     """Names what this run writes on hosts once per run (its data backups:
     procedure/backup.py); the same across re-executions of one run."""
+    last_active: dict[str, str] = field(default_factory=dict)
+    """Per stripe (:func:`stripe_key`), the server this step last saw ACTIVE: the one to
+    start first when every server of a persistent stripe is down (it holds the newest data)."""
+
+    def saw_active(self, stripe: Stripe, name: str) -> None:
+        """Remember ``name`` as the stripe's ACTIVE, seen now."""
+        self.last_active[stripe_key(stripe)] = name
 
     @classmethod
     def create(

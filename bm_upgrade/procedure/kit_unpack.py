@@ -17,25 +17,75 @@ from bm_upgrade.probes import Runner, parse_version
 from bm_upgrade.remote.quoting import echo_mark, quote, shell, split_marked
 
 
+def _sha256_check(staged_kit: str, kit_sha256: str) -> str:
+    """Shell that prints the marker ``sha256`` and the staged kit's sha256, then exits 0,
+    when it is not ``kit_sha256`` (an unreadable kit prints an empty sum)."""
+    kit = quote(staged_kit)
+    # The same command as remote.transfer's: openssl is fast, sha256sum the fallback.
+    return (
+        f"if command -v openssl >/dev/null 2>&1; then "
+        f"sum=$(openssl dgst -sha256 -r < {kit}); else sum=$(sha256sum < {kit}); "
+        f'fi; sum=${{sum%% *}}; if [ "$sum" != {quote(kit_sha256.lower())} ]; then '
+        f'{echo_mark("sha256")}; echo "$sum"; exit 0; fi; '
+    )
+
+
+def check_staged_kit(
+    conn: Runner,
+    node: Server | Orchestrator,
+    staged_kit: str,
+    *,
+    target: str,
+    kit_sha256: str | None,
+    then: str,
+    timeout_s: float = 300.0,
+) -> None:
+    """Before ``node`` is stopped for its install: the staged kit on its host is still there
+    and still has the inventory's sha256 (a staged kit may have lain there for days, and a
+    stop for an install that cannot happen is an outage for nothing).
+
+    Args:
+        then: what the sentence says after "nothing was stopped" (who serves meanwhile).
+
+    Raises:
+        StepFailed: the staged kit is missing or its sha256 differs; nothing was stopped.
+    """
+    if not kit_sha256:
+        return
+    script = (
+        f"if [ ! -f {quote(staged_kit)} ]; then {echo_mark('missing')}; exit 0; fi; "
+        + _sha256_check(staged_kit, kit_sha256)
+        + "true"
+    )
+    sections = split_marked(conn.run(script, timeout=timeout_s).stdout)
+    again = "run the upgrade again (a new run stages the kit again; a re-execution does not)"
+    if "missing" in sections:
+        raise StepFailed(
+            node.name,
+            f"the {target} kit is not staged on {node.host} ({staged_kit} is missing), so "
+            f"{node.name} was not stopped ({then}); {again}",
+        )
+    if "sha256" in sections:
+        found = (sections["sha256"] or ["(unreadable)"])[0]
+        raise StepFailed(
+            node.name,
+            f"the staged kit {staged_kit} on {node.host} has sha256 {found}, not the "
+            f"inventory's {kit_sha256} for {target}: it changed after it was staged, so "
+            f"{node.name} was not stopped ({then}); {again}",
+        )
+
+
 def _unpack_script(
     node: Server | Orchestrator, staged_kit: str, work: str, kit_sha256: str | None
 ) -> str:
     """Check the staged tarball's sha256 (when known), then unpack it into a fresh ``work``
     folder, removing that folder again when the unpack fails; prints the work folder's top
     entries, then (marker ``version``) the first one's ``version.sh``."""
-    kit, folder = quote(staged_kit), quote(work)
+    folder = quote(work)
     # The new kit has no setenv.sh of the operator's yet (the swap carries it in): its
     # version.sh runs with the Java the node's own scripts see.
     env = foreign_kit_env(node)
-    check = ""
-    if kit_sha256:
-        # The same command as remote.transfer's: openssl is fast, sha256sum the fallback.
-        check = (
-            f"if command -v openssl >/dev/null 2>&1; then "
-            f"sum=$(openssl dgst -sha256 -r < {kit}); else sum=$(sha256sum < {kit}); "
-            f'fi; sum=${{sum%% *}}; if [ "$sum" != {quote(kit_sha256.lower())} ]; then '
-            f'{echo_mark("sha256")}; echo "$sum"; exit 0; fi; '
-        )
+    check = _sha256_check(staged_kit, kit_sha256) if kit_sha256 else ""
     unpack = " && ".join(
         [
             shell(["rm", "-rf", "--", work]),

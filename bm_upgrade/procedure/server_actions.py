@@ -16,11 +16,12 @@ from bm_upgrade.errors import RemoteError, StepFailed
 from bm_upgrade.inventory import Server, Stripe
 from bm_upgrade.plan import ACTIVE, STANDBY
 from bm_upgrade.probes import kit_version
-from bm_upgrade.procedure.context import StepContext
+from bm_upgrade.procedure.context import StepContext, stripe_key
 from bm_upgrade.procedure.install import console_tail, start_server, stop_server
 from bm_upgrade.procedure.kit_swap import install_kit
+from bm_upgrade.procedure.kit_unpack import check_staged_kit
 from bm_upgrade.procedure.records import StepRecorder
-from bm_upgrade.procedure.seen import Seen
+from bm_upgrade.procedure.seen import Seen, describe
 
 ServerStep = Callable[[StepContext, Stripe, Server, Mapping[str, Seen], StepRecorder], None]
 """One plan action on one server of a stripe, given the stripe as seen right before it."""
@@ -48,10 +49,67 @@ def guard_others_up(stripe: Stripe, server: Server, seen: Mapping[str, Seen]) ->
         )
 
 
+def check_staged(
+    ctx: StepContext, server: Server, seen: Mapping[str, Seen], rec: StepRecorder
+) -> None:
+    """Before a server still to install is stopped: its host's staged kit is still the one
+    the inventory names (procedure/kit_unpack.py, ``check_staged_kit``).
+
+    Raises:
+        StepFailed: it is missing or changed; nothing was stopped.
+    """
+    if seen[server.name].installed == ctx.target:
+        return
+    kit_path, _ = ctx.staged_paths(server.host)
+    check_staged_kit(
+        ctx.pool.get(server.host),
+        server,
+        kit_path,
+        target=ctx.target,
+        kit_sha256=ctx.target_sha256,
+        then=serving(seen, ""),
+    )
+    rec.saw(f"the staged {ctx.target} kit on {server.host} still has its sha256")
+
+
+def guard_lone_start(
+    ctx: StepContext, stripe: Stripe, server: Server, seen: Mapping[str, Seen]
+) -> None:
+    """Before starting a server while no other server of its stripe runs: the tool starts
+    none then. Every server of a stripe down is a failure the tool did not cause (it keeps
+    one up, docs/safety.md rule 3), and which server comes back first matters: in a
+    persistent stripe only the last ACTIVE holds every acknowledged write (docs/terracotta.md,
+    Persistence), and another one started alone may serve older data.
+
+    Raises:
+        StepFailed: no other server of the stripe runs; the sentence names the server to
+            start first when this step saw the stripe's last ACTIVE.
+    """
+    if len(stripe.servers) < 2 or any(s.running for n, s in seen.items() if n != server.name):
+        return
+    region = next(r for r, _, s in ctx.inventory.servers() if s.name == server.name)
+    last = ctx.last_active.get(stripe_key(stripe))
+    if not ctx.inventory.region_persistent(region):
+        first = "its data is gone (not persistent): start its servers again"
+    elif last is not None:
+        first = f"start {last} first (the stripe's last ACTIVE, which holds its newest data)"
+    else:
+        first = (
+            "start first the server that was ACTIVE last (its terracotta-server.log shows "
+            "`Becoming State[ ACTIVE-COORDINATOR ]` latest)"
+        )
+    raise StepFailed(
+        server.name,
+        f"{server.name} was not started: no server of stripe {stripe.name} runs "
+        f"({describe(seen)}); {first}, then rerun",
+    )
+
+
 def stop(
     ctx: StepContext, stripe: Stripe, server: Server, seen: Mapping[str, Seen], rec: StepRecorder
 ) -> None:
-    """Stop a mirror (or the lone server of a stripe without mirror, with consent)."""
+    """Stop a mirror (or the lone server of a stripe without mirror, with consent), once its
+    host's staged kit proved unchanged."""
     guard_others_up(stripe, server, seen)
     alone = len(stripe.servers) == 1
     if seen[server.name].node_state.state == ACTIVE and not alone:
@@ -61,6 +119,7 @@ def stop(
             "it is stopped only through a failover (the stripe's failover step); nothing "
             "was stopped",
         )
+    check_staged(ctx, server, seen, rec)
     # A stripe of one server is planned only with the operator's consent to its downtime
     # (plan.refusals), so its stop may override the script's no-mirror refusal.
     stop_server(ctx, server, rec, downtime_consented=alone and ctx.options.allow_downtime)
@@ -79,6 +138,7 @@ def install(
         )
     others_active = any(s.node_state.state == ACTIVE for n, s in seen.items() if n != server.name)
     if len(stripe.servers) > 1 and not others_active:
+        guard_lone_start(ctx, stripe, server, seen)
         # It may be the only server holding the stripe's data: back on its own kit, now.
         start_server(ctx, server, rec)
         raise StepFailed(
@@ -122,6 +182,7 @@ def start(
     if seen[server.name].running:
         rec.saw(f"{server.name} already runs")
         return
+    guard_lone_start(ctx, stripe, server, seen)
     start_server(ctx, server, rec)
     timeout = ctx.options.timeouts.start_s
     outcome = ctx.wait_state(server, None, timeout)

@@ -115,6 +115,9 @@ def _run_segments(
     last: tuple[str, str] | None = None
     for _ in range(MAX_STEPS):
         seen = ctx.observe_servers(stripe.servers)
+        for name, now in seen.items():
+            if now.node_state.state == ACTIVE:
+                ctx.saw_active(stripe, name)
         steps = stripe_steps(ctx, region, stripe, seen)
         step = next((s for s in steps if not s.skipped), None)
         if step is None:

@@ -19,7 +19,7 @@ from bm_upgrade.procedure.context import StepContext
 from bm_upgrade.procedure.install import start_server, stop_server
 from bm_upgrade.procedure.records import StepRecorder
 from bm_upgrade.procedure.seen import Seen
-from bm_upgrade.procedure.server_actions import guard_others_up
+from bm_upgrade.procedure.server_actions import check_staged, guard_others_up
 from bm_upgrade.procedure.waits import Poll
 from bm_upgrade.window import DISRUPTIVE
 
@@ -36,6 +36,8 @@ def stop_active(
     """Stop the ACTIVE once a mirror is PASSIVE-STANDBY, seen at that moment: any mirror for
     a failover, the stripe's preferred server for a failback (``to_preferred``)."""
     guard_others_up(stripe, server, seen)
+    if not to_preferred:  # a failover: the old active is installed next
+        check_staged(ctx, server, seen, rec)
     preferred = stripe.preferred_active() if to_preferred else None
     mirrors = [
         s
@@ -85,6 +87,7 @@ def wait_takeover(
     timeouts = ctx.options.timeouts
     outcome = ctx.wait_active(stripe, timeouts.failover_s)
     if outcome.value is not None:
+        ctx.saw_active(stripe, outcome.value.name)
         rec.done(f"confirmed {outcome.value.name} {ACTIVE} after {outcome.waited_s:.1f} s")
         return
     # Nobody took over: the stripe is down. Start what was stopped again, on the kit it had.

@@ -19,6 +19,7 @@ import pytest
 from bm_upgrade.errors import CommandFailed, CommandTimeout, StepFailed
 from bm_upgrade.inventory import Inventory, Region, Server, Stripe
 from bm_upgrade.probes import ServerStatus
+from bm_upgrade.probes.processes import PROCESS_LIST
 from bm_upgrade.procedure import halt
 from bm_upgrade.procedure.records import StepRecord
 from bm_upgrade.procedure.servers import StepContext, failover, upgrade_mirrors
@@ -140,7 +141,7 @@ class FakeHost:
             self.cluster.ran.append((self.host, "start"))
             self.cluster.start(named)
             return Done(0, "4242\n")
-        if line.startswith("ps -ww -eo"):
+        if line.startswith(PROCESS_LIST):
             self.cluster.ran.append((self.host, "ps"))
             out = [
                 f"{4242 + i} java -f {f.server.tc_config} -n {f.server.name}"
@@ -155,6 +156,8 @@ class FakeHost:
             self.cluster.ran.append((self.host, "version"))
             return Done(0, version_sh(named.kit)) if named.kit else Done(127, "", "not found")
         if line.startswith("tail "):
+            return Done(0, "")
+        if f"{MARK}missing" in line:  # the staged kit checked before a stop: unchanged
             return Done(0, "")
         if f"{MARK}file 0" in line:  # the tc-config read before a backup: not restartable
             config = (

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import logging
 import posixpath
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from bm_upgrade.errors import StepFailed
-from bm_upgrade.inventory import Inventory, Kit, KitRoot
+from bm_upgrade.inventory import Inventory, Kit, KitRoot, Orchestrator, Server
 from bm_upgrade.inventory.kitroot import LICENSE_FILE_NAME, STAGING_DIR_NAME
 from bm_upgrade.plan import PlanOptions
 from bm_upgrade.procedure.kit.fetch import kit_file_name
+from bm_upgrade.procedure.kit_unpack import unpack_kit
 from bm_upgrade.procedure.room import (
     Need,
     describe,
@@ -163,7 +164,47 @@ def stage_kit(
             )
         return StagedKit(conn.host, kit_result.path, lic_result.path, kit_result.action, unpacked)
 
-    return pool.fan_out(targets, one).values()
+    staged = pool.fan_out(targets, one).values()
+    prove_kit_version(pool, inventory, kit, staged)
+    return staged
+
+
+def prove_kit_version(
+    pool: HostPool, inventory: Inventory, kit: Kit, staged: Mapping[str, StagedKit]
+) -> None:
+    """Unpack the staged kit once, into the first kit-root node's own work folder, and check
+    its ``version.sh`` prints the version the inventory labels it with, before anything is
+    stopped anywhere (docs/safety.md rule 1): a mislabelled kit found while installing would
+    cost a mirror's stop. Once is enough: every host's copy has the same sha256. The work
+    folder is removed again; the node's kit root is not touched.
+
+    Raises:
+        StepFailed: the kit is not ``kit.version`` (or not one readable kit); nothing was
+            stopped.
+    """
+    nodes: list[Server | Orchestrator] = [s for _, _, s in inventory.servers()]
+    nodes += [o for _, o in inventory.orchestrators()]
+    node = next((n for n in nodes if n.host in staged), None)
+    if node is None:
+        return
+    conn = pool.get(node.host)
+    work = node.kit_root.work_dir(node.name)
+    try:
+        unpack_kit(
+            conn,
+            node,
+            staged[node.host].kit_path,
+            work,
+            target=kit.version,
+            kit_sha256=kit.sha256,
+            timeout_s=300.0,
+        )
+    except StepFailed as exc:
+        raise StepFailed(
+            "stage_kit", f"{exc} (checked while staging: nothing was stopped anywhere)"
+        ) from exc
+    conn.run(shell(["rm", "-rf", "--", work]))
+    log.info("the staged kit's version.sh on %s prints %s", node.host, kit.version)
 
 
 def clean_staging(pool: HostPool, inventory: Inventory) -> dict[str, str]:
