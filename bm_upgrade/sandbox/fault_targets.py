@@ -188,9 +188,16 @@ def kill(directory: Path, info: dict[str, Any], target: str) -> str:
             server=target,
             state="STOP-STATE",
             version=version,
+            fault="kill",
         )
         journal.append(
-            log, "server_process", server=target, action="exit", version=version, exit_code=137
+            log,
+            "server_process",
+            server=target,
+            action="exit",
+            version=version,
+            exit_code=137,
+            fault="kill",
         )
     else:
         journal.append(

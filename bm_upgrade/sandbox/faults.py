@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bm_upgrade.sandbox import journal, license, processes
+from bm_upgrade.sandbox import fault_kits, journal, license, processes
 from bm_upgrade.sandbox.fault_kinds_apps import KINDS as APP_KINDS
 from bm_upgrade.sandbox.fault_targets import (
     FaultError,
@@ -55,15 +55,18 @@ _VERSION_RE = re.compile(r"^\d+\.\d+\.\d+(\.\d+)*$")
 _SERVERS_OR_ORCHESTRATORS = "a server or orchestrator name"
 
 
-def _version_or_node(said: str) -> Callable[[Injection], str]:
-    """An injector for a fault on a kit version or a server / orchestrator name."""
+def _version_or_node(
+    said: str, kinds: tuple[str, ...] = ("servers", "orchestrators")
+) -> Callable[[Injection], str]:
+    """An injector for a fault on a kit version or a node name (of ``kinds``)."""
+    what = " / ".join(k.rstrip("s") for k in kinds)
 
     def inject(job: Injection) -> str:
         if not _VERSION_RE.match(job.target):
             need(
                 job.target,
-                nodes(job.info, ("servers", "orchestrators")),
-                "a kit version (e.g. 4.2.1) or a server / orchestrator name",
+                nodes(job.info, kinds),
+                f"a kit version (e.g. 4.2.1) or a {what} name",
             )
         return said.format(target=job.target)
 
@@ -164,7 +167,57 @@ KINDS: dict[str, Kind] = {
             journaled=("seconds",),
             takes_seconds=True,
         ),
+        Kind(
+            "restart-loop",
+            "kit version or server name",
+            "servers of that version / name exit 11 (restart me) right after their boot, "
+            "every time: the start script relaunches them forever; clear lets the next "
+            "relaunch start",
+            _version_or_node(
+                "servers of {target} will exit 11 at every start (a restart loop)", ("servers",)
+            ),
+        ),
+        Kind(
+            "partition",
+            "server name (a mirror)",
+            "the stripe's active drops the mirror's group-port link and refuses its joins: "
+            "the mirror leaves PASSIVE-STANDBY and waits PASSIVE-UNINITIALIZED; clear lets it "
+            "join and sync again",
+            file_only(
+                ("servers",),
+                "a server name",
+                "server {target} is cut off from its active's group port",
+            ),
+        ),
         *APP_KINDS,  # clients and WAN orchestrators: fault_kinds_apps.py
+        Kind(
+            "corrupt-staged-kit",
+            "host address or node name (its host)",
+            "16 bytes flipped in every kit tarball lying on the host (what a run staged); "
+            "clear puts them back in a file not staged again since",
+            fault_kits.inject_corrupt_staged_kit,
+            fault_kits.clear_corrupt_staged_kit,
+            journaled=("host",),
+        ),
+        Kind(
+            "mislabelled-kit",
+            "kit version the sandbox serves",
+            "the kit served under that version is the next maintenance version's (its "
+            "version.sh says so) and the inventory's sha256 follows; clear serves the true "
+            "kit and restores the sha256",
+            fault_kits.inject_mislabelled_kit,
+            fault_kits.clear_mislabelled_kit,
+            journaled=("reports",),
+        ),
+        Kind(
+            "disk-full",
+            "host address or node name (its host)",
+            "tar on the host fails with 'No space left on device' when it extracts (leaving "
+            "what it wrote); clear removes the stand-in",
+            fault_kits.inject_disk_full,
+            fault_kits.clear_disk_full,
+            journaled=("host",),
+        ),
     )
 }
 """Every fault kind by name. Adding one is one entry: its target rule, an injector (for a

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bm_upgrade.sandbox import blocks, java, logins, sshd, sshkeys, wrapper
+from bm_upgrade.sandbox import blocks, fault_kits, java, logins, sshd, sshkeys, wrapper
 from bm_upgrade.sandbox.cluster import launch, layout
 from bm_upgrade.sandbox.cluster.inventory_file import write_inventory
 from bm_upgrade.sandbox.cluster.launch import SandboxError
@@ -102,7 +102,10 @@ def _up(topology: Topology, directory: Path, timeout_s: float, say: Callable[[st
             login_user=user,
             journal=directory / "journal.jsonl",
             wrapper=command_wrapper,
-            environment=java.login_environment(topology.java_home, java.java_home_of(root)),
+            environment={
+                **java.login_environment(topology.java_home, java.java_home_of(root)),
+                "PATH": fault_kits.login_path(root),  # faults' stand-ins first (disk-full)
+            },
         )
 
     with ThreadPoolExecutor(max_workers=8) as pool:

@@ -86,6 +86,11 @@ class Replicator:
                 tccommon.encode({"op": "refused", "reason": "version", "version": server.version})
             )
             return
+        if tccommon.fault(server.sandbox, "partition", name):
+            server.log(
+                f"Mirror {name} cannot be reached on the group port (sandbox fault partition)"
+            )
+            return
         link = PassiveLink(name, sock)
         with server.lock:
             if server.state != server.ACTIVE:
@@ -102,6 +107,7 @@ class Replicator:
         server.log(f"Mirror {name} ({version}) joined; synchronizing")
         threading.Thread(target=link.sender, daemon=True).start()
         threading.Thread(target=self._sync, args=(link,), daemon=True).start()
+        threading.Thread(target=self._cut_when_partitioned, args=(link,), daemon=True).start()
         try:
             self._read_acks(link, stream)
         finally:
@@ -123,6 +129,17 @@ class Replicator:
                     server.cond.notify_all()
             elif message.get("op") == "synced":
                 server.log(f"Mirror {link.name} is PASSIVE-STANDBY")
+
+    def _cut_when_partitioned(self, link: PassiveLink) -> None:
+        """Sandbox fault partition: the mirror's link is lost while the fault names it."""
+        server = self.server
+        while not link.dead and not server.stopping.wait(0.1):
+            if tccommon.fault(server.sandbox, "partition", link.name):
+                server.log(
+                    f"Lost the group connection of mirror {link.name} (sandbox fault partition)"
+                )
+                link.close()
+                return
 
     def _sync(self, link: PassiveLink) -> None:
         server = self.server

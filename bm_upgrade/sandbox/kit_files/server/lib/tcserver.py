@@ -206,6 +206,12 @@ class Server:
             f"Server {self.name} {self.version} crashed at start: "
             "java.lang.ExceptionInInitializerError",
         )
+        if tccommon.fault(self.sandbox, "restart-loop", self.version, self.name):
+            # Sandbox fault restart-loop: asks its start script for a restart, every time.
+            raise RestartRequested(
+                f"Server {self.name} {self.version} requested a restart at start "
+                "(sandbox fault restart-loop)"
+            )
         problem = tckey.check_license(self.kit_root / tckey.LICENSE_FILE_NAME, self.version)
         if problem:
             raise tccommon.StartupError(problem)
@@ -263,6 +269,10 @@ class Server:
             self.set_state(self.STOP)
 
 
+class RestartRequested(Exception):
+    """The server asks its start script to relaunch it (exit 11) before reaching a state."""
+
+
 def _parse_args(argv: list[str]) -> tuple[str, str]:
     config, name = "", ""
     args = iter(argv)
@@ -304,6 +314,10 @@ def main(argv: list[str]) -> int:
             seconds = float(slow.get("seconds", 5.0))
             server.log(f"Stopping; flushing takes {seconds:g} s (sandbox fault slow-stop)")
             time.sleep(seconds)
+    except RestartRequested as exc:
+        if server is not None:
+            server.log(f"WARN - {exc}")
+        code = tcpassive.EXIT_RESTART
     except tccommon.StartupError as exc:
         line = f"FATAL - {exc}"
         if server is not None:
