@@ -155,6 +155,7 @@ def violations(
 
 def _server_state(replay: _Replay, e: dict[str, Any], check: bool) -> None:
     name, new = e["server"], e["state"]
+    check = check and not e.get("fault")  # a sandbox fault's doing (kill), not the tool's
     before = replay.state.get(name)
     if check and new == STOPPED and before == ACTIVE:
         others = [s for s in replay.members(name) if s != name]
