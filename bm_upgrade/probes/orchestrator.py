@@ -15,6 +15,7 @@ from bm_upgrade.inventory import Orchestrator
 from bm_upgrade.inventory.scripts import script_argv
 from bm_upgrade.probes.models import LogMark, OrchestratorStatus, WanConfig
 from bm_upgrade.probes.parsers import parse_version
+from bm_upgrade.probes.processes import PROCESS_LIST
 from bm_upgrade.probes.reads import Runner
 from bm_upgrade.probes.wanlog import parse_replication_log, parse_wan_config
 from bm_upgrade.remote.quoting import MARK, echo_mark, quote, shell, split_marked
@@ -56,9 +57,9 @@ def read_wan_config(conn: Runner, orch: Orchestrator, timeout: float = 30.0) -> 
 
 
 def running(listing: str, wan_xml: str) -> bool:
-    """A process of ``ps -eo args`` started with ``wan_xml`` runs (not a stop-wan.sh, not
-    the probe's own command line)."""
-    # ps joins the arguments with spaces, and a path may hold some: look for the whole path.
+    """A process of ``listing`` (:data:`~bm_upgrade.probes.processes.PROCESS_LIST` output)
+    started with ``wan_xml`` runs (not a stop-wan.sh, not the probe's own command line)."""
+    # The arguments are joined with spaces, and a path may hold some: the whole path.
     return any(
         f" {wan_xml} " in f" {line} " and "stop-wan" not in line and MARK not in line
         for line in listing.splitlines()
@@ -103,7 +104,7 @@ def probe_orchestrator(
     target = orch.host if host in WILDCARDS else host
     parts = [
         echo_mark("ps"),
-        "ps -ww -eo args=",
+        PROCESS_LIST,
         echo_mark("listen"),
         f"if timeout {LISTEN_TIMEOUT_S} bash -c 'exec 3<>/dev/tcp/$0/$1' {quote(target)} "
         f"{int(port)} </dev/null >/dev/null 2>&1; then echo yes; else echo no; fi",

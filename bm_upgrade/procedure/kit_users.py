@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from bm_upgrade.errors import StepFailed
 from bm_upgrade.inventory import Orchestrator, Server
+from bm_upgrade.probes.processes import PROCESS_LIST
 from bm_upgrade.remote.quoting import quote
 
 SHOWN = 5
@@ -25,10 +26,12 @@ SHOWN = 5
 IN_USE = "kit-in-use"
 """The marker before the processes a swap's command found using its kit root."""
 
-# Reads the process list, then (after the line "@@ls") `ls -l` of every process's cwd, exe
-# and fd folder; prints "pid<TAB>user<TAB>why<TAB>command" per foreign user of BM_ROOT, then
-# "more<TAB>N" when more than SHOWN were found. A path counts when it is the root or lies
-# below it; a command line when it names the root as a whole path (not a longer one).
+# Reads ps's pid, session and user per process, then (after "@@args") every process's
+# command line (PROCESS_LIST: ps would turn non-ASCII letters into "?"), then (after "@@ls")
+# `ls -l` of every process's cwd, exe and fd folder; prints "pid<TAB>user<TAB>why<TAB>command"
+# per foreign user of BM_ROOT, then "more<TAB>N" when more than SHOWN were found. A path
+# counts when it is the root or lies below it; a command line when it names the root as a
+# whole path (not a longer one).
 _AWK = r"""
 function at_root(t) { return t == r || index(t, r "/") == 1 }
 function mentions(a,   s, i, b, c, prev) {
@@ -43,11 +46,12 @@ function mentions(a,   s, i, b, c, prev) {
   return 0
 }
 function note(p, w) { if (!(p in why)) { why[p] = w; order[++n] = p } }
-BEGIN { r = ENVIRON["BM_ROOT"]; me = ENVIRON["BM_SID"]; ls = 0; n = 0; cur = "" }
-$0 == "@@ls" { ls = 1; next }
-!ls {
-  p = $1; sid[p] = $2; usr[p] = $3; a = $0
-  sub(/^[ \t]*[0-9]+[ \t]+[0-9]+[ \t]+[^ \t]+[ \t]*/, "", a); args[p] = a
+BEGIN { r = ENVIRON["BM_ROOT"]; me = ENVIRON["BM_SID"]; sec = 0; n = 0; cur = "" }
+$0 == "@@args" { sec = 1; next }
+$0 == "@@ls" { sec = 2; next }
+sec == 0 { sid[$1] = $2; usr[$1] = $3; next }
+sec == 1 {
+  p = $1; a = $0; sub(/^[0-9]+ /, "", a); args[p] = a
   if (mentions(a)) note(p, "its command line names the kit root")
   next
 }
@@ -79,8 +83,9 @@ def users_script(root: str) -> str:
     """A command printing the processes other than this command's own that use ``root``
     (see :func:`parse_users`); it always exits 0."""
     listing = (
-        "{ ps -ww -eo pid=,sid=,user=,args=; echo @@ls; "
-        "ls -l /proc/[0-9]*/cwd /proc/[0-9]*/exe /proc/[0-9]*/fd 2>/dev/null; }"
+        "{ ps -eo pid=,sid=,user=; echo @@args; "
+        + PROCESS_LIST
+        + "; echo @@ls; ls -l /proc/[0-9]*/cwd /proc/[0-9]*/exe /proc/[0-9]*/fd 2>/dev/null; }"
     )
     return (
         "bm_sid=$(ps -o sid= -p $$ | tr -d ' '); "

@@ -10,6 +10,7 @@ from bm_upgrade.inventory import Server
 from bm_upgrade.inventory.scripts import script_argv
 from bm_upgrade.plan import NodeState
 from bm_upgrade.probes import Runner, ServerStatus, parse_version
+from bm_upgrade.probes.processes import PROCESS_LIST
 from bm_upgrade.remote.quoting import echo_mark, shell, split_marked
 
 
@@ -61,7 +62,7 @@ def describe(seen: Mapping[str, Seen]) -> str:
 
 
 def server_pids(ps_output: str, server: Server) -> list[int]:
-    """Pids of ``server``'s processes in ``ps -eo pid=,args=`` output.
+    """Pids of ``server``'s processes in :data:`PS` output (``<pid> <args>`` lines).
 
     A server process (the start script and the server it runs) carries ``-f <tc-config>`` and
     ``-n <name>``; the stop script carries them too but never outlives its own command.
@@ -78,16 +79,16 @@ def server_pids(ps_output: str, server: Server) -> list[int]:
     return pids
 
 
-PS = ["ps", "-ww", "-eo", "pid=,args="]
-"""Every process with its whole command line: without ``-ww``, ps cuts lines at ``$COLUMNS``
-when that is set (a login profile may export it) or at the width of a terminal on one of its
-standard streams, and the tc-config path may be cut off."""
+PS = PROCESS_LIST
+"""Every process with its whole command line, locale-free (:mod:`bm_upgrade.probes.processes`:
+``ps`` would print non-ASCII letters of a path as ``?`` over SSH, and cuts lines at
+``$COLUMNS`` without ``-ww``)."""
 
 
 def look_on_host(conn: Runner, servers: list[Server]) -> tuple[str, dict[str, str | None]]:
     """The host's process list and the kit installed for each of ``servers`` (``version.sh``),
     in one SSH command: ``ps``, then a marker line and ``version.sh`` per server."""
-    parts = [shell(PS)]
+    parts = [PS]
     for server in servers:
         parts.append(echo_mark(f"kit {server.name}"))
         parts.append(shell(script_argv(server, "version.sh")) + " 2>/dev/null")

@@ -24,7 +24,7 @@ from bm_upgrade.probes import (
     version_from_topology,
 )
 from bm_upgrade.procedure.health import stripe_health
-from bm_upgrade.procedure.seen import look_on_host, server_pids
+from bm_upgrade.procedure.seen import PS, look_on_host, server_pids
 from tests.unit.inventories import server_model
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -218,7 +218,8 @@ class _Done:
 
 
 class _LocalRunner:
-    """Runs commands here through sh, with ``COLUMNS`` set as a login profile might."""
+    """Runs commands here through sh, with ``COLUMNS`` set as a login profile might and the
+    C locale an SSH login often has."""
 
     host = "localhost"
 
@@ -230,7 +231,7 @@ class _LocalRunner:
             ["sh", "-c", command],
             capture_output=True,
             text=True,
-            env={**os.environ, "COLUMNS": "40"},
+            env={**os.environ, "COLUMNS": "40", "LC_ALL": "C"},
             timeout=timeout,
             check=False,
         )
@@ -261,6 +262,25 @@ def test_a_server_process_is_found_whatever_the_width_of_ps(tmp_path: Path) -> N
         listing, kits = look_on_host(_LocalRunner(), [srv])
         assert server_pids(listing, srv) == [proc.pid]
         assert kits == {"east-s1-a": "4.2.1"}
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_server_process_is_found_under_a_non_ascii_path_in_the_c_locale(
+    tmp_path: Path,
+) -> None:
+    """In the C locale ps prints non-ASCII letters as ``?``, so a server whose tc-config path
+    has some would look down (and its kit root could be swapped under it); the look reads
+    /proc instead."""
+    tc_config = str(tmp_path / "région é" / "tc-config.xml")
+    srv = server_model(name="east-s1-a", tc_config=tc_config)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "-f", tc_config, "-n", srv.name]
+    )
+    try:
+        listing = _LocalRunner().run(PS).stdout
+        assert server_pids(listing, srv) == [proc.pid]
     finally:
         proc.kill()
         proc.wait()

@@ -18,6 +18,7 @@ import pytest
 from bm_upgrade.errors import StepFailed
 from bm_upgrade.inventory import Inventory, Orchestrator
 from bm_upgrade.probes import LogMark, OrchestratorStatus, ReplicaSync, Runner, WanConfig
+from bm_upgrade.probes.processes import PROCESS_LIST
 from bm_upgrade.procedure import halt
 from bm_upgrade.procedure.kit import StagedKit
 from bm_upgrade.procedure.servers import StepContext
@@ -67,7 +68,7 @@ class FakeWan(FakeHosts):
                 '<cacheManager><cache name="orders"/></cacheManager></config>'
             )
             return "wan.xml", Done(0, xml)
-        if line.startswith("ps -ww -eo"):
+        if line.startswith(PROCESS_LIST):
             running = f"java -cp x com.tc.Wan start-wan.sh -f {fake.orch.wan_xml}"
             return "ps", Done(0, running + "\n" if fake.running else "")
         if "stop-wan.sh" in line:
