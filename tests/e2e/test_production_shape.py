@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from bm_upgrade.defs.config import UpgradeConfig
 from bm_upgrade.defs.storage import PG_URL_ENV
 from bm_upgrade.procedure.kit import CACHE_DIR_ENV
 from tests.dagster import processes
+from tests.dagster.processes import alive, descendants, free_port
 from tests.e2e.conftest import E2ESandbox, start_e2e_sandbox, stop_e2e_sandbox
 from tests.e2e.graphql import GraphQL, answers, succeeded
 from tests.e2e.journal_check import stops, violations
@@ -50,46 +50,6 @@ STEPS = {
     "report",
 }
 STARTED = re.compile(r"Started process for run \(pid: (\d+)\)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def children() -> dict[int, list[int]]:
-    """Every process's children, from /proc."""
-    found: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        parent = int(stat.rpartition(")")[2].split()[1])
-        found.setdefault(parent, []).append(int(entry.name))
-    return found
-
-
-def descendants(pid: int) -> set[int]:
-    tree, found, todo = children(), set(), [pid]
-    while todo:
-        for child in tree.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (an unreaped zombie does not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return False
-    return state not in {"Z", "X"}
 
 
 @dataclass
