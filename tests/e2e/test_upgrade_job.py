@@ -21,6 +21,7 @@ import dagster as dg
 import pytest
 
 from bm_upgrade.defs.launch import RunOutcome, rerun, run_upgrade
+from bm_upgrade.probes import parse_version
 from bm_upgrade.sandbox import faults
 from tests.e2e.conftest import E2ESandbox, e2e_sandbox
 from tests.e2e.journal_check import changing_commands, stops, violations
@@ -51,7 +52,8 @@ def versions(sb: E2ESandbox) -> dict[str, str | None]:
             for group in entity["serverGroupEntities"]:
                 for srv in group["servers"]:
                     attrs = srv["attributes"]
-                    found[attrs["Name"]] = found[attrs["Name"]] or attrs.get("Version")
+                    said = attrs.get("Version") or ""
+                    found[attrs["Name"]] = found[attrs["Name"]] or parse_version(said)
     return found
 
 

@@ -384,7 +384,10 @@ def test_rest_stat_topology_and_config(pair: Cluster) -> None:
     assert [
         (s["attributes"]["Name"], s["attributes"]["State"], s["attributes"]["Version"])
         for s in group["servers"]
-    ] == [("tsa-1a", "ACTIVE-COORDINATOR", "4.2.0"), ("tsa-1b", "PASSIVE-STANDBY", "4.2.0")]
+    ] == [
+        ("tsa-1a", "ACTIVE-COORDINATOR", "Terracotta Enterprise 4.2.0"),
+        ("tsa-1b", "PASSIVE-STANDBY", "Terracotta Enterprise 4.2.0"),
+    ]
     host = pair.servers["tsa-1a"]["host"]
     with urllib.request.urlopen(f"http://{host}:9510/config", timeout=5) as response:
         assert response.read().decode() == pair.config("tsa-1a").read_text()
@@ -582,7 +585,10 @@ def test_minor_version_refused_but_maintenance_mix_works(
         s["attributes"]["Name"]: s["attributes"]["Version"]
         for s in topology["entities"][0]["serverGroupEntities"][0]["servers"]
     }
-    assert versions == {"tsa-1a": "4.2.0", "tsa-1c": "4.2.1"}
+    assert versions == {
+        "tsa-1a": "Terracotta Enterprise 4.2.0",
+        "tsa-1c": "Terracotta Enterprise 4.2.1",
+    }
 
 
 def test_port_in_use_is_a_startup_error(make_cluster: Callable[..., Cluster]) -> None:

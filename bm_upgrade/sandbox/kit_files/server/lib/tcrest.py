@@ -62,7 +62,8 @@ def topology(server: Server) -> dict[str, Any]:
                         "ManagementPort": member["management_port"],
                         "State": status["state"],
                         "Role": role_of(str(status["state"])),
-                        "Version": status["version"],
+                        # As the product fills it: ProductInfo's short form (docs/terracotta.md).
+                        "Version": f"Terracotta Enterprise {status['version']}",
                     }
                 }
             )
