@@ -7,29 +7,20 @@ Every process is started in its own session and stopped by its PID's process gro
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import socket
-import tempfile
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bm_upgrade.definitions import INVENTORY_DIR_ENV
 from bm_upgrade.defs.config import UpgradeConfig
-from bm_upgrade.defs.instance import prepare_instance
-from bm_upgrade.defs.notify import UI_URL_ENV, WEBHOOK_ENV
-from bm_upgrade.defs.sensors import INTERVAL_ENV
-from bm_upgrade.procedure.kit import CACHE_DIR_ENV
+from bm_upgrade.defs.notify import WEBHOOK_ENV
 from bm_upgrade.sandbox import faults
 from tests.dagster import processes
 from tests.dagster.webhook import Receiver, webhook_receiver
-from tests.e2e.conftest import E2ESandbox, start_e2e_sandbox, stop_e2e_sandbox
+from tests.e2e.conftest import E2ESandbox
+from tests.e2e.ui_servers import BEFORE_STOPS, FROM_FIRST_STOP, graphql, ui_servers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -57,9 +48,6 @@ query Run($runId: ID!) {
     ... on Run { status stepStats { stepKey status } }
   }
 }"""
-LOCATIONS = """
-{ workspaceOrError { __typename ... on Workspace { locationEntries { name
-    locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
 OBSERVATIONS = """
 query Observations($key: AssetKeyInput!) {
   assetOrError(assetKey: $key) {
@@ -79,18 +67,7 @@ class Ui:
     receiver: Receiver
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(
-            f"{self.url}/graphql",
-            data=body,
-            method="POST",
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            answer: dict[str, Any] = json.loads(response.read())
-        assert "errors" not in answer, answer["errors"]
-        data: dict[str, Any] = answer["data"]
-        return data
+        return graphql(self.url, query, variables)
 
     def launch(self, config: dict[str, Any]) -> str:
         params = {
@@ -129,13 +106,6 @@ class Ui:
         return box
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
     with webhook_receiver(status=204) as box:
@@ -144,71 +114,8 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture(scope="module")
 def ui(receiver: Receiver) -> Iterator[Ui]:
-    home = Path(tempfile.mkdtemp(prefix="bm-upgrade-ui-"))
-    prepare_instance(home)  # before the servers: both would create the storage at once
-    started: list[Any] = []
-    sandbox = start_e2e_sandbox("small")
-    try:
-        inventories = home / "inventories"
-        inventories.mkdir()
-        shutil.copy(sandbox.inventory_path, inventories / "small.yaml")
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        env = {
-            INVENTORY_DIR_ENV: str(inventories),
-            CACHE_DIR_ENV: str(home / "kits"),
-            WEBHOOK_ENV: receiver.url,
-            UI_URL_ENV: url,
-            INTERVAL_ENV: "2",
-        }
-        module = ["-m", "bm_upgrade.definitions"]
-        started.append(
-            processes.start(
-                "dagster-webserver",
-                ["-h", "127.0.0.1", "-p", str(port), *module],
-                home,
-                home / "webserver.log",
-                env,
-            )
-        )
-        started.append(
-            processes.start("dagster-daemon", ["run", *module], home, home / "daemon.log", env)
-        )
-        processes.wait_until(
-            lambda: _answers(f"{url}/server_info"),
-            90,
-            f"the webserver (log: {home / 'webserver.log'})",
-            interval=0.5,
-        )
-        probe = Ui(url, "", sandbox, receiver)
-        (entry,) = probe.graphql(LOCATIONS)["workspaceOrError"]["locationEntries"]
-        assert entry["locationOrLoadError"]["__typename"] != "PythonError", entry
-        yield Ui(url, entry["name"], sandbox, receiver)
-    finally:
-        for proc in started:
-            processes.stop(proc)
-        stop_e2e_sandbox(sandbox)
-        shutil.rmtree(home, ignore_errors=True)
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
-BEFORE_STOPS = {"preflight", "download", "stage_kit"}
-"""The small sandbox's steps before the first that stops a server."""
-FROM_FIRST_STOP = {
-    "upgrade_mirrors_east_stripe1",
-    "failover_east_stripe1",
-    "verify_servers",
-    "restart_clients_1",
-    "report",
-}
-"""Its steps from the first that stops a server: what a re-execution from there runs."""
+    with ui_servers("small", {WEBHOOK_ENV: receiver.url}) as servers:
+        yield Ui(servers.url, servers.location, servers.sandbox, receiver)
 
 
 def executed(run: dict[str, Any]) -> set[str]:
