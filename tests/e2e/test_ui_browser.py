@@ -2,8 +2,8 @@
 through the UI of a small sandbox (webserver and daemon as deploy/ui.sh starts them,
 tests/e2e/ui_servers.py). Open the cluster's job and its graph, read the launchpad's config,
 launch and watch the steps succeed, see a failed run's reason, re-execute it from failure,
-read the sync-status history. Selectors are roles and visible text; every wait is one of
-Playwright's waiting assertions.
+read the sync-status history. Selectors are roles and visible text; every wait in the page is
+one of Playwright's waiting assertions (the sensor's history is awaited through GraphQL first).
 
 The browser stays on loopback: its flags turn off Chromium's own network services, and every
 request for another address is aborted. Playwright never downloads a browser: it starts
