@@ -18,7 +18,13 @@ from bm_upgrade.defs.logs import relayed_logs
 from bm_upgrade.defs.op_context import Records, one_sentence
 from bm_upgrade.defs.resources import ClusterResource
 from bm_upgrade.defs.window_plan import plan_window
-from bm_upgrade.procedure.kit import StagedKit, clean_staging, fetch_kit, stage_kit
+from bm_upgrade.procedure.kit import (
+    StagedKit,
+    clean_staging,
+    fetch_kit,
+    prove_kit_version,
+    stage_kit,
+)
 from bm_upgrade.procedure.observe import observe_cluster
 from bm_upgrade.procedure.preflight import preflight
 from bm_upgrade.procedure.report import Report, render_report
@@ -110,6 +116,7 @@ def stage_kit_op(
             options=settings.options,
             pending=pending,
         )
+        prove_kit_version(pool, inventory, kit, staged, pending=pending)
     context.add_output_metadata(
         {
             "hosts": dg.MetadataValue.json({h: s.kit_action for h, s in staged.items()}),

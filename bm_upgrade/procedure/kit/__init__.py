@@ -2,14 +2,15 @@
 every host that needs it, before anything is stopped.
 
 - fetch.py: the local cache (resumed downloads, sha256-checked, URLs redacted).
-- staging.py: disk room, then kit and license into each host's private staging folder; the
-  folders removed after a successful run.
+- staging.py: disk room, then kit and license into each host's private staging folder, the
+  staged kit's version proven once; the folders removed after a successful run.
 """
 
 from bm_upgrade.procedure.kit.fetch import CACHE_DIR_ENV, fetch_kit, kit_file_name
 from bm_upgrade.procedure.kit.staging import (
     StagedKit,
     clean_staging,
+    prove_kit_version,
     stage_kit,
     staging_targets,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "clean_staging",
     "fetch_kit",
     "kit_file_name",
+    "prove_kit_version",
     "stage_kit",
     "staging_targets",
 ]

@@ -164,15 +164,19 @@ def stage_kit(
             )
         return StagedKit(conn.host, kit_result.path, lic_result.path, kit_result.action, unpacked)
 
-    staged = pool.fan_out(targets, one).values()
-    prove_kit_version(pool, inventory, kit, staged)
-    return staged
+    return pool.fan_out(targets, one).values()
 
 
 def prove_kit_version(
-    pool: HostPool, inventory: Inventory, kit: Kit, staged: Mapping[str, StagedKit]
+    pool: HostPool,
+    inventory: Inventory,
+    kit: Kit,
+    staged: Mapping[str, StagedKit],
+    *,
+    pending: Collection[str] | None = None,
 ) -> None:
-    """Unpack the staged kit once, into the first kit-root node's own work folder, and check
+    """Right after staging: unpack the staged kit once, into the first node's own work
+    folder (of ``pending``, the nodes still to swap; None: all; none: nothing to prove), and check
     its ``version.sh`` prints the version the inventory labels it with, before anything is
     stopped anywhere (docs/safety.md rule 1): a mislabelled kit found while installing would
     cost a mirror's stop. Once is enough: every host's copy has the same sha256. The work
@@ -184,7 +188,9 @@ def prove_kit_version(
     """
     nodes: list[Server | Orchestrator] = [s for _, _, s in inventory.servers()]
     nodes += [o for _, o in inventory.orchestrators()]
-    node = next((n for n in nodes if n.host in staged), None)
+    node = next(
+        (n for n in nodes if n.host in staged and (pending is None or n.name in pending)), None
+    )
     if node is None:
         return
     conn = pool.get(node.host)
