@@ -66,6 +66,7 @@ bench: setup
 	$(BIN)/python bench/bench_upgrade.py
 	$(BIN)/python bench/bench_watch.py
 	$(BIN)/python bench/bench_stopping.py
+	$(BIN)/python bench/bench_storage.py
 
 # Webserver + daemon on 127.0.0.1 for the demo sandbox (started unless it runs); prints the
 # URL; Ctrl-C stops both. UI_PORT=3001 make ui for another port.

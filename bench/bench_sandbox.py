@@ -27,9 +27,9 @@ import yaml
 
 from bm_upgrade.inventory import load_inventory
 from bm_upgrade.remote import HostPool
-from bm_upgrade.sandbox import cluster, logins, processes, wrapper
+from bm_upgrade.sandbox import cluster, logins, processes, topology, wrapper
 
-TOPOLOGY = Path(cluster.__file__).parent / "topologies" / "bench.yaml"
+TOPOLOGY = topology.resolve("bench")
 
 
 def cpu_ticks(pid: int) -> int:
