@@ -195,14 +195,17 @@ def changing_commands(
     words: Iterable[str] = (
         "stop-tc-server.sh",
         "start-tc-server.sh",
-        "tar -xzf",
+        "mv -- ",
         "app.sh stop",
         "app.sh start",
         "stop-wan.sh",
         "start-wan.sh",
     ),
 ) -> list[str]:
-    """Commands after ``since`` that stop, start or unpack anything."""
+    """Commands after ``since`` that stop or start a node or move a kit root (the swap's
+    ``mv``). Unpacking the staged kit into a node's own work folder is not a change: staging
+    does it once to prove the kit's version before anything stops (procedure/kit/staging.py),
+    and an install does it before its swap, which ``mv`` then shows."""
     words = tuple(words)
     return [
         e["command"]
