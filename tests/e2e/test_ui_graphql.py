@@ -20,34 +20,11 @@ from bm_upgrade.sandbox import faults
 from tests.dagster import processes
 from tests.dagster.webhook import Receiver, webhook_receiver
 from tests.e2e.conftest import E2ESandbox
-from tests.e2e.ui_servers import BEFORE_STOPS, FROM_FIRST_STOP, graphql, ui_servers
+from tests.e2e.graphql import GraphQL
+from tests.e2e.ui_servers import BEFORE_STOPS, FROM_FIRST_STOP, ui_servers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-LAUNCH = """
-mutation Launch($params: ExecutionParams!) {
-  launchRun(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message }
-    ... on RunConfigValidationInvalid { errors { message } }
-  }
-}"""
-REEXECUTE = """
-mutation Reexecute($params: ReexecutionParams!) {
-  launchRunReexecution(reexecutionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message }
-  }
-}"""
-RUN = """
-query Run($runId: ID!) {
-  runOrError(runId: $runId) {
-    __typename
-    ... on Run { status stepStats { stepKey status } }
-  }
-}"""
 OBSERVATIONS = """
 query Observations($key: AssetKeyInput!) {
   assetOrError(assetKey: $key) {
@@ -56,54 +33,33 @@ query Observations($key: AssetKeyInput!) {
       metadataEntries { label ... on MarkdownMetadataEntry { mdStr } } } }
   }
 }"""
-DONE = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
 @dataclass
 class Ui:
+    """The webserver's GraphQL API (tests/e2e/graphql.py), with the module's sandbox and
+    webhook receiver."""
+
     url: str
     location: str
     sandbox: E2ESandbox
     receiver: Receiver
 
+    @property
+    def api(self) -> GraphQL:
+        return GraphQL(self.url, self.location)
+
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        return graphql(self.url, query, variables)
+        return self.api.query(query, variables)
 
     def launch(self, config: dict[str, Any]) -> str:
-        params = {
-            "selector": {
-                "repositoryLocationName": self.location,
-                "repositoryName": "__repository__",
-                "jobName": "upgrade_small",
-            },
-            "runConfigData": {"ops": {"preflight": {"config": config}}},
-        }
-        result = self.graphql(LAUNCH, {"params": params})["launchRun"]
-        assert result["__typename"] == "LaunchRunSuccess", result
-        run_id: str = result["run"]["runId"]
-        return run_id
+        return self.api.launch("upgrade_small", config)
 
     def reexecute_from_failure(self, parent: str) -> str:
-        result = self.graphql(
-            REEXECUTE, {"params": {"parentRunId": parent, "strategy": "FROM_FAILURE"}}
-        )
-        result = result["launchRunReexecution"]
-        assert result["__typename"] == "LaunchRunSuccess", result
-        run_id: str = result["run"]["runId"]
-        return run_id
+        return self.api.reexecute_from_failure(parent)
 
     def wait(self, run_id: str, timeout: float = 240) -> dict[str, Any]:
-        """The run once it ended (the daemon must start it from the queue)."""
-        box: dict[str, Any] = {}
-
-        def ended() -> bool:
-            box.update(self.graphql(RUN, {"runId": run_id})["runOrError"])
-            return box.get("status") in DONE
-
-        processes.wait_until(
-            ended, timeout, f"run {run_id} to end (last: {box.get('status')})", interval=1.0
-        )
-        return box
+        return self.api.wait(run_id, timeout)
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,8 @@ Every process starts in its own session and is stopped by its PID's process grou
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
-import socket
 import tempfile
-import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +21,9 @@ from bm_upgrade.defs.notify import UI_URL_ENV
 from bm_upgrade.defs.sensors import INTERVAL_ENV
 from bm_upgrade.procedure.kit import CACHE_DIR_ENV
 from tests.dagster import processes
+from tests.dagster.processes import free_port
 from tests.e2e.conftest import E2ESandbox, start_e2e_sandbox, stop_e2e_sandbox
+from tests.e2e.graphql import GraphQL, answers
 
 LOCATIONS = """
 { workspaceOrError { __typename ... on Workspace { locationEntries { name
@@ -55,30 +54,7 @@ class UiServers:
 
 def graphql(url: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``data`` of a GraphQL answer from the webserver at ``url`` (fails on ``errors``)."""
-    body = json.dumps({"query": query, "variables": variables or {}}).encode()
-    request = urllib.request.Request(
-        f"{url}/graphql", data=body, method="POST", headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        answer: dict[str, Any] = json.loads(response.read())
-    assert "errors" not in answer, answer["errors"]
-    data: dict[str, Any] = answer["data"]
-    return data
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
+    return GraphQL(url).query(query, variables)
 
 
 @contextlib.contextmanager
