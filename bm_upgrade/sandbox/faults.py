@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bm_upgrade.sandbox import fault_kits, journal, license, processes
+from bm_upgrade.sandbox import fault_hostkeys, fault_kits, journal, license, processes
 from bm_upgrade.sandbox.fault_kinds_apps import KINDS as APP_KINDS
 from bm_upgrade.sandbox.fault_targets import (
     FaultError,
@@ -216,6 +216,15 @@ KINDS: dict[str, Kind] = {
             "what it wrote); clear removes the stand-in",
             fault_kits.inject_disk_full,
             fault_kits.clear_disk_full,
+            journaled=("host",),
+        ),
+        Kind(
+            "host-key-change",
+            "host address or node name (its host)",
+            "the host's sshd offers a new host key (a new pair generated, sshd reloaded by "
+            "SIGHUP), as after a reinstall; clear restores the old pair and reloads",
+            fault_hostkeys.inject_host_key_change,
+            fault_hostkeys.clear_host_key_change,
             journaled=("host",),
         ),
     )

@@ -1,0 +1,77 @@
+"""Fault-matrix rows about the run itself (README, "Fault matrix"): a host whose SSH host key
+changes mid-run. Each row ends with :func:`tests.e2e.fault_matrix.assert_fault_row` (safety
+rules on the journal, 0 acknowledged writes lost, every stripe served, one sentence naming
+the node and the way out).
+
+The rows share one ``small`` sandbox (one stripe of two servers, one client writing all the
+time) and run in file order; each starts from a healthy stripe, upgrades to the version the
+cluster does not run (4.2.0 <-> 4.2.1) and leaves the stripe healthy again. Faults are
+cleared in ``finally``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bm_upgrade.defs.launch import rerun, run_upgrade
+from bm_upgrade.sandbox import faults
+from tests.e2e.conftest import E2ESandbox, e2e_sandbox
+from tests.e2e.fault_matrix import ACTIVE, assert_fault_row, inject_when, stripe_states
+from tests.e2e.journal_check import stops
+from tests.e2e.test_faults_servers import (
+    STANDBY,
+    other_version,
+    roles,
+    running_version,
+    servers,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("dagster_home")]
+
+
+@pytest.fixture(scope="module")
+def sb(dagster_home: Path) -> Iterator[E2ESandbox]:
+    with e2e_sandbox("small") as sandbox:
+        yield sandbox
+
+
+def test_a_host_key_changed_mid_run_is_refused_and_the_stripe_stays_served(
+    sb: E2ESandbox,
+) -> None:
+    target = other_version(sb)
+    active, mirror = roles(sb)
+    hosts = {n: s.host for n, s in servers(sb).items()}
+    since = time.time()
+
+    # The mirror upgraded and PASSIVE-STANDBY again; then the active's host is reinstalled.
+    def mirror_synced(e: dict[str, Any]) -> bool:
+        return bool(
+            e["event"] == "server_state" and e["server"] == mirror and e["state"] == STANDBY
+        )
+
+    with inject_when(sb, mirror_synced, "host-key-change", hosts[active]) as said:
+        outcome = run_upgrade(sb.inventory_path, target=target)
+    assert said and said[0].startswith(f"sshd of host {hosts[active]} now offers a new host key")
+    assert not outcome.success
+    assert outcome.failure and "CHANGED" in outcome.failure
+    assert active not in stops(sb.journal_path, since)
+    assert next(iter(stripe_states(sb).values()))[active] == ACTIVE
+    assert running_version(sb, mirror) == target
+    assert_fault_row(
+        sb,
+        target=target,
+        since=since,
+        failure=outcome.failure,
+        names=[hosts[active]],
+        way_out=["bm-upgrade trust-hosts", "known_hosts"],
+    )
+    # The old key back (cleared on leaving the block): re-execution from failure completes.
+    again = rerun(outcome.run_id)
+    assert again.success, again.failure
+    assert {running_version(sb, n) for n in servers(sb)} == {target}
+    assert faults.active(sb.directory) == []
