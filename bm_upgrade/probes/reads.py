@@ -1,17 +1,13 @@
 """The remote reads: the raw text of a server, client or orchestrator, fetched and parsed.
 
-Over HTTP (urllib; the management REST port) or by running
-the kit's scripts through a :class:`Runner` (a :class:`bm_upgrade.remote.Connection`). A node
+Over the management REST port (:mod:`bm_upgrade.probes.management`: HTTP, or HTTPS with a
+login) or by running the kit's scripts through a :class:`Runner` (a :class:`bm_upgrade.remote.Connection`). A node
 that cannot be read comes back as a model saying so (``reachable`` False, ``error`` why),
 never as an exception: the caller decides what an unreachable node means.
 """
 
 from __future__ import annotations
 
-import http.client
-import json
-import urllib.error
-import urllib.request
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -44,30 +40,6 @@ class Runner(Protocol):
     host: str
 
     def run(self, command: Command, timeout: float | None = None, check: bool = True) -> Ran: ...
-
-
-def http_json(url: str, timeout: float = 5.0) -> dict[str, Any]:
-    """GET ``url`` and decode its JSON object.
-
-    Raises:
-        OSError: not reachable (urllib's URLError is an OSError), cut off mid-answer (a
-            server stopping while it answers: http.client's errors are mapped here), or not
-            a JSON object.
-    """
-    if not url.startswith(("http://", "https://")):
-        raise OSError(f"not an http(s) URL: {url}")
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
-            body = response.read()
-    except http.client.HTTPException as exc:
-        raise OSError(f"{url} broke off its answer ({exc!r})") from exc
-    try:
-        data = json.loads(body)
-    except ValueError as exc:
-        raise OSError(f"{url} did not answer JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise OSError(f"{url} answered {type(data).__name__}, not a JSON object")
-    return data
 
 
 def probe_server_rest(server: Server, timeout: float = 5.0) -> ServerStatus:
