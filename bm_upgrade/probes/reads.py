@@ -1,9 +1,10 @@
 """The remote reads: the raw text of a server, client or orchestrator, fetched and parsed.
 
 Over the management REST port (:mod:`bm_upgrade.probes.management`: HTTP, or HTTPS with a
-login) or by running the kit's scripts through a :class:`Runner` (a :class:`bm_upgrade.remote.Connection`). A node
-that cannot be read comes back as a model saying so (``reachable`` False, ``error`` why),
-never as an exception: the caller decides what an unreachable node means.
+login) or by running the kit's scripts through a :class:`Runner` (a
+:class:`bm_upgrade.remote.Connection`). A node that cannot be read comes back as a model saying
+so (``reachable`` False, ``error`` why), never as an exception: the caller decides what an
+unreachable node means.
 """
 
 from __future__ import annotations
