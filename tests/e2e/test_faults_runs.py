@@ -1,16 +1,18 @@
-"""Fault-matrix rows about the run itself (README, "Fault matrix"): a host whose SSH host key
-changes mid-run. Each row ends with :func:`tests.e2e.fault_matrix.assert_fault_row` (safety
-rules on the journal, 0 acknowledged writes lost, every stripe served, one sentence naming
-the node and the way out).
+"""Fault-matrix rows about the run itself (README, "Fault matrix"): the maintenance window
+closing mid-run and a host whose SSH host key changes mid-run. Each row ends with
+:func:`tests.e2e.fault_matrix.assert_fault_row` (safety rules on the journal, 0 acknowledged
+writes lost, every stripe served, one sentence naming the node and the way out).
 
 The rows share one ``small`` sandbox (one stripe of two servers, one client writing all the
 time) and run in file order; each starts from a healthy stripe, upgrades to the version the
 cluster does not run (4.2.0 <-> 4.2.1) and leaves the stripe healthy again. Faults are
-cleared in ``finally``.
+cleared in ``finally``. The window row comes first: with no past run in the module's Dagster
+instance, the window check expects the timeouts (not a history of seconds).
 """
 
 from __future__ import annotations
 
+import datetime
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +40,38 @@ pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("dagster_home")]
 def sb(dagster_home: Path) -> Iterator[E2ESandbox]:
     with e2e_sandbox("small") as sandbox:
         yield sandbox
+
+
+def test_the_window_closing_mid_run_stops_before_the_next_disruptive_step(
+    sb: E2ESandbox,
+) -> None:
+    target = other_version(sb)
+    active, mirror = roles(sb)
+    since = time.time()
+    # A mirror's outage is expected to take 3 x 20 s, a failover 600 s more: the window,
+    # closing in 5 minutes, takes the mirror's upgrade and closes before the failover's end.
+    closes = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=5)
+    overrides = {
+        "window_end": closes.isoformat(),
+        "timeouts": {"stop_s": 20.0, "start_s": 20.0, "sync_s": 20.0, "failover_s": 600.0},
+    }
+    outcome = run_upgrade(sb.inventory_path, target=target, overrides=overrides)
+    assert not outcome.success
+    assert stops(sb.journal_path, since) == [mirror]
+    assert running_version(sb, mirror) == target
+    assert next(iter(stripe_states(sb).values()))[active] == ACTIVE
+    assert_fault_row(
+        sb,
+        target=target,
+        since=since,
+        failure=outcome.failure,
+        names=[active, "was not started", "maintenance window closes at"],
+        way_out=["the next window opens"],
+    )
+    # Outside the window (a run by hand), a new run finishes the stripe.
+    again = run_upgrade(sb.inventory_path, target=target)
+    assert again.success, again.failure
+    assert {running_version(sb, n) for n in servers(sb)} == {target}
 
 
 def test_a_host_key_changed_mid_run_is_refused_and_the_stripe_stays_served(
