@@ -1,5 +1,6 @@
 """Fault-matrix rows about the run itself (README, "Fault matrix"): the maintenance window
-closing mid-run and a host whose SSH host key changes mid-run. Each row ends with
+closing mid-run, a host whose SSH host key changes mid-run and `bm-upgrade run` interrupted
+(SIGINT) during a server step. Each row ends with
 :func:`tests.e2e.fault_matrix.assert_fault_row` (safety rules on the journal, 0 acknowledged
 writes lost, every stripe served, one sentence naming the node and the way out).
 
@@ -13,15 +14,19 @@ instance, the window check expects the timeouts (not a history of seconds).
 from __future__ import annotations
 
 import datetime
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 
 from bm_upgrade.defs.launch import rerun, run_upgrade
 from bm_upgrade.sandbox import faults
+from tests.dagster import processes
 from tests.e2e.conftest import E2ESandbox, e2e_sandbox
 from tests.e2e.fault_matrix import ACTIVE, assert_fault_row, inject_when, stripe_states
 from tests.e2e.journal_check import stops
@@ -32,6 +37,7 @@ from tests.e2e.test_faults_servers import (
     running_version,
     servers,
 )
+from tests.e2e.test_interrupted_run import bm_upgrade, run_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("dagster_home")]
 
@@ -109,3 +115,46 @@ def test_a_host_key_changed_mid_run_is_refused_and_the_stripe_stays_served(
     assert again.success, again.failure
     assert {running_version(sb, n) for n in servers(sb)} == {target}
     assert faults.active(sb.directory) == []
+
+
+def test_a_run_interrupted_during_a_server_step_ends_it_safely(
+    sb: E2ESandbox, tmp_path: Path
+) -> None:
+    """Ctrl-C once the mirror's step has stopped it (tests/e2e/test_interrupted_run.py checks
+    the command's own behaviour in detail: a second Ctrl-C, Dagster's log processes)."""
+    target = other_version(sb)
+    active, mirror = roles(sb)
+    since = time.time()
+    command = bm_upgrade(["run", "--to", target, str(sb.inventory_path)], tmp_path, "run")
+    try:
+        processes.wait_until(
+            lambda: bool(stops(sb.journal_path, since)) or command.proc.poll() is not None,
+            180,
+            "the run to stop the stripe's first server",
+        )
+        assert command.proc.poll() is None, command.stderr[-3000:]
+        os.killpg(command.proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+        assert command.proc.wait(timeout=240) == 1, command.stderr[-3000:]
+    finally:
+        command.stop()
+    failure = next(x for x in command.stderr.splitlines() if "failed: step " in x)
+    run_id = command.run_id()
+    assert run_status(run_id) == dg.DagsterRunStatus.FAILURE
+    # The mirror's step finished it (started, synced); the active was never stopped.
+    assert stops(sb.journal_path, since) == [mirror]
+    assert next(iter(stripe_states(sb).values())) == {active: ACTIVE, mirror: STANDBY}
+    assert_fault_row(
+        sb,
+        target=target,
+        since=since,
+        failure=failure,
+        names=[
+            "stripe stripe1",
+            "upgrade_mirrors_east_stripe1",
+            "the operator interrupted bm-upgrade (SIGINT)",
+        ],
+        way_out=["rerun"],
+    )
+    again = rerun(run_id)
+    assert again.success, again.failure
+    assert {running_version(sb, n) for n in servers(sb)} == {target}
