@@ -1,6 +1,7 @@
 """Fault-matrix rows about the run itself (README, "Fault matrix"): the maintenance window
 closing mid-run, a host whose SSH host key changes mid-run and `bm-upgrade run` interrupted
-(SIGINT) during a server step. Each row ends with
+(SIGINT) during a server step, and two runs launched at once for one cluster. Each row ends
+with
 :func:`tests.e2e.fault_matrix.assert_fault_row` (safety rules on the journal, 0 acknowledged
 writes lost, every stripe served, one sentence naming the node and the way out).
 
@@ -158,3 +159,43 @@ def test_a_run_interrupted_during_a_server_step_ends_it_safely(
     again = rerun(run_id)
     assert again.success, again.failure
     assert {running_version(sb, n) for n in servers(sb)} == {target}
+
+
+def test_two_runs_launched_at_once_for_one_cluster_only_one_goes(
+    sb: E2ESandbox, tmp_path: Path
+) -> None:
+    """Two `bm-upgrade run` side by side (tests/dagster/test_run_claim.py proves the claim
+    itself on an instance without hosts): one upgrades the cluster, the other is refused
+    with one sentence naming the first before its preflight, so every command in the
+    journal is the winner's."""
+    target = other_version(sb)
+    since = time.time()
+    args = ["run", "--to", target, str(sb.inventory_path)]
+    commands = [bm_upgrade(args, tmp_path, f"run{i}") for i in range(2)]
+    try:
+        codes = [c.proc.wait(timeout=300) for c in commands]
+    finally:
+        for c in commands:
+            c.stop()
+    assert sorted(codes)[0] == 0 and sorted(codes)[1] in (1, 2), codes
+    winner, loser = (commands[0], commands[1]) if codes[0] == 0 else (commands[1], commands[0])
+    assert f"Every node runs {target}." in winner.stdout
+    said = [
+        line
+        for line in loser.stderr.splitlines()
+        if line.startswith((f"failed: run {winner.run_id()} ", f"error: run {winner.run_id()} "))
+    ]
+    assert len(said) == 1, loser.stderr[-3000:]
+    assert "Traceback" not in loser.stderr
+    # The loser never reached its preflight (no probe, no stop); the winner's preflight and
+    # stops are in its log.
+    assert "preflight: " in winner.stderr and "preflight" not in loser.stderr
+    assert set(stops(sb.journal_path, since)) == set(servers(sb))
+    assert {running_version(sb, n) for n in servers(sb)} == {target}
+    assert_fault_row(
+        sb,
+        target=target,
+        since=since,
+        failure=said[0],
+        names=[winner.run_id(), "cluster small"],
+    )
