@@ -26,18 +26,11 @@ from bm_upgrade.procedure.kit import CACHE_DIR_ENV
 from bm_upgrade.sandbox import faults
 from tests.e2e.conftest import E2ESandbox, e2e_sandbox
 from tests.e2e.journal_check import stops, violations
+from tests.e2e.ui_servers import BEFORE_STOPS, FROM_FIRST_STOP
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("dagster_home")]
-ALL_STEPS = {
-    "preflight",
-    "download",
-    "stage_kit",
-    "upgrade_mirrors_east_stripe1",
-    "failover_east_stripe1",
-    "verify_servers",
-    "restart_clients_1",
-    "report",
-}
+ALL_STEPS = BEFORE_STOPS | FROM_FIRST_STOP
+"""Every step of the small sandbox's job."""
 
 
 @pytest.fixture(scope="module")

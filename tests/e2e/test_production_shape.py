@@ -32,6 +32,7 @@ from tests.dagster.processes import alive, descendants, free_port
 from tests.e2e.conftest import E2ESandbox, start_e2e_sandbox, stop_e2e_sandbox
 from tests.e2e.graphql import GraphQL, answers, succeeded
 from tests.e2e.journal_check import stops, violations
+from tests.e2e.ui_servers import BEFORE_STOPS, FROM_FIRST_STOP
 from tests.pg import PostgresServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -39,16 +40,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 DATABASE = "production_shape"
 JOB = "upgrade_small"
-STEPS = {
-    "preflight",
-    "download",
-    "stage_kit",
-    "upgrade_mirrors_east_stripe1",
-    "failover_east_stripe1",
-    "verify_servers",
-    "restart_clients_1",
-    "report",
-}
+STEPS = BEFORE_STOPS | FROM_FIRST_STOP
+"""Every step of the small sandbox's job."""
 STARTED = re.compile(r"Started process for run \(pid: (\d+)\)")
 
 
