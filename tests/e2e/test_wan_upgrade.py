@@ -5,10 +5,10 @@ goes down mid-run."""
 from __future__ import annotations
 
 import itertools
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -20,8 +20,8 @@ from bm_upgrade.procedure.servers import StepContext
 from bm_upgrade.procedure.wan import _stop as wan_stop
 from bm_upgrade.procedure.wan_watch import WanWatch
 from bm_upgrade.remote import HostPool
-from bm_upgrade.sandbox import faults
 from tests.e2e.conftest import E2ESandbox, e2e_sandbox
+from tests.e2e.fault_matrix import inject_when
 from tests.e2e.journal_check import changing_commands, read, violations
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("dagster_home")]
@@ -117,25 +117,15 @@ def test_a_host_down_mid_run_then_rerun(wan: E2ESandbox) -> None:
     the clients naming the host, every stripe still served; cleared, the rerun finishes."""
     client = wan.inventory.regions[0].clients[0]
     since = time.time()
-    done = threading.Event()
 
-    def inject_when_servers_start() -> None:
-        while not done.is_set():
-            if changing_commands(wan.journal_path, since, words=("stop-tc-server.sh",)):
-                faults.inject(wan.directory, "host-down", client.host)
-                return
-            time.sleep(0.1)
+    def first_server_stop(event: dict[str, Any]) -> bool:
+        return event["event"] == "command" and "stop-tc-server.sh" in event["command"]
 
-    injector = threading.Thread(target=inject_when_servers_start, daemon=True)
-    injector.start()
-    try:
+    with inject_when(wan, first_server_stop, "host-down", client.host) as injected:
         outcome = run_upgrade(
             wan.inventory_path, target="4.2.0", overrides={"timeouts": {"client_s": 5.0}}
         )
-    finally:
-        done.set()
-        injector.join(5)
-        faults.clear(wan.directory, client.host)
+    assert injected, "no server was stopped, so the client host never went down"
     assert not outcome.success
     assert outcome.failure and client.host in outcome.failure
     assert "restart_clients" in outcome.failure
