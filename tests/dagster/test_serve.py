@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -23,11 +22,8 @@ from bm_upgrade.defs.instance import INSTANCE_YAML
 from bm_upgrade.defs.storage import PG_URL_ENV
 from tests.dagster import processes
 from tests.dagster.processes import alive, descendants, free_port
-from tests.e2e.graphql import GraphQL, answers
+from tests.e2e.serve_process import REPO, SERVE, start_serve, stop_serve
 from tests.pg import server_programs
-
-REPO = Path(__file__).resolve().parents[2]
-SERVE = REPO / "deploy" / "serve.sh"
 
 
 @pytest.fixture
@@ -113,25 +109,8 @@ def test_rehearsal_on_its_own_postgresql_stops_with_everything(folder: Path) -> 
         pytest.skip("PostgreSQL's server programs are missing: install postgresql")
     env = env_for(folder, **{INVENTORY_DIR_ENV: str(folder / "inventories")})
     log = folder / "serve.log"
-    with log.open("wb") as out:
-        serve = subprocess.Popen(
-            ["bash", str(SERVE)],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    serve, ui = start_serve(env, log)
     try:
-        ui = GraphQL(f"http://127.0.0.1:{env['UI_PORT']}")
-        processes.wait_until(
-            lambda: answers(f"{ui.url}/server_info") or serve.poll() is not None,
-            120,
-            f"the webserver ({log})",
-            interval=0.5,
-        )
-        assert serve.poll() is None, log.read_text()[-3000:]
         assert ui.loaded_location() == "bm_upgrade"
         text = log.read_text()
         found = re.search(r"local PostgreSQL for the rehearsal: pid (\d+), socket in (\S+)", text)
@@ -147,13 +126,7 @@ def test_rehearsal_on_its_own_postgresql_stops_with_everything(folder: Path) -> 
         started = descendants(serve.pid)
         assert pg_pid in started and len(started) >= 4
     finally:
-        if serve.poll() is None:
-            serve.send_signal(signal.SIGTERM)
-        try:
-            serve.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(serve.pid, signal.SIGKILL)
-            serve.wait(timeout=15)
+        stop_serve(serve)
     assert serve.returncode == 0, log.read_text()[-3000:]
     processes.wait_until(
         lambda: not any(alive(pid) for pid in started), 30, "every process serve.sh started"

@@ -32,6 +32,7 @@ from tests.dagster.processes import alive, descendants, free_port
 from tests.e2e.conftest import E2ESandbox, start_e2e_sandbox, stop_e2e_sandbox
 from tests.e2e.graphql import GraphQL, answers, succeeded
 from tests.e2e.journal_check import stops, violations
+from tests.e2e.serve_process import start_serve, stop_serve
 from tests.e2e.ui_servers import BEFORE_STOPS, FROM_FIRST_STOP
 from tests.pg import PostgresServer
 
@@ -80,18 +81,6 @@ class Shape:
         return "\n".join(event for (event,) in rows)
 
 
-def stop_serve(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to serve.sh alone (as a service manager sends it); SIGKILL to its group if it
-    has not stopped everything within the timeout."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=15)
-
-
 @pytest.fixture(scope="module")
 def shape(postgres: PostgresServer) -> Iterator[Shape]:
     url = postgres.create_database(DATABASE)
@@ -119,24 +108,7 @@ def shape(postgres: PostgresServer) -> Iterator[Shape]:
             CACHE_DIR_ENV: str(home / "kits"),
         }
         log = home / "serve.log"
-        with log.open("wb") as out:
-            serve = subprocess.Popen(
-                ["bash", str(REPO / "deploy" / "serve.sh")],
-                cwd=REPO,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        ui = GraphQL(f"http://127.0.0.1:{port}")
-        processes.wait_until(
-            lambda: answers(f"{ui.url}/server_info") or serve.poll() is not None,
-            120,
-            f"the webserver (log: {log})",
-            interval=0.5,
-        )
-        assert serve.poll() is None, log.read_text()[-3000:]
+        serve, ui = start_serve(env, log)
         ui.location = ui.loaded_location()
         yield Shape(serve, log, home, ui, sandbox, postgres)
     finally:
