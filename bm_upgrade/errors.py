@@ -23,6 +23,7 @@ first, as ``raise Mapped(message) from exc``.
     │   ├── CommandFailed            non-zero exit (names command, exit code, stderr tail)
     │   ├── CommandTimeout           no exit within the timeout
     │   └── TransferFailed           upload/download failed or checksum mismatch
+    │       └── TransferInterrupted  the connection broke mid-upload (resumed on a new one)
     └── StepFailed                   a procedure step could not finish; the cluster was left
                                      in a safe state and the message says where and what next
 """
@@ -171,6 +172,11 @@ class CommandTimeout(RemoteError):
 
 class TransferFailed(RemoteError):
     """An upload or download failed, or its checksum did not match."""
+
+
+class TransferInterrupted(TransferFailed):
+    """The SSH connection or its SFTP session broke during an upload (not a stall, not a
+    checksum): what was written stays in the ``.part`` file, which a new connection resumes."""
 
 
 class StepFailed(BmUpgradeError):

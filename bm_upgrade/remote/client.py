@@ -18,13 +18,14 @@ one that overstays its limit is killed there, not merely abandoned by the client
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from pathlib import Path
 
 import paramiko
 
-from bm_upgrade.errors import CommandFailed, HostUnreachable, RemoteError
+from bm_upgrade.errors import CommandFailed, HostUnreachable, RemoteError, TransferInterrupted
 from bm_upgrade.inventory import SshSettings
 from bm_upgrade.remote.connect import JumpOpener, Unreachable, connect_with_retries, handshake
 from bm_upgrade.remote.execution import CommandResult, execute
@@ -231,10 +232,29 @@ class Connection:
         """Upload a file, skipping an identical one and resuming a partial one.
 
         See :func:`bm_upgrade.remote.transfer.upload`; ``stall_s`` defaults to
-        ``ssh.command_timeout_s``.
+        ``ssh.command_timeout_s``. A connection that breaks mid-upload is opened again and the
+        upload resumed from its partial file, up to ``retries`` connections in all.
         """
         stall = self.settings.command_timeout_s if stall_s is None else stall_s
-        return upload(self, Path(local), remote, sha256, stall_s=stall)
+        for attempt in range(1, self.retries + 1):
+            try:
+                result = upload(self, Path(local), remote, sha256, stall_s=stall)
+            except TransferInterrupted as exc:
+                if attempt == self.retries:
+                    raise
+                # The connection broke (not a stall: a frozen host would stall again): a new
+                # one resumes from the .part file, whose bytes are checked first.
+                log.warning(
+                    "%s: %s; reconnecting to resume (attempt %d of %d)",
+                    self.host,
+                    exc,
+                    attempt + 1,
+                    self.retries,
+                )
+                self.close()
+                continue
+            return dataclasses.replace(result, attempts=attempt)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def jump_settings(settings: SshSettings) -> SshSettings:

@@ -4,6 +4,9 @@ The upload goes to ``<path>.part`` and is renamed only once ``sha256sum`` on the
 so a half-written kit is never mistaken for a good one. A ``.part`` whose bytes match the
 start of the local file is continued from where it stopped.
 
+A connection that breaks mid-transfer raises
+:class:`~bm_upgrade.errors.TransferInterrupted`; :meth:`Connection.upload
+<bm_upgrade.remote.client.Connection.upload>` then reconnects and resumes from the ``.part``.
 A host that stops answering mid-transfer (frozen, a dead link) fails the upload with
 :class:`~bm_upgrade.errors.TransferFailed` once no SFTP operation has moved on for
 ``stall_s`` seconds: a :class:`Watchdog` then closes the connection, which releases the SFTP
@@ -32,7 +35,7 @@ from typing import Literal, Protocol
 
 import paramiko
 
-from bm_upgrade.errors import TransferFailed
+from bm_upgrade.errors import TransferFailed, TransferInterrupted
 from bm_upgrade.remote.quoting import Command, Ran, quote
 from bm_upgrade.remote.watchdog import Watchdog
 
@@ -65,6 +68,8 @@ class UploadResult:
     bytes_sent: int
     seconds: float
     sha256: str
+    attempts: int = 1
+    """Connections the upload took (more than one: it was resumed after a drop)."""
 
 
 def file_sha256(path: Path, limit: int | None = None) -> str:
@@ -172,7 +177,7 @@ class _Sftp:
                         "network, then rerun to resume from where it "
                         "stopped",
                     ) from exc
-                raise TransferFailed(
+                raise TransferInterrupted(
                     host,
                     f"uploading {self.local} to {host}:{path} failed "
                     f"({exc}); rerun to resume from where it stopped",

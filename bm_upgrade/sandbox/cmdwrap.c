@@ -13,7 +13,9 @@
  * 3. afterwards journals `kit_unpacked` {host, path, version} for each kit root that appeared
  *    under the scan root; the rare `dirty_backup` deletions are handed to cmdwrap.py
  *    (`--deleted PATH...`), which knows which server a data folder belongs to.
- * The sftp subsystem is exec'ed unchanged and not journaled; no command gets a login shell.
+ * The sftp subsystem is exec'ed unchanged and not journaled (unless the drop-upload fault's
+ * marker is in the scan root: then cmdwrap.py serves the session, see its sftp_dropping); no
+ * command gets a login shell.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -317,7 +319,17 @@ int main(int argc, char **argv) {
         perror("cmdwrap: shell");
         return 255;
     }
-    if (is_sftp(command)) exec_words(command);
+    if (is_sftp(command)) {
+        /* The drop-upload fault (rare): cmdwrap.py relays this session and cuts it. */
+        char marker[4096];
+        snprintf(marker, sizeof marker, "%s/.sandbox-drop-upload", scan_root);
+        if (*python && *pyc && *scan_root && access(marker, F_OK) == 0) {
+            execl(python, python, "-S", "-I", pyc, "--host", host, "--journal", journal,
+                  "--scan-root", scan_root, (char *)NULL);
+            perror("cmdwrap: python");
+        }
+        exec_words(command);
+    }
     const char *fields[] = {"host", host, "command", command};
     append(journal, "command", fields, 4);
     List kits_before = {0}, backups_before = {0}, kits_after = {0}, backups_after = {0};

@@ -12,7 +12,12 @@ login user with the client's command in ``$SSH_ORIGINAL_COMMAND``. The wrapper
    ``dirty-objectdb-backup/dirty-objectdb-*`` folder that disappeared.
 
 The sftp subsystem (``SSH_ORIGINAL_COMMAND`` is the sftp-server path) is exec'ed unchanged and
-not journaled: it is a file transfer, not a command. A session without command gets a shell.
+not journaled: it is a file transfer, not a command; unless the ``drop-upload`` fault's marker
+(:data:`DROP_MARKER` in the scan root) is there: the first session to find it takes it and
+relays the SFTP stream itself, forwarding whole requests until the next would pass the
+marker's byte count, waits for sftp-server to answer each, then kills its own sshd session
+process, which drops the SSH connection mid-upload (:func:`sftp_dropping`). A session without
+command gets a shell.
 
 It is copied next to each sshd's config and must stay stdlib-only and cheap: importing
 ``json`` is a large share of its start-up, so lines are encoded by hand; the scan
@@ -33,6 +38,9 @@ SCAN_DEPTH = 6
 KIT_MARKER = os.path.join("server", "lib", "tc-version.properties")
 BACKUP_PARENT = "dirty-objectdb-backup"
 BACKUP_PREFIX = "dirty-objectdb-"
+DROP_MARKER = ".sandbox-drop-upload"
+"""In the scan root (the host's folder): the next SFTP session is cut after the number of
+bytes the file holds (the ``drop-upload`` fault)."""
 
 _ESCAPES: dict[int, str] = {i: f"\\u{i:04x}" for i in range(32)}
 _ESCAPES.update(
@@ -179,6 +187,122 @@ def is_sftp(command: str) -> bool:
     return os.path.basename(first) == "sftp-server" and os.access(first, os.X_OK)
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _frames(buffer: bytearray) -> list[bytes]:
+    """Take the complete SFTP packets (a 4-byte length, then the packet) off ``buffer``."""
+    whole = []
+    while len(buffer) >= 4:
+        size = 4 + int.from_bytes(buffer[:4], "big")
+        if len(buffer) < size:
+            break
+        whole.append(bytes(buffer[:size]))
+        del buffer[:size]
+    return whole
+
+
+def _session_process(listener: int) -> int | None:
+    """The nearest ancestor that is an sshd process other than the host's listener: the
+    process serving this connection."""
+    pid = os.getppid()
+    while pid > 1 and pid != listener:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+                stat = fh.read()
+        except OSError:
+            return None
+        name = stat[stat.find("(") + 1 : stat.rfind(")")]
+        if name.startswith("sshd"):
+            return pid
+        pid = int(stat[stat.rfind(")") + 2 :].split()[1])
+    return None
+
+
+def _take_marker(scan_root: str) -> int | None:
+    """The ``drop-upload`` marker's byte count, taken (renamed) so one session only; None when
+    there is no marker."""
+    marker = os.path.join(scan_root, DROP_MARKER)
+    taken = marker + ".fired"
+    try:
+        os.rename(marker, taken)
+    except OSError:
+        return None
+    try:
+        with open(taken, encoding="ascii") as fh:
+            return int(fh.read().strip())
+    except (OSError, ValueError):
+        return 0
+
+
+def _relay(limit: int, server_in: int, server_out: int) -> int:
+    """Relay the session between our stdin/stdout and sftp-server's pipes: whole requests go
+    through until the next would pass ``limit`` bytes; once cut, wait for the answers to the
+    requests sent. Returns the bytes forwarded."""
+    import select
+
+    pending, answers = bytearray(), bytearray()
+    forwarded = requests = answered = 0
+    cut = False
+    while not (cut and answered >= requests):
+        ready, _, _ = select.select([server_out] if cut else [0, server_out], [], [])
+        if 0 in ready:
+            data = os.read(0, 65536)
+            if not data:
+                break
+            pending += data
+            for packet in _frames(pending):
+                cut = cut or forwarded + len(packet) > limit
+                if not cut:  # once cut, no later request reaches sftp-server
+                    _write_all(server_in, packet)
+                    forwarded += len(packet)
+                    requests += 1
+        if server_out in ready:
+            data = os.read(server_out, 65536)
+            if not data:
+                break
+            _write_all(1, data)
+            answers += data
+            answered += len(_frames(answers))
+    return forwarded
+
+
+def sftp_dropping(words: list[str], host: str, journal: str, scan_root: str) -> int | None:
+    """Serve this SFTP session through :func:`_relay` and then drop its SSH connection, if
+    the ``drop-upload`` marker is in ``scan_root``; None when it is not."""
+    import signal
+
+    limit = _take_marker(scan_root)
+    if limit is None:
+        return None
+    to_server, server_in = os.pipe()
+    server_out, from_server = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(to_server, 0)
+        os.dup2(from_server, 1)
+        for fd in (to_server, server_in, server_out, from_server):
+            os.close(fd)
+        os.execv(words[0], words)  # noqa: S606
+    os.close(to_server)
+    os.close(from_server)
+    forwarded = _relay(limit, server_in, server_out)
+    append(journal, "fault", kind="drop-upload", target=host, action="fired", bytes=forwarded)
+    try:
+        with open(os.path.join(scan_root, "run", "sshd.pid"), encoding="ascii") as fh:
+            listener = int(fh.read().strip())
+    except (OSError, ValueError):
+        listener = 0
+    session = _session_process(listener)
+    if session is not None:
+        os.kill(session, signal.SIGKILL)  # the SSH connection drops, as on a network fault
+    os.close(server_in)
+    os.waitpid(pid, 0)
+    return 255
+
+
 def run(command: str) -> int:
     env = dict(os.environ)
     # A host without ForceCommand would not have it: the tool must not see the wrapper.
@@ -205,6 +329,9 @@ def main(argv: list[str]) -> int:
         os.execv(shell, ["-" + os.path.basename(shell)])  # noqa: S606
     if is_sftp(command):
         words = command.split()
+        dropped = sftp_dropping(words, host, journal, scan_root) if scan_root else None
+        if dropped is not None:
+            return dropped
         os.execv(words[0], words)  # noqa: S606
     append(journal, "command", host=host, command=command)
     kits_before, backups_before = scan(scan_root)

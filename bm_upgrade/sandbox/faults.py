@@ -19,7 +19,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bm_upgrade.sandbox import fault_hostkeys, fault_kits, journal, license, processes
+from bm_upgrade.sandbox import (
+    fault_hostkeys,
+    fault_kits,
+    fault_uploads,
+    journal,
+    license,
+    processes,
+)
 from bm_upgrade.sandbox.fault_kinds_apps import KINDS as APP_KINDS
 from bm_upgrade.sandbox.fault_targets import (
     FaultError,
@@ -226,6 +233,15 @@ KINDS: dict[str, Kind] = {
             fault_hostkeys.inject_host_key_change,
             fault_hostkeys.clear_host_key_change,
             journaled=("host",),
+        ),
+        Kind(
+            "drop-upload",
+            "host address or node name (its host)",
+            "the host's next SFTP session is cut: its first 512 KiB of requests are served, "
+            "then its SSH connection drops (once); clear removes the fault, fired or not",
+            fault_uploads.inject_drop_upload,
+            fault_uploads.clear_drop_upload,
+            journaled=("host", "bytes"),
         ),
     )
 }

@@ -24,6 +24,8 @@ from bm_upgrade.sandbox.kit_files.server.lib import tccommon
 KIT_FILES = Path(__file__).resolve().parent / "kit_files"
 FIXED_MTIME = 1436955336  # 2015-07-15 10:15:36 UTC, the 4.2.x era
 _ZIP_TIME = (2015, 7, 15, 10, 15, 36)
+BULK_BYTES = 768 * 1024
+"""Size of the file standing for the jars of a real kit (``server/lib/tc-bulk.dat``)."""
 
 
 class KitError(Exception):
@@ -112,6 +114,10 @@ def kit_contents(version: str) -> dict[str, tuple[bytes, int]]:
     files[f"apis/ehcache/lib/{ehcache_jar_name(version)}"] = (ehcache, 0o644)
     for sample in sorted((KIT_FILES / "config-samples").glob("*")):
         files[f"config-samples/{sample.name}"] = (sample.read_bytes(), 0o644)
+    # The bulk of a real kit (about 300 MB of jars): incompressible bytes, so an upload spans
+    # several SFTP write requests and a dropped connection leaves a partial file to resume.
+    bulk = hashlib.shake_256(f"bigmemory-max-{version}".encode()).digest(BULK_BYTES)
+    files["server/lib/tc-bulk.dat"] = (bulk, 0o644)
     files["README.txt"] = (
         f"BigMemory Max {version}\n\nThe license key "
         "(terracotta-license.key) is delivered separately; place it in "

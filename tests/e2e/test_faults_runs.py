@@ -1,6 +1,7 @@
 """Fault-matrix rows about the run itself (README, "Fault matrix"): the maintenance window
 closing mid-run, a host whose SSH host key changes mid-run and `bm-upgrade run` interrupted
-(SIGINT) during a server step, and two runs launched at once for one cluster. Each row ends
+(SIGINT) during a server step, two runs launched at once for one cluster, and an SSH
+connection dropped in the middle of the kit's upload. Each row ends
 with
 :func:`tests.e2e.fault_matrix.assert_fault_row` (safety rules on the journal, 0 acknowledged
 writes lost, every stripe served, one sentence naming the node and the way out).
@@ -26,7 +27,7 @@ import dagster as dg
 import pytest
 
 from bm_upgrade.defs.launch import rerun, run_upgrade
-from bm_upgrade.sandbox import faults
+from bm_upgrade.sandbox import fault_uploads, faults
 from tests.dagster import processes
 from tests.e2e.conftest import E2ESandbox, e2e_sandbox
 from tests.e2e.fault_matrix import ACTIVE, assert_fault_row, inject_when, stripe_states
@@ -199,3 +200,47 @@ def test_two_runs_launched_at_once_for_one_cluster_only_one_goes(
         failure=said[0],
         names=[winner.run_id(), "cluster small"],
     )
+
+
+def stage_kit_hosts(run_id: str) -> dict[str, str]:
+    """What the run's stage_kit step did per host (its output metadata: uploaded, resumed,
+    skipped)."""
+    records = dg.DagsterInstance.get().get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.STEP_OUTPUT
+    )
+    for record in records.records:
+        event = record.event_log_entry.dagster_event
+        if event is not None and event.step_key == "stage_kit":
+            hosts = event.step_output_data.metadata["hosts"]
+            assert isinstance(hosts, dg.JsonMetadataValue)
+            return dict(hosts.data or {})
+    raise AssertionError(f"run {run_id} has no stage_kit output")
+
+
+def test_an_ssh_connection_dropped_mid_upload_is_reopened_and_resumed(sb: E2ESandbox) -> None:
+    """The mirror's host cuts the SSH connection of its next SFTP session after two 252 KiB
+    writes of the kit (the sandbox's ``drop-upload`` fault): the upload opens a new
+    connection, resumes from the partial file, checks the whole file's sha256 on the host
+    and the run goes on to the end."""
+    target = other_version(sb)
+    _, mirror = roles(sb)
+    host = servers(sb)[mirror].host
+    since = time.time()
+    with faults.injected(sb.directory, "drop-upload", host):
+        outcome = run_upgrade(sb.inventory_path, target=target)
+    assert outcome.success, outcome.failure
+    events = [e for e in sb.journal() if float(e["t"]) >= since]
+    fired = [i for i, e in enumerate(events) if e["event"] == "fault" and e["action"] == "fired"]
+    assert len(fired) == 1, [events[i] for i in fired]
+    assert events[fired[0]]["target"] == host
+    assert 0 < events[fired[0]]["bytes"] <= fault_uploads.DEFAULT_BYTES
+    staged = stage_kit_hosts(outcome.run_id)
+    assert staged[host] == "resumed", staged
+    assert {a for h, a in staged.items() if h != host} == {"uploaded"}, staged
+    # After the drop, the kit's sha256 was checked on the host (then renamed into place).
+    assert any(
+        e["event"] == "command" and e["host"] == host and "-sha256" in e["command"]
+        for e in events[fired[0] :]
+    )
+    assert {running_version(sb, n) for n in servers(sb)} == {target}
+    assert_fault_row(sb, target=target, since=since)

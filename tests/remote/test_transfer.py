@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from bm_upgrade.errors import TransferFailed
+from bm_upgrade.errors import TransferFailed, TransferInterrupted
 from bm_upgrade.remote import Connection
-from bm_upgrade.remote.transfer import file_sha256, remote_sha256
-from bm_upgrade.sandbox import logins
+from bm_upgrade.remote.transfer import REQUEST_SIZE, file_sha256, remote_sha256
+from bm_upgrade.sandbox import fault_uploads, logins
 from tests.remote.conftest import Host
 
 
@@ -109,3 +109,46 @@ def test_checksum_mismatch_fails_and_leaves_nothing(
 
 def test_remote_sha256_of_missing_file(conn: Connection, host: Host) -> None:
     assert remote_sha256(conn, str(host.work / "no such file")) is None
+
+
+def drop_next_sftp_session(host: Host, after_bytes: int) -> Path:
+    """What the sandbox's ``drop-upload`` fault writes: the host's wrapper cuts its next SFTP
+    session's connection after ``after_bytes`` of requests."""
+    marker = host.handle.root / fault_uploads.MARKER
+    marker.write_text(f"{after_bytes}\n", encoding="ascii")
+    return marker
+
+
+def test_a_connection_dropped_mid_upload_is_reopened_and_resumed(host: Host, payload: Path) -> None:
+    """The connection is killed on the host's side after two whole 252 KiB writes: the upload
+    reconnects, finds the two writes in the .part file (checked by their sha256), sends the
+    rest, and the whole file's sha256 is checked before the rename."""
+    dest = target(host, "dropped.tar.gz")
+    marker = drop_next_sftp_session(host, 2 * REQUEST_SIZE + 4096)
+    with Connection(host.address, host.settings()) as conn:
+        first = conn.transport
+        result = conn.upload(payload, str(dest))
+        assert conn.transport is not first  # a new connection finished it
+    assert not marker.exists() and marker.with_name(marker.name + ".fired").exists()
+    assert (result.action, result.attempts) == ("resumed", 2)
+    assert result.bytes_sent == payload.stat().st_size - 2 * REQUEST_SIZE
+    assert result.sha256 == file_sha256(payload)
+    assert dest.read_bytes() == payload.read_bytes()
+    assert not Path(str(dest) + ".part").exists()
+
+
+def test_a_connection_dropped_at_every_attempt_fails_naming_the_host(
+    host: Host, payload: Path
+) -> None:
+    """With one connection allowed, the drop is not retried: the failure names the host and
+    says a rerun resumes; the partial file is kept for it."""
+    dest = target(host, "dropped-once.tar.gz")
+    drop_next_sftp_session(host, 2 * REQUEST_SIZE + 4096)
+    with (
+        Connection(host.address, host.settings(), retries=1) as conn,
+        pytest.raises(TransferInterrupted) as info,
+    ):
+        conn.upload(payload, str(dest))
+    message = str(info.value)
+    assert host.address in message and "rerun to resume" in message
+    assert Path(str(dest) + ".part").stat().st_size == 2 * REQUEST_SIZE
