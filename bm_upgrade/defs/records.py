@@ -2,7 +2,8 @@
 
 The ops that change the cluster attach their records under :data:`RECORDS_KEY`; a later run
 reads them back (:func:`past_records`) to predict how long each kind of outage takes
-(:mod:`bm_upgrade.defs.window_plan`).
+(:mod:`bm_upgrade.defs.window_plan`); the predicted duration reads them too
+(:mod:`bm_upgrade.defs.prediction`).
 """
 
 from __future__ import annotations
@@ -39,15 +40,22 @@ def records_metadata(records: Sequence[StepRecord]) -> dict[str, dg.MetadataValu
     }
 
 
+def successful_runs(
+    instance: dg.DagsterInstance, job_name: str, limit: int = PAST_RUNS
+) -> Sequence[dg.RunRecord]:
+    """The last ``limit`` successful runs of ``job_name``, newest first (with their start and
+    end times): what the window check and the predicted duration learn from."""
+    return instance.get_run_records(
+        filters=dg.RunsFilter(job_name=job_name, statuses=[dg.DagsterRunStatus.SUCCESS]),
+        limit=limit,
+    )
+
+
 def past_records(
     instance: dg.DagsterInstance, job_name: str, limit: int = PAST_RUNS
 ) -> Iterator[list[dict[str, Any]]]:
     """The step records of the last ``limit`` successful runs of ``job_name``, run by run."""
-    runs = instance.get_runs(
-        filters=dg.RunsFilter(job_name=job_name, statuses=[dg.DagsterRunStatus.SUCCESS]),
-        limit=limit,
-    )
-    for run in runs:
+    for run in (record.dagster_run for record in successful_runs(instance, job_name, limit)):
         records: list[dict[str, Any]] = []
         events = instance.get_records_for_run(
             run.run_id, of_type=dg.DagsterEventType.STEP_OUTPUT

@@ -1,0 +1,351 @@
+"""How long a run is expected to take: per step of the job, per phase and in all, from the
+step times of past runs (or, with none, from the inventory's timeouts).
+
+Pure arithmetic, no I/O and no Dagster: :mod:`bm_upgrade.defs.prediction` reads past runs
+from the Dagster instance into :class:`PastRun` values and calls :func:`estimate`.
+
+The model, kept simple enough to explain in a sentence per part:
+
+- A step of the job does some *units* of work: a stripe's ``upgrade_mirrors_*`` and
+  ``failover_*`` steps one per server they restart, a ``restart_clients_*`` step one per
+  batch of clients (a batch's clients go side by side), ``wan_cycle`` one, and the steps
+  that only prepare, check or report one each. A step with nothing to change does 0 units.
+- Past runs give, per kind of step, the *median* seconds per unit (an outlier run, slow for
+  a reason of its own, does not move the median), and the median seconds of a step of that
+  kind that had nothing to change. A kind no past run shows comes from the timeouts.
+- Between steps Dagster itself takes time (starting the run, each step's process, its
+  events); past runs give its median per step, counted once per step on the critical path.
+- The critical path: preparation (preflight, download, stage_kit) in order; the stripes,
+  each its mirrors then its failover, up to ``parallel_stripes`` side by side, each stripe
+  taking the first free slot in graph order (a failover starts before another stripe's
+  mirrors, so a slot holds one stripe until it is done), then verify_servers; the client
+  batches in order; the WAN cycle; the report.
+"""
+
+from __future__ import annotations
+
+import datetime
+import heapq
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from bm_upgrade.inventory import Inventory, Timeouts, Window
+from bm_upgrade.inventory_checks import FAILOVER_NODE_PREFIX, MIRRORS_NODE_PREFIX, stripe_nodes
+from bm_upgrade.plan.model import Plan, Step
+from bm_upgrade.window import (
+    ACTIVE,
+    CLIENT,
+    ORCHESTRATORS,
+    SERVER,
+    next_opening,
+    timeout_estimates,
+)
+
+Kind = Literal[
+    "preflight",
+    "download",
+    "stage_kit",
+    "mirrors",
+    "failover",
+    "verify_servers",
+    "clients",
+    "wan_cycle",
+    "report",
+]
+CLIENTS_NODE_PREFIX = "restart_clients_"
+"""A client batch's node: ``restart_clients_<n>`` (defs/jobs.py)."""
+PHASE_NAMES = ("preparation", "servers", "clients", "wan", "report")
+"""The phases of a prediction, in the order they run."""
+_PHASE_OF: Mapping[Kind, str] = {
+    "preflight": "preparation",
+    "download": "preparation",
+    "stage_kit": "preparation",
+    "mirrors": "servers",
+    "failover": "servers",
+    "verify_servers": "servers",
+    "clients": "clients",
+    "wan_cycle": "wan",
+    "report": "report",
+}
+SERVER_KINDS: frozenset[Kind] = frozenset({"mirrors", "failover"})
+"""Kinds whose units are the servers they restart (a ``start`` record each)."""
+NO_HISTORY = "the inventory's timeouts (no past run)"
+"""The basis of a prediction with no past run (or no instance to read them from)."""
+
+
+def step_kind(step_key: str) -> Kind | None:
+    """The kind of a step of the upgrade job, by its key (None: not one of its steps)."""
+    if step_key.startswith(MIRRORS_NODE_PREFIX):
+        return "mirrors"
+    if step_key.startswith(FAILOVER_NODE_PREFIX):
+        return "failover"
+    if step_key.startswith(CLIENTS_NODE_PREFIX):
+        return "clients"
+    if step_key in _PHASE_OF:
+        return step_key  # type: ignore[return-value]  # one of the Literal's values, checked
+    return None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """How long a run of the job is expected to take.
+
+    Attributes:
+        steps: step key of the job (``upgrade_mirrors_east_stripe1``) -> expected seconds of
+            the step itself.
+        phases: ``preparation`` (preflight, download, stage_kit), ``servers``, ``clients``,
+            ``wan``, ``report`` -> seconds on the critical path, Dagster's time between steps
+            included.
+        total_s: expected wall time of the whole run (the phases' sum: ``parallel_stripes``
+            taken into account).
+        basis: where the figures come from, in words.
+    """
+
+    steps: dict[str, float]
+    phases: dict[str, float]
+    total_s: float
+    basis: str
+
+    @property
+    def from_history(self) -> bool:
+        """The figures come from past runs (not the timeouts alone)."""
+        return not self.basis.startswith("the inventory's timeouts")
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "total_s": round(self.total_s, 1),
+            "phases": {k: round(v, 1) for k, v in self.phases.items()},
+            "steps": {k: round(v, 1) for k, v in self.steps.items()},
+            "basis": self.basis,
+        }
+
+
+@dataclass(frozen=True)
+class PastStep:
+    """One step of a past run: its key, how long it took (STEP_START to STEP_SUCCESS), and
+    the units of work it did (see the module)."""
+
+    key: str
+    seconds: float
+    units: int
+
+
+@dataclass(frozen=True)
+class PastRun:
+    """One past successful run.
+
+    Attributes:
+        steps: the steps it ran.
+        idle_s: the run's time in no step (its wall time minus the time some step ran), when
+            it ran every step of the job (None: a re-execution, a part of a run).
+    """
+
+    steps: tuple[PastStep, ...]
+    idle_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a run has to do: the units of work of each step of the job, in graph order.
+
+    Attributes:
+        units: step key -> units (see the module).
+        stripes: each stripe's (mirrors key, failover key), in graph order.
+    """
+
+    units: dict[str, int]
+    stripes: tuple[tuple[str, str], ...]
+    parallel: int = 1
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+
+def _starts(steps: Iterable[Step]) -> int:
+    return sum(1 for s in steps if s.action == "start" and not s.skipped)
+
+
+def work_of(plan: Plan, inventory: Inventory) -> Work:
+    """The work of each step of the ``upgrade_<cluster>`` job, from a plan of the cluster
+    (made on an observed state, or on none: every node to upgrade).
+
+    A stripe's steps of no segment (a server found down, brought back first) count for its
+    mirrors step, which looks first. Client batches are the graph's (the inventory's
+    ``client_batch_size``); a run's smaller size makes the last batch step take the rest,
+    one batch after another.
+    """
+    units: dict[str, int] = {"preflight": 1, "download": 1, "stage_kit": 1}
+    stripes = []
+    for region, stripe in inventory.stripes():
+        mirrors, failover = stripe_nodes(region.name, stripe.name)
+        mine = [
+            s
+            for s in plan.steps
+            if s.phase == "servers" and s.region == region.name and s.stripe == stripe.name
+        ]
+        units[mirrors] = _starts(s for s in mine if s.segment in (None, "mirrors"))
+        units[failover] = _starts(s for s in mine if s.segment in ("failover", "failback"))
+        stripes.append((mirrors, failover))
+    units["verify_servers"] = 1
+    clients = [client.name for _, client in inventory.clients()]
+    to_do = {s.node for s in plan.steps if s.phase == "clients" and not s.skipped}
+    graph_size = inventory.policy.client_batch_size
+    run_size = plan.options.client_batch_size
+    nodes = -(-len(clients) // graph_size)
+    for index in range(nodes):
+        units[f"{CLIENTS_NODE_PREFIX}{index + 1}"] = 0
+    for start in range(0, len(clients), run_size):
+        if to_do & set(clients[start : start + run_size]):
+            index = min(start // run_size, nodes - 1)
+            units[f"{CLIENTS_NODE_PREFIX}{index + 1}"] += 1
+    if inventory.has_wan():
+        wan = any(s.phase == "orchestrators" and s.kind == "change" for s in plan.todo())
+        units["wan_cycle"] = int(wan)
+    units["report"] = 1
+    return Work(units, tuple(stripes), plan.options.parallel_stripes, plan.options.timeouts)
+
+
+@dataclass(frozen=True)
+class _Rates:
+    """Per kind: seconds per unit, seconds of a step with nothing to change, and Dagster's
+    seconds between steps; with how many runs gave them."""
+
+    per_unit: dict[Kind, float]
+    idle_step: dict[Kind, float]
+    gap_s: float
+    runs: int
+    missing: tuple[Kind, ...]
+
+
+def _timeout_rates(timeouts: Timeouts) -> dict[Kind, float]:
+    """Seconds per unit from the timeouts: a mirror's whole outage (stop, start, sync), an
+    active's with the failover, a client's stop and start, the orchestrators' stop and start
+    (:func:`bm_upgrade.window.timeout_estimates`). The steps that only prepare, check or
+    report have no timeout of their own: 0."""
+    outage = timeout_estimates(timeouts)
+    return {
+        "mirrors": outage[SERVER],
+        "failover": outage[ACTIVE],
+        "clients": outage[CLIENT],
+        "wan_cycle": outage[ORCHESTRATORS],
+    }
+
+
+def _rates(history: Sequence[PastRun], timeouts: Timeouts) -> _Rates:
+    per_unit: dict[Kind, list[float]] = {}
+    idle: dict[Kind, list[float]] = {}
+    gaps: list[float] = []
+    for run in history:
+        for step in run.steps:
+            kind = step_kind(step.key)
+            if kind is None:
+                continue
+            if step.units > 0:
+                per_unit.setdefault(kind, []).append(step.seconds / step.units)
+            else:
+                idle.setdefault(kind, []).append(step.seconds)
+        if run.idle_s is not None and run.steps:
+            gaps.append(run.idle_s / len(run.steps))
+    fallback = _timeout_rates(timeouts)
+    rates: dict[Kind, float] = {k: statistics.median(v) for k, v in per_unit.items()}
+    missing = tuple(k for k in fallback if k not in rates)
+    for kind in missing:
+        rates[kind] = fallback[kind]
+    return _Rates(
+        per_unit=rates,
+        idle_step={k: statistics.median(v) for k, v in idle.items()},
+        gap_s=statistics.median(gaps) if gaps else 0.0,
+        runs=len(history),
+        missing=missing if history else (),
+    )
+
+
+def _basis(rates: _Rates) -> str:
+    if not rates.runs:
+        return NO_HISTORY
+    runs = (
+        "the last successful run" if rates.runs == 1 else f"the last {rates.runs} successful runs"
+    )
+    if rates.missing:
+        runs += f" ({', '.join(rates.missing)}: the timeouts, no past run did one)"
+    return runs
+
+
+def stripes_span(stripe_seconds: Sequence[float], parallel: int) -> tuple[float, int]:
+    """How long the stripes take, each in the first free of ``parallel`` slots in order,
+    and how many stripes the longest slot ran (its steps are on the critical path)."""
+    if not stripe_seconds:
+        return 0.0, 0
+    slots: list[tuple[float, int]] = [(0.0, 0)] * max(1, parallel)
+    heapq.heapify(slots)
+    for seconds in stripe_seconds:
+        end, count = heapq.heappop(slots)
+        heapq.heappush(slots, (end + seconds, count + 1))
+    return max(slots)
+
+
+def estimate(work: Work, history: Sequence[PastRun]) -> Prediction:
+    """The prediction of a run doing ``work``, from ``history`` (the past successful runs,
+    newest first; empty: from the timeouts)."""
+    rates = _rates(history, work.timeouts)
+    steps: dict[str, float] = {}
+    for key, units in work.units.items():
+        kind = step_kind(key)
+        assert kind is not None, key  # work_of names the job's steps only
+        if units:
+            steps[key] = rates.per_unit.get(kind, 0.0) * units
+        else:
+            steps[key] = rates.idle_step.get(kind, 0.0)
+    gap = rates.gap_s
+    phases = dict.fromkeys(PHASE_NAMES, 0.0)
+    for key, seconds in steps.items():
+        kind = step_kind(key)
+        assert kind is not None
+        if kind not in SERVER_KINDS:
+            phases[_PHASE_OF[kind]] += seconds + gap
+    span, on_path = stripes_span([steps[m] + steps[f] for m, f in work.stripes], work.parallel)
+    phases["servers"] += span + 2 * on_path * gap
+    return Prediction(steps, phases, sum(phases.values()), _basis(rates))
+
+
+def minutes(seconds: float) -> str:
+    """``seconds`` as a person reads a duration: ``45 s``, ``12 min``, ``2 h 05 min``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    whole = round(seconds / 60)
+    if whole < 120:
+        return f"{whole} min"
+    return f"{whole // 60} h {whole % 60:02d} min"
+
+
+def window_fit(prediction: Prediction, window: Window, now: datetime.datetime) -> str:
+    """Whether a run started when the next maintenance window opens would finish inside it,
+    in one sentence."""
+    if not window.enabled:
+        return "the inventory has no maintenance window (window.enabled is false)"
+    opening = next_opening(window, now)
+    if opening is None:
+        return "the maintenance window never opens (check window.cron)"
+    length = window.length_minutes * 60
+    verdict = "fits" if prediction.total_s <= length else "does NOT fit"
+    return (
+        f"{verdict} the next maintenance window ({opening.isoformat()}, "
+        f"{window.length_minutes} min)"
+    )
+
+
+def late_start(
+    prediction: Prediction, end: datetime.datetime, now: datetime.datetime
+) -> str | None:
+    """Why a run that must finish by ``end`` should not start at ``now``: the prediction from
+    past runs is longer than the time left, in words (None: it fits, or the prediction comes
+    from the timeouts alone, which say how long each wait may take at most, not how long it
+    takes; the check before each disruptive step still applies)."""
+    left = (end - now).total_seconds()
+    if not prediction.from_history or prediction.total_s <= left:
+        return None
+    return (
+        f"the run is expected to take {minutes(prediction.total_s)} ({prediction.basis}) "
+        f"and only {minutes(max(0.0, left))} are left before the maintenance window closes "
+        f"at {end.isoformat()}"
+    )
