@@ -22,6 +22,7 @@ from bm_upgrade.plan import PlanOptions
 from bm_upgrade.probes import probe_server_rest
 from bm_upgrade.procedure import halt
 from bm_upgrade.procedure.kit import StagedKit, kit_file_name, staging_targets
+from bm_upgrade.procedure.status_changes import StatusSink, StatusTracker
 from bm_upgrade.procedure.waits import POLL_S, Hosts, ServerProbe, Watch
 from bm_upgrade.remote import HostPool
 from bm_upgrade.window import Outage, WindowGuard
@@ -56,6 +57,9 @@ class StepContext(Watch):
             (procedure/halt.py).
         probe_rest: how a server's REST port is asked (``probe_via: rest``).
         run_tag: see the attribute.
+        on_status: when set, handed each change of a server's state, version or role that
+            the step's looks see (procedure/status_changes.py): the run's own record of
+            every departure from PASSIVE-STANDBY and return, every stop and takeover.
     """
 
     inventory: Inventory
@@ -73,6 +77,17 @@ class StepContext(Watch):
     last_active: dict[str, str] = field(default_factory=dict)
     """Per stripe (:func:`stripe_key`), the server this step last saw ACTIVE: the one to
     start first when every server of a persistent stripe is down (it holds the newest data)."""
+    on_status: StatusSink | None = None
+    _tracker: StatusTracker | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def tracker(self) -> StatusTracker | None:
+        """The step's status tracker, over :attr:`on_status` (None without one)."""
+        if self.on_status is None:
+            return None
+        if self._tracker is None:
+            self._tracker = StatusTracker(self.on_status)
+        return self._tracker
 
     def saw_active(self, stripe: Stripe, name: str) -> None:
         """Remember ``name`` as the stripe's ACTIVE, seen now."""

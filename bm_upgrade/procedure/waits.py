@@ -29,6 +29,7 @@ from bm_upgrade.inventory import Inventory, Server, Stripe
 from bm_upgrade.plan import ACTIVE
 from bm_upgrade.probes import Runner, ServerStatus, probe_server_rest, probe_server_ssh
 from bm_upgrade.procedure.seen import PS, Seen, look_on_host, server_pids
+from bm_upgrade.procedure.status_changes import StatusTracker
 
 T = TypeVar("T")
 
@@ -190,6 +191,18 @@ class Watch:
         self.probe_rest = probe_rest
 
     @property
+    def tracker(self) -> StatusTracker | None:
+        """Where every look at a server goes, to find the changes a step sees (a step's
+        context has one: :class:`~bm_upgrade.procedure.context.StepContext`); none here."""
+        return None
+
+    def _stripe_of(self, server: Server) -> str:
+        for region, stripe, other in self.inventory.servers():
+            if other.name == server.name:
+                return f"{region.name}/{stripe.name}"
+        return ""
+
+    @property
     def pause(self) -> float:
         """The pause between probes while waiting: ``poll_s`` with REST probes (two small
         HTTP requests), at least :data:`SSH_POLL_S` when each probe is an SSH command
@@ -207,13 +220,22 @@ class Watch:
     def probe(self, server: Server) -> ServerStatus:
         """The server's status now."""
         if self.inventory.probe_via == "ssh":
-            return probe_server_ssh(self.pool.get(server.host), server, _PROBE_TIMEOUT_S)
-        return self.probe_rest(server, _PROBE_TIMEOUT_S)
+            status = probe_server_ssh(self.pool.get(server.host), server, _PROBE_TIMEOUT_S)
+        else:
+            status = self.probe_rest(server, _PROBE_TIMEOUT_S)
+        tracker = self.tracker
+        if tracker is not None and status.reachable:
+            tracker.saw(server.name, self._stripe_of(server), status.state, status.version)
+        return status
 
     def alive(self, server: Server) -> bool:
         """A process of ``server`` runs on its host."""
         listing = self.pool.get(server.host).run(PS, timeout=30.0)
-        return bool(server_pids(listing.stdout, server))
+        running = bool(server_pids(listing.stdout, server))
+        tracker = self.tracker
+        if tracker is not None:  # asked of a server that did not answer its probe
+            tracker.saw_silent(server.name, self._stripe_of(server), running)
+        return running
 
     def observe_servers(self, servers: Iterable[Server]) -> dict[str, Seen]:
         """Each server's probe; for those not answering with their version, the process
@@ -225,6 +247,7 @@ class Watch:
             if not (statuses[server.name].reachable and statuses[server.name].version):
                 pending.setdefault(server.host, []).append(server)
         seen: dict[str, Seen] = {}
+        tracker = self.tracker
         for host, on_host in pending.items():
             listing, kits = look_on_host(self.pool.get(host), on_host)
             for server in on_host:
@@ -234,6 +257,13 @@ class Watch:
                     bool(server_pids(listing, server)),
                     kits[server.name],
                 )
+                if tracker is not None and not statuses[server.name].reachable:
+                    tracker.saw_silent(
+                        server.name,
+                        self._stripe_of(server),
+                        seen[server.name].alive,
+                        kits[server.name],
+                    )
         return {
             server.name: seen.get(server.name) or Seen.answering(server, statuses[server.name])
             for server in servers

@@ -27,6 +27,7 @@ import paramiko
 
 from bm_upgrade.errors import CommandFailed, HostUnreachable, RemoteError, TransferInterrupted
 from bm_upgrade.inventory import SshSettings
+from bm_upgrade.remote.commands import CommandLog
 from bm_upgrade.remote.connect import JumpOpener, Unreachable, connect_with_retries, handshake
 from bm_upgrade.remote.execution import CommandResult, execute
 from bm_upgrade.remote.hostkeys import HostKeyChecker
@@ -45,12 +46,21 @@ class Connection:
         settings: the inventory's SSH settings.
         retries: connection attempts before giving up on a transient error.
         backoff_s: first pause between attempts; doubles after each.
+        commands: where each command run and each upload is recorded (the pool's, for the
+            evidence report); None: nowhere.
     """
 
     def __init__(
-        self, host: str, settings: SshSettings, *, retries: int = 3, backoff_s: float = 0.5
+        self,
+        host: str,
+        settings: SshSettings,
+        *,
+        retries: int = 3,
+        backoff_s: float = 0.5,
+        commands: CommandLog | None = None,
     ) -> None:
         self.host = host
+        self.commands = commands
         self.settings = settings
         self.retries = max(1, retries)
         self.backoff_s = backoff_s
@@ -169,7 +179,13 @@ class Connection:
         limit = self.settings.command_timeout_s if timeout is None else timeout
         log.debug("%s$ %s", self.host, line)
         stdin = command.stdin if isinstance(command, WithInput) else None
-        result = execute(self._open_session(), self.host, line, limit, stdin)
+        exit_code: int | None = None
+        try:
+            result = execute(self._open_session(), self.host, line, limit, stdin)
+            exit_code = result.exit_code
+        finally:
+            if self.commands is not None:  # the line only: a secret goes on stdin
+                self.commands.add(self.host, line, exit_code)
         if check and not result.ok:
             raise CommandFailed(self.host, line, result.exit_code, result.stdout, result.stderr)
         return result
@@ -236,9 +252,19 @@ class Connection:
         upload resumed from its partial file, up to ``retries`` connections in all.
         """
         stall = self.settings.command_timeout_s if stall_s is None else stall_s
+        done: UploadResult | None = None
+        try:
+            done = self._upload(Path(local), remote, sha256, stall)
+            return done
+        finally:
+            if self.commands is not None:  # an upload is evidence too: what went where
+                line = f"sftp put {Path(local).name} {remote}"
+                self.commands.add(self.host, line, 0 if done is not None else None)
+
+    def _upload(self, local: Path, remote: str, sha256: str | None, stall: float) -> UploadResult:
         for attempt in range(1, self.retries + 1):
             try:
-                result = upload(self, Path(local), remote, sha256, stall_s=stall)
+                result = upload(self, local, remote, sha256, stall_s=stall)
             except TransferInterrupted as exc:
                 if attempt == self.retries:
                     raise

@@ -16,6 +16,7 @@ from typing import Generic, TypeVar
 from bm_upgrade.errors import BmUpgradeError, UserError
 from bm_upgrade.inventory import SshSettings
 from bm_upgrade.remote.client import Connection
+from bm_upgrade.remote.commands import CommandLog
 
 T = TypeVar("T")
 
@@ -67,6 +68,8 @@ class HostPool:
         self._backoff_s = backoff_s
         self._lock = threading.Lock()
         self._connections: dict[str, Connection] = {}
+        self.commands = CommandLog()
+        """What every connection of the pool ran (for the evidence report)."""
 
     def __enter__(self) -> HostPool:
         return self
@@ -80,7 +83,11 @@ class HostPool:
             conn = self._connections.get(host)
             if conn is None:
                 conn = Connection(
-                    host, self.settings, retries=self._retries, backoff_s=self._backoff_s
+                    host,
+                    self.settings,
+                    retries=self._retries,
+                    backoff_s=self._backoff_s,
+                    commands=self.commands,
                 )
                 self._connections[host] = conn
             return conn
