@@ -156,6 +156,46 @@ def worker_state(instance: dg.DagsterInstance, run: dg.DagsterRun) -> WorkerStat
     return WorkerState(False, f"its worker, process {pid} on this host, is running")
 
 
+_ENDED = (
+    dg.DagsterEventType.STEP_SUCCESS,
+    dg.DagsterEventType.STEP_FAILURE,
+    dg.DagsterEventType.STEP_SKIPPED,
+)
+
+
+def unfinished_steps(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """The steps of ``run_id`` that started and never ended (what its worker was doing)."""
+    started: dict[str, None] = {}
+    ended: set[str] = set()
+    for kind in (dg.DagsterEventType.STEP_START, *_ENDED):
+        for record in instance.get_records_for_run(run_id, of_type=kind).records:
+            event = record.event_log_entry.dagster_event
+            if event is None or event.step_key is None:
+                continue
+            if kind is dg.DagsterEventType.STEP_START:
+                started[event.step_key] = None
+            else:
+                ended.add(event.step_key)
+    return [step for step in started if step not in ended]
+
+
+def worker_gone_sentence(instance: dg.DagsterInstance, run: dg.DagsterRun, why: str) -> str:
+    """Run monitoring's one sentence for a run whose worker is gone: which steps it left
+    unfinished and the way out."""
+    steps = unfinished_steps(instance, run.run_id)
+    doing = (
+        f"step {', '.join(steps)} had started and not finished"
+        if steps
+        else "no step was in progress"
+    )
+    return (
+        f"{why}: {doing}, so the cluster is as the killed worker left it; look with "
+        f"`bm-upgrade status`, then re-execute run {run.run_id} from failure "
+        f"(`bm-upgrade rerun {run.run_id}`, or Re-execute from failure in the UI): it looks "
+        "at every node first and completes what the step left undone"
+    )
+
+
 class LocalRunLauncher(dg.DefaultRunLauncher):
     """Dagster's default launcher, plus a run worker health check for workers on this host."""
 
@@ -166,6 +206,8 @@ class LocalRunLauncher(dg.DefaultRunLauncher):
     def check_run_worker_health(self, run: dg.DagsterRun) -> CheckRunHealthResult:
         state = worker_state(self._instance, run)
         if state.gone:
-            return CheckRunHealthResult(WorkerStatus.FAILED, state.text)
+            return CheckRunHealthResult(
+                WorkerStatus.FAILED, worker_gone_sentence(self._instance, run, state.text)
+            )
         # Alive, or this host cannot tell: never fail a run that may still be going.
         return CheckRunHealthResult(WorkerStatus.RUNNING, state.text)

@@ -30,8 +30,9 @@ from bm_upgrade.procedure.kit import CACHE_DIR_ENV
 from tests.dagster import processes
 from tests.dagster.processes import alive, descendants, free_port
 from tests.e2e.conftest import E2ESandbox, start_e2e_sandbox, stop_e2e_sandbox
+from tests.e2e.fault_matrix import assert_fault_row, wait_served
 from tests.e2e.graphql import GraphQL, answers, succeeded
-from tests.e2e.journal_check import stops, violations
+from tests.e2e.journal_check import stops
 from tests.e2e.serve_process import start_serve, stop_serve
 from tests.e2e.ui_servers import BEFORE_STOPS, FROM_FIRST_STOP
 from tests.pg import PostgresServer
@@ -132,12 +133,15 @@ def test_upgrade_launched_through_graphql_succeeds(shape: Shape) -> None:
 def test_killed_worker_is_marked_failed_by_run_monitoring_then_reexecuted(
     shape: Shape,
 ) -> None:
+    """Fault matrix row: the run worker killed (SIGKILL) mid-failover, once the active has
+    stopped. Run monitoring marks the run failed naming the unfinished step and the way out,
+    the stripe is served (its mirror took over), and re-execution from failure completes."""
     since = time.time()
     run_id = shape.ui.launch(JOB, shape.config(target_version="4.2.0"))
     processes.wait_until(
-        lambda: bool(stops(shape.sandbox.journal_path, since)),
+        lambda: len(stops(shape.sandbox.journal_path, since)) >= 2,
         180,
-        "the rollback to stop the stripe's first server",
+        "the rollback's failover to stop the stripe's active (its second stop)",
     )
     worker = shape.worker_pid(run_id)
     assert worker is not None
@@ -149,18 +153,30 @@ def test_killed_worker_is_marked_failed_by_run_monitoring_then_reexecuted(
     os.kill(worker, signal.SIGKILL)
     failed = shape.ui.wait(run_id, timeout=120)
     assert failed["status"] == "FAILURE", failed
-    # Marked by run monitoring, from the launcher's look at the worker's pid.
-    assert f"its worker, process {worker} on this host, is gone" in shape.messages(run_id)
+    # Marked by run monitoring, from the launcher's look at the worker's pid: one sentence.
+    found = re.search(r"worker status FAILED: '([^']*is gone[^']*)'", shape.messages(run_id))
+    assert found, shape.messages(run_id)[-3000:]
+    sentence = found.group(1)
+    assert f"its worker, process {worker} on this host, is gone" in sentence
+    # The stripe is served before anyone acts: the mirror took over from the stopped active.
+    assert wait_served(shape.sandbox) == {}
     # The code location comes back (the UI's Reload starts a new code server process), and
     # the failed run is re-executed from its failed step.
     shape.ui.reload()
     again = shape.ui.wait(shape.ui.reexecute_from_failure(run_id), timeout=300)
     assert again["status"] == "SUCCESS", again
-    assert "upgrade_mirrors_east_stripe1" in succeeded(again)
-    assert "preflight" not in succeeded(again) and "download" not in succeeded(again)
-    assert shape.sandbox.verify()["lost"] == 0
-    inventory = shape.sandbox.inventory
-    assert violations(shape.sandbox.journal_path, inventory, "4.2.0", since=since) == []
+    assert "failover_east_stripe1" in succeeded(again)
+    assert "preflight" not in succeeded(again) and "upgrade_mirrors_east_stripe1" not in succeeded(
+        again
+    )
+    assert_fault_row(
+        shape.sandbox,
+        target="4.2.0",
+        since=since,
+        failure=sentence,
+        names=["step failover_east_stripe1"],
+        way_out=["re-execute", "bm-upgrade rerun"],
+    )
 
 
 def test_run_history_is_in_postgresql(shape: Shape) -> None:
