@@ -7,7 +7,9 @@ an operational failure (a host down, a step that failed) in exit code 1; never a
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,6 +21,9 @@ from bm_upgrade.sandbox.cli import register as register_sandbox
 
 if TYPE_CHECKING:
     from bm_upgrade.defs.launch import RunOutcome
+    from bm_upgrade.inventory import Inventory
+    from bm_upgrade.plan import PlanOptions
+    from bm_upgrade.plan.estimate import Prediction
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -46,6 +51,8 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 def _cmd_plan(args: argparse.Namespace) -> int:
     from bm_upgrade.inventory import load_inventory
     from bm_upgrade.plan import PlanOptions, make_plan, render_plan
+    from bm_upgrade.plan.estimate import window_fit
+    from bm_upgrade.plan.render import render_prediction
 
     inventory = load_inventory(args.inventory)
     options = PlanOptions.from_inventory(
@@ -55,11 +62,30 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         accept_data_loss=args.accept_data_loss or None,
     )
     plan = make_plan(inventory, options=options)
+    prediction = _prediction(inventory, options)
+    fit = window_fit(prediction, inventory.window, datetime.datetime.now(datetime.UTC))
     if args.json:
-        print(json.dumps([step.as_dict() for step in plan.steps], indent=2))
+        predicted = {**prediction.as_dict(), "window": fit}
+        steps = [step.as_dict() for step in plan.steps]
+        print(json.dumps({"steps": steps, "prediction": predicted}, indent=2))
     else:
         print(render_plan(plan))
+        print("\n" + "\n".join([*render_prediction(prediction), f"  {fit}"]))
     return 0
+
+
+def _prediction(inventory: Inventory, options: PlanOptions) -> Prediction:
+    """The run's expected duration: from the past runs in DAGSTER_HOME's instance, or,
+    DAGSTER_HOME unset, from the timeouts (without importing Dagster)."""
+    if os.environ.get("DAGSTER_HOME"):
+        from bm_upgrade.defs.prediction import predict_here
+
+        return predict_here(inventory, options)
+    from bm_upgrade.plan import make_plan
+    from bm_upgrade.plan.estimate import from_timeouts, shape_options, work_of
+
+    work = work_of(make_plan(inventory, options=shape_options(options)), inventory)
+    return from_timeouts(work, "DAGSTER_HOME is not set: no past run read")
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

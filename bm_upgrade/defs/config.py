@@ -75,6 +75,12 @@ class UpgradeConfig(dg.Config):
         description="A run started by hand without window_end: run only inside the "
         "inventory's window, and check every disruptive step fits before it closes.",
     )
+    ignore_prediction: bool = Field(
+        default=False,
+        description="Start even when past runs predict the run cannot finish before the "
+        "window closes (preflight refuses it otherwise); each disruptive step still checks "
+        "that it fits, so the run may end at the window's close and a later run finish.",
+    )
 
     @field_validator("window_end")
     @classmethod

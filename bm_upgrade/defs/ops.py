@@ -17,7 +17,8 @@ from bm_upgrade.defs.config import RunSettings, UpgradeConfig
 from bm_upgrade.defs.logs import relayed_logs
 from bm_upgrade.defs.op_context import Records, one_sentence
 from bm_upgrade.defs.resources import ClusterResource
-from bm_upgrade.defs.window_plan import plan_window
+from bm_upgrade.defs.window_plan import plan_window, predicted_start
+from bm_upgrade.plan.render import render_prediction
 from bm_upgrade.procedure.kit import (
     StagedKit,
     clean_staging,
@@ -51,8 +52,18 @@ def preflight_op(
     with one_sentence(), relayed_logs(), cluster.pool(inventory) as pool:
         result = preflight(inventory, pool, settings.options, window_end=settings.window_end)
     settings = settings.with_before(result.view.versions())
+    with one_sentence():
+        prediction = predicted_start(
+            context.instance,
+            settings,
+            inventory,
+            result.plan,
+            ignore_prediction=config.ignore_prediction,
+        )
     context.add_output_metadata(
         {
+            "predicted": dg.MetadataValue.md("\n".join(render_prediction(prediction))),
+            "predicted_s": dg.MetadataValue.float(round(prediction.total_s, 1)),
             "checks": dg.MetadataValue.md("\n".join(f"- {c}" for c in result.checks)),
             "warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in result.warnings) or "none"),
             "before": dg.MetadataValue.json(result.view.as_dict()),

@@ -12,25 +12,29 @@ maintenance window closes (:mod:`bm_upgrade.defs.window_plan`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from typing import Any
 
 import dagster as dg
 
+from bm_upgrade.defs.instance import instance
 from bm_upgrade.defs.records import PAST_RUNS, RECORDS_KEY, successful_runs
+from bm_upgrade.errors import UserError
 from bm_upgrade.inventory import Inventory
 from bm_upgrade.plan import Plan, PlanOptions, make_plan
 from bm_upgrade.plan.estimate import (
+    COUNTED_KINDS,
     SERVER_KINDS,
     PastRun,
     PastStep,
     Prediction,
     estimate,
+    from_timeouts,
+    shape_options,
     step_kind,
     work_of,
 )
 
-__all__ = ["Prediction", "past_runs", "predict", "predict_plan"]
+__all__ = ["Prediction", "past_runs", "predict", "predict_here", "predict_plan"]
 
 _STEP_EVENTS = {
     dg.DagsterEventType.STEP_START,
@@ -49,10 +53,8 @@ def predict(
     Raises:
         UserError: ``options`` names a target with no kit in the inventory.
     """
-    # The plan's shape only: a stripe the plan would refuse (no mirror, no consent given
-    # yet) still takes its time.
-    shape = replace(options, allow_downtime=True, accept_data_loss=True)
-    return predict_plan(instance, inventory, make_plan(inventory, options=shape))
+    plan = make_plan(inventory, options=shape_options(options))
+    return predict_plan(instance, inventory, plan)
 
 
 def predict_plan(
@@ -128,9 +130,10 @@ def _units(step_key: str, value: object) -> int:
     """A step's units of work from its records: the servers it started, or one when it
     changed anything (see :mod:`bm_upgrade.plan.estimate`)."""
     records = value.data if isinstance(value, dg.JsonMetadataValue) else None
-    if not isinstance(records, list):
+    kind = step_kind(step_key)
+    if not isinstance(records, list) or kind not in COUNTED_KINDS:
         return 1
-    if step_kind(step_key) in SERVER_KINDS:
+    if kind in SERVER_KINDS:
         return sum(1 for r in records if isinstance(r, dict) and r.get("action") == "start")
     return int(bool(records))
 
@@ -143,3 +146,15 @@ def _busy(spans: Iterable[tuple[float, float, int]]) -> float:
             total += end - max(start, reach)
             reach = end
     return total
+
+
+def predict_here(inventory: Inventory, options: PlanOptions) -> Prediction:
+    """:func:`predict` from the instance of ``DAGSTER_HOME`` (`bm-upgrade plan`); an instance
+    that cannot be read gives the timeouts' estimate, saying why."""
+    try:
+        inst = instance()
+    except UserError as exc:
+        plan = make_plan(inventory, options=shape_options(options))
+        return from_timeouts(work_of(plan, inventory), f"no past run read: {exc}")
+    with inst:
+        return predict(inst, inventory, options)

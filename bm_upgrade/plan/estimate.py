@@ -28,12 +28,12 @@ import datetime
 import heapq
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from bm_upgrade.inventory import Inventory, Timeouts, Window
 from bm_upgrade.inventory_checks import FAILOVER_NODE_PREFIX, MIRRORS_NODE_PREFIX, stripe_nodes
-from bm_upgrade.plan.model import Plan, Step
+from bm_upgrade.plan.model import Plan, PlanOptions, Step
 from bm_upgrade.window import (
     ACTIVE,
     CLIENT,
@@ -71,8 +71,12 @@ _PHASE_OF: Mapping[Kind, str] = {
 }
 SERVER_KINDS: frozenset[Kind] = frozenset({"mirrors", "failover"})
 """Kinds whose units are the servers they restart (a ``start`` record each)."""
-NO_HISTORY = "the inventory's timeouts (no past run)"
-"""The basis of a prediction with no past run (or no instance to read them from)."""
+COUNTED_KINDS: frozenset[Kind] = SERVER_KINDS | {"clients", "wan_cycle"}
+"""Kinds whose units depend on the work there is (the others always do one)."""
+TIMEOUTS_BASIS = "the inventory's timeouts"
+"""The basis of a prediction from no past run: how long each wait may take at most."""
+NO_HISTORY = f"{TIMEOUTS_BASIS} (no past run)"
+"""The basis of a prediction when the instance holds no past run."""
 
 
 def step_kind(step_key: str) -> Kind | None:
@@ -111,7 +115,7 @@ class Prediction:
     @property
     def from_history(self) -> bool:
         """The figures come from past runs (not the timeouts alone)."""
-        return not self.basis.startswith("the inventory's timeouts")
+        return not self.basis.startswith(TIMEOUTS_BASIS)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -159,6 +163,12 @@ class Work:
     stripes: tuple[tuple[str, str], ...]
     parallel: int = 1
     timeouts: Timeouts = field(default_factory=Timeouts)
+
+
+def shape_options(options: PlanOptions) -> PlanOptions:
+    """Options to plan the work with: a stripe the plan would refuse (no mirror, no consent
+    given yet) still takes its time."""
+    return replace(options, allow_downtime=True, accept_data_loss=True)
 
 
 def _starts(steps: Iterable[Step]) -> int:
@@ -214,7 +224,8 @@ class _Rates:
     idle_step: dict[Kind, float]
     gap_s: float
     runs: int
-    missing: tuple[Kind, ...]
+    learned: frozenset[Kind]
+    """The kinds past runs gave a rate of (the others: the timeouts)."""
 
 
 def _timeout_rates(timeouts: Timeouts) -> dict[Kind, float]:
@@ -246,28 +257,26 @@ def _rates(history: Sequence[PastRun], timeouts: Timeouts) -> _Rates:
                 idle.setdefault(kind, []).append(step.seconds)
         if run.idle_s is not None and run.steps:
             gaps.append(run.idle_s / len(run.steps))
-    fallback = _timeout_rates(timeouts)
     rates: dict[Kind, float] = {k: statistics.median(v) for k, v in per_unit.items()}
-    missing = tuple(k for k in fallback if k not in rates)
-    for kind in missing:
-        rates[kind] = fallback[kind]
     return _Rates(
-        per_unit=rates,
+        per_unit={**_timeout_rates(timeouts), **rates},
         idle_step={k: statistics.median(v) for k, v in idle.items()},
         gap_s=statistics.median(gaps) if gaps else 0.0,
         runs=len(history),
-        missing=missing if history else (),
+        learned=frozenset(rates),
     )
 
 
-def _basis(rates: _Rates) -> str:
+def _basis(rates: _Rates, kinds: Iterable[Kind]) -> str:
+    """Where the figures of a prediction doing work of ``kinds`` come from."""
     if not rates.runs:
         return NO_HISTORY
     runs = (
         "the last successful run" if rates.runs == 1 else f"the last {rates.runs} successful runs"
     )
-    if rates.missing:
-        runs += f" ({', '.join(rates.missing)}: the timeouts, no past run did one)"
+    missing = [k for k in dict.fromkeys(kinds) if k not in rates.learned]
+    if missing:
+        runs += f" ({', '.join(missing)}: the timeouts, no past run did one)"
     return runs
 
 
@@ -305,7 +314,14 @@ def estimate(work: Work, history: Sequence[PastRun]) -> Prediction:
             phases[_PHASE_OF[kind]] += seconds + gap
     span, on_path = stripes_span([steps[m] + steps[f] for m, f in work.stripes], work.parallel)
     phases["servers"] += span + 2 * on_path * gap
-    return Prediction(steps, phases, sum(phases.values()), _basis(rates))
+    kinds = (step_kind(k) for k, units in work.units.items() if units)
+    basis = _basis(rates, (k for k in kinds if k in _timeout_rates(work.timeouts)))
+    return Prediction(steps, phases, sum(phases.values()), basis)
+
+
+def from_timeouts(work: Work, why: str) -> Prediction:
+    """The prediction from the timeouts alone, the basis saying ``why`` no past run counts."""
+    return replace(estimate(work, []), basis=f"{TIMEOUTS_BASIS} ({why})")
 
 
 def minutes(seconds: float) -> str:

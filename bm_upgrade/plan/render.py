@@ -1,7 +1,8 @@
-"""A plan as a person reviews it (``bm-upgrade plan``)."""
+"""A plan as a person reviews it (``bm-upgrade plan``), and its expected duration."""
 
 from __future__ import annotations
 
+from bm_upgrade.plan.estimate import Prediction, minutes
 from bm_upgrade.plan.model import Plan
 
 
@@ -37,3 +38,14 @@ def render_plan(plan: Plan) -> str:
         f"{opts.parallel_stripes}; a stripe's steps run in order."
     )
     return "\n".join(lines)
+
+
+def render_prediction(prediction: Prediction) -> list[str]:
+    """The expected duration of each phase and of the whole run, and where it comes from."""
+    phases = ", ".join(
+        f"{name} {minutes(seconds)}" for name, seconds in prediction.phases.items() if seconds
+    )
+    return [
+        f"Expected duration: {minutes(prediction.total_s)} ({phases or 'nothing to do'})",
+        f"  from {prediction.basis}",
+    ]

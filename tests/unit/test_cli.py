@@ -101,7 +101,8 @@ def test_plan_prints_the_procedure_in_order() -> None:
 def test_plan_json_and_to(tmp_path: Path) -> None:
     result = bm("plan", str(EXAMPLE), "--to", "4.2.0", "--json")
     assert result.returncode == 0, result.stderr
-    steps = json.loads(result.stdout)
+    planned = json.loads(result.stdout)
+    steps = planned["steps"]
     assert {"phase", "node", "action", "parallel_group", "skipped"} <= set(steps[0])
     assert steps[1]["waits_for"].startswith("bigmemory-max-4.2.0.tar.gz")
     orch = [(s["node"], s["action"]) for s in steps if s["phase"] == "orchestrators"]
