@@ -17,7 +17,6 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from types import TracebackType
 
 import dagster as dg
 
@@ -78,29 +77,29 @@ class LoadPredictions:
     def __init__(self, budget_s: float = LOAD_BUDGET_S) -> None:
         self.rebuilt = _rebuilt()
         self.instance: dg.DagsterInstance | None = None
+        self.tried = False
         self.texts: dict[str, str] = {}
         self.budget_s = budget_s
         self.spent_s = 0.0
         self.now = datetime.datetime.now(datetime.UTC)
 
-    def __enter__(self) -> LoadPredictions:
-        if self.rebuilt is None:  # the initialization: past runs are read
+    def _open(self) -> dg.DagsterInstance | None:
+        """DAGSTER_HOME's instance, opened on first use (None: none usable)."""
+        if self.instance is None and not self.tried:
+            self.tried = True
             try:
                 self.instance = instance()
             except BmUpgradeError:
-                self.instance = None  # no usable DAGSTER_HOME: the timeouts' estimate
+                pass  # no usable DAGSTER_HOME: the timeouts' estimate
             except Exception as exc:  # the load must go on whatever the instance does
                 log.warning("past runs not read for the job descriptions: %r", exc)
-        return self
+        return self.instance
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
+        """Let go of the instance (the load is over)."""
         if self.instance is not None:
             self.instance.dispose()
+            self.instance = None
 
     def describe(self, inventory: Inventory) -> str:
         """The prediction's paragraph for the cluster's job description ('' when rebuilding
@@ -108,14 +107,15 @@ class LoadPredictions:
         if self.rebuilt is not None and self.rebuilt is not _UNKNOWN:
             return self.rebuilt.get(inventory.cluster, "")
         options = PlanOptions.from_inventory(inventory)
-        started = time.monotonic()
-        if self.instance is not None and self.spent_s < self.budget_s:
+        inst = self._open() if self.rebuilt is None else None
+        started = time.monotonic()  # the budget is for reading past runs, not for opening
+        if inst is not None and self.spent_s < self.budget_s:
             try:
-                prediction = predict(self.instance, inventory, options)
+                prediction = predict(inst, inventory, options)
             except Exception as exc:  # a storage error must not take the job out
                 log.warning("past runs of %s not read: %r", inventory.cluster, exc)
                 prediction = self._timeouts(inventory, options, "the instance could not be read")
-        elif self.instance is not None:
+        elif inst is not None:
             why = (
                 "past runs not read: the code location's load had spent its "
                 f"{self.budget_s:.0f} s for them on other clusters"
