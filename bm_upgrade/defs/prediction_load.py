@@ -5,9 +5,9 @@ Computed when the code location is initialized (the code server, `dagster dev`):
 past runs in ``DAGSTER_HOME``'s instance when it is set and usable, else from the timeouts,
 within a time budget so that many clusters do not slow the load. A run worker or a step
 process rebuilding the code location does not read the instance again: the texts travel in
-the code location's reconstruction metadata (``Definitions.with_reconstruction_metadata``,
-Dagster's way of handing what initialization computed to the processes that rebuild it),
-so each job is rebuilt with the description the UI showed.
+the code location's reconstruction metadata (Dagster's way of handing what initialization
+computed to the processes that rebuild the location), so each job is rebuilt with the
+description the UI showed.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import dagster as dg
 
@@ -47,22 +48,24 @@ _UNKNOWN: Mapping[str, str] = {}
 """What :func:`_rebuilt` answers when Dagster does not say which load this is."""
 
 
+def _load_context() -> Any:
+    """Dagster's definitions load context: whether the code location is being initialized
+    or rebuilt, and the reconstruction metadata. Not in Dagster's public API in this version
+    (``Definitions.with_reconstruction_metadata`` is, but its values do not reach a
+    rebuilding process here); if it moves, the callers fall back to the cheap way."""
+    from dagster._core.definitions.definitions_load_context import DefinitionsLoadContext
+
+    return DefinitionsLoadContext.get()
+
+
 def _rebuilt() -> Mapping[str, str] | None:
     """The texts the code location's initialization computed, when this process rebuilds it
-    (a run worker, a step process); None when this is the initialization itself.
-
-    Dagster tells the two apart by its definitions load context, which its public API does
-    not expose in this version. If that ever moves, :data:`_UNKNOWN`: the descriptions are
-    made from the timeouts, without reading the instance, and the load stays cheap.
-    """
+    (a run worker, a step process); None when this is the initialization itself;
+    :data:`_UNKNOWN` when Dagster does not say (the descriptions are then made from the
+    timeouts, without reading the instance, and the load stays cheap)."""
     try:
-        from dagster._core.definitions.definitions_load_context import (
-            DefinitionsLoadContext,
-            DefinitionsLoadType,
-        )
-
-        context = DefinitionsLoadContext.get()
-        if context.load_type == DefinitionsLoadType.INITIALIZATION:
+        context = _load_context()
+        if context.load_type.value == "INITIALIZATION":
             return None
         saved = context.reconstruction_metadata.get(RECONSTRUCTION_KEY)
         texts = json.loads(saved) if isinstance(saved, str) else {}
@@ -96,10 +99,18 @@ class LoadPredictions:
         return self.instance
 
     def close(self) -> None:
-        """Let go of the instance (the load is over)."""
+        """The load is over: let go of the instance, and hand the texts to the processes that
+        will rebuild the code location (its reconstruction metadata)."""
         if self.instance is not None:
             self.instance.dispose()
             self.instance = None
+        if self.rebuilt is None and self.texts:
+            try:
+                _load_context().add_to_pending_reconstruction_metadata(
+                    RECONSTRUCTION_KEY, json.dumps(self.texts, sort_keys=True)
+                )
+            except Exception as exc:  # a private API: rebuilt jobs then say nothing of it
+                log.warning("job descriptions not handed to run workers: %r", exc)
 
     def describe(self, inventory: Inventory) -> str:
         """The prediction's paragraph for the cluster's job description ('' when rebuilding
@@ -138,8 +149,3 @@ class LoadPredictions:
     def _timeouts(inventory: Inventory, options: PlanOptions, why: str) -> Prediction:
         plan = make_plan(inventory, options=shape_options(options))
         return from_timeouts(work_of(plan, inventory), why)
-
-    def metadata(self) -> dict[str, str]:
-        """The code location's reconstruction metadata: the texts, for the processes that
-        rebuild it."""
-        return {RECONSTRUCTION_KEY: json.dumps(self.texts, sort_keys=True)}
