@@ -1,18 +1,26 @@
 """The predicted duration read from real past runs in a Dagster instance: step times from the
-event log, units of work from the steps' records, dry and failed runs left out; and
-preflight's refusal of a run the prediction says cannot finish before its window closes."""
+event log, units of work from the steps' records, dry and failed runs left out; preflight's
+refusal of a run the prediction says cannot finish before its window closes; `bm-upgrade
+plan` and the job's description in the UI showing it."""
 
 from __future__ import annotations
 
 import datetime
 import json
 import statistics
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import yaml
+from dagster._core.code_pointer import CodePointer
+from dagster._core.definitions.definitions_load_context import DefinitionsLoadContext
+from dagster._core.definitions.reconstruct import (
+    initialize_repository_def_from_pointer,
+    reconstruct_repository_def_from_pointer,
+)
 
 from bm_upgrade.cli import main
 from bm_upgrade.defs.config import RunSettings
@@ -186,3 +194,39 @@ def test_plan_reads_the_past_runs_of_dagster_home(
     assert main(["plan", str(path), "--json"]) == 0
     basis = json.loads(capsys.readouterr().out)["prediction"]["basis"]
     assert basis.startswith("the inventory's timeouts (no past run read: DAGSTER_HOME=")
+
+
+@pytest.fixture
+def load_context() -> Iterator[None]:
+    """Dagster's definitions load context, put back as it was after the test (loading and
+    rebuilding a code location set it for the whole process)."""
+    saved = DefinitionsLoadContext._instance  # Dagster's own; no public way to read it
+    try:
+        yield
+    finally:
+        DefinitionsLoadContext.set(saved)  # type: ignore[arg-type]
+
+
+def test_the_job_description_shows_it_and_rebuilding_reads_no_instance(
+    instance: dg.DagsterInstance,
+    good_runs: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    load_context: None,
+) -> None:
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(minimal()), encoding="utf-8")
+    monkeypatch.setenv("BM_UPGRADE_INVENTORY_DIR", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_HOME", instance.root_directory)
+    monkeypatch.delitem(sys.modules, "bm_upgrade.definitions", raising=False)
+    pointer = CodePointer.from_module("bm_upgrade.definitions", "defs", working_directory=None)
+    # The code server initializes the code location: past runs read once.
+    repo = initialize_repository_def_from_pointer(pointer)
+    description = repo.get_job(JOB).description or ""
+    assert "\n\n**Expected duration: " in description
+    assert "from the last 2 successful runs; fits the next maintenance window" in description
+    # A run worker rebuilds it from the load data the code server handed on: the same
+    # description, and DAGSTER_HOME (unusable here) is not read.
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "missing"))
+    monkeypatch.delitem(sys.modules, "bm_upgrade.definitions")
+    rebuilt = reconstruct_repository_def_from_pointer(pointer, repo.repository_load_data)
+    assert rebuilt.get_job(JOB).description == description
