@@ -11,6 +11,7 @@ import dagster as dg
 
 from bm_upgrade.defs.config import RunSettings
 from bm_upgrade.defs.logs import procedure_log
+from bm_upgrade.defs.step_evidence import status_sink
 from bm_upgrade.defs.stopping import failure_check
 from bm_upgrade.errors import BmUpgradeError
 from bm_upgrade.inventory import Inventory, Region, Stripe
@@ -66,7 +67,8 @@ def step_context(
 ) -> ServerOps:
     """The procedure's context for a step that may stop things: the run's options, the
     window check, and the earlier failures of the run that stop new disruptive work
-    (defs/stopping.py)."""
+    (defs/stopping.py); each server state change its looks see goes to the cluster's
+    sync_status asset (defs/step_evidence.py)."""
     return ServerOps(
         inventory,
         pool,
@@ -76,4 +78,5 @@ def step_context(
         window=settings.window_guard(),
         halted=failure_check(context, settings.options.continue_on_failure),
         run_tag=(context.run.root_run_id or context.run_id)[:8],
+        on_status=status_sink(context, inventory.cluster),
     )

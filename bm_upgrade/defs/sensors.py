@@ -1,7 +1,10 @@
 """The sync-status sensor of each cluster: every N seconds it probes every server's role,
 state and version and every orchestrator, and records what changed as an observation of the
 cluster's status asset (``bm_upgrade/<cluster>/sync_status``), so the asset's history in the
-UI shows when a mirror left PASSIVE-STANDBY and when it came back. Alerts (no standby for too
+UI shows when a mirror left PASSIVE-STANDBY and when it came back (an upgrade run records the
+changes it sees itself, however short: defs/step_evidence.py). With each change it also
+observes the cluster's ``version_matrix`` asset and evaluates its two checks
+(defs/version_matrix.py). Alerts (no standby for too
 long; mixed versions while no upgrade runs) go to the sensor's log and the webhook, once each,
 when they start and when they end: the sensor's cursor remembers the previous look.
 
@@ -23,9 +26,10 @@ from collections.abc import Callable
 import dagster as dg
 
 from bm_upgrade.defs.jobs import runs_going
+from bm_upgrade.defs.version_matrix import matrix_events
 from bm_upgrade.errors import BmUpgradeError, UserError
 from bm_upgrade.inventory import Inventory, load_inventory
-from bm_upgrade.procedure.observe import observe_cluster
+from bm_upgrade.procedure.observe import ClusterView, observe_cluster
 from bm_upgrade.procedure.watch import WatchMemory, WatchResult, watch_step
 from bm_upgrade.redact import redact_urls
 from bm_upgrade.remote import HostPool
@@ -73,8 +77,9 @@ def look(
     instance: dg.DagsterInstance,
     no_standby_alert_s: float,
     now: float | None = None,
-) -> WatchResult:
-    """One tick's work: probe the servers and orchestrators, compare with the memory.
+) -> tuple[WatchResult, ClusterView, bool]:
+    """One tick's work: probe the servers and orchestrators, compare with the memory; returns
+    the comparison, the look, and whether an upgrade run of the cluster is going.
 
     A server that answers its probe is taken at its word (state, version); only one that does
     not is looked at over SSH, so with REST probes a healthy cluster costs no SSH session for
@@ -82,13 +87,15 @@ def look(
     """
     with HostPool(inventory.ssh) as pool:
         view = observe_cluster(inventory, pool, clients=False)
-    return watch_step(
+    upgrading = bool(runs_going(instance, inventory.cluster))
+    result = watch_step(
         memory,
         view,
         time.time() if now is None else now,
-        upgrading=bool(runs_going(instance, inventory.cluster)),
+        upgrading=upgrading,
         no_standby_alert_s=no_standby_alert_s,
     )
+    return result, view, upgrading
 
 
 def observation(inventory: Inventory, result: WatchResult) -> dg.AssetObservation:
@@ -131,7 +138,7 @@ def build_status_sensor(
         try:
             current = load_inventory(inventory_path)
             threshold = _seconds(NO_STANDBY_ENV, 300.0)
-            result = look(
+            result, view, upgrading = look(
                 current, WatchMemory.from_cursor(context.cursor), context.instance, threshold
             )
         except BmUpgradeError as exc:
@@ -144,7 +151,9 @@ def build_status_sensor(
         if not (result.changes or result.raised or result.ended):
             context.update_cursor(cursor)
             return dg.SkipReason(f"{inventory.cluster}: no change")
-        return dg.SensorResult(asset_events=[observation(current, result)], cursor=cursor)
+        # Each change also observes the version matrix and judges its checks on this look.
+        matrix = matrix_events(view, upgrading=upgrading, source="sync_status sensor")
+        return dg.SensorResult(asset_events=[observation(current, result), *matrix], cursor=cursor)
 
     return _sensor
 

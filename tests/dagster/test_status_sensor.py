@@ -1,6 +1,8 @@
 """The sync-status sensor against a real sandbox: its first look records every node, a look
 with no change records nothing, a mirror that leaves PASSIVE-STANDBY (a failed run) is
-recorded with its alerts once, and its return ends them."""
+recorded with its alerts once, and its return ends them. With each change it observes the
+version matrix and evaluates its checks: both pass on the healthy cluster, both fail while
+the cluster is mixed and a stripe has no standby, both pass again after the re-execution."""
 
 from __future__ import annotations
 
@@ -14,10 +16,12 @@ import pytest
 
 from bm_upgrade.defs.launch import rerun, run_upgrade
 from bm_upgrade.defs.sensors import NO_STANDBY_ENV, build_status_sensor, status_asset_key
+from bm_upgrade.defs.version_matrix import matrix_key
 from bm_upgrade.procedure.observe import observe_cluster
 from bm_upgrade.procedure.watch import WatchMemory, watch_step
 from bm_upgrade.remote import HostPool
 from bm_upgrade.sandbox import faults
+from tests.dagster.asset_checks import latest_check
 from tests.e2e.conftest import E2ESandbox, dagster_home_env, e2e_sandbox
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -48,20 +52,31 @@ class Ticks:
             alert=lambda _inv, message: self.alerts.append(message),
         )
         self.cursor: str | None = None
+        self.checks: dict[str, bool] = {}
+        """The version matrix's checks as the last observation of it judged them."""
 
     def tick(self) -> tuple[dict[str, Any] | None, str | None]:
-        """(the observation's metadata or None, the skip message)."""
+        """(the observation's metadata or None, the skip message). The events are stored
+        as the daemon stores a sensor's (runless), so the instance shows the checks."""
         with dg.DagsterInstance.get() as instance:
             data = self.sensor.evaluate_tick(
                 dg.build_sensor_context(instance=instance, cursor=self.cursor)
             )
+            for stored in data.asset_events:
+                instance.report_runless_asset_event(stored)
         self.cursor = data.cursor
         events = list(data.asset_events)
         if not events:
             return None, data.skip_message
-        (event,) = events
-        assert isinstance(event, dg.AssetObservation)
+        event, matrix, *checks = events
+        assert isinstance(event, dg.AssetObservation) and isinstance(matrix, dg.AssetObservation)
         assert event.asset_key == status_asset_key(self.inventory)
+        assert matrix.asset_key == matrix_key(self.inventory.cluster)
+        self.checks = {}
+        for check in checks:
+            assert isinstance(check, dg.AssetCheckEvaluation)
+            assert check.asset_key == matrix.asset_key
+            self.checks[check.check_name] = check.passed
         return {k: v.value for k, v in event.metadata.items()}, data.skip_message
 
 
@@ -78,6 +93,7 @@ def test_first_look_records_every_node_then_nothing(sandbox: E2ESandbox, ticks: 
     assert sorted(n["state"] for n in state.values()) == ["ACTIVE-COORDINATOR", "PASSIVE-STANDBY"]
     assert {n["version"] for n in state.values()} == {"4.2.0"}
     assert first["alerts"] == "none" and ticks.alerts == []
+    assert ticks.checks == {"one_version": True, "standby_per_stripe": True}
     again, skip = ticks.tick()
     assert again is None and skip and "no change" in skip
 
@@ -94,6 +110,7 @@ def test_a_mirror_out_of_standby_alerts_once(sandbox: E2ESandbox, ticks: Ticks) 
             for line in seen["changes"].splitlines()
         ), seen["changes"]
         assert "mixed versions (4.2.0, 4.2.1)" in seen["alerts"]
+        assert ticks.checks == {"one_version": False, "standby_per_stripe": False}
         # A stripe without standby alerts once it has been so for the threshold (0.01 s
         # here), counted from the first look that saw it: the next look.
         assert "no PASSIVE-STANDBY" not in seen["alerts"] and len(ticks.alerts) == 1
@@ -113,6 +130,12 @@ def test_a_mirror_out_of_standby_alerts_once(sandbox: E2ESandbox, ticks: Ticks) 
     assert again.success, again.failure
     back, _ = ticks.tick()
     assert back is not None and back["alerts"] == "none"
+    assert ticks.checks == {"one_version": True, "standby_per_stripe": True}
+    # The instance keeps each check's latest evaluation, as the asset's checks tab shows it.
+    with dg.DagsterInstance.get() as instance:
+        for name in ticks.checks:
+            latest = latest_check(instance, matrix_key(sandbox.inventory.cluster), name)
+            assert latest is not None and latest.passed, latest
     ended = [a for a in ticks.alerts[2:] if a.startswith("ended: ")]
     assert len(ended) == 2, ticks.alerts
     assert json.dumps(back["state"]).count("4.2.1") == 2
