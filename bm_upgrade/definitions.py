@@ -21,6 +21,7 @@ import dagster as dg
 
 from bm_upgrade.defs.jobs import build_upgrade_job
 from bm_upgrade.defs.notify import notify_run_failure, notify_run_success, post_alert
+from bm_upgrade.defs.prediction_load import LoadPredictions
 from bm_upgrade.defs.schedules import build_window_schedule
 from bm_upgrade.defs.sensors import (
     build_inventory_error_sensor,
@@ -63,7 +64,7 @@ class _Cluster:
         )
 
 
-def _cluster(path: str, taken: dict[str, str]) -> _Cluster:
+def _cluster(path: str, taken: dict[str, str], predictions: LoadPredictions) -> _Cluster:
     """Load one file and build its definitions.
 
     Raises:
@@ -84,7 +85,7 @@ def _cluster(path: str, taken: dict[str, str]) -> _Cluster:
                 )
             ],
         )
-    job = build_upgrade_job(inventory, path)
+    job = build_upgrade_job(inventory, path, predictions.describe(inventory))
     schedule = build_window_schedule(inventory, job)
     return _Cluster(
         path,
@@ -119,10 +120,12 @@ def build_definitions(folder: Path | None = None) -> dg.Definitions:
     clusters: list[_Cluster] = []
     broken: list[tuple[str, str]] = []
     taken: dict[str, str] = {}
+    # Each job's expected duration, from the past runs as this load finds them.
+    predictions = LoadPredictions()
     for path in inventory_files(folder or inventory_dir()):
         resolved = str(path.resolve())
         try:
-            cluster = _cluster(resolved, taken)
+            cluster = _cluster(resolved, taken, predictions)
             cluster.definitions().get_repository_def()  # Dagster's own checks, file by file
         # Whatever fails while loading one file (our checks or Dagster's) must leave the
         # other clusters loaded: the failure is shown on the file's own sensor instead.
@@ -141,6 +144,7 @@ def build_definitions(folder: Path | None = None) -> dg.Definitions:
             continue
         taken[cluster.name] = resolved
         clusters.append(cluster)
+    predictions.close()  # and hands them to the processes that rebuild the location
     sensors = [s for c in clusters for s in c.sensors] + _error_sensors(broken)
     if clusters:
         sensors += [notify_run_failure, notify_run_success]

@@ -109,8 +109,11 @@ def executor_for(inventory: Inventory) -> dg.ExecutorDefinition:
     )
 
 
-def build_upgrade_job(inventory: Inventory, inventory_path: str) -> dg.JobDefinition:
-    """The ``upgrade_<cluster>`` job for one inventory file."""
+def build_upgrade_job(
+    inventory: Inventory, inventory_path: str, prediction: str = ""
+) -> dg.JobDefinition:
+    """The ``upgrade_<cluster>`` job for one inventory file; ``prediction``: its expected
+    duration, a paragraph of the job's description (defs/prediction_load.py)."""
     # One op definition per kind, one node (alias) per stripe and per client batch: op
     # definitions must be unique across the code location, which holds many clusters. The
     # ops read what they work on from their node's tags.
@@ -161,7 +164,7 @@ def build_upgrade_job(inventory: Inventory, inventory_path: str) -> dg.JobDefini
 
     return upgrade.to_job(
         description=f"Rolling maintenance upgrade of BigMemory Max cluster "
-        f"{inventory.cluster} ({inventory_path})",
+        f"{inventory.cluster} ({inventory_path})" + (f"\n\n{prediction}" if prediction else ""),
         resource_defs={
             "cluster": ClusterResource(inventory_path=inventory_path),
             # Outputs in the run's events, readable by every run worker (defs/outputs.py).
