@@ -144,6 +144,31 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
     return _finish(outcome)
 
 
+def _cmd_decide(args: argparse.Namespace) -> int:
+    """`approve` / `reject`: record the decision on a run whose canary gate waits."""
+    from bm_upgrade.defs.approval import record_decision
+    from bm_upgrade.defs.instance import instance
+
+    decision = "approved" if args.command == "approve" else "rejected"
+    _, line = record_decision(instance(), args.run_id, decision, by=args.by, note=args.note or "")
+    print(line)
+    return 0
+
+
+def _cmd_pause(args: argparse.Namespace) -> int:
+    """`pause`: ask a run to pause at its next safe point."""
+    from bm_upgrade.defs.instance import instance
+    from bm_upgrade.defs.pausing import request_pause
+
+    asked = request_pause(instance(), args.run_id, args.by)
+    print(
+        f"run {args.run_id}: pause asked by {asked.by} at {asked.at}; the stripe in progress "
+        "finishes, nothing new starts, then the run ends FAILURE saying so "
+        f"(`bm-upgrade rerun {args.run_id}` resumes it)"
+    )
+    return 0
+
+
 def _ask(question: str) -> bool:
     try:
         answer = input(question)
@@ -281,6 +306,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--inventory-changed",
         takes="RUN_ID",
     )
+    for name, summary in (
+        ("approve", "approve the canary of a run waiting at its approval gate (or timed out)"),
+        ("reject", "reject the canary of a run waiting at its approval gate: the run ends"),
+    ):
+        p = _command(sub, name, _cmd_decide, summary, takes="RUN_ID")
+        p.add_argument("--by", metavar="NAME", help="who decides (default: your login name)")
+        p.add_argument("--note", metavar="TEXT", help="why, for the run's record")
+    p = _command(
+        sub,
+        "pause",
+        _cmd_pause,
+        "pause a run at its next safe point (the stripe in progress finishes)",
+        takes="RUN_ID",
+    )
+    p.add_argument("--by", metavar="NAME", help="who asks (default: your login name)")
     _command(
         sub,
         "trust-hosts",

@@ -1,5 +1,6 @@
-"""The Dagster code location: one ``upgrade_<cluster>`` job per inventory file, the schedule
-of its maintenance window (when the inventory's window is on) and its sync-status sensor.
+"""The Dagster code location: one ``upgrade_<cluster>`` job per inventory file, its control jobs
+(``approve_<cluster>``, ``pause_<cluster>``), the schedule of its maintenance window (when the
+inventory's window is on) and its sync-status sensor.
 
 The inventories are the ``*.yaml`` files of the folder named by ``BM_UPGRADE_INVENTORY_DIR``
 (default: ``.sandbox/demo`` under the working folder, where `make demo` and `make ui` put the
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from bm_upgrade.defs.control_jobs import build_control_jobs
 from bm_upgrade.defs.jobs import build_upgrade_job
 from bm_upgrade.defs.notify import notify_run_failure, notify_run_success, post_alert
 from bm_upgrade.defs.prediction_load import LoadPredictions
@@ -90,7 +92,7 @@ def _cluster(path: str, taken: dict[str, str], predictions: LoadPredictions) -> 
     return _Cluster(
         path,
         inventory.cluster,
-        jobs=[job],
+        jobs=[job, *build_control_jobs(inventory)],
         schedules=[schedule] if schedule is not None else [],
         sensors=[build_status_sensor(inventory, path, alert=post_alert)],
         assets=[status_asset(inventory)],

@@ -62,6 +62,12 @@ class UpgradeConfig(dg.Config):
         description="Back up each stripe's data (backup-data.sh) before its first server "
         "stops; unset: on for a persistent cluster.",
     )
+    canary: str | None = Field(
+        default=None,
+        description="The stripe (region/stripe) upgraded first, then the run waits at "
+        "approve_canary for an operator's decision. The job's graph is shaped by the "
+        "inventory's policy.canary: a run may keep it or set none (no wait), not name another.",
+    )
     timeouts: TimeoutsConfig = Field(
         default_factory=TimeoutsConfig, description="How long each wait may take, in seconds."
     )
@@ -140,6 +146,24 @@ def checked_config(config: Mapping[str, Any], *, fix: str) -> UpgradeConfig:
         ) from None
 
 
+def _run_canary(canary: str | None, inventory: Inventory) -> str | None:
+    """The run's canary: the inventory's (which shaped the job's graph) or none.
+
+    Raises:
+        UserError: ``canary`` names another stripe, which the graph cannot put first.
+    """
+    shaped = inventory.policy.canary
+    if canary is None or canary == shaped:
+        return canary
+    has = f"puts {shaped} first" if shaped else "has no canary"
+    raise UserError(
+        f"run config canary={canary!r}: the job's graph {has} (policy.canary in the "
+        "inventory, read when the code location loaded); set policy.canary: "
+        f"{canary} in the inventory and reload the code location, or run with canary "
+        f"{'set to ' + shaped + ' or ' if shaped else ''}unset"
+    )
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """The run's settings as plain data (passed between ops; picklable)."""
@@ -186,6 +210,8 @@ class RunSettings:
             target_version=config.target_version,
             **{name: getattr(policy, name) for name in chosen},
         )
+        # None is a choice here (no canary for this run), not "the inventory's".
+        options = replace(options, canary=_run_canary(config.canary, inventory))
         window_end = (
             datetime.datetime.fromisoformat(config.window_end) if config.window_end else None
         )

@@ -4,7 +4,10 @@ of clients, the WAN orchestrator cycle. Short adapters over bm_upgrade.procedure
 Each loads the inventory (the cluster's topology) through the ``cluster`` resource, hands the
 run's options (:attr:`RunSettings.options`) to the procedure, stops at the next disruptive
 action when its process is asked to (defs/stopping.py), and attaches its step records as
-metadata. In a dry run it probes and reports the steps it would take, and changes nothing.
+metadata. Those that start new work (a stripe's mirrors, a client batch, the WAN cycle) first
+end, starting nothing, when the run was asked to pause (defs/pausing.py); a stripe's failover
+never does: its stripe was started. In a dry run each probes and reports the steps it would
+take, and changes nothing.
 """
 
 from collections.abc import Callable
@@ -14,7 +17,16 @@ import dagster as dg
 
 from bm_upgrade.defs.config import RunSettings
 from bm_upgrade.defs.logs import relayed_logs
-from bm_upgrade.defs.op_context import BATCH_TAG, Records, one_sentence, step_context, stripe_of
+from bm_upgrade.defs.op_context import (
+    BATCH_TAG,
+    REGION_TAG,
+    STRIPE_TAG,
+    Records,
+    one_sentence,
+    step_context,
+    stripe_of,
+)
+from bm_upgrade.defs.pausing import stop_if_paused
 from bm_upgrade.defs.records import records_metadata
 from bm_upgrade.defs.resources import ClusterResource
 from bm_upgrade.defs.stopping import signals_request_stop
@@ -42,15 +54,28 @@ class _Work(NamedTuple):
 Planner = Callable[[dg.OpExecutionContext, RunSettings, ClusterResource, Inventory], _Work]
 
 
+def _new_work(context: dg.OpExecutionContext) -> str:
+    """What this node would start, for a pause's sentence."""
+    tags = context.op.tags
+    if STRIPE_TAG in tags:
+        return f"stripe {tags.get(REGION_TAG)}/{tags[STRIPE_TAG]} ({context.op_handle.name})"
+    return context.op_handle.name
+
+
 def _step(
     context: dg.OpExecutionContext,
     settings: RunSettings,
     staged: dict[str, StagedKit],
     cluster: ClusterResource,
     planner: Planner,
+    *,
+    starts_new_work: bool = True,
 ) -> list[StepRecord]:
     """One disruptive step: the planner's work, or its dry run; stops when asked, relays
-    logs, attaches the records as metadata."""
+    logs, attaches the records as metadata. One that ``starts_new_work`` first ends when its
+    run was asked to pause."""
+    if starts_new_work:
+        stop_if_paused(context, _new_work(context))
     inventory = cluster.load()
     work = planner(context, settings, cluster, inventory)
     with (
@@ -67,7 +92,9 @@ def _step(
     return records
 
 
-def _after(name: str, description: str, planner: Planner) -> dg.OpDefinition:
+def _after(
+    name: str, description: str, planner: Planner, *, starts_new_work: bool = True
+) -> dg.OpDefinition:
     """An op that runs after an earlier step (its ``before`` input orders it and carries no
     value) and outputs its own records only: outputs stay small, the report gathers them
     all (defs/jobs.py, defs/outputs.py)."""
@@ -79,7 +106,9 @@ def _after(name: str, description: str, planner: Planner) -> dg.OpDefinition:
         staged: dict[str, StagedKit],
         cluster: ClusterResource,
     ) -> Records:
-        records = _step(context, settings, staged, cluster, planner)
+        records = _step(
+            context, settings, staged, cluster, planner, starts_new_work=starts_new_work
+        )
         return [r.as_dict() for r in records]
 
     return after
@@ -117,9 +146,13 @@ def _clients(
     size = settings.options.client_batch_size
     mine = clients_of_node(inventory, size, nodes, index)
     names = {c.name for c in mine}
+
+    def next_batch(batch: int) -> None:
+        stop_if_paused(context, f"batch {batch} of {context.op_handle.name}")
+
     return _Work(
         dry=lambda pool: would(inventory, settings.options, pool, lambda s: s.node in names),
-        do=lambda ctx: upgrade_in_batches(ctx, mine, size),
+        do=lambda ctx: upgrade_in_batches(ctx, mine, size, before_batch=next_batch),
     )
 
 
@@ -148,7 +181,9 @@ def _orchestrators(
     name="upgrade_mirrors",
     description="Upgrade one stripe's mirrors, one at a time: stop, install the target "
     "kit, start, confirm PASSIVE-STANDBY on the target. One node per stripe, "
-    "named upgrade_mirrors_<region>_<stripe>.",
+    "named upgrade_mirrors_<region>_<stripe>; after approve_canary when there is a canary.",
+    # Connected only when the job has a canary (its approval gate); no value passes.
+    ins={"before": dg.In(dg.Nothing)},
 )
 def upgrade_mirrors_op(
     context: dg.OpExecutionContext,
@@ -167,6 +202,7 @@ failover_op = _after(
     "confirm it PASSIVE-STANDBY, fail back if asked. One node per stripe, "
     "named failover_<region>_<stripe>, after its upgrade_mirrors step.",
     _stripe(failover, FAILOVER),
+    starts_new_work=False,  # its stripe was started: a pause lets it finish
 )
 
 restart_clients_op = _after(

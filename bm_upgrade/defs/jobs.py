@@ -7,6 +7,10 @@ download (fetch + verify) -> stage_kit -> per stripe, side by side,
 shows on its own in the UI's Gantt view (how long a stripe's mirrors and its failover took)
 and can be re-executed alone; it looks at the real state first and does only what is missing.
 
+With a canary (``policy.canary``), that stripe's two ops come first, then ``approve_canary``
+(defs/approval.py), on which every other stripe's ``upgrade_mirrors`` op depends: nothing
+else is touched before an operator approves.
+
 A stripe keeps its strict order: its failover op depends on its mirrors op, so the two never
 run at once, and ``max_concurrent`` (``parallel_stripes``) counts stripes busy. A failover op
 goes before other stripes' mirrors when both are ready (:data:`FAILOVER_PRIORITY`): a stripe
@@ -27,10 +31,12 @@ saves the start-up cost of every op.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
 from bm_upgrade.defs import runclaim
+from bm_upgrade.defs.approval import CANARY_TAG, approve_canary_op
 from bm_upgrade.defs.config import UpgradeConfig
 from bm_upgrade.defs.disruptive_ops import (
     failover_op,
@@ -109,6 +115,19 @@ def executor_for(inventory: Inventory) -> dg.ExecutorDefinition:
     )
 
 
+StripeNodes = tuple[dg.PendingNodeInvocation[Any], dg.PendingNodeInvocation[Any]]
+
+
+def _stripe_nodes(region: str, stripe: str) -> StripeNodes:
+    """A stripe's two nodes, tagged with the stripe they work on."""
+    where = {REGION_TAG: region, STRIPE_TAG: stripe}
+    mirrors, failover = stripe_nodes(region, stripe)
+    return (
+        upgrade_mirrors_op.alias(mirrors).tag(where),
+        failover_op.alias(failover).tag({**where, **FAILOVER_PRIORITY}),
+    )
+
+
 def build_upgrade_job(
     inventory: Inventory, inventory_path: str, prediction: str = ""
 ) -> dg.JobDefinition:
@@ -117,16 +136,13 @@ def build_upgrade_job(
     # One op definition per kind, one node (alias) per stripe and per client batch: op
     # definitions must be unique across the code location, which holds many clusters. The
     # ops read what they work on from their node's tags.
-    stripes = []
-    for region, stripe in inventory.stripes():
-        where = {REGION_TAG: region.name, STRIPE_TAG: stripe.name}
-        mirrors, failover = stripe_nodes(region.name, stripe.name)
-        stripes.append(
-            (
-                upgrade_mirrors_op.alias(mirrors).tag(where),
-                failover_op.alias(failover).tag({**where, **FAILOVER_PRIORITY}),
-            )
-        )
+    canary = inventory.policy.canary
+    stripes = [_stripe_nodes(region.name, stripe.name) for region, stripe in inventory.stripes()]
+    if canary is not None:
+        # The canary's pair first: its ops come first in the graph as in the report.
+        first = [f"{r.name}/{s.name}" for r, s in inventory.stripes()].index(canary)
+        stripes.insert(0, stripes.pop(first))
+    gate = approve_canary_op.tag({CANARY_TAG: canary}) if canary else None
     clients = [client for _, client in inventory.clients()]
     # The inventory's batch size shapes the graph when the code location loads; a run's
     # own size (run config) regroups the clients over these nodes (procedure/batches.py).
@@ -150,9 +166,16 @@ def build_upgrade_job(
         # Each op outputs its own step records only; the report gathers them (in this
         # order), so no output grows with the ops before it (defs/outputs.py).
         done = []
+        approved = None
         for mirrors, failover in stripes:
-            mirrored = mirrors(settings, staged)
+            if approved is None:
+                mirrored = mirrors(settings, staged)
+            else:
+                mirrored = mirrors(settings, staged, before=approved)
             done += [mirrored, failover(settings, staged, before=mirrored)]
+            if gate is not None and approved is None:
+                # The first pair is the canary's: every other stripe waits for the gate.
+                approved = gate(settings, before=done[-1])
         last = verify_servers_op(settings, done)
         gathered = [last]
         for batch in batch_ops:

@@ -44,6 +44,7 @@ from typing import Any
 
 import dagster as dg
 
+from bm_upgrade.defs.pausing import is_pause
 from bm_upgrade.procedure import halt
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -66,8 +67,8 @@ def earlier_failure(instance: dg.DagsterInstance, run_id: str, step_key: str) ->
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
     for record in records:
         event = record.event_log_entry.dagster_event
-        if event is None or event.step_key == step_key:
-            continue
+        if event is None or event.step_key == step_key or is_pause(event):
+            continue  # a pause lets the stripes in progress finish (defs/pausing.py)
         reason = failure_reason(event).rstrip(".")
         return (
             f"step {event.step_key} of this run failed ({reason}); fix that, then "
@@ -88,9 +89,20 @@ def stop_tag(run_id: str, reason: str) -> dict[str, str]:
     return {STOP_TAG: json.dumps({"run_id": run_id, "reason": reason})}
 
 
+TERMINATED = (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED)
+"""Statuses Dagster's terminate gives a run (the UI's Terminate, ``cancel_run``), also when
+it cannot reach the run's process and only marks the run (a `bm-upgrade run` process, or
+"force termination")."""
+
+
 def requested_stop(instance: dg.DagsterInstance, run_id: str) -> str | None:
-    """Why the run ``run_id`` was asked to stop (its :data:`STOP_TAG`), or None."""
+    """Why the run ``run_id`` was asked to stop (its :data:`STOP_TAG`), or None. A run
+    terminated through Dagster counts as asked to stop too: once the instance marks it
+    CANCELING or CANCELED, another run of its cluster may start, so this one must start no
+    new disruptive work whether or not the terminate reached its process."""
     run = instance.get_run_by_id(run_id)
+    if run is not None and run.status in TERMINATED:
+        return f"the run was terminated ({run.status.value}) through Dagster"
     value = run.tags.get(STOP_TAG) if run is not None else None
     try:
         asked = json.loads(value) if value else None

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from bm_upgrade.inventory.cross_field import CrossFieldIssues, cross_field_issues
+from bm_upgrade.inventory.cross_field import CrossFieldIssues, canary_issues, cross_field_issues
 from bm_upgrade.inventory.java_home import with_default_java_home
 from bm_upgrade.inventory.nodes import (
     VERSION_PATTERN,
@@ -126,6 +126,7 @@ class Inventory(FrozenModel):
         issues = list(
             cross_field_issues(self.regions, self.kits, self.target_version, self.wan_master_region)
         )
+        issues += canary_issues(self.regions, self.policy.canary)
         if issues:
             raise CrossFieldIssues(issues)
         for region in self.regions:

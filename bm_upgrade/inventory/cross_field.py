@@ -40,6 +40,17 @@ def cross_field_issues(
     yield from _kit_root_issues(regions)
 
 
+def canary_issues(regions: Sequence[Region], canary: str | None) -> Iterator[FieldIssue]:
+    """``policy.canary`` names no stripe of the inventory (written ``region/stripe``)."""
+    names = [f"{region.name}/{stripe.name}" for _, region, stripe in _stripes(regions)]
+    if canary is not None and canary not in names:
+        yield FieldIssue(
+            "policy.canary",
+            f"{canary!r} is not a stripe of this inventory; name one as region/stripe "
+            f"({', '.join(names)}), or leave canary out for no canary",
+        )
+
+
 def _stripes(regions: Sequence[Region]) -> Iterator[tuple[str, Region, Stripe]]:
     """Every stripe with its field path (``regions[0].stripes[1]``), in inventory order."""
     for ri, region in enumerate(regions):

@@ -118,6 +118,12 @@ class Timeouts(FrozenModel):
     failover_s: float = Field(default=120, gt=0)
     client_s: float = Field(default=300, gt=0)
     orchestrator_s: float = Field(default=600, gt=0)
+    approval_s: float = Field(
+        default=3600,
+        gt=0,
+        description="How long a run with a canary waits at its approval gate for an "
+        "operator's decision; then it ends safely (the canary upgraded, nothing else touched).",
+    )
 
 
 class Policy(FrozenModel):
@@ -143,5 +149,12 @@ class Policy(FrozenModel):
         'for a persistent cluster (<restartable enabled="true"/> in the tc-config as read), '
         "off otherwise; true on a cluster that is not persistent is refused (the utility "
         "needs restartable mode).",
+    )
+    canary: str | None = Field(
+        default=None,
+        description="A stripe, as region/stripe (east/stripe1), upgraded first: the run then "
+        "waits at its approval gate (approve_canary) until an operator approves or rejects, "
+        "or timeouts.approval_s passes; every other stripe waits for the approval. "
+        "Unset: no canary, no gate.",
     )
     timeouts: Timeouts = Field(default_factory=Timeouts)

@@ -94,6 +94,8 @@ class PlanOptions:
     accept_data_loss: bool = False
     continue_on_failure: bool = False
     backup_before_upgrade: bool | None = None
+    canary: str | None = None
+    """The stripe (``region/stripe``) upgraded first, before the run's approval gate."""
     timeouts: Timeouts = field(default_factory=Timeouts)
 
     @classmethod

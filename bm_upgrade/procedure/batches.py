@@ -6,7 +6,7 @@ The graph has a fixed number of client steps (``restart_clients_<n>``, from the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from bm_upgrade.inventory import Client, Inventory
 from bm_upgrade.procedure.clients import upgrade_clients
@@ -29,10 +29,22 @@ def clients_of_node(inventory: Inventory, size: int, nodes: int, index: int) -> 
     return client_batches(clients, size, nodes)[index]
 
 
-def upgrade_in_batches(ctx: StepContext, clients: Sequence[Client], size: int) -> list[StepRecord]:
+def upgrade_in_batches(
+    ctx: StepContext,
+    clients: Sequence[Client],
+    size: int,
+    before_batch: Callable[[int], None] | None = None,
+) -> list[StepRecord]:
     """Upgrade ``clients`` batch after batch of ``size`` (one batch unless the node took the
-    rest of a run's smaller batches)."""
+    rest of a run's smaller batches).
+
+    Args:
+        before_batch: called with the batch's number (from 2) before each batch after the
+            first; it raises to start no more batches (a pause: defs/pausing.py).
+    """
     records: list[StepRecord] = []
-    for start in range(0, len(clients), size):
+    for number, start in enumerate(range(0, len(clients), size), start=1):
+        if number > 1 and before_batch is not None:
+            before_batch(number)
         records += upgrade_clients(ctx, clients[start : start + size])
     return records

@@ -33,7 +33,14 @@ def test_code_location_loads_from_the_env_folder(
     module = importlib.reload(importlib.import_module("bm_upgrade.definitions"))
     repo = module.defs.get_repository_def()
     jobs = sorted(job.name for job in repo.get_all_jobs() if not job.name.startswith("__"))
-    assert jobs == ["upgrade_prod_eu", "upgrade_test"]
+    assert jobs == [
+        "approve_prod_eu",
+        "approve_test",
+        "pause_prod_eu",
+        "pause_test",
+        "upgrade_prod_eu",
+        "upgrade_test",
+    ]
     # The example's window is on, the minimal one's is the default (on): one schedule each;
     # a sync-status sensor per cluster and the two run notifications.
     assert sorted(s.name for s in repo.schedule_defs) == ["window_prod_eu", "window_test"]

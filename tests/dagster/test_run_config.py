@@ -28,6 +28,7 @@ TIMEOUTS = {
     "failover_s": 14.0,
     "client_s": 15.0,
     "orchestrator_s": 16.0,
+    "approval_s": 17.0,
 }
 POLICY: dict[str, object] = {
     "failback": True,
@@ -38,6 +39,7 @@ POLICY: dict[str, object] = {
     "allow_downtime": True,
     "accept_data_loss": True,
     "continue_on_failure": True,
+    "canary": "east/stripe1",
     "backup_before_upgrade": False,
     "timeouts": TIMEOUTS,
 }
