@@ -17,8 +17,10 @@ from bm_upgrade.defs.config import RunSettings, UpgradeConfig
 from bm_upgrade.defs.logs import relayed_logs
 from bm_upgrade.defs.op_context import Records, one_sentence
 from bm_upgrade.defs.resources import ClusterResource
+from bm_upgrade.defs.stopping import requested_stop
 from bm_upgrade.defs.window_plan import plan_window, predicted_start
 from bm_upgrade.plan.render import render_prediction
+from bm_upgrade.procedure import halt
 from bm_upgrade.procedure.kit import (
     StagedKit,
     clean_staging,
@@ -177,6 +179,14 @@ def report_op(
 ) -> str:
     """``records``: the servers' (from verify_servers), then each client batch's, then the
     WAN cycle's."""
+    # Ctrl-C (or a stop asked of the run) during the last disruptive step: it finished
+    # safely, and the run ends there, interrupted, as it would before any other step.
+    asked = halt.stop_reason() or requested_stop(context.instance, context.run_id)
+    if asked is not None:
+        raise dg.Failure(
+            description=f"report not started: {asked}; every step before it finished; "
+            "rerun (or re-execute from failure) to write the report and remove the staged kits"
+        )
     inventory = cluster.load()
     steps = [r for part in records for r in part]
     with one_sentence(), relayed_logs(), cluster.pool(inventory) as pool:
