@@ -24,6 +24,7 @@ from bm_upgrade.defs.control_jobs import build_control_jobs
 from bm_upgrade.defs.jobs import build_upgrade_job
 from bm_upgrade.defs.notify import notify_run_failure, notify_run_success, post_alert
 from bm_upgrade.defs.prediction_load import LoadPredictions
+from bm_upgrade.defs.report_asset import build_report_sensors, report_asset
 from bm_upgrade.defs.schedules import build_window_schedule
 from bm_upgrade.defs.sensors import (
     build_inventory_error_sensor,
@@ -31,6 +32,7 @@ from bm_upgrade.defs.sensors import (
     inventory_error_sensor_name,
     status_asset,
 )
+from bm_upgrade.defs.version_matrix import build_matrix_checks, matrix_asset
 from bm_upgrade.errors import BmUpgradeError, FieldIssue, InventoryError
 from bm_upgrade.inventory import load_inventory
 
@@ -59,10 +61,15 @@ class _Cluster:
     schedules: list[dg.ScheduleDefinition] = field(default_factory=list)
     sensors: list[dg.SensorDefinition] = field(default_factory=list)
     assets: list[dg.AssetSpec] = field(default_factory=list)
+    checks: list[dg.AssetChecksDefinition] = field(default_factory=list)
 
     def definitions(self) -> dg.Definitions:
         return dg.Definitions(
-            jobs=self.jobs, schedules=self.schedules, sensors=self.sensors, assets=self.assets
+            jobs=self.jobs,
+            schedules=self.schedules,
+            sensors=self.sensors,
+            assets=self.assets,
+            asset_checks=self.checks,
         )
 
 
@@ -95,7 +102,8 @@ def _cluster(path: str, taken: dict[str, str], predictions: LoadPredictions) -> 
         jobs=[job, *build_control_jobs(inventory)],
         schedules=[schedule] if schedule is not None else [],
         sensors=[build_status_sensor(inventory, path, alert=post_alert)],
-        assets=[status_asset(inventory)],
+        assets=[status_asset(inventory), matrix_asset(inventory), report_asset(inventory)],
+        checks=[build_matrix_checks(inventory, path)],
     )
 
 
@@ -150,11 +158,14 @@ def build_definitions(folder: Path | None = None) -> dg.Definitions:
     sensors = [s for c in clusters for s in c.sensors] + _error_sensors(broken)
     if clusters:
         sensors += [notify_run_failure, notify_run_success]
+        # The evidence report of every failed or canceled run (defs/report_asset.py).
+        sensors += build_report_sensors({c.name: c.path for c in clusters})
     return dg.Definitions(
         jobs=[j for c in clusters for j in c.jobs],
         schedules=[s for c in clusters for s in c.schedules],
         sensors=sensors,
         assets=[a for c in clusters for a in c.assets],
+        asset_checks=[check for c in clusters for check in c.checks],
     )
 
 

@@ -29,6 +29,7 @@ from bm_upgrade.defs.op_context import (
 from bm_upgrade.defs.pausing import stop_if_paused
 from bm_upgrade.defs.records import records_metadata
 from bm_upgrade.defs.resources import ClusterResource
+from bm_upgrade.defs.step_evidence import commands_recorded
 from bm_upgrade.defs.stopping import signals_request_stop
 from bm_upgrade.inventory import Inventory, Region, Stripe
 from bm_upgrade.plan import Segment
@@ -80,9 +81,10 @@ def _step(
     work = planner(context, settings, cluster, inventory)
     with (
         signals_request_stop(context.op_handle.name),
+        cluster.pool(inventory) as pool,
+        commands_recorded(context, pool),
         one_sentence(),
         relayed_logs(),
-        cluster.pool(inventory) as pool,
     ):
         if settings.dry_run:
             records = work.dry(pool)

@@ -16,11 +16,15 @@ import dagster as dg
 from bm_upgrade.defs.config import RunSettings, UpgradeConfig
 from bm_upgrade.defs.logs import relayed_logs
 from bm_upgrade.defs.op_context import Records, one_sentence
+from bm_upgrade.defs.report_asset import PLAN_KEY, host_commands, read_history, report_events
 from bm_upgrade.defs.resources import ClusterResource
+from bm_upgrade.defs.step_evidence import commands_recorded
 from bm_upgrade.defs.stopping import requested_stop
 from bm_upgrade.defs.window_plan import plan_window, predicted_start
+from bm_upgrade.plan import render_plan
 from bm_upgrade.plan.render import render_prediction
 from bm_upgrade.procedure import halt
+from bm_upgrade.procedure.evidence import Evidence
 from bm_upgrade.procedure.kit import (
     StagedKit,
     clean_staging,
@@ -51,7 +55,12 @@ def preflight_op(
             inventory,
             respect_window=config.respect_window,
         )
-    with one_sentence(), relayed_logs(), cluster.pool(inventory) as pool:
+    with (
+        cluster.pool(inventory) as pool,
+        commands_recorded(context, pool),
+        one_sentence(),
+        relayed_logs(),
+    ):
         result = preflight(inventory, pool, settings.options, window_end=settings.window_end)
     settings = settings.with_before(result.view.versions())
     with one_sentence():
@@ -72,6 +81,8 @@ def preflight_op(
             "todo": dg.MetadataValue.int(len(result.plan.todo())),
             "dry_run": dg.MetadataValue.bool(settings.dry_run),
             "window_end": settings.window_end.isoformat() if settings.window_end else "none",
+            # The evidence report's plan (defs/report_asset.py).
+            PLAN_KEY: dg.MetadataValue.md(f"```\n{render_plan(result.plan)}\n```"),
         }
     )
     return settings
@@ -115,7 +126,12 @@ def stage_kit_op(
     target = settings.options.target_version
     # The nodes preflight saw on another version still need room for a new kit.
     pending = {n for n, v in settings.before.items() if v != target} if settings.before else None
-    with one_sentence(), relayed_logs(), cluster.pool(inventory) as pool:
+    with (
+        cluster.pool(inventory) as pool,
+        commands_recorded(context, pool),
+        one_sentence(),
+        relayed_logs(),
+    ):
         local = Path(kit_path)
         if not local.is_file():
             # Re-executed on another worker than download's: its cache has no copy yet.
@@ -155,7 +171,12 @@ def verify_servers_op(
     """Outputs the stripe ops' records, in graph order (each stripe's mirrors, then its
     failover)."""
     inventory = cluster.load()
-    with one_sentence(), relayed_logs(), cluster.pool(inventory) as pool:
+    with (
+        cluster.pool(inventory) as pool,
+        commands_recorded(context, pool),
+        one_sentence(),
+        relayed_logs(),
+    ):
         view = observe_cluster(inventory, pool, clients=False, orchestrators=False)
     target = settings.options.target_version
     problems = view.server_problems(target)
@@ -170,7 +191,12 @@ def verify_servers_op(
     return [r for records in stripes for r in records]
 
 
-@dg.op(name="report", description="Version matrix before and after, each step's duration, skips.")
+@dg.op(
+    name="report",
+    description="The evidence report, materialized as bm_upgrade/<cluster>/upgrade_report "
+    "(Markdown and HTML): version matrix before and after (observed and checked as "
+    "bm_upgrade/<cluster>/version_matrix), each step's duration, failovers, commands per host.",
+)
 def report_op(
     context: dg.OpExecutionContext,
     settings: RunSettings,
@@ -178,7 +204,7 @@ def report_op(
     cluster: ClusterResource,
 ) -> str:
     """``records``: the servers' (from verify_servers), then each client batch's, then the
-    WAN cycle's."""
+    WAN cycle's. Outputs the short report the command line prints."""
     # Ctrl-C (or a stop asked of the run) during the last disruptive step: it finished
     # safely, and the run ends there, interrupted, as it would before any other step.
     asked = halt.stop_reason() or requested_stop(context.instance, context.run_id)
@@ -189,7 +215,12 @@ def report_op(
         )
     inventory = cluster.load()
     steps = [r for part in records for r in part]
-    with one_sentence(), relayed_logs(), cluster.pool(inventory) as pool:
+    with (
+        cluster.pool(inventory) as pool,
+        commands_recorded(context, pool) as ran,
+        one_sentence(),
+        relayed_logs(),
+    ):
         after = observe_cluster(inventory, pool)
         report = Report.build(inventory, settings, steps, after, run_id=context.run_id)
         if report.ok and not settings.dry_run:
@@ -197,6 +228,15 @@ def report_op(
             # (the previous kits stay where the policy keeps them).
             report = report.with_cleanup(clean_staging(pool, inventory))
     text = render_report(report)
+    now = time.time()
+    history = read_history(context.instance, context.run, inventory.cluster, now=now)
+    history.commands += host_commands(context.op_handle.name, ran())
+    evidence = Evidence.build(
+        inventory.cluster, history, inventory, after, cleanup=report.cleanup, now=now
+    )
+    for event in report_events(evidence, after, "report step"):
+        # log_event takes check evaluations too (its annotation lags behind its code).
+        context.log_event(event)  # type: ignore[arg-type]
     context.add_output_metadata(
         {"report": dg.MetadataValue.md(text), "after": dg.MetadataValue.json(after.as_dict())}
     )

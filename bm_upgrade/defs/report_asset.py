@@ -32,7 +32,7 @@ from bm_upgrade.defs.records import RECORDS_KEY
 from bm_upgrade.defs.runclaim import CLUSTER_TAG, INVENTORY_TAG
 from bm_upgrade.defs.step_evidence import COMMANDS_KEY, SOURCE, status_key
 from bm_upgrade.defs.version_matrix import MatrixEvent, matrix_events
-from bm_upgrade.errors import BmUpgradeError
+from bm_upgrade.errors import BmUpgradeError, UserError
 from bm_upgrade.inventory import Inventory, load_inventory
 from bm_upgrade.procedure.evidence import (
     APPROVAL_TAGS,
@@ -340,6 +340,8 @@ def build_report_sensors(clusters: dict[str, str]) -> list[dg.SensorDefinition]:
         cluster = run.tags.get(CLUSTER_TAG)
         if cluster not in clusters or not run.job_name.startswith("upgrade_"):
             return None  # not an upgrade run of this code location
+        if stored_report(context.instance, cluster, run.run_id) is not None:
+            return None  # made already (`bm-upgrade report`)
         events = report_of_finished_run(context.instance, run, clusters[cluster], source)
         context.log.info("report of run %s of %s made", run.run_id, cluster)
         return dg.SensorResult(asset_events=list(events))
@@ -380,3 +382,44 @@ def stored_report(instance: dg.DagsterInstance, cluster: str, run_id: str) -> di
         if getattr(run, "run_id", None) == run_id:
             return {"markdown": _text(metadata.get("report")), "html": _text(metadata.get("html"))}
     return None
+
+
+FINISHED = {
+    dg.DagsterRunStatus.SUCCESS,
+    dg.DagsterRunStatus.FAILURE,
+    dg.DagsterRunStatus.CANCELED,
+}
+
+
+def evidence_report(instance: dg.DagsterInstance, run_id: str) -> tuple[dict[str, str], bool]:
+    """The report of run ``run_id`` (``{"markdown", "html"}``) and whether it was made just
+    now: a finished upgrade run without one (a failed run while no dagster-daemon ran its
+    sensor) gets it made and stored as the sensor would (`bm-upgrade report`).
+
+    Raises:
+        UserError: no such run, not an upgrade run, or a run that has not ended.
+    """
+    run = instance.get_run_by_id(run_id)
+    if run is None:
+        raise UserError(
+            f"run {run_id} is not in the Dagster instance of DAGSTER_HOME; give a run id "
+            "the UI's Runs page or `bm-upgrade run` showed"
+        )
+    cluster = run.tags.get(CLUSTER_TAG)
+    if not cluster or not run.job_name.startswith("upgrade_"):
+        raise UserError(f"run {run_id} ({run.job_name}) is not an upgrade run: it has no report")
+    found = stored_report(instance, cluster, run_id)
+    if found is not None:
+        return found, False
+    if run.status not in FINISHED:
+        raise UserError(
+            f"run {run_id} has not ended ({run.status.value}); its report is made when it "
+            "ends: ask again then"
+        )
+    for event in report_of_finished_run(
+        instance, run, run.tags.get(INVENTORY_TAG, ""), "bm-upgrade report"
+    ):
+        instance.report_runless_asset_event(event)
+    made = stored_report(instance, cluster, run_id)
+    assert made is not None  # just stored
+    return made, True

@@ -42,15 +42,25 @@ def test_code_location_loads_from_the_env_folder(
         "upgrade_test",
     ]
     # The example's window is on, the minimal one's is the default (on): one schedule each;
-    # a sync-status sensor per cluster and the two run notifications.
+    # a sync-status sensor per cluster, the two run notifications and the two reports of
+    # runs that end without their report step.
     assert sorted(s.name for s in repo.schedule_defs) == ["window_prod_eu", "window_test"]
     assert sorted(s.name for s in repo.sensor_defs) == [
         "notify_run_failure",
         "notify_run_success",
         "sync_status_prod_eu",
         "sync_status_test",
+        "upgrade_report_on_cancel",
+        "upgrade_report_on_failure",
     ]
-    assert module.defs.resolve_assets_def(["bm_upgrade", "prod_eu", "sync_status"]) is not None
+    for asset in ("sync_status", "version_matrix", "upgrade_report"):
+        assert module.defs.resolve_assets_def(["bm_upgrade", "prod_eu", asset]) is not None
+    checks = module.defs.resolve_asset_graph().asset_check_keys
+    assert {(c.asset_key.path[1], c.name) for c in checks} == {
+        (cluster, name)
+        for cluster in ("prod_eu", "test")
+        for name in ("one_version", "standby_per_stripe")
+    }
 
 
 def test_missing_folder_gives_an_empty_code_location(tmp_path: Path) -> None:

@@ -8,7 +8,8 @@ against one `small` sandbox shared by the module's tests, in file order:
    the takeover, each with the run id; the version matrix's checks pass;
 2. a failed rollback (the mirror never syncs): the run-failure sensor, evaluated as the
    daemon does, materializes its report (the failed step's sentence and commands, the state
-   changes the run saw) and judges the mixed cluster's version matrix: both checks fail.
+   changes the run saw) and judges the mixed cluster's version matrix: both checks fail;
+   `bm-upgrade report RUN_ID --html FILE` gives the same Markdown and writes the page.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from bm_upgrade.cli import main
 from bm_upgrade.defs.launch import run_upgrade
 from bm_upgrade.defs.report_asset import build_report_sensors, report_key
 from bm_upgrade.defs.step_evidence import status_key
@@ -141,7 +143,9 @@ def test_a_successful_upgrade_materializes_its_evidence_report(sandbox: E2ESandb
     assert all(v is not None and v.passed for v in verdicts.values()), verdicts
 
 
-def test_a_failed_run_gets_its_report_from_the_failure_sensor(sandbox: E2ESandbox) -> None:
+def test_a_failed_run_gets_its_report_from_the_failure_sensor(
+    sandbox: E2ESandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cluster = sandbox.inventory.cluster
     # The first test's failover left b ACTIVE and a its mirror.
     a, b = (s.name for s in sandbox.inventory.regions[0].stripes[0].servers)
@@ -167,6 +171,12 @@ def test_a_failed_run_gets_its_report_from_the_failure_sensor(sandbox: E2ESandbo
         verdicts = {name: latest_check(instance, matrix_key(cluster), name) for name in CHECKS}
     markdown = report["report"]
     assert report["outcome"] == "failed" and report["source"] == "run-failure sensor"
+    # The command line gives the same report, the HTML page to a file.
+    page = tmp_path / "report.html"
+    capsys.readouterr()
+    assert main(["report", failed.run_id, "--html", str(page)]) == 0
+    assert capsys.readouterr().out == markdown
+    assert page.read_text(encoding="utf-8") == report["html"]
     assert markdown.startswith(f"# Upgrade of cluster {cluster} to 4.2.0: failed\n")
     for title in SECTIONS:
         assert f"\n## {title}\n" in markdown, title
