@@ -1,6 +1,7 @@
 """The window check of disruptive steps, in real runs of the upgrade job against a sandbox:
 a step that would outlast the window is not started (from the timeouts when there is no
-history), and once a run has shown how long the steps take, that history decides."""
+history), once a run has shown how long the steps take, that history decides, and a run the
+history says cannot finish before the window closes is refused in preflight."""
 
 from __future__ import annotations
 
@@ -57,3 +58,16 @@ def test_history_of_a_run_decides_the_next_window_check(sandbox: E2ESandbox) -> 
     # The sandbox's outages took seconds: with the same 2 minutes left, a rollback fits.
     back = run_upgrade(sandbox.inventory_path, target="4.2.0", overrides=two_minutes_left())
     assert back.success, back.failure
+
+
+def test_a_run_past_runs_say_cannot_finish_is_refused_in_preflight(sandbox: E2ESandbox) -> None:
+    """After the runs above, the prediction comes from their step times; a window closing
+    in a few seconds cannot take a whole run: preflight refuses it, nothing stops."""
+    since = time.time()
+    outcome = run_upgrade(sandbox.inventory_path, overrides={"window_end": closes_in(0.05)})
+    assert not outcome.success
+    failure = outcome.failure or ""
+    assert "the run is expected to take" in failure and "successful runs)" in failure
+    assert "nothing was touched" in failure and "ignore_prediction: true" in failure
+    assert stops(sandbox.journal_path, since) == []
+    assert changing_commands(sandbox.journal_path, since) == []
