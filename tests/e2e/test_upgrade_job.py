@@ -24,6 +24,7 @@ from bm_upgrade.defs.launch import RunOutcome, rerun, run_upgrade
 from bm_upgrade.probes import parse_version
 from bm_upgrade.sandbox import faults
 from tests.e2e.conftest import E2ESandbox, e2e_sandbox
+from tests.e2e.fault_matrix import assert_fault_row
 from tests.e2e.journal_check import changing_commands, stops, violations
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("dagster_home")]
@@ -189,7 +190,14 @@ def test_a_mirror_that_never_syncs_then_rerun(sandbox: E2ESandbox) -> None:
     # stops the then-active b only after a took over).
     rerun_stops = stops(sandbox.journal_path, before_rerun)
     assert rerun_stops[0] == a
-    assert_safe(sandbox, "4.2.1", since)
+    assert_fault_row(
+        sandbox,
+        target="4.2.1",
+        since=since,
+        failure=outcome.failure,
+        names=[b, "upgrade_mirrors_east_stripe1"],
+        way_out=["rerun", "re-execute"],
+    )
 
 
 def test_expired_license_is_refused_before_anything_stops(sandbox: E2ESandbox) -> None:
@@ -199,12 +207,30 @@ def test_expired_license_is_refused_before_anything_stops(sandbox: E2ESandbox) -
     assert not outcome.success
     assert outcome.failure and "preflight" in outcome.failure and "expires" in outcome.failure
     assert changing_commands(sandbox.journal_path, since) == []
+    assert_fault_row(
+        sandbox,
+        target="4.2.0",
+        since=since,
+        failure=outcome.failure,
+        names=[str(sandbox.inventory.license_file)],
+        way_out=["license"],
+    )
 
 
 def test_a_kit_that_crashes_on_start_leaves_the_stripe_served(sandbox: E2ESandbox) -> None:
+    since = time.time()
     outcome = crashed_rollback(sandbox)
     # Cleared: the rerun finishes the rollback.
     again = rerun(outcome.run_id)
     assert again.success, again.failure
     assert set(versions(sandbox).values()) == {"4.2.0"}
-    assert sandbox.verify()["lost"] == 0
+    mirror = sandbox.inventory.regions[0].stripes[0].servers[1].name
+    assert_fault_row(
+        sandbox,
+        target="4.2.0",
+        since=since,
+        failure=outcome.failure,
+        names=[mirror],
+        way_out=["rerun", "re-execute"],
+        crash_expected=[mirror],
+    )

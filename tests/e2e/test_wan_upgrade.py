@@ -21,7 +21,7 @@ from bm_upgrade.procedure.wan import _stop as wan_stop
 from bm_upgrade.procedure.wan_watch import WanWatch
 from bm_upgrade.remote import HostPool
 from tests.e2e.conftest import E2ESandbox, e2e_sandbox
-from tests.e2e.fault_matrix import inject_when
+from tests.e2e.fault_matrix import assert_fault_row, inject_when
 from tests.e2e.journal_check import changing_commands, read, violations
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("dagster_home")]
@@ -134,7 +134,14 @@ def test_a_host_down_mid_run_then_rerun(wan: E2ESandbox) -> None:
     )
     again = rerun(outcome.run_id)
     assert again.success, again.failure
-    assert wan.verify()["lost"] == 0
+    assert_fault_row(
+        wan,
+        target="4.2.0",
+        since=since,
+        failure=outcome.failure,
+        names=[client.host, client.name],
+        way_out=["rerun", "re-execute"],
+    )
 
 
 def test_non_persistent_stripe_without_mirror_is_refused() -> None:
