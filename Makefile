@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # backend too); pyproject.toml keeps the ranges. `make lock` writes it.
 LOCK := requirements.lock
 
-.PHONY: setup demo test test-fast lint bench ui serve clean lock
+.PHONY: setup demo test test-faults test-fast lint bench ui serve clean lock
 
 # The lock's pip goes in first (a fresh venv's own pip takes about twice as long over the
 # rest). The package itself goes in without dependencies and without an isolated build (its
@@ -48,8 +48,16 @@ lint: setup
 	$(BIN)/ruff format --check bm_upgrade tests bench
 	$(BIN)/mypy
 
+# The whole suite: everything but the fault matrix's own modules, then those (test-faults).
 test: setup lint
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -m 'not faults' tests
+	@$(MAKE) --no-print-directory test-faults
+
+# The fault matrix's own modules (README, "Fault matrix": tests/e2e/test_faults_*.py), each
+# a sandbox of its own whose rows run in file order; the rows that live beside the tests of
+# the feature they break run in the rest of the suite.
+test-faults: setup
+	$(BIN)/python -m pytest -q -m faults tests/e2e
 
 # The edit loop: unit tests and the Dagster definition tests, without the sandbox, servers,
 # whole runs or Dagster processes (the e2e and slow markers); `make test` runs those too.

@@ -37,7 +37,7 @@ from bm_upgrade.sandbox import faults, processes
 from tests.e2e.conftest import E2ESandbox, e2e_sandbox
 from tests.e2e.fault_matrix import assert_fault_row
 
-pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("dagster_home")]
+pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.usefixtures("dagster_home")]
 
 TARGET = "4.2.1"
 CLIENT_S = 3.0

@@ -31,7 +31,7 @@ from tests.e2e.fault_matrix import assert_fault_row
 from tests.e2e.journal_check import stops
 from tests.e2e.test_interrupted_run import Command, bm_upgrade, run_status
 
-pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("dagster_home")]
+pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.usefixtures("dagster_home")]
 
 TARGET = "4.2.1"
 

@@ -41,7 +41,7 @@ from tests.e2e.test_faults_servers import (
 )
 from tests.e2e.test_interrupted_run import bm_upgrade, run_status
 
-pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("dagster_home")]
+pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.usefixtures("dagster_home")]
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ from tests.e2e.conftest import E2ESandbox, e2e_sandbox
 from tests.e2e.fault_matrix import ACTIVE, assert_fault_row, inject_when, stripe_states
 from tests.e2e.journal_check import stops
 
-pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("dagster_home")]
+pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.usefixtures("dagster_home")]
 
 STANDBY = "PASSIVE-STANDBY"
 FAST = {"timeouts": {"start_s": 4.0, "sync_s": 4.0, "failover_s": 6.0}}
