@@ -15,11 +15,12 @@ The model, kept simple enough to explain in a sentence per part:
   kind that had nothing to change. A kind no past run shows comes from the timeouts.
 - Between steps Dagster itself takes time (starting the run, each step's process, its
   events); past runs give its median per step, counted once per step on the critical path.
-- The critical path: preparation (preflight, download, stage_kit) in order; the stripes,
-  each its mirrors then its failover, up to ``parallel_stripes`` side by side, each stripe
-  taking the first free slot in graph order (a failover starts before another stripe's
-  mirrors, so a slot holds one stripe until it is done), then verify_servers; the client
-  batches in order; the WAN cycle; the report.
+- The critical path: preparation (preflight, download, stage_kit) in order; the canary
+  stripe alone, if the run has one (the wait for its approval is a person's, not predicted);
+  the stripes, each its mirrors then its failover, up to ``parallel_stripes`` side by side,
+  each stripe taking the first free slot in graph order (a failover starts before another
+  stripe's mirrors, so a slot holds one stripe until it is done), then verify_servers; the
+  client batches in order; the WAN cycle; the report.
 """
 
 from __future__ import annotations
@@ -163,6 +164,9 @@ class Work:
     stripes: tuple[tuple[str, str], ...]
     parallel: int = 1
     timeouts: Timeouts = field(default_factory=Timeouts)
+    canary: tuple[str, str] | None = None
+    """The canary stripe's keys (``policy.canary``): it runs alone and first; the others
+    wait for the approval gate after it (whose wait for a person is not predicted)."""
 
 
 def shape_options(options: PlanOptions) -> PlanOptions:
@@ -196,6 +200,14 @@ def work_of(plan: Plan, inventory: Inventory) -> Work:
         units[mirrors] = _starts(s for s in mine if s.segment in (None, "mirrors"))
         units[failover] = _starts(s for s in mine if s.segment in ("failover", "failback"))
         stripes.append((mirrors, failover))
+    canary = None
+    if plan.options.canary is not None:
+        canary_region, _, canary_stripe = plan.options.canary.partition("/")
+        canary = stripe_nodes(canary_region, canary_stripe)
+        if canary in stripes:
+            stripes.remove(canary)
+        else:
+            canary = None
     units["verify_servers"] = 1
     clients = [client.name for _, client in inventory.clients()]
     to_do = {s.node for s in plan.steps if s.phase == "clients" and not s.skipped}
@@ -212,7 +224,7 @@ def work_of(plan: Plan, inventory: Inventory) -> Work:
         wan = any(s.phase == "orchestrators" and s.kind == "change" for s in plan.todo())
         units["wan_cycle"] = int(wan)
     units["report"] = 1
-    return Work(units, tuple(stripes), plan.options.parallel_stripes, plan.options.timeouts)
+    return Work(units, tuple(stripes), plan.options.parallel_stripes, plan.options.timeouts, canary)
 
 
 @dataclass(frozen=True)
@@ -314,8 +326,13 @@ def estimate(work: Work, history: Sequence[PastRun]) -> Prediction:
             phases[_PHASE_OF[kind]] += seconds + gap
     span, on_path = stripes_span([steps[m] + steps[f] for m, f in work.stripes], work.parallel)
     phases["servers"] += span + 2 * on_path * gap
+    if work.canary is not None:
+        mirrors, failover = work.canary
+        phases["servers"] += steps[mirrors] + steps[failover] + 2 * gap
     kinds = (step_kind(k) for k, units in work.units.items() if units)
     basis = _basis(rates, (k for k in kinds if k in _timeout_rates(work.timeouts)))
+    if work.canary is not None:
+        basis += "; the wait for the canary's approval not counted"
     return Prediction(steps, phases, sum(phases.values()), basis)
 
 

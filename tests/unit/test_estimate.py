@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -235,3 +236,22 @@ def test_plan_shows_the_expected_duration_and_the_window(
     assert set(predicted["phases"]) == {"preparation", "servers", "clients", "wan", "report"}
     assert predicted["steps"]["failover_frankfurt_stripe1"] == 4680.0
     assert predicted["window"].startswith("does NOT fit the next maintenance window")
+
+
+def test_the_canary_runs_alone_before_the_others_side_by_side() -> None:
+    history = [
+        past(("upgrade_mirrors_x", 10.0, 1), ("failover_x", 20.0, 1), ("verify_servers", 1.0, 1))
+    ]
+    inv = inventory(parallel_stripes=4, canary="west/stripe2")
+    w = work(inv)
+    assert w.canary == ("upgrade_mirrors_west_stripe2", "failover_west_stripe2")
+    assert ("upgrade_mirrors_west_stripe2", "failover_west_stripe2") not in w.stripes
+    p = estimate(w, history)
+    # The canary's 30 s alone, then the three others side by side, then verify.
+    assert p.phases["servers"] == 30.0 + 30.0 + 1.0
+    assert p.basis.endswith("; the wait for the canary's approval not counted")
+    # A run that sets no canary (run config): all four side by side.
+    options = replace(PlanOptions.from_inventory(inv), canary=None)
+    assert (
+        estimate(work_of(make_plan(inv, options=options), inv), history).phases["servers"] == 31.0
+    )
