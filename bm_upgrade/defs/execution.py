@@ -21,6 +21,7 @@ import dagster as dg
 from bm_upgrade.defs.jobs import runs_going
 from bm_upgrade.defs.launcher import worker_tags
 from bm_upgrade.defs.notify import failure_of
+from bm_upgrade.defs.progress import RunWatch
 from bm_upgrade.defs.runclaim import inventory_sha256
 from bm_upgrade.defs.stopping import stop_tag
 from bm_upgrade.errors import UserError
@@ -28,7 +29,16 @@ from bm_upgrade.procedure import halt
 
 INVOCATION_TAG = "bm_upgrade/invocation"
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-"""The console shows the steps' progress (INFO), not Dagster's per-event DEBUG lines."""
+"""The console shows the steps' progress (INFO), not Dagster's per-event DEBUG lines (what
+`bm-upgrade run --verbose` shows)."""
+SILENT_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+"""Dagster's console shows nothing but CRITICAL lines: the command shows the run's progress
+itself (defs/progress.py), and the warnings of its steps."""
+
+
+def console_config(verbose: bool) -> dict[str, Any]:
+    """The run config of Dagster's console logger: its lines with ``verbose``, else none."""
+    return QUIET_CONSOLE if verbose else SILENT_CONSOLE
 
 
 @dataclass(frozen=True)
@@ -65,8 +75,10 @@ def execute_here(
     *,
     on_run_id: Callable[[str], None] | None,
     reexecution: dg.ReexecutionOptions | None = None,
+    watch: RunWatch | None = None,
 ) -> RunOutcome:
-    """Execute in a thread while this one reports the run id as soon as the run exists.
+    """Execute in a thread while this one reports the run id as soon as the run exists,
+    then has ``watch`` follow the run until it ends.
 
     The run's tags record this process as its worker, so that a run whose process was
     killed is recognised (``rerun``, the daemon's run monitoring: defs/launcher.py).
@@ -98,25 +110,37 @@ def execute_here(
     thread.start()
     run_id: str | None = None
     announced = stop_tagged = False
-    while thread.is_alive():
-        if run_id is None:
-            runs = inst.get_runs(filters=dg.RunsFilter(tags={INVOCATION_TAG: invocation}), limit=1)
-            run_id = runs[0].run_id if runs else None
-        if run_id is not None and not announced and on_run_id:
-            on_run_id(run_id)
-            announced = True
-        requested = halt.stop_reason()
-        if run_id is not None and requested is not None and not stop_tagged:
-            # Step processes (multiprocess executor) do not share this process's halt: the
-            # run's tag tells them (defs/stopping.py).
-            inst.add_run_tags(run_id, stop_tag(run_id, requested))
-            stop_tagged = True
-        thread.join(0.2)
-    if "error" in box:
-        raise box["error"]
-    result: dg.JobExecutionResult = box["result"]
-    if not announced and on_run_id:
-        on_run_id(result.run_id)
+    try:
+        while thread.is_alive():
+            if run_id is None:
+                runs = inst.get_runs(
+                    filters=dg.RunsFilter(tags={INVOCATION_TAG: invocation}), limit=1
+                )
+                run_id = runs[0].run_id if runs else None
+            if run_id is not None and not announced:
+                if on_run_id:
+                    on_run_id(run_id)
+                if watch:
+                    watch.follow(inst, run_id)
+                announced = True
+            requested = halt.stop_reason()
+            if run_id is not None and requested is not None and not stop_tagged:
+                # Step processes (multiprocess executor) do not share this process's halt:
+                # the run's tag tells them (defs/stopping.py).
+                inst.add_run_tags(run_id, stop_tag(run_id, requested))
+                stop_tagged = True
+            thread.join(0.2)
+        if "error" in box:
+            raise box["error"]
+        result: dg.JobExecutionResult = box["result"]
+        if not announced:
+            if on_run_id:
+                on_run_id(result.run_id)
+            if watch:
+                watch.follow(inst, result.run_id)
+    finally:
+        if watch:
+            watch.finish()
     return RunOutcome(result.run_id, result.success, box["report"], _failure(result))
 
 

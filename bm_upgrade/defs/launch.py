@@ -15,17 +15,19 @@ from typing import Any
 
 from bm_upgrade.defs.config import UpgradeConfig, checked_config
 from bm_upgrade.defs.execution import (
-    QUIET_CONSOLE,
     RunOutcome,
+    console_config,
     execute_here,
     one_run_per_cluster,
     read_inventory_sha256,
     reconstructable,
 )
 from bm_upgrade.defs.instance import INSTANCE_YAML, ensure_instance_yaml, instance, prepare_instance
+from bm_upgrade.defs.progress import RunWatch
 from bm_upgrade.defs.rerun import rerun
 from bm_upgrade.defs.runclaim import CLUSTER_TAG, INVENTORY_SHA_TAG, INVENTORY_TAG
 from bm_upgrade.inventory import Inventory, load_inventory
+from bm_upgrade.progress_terminal import ProgressDisplay
 from bm_upgrade.runinputs import check_run_inputs
 
 __all__ = [
@@ -74,11 +76,15 @@ def run_upgrade(
     dry_run: bool = False,
     overrides: Mapping[str, Any] | None = None,
     on_run_id: Callable[[str], None] | None = None,
+    display: ProgressDisplay | None = None,
+    verbose: bool = True,
 ) -> RunOutcome:
     """Run ``upgrade_<cluster>`` for one inventory file and wait for it.
 
     Args:
         overrides: run config over the inventory's values (see :func:`preflight_config`).
+        display: where the run's progress shows, step by step (none: nowhere).
+        verbose: Dagster's console shows the steps' log lines.
 
     Raises:
         UserError: the inventory is invalid, an override is not run config, the target has
@@ -97,5 +103,8 @@ def run_upgrade(
         INVENTORY_TAG: path,
         INVENTORY_SHA_TAG: read_inventory_sha256(path),
     }
-    run_config = {"ops": {"preflight": {"config": config}}, **QUIET_CONSOLE}
-    return execute_here(reconstructable(path), inst, run_config, tags, on_run_id=on_run_id)
+    run_config = {"ops": {"preflight": {"config": config}}, **console_config(verbose)}
+    watch = RunWatch.of(display, inst, inventory, run_config) if display else None
+    return execute_here(
+        reconstructable(path), inst, run_config, tags, on_run_id=on_run_id, watch=watch
+    )

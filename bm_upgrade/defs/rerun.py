@@ -11,6 +11,7 @@ import dagster as dg
 from bm_upgrade.defs.config import checked_config
 from bm_upgrade.defs.execution import (
     RunOutcome,
+    console_config,
     execute_here,
     one_run_per_cluster,
     read_inventory_sha256,
@@ -19,6 +20,7 @@ from bm_upgrade.defs.execution import (
 from bm_upgrade.defs.instance import instance
 from bm_upgrade.defs.jobs import job_name
 from bm_upgrade.defs.launcher import worker_state
+from bm_upgrade.defs.progress import RunWatch
 from bm_upgrade.defs.runclaim import (
     CLUSTER_TAG,
     INVENTORY_CHANGE_TAG,
@@ -27,6 +29,7 @@ from bm_upgrade.defs.runclaim import (
 )
 from bm_upgrade.errors import UserError
 from bm_upgrade.inventory import load_inventory
+from bm_upgrade.progress_terminal import ProgressDisplay
 from bm_upgrade.runinputs import check_run_inputs
 
 
@@ -98,6 +101,8 @@ def rerun(
     *,
     inventory_changed: bool = False,
     on_notice: Callable[[str], None] | None = None,
+    display: ProgressDisplay | None = None,
+    verbose: bool = True,
 ) -> RunOutcome:
     """Re-execute a failed or canceled run from its failed steps, with the parent run's config.
 
@@ -106,6 +111,9 @@ def rerun(
 
     Args:
         inventory_changed: go on although the inventory file changed since that run.
+        display: where the run's progress shows, step by step (none: nowhere).
+        verbose: Dagster's console shows the steps' log lines (whatever the parent run's
+            config said).
 
     Raises:
         UserError: no such run, or it succeeded or is still going, or it is not a bm_upgrade
@@ -154,11 +162,13 @@ def rerun(
     tags[INVENTORY_SHA_TAG] = now
     if not same:
         tags[INVENTORY_CHANGE_TAG] = now  # the run's own check lets it go on (runclaim)
+    run_config = {**parent.run_config, **console_config(verbose)}
     return execute_here(
         reconstructable(path),
         inst,
-        dict(parent.run_config),
+        run_config,
         tags,
         on_run_id=on_run_id,
         reexecution=options,
+        watch=RunWatch.of(display, inst, inventory, run_config) if display else None,
     )
