@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from bm_upgrade.inventory import Inventory
     from bm_upgrade.plan import PlanOptions
     from bm_upgrade.plan.estimate import Prediction
+    from bm_upgrade.progress_terminal import ProgressDisplay
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -98,8 +99,11 @@ def _print_run_id(run_id: str) -> None:
     print(f"run_id: {run_id}", flush=True)
 
 
-def _print_notice(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+def _progress(args: argparse.Namespace) -> ProgressDisplay:
+    """Where a run's progress shows: a block redrawn on a terminal, plain lines elsewhere."""
+    from bm_upgrade.progress_terminal import ProgressDisplay
+
+    return ProgressDisplay.for_stderr(verbose=args.verbose)
 
 
 def _finish(outcome: RunOutcome) -> int:
@@ -120,27 +124,39 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides["allow_downtime"] = True
     if args.accept_data_loss:
         overrides["accept_data_loss"] = True
-    with FinishSafelyOnSignals() as signals:
-        outcome = run_upgrade(
-            args.inventory,
-            target=args.to,
-            dry_run=args.dry_run,
-            overrides=overrides,
-            on_run_id=signals.on_run_id(_print_run_id),
-        )
+    display = _progress(args)
+    with FinishSafelyOnSignals(display.notice_stream()) as signals:
+        try:
+            outcome = run_upgrade(
+                args.inventory,
+                target=args.to,
+                dry_run=args.dry_run,
+                overrides=overrides,
+                on_run_id=signals.on_run_id(_print_run_id),
+                display=display,
+                verbose=args.verbose,
+            )
+        finally:
+            display.close()
     return _finish(outcome)
 
 
 def _cmd_rerun(args: argparse.Namespace) -> int:
     from bm_upgrade.defs.launch import rerun
 
-    with FinishSafelyOnSignals() as signals:
-        outcome = rerun(
-            args.run_id,
-            on_run_id=signals.on_run_id(_print_run_id),
-            inventory_changed=args.inventory_changed,
-            on_notice=_print_notice,
-        )
+    display = _progress(args)
+    with FinishSafelyOnSignals(display.notice_stream()) as signals:
+        try:
+            outcome = rerun(
+                args.run_id,
+                on_run_id=signals.on_run_id(_print_run_id),
+                inventory_changed=args.inventory_changed,
+                on_notice=display.notice,
+                display=display,
+                verbose=args.verbose,
+            )
+        finally:
+            display.close()
     return _finish(outcome)
 
 
@@ -209,7 +225,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         inventory = cluster.up(
             args.topology, directory, progress=lambda msg: print(f"sandbox: {msg}", file=sys.stderr)
         )
-        outcome = run_upgrade(inventory, target=args.to, on_run_id=_print_run_id)
+        display = _progress(args)
+        try:
+            outcome = run_upgrade(
+                inventory,
+                target=args.to,
+                on_run_id=_print_run_id,
+                display=display,
+                verbose=args.verbose,
+            )
+        finally:
+            display.close()
         code = _finish(outcome)
         result = cluster.verify(directory)
         print(f"sandbox verify: {result['acked']} acknowledged writes, {result['lost']} lost")
@@ -234,6 +260,7 @@ _SWITCHES = {
     "--inventory-changed": "re-execute although the inventory file changed since that run",
     "--yes": "record every new key shown, without asking (check them first)",
     "--keep": "leave the sandbox running",
+    "--verbose": "show Dagster's log lines of every step too (the progress then in plain lines)",
 }
 
 
@@ -295,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run",
         "--allow-downtime",
         "--accept-data-loss",
+        "--verbose",
     )
     p.add_argument("--to", metavar="VERSION", help="target version (default: the inventory's)")
     _command(
@@ -304,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
         "re-execute a failed or canceled run (or one whose process was killed) from its "
         "failed step",
         "--inventory-changed",
+        "--verbose",
         takes="RUN_ID",
     )
     for name, summary in (
@@ -335,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
         _cmd_demo,
         "sandbox up + a full upgrade + a report, then down",
         "--keep",
+        "--verbose",
         takes=None,
     )
     p.add_argument("--topology", default="demo", help="a shipped topology name or a file")
