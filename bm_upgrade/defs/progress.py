@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import dagster as dg
@@ -89,7 +90,15 @@ def prediction_for(
         settings = RunSettings.from_config(checked_config(config, fix="-"), inventory)
         return predict(inst, inventory, settings.options)
     except UserError:
-        return None
+        return None  # the run's preflight says what is wrong with its config
+
+
+def _done_before(stripe: StripeProgress, keys: list[str]) -> int:
+    """The stripe's servers done by an earlier run, when this one (a re-execution) does not
+    run all its steps: those steps succeeded then."""
+    if stripe.mirrors_step in keys:
+        return 0
+    return stripe.total - 1 if stripe.failover_step in keys else stripe.total
 
 
 class RunWatch:
@@ -137,26 +146,31 @@ class RunWatch:
         )
 
     def follow(self, inst: dg.DagsterInstance, run_id: str) -> None:
-        """Start showing the run (it exists in ``inst``)."""
-        run = inst.get_run_by_id(run_id)
-        if run is None or self._thread is not None:
+        """Start showing the run (it exists in ``inst``). The run goes on whatever happens
+        here: a run that cannot be read is one notice, and no progress."""
+        if self._thread is not None:
+            return
+        try:
+            self.state = self._first_state(inst, run_id)
+        except Exception as exc:  # the upgrade goes on without its progress shown
+            self.display.notice(f"progress: cannot read run {run_id} ({exc}); not shown")
             return
         self._inst, self._run_id = inst, run_id
+        self.display.begin(self.state)
+        self._thread = threading.Thread(target=self._loop, name="bm-upgrade-progress", daemon=True)
+        self._thread.start()
+
+    def _first_state(self, inst: dg.DagsterInstance, run_id: str) -> RunState:
+        """The run's steps (those it executes, a re-execution's only), all waiting."""
+        run = inst.get_run_by_id(run_id)
+        if run is None:
+            raise LookupError("no such run in the instance")
         keys: list[str] = []
         if run.execution_plan_snapshot_id:
             plan = inst.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
             keys = list(plan.step_keys_to_execute)
         stripes = [
-            # A stripe step this re-execution does not run succeeded in an earlier run.
-            StripeProgress(
-                s.name,
-                s.servers,
-                s.mirrors_step,
-                s.failover_step,
-                floor=(s.total if s.failover_step not in keys else s.total - 1)
-                if s.mirrors_step not in keys
-                else 0,
-            )
+            replace(s, floor=_done_before(s, keys))
             for s in self._stripes
             if s.mirrors_step in keys or s.failover_step in keys
         ]
@@ -164,16 +178,13 @@ class RunWatch:
         if run.parent_run_id:
             title += f" (re-execution of {run.parent_run_id[:8]})"
         prediction = self._prediction
-        self.state = RunState(
+        return RunState(
             title=title,
             steps=tuple(StepProgress(k) for k in ordered(keys, stripes)),
             stripes=tuple(stripes),
             expected=dict(prediction.steps) if prediction else {},
             basis=prediction.basis if prediction else "",
         )
-        self.display.begin(self.state)
-        self._thread = threading.Thread(target=self._loop, name="bm-upgrade-progress", daemon=True)
-        self._thread.start()
 
     def finish(self) -> None:
         """The run's execution returned: read its last events, show how it ended."""
@@ -182,7 +193,10 @@ class RunWatch:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self._read()
+        try:
+            self._read()
+        except Exception as exc:  # the run's outcome is shown anyway, by the command
+            self.display.notice(f"progress: cannot read the run's last events ({exc})")
         now = time.time()
         if self.state.ended is None:  # execution stopped without the run's end event
             self.state = finish(self.state, now)
