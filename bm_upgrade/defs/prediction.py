@@ -150,11 +150,20 @@ def _busy(spans: Iterable[tuple[float, float, int]]) -> float:
 
 def predict_here(inventory: Inventory, options: PlanOptions) -> Prediction:
     """:func:`predict` from the instance of ``DAGSTER_HOME`` (`bm-upgrade plan`); an instance
-    that cannot be read gives the timeouts' estimate, saying why."""
+    that cannot be opened or read gives the timeouts' estimate, saying why."""
     try:
         inst = instance()
     except UserError as exc:
-        plan = make_plan(inventory, options=shape_options(options))
-        return from_timeouts(work_of(plan, inventory), f"no past run read: {exc}")
+        return _from_timeouts(inventory, options, f"no past run read: {exc}")
     with inst:
-        return predict(inst, inventory, options)
+        try:
+            return predict(inst, inventory, options)
+        except UserError:
+            raise
+        except Exception as exc:  # a storage error: the plan is still worth printing
+            return _from_timeouts(inventory, options, f"the instance could not be read: {exc!r}")
+
+
+def _from_timeouts(inventory: Inventory, options: PlanOptions, why: str) -> Prediction:
+    plan = make_plan(inventory, options=shape_options(options))
+    return from_timeouts(work_of(plan, inventory), why)
