@@ -93,6 +93,12 @@ def step_kind(step_key: str) -> Kind | None:
     return None
 
 
+def phase_of(step_key: str) -> str | None:
+    """The phase (:data:`PHASE_NAMES`) a step of the upgrade job belongs to."""
+    kind = step_kind(step_key)
+    return _PHASE_OF[kind] if kind is not None else None
+
+
 @dataclass(frozen=True)
 class Prediction:
     """How long a run of the job is expected to take.
