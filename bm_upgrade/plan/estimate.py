@@ -26,6 +26,7 @@ The model, kept simple enough to explain in a sentence per part:
 from __future__ import annotations
 
 import datetime
+import functools
 import heapq
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
@@ -362,7 +363,7 @@ def window_fit(prediction: Prediction, window: Window, now: datetime.datetime) -
     in one sentence."""
     if not window.enabled:
         return "the inventory has no maintenance window (window.enabled is false)"
-    opening = next_opening(window, now)
+    opening = _next_opening(window, now)
     if opening is None:
         return "the maintenance window never opens (check window.cron)"
     length = window.length_minutes * 60
@@ -371,6 +372,13 @@ def window_fit(prediction: Prediction, window: Window, now: datetime.datetime) -
         f"{verdict} the next maintenance window ({opening.isoformat()}, "
         f"{window.length_minutes} min)"
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _next_opening(window: Window, now: datetime.datetime) -> datetime.datetime | None:
+    """:func:`next_opening`, once per window and time: the code location's load asks it of
+    every cluster at one time, and clusters often share a window."""
+    return next_opening(window, now)
 
 
 def late_start(
