@@ -185,6 +185,24 @@ def _cmd_pause(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    """`report`: a run's evidence report, as Markdown on stdout, the HTML page to a file."""
+    from bm_upgrade.defs.instance import instance
+    from bm_upgrade.defs.report_asset import evidence_report
+
+    report, made = evidence_report(instance(), args.run_id)
+    if made:
+        print(f"run {args.run_id} had no report yet: made it now", file=sys.stderr)
+    if args.html is not None:
+        try:
+            args.html.write_text(report["html"], encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"cannot write {args.html} ({exc}); give a writable path") from None
+        print(f"HTML report written to {args.html}", file=sys.stderr)
+    print(report["markdown"], end="")
+    return 0
+
+
 def _ask(question: str) -> bool:
     try:
         answer = input(question)
@@ -350,6 +368,15 @@ def build_parser() -> argparse.ArgumentParser:
         takes="RUN_ID",
     )
     p.add_argument("--by", metavar="NAME", help="who asks (default: your login name)")
+    p = _command(
+        sub,
+        "report",
+        _cmd_report,
+        "a run's evidence report (Markdown; the HTML page with --html), made now if a "
+        "finished run has none",
+        takes="RUN_ID",
+    )
+    p.add_argument("--html", type=Path, metavar="FILE", help="write the HTML page to FILE")
     _command(
         sub,
         "trust-hosts",

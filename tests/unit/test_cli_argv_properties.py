@@ -80,6 +80,7 @@ COMMANDS = [
     ["plan"],
     ["run"],
     ["rerun"],
+    ["report"],
     ["demo"],
     ["sandbox"],
     ["sandbox", "up"],
