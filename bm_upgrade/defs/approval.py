@@ -39,6 +39,7 @@ from bm_upgrade.defs.run_control import (
     upgrade_run,
     utc_now,
 )
+from bm_upgrade.defs.runclaim import CLUSTER_TAG
 from bm_upgrade.defs.stopping import requested_stop
 from bm_upgrade.errors import UserError
 from bm_upgrade.procedure import halt
@@ -200,7 +201,9 @@ def _why_stop(context: dg.OpExecutionContext) -> str | None:
 
 
 @dg.op(
-    name=GATE,
+    # Not GATE: op and graph names share one namespace in a code location, and the
+    # control job of a cluster named "canary" is approve_canary. The node is GATE (jobs.py).
+    name="canary_gate",
     description="The canary's approval gate: waits, after the canary stripe's upgrade, until "
     "an operator approves (the other stripes go on) or rejects (the run ends, nothing else "
     "touched), or timeouts.approval_s passes. Decide with `bm-upgrade approve|reject RUN_ID` "
@@ -216,7 +219,7 @@ def approve_canary_op(context: dg.OpExecutionContext, settings: RunSettings) -> 
         context.log.info(f"canary {canary}: {why}, so no approval is waited for")
         context.add_output_metadata({"decision": f"none ({why})"})
         return
-    cluster = context.run.tags.get("cluster", "?")
+    cluster = context.run.tags.get(CLUSTER_TAG, "?")
     limit = options.timeouts.approval_s
     started = time.monotonic()
     reminded = started - REMINDER_S
@@ -245,7 +248,8 @@ def approve_canary_op(context: dg.OpExecutionContext, settings: RunSettings) -> 
             )
         if time.monotonic() - reminded >= REMINDER_S:
             reminded = time.monotonic()
-            context.log.info(
+            # A warning: it asks for an operator (and shows in `bm-upgrade run`'s terminal).
+            context.log.warning(
                 f"waiting for a decision on canary stripe {canary} (upgraded to "
                 f"{options.target_version}), up to {limit - waited:.0f} s more: "
                 + _how_to_decide(context.run_id, cluster)

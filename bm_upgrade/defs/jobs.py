@@ -36,7 +36,7 @@ from typing import Any
 import dagster as dg
 
 from bm_upgrade.defs import runclaim
-from bm_upgrade.defs.approval import CANARY_TAG, approve_canary_op
+from bm_upgrade.defs.approval import CANARY_TAG, GATE, approve_canary_op
 from bm_upgrade.defs.config import UpgradeConfig
 from bm_upgrade.defs.disruptive_ops import (
     failover_op,
@@ -142,7 +142,7 @@ def build_upgrade_job(
         # The canary's pair first: its ops come first in the graph as in the report.
         first = [f"{r.name}/{s.name}" for r, s in inventory.stripes()].index(canary)
         stripes.insert(0, stripes.pop(first))
-    gate = approve_canary_op.tag({CANARY_TAG: canary}) if canary else None
+    gate = approve_canary_op.alias(GATE).tag({CANARY_TAG: canary}) if canary else None
     clients = [client for _, client in inventory.clients()]
     # The inventory's batch size shapes the graph when the code location loads; a run's
     # own size (run config) regroups the clients over these nodes (procedure/batches.py).

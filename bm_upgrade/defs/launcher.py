@@ -197,7 +197,27 @@ def worker_gone_sentence(instance: dg.DagsterInstance, run: dg.DagsterRun, why: 
 
 
 class LocalRunLauncher(dg.DefaultRunLauncher):
-    """Dagster's default launcher, plus a run worker health check for workers on this host."""
+    """Dagster's default launcher, plus a run worker health check for workers on this host,
+    and a terminate for runs of `bm-upgrade run` and `rerun` (see :meth:`terminate`)."""
+
+    def terminate(self, run_id: str) -> bool:
+        """Terminate a run (the UI's Terminate). A run executed by `bm-upgrade run` or
+        `rerun` has no code server to ask: it is marked CANCELING, which its steps read
+        before every disruptive action (defs/stopping.py), so the step in progress finishes
+        what it is doing and no new disruptive work starts; the run then ends CANCELED."""
+        from dagster._core.storage.tags import GRPC_INFO_TAG
+
+        run = self._instance.get_run_by_id(run_id)
+        if run is None or run.is_finished or GRPC_INFO_TAG in run.tags:
+            return bool(super().terminate(run_id))  # type: ignore[no-untyped-call]
+        if WORKER_PID_TAG not in run.tags:
+            return bool(super().terminate(run_id))  # type: ignore[no-untyped-call]
+        self._instance.report_run_canceling(
+            run,
+            message="Terminate asked of a run executed by bm-upgrade: its steps start no new "
+            "disruptive work, the step in progress finishes safely, then the run ends",
+        )
+        return True
 
     @property
     def supports_check_run_worker_health(self) -> bool:

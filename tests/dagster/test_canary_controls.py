@@ -85,6 +85,19 @@ def test_a_canary_goes_first_and_every_other_stripe_waits_for_its_gate(tmp_path:
     assert upstream(job, "verify_servers") == {"preflight", *stripe_ops}
 
 
+def test_a_cluster_named_canary_loads_beside_its_gate(tmp_path: Path) -> None:
+    """The control job approve_canary (of cluster "canary") and the gate node approve_canary
+    of every upgrade job with a canary live in one code location (op and graph definition
+    names share one namespace: the gate's op is named otherwise)."""
+    data = yaml.safe_load(with_canary(tmp_path, "dublin/stripe1").read_text(encoding="utf-8"))
+    data["cluster"] = "canary"
+    (tmp_path / "canary.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+    repo = build_definitions(tmp_path).get_repository_def()
+    jobs = {job.name for job in repo.get_all_jobs()}
+    assert {"approve_canary", "approve_prod_eu", "upgrade_canary", "upgrade_prod_eu"} <= jobs
+    assert GATE in {n.name for n in repo.get_job("upgrade_canary").graph.nodes}
+
+
 def test_a_canary_that_is_no_stripe_is_refused_naming_the_field(tmp_path: Path) -> None:
     path = with_canary(tmp_path, "frankfurt/stripe9")
     with pytest.raises(InventoryError) as info:
