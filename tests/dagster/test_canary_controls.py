@@ -32,6 +32,7 @@ from bm_upgrade.defs.instance import prepare_instance
 from bm_upgrade.defs.launch import run_upgrade
 from bm_upgrade.defs.pausing import PAUSE_TAG, request_pause, requested_pause
 from bm_upgrade.defs.runclaim import CLUSTER_TAG, INVENTORY_TAG
+from bm_upgrade.defs.stopping import requested_stop
 from bm_upgrade.errors import InventoryError, UserError
 from bm_upgrade.inventory import load_inventory
 from tests.unit.inventories import unanswered
@@ -279,3 +280,17 @@ def test_a_pause_and_a_decision_belong_to_their_run(home: Path, tmp_path: Path) 
         assert stored_child.tags[APPROVAL_TAG] == "approved"
         assert stored_child.tags[APPROVAL_RUN_TAG] == child.run_id
         assert decision_for(inst, stored_child) == approved
+
+
+@pytest.mark.slow
+def test_a_run_marked_canceled_asks_its_steps_to_stop(home: Path, tmp_path: Path) -> None:
+    """Dagster's "force termination" only marks the run CANCELED (no signal reaches its
+    process): every step reads that before its next disruptive action."""
+    path = unanswered(tmp_path, "test")
+    with dg.DagsterInstance.get() as inst:
+        run = upgrade_run(inst, path, status=dg.DagsterRunStatus.STARTED)
+        assert requested_stop(inst, run.run_id) is None
+        inst.report_run_canceled(run)
+        assert requested_stop(inst, run.run_id) == (
+            "the run was terminated (CANCELED) through Dagster"
+        )
