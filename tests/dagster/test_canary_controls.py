@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 import pytest
 import yaml
+from dagster._core.utils import make_new_run_id
 
 from bm_upgrade.definitions import build_definitions
 from bm_upgrade.defs.approval import (
@@ -30,11 +31,12 @@ from bm_upgrade.defs.control_jobs import CONTROL_TAG, approve_job_for_inventory
 from bm_upgrade.defs.execution import reconstructable
 from bm_upgrade.defs.instance import prepare_instance
 from bm_upgrade.defs.launch import run_upgrade
-from bm_upgrade.defs.pausing import PAUSE_TAG, request_pause, requested_pause
+from bm_upgrade.defs.pausing import PAUSE_TAG, Pause, request_pause, requested_pause
 from bm_upgrade.defs.runclaim import CLUSTER_TAG, INVENTORY_TAG
-from bm_upgrade.defs.stopping import requested_stop
+from bm_upgrade.defs.stopping import earlier_failure, requested_stop
 from bm_upgrade.errors import InventoryError, UserError
 from bm_upgrade.inventory import load_inventory
+from tests.dagster.new_work_job import new_work
 from tests.unit.inventories import unanswered
 
 REPO = Path(__file__).resolve().parents[2]
@@ -293,4 +295,28 @@ def test_a_run_marked_canceled_asks_its_steps_to_stop(home: Path, tmp_path: Path
         inst.report_run_canceled(run)
         assert requested_stop(inst, run.run_id) == (
             "the run was terminated (CANCELED) through Dagster"
+        )
+
+
+@pytest.mark.slow
+def test_a_pause_is_not_an_earlier_failure(home: Path) -> None:
+    """A stripe still in progress when another op paused goes on: the pause's step failure
+    does not stop new disruptive work (rule 12), an ordinary failure does."""
+    from dagster._core.execution.api import execute_run
+
+    with dg.DagsterInstance.get() as inst:
+        ended = {}
+        for paused in (True, False):
+            run_id = make_new_run_id()
+            pause = Pause(run_id, "erin", "2030-01-01T00:00:00+00:00")
+            run = inst.create_run_for_job(
+                new_work, run_id=run_id, tags=pause.tag() if paused else {}
+            )
+            execute_run(dg.reconstructable(new_work), run, inst)
+            stored = inst.get_run_by_id(run_id)
+            assert stored is not None and stored.status == dg.DagsterRunStatus.FAILURE
+            ended[paused] = earlier_failure(inst, run_id, "failover_east_stripe1")
+        assert ended[True] is None
+        assert ended[False] == (
+            "step starts_new_work of this run failed (boom); fix that, then re-execute from failure"
         )
