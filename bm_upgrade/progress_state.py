@@ -95,6 +95,8 @@ class RunState:
         steps: the steps this run executes, in the order shown.
         expected: step key -> predicted seconds (empty: no prediction).
         basis: what the prediction rests on, in words.
+        at_most: the prediction is an upper bound (the timeouts: the most each wait may
+            take), not an expectation.
         ended: when the run ended (None while it goes on).
     """
 
@@ -103,6 +105,7 @@ class RunState:
     stripes: tuple[StripeProgress, ...] = ()
     expected: Mapping[str, float] = field(default_factory=dict)
     basis: str = ""
+    at_most: bool = False
     started: float | None = None
     ended: float | None = None
 

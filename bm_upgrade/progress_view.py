@@ -47,7 +47,9 @@ def _stripe_of(state: RunState, step: str) -> StripeProgress | None:
 def _left(state: RunState, now: float) -> str:
     """``about 42 s left`` (nothing without a prediction, or under a second left)."""
     left = state.time_left(now)
-    return "" if left is None or left < 1 else f"about {duration(left)} left"
+    if left is None or left < 1:
+        return ""
+    return f"{'at most' if state.at_most else 'about'} {duration(left)} left"
 
 
 def opening(state: RunState) -> list[str]:
@@ -55,7 +57,8 @@ def opening(state: RunState) -> list[str]:
     line = f"{state.title}: {len(state.steps)} step(s) to run"
     if state.expected:
         total = sum(state.expected.get(s.key, 0.0) for s in state.steps)
-        line += f", predicted {duration(total)} of step time ({state.basis})"
+        bound = "at most " if state.at_most else ""
+        line += f", predicted {bound}{duration(total)} of step time ({state.basis})"
     return [line]
 
 

@@ -184,6 +184,7 @@ class RunWatch:
             stripes=tuple(stripes),
             expected=dict(prediction.steps) if prediction else {},
             basis=prediction.basis if prediction else "",
+            at_most=prediction is not None and not prediction.from_history,
         )
 
     def finish(self) -> None:

@@ -59,7 +59,7 @@ def test_a_run_failing_in_preflight_shows_each_step_and_no_dagster_line(
     short = outcome.run_id[:8]
     lines = out.getvalue().splitlines()
     # No past run: the prediction comes from the timeouts, and says so.
-    assert lines[0].startswith(f"run {short}: 8 step(s) to run, predicted ")
+    assert lines[0].startswith(f"run {short}: 8 step(s) to run, predicted at most ")
     assert lines[0].endswith("(the inventory's timeouts (no past run))")
     assert lines[1] == "preflight: running"
     assert re.fullmatch(r"preflight: failed after [0-9.]+ s", lines[2]), lines[2]

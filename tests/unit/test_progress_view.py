@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+from dataclasses import replace
 
 from bm_upgrade import progress_view as view
 from bm_upgrade.procedure.records import StepRecord, skipped
@@ -91,6 +92,18 @@ def test_time_left_counts_what_is_not_finished_a_running_step_less_its_time() ->
     assert fresh(expected={}).time_left(0.0) is None
     ended, _, _ = play(state, Happening("run_end", 4.0))
     assert ended.time_left(5.0) == 0.0
+
+
+def test_a_prediction_from_the_timeouts_is_an_upper_bound() -> None:
+    state = replace(fresh(), at_most=True, basis="the inventory's timeouts (no past run)")
+    assert view.opening(state) == [
+        "run abcd1234: 6 step(s) to run, predicted at most 40 s of step time "
+        "(the inventory's timeouts (no past run))"
+    ]
+    _, lines, _ = play(
+        state, Happening("start", 0, "preflight"), Happening("success", 1, "preflight")
+    )
+    assert lines[-1] == "preflight: done in 1.0 s; at most 38 s left"
 
 
 def test_a_stripe_counts_servers_confirmed_then_its_steps_done() -> None:
