@@ -13,6 +13,6 @@ def starts_new_work(context: dg.OpExecutionContext) -> None:
     raise dg.Failure(description="boom")
 
 
-@dg.job
+@dg.job(executor_def=dg.in_process_executor)
 def new_work() -> None:
     starts_new_work()
