@@ -68,13 +68,11 @@ demo: setup
 	@mkdir -p $(DAGSTER_HOME)
 	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/bm-upgrade demo
 
+# Every benchmark, then one table of the performance goals and their figures in
+# bench/results/latest.json (BENCH_FLAGS: --json FILE, --quick, --only NAME...; bench/README.md).
+BENCH_FLAGS ?=
 bench: setup
-	$(BIN)/python bench/bench_sandbox.py
-	$(BIN)/python bench/bench_upload.py --size-mb 128 --repeat 2
-	$(BIN)/python bench/bench_upgrade.py
-	$(BIN)/python bench/bench_watch.py
-	$(BIN)/python bench/bench_stopping.py
-	$(BIN)/python bench/bench_storage.py
+	$(BIN)/python bench/run_all.py $(BENCH_FLAGS)
 
 # Webserver + daemon on 127.0.0.1 for the demo sandbox (started unless it runs); prints the
 # URL; Ctrl-C stops both. UI_PORT=3001 make ui for another port.

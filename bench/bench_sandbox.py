@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -70,14 +71,16 @@ def median_ms(action: object, times: int = 30) -> float:
     return sorted(samples)[len(samples) // 2] * 1000
 
 
-def command_costs(directory: Path, inventory_path: Path) -> None:
+def command_costs(directory: Path, inventory_path: Path) -> dict[str, float]:
+    figures = {}
     inventory = load_inventory(inventory_path)
     host = inventory.regions[0].stripes[0].servers[0].host
     with HostPool(inventory.ssh) as pool:
         conn = pool.get(host)
+        figures["ssh_command_ms"] = round(median_ms(lambda: conn.run("true")), 2)
         print(
             f"one command over SSH (`true`, open connection): "
-            f"{median_ms(lambda: conn.run('true')):.1f} ms median"
+            f"{figures['ssh_command_ms']:.1f} ms median"
         )
     folder = directory / "bench-wrappers"
     python = wrapper.wrapper_python()
@@ -103,10 +106,80 @@ def command_costs(directory: Path, inventory_path: Path) -> None:
             str(root),
         ]
         cost = median_ms(lambda args=args: subprocess.run(args, env=env, check=True))
+        figures[f"wrapper_{name}_ms"] = round(cost, 2)
         print(f"command wrapper alone ({name}, journal + scans + sh): {cost:.1f} ms median")
+    return figures
 
 
-def main() -> None:
+def sync_figures(directory: Path, inventory_path: Path) -> dict[str, Any]:
+    """A mirror restarted by hand with the kit's scripts: PASSIVE-UNINITIALIZED to
+    PASSIVE-STANDBY against the topology's sync_s."""
+    figures: dict[str, Any] = {}
+    inventory = yaml.safe_load(inventory_path.read_text())
+    mirror = inventory["regions"][0]["stripes"][0]["servers"][1]
+    bin_dir = Path(mirror["install_dir"]) / "server" / "bin"
+    user = logins.login_user()
+    since = time.time()
+    run = ["runuser", "-u", user, "--"] if user != getpass.getuser() else []
+    # The kit scripts need JAVA_HOME, which the inventory names (a login has none).
+    run += ["env", f"JAVA_HOME={mirror['java_home']}"]
+    subprocess.run(
+        [
+            *run,
+            str(bin_dir / "stop-tc-server.sh"),
+            "-f",
+            mirror["tc_config"],
+            "-n",
+            mirror["name"],
+        ],
+        check=True,
+        capture_output=True,
+    )
+    time.sleep(1.0)
+    log = directory / "bench-restart.log"
+    with log.open("w") as out:
+        subprocess.Popen(
+            [
+                *run,
+                "setsid",
+                str(bin_dir / "start-tc-server.sh"),
+                "-f",
+                mirror["tc_config"],
+                "-n",
+                mirror["name"],
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    timing = yaml.safe_load(TOPOLOGY.read_text())["timing"]
+    deadline = time.time() + 30
+    uninit = standby = None
+    while time.time() < deadline and standby is None:
+        for line in (directory / "journal.jsonl").read_text().splitlines():
+            e = json.loads(line)
+            if e["t"] >= since and e["event"] == "server_state" and e["server"] == mirror["name"]:
+                if e["state"] == "PASSIVE-UNINITIALIZED":
+                    uninit = e["t"]
+                elif e["state"] == "PASSIVE-STANDBY" and uninit:
+                    standby = e["t"]
+        time.sleep(0.2)
+    if uninit and standby:
+        took = standby - uninit
+        figures["sync_s"] = round(took, 3)
+        figures["sync_configured_s"] = timing["sync_s"]
+        print(
+            f"sync: {took:.3f} s for a configured {timing['sync_s']} s "
+            f"({100 * (took / timing['sync_s'] - 1):+.1f} %; goal within 10 %)"
+        )
+    else:
+        print("sync: the restarted mirror did not reach PASSIVE-STANDBY within 30 s")
+    return figures
+
+
+def measure() -> dict[str, Any]:
+    """Print the figures of the module docstring and return them."""
+    figures: dict[str, Any] = {}
     base = Path(tempfile.mkdtemp(prefix="bm-upgrade-bench-"))
     base.chmod(0o711)
     directory = base / "sb"
@@ -114,11 +187,14 @@ def main() -> None:
         started = time.monotonic()
         inventory_path = cluster.up(TOPOLOGY, directory)
         up_s = time.monotonic() - started
+        figures["sandbox_up_s"] = round(up_s, 2)
         print(
             f"sandbox up (2 regions x 4 stripes x 2 servers + 8 clients): {up_s:.1f} s (goal 15 s)"
         )
         rss = {name: rss_mb(pid) for name, pid in server_pids(directory).items()}
         if rss:
+            figures["server_rss_mb_max"] = round(max(rss.values()), 1)
+            figures["server_rss_mb_mean"] = round(sum(rss.values()) / len(rss), 1)
             print(
                 f"server RSS: max {max(rss.values()):.1f} MB, mean "
                 f"{sum(rss.values()) / len(rss):.1f} MB over {len(rss)} servers (goal 60 MB)"
@@ -127,75 +203,21 @@ def main() -> None:
             before = {name: cpu_ticks(pid) for name, pid in pids.items()}
             time.sleep(1.0)
             used = [cpu_ticks(pid) - before[name] for name, pid in pids.items()]
+            figures["server_cpu_ticks_max"] = max(used)
             print(
                 f"server CPU over 1 s with clients writing: max {max(used)} ticks, mean "
                 f"{sum(used) / len(used):.1f} ticks of 10 ms (no busy polling)"
             )
-        inventory = yaml.safe_load(inventory_path.read_text())
-        mirror = inventory["regions"][0]["stripes"][0]["servers"][1]
-        bin_dir = Path(mirror["install_dir"]) / "server" / "bin"
-        user = logins.login_user()
-        since = time.time()
-        run = ["runuser", "-u", user, "--"] if user != getpass.getuser() else []
-        # The kit scripts need JAVA_HOME, which the inventory names (a login has none).
-        run += ["env", f"JAVA_HOME={mirror['java_home']}"]
-        subprocess.run(
-            [
-                *run,
-                str(bin_dir / "stop-tc-server.sh"),
-                "-f",
-                mirror["tc_config"],
-                "-n",
-                mirror["name"],
-            ],
-            check=True,
-            capture_output=True,
-        )
-        time.sleep(1.0)
-        log = directory / "bench-restart.log"
-        with log.open("w") as out:
-            subprocess.Popen(
-                [
-                    *run,
-                    "setsid",
-                    str(bin_dir / "start-tc-server.sh"),
-                    "-f",
-                    mirror["tc_config"],
-                    "-n",
-                    mirror["name"],
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        timing = yaml.safe_load(TOPOLOGY.read_text())["timing"]
-        deadline = time.time() + 30
-        uninit = standby = None
-        while time.time() < deadline and standby is None:
-            for line in (directory / "journal.jsonl").read_text().splitlines():
-                e = json.loads(line)
-                if (
-                    e["t"] >= since
-                    and e["event"] == "server_state"
-                    and e["server"] == mirror["name"]
-                ):
-                    if e["state"] == "PASSIVE-UNINITIALIZED":
-                        uninit = e["t"]
-                    elif e["state"] == "PASSIVE-STANDBY" and uninit:
-                        standby = e["t"]
-            time.sleep(0.2)
-        if uninit and standby:
-            took = standby - uninit
-            print(
-                f"sync: {took:.3f} s for a configured {timing['sync_s']} s "
-                f"({100 * (took / timing['sync_s'] - 1):+.1f} %; goal within 10 %)"
-            )
-        else:
-            print("sync: the restarted mirror did not reach PASSIVE-STANDBY within 30 s")
-        command_costs(directory, inventory_path)
+        figures.update(sync_figures(directory, inventory_path))
+        figures.update(command_costs(directory, inventory_path))
+        return figures
     finally:
         cluster.down(directory)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def main() -> None:
+    measure()
 
 
 if __name__ == "__main__":

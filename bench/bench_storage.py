@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -101,26 +102,19 @@ def measure(
     return statistics.median(rates), statistics.median(overheads)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=500)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+def run(events: int = 500, steps: int = 20, repeat: int = 3) -> dict[str, Any]:
+    """Print the table; return writes per second and ms per step per storage."""
     programs = server_programs()
     if programs is None:
         print("bench_storage: PostgreSQL's server programs are missing (make setup installs")
         print("them as root); SQLite only")
-    results = {"SQLite": measure(sqlite_instance, args.events, args.steps, args.repeat)}
+    results = {"SQLite": measure(sqlite_instance, events, steps, repeat)}
     if programs is not None:
         with postgres_server(programs) as server:
             url = server.create_database("bench")
-            results["PostgreSQL"] = measure(
-                lambda: postgres_instance(url), args.events, args.steps, args.repeat
-            )
+            results["PostgreSQL"] = measure(lambda: postgres_instance(url), events, steps, repeat)
     print(
-        f"storage ({args.events} event writes, a job of {args.steps} in-process steps, "
-        f"median of {args.repeat}):"
+        f"storage ({events} event writes, a job of {steps} in-process steps, median of {repeat}):"
     )
     print(f"  {'':<12} {'writes/s':>10} {'ms/step':>9}")
     for name, (rate, per_step) in results.items():
@@ -131,6 +125,19 @@ def main() -> int:
             f"  PostgreSQL / SQLite: writes {postgres[0] / sqlite[0]:.2f}x, "
             f"step overhead {postgres[1] / sqlite[1]:.2f}x"
         )
+    return {
+        name: {"writes_per_s": round(rate, 1), "ms_per_step": round(per_step, 2)}
+        for name, (rate, per_step) in results.items()
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=500)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    run(args.events, args.steps, args.repeat)
     return 0
 
 

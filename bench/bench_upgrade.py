@@ -35,8 +35,12 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
+import breakdown
+import stalls
 import yaml
 from dagster import DagsterInstance
 
@@ -47,6 +51,7 @@ from bm_upgrade.inventory_checks import FAILOVER_NODE_PREFIX, MIRRORS_NODE_PREFI
 from bm_upgrade.plan import PlanOptions
 from bm_upgrade.plan.estimate import Prediction, minutes, phase_of
 from bm_upgrade.procedure.kit import CACHE_DIR_ENV
+from bm_upgrade.remote import HostPool
 from bm_upgrade.sandbox import cluster
 
 HERE = Path(__file__).parent
@@ -104,9 +109,9 @@ def actual_s(inst: DagsterInstance, run_id: str) -> float:
 
 def prediction_error(
     inventory_path: Path, inst: DagsterInstance, done: list[tuple[Prediction, str]], runs: int
-) -> None:
+) -> dict[str, Any]:
     """Run the job until ``runs`` have run (alternating the target), each predicted from the
-    runs before it; print each prediction against the run's duration."""
+    runs before it; print each prediction against the run's duration; return the figures."""
     targets = ["4.2.1", "4.2.0"]
     while len(done) < runs:
         target = targets[len(done) % 2]
@@ -114,24 +119,32 @@ def prediction_error(
         outcome = run_upgrade(inventory_path, target=target)
         if not outcome.success:
             print(f"  run {len(done) + 1} (to {target}) failed: {outcome.failure}")
-            return
+            return {"failed": f"run {len(done) + 1}: {outcome.failure}"}
         done.append((before, outcome.run_id))
     print(f"  predicted duration, each run from the runs before it ({len(done)} runs):")
     print(f"  {'run':>4s} {'predicted s':>12s} {'actual s':>9s} {'error':>7s}  basis")
     errors = []
+    rows = []
     for number, (predicted, run_id) in enumerate(done, start=1):
         actual = actual_s(inst, run_id)
         error = 100 * (predicted.total_s - actual) / actual
         if predicted.from_history:
             errors.append(abs(error))
+        rows.append(
+            {"predicted_s": round(predicted.total_s, 2), "actual_s": round(actual, 2)}
+            | {"error_pct": round(error, 1), "from_history": predicted.from_history}
+        )
         print(
             f"  {number:>4d} {predicted.total_s:>12.1f} {actual:>9.1f} {error:>+6.0f}%  "
             f"{predicted.basis}"
         )
+    figures: dict[str, Any] = {"runs": rows}
     if errors:
+        figures["mean_error_pct"] = round(sum(errors) / len(errors), 1)
+        figures["max_error_pct"] = round(max(errors), 1)
         print(
-            f"  prediction error from past runs: mean {sum(errors) / len(errors):.0f}%, "
-            f"largest {max(errors):.0f}%"
+            f"  prediction error from past runs: mean {figures['mean_error_pct']:.0f}%, "
+            f"largest {figures['max_error_pct']:.0f}%"
         )
     last, run_id = done[-1]
     by_phase = actual_phases(inst, run_id)
@@ -139,6 +152,7 @@ def prediction_error(
         f"  last run by phase, predicted / actual s ({minutes(last.total_s)} predicted): "
         + ", ".join(f"{k} {v:.1f} / {by_phase.get(k, 0.0):.1f}" for k, v in last.phases.items())
     )
+    return figures
 
 
 def actual_phases(inst: DagsterInstance, run_id: str) -> dict[str, float]:
@@ -153,8 +167,33 @@ def actual_phases(inst: DagsterInstance, run_id: str) -> dict[str, float]:
     return {phase: end - start for phase, (start, end) in spans.items()}
 
 
-def one(parallel: int, failback: bool, runs: int) -> None:
-    topology_path = HERE / "upgrade.yaml"
+def one_command_ms(inventory_path: Path) -> float:
+    """Median cost of one command (``true``) over an open SSH connection to a sandbox host."""
+    inventory = load_inventory(inventory_path)
+    host = inventory.regions[0].stripes[0].servers[0].host
+    with HostPool(inventory.ssh) as pool:
+        conn = pool.get(host)
+        conn.run("true")
+        samples = []
+        for _ in range(15):
+            started = time.perf_counter()
+            conn.run("true")
+            samples.append(time.perf_counter() - started)
+    return sorted(samples)[len(samples) // 2] * 1000
+
+
+def upgrade_run(
+    topology_path: Path,
+    *,
+    parallel: int,
+    failback: bool,
+    runs: int,
+    label: str,
+) -> dict[str, Any]:
+    """Start the sandbox of ``topology_path``, run the upgrade to 4.2.1 with ``parallel``
+    stripes side by side, print its detail and return its figures: wall, bound, overhead,
+    each step (time, its share of the bound, where its time went), lost writes, the
+    clients' stalls per failover; then (``runs`` > 1) the prediction error over more runs."""
     topology = yaml.safe_load(topology_path.read_text())
     base = Path(tempfile.mkdtemp(prefix="bm-upgrade-bench-"))
     base.chmod(0o711)
@@ -162,44 +201,82 @@ def one(parallel: int, failback: bool, runs: int) -> None:
     os.environ[CACHE_DIR_ENV] = str(base / "kits")
     ensure_instance_yaml(base / "dagster")
     directory = base / "sb"
+    figures: dict[str, Any] = {"parallel_stripes": parallel, "failback": failback}
     try:
-        inventory_path = cluster.up(topology_path, directory)
+        started = time.monotonic()
+        inventory_path = cluster.up(topology_path, directory, timeout_s=240)
+        figures["sandbox_up_s"] = round(time.monotonic() - started, 2)
         data = yaml.safe_load(inventory_path.read_text())
         data["policy"].update(parallel_stripes=parallel, failback=failback)
         inventory_path.write_text(yaml.safe_dump(data, sort_keys=False))
+        command_ms = one_command_ms(inventory_path)
         inst = instance()
         inst.get_runs(limit=1)  # the instance's storage exists before the clock starts
         first = predict(inst, load_inventory(inventory_path), options(inventory_path, "4.2.1"))
+        epoch_start = time.time()
         started = time.monotonic()
         outcome = run_upgrade(inventory_path)
         wall = time.monotonic() - started
+        epoch_end = time.time()
         if not outcome.success:
-            print(f"parallel_stripes={parallel}: run failed: {outcome.failure}")
-            return
+            print(f"{label}: run failed: {outcome.failure}")
+            figures["failed"] = outcome.failure
+            return figures
         bound = lower_bound(topology, parallel, failback)
-        lost = cluster.verify(directory)["lost"]
+        verified = cluster.verify(directory)
+        lost = verified["lost"]
         wrapper = "compiled" if (directory / "ssh" / "cmdwrap").exists() else "python"
         print(
-            f"parallel_stripes={parallel} failback={failback}: wall {wall:.1f} s, lower "
-            f"bound {bound:.1f} s, ratio {wall / bound:.2f}x; lost writes {lost} "
-            f"(sandbox command wrapper: {wrapper})"
+            f"{label}: wall {wall:.1f} s, lower bound {bound:.1f} s, overhead "
+            f"{wall - bound:.1f} s, ratio {wall / bound:.2f}x; acknowledged writes "
+            f"{verified['acked']}, lost {lost} (sandbox command wrapper: {wrapper})"
         )
-        stats = sorted(inst.get_run_step_stats(outcome.run_id), key=lambda s: s.start_time or 0.0)
-        print(f"  {'step':32s} {'s':>6s} {'bound s':>8s}")
-        for step in stats:
-            took = (step.end_time or 0.0) - (step.start_time or 0.0)
-            print(
-                f"  {step.step_key:32s} {took:6.2f} "
-                f"{share_of(step.step_key, topology, failback):8.1f}"
+        steps = breakdown.step_costs(inst, outcome.run_id)
+        for step in steps:
+            step["bound_s"] = share_of(step["step"], topology, failback)
+        breakdown.print_steps(steps, command_ms)
+        summary = breakdown.summary(steps, wall, bound, command_ms)
+        breakdown.print_summary(summary)
+        election_s = float(topology["timing"]["election_s"])
+        stall = stalls.stalls(directory, epoch_start, epoch_end, election_s)
+        stalls.print_stalls(stall)
+        figures.update(
+            wall_s=round(wall, 2),
+            bound_s=round(bound, 2),
+            overhead_s=round(wall - bound, 2),
+            ratio=round(wall / bound, 3),
+            acked=verified["acked"],
+            lost=lost,
+            one_command_ms=round(command_ms, 1),
+            steps=steps,
+            where_time_goes=summary,
+            stalls=stall,
+        )
+        if runs > 1:
+            figures["prediction"] = prediction_error(
+                inventory_path, inst, [(first, outcome.run_id)], runs
             )
-        print(
-            f"  {len(stats)} Dagster steps; {(wall - bound) / max(1, len(stats)):.2f} s per "
-            "step beyond the bound"
-        )
-        prediction_error(inventory_path, inst, [(first, outcome.run_id)], runs)
+        return figures
     finally:
         cluster.down(directory)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def measure(
+    parallel_values: Iterable[int] = (1, 4), failback: bool = False, runs: int = 3
+) -> dict[str, Any]:
+    """The upgrade of ``bench/upgrade.yaml`` per ``parallel_stripes`` value: figures keyed
+    ``p<value>``."""
+    figures = {}
+    for parallel in parallel_values:
+        figures[f"p{parallel}"] = upgrade_run(
+            HERE / "upgrade.yaml",
+            parallel=parallel,
+            failback=failback,
+            runs=runs,
+            label=f"parallel_stripes={parallel} failback={failback}",
+        )
+    return figures
 
 
 def main() -> None:
@@ -208,8 +285,7 @@ def main() -> None:
     parser.add_argument("--failback", action="store_true")
     parser.add_argument("--runs", type=int, default=3, help="runs predicted, per parallel value")
     args = parser.parse_args()
-    for parallel in args.parallel:
-        one(parallel, args.failback, args.runs)
+    measure(args.parallel, args.failback, args.runs)
 
 
 if __name__ == "__main__":

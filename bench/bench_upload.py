@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import paramiko
 
@@ -29,6 +30,8 @@ from bm_upgrade.inventory import SshSettings
 from bm_upgrade.remote import Connection
 from bm_upgrade.remote.transfer import _send, file_sha256
 from bm_upgrade.sandbox import blocks, logins, sshd, sshkeys
+
+UPLOAD = "bm_upgrade upload (verified)"
 
 
 def best_of(repeat: int, action: Callable[[], None], before: Callable[[], None]) -> float:
@@ -66,12 +69,8 @@ def start_host(
     return handle, settings, key, known
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size-mb", type=int, default=256)
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-
+def measure(size_mb: int = 256, repeat: int = 3) -> dict[str, Any]:
+    """Print the comparison of the module docstring; return seconds and MiB/s per way."""
     base = Path(tempfile.mkdtemp(prefix="bm-upgrade-bench-"))
     owner = base / "block"
     block = blocks.reserve_block(owner)
@@ -82,10 +81,10 @@ def main() -> None:
 
         payload = base / "kit.tar.gz"
         with payload.open("wb") as fh:
-            for _ in range(args.size_mb):
+            for _ in range(size_mb):
                 fh.write(os.urandom(1 << 20))
         sha = file_sha256(payload)
-        size_mb = payload.stat().st_size / (1 << 20)
+        mib = payload.stat().st_size / (1 << 20)
         dest = base / "work" / "kit.tar.gz"
 
         def clean() -> None:
@@ -95,12 +94,10 @@ def main() -> None:
         results: dict[str, float] = {}
         with Connection(address, settings) as conn:
             conn.open()
-            results["bm_upgrade upload (verified)"] = best_of(
-                args.repeat, lambda: conn.upload(payload, str(dest), sha), clean
-            )
+            results[UPLOAD] = best_of(repeat, lambda: conn.upload(payload, str(dest), sha), clean)
             sftp = conn.sftp()
             results["bm_upgrade transfer only"] = best_of(
-                args.repeat, lambda: _send(sftp, payload, str(dest), 0) and None, clean
+                repeat, lambda: _send(sftp, payload, str(dest), 0) and None, clean
             )
             cipher = conn.transport.remote_cipher
 
@@ -117,7 +114,7 @@ def main() -> None:
         )
         plain_sftp = plain.open_sftp()
         results["paramiko sftp.put (defaults)"] = best_of(
-            args.repeat, lambda: plain_sftp.put(str(payload), str(dest)) and None, clean
+            repeat, lambda: plain_sftp.put(str(payload), str(dest)) and None, clean
         )
         plain.close()
 
@@ -138,19 +135,35 @@ def main() -> None:
             f"{user}@{address}:{dest}",
         ]
         results["OpenSSH scp"] = best_of(
-            args.repeat, lambda: subprocess.run(scp, check=True) and None, clean
+            repeat, lambda: subprocess.run(scp, check=True) and None, clean
         )
 
-        print(f"{size_mb:.0f} MiB over loopback, best of {args.repeat}; bm_upgrade cipher {cipher}")
-        reference = size_mb / results["OpenSSH scp"]
+        print(f"{mib:.0f} MiB over loopback, best of {repeat}; bm_upgrade cipher {cipher}")
+        reference = mib / results["OpenSSH scp"]
         for name, seconds in results.items():
-            rate = size_mb / seconds
+            rate = mib / seconds
             print(f"  {name:<32} {seconds:6.2f} s  {rate:7.1f} MiB/s  {rate / reference:5.2f}x scp")
+        return {
+            "size_mib": round(mib, 1),
+            "ways": {
+                name: {"s": round(seconds, 3), "mib_s": round(mib / seconds, 1)}
+                for name, seconds in results.items()
+            },
+            "upload_vs_scp": round(results["OpenSSH scp"] / results[UPLOAD], 3),
+        }
     finally:
         if handle is not None:
             handle.stop()
         blocks.release_block(owner)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=int, default=256)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    measure(args.size_mb, args.repeat)
 
 
 if __name__ == "__main__":
