@@ -141,7 +141,7 @@ class _Run:
             at,
             _text(metadata.get("node")),
             _text(metadata.get("stripe")),
-            _text(metadata.get("before")).rsplit(" ", 1)[0],
+            _text(metadata.get("before_state")),
             _text(metadata.get("state")),
             _text(metadata.get("changes")).removeprefix("- "),
             _text(metadata.get("step")),

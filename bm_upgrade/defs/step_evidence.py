@@ -78,6 +78,7 @@ def status_sink(context: dg.OpExecutionContext, cluster: str) -> StatusSink:
             "version": change.after.version or "unknown",
             "role": change.after.role or "none",
             "before": change.before.describe(),
+            "before_state": change.before.state,
             "seen_at": dg.MetadataValue.timestamp(change.at),
             "run_id": context.run_id,
             "step": context.op_handle.name,
