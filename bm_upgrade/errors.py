@@ -60,7 +60,7 @@ class FieldIssue:
 
 
 class _FileIssuesError(UserError):
-    """An input file with one or more issues; ``str()`` lists all of them."""
+    """An input file with one or more issues; ``str()`` lists all of them (one line for one)."""
 
     kind = "file"
 
@@ -70,6 +70,8 @@ class _FileIssuesError(UserError):
         super().__init__(self._render())
 
     def _render(self) -> str:
+        if len(self.issues) == 1:  # one problem, one line
+            return self.issues[0].render(self.file)
         lines = [f"{self.file}: {len(self.issues)} problem(s) in this {self.kind}:"]
         lines += [f"  - {issue.render(self.file)}" for issue in self.issues]
         return "\n".join(lines)

@@ -136,6 +136,10 @@ def load_inventory(path: str | Path) -> Inventory:
         text = raw.decode("utf-8")
     except FileNotFoundError:
         raise InventoryError(file, [FieldIssue("", "no such file; check the path")]) from None
+    except IsADirectoryError:
+        raise InventoryError(
+            file, [FieldIssue("", "is a folder; give the path of the inventory's YAML file")]
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InventoryError(
             file,

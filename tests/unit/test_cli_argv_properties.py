@@ -168,4 +168,4 @@ def test_a_file_name_that_is_not_utf8_is_named_without_a_traceback(tmp_path: Pat
     )
     assert result.returncode == 2, result
     assert b"Traceback" not in result.stderr
-    assert result.stderr.count(b"\n") == 2 and b"no such file" in result.stderr
+    assert result.stderr.count(b"\n") == 1 and b"no such file" in result.stderr
