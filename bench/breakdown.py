@@ -13,6 +13,9 @@ Per Dagster step:
   which every step that opens a connection keeps for the evidence report), and an estimate
   of their time: that count times one command's median cost on an open connection, measured
   on the same sandbox;
+- ``actions``: seconds per kind of action the step's log lines report with their duration
+  (``stop X: ... [0.4 s]``, ``install X: ... [0.7 s]``, ``waited 0.1 s for ...``: the first
+  word is the kind), the op body's own account of where its time went;
 - ``repeats``: how many of those commands were repeats of a line the step had already run
   (a wait's probes over SSH; REST probes, the sandbox inventory's ``probe_via``, are not
   commands and do not show here).
@@ -20,6 +23,7 @@ Per Dagster step:
 
 from __future__ import annotations
 
+import re
 import statistics
 from typing import Any
 
@@ -27,6 +31,17 @@ from dagster import DagsterInstance
 
 START_EVENTS = ("STEP_START",)
 END_EVENTS = ("STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED")
+ACTION = re.compile(r"^([a-z][\w-]*)\b.*\[(\d+(?:\.\d+)?) s\]$")
+WAITED = re.compile(r"^waited (\d+(?:\.\d+)?) s for ")
+
+
+def action_of(message: str) -> tuple[str, float] | None:
+    """(kind, seconds) of a log line that reports an action's duration."""
+    waited = WAITED.match(message)
+    if waited:
+        return "waited", float(waited.group(1))
+    done = ACTION.match(message)
+    return (done.group(1), float(done.group(2))) if done else None
 
 
 def _commands(event: Any) -> tuple[int, int]:
@@ -63,7 +78,12 @@ def step_costs(inst: DagsterInstance, run_id: str) -> list[dict[str, Any]]:
             step["start"] = entry.timestamp
         elif kind in END_EVENTS:
             step["end"] = entry.timestamp
-        if entry.dagster_event is not None:
+        if entry.dagster_event is None:
+            found = action_of(entry.user_message)
+            if found is not None:
+                actions = step.setdefault("actions", {})
+                actions[found[0]] = actions.get(found[0], 0.0) + found[1]
+        else:
             count, repeats = _commands(entry)
             step["commands"] = step.get("commands", 0) + count
             step["repeats"] = step.get("repeats", 0) + repeats
@@ -81,6 +101,7 @@ def step_costs(inst: DagsterInstance, run_id: str) -> list[dict[str, Any]]:
                 "events": s["events"],
                 "commands": s.get("commands", 0),
                 "repeats": s.get("repeats", 0),
+                "actions": {k: round(v, 2) for k, v in sorted(s.get("actions", {}).items())},
                 "from_s": round(s["first"] - origin, 3),
                 "to_s": round(s["last"] - origin, 3),
             }
@@ -112,7 +133,12 @@ def summary(
         covered += max(0.0, step["to_s"] - max(reach, step["from_s"]))
         reach = max(reach, step["to_s"])
     above = [max(0.0, s["s"] - s.get("bound_s", 0.0)) for s in steps]
+    actions: dict[str, float] = {}
+    for step in steps:
+        for kind, seconds in step["actions"].items():
+            actions[kind] = actions.get(kind, 0.0) + seconds
     return {
+        "actions_s": {k: round(v, 2) for k, v in sorted(actions.items(), key=lambda kv: -kv[1])},
         "steps": len(steps),
         "overhead_s": round(wall - bound, 2),
         "overhead_per_step_s": round((wall - bound) / count, 3),
@@ -143,4 +169,8 @@ def print_summary(figures: dict[str, Any]) -> None:
         f"({figures['events_per_step']:.0f} per step); {figures['commands']} SSH commands "
         f"({figures['command_repeats']} repeats), ~{figures['commands_s_estimate']:.1f} s at "
         f"{figures['one_command_ms']:.0f} ms each"
+    )
+    print(
+        "  op bodies by action (summed): "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in list(figures["actions_s"].items())[:8])
     )
