@@ -10,11 +10,13 @@ ran its ops, and no test touches a real host.
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -102,26 +104,30 @@ def test_two_runs_created_at_once_only_the_first_goes_on(home: Path, inventory: 
         assert UNREACHABLE in execute(inst, inventory, third)[1]
 
 
+@contextmanager
+def silent_hosts(inventory: Path) -> Iterator[None]:
+    """The inventory's SSH port listens on every loopback address but never answers (no
+    banner), so a run's preflight waits for its connect timeout and retries: seconds, long
+    enough for a second run started beside it to find it going even on a loaded machine."""
+    data = yaml.safe_load(inventory.read_text())
+    hosts = {s["host"] for r in data["regions"] for st in r["stripes"] for s in st["servers"]}
+    hosts |= {c["host"] for r in data["regions"] for c in r.get("clients", [])}
+    with ExitStack() as stack:
+        for host in sorted(hosts):
+            sock = stack.enter_context(socket.socket())
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, int(data["ssh"]["port"])))
+            sock.listen(64)
+        yield
+
+
 def test_two_command_line_runs_at_once_only_one_runs(home: Path, inventory: Path) -> None:
     """Two `bm-upgrade run` started side by side: exactly one reaches preflight; the other
     is refused, by the quick check before its run exists (exit 2) or by the claim (exit 1),
-    naming the first either way."""
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "bm_upgrade.cli", "run", str(inventory)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    try:
-        ends = [proc.communicate(timeout=120) for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    naming the first either way. The hosts accept connections and never answer, so the first
+    run is still in its preflight when the second one starts, however slowly it starts."""
+    with silent_hosts(inventory):
+        ends, procs = run_side_by_side(inventory)
     reached = [i for i, (_, err) in enumerate(ends) if UNREACHABLE in err]
     assert len(reached) == 1, ends
     winner, loser = reached[0], 1 - reached[0]
@@ -136,6 +142,29 @@ def test_two_command_line_runs_at_once_only_one_runs(home: Path, inventory: Path
         )
     ]
     assert said, ends[loser][1]
+
+
+def run_side_by_side(
+    inventory: Path,
+) -> tuple[list[tuple[str, str]], list[subprocess.Popen[str]]]:
+    """Two `bm-upgrade run` of ``inventory`` started at once; their (stdout, stderr)."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bm_upgrade.cli", "run", str(inventory)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        ends = [proc.communicate(timeout=180) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return ends, procs
 
 
 def test_a_run_created_later_stops_for_one_going_elsewhere(home: Path, inventory: Path) -> None:
