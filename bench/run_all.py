@@ -92,15 +92,27 @@ def goal_rows(figures: dict[str, Any]) -> list[dict[str, Any]]:
 
     def at_most(name: str, value: Any, goal: float, unit: str) -> dict[str, Any]:
         ok = None if value is None else value <= goal
-        return {"name": name, "measured": value, "goal": f"<= {goal:g}", "unit": unit, "ok": ok}
+        return {
+            "name": name,
+            "measured": value,
+            "goal": f"<= {goal:g} {unit}".strip(),
+            "unit": unit,
+            "ok": ok,
+        }
 
     def at_least(name: str, value: Any, goal: float, unit: str) -> dict[str, Any]:
         ok = None if value is None else value >= goal
-        return {"name": name, "measured": value, "goal": f">= {goal:g}", "unit": unit, "ok": ok}
+        return {
+            "name": name,
+            "measured": value,
+            "goal": f">= {goal:g} {unit}".strip(),
+            "unit": unit,
+            "ok": ok,
+        }
 
     def kept(name: str, value: Any, reference: float, unit: str) -> dict[str, Any]:
         row = at_most(name, value, reference * KEEP_TOLERANCE, unit)
-        row["goal"] = f"~{reference:g} (<= {reference * KEEP_TOLERANCE:.3g})"
+        row["goal"] = f"{reference:g} {unit} (<= {reference * KEEP_TOLERANCE:.3g})"
         return row
 
     stall_runs = [pick(figures, "upgrade", p, "stalls") for p in ("p1", "p4")]
