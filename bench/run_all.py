@@ -1,5 +1,7 @@
-"""`make bench`: every benchmark in one run, each printing its own detail, then one table of the
-performance issue's goals measured in that run, and a JSON file of every figure::
+"""`make bench`: every benchmark, then one table of the performance goals and a JSON file.
+
+Each bench prints its own detail, then the table of the performance issue's goals measured in
+that run is printed and every figure is written to a JSON file::
 
     .venv/bin/python bench/run_all.py [--json FILE] [--quick] [--only NAME ...]
 
