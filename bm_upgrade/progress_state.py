@@ -98,6 +98,8 @@ class RunState:
         at_most: the prediction is an upper bound (the timeouts: the most each wait may
             take), not an expectation.
         ended: when the run ended (None while it goes on).
+        overlap: the job's predicted wall time over the sum of its steps' predicted times
+            (below 1 when stripes run side by side): what a second of step time left costs.
     """
 
     title: str
@@ -108,6 +110,7 @@ class RunState:
     at_most: bool = False
     started: float | None = None
     ended: float | None = None
+    overlap: float = 1.0
 
     def step(self, key: str) -> StepProgress | None:
         return next((s for s in self.steps if s.key == key), None)
@@ -117,7 +120,8 @@ class RunState:
 
     def time_left(self, now: float) -> float | None:
         """Predicted seconds of the steps not finished (a running one's less its elapsed
-        time, never below 0); None without a prediction."""
+        time, never below 0), times ``overlap`` (steps run side by side share the wall
+        clock); None without a prediction."""
         if not self.expected:
             return None
         if self.ended is not None:
@@ -130,7 +134,7 @@ class RunState:
             if step.state is StepState.RUNNING:
                 expected -= step.elapsed(now)
             left += max(0.0, expected)
-        return left
+        return left * self.overlap
 
 
 def ordered(keys: Iterable[str], stripes: Iterable[StripeProgress]) -> tuple[str, ...]:

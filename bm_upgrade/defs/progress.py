@@ -185,6 +185,7 @@ class RunWatch:
             expected=dict(prediction.steps) if prediction else {},
             basis=prediction.basis if prediction else "",
             at_most=prediction is not None and not prediction.from_history,
+            overlap=_overlap(prediction),
         )
 
     def finish(self) -> None:
@@ -231,3 +232,12 @@ class RunWatch:
                     self.display.changed(before, self.state, warnings, time.time())
             if not batch.has_more:
                 return
+
+
+def _overlap(prediction: Prediction | None) -> float:
+    """The predicted wall time over the sum of the steps' predicted times (1 when nothing
+    runs side by side, or without a prediction)."""
+    work = sum(prediction.steps.values()) if prediction else 0.0
+    if prediction is None or work <= 0.0 or prediction.total_s <= 0.0:
+        return 1.0
+    return min(1.0, prediction.total_s / work)

@@ -92,6 +92,8 @@ def test_time_left_counts_what_is_not_finished_a_running_step_less_its_time() ->
     assert fresh(expected={}).time_left(0.0) is None
     ended, _, _ = play(state, Happening("run_end", 4.0))
     assert ended.time_left(5.0) == 0.0
+    # Stripes side by side: the run is predicted to take half its steps' time.
+    assert replace(state, overlap=0.5).time_left(3.0) == 19.0
 
 
 def test_a_prediction_from_the_timeouts_is_an_upper_bound() -> None:
