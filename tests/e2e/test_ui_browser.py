@@ -49,10 +49,14 @@ RUN_ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 OBSERVATIONS = """
 query Observations($key: AssetKeyInput!) {
   assetOrError(assetKey: $key) {
-    ... on Asset { assetObservations(limit: 500) {
-      timestamp metadataEntries { label ... on MarkdownMetadataEntry { mdStr } } } }
+    ... on Asset { assetEventHistory(limit: 500, eventTypeSelectors: [OBSERVATION]) {
+      results { ... on ObservationEvent {
+        metadataEntries { label ... on MarkdownMetadataEntry { mdStr } } } } } }
   }
 }"""
+"""The asset's observations as the Events tab lists them: the newest stored first (a sensor's
+look is stored after it ends, so its time may be older than a run's observation stored
+before it)."""
 VERSION = re.compile(r"\b(\d+\.\d+\.\d+)$")
 TICKS = """
 query Ticks($selector: SensorSelector!) {
@@ -154,13 +158,18 @@ def yaml_lines(config: dict[str, Any]) -> Iterator[str]:
             yield f"{key}: {'null' if value is None else value}"
 
 
-def status_changes(ui: Ui) -> list[list[str]]:
-    """Each observation's ``changes`` lines, the newest first (as the UI lists them)."""
+def status_changes(ui: Ui) -> list[tuple[list[str], bool]]:
+    """Each observation's ``changes`` lines, the newest first (as the UI lists them), and
+    whether the sensor made it (its looks carry ``alerts``; a run's own observations of the
+    changes it saw do not)."""
     key = {"path": ["bm_upgrade", ui.inventory.cluster, "sync_status"]}
     asset = graphql(ui.servers.url, OBSERVATIONS, {"key": key})["assetOrError"]
-    found = sorted(asset.get("assetObservations", []), key=lambda o: -float(o["timestamp"]))
+    found = asset.get("assetEventHistory", {}).get("results", [])
     return [
-        [line.removeprefix("- ") for line in e["mdStr"].splitlines() if line != "none"]
+        (
+            [line.removeprefix("- ") for line in e["mdStr"].splitlines() if line != "none"],
+            any(other["label"] == "alerts" for other in o["metadataEntries"]),
+        )
         for o in found
         for e in o["metadataEntries"]
         if e["label"] == "changes"
@@ -263,24 +272,36 @@ def test_a_failed_run_shows_its_reason_and_reexecutes_from_failure(ui: Ui) -> No
 
 
 def test_the_sync_status_asset_shows_its_history(ui: Ui) -> None:
-    """The daemon's sync_status sensor observed the upgrade and the rollback: the asset's
-    Events tab lists every observation, each showing its changes."""
+    """The daemon's sync_status sensor observed the upgrade and the rollback, and the runs
+    observed the changes they saw: the asset's Events tab lists every observation, each
+    showing its changes."""
     since = time.time()  # the re-executed run has ended (the previous test saw it)
     servers = {s.name for _, _, s in ui.inventory.servers()}
     back_and_forth = {name: ["4.2.0", "4.2.1", "4.2.0"] for name in servers}
-    box: list[list[list[str]]] = [[]]
+    box: list[list[tuple[list[str], bool]]] = [[]]
+
+    def looks(observed: list[tuple[list[str], bool]]) -> list[list[str]]:
+        return [lines for lines, by_sensor in observed if by_sensor]
 
     def rollback_seen() -> bool:
         # After a look that began once the run had ended, the history holds all it will.
         if not sensor_looked_since(ui, since):
             return False
         box[0] = status_changes(ui)
-        return versions_by_node(box[0]) == back_and_forth
+        return versions_by_node(looks(box[0])) == back_and_forth
 
     processes.wait_until(rollback_seen, 60, "every server seen on 4.2.0, 4.2.1, then 4.2.0")
-    changes = box[0]
-    assert {line.split(": ")[0] for line in changes[-1]} == servers  # the first look
-    assert all(" not seen -> " in line for line in changes[-1])
+    observed = box[0]
+    changes = [lines for lines, _ in observed]
+    first = looks(observed)[-1]
+    assert {line.split(": ")[0] for line in first} == servers  # the sensor's first look
+    assert all(" not seen -> " in line for line in first)
+    # The runs' own: each server left PASSIVE-STANDBY and came back, seen as it happened.
+    by_runs = [line for lines, by_sensor in observed if not by_sensor for line in lines]
+    for name in servers:
+        mine = [x for x in by_runs if x.startswith(f"{name}: ")]
+        assert any(x.startswith(f"{name}: PASSIVE-STANDBY 4.2.0 -> ") for x in mine), by_runs
+        assert any(x.endswith(" -> PASSIVE-STANDBY 4.2.1") for x in mine), by_runs
     page = ui.page
     page.set_viewport_size({"width": 1400, "height": 2400})  # the whole list, unscrolled
     page.goto(f"/assets/bm_upgrade/{ui.inventory.cluster}/sync_status")
@@ -288,12 +309,26 @@ def test_the_sync_status_asset_shows_its_history(ui: Ui) -> None:
     listed = page.locator("[data-index]").filter(has=page.get_by_role("img", name="observation"))
     expect(listed).to_have_count(len(changes))
     shown = page.get_by_role("row").filter(has=page.get_by_role("cell", name="changes", exact=True))
-    for index, lines in enumerate(changes):
+    # Each listed observation, clicked, shows the changes of one observation of the history:
+    # all of them, once each. (The list's order may differ from the event log's for a look
+    # and a run's change stored within a moment of each other, so it is not compared.)
+    unmatched = [lines or ["none"] for lines in changes]
+
+    def shown_lines() -> list[str]:
+        return [x.strip() for x in shown.inner_text().splitlines()[1:] if x.strip()]
+
+    for index in range(len(changes)):
         listed.nth(index).click()
-        for line in lines or ["none"]:
-            expect(shown).to_contain_text(line)
-    # The screenshot shows the upgrade's first look at a server on 4.2.1.
-    upgrade = max(i for i, lines in enumerate(changes) if any(x.endswith(" 4.2.1") for x in lines))
+        processes.wait_until(
+            lambda: shown_lines() in unmatched, 10, f"the changes of listed observation {index}"
+        )
+        unmatched.remove(shown_lines())
+    # The screenshot shows the sensor's first look at a server on 4.2.1.
+    upgrade = max(
+        i
+        for i, (lines, by_sensor) in enumerate(observed)
+        if by_sensor and any(x.endswith(" 4.2.1") for x in lines)
+    )
     listed.nth(upgrade).click()
     page.set_viewport_size({"width": 1400, "height": 900})
     ui.shot("status-history")
