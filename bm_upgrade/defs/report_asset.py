@@ -11,14 +11,19 @@ left in the instance's event log (:func:`read_history`), so it can be made on an
 reaches the instance.
 
 Where the report lives: the materialization's metadata holds the Markdown (``report``, shown
-by the UI) and the whole self-contained HTML page (``html``, with its ``html_sha256``), in the
-instance's event log storage; nothing is written to a local folder, so the report is the same
-on SQLite and on PostgreSQL, whichever machine or pod ran the step or the sensor, and
-`bm-upgrade report RUN_ID --html FILE` writes it out anywhere the instance is reachable.
+by the UI; a command line longer than :data:`~bm_upgrade.procedure.report_render.
+COMMAND_CHARS` cut there) and the whole self-contained HTML page, gzip-compressed and base64
+encoded (``html_gzip``: a report's commands repeat each other, so it keeps about a seventh
+of the page's bytes in the event log, which the asset's page in the UI reads), with the page's
+``html_sha256``. Nothing is written to a local folder, so the report is the same on SQLite and
+on PostgreSQL, whichever machine or pod ran the step or the sensor, and
+`bm-upgrade report RUN_ID --html FILE` writes the page out anywhere the instance is reachable.
 """
 
 from __future__ import annotations
 
+import base64
+import gzip
 import hashlib
 import time
 from typing import Any
@@ -69,7 +74,8 @@ def report_asset(inventory: Inventory) -> dg.AssetSpec:
         description=f"The evidence report of each upgrade run of {inventory.cluster} "
         "(successful, failed or canceled): outcome, approvals, plan, version matrix before "
         "and after, steps and failovers with their durations, state changes, commands per "
-        "host. Markdown in the `report` metadata, the HTML page in `html`.",
+        "host. Markdown in the `report` metadata; the HTML page through `bm-upgrade report "
+        "RUN_ID --html FILE` (kept compressed in `html_gzip`).",
     )
 
 
@@ -262,8 +268,9 @@ def report_metadata(evidence: Evidence, source: str) -> dict[str, dg.RawMetadata
     h = evidence.history
     return {
         "report": dg.MetadataValue.md(to_markdown(evidence)),
-        "html": dg.MetadataValue.text(page),
+        "html_gzip": base64.b64encode(gzip.compress(page.encode(), 9)).decode("ascii"),
         "html_sha256": hashlib.sha256(page.encode()).hexdigest(),
+        "html_bytes": dg.MetadataValue.int(len(page.encode())),
         "outcome": evidence.outcome,
         "run": dg.MetadataValue.dagster_run(h.run_id),
         "runs": dg.MetadataValue.json(h.runs),
@@ -380,7 +387,9 @@ def stored_report(instance: dg.DagsterInstance, cluster: str, run_id: str) -> di
         metadata = materialization.metadata
         run = metadata.get("run")
         if getattr(run, "run_id", None) == run_id:
-            return {"markdown": _text(metadata.get("report")), "html": _text(metadata.get("html"))}
+            packed = base64.b64decode(_text(metadata.get("html_gzip")))
+            page = gzip.decompress(packed).decode() if packed else ""
+            return {"markdown": _text(metadata.get("report")), "html": page}
     return None
 
 

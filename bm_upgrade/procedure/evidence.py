@@ -484,7 +484,8 @@ class Evidence:
             text=[
                 "Each command line as run, once per step with how many times it ran and "
                 "failed (a wait repeats its probe); secrets are fed on standard input and "
-                "never appear here."
+                "never appear here. The Markdown shows the start of a long line, the HTML "
+                "page every line whole."
             ],
         )
         return [head] + [

@@ -1,6 +1,7 @@
 """The evidence report's sections (:mod:`bm_upgrade.procedure.evidence`) as Markdown (shown by
-the Dagster UI) and as one self-contained HTML page (no script, no external style, font or
-image; every value escaped), for a change-advisory board's records."""
+the Dagster UI; a long command line cut at :data:`COMMAND_CHARS`) and as one self-contained
+HTML page (no script, no external style, font or image; every value escaped, every command
+line whole), for a change-advisory board's records."""
 
 from __future__ import annotations
 
@@ -26,11 +27,22 @@ def _md_cell(value: str) -> str:
     return " ".join(value.replace("\\", "\\\\").replace("|", "\\|").split()) or " "
 
 
+COMMAND_CHARS = 240
+"""Characters of a command line the Markdown shows (the UI's view); the HTML page has each
+line whole."""
+
+
+def _cut(value: str) -> str:
+    return value if len(value) <= COMMAND_CHARS else value[:COMMAND_CHARS] + " …"
+
+
 def _md_table(table: Table) -> list[str]:
-    headers = [h for h in table.headers]
+    headers = list(table.headers)
     lines = ["| " + " | ".join(_md_cell(h) for h in headers) + " |"]
     lines.append("|" + "---|" * len(headers))
-    lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in table.rows]
+    for row in table.rows:
+        cells = [_cut(v) if h == "command" else v for h, v in zip(headers, row, strict=False)]
+        lines.append("| " + " | ".join(_md_cell(v) for v in cells) + " |")
     return lines
 
 

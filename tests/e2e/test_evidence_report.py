@@ -16,7 +16,6 @@ against one `small` sandbox shared by the module's tests, in file order:
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -28,7 +27,7 @@ import pytest
 
 from bm_upgrade.cli import main
 from bm_upgrade.defs.launch import run_upgrade
-from bm_upgrade.defs.report_asset import build_report_sensors, report_key
+from bm_upgrade.defs.report_asset import build_report_sensors, report_key, stored_report
 from bm_upgrade.defs.step_evidence import status_key
 from bm_upgrade.defs.version_matrix import build_matrix_checks, matrix_asset, matrix_key
 from bm_upgrade.procedure.evidence import SECTIONS
@@ -76,19 +75,28 @@ def run_changes(instance: dg.DagsterInstance, cluster: str, run_id: str) -> list
 
 
 class Page(HTMLParser):
+    """An HTML report's headings, tags, and the command lines of its tables (whole)."""
+
     def __init__(self) -> None:
         super().__init__()
         self.headings: list[str] = []
         self.tags: set[str] = set()
+        self.commands: list[str] = []
         self._tag = ""
+        self._command = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.add(tag)
         self._tag = tag
+        self._command = ("class", "cmd") in attrs
+        if self._command:
+            self.commands.append("")
 
     def handle_data(self, data: str) -> None:
         if self._tag in {"h1", "h2", "h3"} and data.strip():
             self.headings.append(data)
+        if self._command:
+            self.commands[-1] += data
 
 
 def test_a_successful_upgrade_materializes_its_evidence_report(sandbox: E2ESandbox) -> None:
@@ -100,9 +108,12 @@ def test_a_successful_upgrade_materializes_its_evidence_report(sandbox: E2ESandb
     assert outcome.success, outcome.failure
     with dg.DagsterInstance.get() as instance:
         report = report_of(instance, cluster, outcome.run_id)
+        stored = stored_report(instance, cluster, outcome.run_id)
         changes = run_changes(instance, cluster, outcome.run_id)
         verdicts = {name: latest_check(instance, matrix_key(cluster), name) for name in CHECKS}
-    markdown, page = report["report"], report["html"]
+    assert stored is not None
+    markdown, page = report["report"], stored["html"]
+    assert stored["markdown"] == markdown and len(page.encode()) == report["html_bytes"]
     assert markdown.startswith(f"# Upgrade of cluster {cluster} to 4.2.1: succeeded\n")
     for title in SECTIONS:
         assert f"\n## {title}\n" in markdown, title
@@ -124,10 +135,9 @@ def test_a_successful_upgrade_materializes_its_evidence_report(sandbox: E2ESandb
     section = markdown.split("## Commands per host\n", 1)[1]
     for host in hosts:
         assert f"\n### {host}\n" in section
-    named = [line for line in section.splitlines() if "stop-tc-server.sh" in line]
+    named = [command for command in parsed.commands if "stop-tc-server.sh" in command]
     assert len(named) == 2  # the mirror's stop, the active's
-    for line in named:
-        command = re.sub(r"\\(.)", r"\1", line.split(" | ")[1])  # a cell's escapes undone
+    for command in named:
         # The host saw it under coreutils timeout (remote/quoting.timed), quoted once more.
         assert any(said.endswith(f" sh -c {quote(command)}") for _, said in ran), command
     # The run's own history of the cluster: b leaves PASSIVE-STANDBY and returns, a is
@@ -181,6 +191,7 @@ def test_a_failed_run_gets_its_report_from_the_failure_sensor(
         for event in tick.asset_events:  # stored as the daemon stores a sensor's events
             instance.report_runless_asset_event(event)
         report = report_of(instance, cluster, failed.run_id)
+        stored = stored_report(instance, cluster, failed.run_id)
         changes = run_changes(instance, cluster, failed.run_id)
         verdicts = {name: latest_check(instance, matrix_key(cluster), name) for name in CHECKS}
     markdown = report["report"]
@@ -190,7 +201,7 @@ def test_a_failed_run_gets_its_report_from_the_failure_sensor(
     capsys.readouterr()
     assert main(["report", failed.run_id, "--html", str(page)]) == 0
     assert capsys.readouterr().out == markdown
-    assert page.read_text(encoding="utf-8") == report["html"]
+    assert stored is not None and page.read_text(encoding="utf-8") == stored["html"]
     assert markdown.startswith(f"# Upgrade of cluster {cluster} to 4.2.0: failed\n")
     for title in SECTIONS:
         assert f"\n## {title}\n" in markdown, title
@@ -199,10 +210,10 @@ def test_a_failed_run_gets_its_report_from_the_failure_sensor(
     assert "| upgrade_mirrors_east_stripe1 | FAILURE |" in markdown
     # The failed step's commands came with its failure: the mirror's stop is there.
     section = markdown.split("## Commands per host\n", 1)[1]
-    assert any(
-        "upgrade_mirrors_east_stripe1" in line and "stop-tc-server.sh" in line and a in line
-        for line in section.splitlines()
-    )
+    assert "\n| upgrade_mirrors_east_stripe1 | " in section
+    parsed = Page()
+    parsed.feed(stored["html"])
+    assert any("stop-tc-server.sh" in c and f" -n {a}" in c for c in parsed.commands)
     # The mirror left PASSIVE-STANDBY and did not return.
     assert f"{a}: {STANDBY} 4.2.1 -> stopped 4.2.1" in changes, changes
     last = changes[-1]

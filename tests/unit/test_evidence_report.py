@@ -6,6 +6,7 @@ failed run's reason first, and the checks on a healthy, a mixed and a standby-le
 
 from __future__ import annotations
 
+import html
 import re
 from html.parser import HTMLParser
 
@@ -21,7 +22,7 @@ from bm_upgrade.procedure.evidence import (
     StepTime,
 )
 from bm_upgrade.procedure.observe import ClusterView
-from bm_upgrade.procedure.report_render import to_html, to_markdown
+from bm_upgrade.procedure.report_render import COMMAND_CHARS, to_html, to_markdown
 from bm_upgrade.procedure.seen import Seen
 from bm_upgrade.procedure.version_matrix import checks, matrix
 from tests.unit.inventories import minimal
@@ -234,3 +235,11 @@ def test_the_checks_pass_on_one_version_and_fail_on_a_mix_or_without_standby() -
     )
     assert not standby.passed and not standby.warn_only
     assert standby.summary.startswith("without a PASSIVE-STANDBY mirror: east/stripe1 (")
+
+
+def test_a_long_command_is_cut_in_the_markdown_and_whole_in_the_html() -> None:
+    long = "printf '%s' " + "x" * 600
+    evidence = report(commands=[HostCommand("10.0.0.1", "preflight", long, 1, 0, 1.0)])
+    md, page = to_markdown(evidence), to_html(evidence)
+    assert f"| preflight | {long[:COMMAND_CHARS]} … | 1 | 0 |" in md
+    assert long not in md and f'<td class="cmd">{html.escape(long)}</td>' in page
