@@ -8,8 +8,9 @@ against one `small` sandbox shared by the module's tests, in file order:
    the takeover, each with the run id; the version matrix's checks pass, as evaluated by the
    report and when executed;
 2. a failed rollback (the mirror never syncs): the run-failure sensor, evaluated as the
-   daemon does, materializes its report (the failed step's sentence and commands, the state
-   changes the run saw) and judges the mixed cluster's version matrix: both checks fail;
+   daemon does, materializes its report (the failed step's sentence and commands, the
+   approval on its tags, the state changes the run saw) and judges the mixed cluster's
+   version matrix: both checks fail;
    `bm-upgrade report RUN_ID --html FILE` gives the same Markdown and writes the page.
 """
 
@@ -40,6 +41,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("dagste
 
 ACTIVE, STANDBY = "ACTIVE-COORDINATOR", "PASSIVE-STANDBY"
 CHECKS = ("one_version", "standby_per_stripe")
+APPROVED = {
+    "bm_upgrade/approval": "approved",
+    "bm_upgrade/approval_by": "ops-lead",
+    "bm_upgrade/approval_at": "2026-01-05T10:00:00Z",
+    "bm_upgrade/approval_note": "canary stripe fine",
+}
 
 
 @pytest.fixture(scope="module")
@@ -182,6 +189,8 @@ def test_a_failed_run_gets_its_report_from_the_failure_sensor(
                 sandbox.inventory_path, target="4.2.0", overrides={"timeouts": {"sync_s": 3.0}}
             )
             assert not failed.success
+            # The decision a canary gate records on its run (defs/approval.py), as it does.
+            instance.add_run_tags(failed.run_id, APPROVED)
             # While the mirror still cannot sync (cleared, it would, and the look after too).
             tick = on_failure.evaluate_tick(
                 dg.build_sensor_context(instance=instance, cursor=first.cursor)
@@ -208,6 +217,7 @@ def test_a_failed_run_gets_its_report_from_the_failure_sensor(
     outcome = markdown.split("## Outcome\n", 1)[1].split("\n## ", 1)[0]
     assert "- step upgrade_mirrors_east_stripe1 failed: " in outcome and a in outcome, outcome
     assert "| upgrade_mirrors_east_stripe1 | FAILURE |" in markdown
+    assert "| approved | ops-lead | 2026-01-05T10:00:00Z | canary stripe fine |" in markdown
     # The failed step's commands came with its failure: the mirror's stop is there.
     section = markdown.split("## Commands per host\n", 1)[1]
     assert "\n| upgrade_mirrors_east_stripe1 | " in section
