@@ -186,6 +186,22 @@ def test_run_history_is_in_postgresql(shape: Shape) -> None:
     assert [p.name for p in shape.home.rglob("*.db")] == []
     bodies = shape.postgres.query(DATABASE, "SELECT run_body FROM runs")
     assert all(shape.postgres.password not in body for (body,) in bodies)
+    # Each run's evidence report is in the same database: the two successful runs' from their
+    # report step, the failed one's from the daemon's run-failure sensor.
+    runs = [r for (r,) in shape.postgres.query(DATABASE, "SELECT run_id FROM runs ORDER BY id")]
+
+    def reports() -> list[str]:
+        rows = shape.postgres.query(
+            DATABASE,
+            "SELECT event FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION' "
+            "AND asset_key LIKE %s",
+            '%"upgrade_report"%',
+        )
+        return [body for (body,) in rows]
+
+    processes.wait_until(lambda: len(reports()) == 3, 60, "a report of each of the 3 runs")
+    failed = runs[1]
+    assert any(failed in body and "run-failure sensor" in body for body in reports())
 
 
 def test_sigterm_to_serve_stops_everything_it_started(shape: Shape) -> None:
