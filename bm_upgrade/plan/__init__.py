@@ -139,7 +139,26 @@ def make_plan(
         )
 
     b.next_stage()
-    for region, stripe in inventory.stripes():
+    stripes = list(inventory.stripes())
+    canary = next(((r, st) for r, st in stripes if f"{r.name}/{st.name}" == options.canary), None)
+    if canary is not None:
+        # The canary stripe alone, then the run's approval gate; the others after it.
+        stripes.remove(canary)
+        StripePlanner(b, *canary, observed, options).plan()
+        b.next_stage()
+        b.add(
+            "servers",
+            cluster,
+            "approve-canary",
+            f"an operator approves the canary {options.canary} (`bm-upgrade approve RUN_ID`, "
+            f"or the approve_{cluster} job in the UI) within "
+            f"{options.timeouts.approval_s:g} s; a rejection or the timeout ends the run "
+            "with the canary alone upgraded",
+            lane="approval",
+            kind="check",
+        )
+        b.next_stage()
+    for region, stripe in stripes:
         StripePlanner(b, region, stripe, observed, options).plan()
 
     b.next_stage()

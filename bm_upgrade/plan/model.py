@@ -28,6 +28,7 @@ Action = Literal[
     "fetch",
     "stage",
     "verify-servers",
+    "approve-canary",
     "confirm-wan",
     "report",
     # one node

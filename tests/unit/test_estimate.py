@@ -14,7 +14,7 @@ import pytest
 
 from bm_upgrade.cli import main
 from bm_upgrade.inventory import Inventory, Timeouts, Window, parse_inventory
-from bm_upgrade.plan import NodeState, PlanOptions, make_plan
+from bm_upgrade.plan import NodeState, PlanOptions, make_plan, render_plan
 from bm_upgrade.plan.estimate import (
     NO_HISTORY,
     PastRun,
@@ -255,3 +255,18 @@ def test_the_canary_runs_alone_before_the_others_side_by_side() -> None:
     assert (
         estimate(work_of(make_plan(inv, options=options), inv), history).phases["servers"] == 31.0
     )
+
+
+def test_the_plan_shows_the_canary_first_then_its_approval_gate() -> None:
+    inv = inventory(parallel_stripes=4, canary="west/stripe2")
+    plan = make_plan(inv)
+    servers = [s for s in plan.steps if s.phase == "servers"]
+    gate = next(i for i, s in enumerate(servers) if s.action == "approve-canary")
+    assert gate > 0 and servers[gate].kind == "check"
+    assert {(s.region, s.stripe) for s in servers[:gate]} == {("west", "stripe2")}
+    assert ("west", "stripe2") not in {(s.region, s.stripe) for s in servers[gate + 1 :]}
+    text = render_plan(plan)
+    assert "approve-canary" in text and "bm-upgrade approve RUN_ID" in text
+    # Without a canary, no gate.
+    options = replace(PlanOptions.from_inventory(inv), canary=None)
+    assert "approve-canary" not in {s.action for s in make_plan(inv, options=options).steps}
