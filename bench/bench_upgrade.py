@@ -35,7 +35,8 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,24 @@ def one_command_ms(inventory_path: Path) -> float:
     return sorted(samples)[len(samples) // 2] * 1000
 
 
+@contextmanager
+def bench_home(base: Path) -> Iterator[None]:
+    """DAGSTER_HOME and the kit cache in ``base`` inside the block; as before after it, so the
+    next bench of the same process (make bench) writes nothing into ``base``."""
+    before = {name: os.environ.get(name) for name in ("DAGSTER_HOME", CACHE_DIR_ENV)}
+    os.environ["DAGSTER_HOME"] = str(base / "dagster")
+    os.environ[CACHE_DIR_ENV] = str(base / "kits")
+    ensure_instance_yaml(base / "dagster")
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def upgrade_run(
     topology_path: Path,
     *,
@@ -194,72 +213,84 @@ def upgrade_run(
     stripes side by side, print its detail and return its figures: wall, bound, overhead,
     each step (time, its share of the bound, where its time went), lost writes, the
     clients' stalls per failover; then (``runs`` > 1) the prediction error over more runs."""
-    topology = yaml.safe_load(topology_path.read_text())
     base = Path(tempfile.mkdtemp(prefix="bm-upgrade-bench-"))
     base.chmod(0o711)
-    os.environ["DAGSTER_HOME"] = str(base / "dagster")
-    os.environ[CACHE_DIR_ENV] = str(base / "kits")
-    ensure_instance_yaml(base / "dagster")
     directory = base / "sb"
-    figures: dict[str, Any] = {"parallel_stripes": parallel, "failback": failback}
     try:
-        started = time.monotonic()
-        inventory_path = cluster.up(topology_path, directory, timeout_s=240)
-        figures["sandbox_up_s"] = round(time.monotonic() - started, 2)
-        data = yaml.safe_load(inventory_path.read_text())
-        data["policy"].update(parallel_stripes=parallel, failback=failback)
-        inventory_path.write_text(yaml.safe_dump(data, sort_keys=False))
-        command_ms = one_command_ms(inventory_path)
-        inst = instance()
-        inst.get_runs(limit=1)  # the instance's storage exists before the clock starts
-        first = predict(inst, load_inventory(inventory_path), options(inventory_path, "4.2.1"))
-        epoch_start = time.time()
-        started = time.monotonic()
-        outcome = run_upgrade(inventory_path)
-        wall = time.monotonic() - started
-        epoch_end = time.time()
-        if not outcome.success:
-            print(f"{label}: run failed: {outcome.failure}")
-            figures["failed"] = outcome.failure
-            return figures
-        bound = lower_bound(topology, parallel, failback)
-        verified = cluster.verify(directory)
-        lost = verified["lost"]
-        wrapper = "compiled" if (directory / "ssh" / "cmdwrap").exists() else "python"
-        print(
-            f"{label}: wall {wall:.1f} s, lower bound {bound:.1f} s, overhead "
-            f"{wall - bound:.1f} s, ratio {wall / bound:.2f}x; acknowledged writes "
-            f"{verified['acked']}, lost {lost} (sandbox command wrapper: {wrapper})"
-        )
-        steps = breakdown.step_costs(inst, outcome.run_id)
-        for step in steps:
-            step["bound_s"] = share_of(step["step"], topology, failback)
-        breakdown.print_steps(steps, command_ms)
-        summary = breakdown.summary(steps, wall, bound, command_ms)
-        breakdown.print_summary(summary)
-        election_s = float(topology["timing"]["election_s"])
-        stall = stalls.stalls(directory, epoch_start, epoch_end, election_s)
-        stalls.print_stalls(stall)
-        figures.update(
-            wall_s=round(wall, 2),
-            bound_s=round(bound, 2),
-            overhead_s=round(wall - bound, 2),
-            ratio=round(wall / bound, 3),
-            acked=verified["acked"],
-            lost=lost,
-            one_command_ms=round(command_ms, 1),
-            steps=steps,
-            where_time_goes=summary,
-            stalls=stall,
-        )
-        if runs > 1:
-            figures["prediction"] = prediction_error(
-                inventory_path, inst, [(first, outcome.run_id)], runs
+        with bench_home(base):
+            return measured_run(
+                topology_path,
+                directory,
+                parallel=parallel,
+                failback=failback,
+                runs=runs,
+                label=label,
             )
-        return figures
     finally:
         cluster.down(directory)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def measured_run(
+    topology_path: Path, directory: Path, *, parallel: int, failback: bool, runs: int, label: str
+) -> dict[str, Any]:
+    """The body of :func:`upgrade_run`, its sandbox in ``directory``."""
+    topology = yaml.safe_load(topology_path.read_text())
+    figures: dict[str, Any] = {"parallel_stripes": parallel, "failback": failback}
+    started = time.monotonic()
+    inventory_path = cluster.up(topology_path, directory, timeout_s=240)
+    figures["sandbox_up_s"] = round(time.monotonic() - started, 2)
+    data = yaml.safe_load(inventory_path.read_text())
+    data["policy"].update(parallel_stripes=parallel, failback=failback)
+    inventory_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    command_ms = one_command_ms(inventory_path)
+    inst = instance()
+    inst.get_runs(limit=1)  # the instance's storage exists before the clock starts
+    first = predict(inst, load_inventory(inventory_path), options(inventory_path, "4.2.1"))
+    epoch_start = time.time()
+    started = time.monotonic()
+    outcome = run_upgrade(inventory_path)
+    wall = time.monotonic() - started
+    epoch_end = time.time()
+    if not outcome.success:
+        print(f"{label}: run failed: {outcome.failure}")
+        figures["failed"] = outcome.failure
+        return figures
+    bound = lower_bound(topology, parallel, failback)
+    verified = cluster.verify(directory)
+    lost = verified["lost"]
+    wrapper = "compiled" if (directory / "ssh" / "cmdwrap").exists() else "python"
+    print(
+        f"{label}: wall {wall:.1f} s, lower bound {bound:.1f} s, overhead "
+        f"{wall - bound:.1f} s, ratio {wall / bound:.2f}x; acknowledged writes "
+        f"{verified['acked']}, lost {lost} (sandbox command wrapper: {wrapper})"
+    )
+    steps = breakdown.step_costs(inst, outcome.run_id)
+    for step in steps:
+        step["bound_s"] = share_of(step["step"], topology, failback)
+    breakdown.print_steps(steps, command_ms)
+    summary = breakdown.summary(steps, wall, bound, command_ms)
+    breakdown.print_summary(summary)
+    election_s = float(topology["timing"]["election_s"])
+    stall = stalls.stalls(directory, epoch_start, epoch_end, election_s)
+    stalls.print_stalls(stall)
+    figures.update(
+        wall_s=round(wall, 2),
+        bound_s=round(bound, 2),
+        overhead_s=round(wall - bound, 2),
+        ratio=round(wall / bound, 3),
+        acked=verified["acked"],
+        lost=lost,
+        one_command_ms=round(command_ms, 1),
+        steps=steps,
+        where_time_goes=summary,
+        stalls=stall,
+    )
+    if runs > 1:
+        figures["prediction"] = prediction_error(
+            inventory_path, inst, [(first, outcome.run_id)], runs
+        )
+    return figures
 
 
 def measure(
