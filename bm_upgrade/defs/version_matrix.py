@@ -12,6 +12,7 @@ reads the inventory file and probes every server and orchestrator, like the sens
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 
@@ -92,21 +93,23 @@ def matrix_events(
         metadata["run"] = dg.MetadataValue.dagster_run(run_id)
     events: list[MatrixEvent] = [dg.AssetObservation(asset_key=key, metadata=metadata)]
     for verdict in verdicts:
-        events.append(
-            dg.AssetCheckEvaluation(
-                asset_key=key,
-                check_name=verdict.name,
-                passed=verdict.passed,
-                severity=_severity(verdict),
-                description=verdict.summary,
-                metadata={
-                    "summary": verdict.summary,
-                    "details": dg.MetadataValue.json(verdict.details),
-                    "source": source,
-                },
-            )
-        )
+        events.append(dg.AssetCheckEvaluation(asset_key=key, **_verdict_fields(verdict, source)))
     return events
+
+
+def _verdict_fields(verdict: MatrixCheck, source: str) -> dict[str, Any]:
+    """What a check's evaluation says, whoever reports it (a look's events, the UI's run)."""
+    return {
+        "check_name": verdict.name,
+        "passed": verdict.passed,
+        "severity": _severity(verdict),
+        "description": verdict.summary,
+        "metadata": {
+            "summary": verdict.summary,
+            "details": dg.MetadataValue.json(verdict.details),
+            "source": source,
+        },
+    }
 
 
 def build_matrix_checks(inventory: Inventory, inventory_path: str) -> dg.AssetChecksDefinition:
@@ -128,16 +131,7 @@ def build_matrix_checks(inventory: Inventory, inventory_path: str) -> dg.AssetCh
             raise dg.Failure(description=f"no look at {cluster}: {exc}") from exc
         for verdict in checks(view):
             yield dg.AssetCheckResult(
-                asset_key=matrix_key(cluster),
-                check_name=verdict.name,
-                passed=verdict.passed,
-                severity=_severity(verdict),
-                description=verdict.summary,
-                metadata={
-                    "summary": verdict.summary,
-                    "details": dg.MetadataValue.json(verdict.details),
-                    "source": "executed from Dagster",
-                },
+                asset_key=matrix_key(cluster), **_verdict_fields(verdict, "executed from Dagster")
             )
 
     return _checks
