@@ -147,7 +147,7 @@ def make_plan(
         StripePlanner(b, *canary, observed, options).plan()
         b.next_stage()
         b.add(
-            "servers",
+            "approval",
             cluster,
             "approve-canary",
             f"an operator approves the canary {options.canary} (`bm-upgrade approve RUN_ID`, "

@@ -8,7 +8,9 @@ from typing import Any, Literal
 
 from bm_upgrade.inventory import Inventory, Timeouts
 
-Phase = Literal["preflight", "kit", "servers", "verify", "clients", "orchestrators", "report"]
+Phase = Literal[
+    "preflight", "kit", "servers", "approval", "verify", "clients", "orchestrators", "report"
+]
 PHASES: tuple[Phase, ...] = (
     "preflight",
     "kit",
