@@ -125,7 +125,9 @@ def launch(work: Callable[[Callable[[str], None]], RunOutcome]) -> Running:
 
 
 def upgrade(path: Path, target: str) -> Running:
-    return launch(lambda ids: run_upgrade(path, target=target, on_run_id=ids))
+    # No Dagster console lines: the operator's commands' output is read from the same
+    # captured stderr while the run goes on in its thread.
+    return launch(lambda ids: run_upgrade(path, target=target, on_run_id=ids, verbose=False))
 
 
 def command(capsys: pytest.CaptureFixture[str], *args: str, code: int = 0) -> str:
@@ -286,7 +288,7 @@ def test_an_approval_timeout_ends_safely_then_approve_and_rerun_completes(
     )
     said = command(capsys, "approve", run_id, "--by", "carol")
     assert "recorded for its re-execution" in said and f"bm-upgrade rerun {run_id}" in said
-    again = launch(lambda ids: rerun(run_id, on_run_id=ids))
+    again = launch(lambda ids: rerun(run_id, on_run_id=ids, verbose=False))
     outcome = again.result()
     assert outcome.success, outcome.failure
     instance = dg.DagsterInstance.get()
@@ -326,7 +328,7 @@ def test_a_pause_lets_the_stripe_in_progress_finish_then_rerun_resumes(
     for key in untouched:
         assert {now[s] for s in stripes[key]} == {"4.2.0"}, key
     assert_fault_row(sandbox, target="4.2.1", since=since, failure=failure, names=["dave"])
-    outcome = launch(lambda ids: rerun(run_id, on_run_id=ids)).result()
+    outcome = launch(lambda ids: rerun(run_id, on_run_id=ids, verbose=False)).result()
     assert outcome.success, outcome.failure  # the re-execution does not inherit the pause
     assert set(versions(sandbox).values()) == {"4.2.1"}
     assert_fault_row(sandbox, target="4.2.1", since=since)
