@@ -32,20 +32,11 @@ from bm_upgrade.inventory import Inventory, parse_inventory
 from bm_upgrade.plan import PlanOptions, make_plan
 from bm_upgrade.plan.estimate import NO_HISTORY
 from bm_upgrade.procedure.records import StepRecord
-from tests.unit.inventories import minimal
+from tests.unit.inventories import UNANSWERED_STEPS, minimal
 
 JOB = "upgrade_test"
 MIRROR, ACTIVE = "tsa-a2", "tsa-a1"
-KEYS = [
-    "preflight",
-    "download",
-    "stage_kit",
-    "upgrade_mirrors_east_stripe1",
-    "failover_east_stripe1",
-    "verify_servers",
-    "restart_clients_1",
-    "report",
-]
+KEYS = UNANSWERED_STEPS
 RECORDS = {
     "upgrade_mirrors_east_stripe1": [
         (MIRROR, a) for a in ("stop", "install", "start", "confirm-standby")

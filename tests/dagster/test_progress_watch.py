@@ -19,19 +19,11 @@ from bm_upgrade.defs.launch import run_upgrade
 from bm_upgrade.defs.progress import RunWatch, stripes_of
 from bm_upgrade.inventory import load_inventory
 from bm_upgrade.progress_terminal import ProgressDisplay
-from tests.unit.inventories import unanswered
+from tests.unit.inventories import UNANSWERED_STEPS, unanswered
 
 pytestmark = pytest.mark.slow  # whole runs on an instance on disk: seconds each
 
-AFTER_PREFLIGHT = [
-    "download",
-    "stage_kit",
-    "upgrade_mirrors_east_stripe1",
-    "failover_east_stripe1",
-    "verify_servers",
-    "restart_clients_1",
-    "report",
-]
+AFTER_PREFLIGHT = UNANSWERED_STEPS[1:]
 
 
 @pytest.fixture(scope="module")

@@ -114,6 +114,19 @@ def two_regions_wan() -> dict[str, Any]:
 LICENSE_FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "license-4.2.key"
 
 
+UNANSWERED_STEPS = [
+    "preflight",
+    "download",
+    "stage_kit",
+    "upgrade_mirrors_east_stripe1",
+    "failover_east_stripe1",
+    "verify_servers",
+    "restart_clients_1",
+    "report",
+]
+"""The steps of the job of an :func:`unanswered` inventory, in order."""
+
+
 def unanswered(folder: Path, name: str) -> Path:
     """An inventory file in ``folder``, valid and with a readable license, whose two servers
     and client nobody answers for (SSH to a free loopback port: refused at once), so a run
